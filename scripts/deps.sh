@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Install the Debian packages pyexec needs to build, test and benchmark,
+# and only those that are missing. Runs as root on a fresh Debian 12; as
+# another user it only reports what is missing.
+set -euo pipefail
+
+packages=(
+  # build
+  gcc make pkg-config meson ninja-build
+  libseccomp-dev libjansson-dev
+  # tests
+  libcmocka-dev python3 python3-pytest python3-pil
+  # unprivileged test user (runuser, useradd)
+  util-linux passwd
+  # benchmarks
+  bubblewrap hyperfine
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "deps: missing Debian packages: ${missing[*]}" >&2
+  echo "deps: run 'make deps' as root (or: apt-get install ${missing[*]})" >&2
+  exit 1
+fi
+
+echo "deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,504 @@
+/* SPDX-License-Identifier: MIT */
+#include "cgroup.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+const char *cgroup_version_to_string(enum cgroup_version v) {
+        static const char *const names[_CGROUP_VERSION_MAX] = {
+                [CGROUP_NONE] = "none",
+                [CGROUP_V1] = "v1",
+                [CGROUP_V2] = "v2",
+        };
+        return v < _CGROUP_VERSION_MAX ? names[v] : "?";
+}
+
+/* One cgroup filesystem mount from /proc/self/mountinfo. */
+struct cg_mount {
+        char *root;   /* the mount's root within the hierarchy */
+        char *target; /* where it is mounted */
+        bool v2;
+        bool memory, pids, cpuacct;
+};
+
+static void cg_mount_done(struct cg_mount *m) {
+        free(m->root);
+        free(m->target);
+        *m = (struct cg_mount){ 0 };
+}
+
+/* Does the comma-separated list contain word? */
+static bool list_has(const char *list, const char *word) {
+        size_t wl = strlen(word);
+        for (const char *p = list; p && *p;) {
+                const char *e = strchr(p, ',');
+                size_t l = e ? (size_t)(e - p) : strlen(p);
+                if (l == wl && strncmp(p, word, wl) == 0)
+                        return true;
+                p = e ? e + 1 : NULL;
+        }
+        return false;
+}
+
+/* Does the space-separated list (cgroup.controllers) contain word? */
+static bool list_has_space(const char *list, const char *word) {
+        size_t wl = strlen(word);
+        for (const char *p = list; *p;) {
+                size_t l = strcspn(p, " \n");
+                if (l == wl && strncmp(p, word, wl) == 0)
+                        return true;
+                p += l;
+                p += strspn(p, " \n");
+        }
+        return false;
+}
+
+/* Find the first cgroup2 mount (want_v2) or the v1 mount carrying controller. */
+static int find_mount(bool want_v2, const char *controller, struct cg_mount *ret) {
+        _cleanup_(freep) char *line = NULL;
+        size_t cap = 0;
+        FILE *f = fopen("/proc/self/mountinfo", "re");
+        int r = -ENOENT;
+
+        if (!f)
+                return -errno;
+        while (getline(&line, &cap, f) > 0) {
+                char root[4096], target[4096], fstype[64], super[1024];
+                const char *sep = strstr(line, " - ");
+                if (!sep)
+                        continue;
+                if (sscanf(line, "%*s %*s %*s %4095s %4095s", root, target) != 2)
+                        continue;
+                if (sscanf(sep + 3, "%63s %*s %1023s", fstype, super) != 2)
+                        continue;
+                if (want_v2 ? strcmp(fstype, "cgroup2") != 0 : strcmp(fstype, "cgroup") != 0)
+                        continue;
+                if (!want_v2 && !list_has(super, controller))
+                        continue;
+                ret->root = strdup(root);
+                ret->target = strdup(target);
+                ret->v2 = want_v2;
+                if (!ret->root || !ret->target) {
+                        cg_mount_done(ret);
+                        r = -ENOMEM;
+                } else
+                        r = 0;
+                break;
+        }
+        fclose(f);
+        return r;
+}
+
+/* Our own cgroup path in the hierarchy carrying controller ("" for v2). */
+static int own_cgroup(const char *controller, char **ret) {
+        _cleanup_(freep) char *line = NULL;
+        size_t cap = 0;
+        FILE *f = fopen("/proc/self/cgroup", "re");
+        int r = -ENOENT;
+
+        if (!f)
+                return -errno;
+        while (getline(&line, &cap, f) > 0) {
+                char *c1 = strchr(line, ':'), *c2;
+                if (!c1 || !(c2 = strchr(c1 + 1, ':')))
+                        continue;
+                *c2 = 0;
+                c2[1 + strcspn(c2 + 1, "\n")] = 0;
+                if (controller[0] ? !list_has(c1 + 1, controller) : c1[1] != 0)
+                        continue;
+                *ret = strdup(c2 + 1);
+                r = *ret ? 0 : -ENOMEM;
+                break;
+        }
+        fclose(f);
+        return r;
+}
+
+/* mountpoint + our path relative to the mount's root. */
+static char *hierarchy_dir(const struct cg_mount *m, const char *own) {
+        size_t rl = strlen(m->root);
+        const char *rel = own;
+        if (strcmp(m->root, "/") != 0 && strncmp(own, m->root, rl) == 0 && (own[rl] == '/' || own[rl] == 0))
+                rel = own + rl;
+        while (*rel == '/')
+                rel++;
+        return *rel ? strdup_printf("%s/%s", m->target, rel) : strdup(m->target);
+}
+
+static int mkdir_p1(const char *path) {
+        if (mkdir(path, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+static bool file_exists(const char *dir, const char *name) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", dir, name);
+        return access(p, F_OK) == 0;
+}
+
+/* Make sure dir/cgroup.subtree_control has memory and pids enabled. */
+static int v2_enable_controllers(const char *dir) {
+        char p[4096];
+        int r;
+        snprintf(p, sizeof p, "%s/cgroup.subtree_control", dir);
+        r = write_control_file(p, "+memory +pids");
+        return r;
+}
+
+static void detect_v2(struct cgroup_host *h, const struct cg_mount *m) {
+        _cleanup_free_ char *controllers = NULL, *parent = NULL;
+        const char *env = getenv("PYEXEC_CGROUP");
+        char p[4096];
+        int r;
+
+        snprintf(p, sizeof p, "%s/cgroup.controllers", m->target);
+        if (read_small_file(p, &controllers) < 0 || !list_has_space(controllers, "memory") ||
+            !list_has_space(controllers, "pids")) {
+                snprintf(h->reason, sizeof h->reason, "the cgroup2 hierarchy at %s has no memory and pids controllers",
+                         m->target);
+                return;
+        }
+        if (env && *env) {
+                parent = env[0] == '/' && strncmp(env, m->target, strlen(m->target)) == 0 ? strdup(env)
+                                                                                         : strdup_printf("%s/%s", m->target, env);
+        } else {
+                /* The top of the hierarchy may hold processes and still
+                 * delegate controllers; nothing below it with processes can. */
+                r = v2_enable_controllers(m->target);
+                if (r < 0) {
+                        snprintf(h->reason, sizeof h->reason,
+                                 "cannot enable memory and pids in %s/cgroup.subtree_control: %s (set PYEXEC_CGROUP to a delegated cgroup)",
+                                 m->target, strerror(-r));
+                        return;
+                }
+                parent = strdup_printf("%s/pyexec", m->target);
+        }
+        if (!parent)
+                return;
+        r = mkdir_p1(parent);
+        if (r >= 0)
+                r = v2_enable_controllers(parent);
+        if (r < 0) {
+                snprintf(h->reason, sizeof h->reason, "cannot use %s as the parent cgroup: %s", parent, strerror(-r));
+                return;
+        }
+        h->version = CGROUP_V2;
+        h->memory_parent = strdup(parent);
+        h->pids_parent = strdup(parent);
+        h->cpu_parent = strdup(parent);
+}
+
+/* Create <hierarchy of controller>/<our cgroup>/pyexec; NULL when unusable. */
+static char *v1_parent(const char *controller, struct cgroup_host *h) {
+        struct cg_mount m = { 0 };
+        _cleanup_free_ char *own = NULL, *dir = NULL;
+        char *parent = NULL;
+        int r;
+
+        if (find_mount(false, controller, &m) < 0) {
+                snprintf(h->reason + strlen(h->reason), sizeof h->reason - strlen(h->reason),
+                         "%sno v1 %s hierarchy", h->reason[0] ? "; " : "", controller);
+                return NULL;
+        }
+        if (own_cgroup(controller, &own) < 0 || !(dir = hierarchy_dir(&m, own)))
+                goto out;
+        parent = strdup_printf("%s/pyexec", dir);
+        if (!parent)
+                goto out;
+        r = mkdir_p1(parent);
+        if (r < 0) {
+                snprintf(h->reason + strlen(h->reason), sizeof h->reason - strlen(h->reason),
+                         "%scannot create %s: %s", h->reason[0] ? "; " : "", parent, strerror(-r));
+                free(parent);
+                parent = NULL;
+        }
+out:
+        cg_mount_done(&m);
+        return parent;
+}
+
+void cgroup_host_detect(struct cgroup_host *h) {
+        struct cg_mount m = { 0 };
+
+        *h = (struct cgroup_host){ .version = CGROUP_NONE };
+        if (find_mount(true, NULL, &m) >= 0) {
+                detect_v2(h, &m);
+                cg_mount_done(&m);
+                if (h->version == CGROUP_V2)
+                        return;
+        }
+        h->memory_parent = v1_parent("memory", h);
+        h->pids_parent = v1_parent("pids", h);
+        h->cpu_parent = v1_parent("cpuacct", h);
+        if (h->memory_parent || h->pids_parent) {
+                h->version = CGROUP_V1;
+                h->memsw = h->memory_parent && file_exists(h->memory_parent, "memory.memsw.limit_in_bytes");
+        }
+}
+
+void cgroup_host_done(struct cgroup_host *h) {
+        free(h->memory_parent);
+        free(h->pids_parent);
+        free(h->cpu_parent);
+        *h = (struct cgroup_host){ 0 };
+}
+
+static int set_file(const char *dir, const char *name, const char *value) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", dir, name);
+        return write_control_file(p, value);
+}
+
+/* Read "key value" lines and return the value of key. */
+static int read_keyed(const char *dir, const char *file, const char *key, uint64_t *ret) {
+        char p[4096];
+        struct buf b;
+        size_t kl = strlen(key);
+        int r;
+
+        snprintf(p, sizeof p, "%s/%s", dir, file);
+        r = read_file(p, 65536, &b);
+        if (r < 0)
+                return r;
+        r = -ENOENT;
+        for (char *line = b.data; line && *line;) {
+                char *nl = strchr(line, '\n');
+                if (nl)
+                        *nl = 0;
+                if (strncmp(line, key, kl) == 0 && line[kl] == ' ') {
+                        r = parse_u64(line + kl + 1, 0, UINT64_MAX, ret);
+                        break;
+                }
+                line = nl ? nl + 1 : NULL;
+        }
+        buf_done(&b);
+        return r;
+}
+
+static int read_u64(const char *dir, const char *file, uint64_t *ret) {
+        char p[4096];
+        _cleanup_free_ char *s = NULL;
+        int r;
+        snprintf(p, sizeof p, "%s/%s", dir, file);
+        r = read_small_file(p, &s);
+        if (r < 0)
+                return r;
+        return parse_u64(s, 0, UINT64_MAX, ret);
+}
+
+/* SIGKILL every pid listed in dir/cgroup.procs until it is empty. */
+static int kill_procs(const char *dir) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/cgroup.procs", dir);
+        for (int round = 0; round < 100; round++) {
+                struct buf b;
+                bool any = false;
+                if (read_file(p, 1 << 20, &b) < 0)
+                        return -errno;
+                for (char *line = b.data; line && *line;) {
+                        char *nl = strchr(line, '\n');
+                        uint64_t pid;
+                        if (nl)
+                                *nl = 0;
+                        if (parse_u64(line, 1, INT32_MAX, &pid) == 0) {
+                                kill((pid_t)pid, SIGKILL);
+                                any = true;
+                        }
+                        line = nl ? nl + 1 : NULL;
+                }
+                buf_done(&b);
+                if (!any)
+                        return 0;
+                nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+        }
+        return -EBUSY;
+}
+
+/* rmdir, retrying briefly while the last tasks are still being torn down. */
+static void remove_dir(const char *dir) {
+        for (int i = 0; i < 200; i++) {
+                if (rmdir(dir) == 0 || errno == ENOENT)
+                        return;
+                if (errno != EBUSY)
+                        return;
+                kill_procs(dir);
+                nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+        }
+}
+
+/* mkdir parent/name; a stale directory of that name is emptied and reused. */
+static int make_run_dir(const char *parent, const char *name, char **ret) {
+        char *dir = strdup_printf("%s/%s", parent, name);
+        if (!dir)
+                return -ENOMEM;
+        if (mkdir(dir, 0755) < 0) {
+                if (errno != EEXIST) {
+                        int r = -errno;
+                        free(dir);
+                        return r;
+                }
+                kill_procs(dir);
+                remove_dir(dir);
+                if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+                        int r = -errno;
+                        free(dir);
+                        return r;
+                }
+        }
+        *ret = dir;
+        return 0;
+}
+
+int cgroup_run_create(const struct cgroup_host *h, const char *name, uint64_t memory_bytes, uint64_t pids_max,
+                      struct cgroup_run *ret) {
+        struct cgroup_run c = { .version = h->version };
+        char mem[32], pids[32];
+        int r = 0;
+
+        snprintf(mem, sizeof mem, "%llu", (unsigned long long)memory_bytes);
+        snprintf(pids, sizeof pids, "%llu", (unsigned long long)pids_max);
+
+        if (h->version == CGROUP_V2) {
+                r = make_run_dir(h->memory_parent, name, &c.memory);
+                if (r < 0)
+                        goto fail;
+                if ((r = set_file(c.memory, "memory.max", mem)) < 0)
+                        goto fail;
+                /* No swap: the limit must mean memory, and a swapping
+                 * program would only turn a memory verdict into a timeout. */
+                if (file_exists(c.memory, "memory.swap.max") && (r = set_file(c.memory, "memory.swap.max", "0")) < 0)
+                        goto fail;
+                /* An OOM kill takes the whole group, so no half-dead tree
+                 * keeps running. */
+                if (file_exists(c.memory, "memory.oom.group"))
+                        (void)set_file(c.memory, "memory.oom.group", "1");
+                if ((r = set_file(c.memory, "pids.max", pids)) < 0)
+                        goto fail;
+                *ret = c;
+                return 0;
+        }
+        if (h->version != CGROUP_V1)
+                return -EOPNOTSUPP;
+        if (h->memory_parent) {
+                if ((r = make_run_dir(h->memory_parent, name, &c.memory)) < 0)
+                        goto fail;
+                if ((r = set_file(c.memory, "memory.limit_in_bytes", mem)) < 0)
+                        goto fail;
+                /* memsw is memory+swap, so equal limits forbid swap. It must
+                 * be written after memory.limit_in_bytes (memsw >= limit). */
+                if (h->memsw && (r = set_file(c.memory, "memory.memsw.limit_in_bytes", mem)) < 0)
+                        goto fail;
+                (void)set_file(c.memory, "memory.swappiness", "0");
+        }
+        if (h->pids_parent) {
+                if ((r = make_run_dir(h->pids_parent, name, &c.pids)) < 0)
+                        goto fail;
+                if ((r = set_file(c.pids, "pids.max", pids)) < 0)
+                        goto fail;
+        }
+        if (h->cpu_parent && (r = make_run_dir(h->cpu_parent, name, &c.cpu)) < 0)
+                goto fail;
+        *ret = c;
+        return 0;
+fail:
+        cgroup_run_destroy(&c);
+        return r;
+}
+
+static int attach_one(const char *dir, pid_t pid) {
+        char v[32];
+        if (!dir)
+                return 0;
+        snprintf(v, sizeof v, "%d", (int)pid);
+        return set_file(dir, "cgroup.procs", v);
+}
+
+int cgroup_run_attach(const struct cgroup_run *c, pid_t pid) {
+        int r;
+        if ((r = attach_one(c->memory, pid)) < 0)
+                return r;
+        if (c->version == CGROUP_V2)
+                return 0;
+        if ((r = attach_one(c->pids, pid)) < 0)
+                return r;
+        return attach_one(c->cpu, pid);
+}
+
+int cgroup_run_cpu_ns(const struct cgroup_run *c, uint64_t *ret) {
+        uint64_t v;
+        if (c->version == CGROUP_V2) {
+                if (read_keyed(c->memory, "cpu.stat", "usage_usec", &v) < 0)
+                        return -ENODATA;
+                *ret = v * 1000;
+                return 0;
+        }
+        if (!c->cpu || read_u64(c->cpu, "cpuacct.usage", &v) < 0)
+                return -ENODATA;
+        *ret = v;
+        return 0;
+}
+
+int cgroup_run_stats(const struct cgroup_run *c, struct cgroup_stats *ret) {
+        struct cgroup_stats s = { 0 };
+        uint64_t v;
+
+        s.have_cpu = cgroup_run_cpu_ns(c, &s.cpu_ns) == 0;
+        if (c->version == CGROUP_V2 && c->memory) {
+                if (read_u64(c->memory, "memory.peak", &v) == 0) {
+                        s.have_peak = true;
+                        s.peak_bytes = v;
+                }
+                if (read_keyed(c->memory, "memory.events", "oom_kill", &v) == 0)
+                        s.oom_kills = v;
+                if (read_keyed(c->memory, "memory.events", "max", &v) == 0)
+                        s.memory_limit_hit = v > 0;
+        } else if (c->version == CGROUP_V1 && c->memory) {
+                if (read_u64(c->memory, "memory.max_usage_in_bytes", &v) == 0) {
+                        s.have_peak = true;
+                        s.peak_bytes = v;
+                }
+                if (read_keyed(c->memory, "memory.oom_control", "oom_kill", &v) == 0)
+                        s.oom_kills = v;
+                if (read_u64(c->memory, "memory.failcnt", &v) == 0)
+                        s.memory_limit_hit = v > 0;
+        }
+        *ret = s;
+        return 0;
+}
+
+int cgroup_run_kill(const struct cgroup_run *c) {
+        if (c->version == CGROUP_V2 && c->memory) {
+                if (set_file(c->memory, "cgroup.kill", "1") == 0)
+                        return 0;
+                return kill_procs(c->memory);
+        }
+        if (c->memory)
+                kill_procs(c->memory);
+        if (c->pids)
+                kill_procs(c->pids);
+        if (c->cpu)
+                kill_procs(c->cpu);
+        return 0;
+}
+
+void cgroup_run_destroy(struct cgroup_run *c) {
+        char *dirs[] = { c->memory, c->pids, c->cpu };
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+                if (!dirs[i])
+                        continue;
+                remove_dir(dirs[i]);
+                free(dirs[i]);
+        }
+        *c = (struct cgroup_run){ 0 };
+}

@@ -1,0 +1,358 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The pyexec command: parse arguments, call the library, map the outcome to
+ * an exit code. Nothing else lives here.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "pyexec.h"
+#include "result.h"
+
+/* Exit codes of `pyexec run` when the sandbox, not the program, decided. */
+enum {
+        EXIT_USAGE = 2,
+        EXIT_POLICY = 121,
+        EXIT_MEMORY = 122,
+        EXIT_OUTPUT = 123,
+        EXIT_TIMEOUT = 124,
+        EXIT_INTERNAL = 125,
+};
+
+#define DEFAULT_PYTHON "/usr/bin/python3"
+#define MAX_ARGS 256
+#define MAX_FILES 64
+
+static const char usage_run[] =
+        "usage: pyexec run [--json] [--timeout MS] [--cpu-time MS] [--memory MB] [--max-output BYTES]\n"
+        "                  [--pids N] [--disk MB] [--file-size MB] [--open-files N] [--python PATH]\n"
+        "                  [--stdin FILE] [--arg ARG]... [--file NAME=PATH]... [--test FILE [--module NAME]]\n"
+        "                  FILE|-\n";
+
+static const char usage_main[] =
+        "usage: pyexec run [OPTIONS] FILE|-   run a Python program in a sandbox (pyexec run --help)\n"
+        "       pyexec check [--json]         report what this machine can enforce\n"
+        "       pyexec --version\n";
+
+_Noreturn _printf_(1, 2) static void usage_error(const char *fmt, ...) {
+        va_list ap;
+        fputs("pyexec run: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputs("\n", stderr);
+        fputs(usage_run, stderr);
+        exit(EXIT_USAGE);
+}
+
+static const char *python_path(const char *opt) {
+        const char *p = opt ? opt : getenv("PYEXEC_PYTHON");
+        return p && *p ? p : DEFAULT_PYTHON;
+}
+
+/* The sandbox sees the host's /usr only: the interpreter must live there. */
+static void validate_python(const char *p) {
+        char real[PATH_MAX];
+        if (p[0] != '/')
+                usage_error("--python must be an absolute path, got '%s'", p);
+        if (!realpath(p, real) || access(real, X_OK) < 0)
+                usage_error("--python '%s' is not an executable file: %s", p, strerror(errno));
+        if (strncmp(real, "/usr/", 5) != 0)
+                usage_error("--python '%s' resolves to '%s', outside /usr, the only host tree the sandbox sees", p, real);
+}
+
+static void read_input(const char *what, const char *path, size_t max, struct buf *ret) {
+        int r = strcmp(path, "-") == 0 ? read_file("/dev/stdin", max, ret) : read_file(path, max, ret);
+        if (r == -EFBIG)
+                usage_error("%s '%s' is larger than %zu bytes", what, path, max);
+        if (r < 0)
+                usage_error("cannot read %s '%s': %s", what, path, strerror(-r));
+}
+
+static bool is_identifier(const char *s) {
+        if (!s[0] || strlen(s) > 64 || (s[0] >= '0' && s[0] <= '9'))
+                return false;
+        for (const char *p = s; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_'))
+                        return false;
+        return true;
+}
+
+enum {
+        OPT_JSON = 0x100,
+        OPT_STDIN,
+        OPT_ARG,
+        OPT_FILE,
+        OPT_TEST,
+        OPT_MODULE,
+        OPT_PYTHON,
+        OPT_HELP,
+        OPT_LIMIT, /* + index into pyexec_limit_table */
+};
+
+static int exit_code_for(const struct pyexec_result *res) {
+        switch (res->status) {
+        case PYEXEC_OK:
+        case PYEXEC_RUNTIME_ERROR:
+        case PYEXEC_SYNTAX_ERROR:
+                if (res->signal)
+                        return 128 + res->signal;
+                return res->exit_code >= 0 ? res->exit_code : 1;
+        case PYEXEC_TIMEOUT:
+                return EXIT_TIMEOUT;
+        case PYEXEC_MEMORY_LIMIT:
+                return EXIT_MEMORY;
+        case PYEXEC_OUTPUT_LIMIT:
+                return EXIT_OUTPUT;
+        case PYEXEC_POLICY_VIOLATION:
+                return EXIT_POLICY;
+        default:
+                return EXIT_INTERNAL;
+        }
+}
+
+static int cmd_run(int argc, char **argv) {
+        struct option opts[32];
+        size_t no = 0;
+        struct pyexec_spec spec = { .echo_stdout = -1, .echo_stderr = -1 };
+        struct pyexec_file files[MAX_FILES + 2];
+        struct buf file_data[MAX_FILES + 2], code, stdin_buf, test;
+        const char *args[MAX_ARGS];
+        const char *stdin_path = NULL, *test_path = NULL, *module = NULL, *python_opt = NULL;
+        bool json = false, cpu_given = false;
+        size_t n_files = 0, n_args = 0;
+        struct pyexec_sandbox *sb = NULL;
+        struct pyexec_result res;
+        char id[RESULT_ID_LEN + 1], err[512];
+        int c, r, rc;
+
+        pyexec_limits_default(&spec.limits);
+        opts[no++] = (struct option){ "json", no_argument, NULL, OPT_JSON };
+        opts[no++] = (struct option){ "stdin", required_argument, NULL, OPT_STDIN };
+        opts[no++] = (struct option){ "arg", required_argument, NULL, OPT_ARG };
+        opts[no++] = (struct option){ "file", required_argument, NULL, OPT_FILE };
+        opts[no++] = (struct option){ "test", required_argument, NULL, OPT_TEST };
+        opts[no++] = (struct option){ "module", required_argument, NULL, OPT_MODULE };
+        opts[no++] = (struct option){ "python", required_argument, NULL, OPT_PYTHON };
+        opts[no++] = (struct option){ "help", no_argument, NULL, OPT_HELP };
+        for (size_t i = 0; i < pyexec_limit_count; i++)
+                opts[no++] = (struct option){ pyexec_limit_table[i].option, required_argument, NULL, OPT_LIMIT + (int)i };
+        opts[no] = (struct option){ 0 };
+
+        /* Sizes of what is read from the host are bounded by the work
+         * directory they must fit in. */
+        opterr = 0;
+        optind = 1;
+        while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+                switch (c) {
+                case OPT_JSON:
+                        json = true;
+                        break;
+                case OPT_STDIN:
+                        stdin_path = optarg;
+                        break;
+                case OPT_ARG:
+                        if (n_args >= MAX_ARGS)
+                                usage_error("at most %d --arg options", MAX_ARGS);
+                        args[n_args++] = optarg;
+                        break;
+                case OPT_FILE: {
+                        char *eq = strchr(optarg, '=');
+                        if (n_files >= MAX_FILES)
+                                usage_error("at most %d --file options", MAX_FILES);
+                        if (!eq || eq == optarg || !eq[1])
+                                usage_error("--file takes NAME=PATH, got '%s'", optarg);
+                        *eq = 0;
+                        if (!filename_is_plain(optarg, strlen(optarg)))
+                                usage_error("--file name '%s' must be a plain file name (no '/', not '.' or '..', "
+                                            "no control characters, at most 255 bytes)",
+                                            optarg);
+                        files[n_files].name = optarg;
+                        files[n_files].data = eq + 1; /* the path, for now */
+                        n_files++;
+                        break;
+                }
+                case OPT_TEST:
+                        test_path = optarg;
+                        break;
+                case OPT_MODULE:
+                        if (!is_identifier(optarg) || strcmp(optarg, "main") == 0)
+                                usage_error("--module must be a Python identifier of at most 64 characters other "
+                                            "than 'main', got '%s'",
+                                            optarg);
+                        module = optarg;
+                        break;
+                case OPT_PYTHON:
+                        python_opt = optarg;
+                        break;
+                case OPT_HELP:
+                        fputs(usage_run, stdout);
+                        return 0;
+                case ':':
+                        usage_error("option '%s' needs a value", argv[optind - 1]);
+                case '?':
+                        usage_error("unknown option '%s'", argv[optind - 1]);
+                default:
+                        if (c >= OPT_LIMIT && c < OPT_LIMIT + (int)pyexec_limit_count) {
+                                const struct pyexec_limit_info *in = &pyexec_limit_table[c - OPT_LIMIT];
+                                if (pyexec_limit_parse(in, optarg, "--", pyexec_limit_ptr(&spec.limits, in), err,
+                                                       sizeof err) < 0)
+                                        usage_error("%s", err);
+                                if (strcmp(in->option, "cpu-time") == 0)
+                                        cpu_given = true;
+                        }
+                        break;
+                }
+        }
+        if (optind != argc - 1)
+                usage_error(optind >= argc ? "a program FILE (or - for stdin) is required"
+                                           : "exactly one program FILE is allowed, got '%s' as well",
+                            argv[optind + 1 < argc ? optind + 1 : optind]);
+        if (module && !test_path)
+                usage_error("--module goes with --test");
+        if (!cpu_given)
+                spec.limits.cpu_time_ms = spec.limits.timeout_ms;
+
+        spec.python = python_path(python_opt);
+        validate_python(spec.python);
+
+        /* The program (and test), then the extra files. */
+        {
+                size_t cap = spec.limits.disk_mb * 1024 * 1024;
+                char *modfile = NULL;
+                read_input("program", argv[optind], cap, &code);
+                if (test_path) {
+                        read_input("--test file", test_path, cap, &test);
+                        modfile = strdup_printf("%s.py", module ? module : "starter");
+                        files[n_files++] = (struct pyexec_file){ PYEXEC_MAIN_FILE, test.data, test.len };
+                        files[n_files++] = (struct pyexec_file){ modfile, code.data, code.len };
+                } else
+                        files[n_files++] = (struct pyexec_file){ PYEXEC_MAIN_FILE, code.data, code.len };
+                for (size_t i = 0; i + (test_path ? 2 : 1) < n_files; i++) {
+                        const char *path = files[i].data;
+                        for (size_t j = n_files - (test_path ? 2 : 1); j < n_files; j++)
+                                if (strcmp(files[i].name, files[j].name) == 0)
+                                        usage_error("--file name '%s' collides with the program's own file",
+                                                    files[i].name);
+                        read_input("--file", path, cap, &file_data[i]);
+                        files[i].data = file_data[i].data;
+                        files[i].len = file_data[i].len;
+                }
+        }
+        spec.files = files;
+        spec.n_files = n_files;
+        spec.args = args;
+        spec.n_args = n_args;
+        if (stdin_path) {
+                read_input("--stdin file", stdin_path, 256u << 20, &stdin_buf);
+                spec.stdin_data = stdin_buf.data;
+                spec.stdin_len = stdin_buf.len;
+        }
+        if (!json) {
+                spec.echo_stdout = STDOUT_FILENO;
+                spec.echo_stderr = STDERR_FILENO;
+        }
+
+        r = pyexec_sandbox_new(&sb);
+        if (r < 0) {
+                fprintf(stderr, "pyexec: cannot set up the sandbox: %s%s\n", strerror(-r),
+                        r == -EINVAL ? " (check PYEXEC_UID_BASE and PYEXEC_UID_COUNT)" : "");
+                return EXIT_INTERNAL;
+        }
+        r = pyexec_run(sb, &spec, &res);
+        if (r == -EINVAL)
+                usage_error("%s", res.message ? res.message : "invalid run");
+        result_new_id(id);
+        if (json) {
+                json_t *j = result_to_json(&res, &spec.limits, id);
+                if (!j || json_dumpf(j, stdout, RESULT_JSON_FLAGS) < 0) {
+                        fprintf(stderr, "pyexec: cannot write the result\n");
+                        rc = EXIT_INTERNAL;
+                } else {
+                        fputc('\n', stdout);
+                        rc = res.status == PYEXEC_INTERNAL_ERROR ? EXIT_INTERNAL : 0;
+                }
+                json_decref(j);
+        } else {
+                rc = exit_code_for(&res);
+                if (res.status != PYEXEC_OK && res.status != PYEXEC_RUNTIME_ERROR && res.status != PYEXEC_SYNTAX_ERROR)
+                        fprintf(stderr, "pyexec: %s: %s\n", pyexec_status_to_string(res.status),
+                                res.message ? res.message : "");
+        }
+        fflush(stdout);
+        pyexec_result_done(&res);
+        pyexec_sandbox_free(sb);
+        return rc;
+}
+
+static int cmd_check(int argc, char **argv) {
+        bool json = false;
+        const char *python_opt = NULL;
+        struct pyexec_sandbox *sb = NULL;
+        json_t *report = NULL;
+        int r;
+
+        for (int i = 1; i < argc; i++) {
+                if (strcmp(argv[i], "--json") == 0)
+                        json = true;
+                else if (strcmp(argv[i], "--python") == 0 && i + 1 < argc)
+                        python_opt = argv[++i];
+                else {
+                        fprintf(stderr, "pyexec check: unknown argument '%s'\nusage: pyexec check [--json] [--python PATH]\n",
+                                argv[i]);
+                        return EXIT_USAGE;
+                }
+        }
+        r = pyexec_sandbox_new(&sb);
+        if (r < 0) {
+                fprintf(stderr, "pyexec check: the sandbox cannot be set up here: %s\n", strerror(-r));
+                return 1;
+        }
+        r = check_report(sb, python_path(python_opt), &report);
+        if (r < 0) {
+                fprintf(stderr, "pyexec check: %s\n", strerror(-r));
+                pyexec_sandbox_free(sb);
+                return 1;
+        }
+        if (json) {
+                json_dumpf(report, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+                fputc('\n', stdout);
+        } else
+                check_print(report, stdout);
+        r = json_is_true(json_object_get(report, "ok")) ? 0 : 1;
+        json_decref(report);
+        pyexec_sandbox_free(sb);
+        return r;
+}
+
+int main(int argc, char **argv) {
+        /* A reader of our output that went away must not kill a run's
+         * bookkeeping half-way; writes then fail with EPIPE instead. */
+        signal(SIGPIPE, SIG_IGN);
+        if (argc < 2) {
+                fputs(usage_main, stderr);
+                return EXIT_USAGE;
+        }
+        if (strcmp(argv[1], "run") == 0)
+                return cmd_run(argc - 1, argv + 1);
+        if (strcmp(argv[1], "check") == 0)
+                return cmd_check(argc - 1, argv + 1);
+        if (strcmp(argv[1], "--version") == 0) {
+                printf("pyexec %s\n", PYEXEC_VERSION);
+                return 0;
+        }
+        if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+                fputs(usage_main, stdout);
+                return 0;
+        }
+        fprintf(stderr, "pyexec: unknown command '%s'\n", argv[1]);
+        fputs(usage_main, stderr);
+        return EXIT_USAGE;
+}

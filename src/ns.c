@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+#include "ns.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util.h"
+
+pid_t ns_clone(unsigned long flags) {
+        /* x86-64 argument order: flags, stack, parent_tid, child_tid, tls. A
+         * NULL stack makes the child continue on a copy of ours, like fork. */
+        long r = syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, 0);
+        return r < 0 ? -errno : (pid_t)r;
+}
+
+int ns_write_id_maps(pid_t pid, uid_t inside_uid, uid_t outside_uid, gid_t inside_gid, gid_t outside_gid,
+                     bool deny_setgroups) {
+        char path[64], map[64];
+        int r;
+
+        if (deny_setgroups) {
+                snprintf(path, sizeof path, "/proc/%d/setgroups", (int)pid);
+                r = write_control_file(path, "deny");
+                if (r < 0 && r != -ENOENT)
+                        return r;
+        }
+        snprintf(path, sizeof path, "/proc/%d/uid_map", (int)pid);
+        snprintf(map, sizeof map, "%u %u 1\n", (unsigned)inside_uid, (unsigned)outside_uid);
+        r = write_control_file(path, map);
+        if (r < 0)
+                return r;
+        snprintf(path, sizeof path, "/proc/%d/gid_map", (int)pid);
+        snprintf(map, sizeof map, "%u %u 1\n", (unsigned)inside_gid, (unsigned)outside_gid);
+        return write_control_file(path, map);
+}
+
+bool ns_userns_works(void) {
+        int status;
+        pid_t pid = ns_clone(CLONE_NEWUSER);
+        if (pid == 0)
+                _exit(0);
+        if (pid < 0)
+                return false;
+        if (waitpid(pid, &status, 0) < 0)
+                return false;
+        return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}

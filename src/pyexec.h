@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libpyexec: run one Python program in a fresh kernel sandbox and report
+ * exactly what happened. This is the public interface that the CLI (and the
+ * HTTP service) use; the modules behind it are private.
+ *
+ *     struct pyexec_sandbox *sb;
+ *     pyexec_sandbox_new(&sb);             // once per process: detect the host
+ *     struct pyexec_spec spec = {...};      // program, files, limits
+ *     struct pyexec_result res;
+ *     pyexec_run(sb, &spec, &res);          // blocks until the run is over
+ *     ... res.status, res.out, ...
+ *     pyexec_result_done(&res);
+ *     pyexec_sandbox_free(sb);
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define PYEXEC_VERSION "0.1.0"
+
+/* Verdicts, exactly as the contract (shared/DESIGN.md) names them. */
+enum pyexec_status {
+        PYEXEC_OK,
+        PYEXEC_RUNTIME_ERROR,
+        PYEXEC_SYNTAX_ERROR,
+        PYEXEC_TIMEOUT,
+        PYEXEC_MEMORY_LIMIT,
+        PYEXEC_OUTPUT_LIMIT,
+        PYEXEC_POLICY_VIOLATION,
+        PYEXEC_INTERNAL_ERROR,
+        _PYEXEC_STATUS_MAX,
+};
+
+const char *pyexec_status_to_string(enum pyexec_status s);
+
+struct pyexec_limits {
+        uint64_t timeout_ms;   /* wall clock, from the program's start */
+        uint64_t cpu_time_ms;  /* CPU time of the whole process tree */
+        uint64_t memory_mb;    /* memory of the whole tree (cgroup), else address space */
+        uint64_t max_output;   /* stdout + stderr bytes */
+        uint64_t pids;         /* processes + threads of the program */
+        uint64_t disk_mb;      /* size of each writable tmpfs: the work directory and /tmp */
+        uint64_t file_size_mb; /* largest file the program may write */
+        uint64_t open_files;   /* file descriptors per process */
+};
+
+/* One limit's name, range and default; the table drives CLI parsing, HTTP
+ * validation, messages and the README. */
+struct pyexec_limit_info {
+        const char *option; /* CLI option without dashes: "memory" */
+        const char *json;   /* result "limits" key: "memoryMb" */
+        const char *unit;   /* "ms", "MB", "bytes", "" */
+        uint64_t min, max, def;
+        size_t offset; /* into struct pyexec_limits */
+        const char *enforced_by; /* what enforces it, for `pyexec check` */
+};
+
+extern const struct pyexec_limit_info pyexec_limit_table[];
+extern const size_t pyexec_limit_count;
+
+/* The documented defaults. */
+void pyexec_limits_default(struct pyexec_limits *l);
+/* Lookup by CLI option name; NULL when unknown. */
+const struct pyexec_limit_info *pyexec_limit_find(const char *option);
+uint64_t *pyexec_limit_ptr(struct pyexec_limits *l, const struct pyexec_limit_info *i);
+/*
+ * Parse value for a limit strictly. On failure returns -EINVAL/-ERANGE and
+ * writes a message for the user ("--memory must be between 16 and 4096 (MB),
+ * got 100000") into err (size errlen). prefix is "--" for the CLI.
+ */
+int pyexec_limit_parse(const struct pyexec_limit_info *i, const char *value, const char *prefix, uint64_t *ret,
+                       char *err, size_t errlen);
+/* Check every limit is within range; message as above on failure. */
+int pyexec_limits_validate(const struct pyexec_limits *l, const char *prefix, char *err, size_t errlen);
+
+/* A file placed in the work directory. name must pass filename_is_plain(). */
+struct pyexec_file {
+        const char *name;
+        const char *data;
+        size_t len;
+};
+
+#define PYEXEC_MAIN_FILE "main.py"
+
+struct pyexec_spec {
+        struct pyexec_limits limits;
+        const char *python; /* absolute path of the interpreter, under /usr */
+        /* Files for the work directory; one of them is the program, named
+         * PYEXEC_MAIN_FILE. */
+        const struct pyexec_file *files;
+        size_t n_files;
+        const char *const *args; /* extra sys.argv entries */
+        size_t n_args;
+        const char *stdin_data; /* may be NULL: empty stdin */
+        size_t stdin_len;
+        /* When >= 0, the program's output is also written here as it
+         * arrives (the CLI without --json). */
+        int echo_stdout;
+        int echo_stderr;
+};
+
+struct pyexec_result {
+        enum pyexec_status status;
+        int exit_code; /* -1 when signalled or never started */
+        int signal;    /* 0 when not signalled */
+        struct buf out, err, merged;
+        bool truncated;
+        char *message; /* NULL for ok */
+        double wall_ms;
+        double cpu_ms;
+        uint64_t peak_kb;
+};
+
+void pyexec_result_done(struct pyexec_result *r);
+
+/* What this host can enforce, detected once; shared by every run. */
+struct pyexec_sandbox;
+
+int pyexec_sandbox_new(struct pyexec_sandbox **ret);
+struct pyexec_sandbox *pyexec_sandbox_free(struct pyexec_sandbox *s);
+
+/*
+ * Run one program. Always fills ret (pyexec's own failures are status
+ * internal_error with a message) and returns 0, except -EINVAL for a spec
+ * that breaks the rules above (message in ret->message).
+ */
+int pyexec_run(struct pyexec_sandbox *s, const struct pyexec_spec *spec, struct pyexec_result *ret);
+
+/* Facts for `pyexec check`. */
+struct pyexec_sandbox_info {
+        bool privileged;        /* running as root: fresh host uid per run */
+        bool userns;            /* runs use a user namespace */
+        const char *cgroup;     /* "v2", "v1" or "none" */
+        const char *memory_by;  /* what enforces the memory limit */
+        const char *pids_by;
+        const char *cpu_by;
+        const char *cgroup_reason; /* why something is missing, or "" */
+        const char *memory_cgroup, *pids_cgroup, *cpu_cgroup; /* parents, or NULL */
+        unsigned uid_base, uid_count;
+        size_t seccomp_rules;
+        size_t seccomp_insns;
+};
+void pyexec_sandbox_get_info(const struct pyexec_sandbox *s, struct pyexec_sandbox_info *ret);

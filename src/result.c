@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: MIT */
+#include "result.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+void result_new_id(char ret[RESULT_ID_LEN + 1]) {
+        static const char hex[] = "0123456789abcdef";
+        unsigned char raw[RESULT_ID_LEN / 2];
+
+        if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) {
+                /* Only a correlation id: uniqueness, not secrecy. */
+                uint64_t t = now_ns() ^ ((uint64_t)getpid() << 32);
+                for (size_t i = 0; i < sizeof raw; i++)
+                        raw[i] = (unsigned char)(t >> ((i % 8) * 8)) ^ (unsigned char)i;
+        }
+        for (size_t i = 0; i < sizeof raw; i++) {
+                ret[2 * i] = hex[raw[i] >> 4];
+                ret[2 * i + 1] = hex[raw[i] & 15];
+        }
+        ret[RESULT_ID_LEN] = 0;
+}
+
+json_t *result_json_string(const char *p, size_t n) {
+        struct buf b;
+        json_t *j;
+
+        if (utf8_is_valid(p, n))
+                return json_stringn(p ? p : "", n);
+        buf_init(&b, n * 3 + 1);
+        if (utf8_repair(p, n, &b) < 0) {
+                buf_done(&b);
+                return NULL;
+        }
+        j = json_stringn(b.data ? b.data : "", b.len);
+        buf_done(&b);
+        return j;
+}
+
+static json_t *ms(double v) {
+        return json_real(round(v * 10.0) / 10.0);
+}
+
+json_t *result_to_json(const struct pyexec_result *r, const struct pyexec_limits *l, const char *id) {
+        json_t *o = json_object(), *lim = json_object();
+        const char *abbrev;
+        char sig[32];
+
+        if (!o || !lim) {
+                json_decref(lim);
+                goto fail;
+        }
+        json_object_set_new(o, "id", json_string(id));
+        json_object_set_new(o, "status", json_string(pyexec_status_to_string(r->status)));
+        json_object_set_new(o, "exitCode", r->exit_code >= 0 ? json_integer(r->exit_code) : json_null());
+        if (r->signal > 0 && (abbrev = sigabbrev_np(r->signal))) {
+                snprintf(sig, sizeof sig, "SIG%s", abbrev);
+                json_object_set_new(o, "signal", json_string(sig));
+        } else
+                json_object_set_new(o, "signal", json_null());
+        json_object_set_new(o, "stdout", result_json_string(r->out.data, r->out.len));
+        json_object_set_new(o, "stderr", result_json_string(r->err.data, r->err.len));
+        json_object_set_new(o, "output", result_json_string(r->merged.data, r->merged.len));
+        json_object_set_new(o, "truncated", json_boolean(r->truncated));
+        json_object_set_new(o, "message", r->message ? result_json_string(r->message, strlen(r->message)) : json_null());
+        json_object_set_new(o, "time", json_pack("{s:o,s:o}", "wallMs", ms(r->wall_ms), "cpuMs", ms(r->cpu_ms)));
+        json_object_set_new(o, "memory", json_pack("{s:I}", "peakKb", (json_int_t)r->peak_kb));
+        for (size_t i = 0; i < pyexec_limit_count; i++) {
+                const struct pyexec_limit_info *in = &pyexec_limit_table[i];
+                json_object_set_new(lim, in->json,
+                                    json_integer((json_int_t)*pyexec_limit_ptr((struct pyexec_limits *)l, in)));
+        }
+        json_object_set_new(o, "limits", lim);
+        /* Any failed allocation above left a key out. */
+        if (json_object_size(o) != 12)
+                goto fail;
+        return o;
+fail:
+        json_decref(o);
+        return NULL;
+}

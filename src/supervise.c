@@ -1,0 +1,995 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * supervise: run one program in a fresh sandbox, watch it, kill it, measure
+ * it, and classify what happened.
+ *
+ * Theory of operation
+ * ===================
+ *
+ * Three processes take part in a run:
+ *
+ *   supervisor   the caller of pyexec_run() (the CLI, or a service thread),
+ *                outside every namespace.
+ *   init         cloned by the supervisor into new mount, PID, network, IPC
+ *                and UTS namespaces (plus a user namespace on the
+ *                unprivileged path). It is PID 1 of the run. It builds the
+ *                filesystem (mount.c), forks the program, then only reaps.
+ *   program      forked by init: PID 2. It drops to the run's uid with no
+ *                capabilities (cred.c), sets rlimits (rlimit.c), installs
+ *                the seccomp filter (seccomp.c) last, and execs python3.
+ *
+ * File descriptors crossing the boundaries, all O_CLOEXEC:
+ *
+ *   sync pipe     supervisor -> init. init blocks on it until the supervisor
+ *                 has written the id maps and moved init into the run's
+ *                 cgroups; EOF instead of a byte means "give up".
+ *   status pipe   init and program -> supervisor. Fixed-size messages, each
+ *                 one write(2) below PIPE_BUF so they never interleave:
+ *                 ERROR (a setup step failed: which, and errno), STARTED
+ *                 (the program was forked; starts the wall clock), EXITED
+ *                 (the program's wait status, when, rusage of the tree).
+ *   stdout, stderr pipes   program -> supervisor, read concurrently by
+ *                 poll(2), so neither can fill up and deadlock the other.
+ *   stdin         a sealed memfd: seekable like a file, read-only, and it
+ *                 needs no pump.
+ *   pidfd         of init, so the supervisor's poll also sees it exit.
+ *
+ * The program gets fds 0, 1, 2 and nothing else (close_range). init closes
+ * everything it inherited except its pipes, so a service's sockets never
+ * reach a sandbox.
+ *
+ * Who kills whom: when the program exits, init SIGKILLs every other process
+ * of the run (kill(-1) in its PID namespace), reaps them, reports, and exits.
+ * When init exits, the kernel kills whatever is left in the namespace, so no
+ * forked, double-forked, setsid()ed or SIGTERM-ignoring process survives.
+ * On the wall-clock limit, the CPU limit or the output cap, the supervisor
+ * SIGKILLs init through its pidfd, with the same effect. init has
+ * PR_SET_PDEATHSIG=SIGKILL, so a supervisor that dies takes its runs along.
+ * The kernel tears a PID namespace down completely before its init can be
+ * reaped, so once the supervisor has reaped init, nothing of the run runs.
+ *
+ * Order of construction (each step needs the one before):
+ *   supervisor: uid slot, cgroups with limits, pipes, stdin memfd, clone
+ *   supervisor: id maps (user namespace path), cgroup attach, sync byte
+ *   init:       cgroup namespace (hides host cgroup paths), hostname,
+ *               filesystem (mount.c), pivot_root
+ *   init:       fork program; STARTED; drop its own privileges
+ *   program:    fds, work directory, rlimits, uid/gid/caps, no_new_privs,
+ *               seccomp, execve
+ *
+ * Measurements: wall time between STARTED and EXITED on init's monotonic
+ * clock; CPU time and peak memory of the whole tree from the cgroup, else
+ * from init's rusage of its reaped children; verdicts from what the
+ * supervisor itself did (timeouts, output cap), the cgroup's OOM events, and
+ * the program's wait status.
+ *
+ * Nothing in init or the program allocates memory or takes a libc lock: the
+ * supervisor may be one thread of many, and a bare clone() copies locks in
+ * whatever state other threads left them. Everything the children need is
+ * prepared by the supervisor before the clone.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cgroup.h"
+#include "cred.h"
+#include "mount.h"
+#include "ns.h"
+#include "pyexec.h"
+#include "rlimit.h"
+#include "seccomp.h"
+#include "uidpool.h"
+#include "util.h"
+
+/* Inside the sandbox on the user-namespace path, the program is this uid. */
+#define SANDBOX_INNER_ID 1000
+#define SANDBOX_HOSTNAME "sandbox"
+/* A run whose sandbox is not built by then is broken, not slow. */
+#define SETUP_TIMEOUT_NS (10ull * 1000000000ull)
+
+struct pyexec_sandbox {
+        bool privileged;
+        struct cgroup_host cg;
+        uid_t uid_base;
+        unsigned uid_count;
+        uid_t outer_uid;
+        gid_t outer_gid;
+        const struct seccomp_prog *seccomp;
+        long ncpu;
+        char lock_dir[256];
+};
+
+const char *pyexec_status_to_string(enum pyexec_status s) {
+        static const char *const names[_PYEXEC_STATUS_MAX] = {
+                [PYEXEC_OK] = "ok",
+                [PYEXEC_RUNTIME_ERROR] = "runtime_error",
+                [PYEXEC_SYNTAX_ERROR] = "syntax_error",
+                [PYEXEC_TIMEOUT] = "timeout",
+                [PYEXEC_MEMORY_LIMIT] = "memory_limit",
+                [PYEXEC_OUTPUT_LIMIT] = "output_limit",
+                [PYEXEC_POLICY_VIOLATION] = "policy_violation",
+                [PYEXEC_INTERNAL_ERROR] = "internal_error",
+        };
+        return s < _PYEXEC_STATUS_MAX ? names[s] : "internal_error";
+}
+
+void pyexec_result_done(struct pyexec_result *r) {
+        buf_done(&r->out);
+        buf_done(&r->err);
+        buf_done(&r->merged);
+        free(r->message);
+        r->message = NULL;
+}
+
+int pyexec_sandbox_new(struct pyexec_sandbox **ret) {
+        struct pyexec_sandbox *s = calloc(1, sizeof *s);
+        int r;
+
+        if (!s)
+                return -ENOMEM;
+        s->privileged = geteuid() == 0;
+        s->outer_uid = geteuid();
+        s->outer_gid = getegid();
+        s->ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        if (s->ncpu < 1)
+                s->ncpu = 1;
+        r = seccomp_prog_get(&s->seccomp);
+        if (r < 0)
+                goto fail;
+        if (s->privileged) {
+                r = uidpool_config(&s->uid_base, &s->uid_count);
+                if (r < 0)
+                        goto fail;
+                snprintf(s->lock_dir, sizeof s->lock_dir, "%s", UIDPOOL_LOCK_DIR);
+        }
+        cgroup_host_detect(&s->cg);
+        *ret = s;
+        return 0;
+fail:
+        free(s);
+        return r;
+}
+
+struct pyexec_sandbox *pyexec_sandbox_free(struct pyexec_sandbox *s) {
+        if (!s)
+                return NULL;
+        cgroup_host_done(&s->cg);
+        free(s);
+        return NULL;
+}
+
+void pyexec_sandbox_get_info(const struct pyexec_sandbox *s, struct pyexec_sandbox_info *ret) {
+        const struct cgroup_host *h = &s->cg;
+        bool v2 = h->version == CGROUP_V2;
+
+        *ret = (struct pyexec_sandbox_info){
+                .privileged = s->privileged,
+                .userns = !s->privileged,
+                .cgroup = cgroup_version_to_string(h->version),
+                .memory_by = h->memory_parent ? (v2 ? "cgroup v2 memory.max + memory.swap.max=0"
+                                                    : h->memsw ? "cgroup v1 memory.limit_in_bytes + memory.memsw.limit_in_bytes"
+                                                               : "cgroup v1 memory.limit_in_bytes")
+                                              : "RLIMIT_AS (no usable memory cgroup)",
+                .pids_by = h->pids_parent ? (v2 ? "cgroup v2 pids.max" : "cgroup v1 pids.max")
+                                          : "RLIMIT_NPROC (no usable pids cgroup)",
+                .cpu_by = h->cpu_parent ? (v2 ? "cgroup v2 cpu.stat polled + RLIMIT_CPU"
+                                              : "cgroup v1 cpuacct.usage polled + RLIMIT_CPU")
+                                        : "RLIMIT_CPU per process (no CPU accounting cgroup)",
+                .cgroup_reason = h->reason,
+                .memory_cgroup = h->memory_parent,
+                .pids_cgroup = h->pids_parent,
+                .cpu_cgroup = h->cpu_parent,
+                .uid_base = (unsigned)s->uid_base,
+                .uid_count = s->uid_count,
+                .seccomp_rules = seccomp_rule_count(),
+                .seccomp_insns = s->seccomp ? s->seccomp->len : 0,
+        };
+}
+
+/* ---- messages from the sandbox ---------------------------------------- */
+
+enum msg_type {
+        MSG_ERROR = 1,
+        MSG_STARTED,
+        MSG_EXITED,
+};
+
+struct msg {
+        uint32_t type;
+        int32_t err;      /* MSG_ERROR: errno */
+        int32_t wstatus;  /* MSG_EXITED */
+        int32_t pad;
+        uint64_t t_ns;    /* CLOCK_MONOTONIC */
+        uint64_t cpu_us;  /* MSG_EXITED: user+system of every reaped process */
+        uint64_t maxrss_kb;
+        char step[192];   /* MSG_ERROR: what failed */
+};
+
+_Static_assert(sizeof(struct msg) <= PIPE_BUF, "status messages must be atomic");
+
+static void send_msg(int fd, const struct msg *m) {
+        ssize_t w;
+        do
+                w = write(fd, m, sizeof *m);
+        while (w < 0 && errno == EINTR);
+}
+
+static void copy_str(char *dst, size_t n, const char *src) {
+        size_t i = 0;
+        for (; src && src[i] && i + 1 < n; i++)
+                dst[i] = src[i];
+        dst[i] = 0;
+}
+
+_Noreturn static void child_fail(int fd, const char *step, int err) {
+        struct msg m = { .type = MSG_ERROR, .err = err < 0 ? -err : err, .t_ns = now_ns() };
+        copy_str(m.step, sizeof m.step, step);
+        send_msg(fd, &m);
+        _exit(127);
+}
+
+/* Close every fd except the (ascending) ones in keep. */
+static void close_all_except(const int *keep, size_t n) {
+        unsigned next = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (keep[i] < 0)
+                        continue;
+                if ((unsigned)keep[i] > next)
+                        syscall(SYS_close_range, next, (unsigned)keep[i] - 1, 0);
+                next = (unsigned)keep[i] + 1;
+        }
+        syscall(SYS_close_range, next, ~0u, 0);
+}
+
+/* Insertion sort: qsort may allocate, which the children must not. */
+static void sort_fds(int *v, size_t n) {
+        for (size_t i = 1; i < n; i++)
+                for (size_t j = i; j > 0 && v[j - 1] > v[j]; j--) {
+                        int t = v[j];
+                        v[j] = v[j - 1];
+                        v[j - 1] = t;
+                }
+}
+
+/* Everything init and the program need, prepared before the clone. */
+struct child_ctx {
+        const struct pyexec_sandbox *sb;
+        struct mount_plan plan;
+        struct rlimit_value rlimits[RLIMIT_PLAN_MAX];
+        int n_rlimits;
+        uid_t uid;
+        gid_t gid;
+        bool userns;
+        bool cgroup_ns;
+        const char *python;
+        char *const *argv;
+        char *const *envp;
+        int sync_r, status_w, out_w, err_w, stdin_fd;
+};
+
+_Noreturn static void run_program(const struct child_ctx *c) {
+        int r;
+
+        if (dup2(c->stdin_fd, 0) < 0 || dup2(c->out_w, 1) < 0 || dup2(c->err_w, 2) < 0)
+                child_fail(c->status_w, "setting up stdio", -errno);
+        close_all_except((int[]){ 0, 1, 2, c->status_w }, 4);
+        /* Its own session: no signal aimed at a host process group reaches
+         * it, and it cannot reach one. */
+        setsid();
+        if (chdir(SANDBOX_WORKDIR) < 0)
+                child_fail(c->status_w, "entering " SANDBOX_WORKDIR, -errno);
+        r = rlimit_apply(c->rlimits, c->n_rlimits);
+        if (r < 0)
+                child_fail(c->status_w, "setting rlimits", r);
+        r = cred_drop(c->uid, c->gid, !c->userns);
+        if (r < 0)
+                child_fail(c->status_w, "dropping privileges", r);
+        /* Last: from here on the filter also applies to the steps above. */
+        r = seccomp_prog_apply(c->sb->seccomp);
+        if (r < 0)
+                child_fail(c->status_w, "installing the seccomp filter", r);
+        execve(c->python, c->argv, c->envp);
+        child_fail(c->status_w, "executing the interpreter", -errno);
+}
+
+_Noreturn static void run_init(const struct child_ctx *c) {
+        struct msg m = { 0 };
+        const char *step = "?";
+        int keep[5] = { c->sync_r, c->status_w, c->out_w, c->err_w, c->stdin_fd };
+        int status = 0, r;
+        pid_t prog, pid;
+        char byte;
+
+        /* Die with the supervisor. In a new PID namespace getppid() is 0,
+         * so the race with its death is closed by the sync pipe instead: a
+         * dead supervisor means EOF there. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        sort_fds(keep, ELEMENTSOF(keep));
+        close_all_except(keep, ELEMENTSOF(keep));
+        if (read(c->sync_r, &byte, 1) != 1)
+                _exit(127);
+        close(c->sync_r);
+
+        if (c->cgroup_ns && unshare(CLONE_NEWCGROUP) < 0)
+                child_fail(c->status_w, "entering a cgroup namespace", -errno);
+        if (sethostname(SANDBOX_HOSTNAME, sizeof SANDBOX_HOSTNAME - 1) < 0)
+                child_fail(c->status_w, "setting the hostname", -errno);
+        r = mount_build_root(&c->plan, &step);
+        if (r < 0)
+                child_fail(c->status_w, step, r);
+
+        prog = ns_clone(0);
+        if (prog < 0)
+                child_fail(c->status_w, "forking the program", prog);
+        if (prog == 0)
+                run_program(c);
+
+        m = (struct msg){ .type = MSG_STARTED, .t_ns = now_ns() };
+        send_msg(c->status_w, &m);
+        close(c->out_w);
+        close(c->err_w);
+        close(c->stdin_fd);
+        /* init needs no privilege to reap; a program that somehow reached
+         * it finds an unprivileged, undumpable process. */
+        if (cred_drop(c->uid, c->gid, !c->userns) == 0)
+                prctl(PR_SET_DUMPABLE, 0);
+
+        for (;;) {
+                int st;
+                pid = waitpid(-1, &st, 0);
+                if (pid < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        break; /* ECHILD: everyone is reaped */
+                }
+                if (pid == prog) {
+                        status = st;
+                        m.t_ns = now_ns();
+                        /* The main program is over: so is everything it
+                         * started. */
+                        kill(-1, SIGKILL);
+                }
+        }
+        {
+                struct rusage ru;
+                getrusage(RUSAGE_CHILDREN, &ru);
+                m.type = MSG_EXITED;
+                m.wstatus = status;
+                m.cpu_us = (uint64_t)ru.ru_utime.tv_sec * 1000000u + (uint64_t)ru.ru_utime.tv_usec +
+                           (uint64_t)ru.ru_stime.tv_sec * 1000000u + (uint64_t)ru.ru_stime.tv_usec;
+                m.maxrss_kb = (uint64_t)ru.ru_maxrss;
+        }
+        send_msg(c->status_w, &m);
+        _exit(0);
+}
+
+/* ---- the supervisor ---------------------------------------------------- */
+
+struct pipes {
+        int out[2], err[2], status[2], sync[2];
+};
+
+static void close_pair(int p[2]) {
+        for (int i = 0; i < 2; i++)
+                if (p[i] >= 0) {
+                        close(p[i]);
+                        p[i] = -1;
+                }
+}
+
+static int make_stdin(const char *data, size_t len) {
+        _cleanup_close_ int fd = memfd_create("stdin", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        int r;
+
+        if (fd < 0)
+                return -errno;
+        if (len > 0 && (r = write_all(fd, data, len)) < 0)
+                return r;
+        /* Sealed: the program can read and seek, never change it (not even
+         * by reopening /proc/self/fd/0 for writing). */
+        if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
+                return -errno;
+        if (lseek(fd, 0, SEEK_SET) < 0)
+                return -errno;
+        return TAKE_FD(fd);
+}
+
+struct watch {
+        struct pyexec_result *res;
+        const struct pyexec_spec *spec;
+        bool started, exited_msg, init_gone;
+        bool killed_wall, killed_cpu, killed_output;
+        bool setup_failed;
+        struct msg error_msg;
+        uint64_t t_start, t_end; /* from init's messages */
+        uint64_t sup_start;      /* supervisor's clock at STARTED */
+        int wstatus;
+        uint64_t cpu_us, maxrss_kb;
+        char msgbuf[sizeof(struct msg) * 4];
+        size_t msglen;
+};
+
+static void handle_msgs(struct watch *w) {
+        while (w->msglen >= sizeof(struct msg)) {
+                struct msg m;
+                memcpy(&m, w->msgbuf, sizeof m);
+                memmove(w->msgbuf, w->msgbuf + sizeof m, w->msglen - sizeof m);
+                w->msglen -= sizeof m;
+                switch (m.type) {
+                case MSG_ERROR:
+                        if (!w->setup_failed) {
+                                w->setup_failed = true;
+                                w->error_msg = m;
+                        }
+                        break;
+                case MSG_STARTED:
+                        w->started = true;
+                        w->t_start = m.t_ns;
+                        w->sup_start = now_ns();
+                        break;
+                case MSG_EXITED:
+                        w->exited_msg = true;
+                        w->t_end = m.t_ns;
+                        w->wstatus = m.wstatus;
+                        w->cpu_us = m.cpu_us;
+                        w->maxrss_kb = m.maxrss_kb;
+                        break;
+                }
+        }
+}
+
+/* Append output within the cap; returns false once the cap is exceeded. */
+static bool take_output(struct watch *w, struct buf *stream, int echo_fd, const char *p, size_t n) {
+        struct pyexec_result *res = w->res;
+        uint64_t cap = w->spec->limits.max_output;
+        size_t used = res->out.len + res->err.len;
+        size_t room = used >= cap ? 0 : (size_t)(cap - used);
+        size_t keep = n < room ? n : room;
+
+        if (keep) {
+                (void)buf_append(stream, p, keep);
+                (void)buf_append(&res->merged, p, keep);
+                if (echo_fd >= 0)
+                        (void)write_all(echo_fd, p, keep);
+        }
+        return keep == n;
+}
+
+static void kill_init(int pidfd) {
+        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+}
+
+static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int pidfd, const struct cgroup_run *cg,
+                      long ncpu) {
+        const struct pyexec_limits *lim = &w->spec->limits;
+        uint64_t setup_deadline = now_ns() + SETUP_TIMEOUT_NS;
+        uint64_t cpu_limit_ns = lim->cpu_time_ms * 1000000ull;
+        bool cpu_polled = cg && cgroup_run_cpu_ns(cg, &(uint64_t){ 0 }) == 0;
+        int fds[4] = { out_r, err_r, status_r, pidfd };
+        char chunk[65536];
+
+        for (;;) {
+                struct pollfd pfd[4];
+                int n = 0, timeout_ms;
+                uint64_t now = now_ns(), deadline, next_cpu_check = UINT64_MAX;
+
+                if (fds[0] < 0 && fds[1] < 0 && fds[2] < 0 && w->init_gone)
+                        break;
+                if (!w->started)
+                        deadline = setup_deadline;
+                else
+                        deadline = w->sup_start + lim->timeout_ms * 1000000ull;
+                if (w->init_gone || w->killed_wall || w->killed_cpu || w->killed_output || w->setup_failed)
+                        deadline = UINT64_MAX;
+                if (deadline != UINT64_MAX && now >= deadline) {
+                        if (w->started)
+                                w->killed_wall = true;
+                        else
+                                w->setup_failed = true;
+                        kill_init(pidfd);
+                        continue;
+                }
+                if (cpu_polled && w->started && !w->init_gone && !w->killed_cpu) {
+                        uint64_t used = 0, interval;
+                        if (cgroup_run_cpu_ns(cg, &used) == 0 && used >= cpu_limit_ns) {
+                                w->killed_cpu = true;
+                                kill_init(pidfd);
+                                continue;
+                        }
+                        /* The tree cannot burn more than ncpu seconds per
+                         * second: sleep until it could first reach the
+                         * limit, between 10 and 100 ms. */
+                        interval = (cpu_limit_ns - used) / (uint64_t)ncpu;
+                        if (interval < 10000000ull)
+                                interval = 10000000ull;
+                        if (interval > 100000000ull)
+                                interval = 100000000ull;
+                        next_cpu_check = now + interval;
+                }
+                if (next_cpu_check < deadline)
+                        deadline = next_cpu_check;
+                timeout_ms = deadline == UINT64_MAX ? -1 : (int)((deadline - now + 999999) / 1000000);
+
+                for (int i = 0; i < 4; i++)
+                        if (fds[i] >= 0 && !(i == 3 && w->init_gone))
+                                pfd[n++] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
+                if (poll(pfd, (nfds_t)n, timeout_ms) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        kill_init(pidfd);
+                        w->setup_failed = true;
+                        break;
+                }
+                for (int k = 0; k < n; k++) {
+                        int i;
+                        ssize_t got;
+                        if (!pfd[k].revents)
+                                continue;
+                        for (i = 0; i < 4 && fds[i] != pfd[k].fd; i++)
+                                ;
+                        if (i == 3) {
+                                w->init_gone = true;
+                                continue;
+                        }
+                        if (i == 2) {
+                                got = read(fds[2], w->msgbuf + w->msglen, sizeof w->msgbuf - w->msglen);
+                                if (got > 0) {
+                                        w->msglen += (size_t)got;
+                                        handle_msgs(w);
+                                } else if (got == 0 || errno != EINTR) {
+                                        close(fds[2]);
+                                        fds[2] = -1;
+                                }
+                                continue;
+                        }
+                        got = read(fds[i], chunk, sizeof chunk);
+                        if (got < 0 && errno == EINTR)
+                                continue;
+                        if (got <= 0) {
+                                close(fds[i]);
+                                fds[i] = -1;
+                                continue;
+                        }
+                        if (w->killed_output)
+                                continue; /* drain and drop until EOF */
+                        if (!take_output(w, i == 0 ? &w->res->out : &w->res->err,
+                                         i == 0 ? w->spec->echo_stdout : w->spec->echo_stderr, chunk, (size_t)got)) {
+                                w->killed_output = true;
+                                w->res->truncated = true;
+                                kill_init(pidfd);
+                        }
+                }
+        }
+        for (int i = 0; i < 3; i++)
+                if (fds[i] >= 0)
+                        close(fds[i]);
+}
+
+/* ---- classification ---------------------------------------------------- */
+
+static const char *signal_name(int sig, char *buf, size_t n) {
+        const char *abbrev = sigabbrev_np(sig);
+        if (abbrev)
+                snprintf(buf, n, "SIG%s", abbrev);
+        else
+                snprintf(buf, n, "signal %d", sig);
+        return buf;
+}
+
+/* The last line of s (without its newline). */
+static const char *last_line(const struct buf *s, size_t *ret_len) {
+        size_t end = s->len;
+        while (end > 0 && s->data[end - 1] == '\n')
+                end--;
+        size_t start = end;
+        while (start > 0 && s->data[start - 1] != '\n')
+                start--;
+        *ret_len = end - start;
+        return s->data ? s->data + start : "";
+}
+
+static bool starts_with(const char *p, size_t n, const char *prefix) {
+        size_t l = strlen(prefix);
+        return n >= l && memcmp(p, prefix, l) == 0;
+}
+
+/*
+ * CPython prints a compile error of the main script without a "Traceback"
+ * header; an error in an imported user module has one, with that module as
+ * the last frame. Either way the last line is the SyntaxError (or its
+ * subclasses) and the last frame is a file of the program, not "<string>"
+ * (eval/exec of a string at run time is a runtime error).
+ */
+static bool classify_syntax_error(const struct pyexec_spec *spec, struct pyexec_result *res) {
+        const struct buf *e = &res->err;
+        size_t ll, col = 0;
+        const char *last = last_line(e, &ll);
+        const char *frame = NULL, *p;
+        char file[256] = "";
+        unsigned long line = 0;
+
+        if (!e->data || !(starts_with(last, ll, "SyntaxError: ") || starts_with(last, ll, "IndentationError: ") ||
+                          starts_with(last, ll, "TabError: ")))
+                return false;
+        /* The last 'File "..."' frame line. */
+        for (p = e->data; (p = strstr(p, "  File \"")) && p < last; p++)
+                frame = p;
+        if (!frame || sscanf(frame, "  File \"%255[^\"]\", line %lu", file, &line) != 2)
+                return false;
+        {
+                const char *base = strrchr(file, '/');
+                base = base ? base + 1 : file;
+                bool ours = strncmp(file, SANDBOX_WORKDIR "/", strlen(SANDBOX_WORKDIR) + 1) == 0 || file[0] != '/';
+                bool known = false;
+                for (size_t i = 0; i < spec->n_files; i++)
+                        if (strcmp(spec->files[i].name, base) == 0)
+                                known = true;
+                if (!ours || !known)
+                        return false;
+                /* The caret line: spaces then '^' under the offending column,
+                 * relative to the source line printed above it (which CPython
+                 * indents by four after stripping its own indentation). */
+                const char *src = strchr(frame, '\n');
+                const char *caret = src ? strchr(src + 1, '\n') : NULL;
+                if (src && caret && caret < last) {
+                        const char *s = src + 1, *c = caret + 1;
+                        size_t sind = strspn(s, " "), cind = strspn(c, " ");
+                        if (c[cind] == '^' && cind >= sind)
+                                col = cind - sind + 1;
+                }
+                free(res->message);
+                if (col)
+                        res->message = strdup_printf("%.*s (%s, line %lu, column %zu)", (int)ll, last, base, line, col);
+                else
+                        res->message = strdup_printf("%.*s (%s, line %lu)", (int)ll, last, base, line);
+        }
+        res->status = PYEXEC_SYNTAX_ERROR;
+        return true;
+}
+
+static void classify(const struct pyexec_spec *spec, const struct watch *w, const struct cgroup_stats *cs,
+                     bool have_cgroup_memory, struct pyexec_result *res) {
+        const struct pyexec_limits *lim = &spec->limits;
+        char sig[32];
+        size_t ll;
+        const char *last;
+
+        res->exit_code = -1;
+        res->signal = 0;
+        if (w->exited_msg) {
+                if (WIFEXITED(w->wstatus))
+                        res->exit_code = WEXITSTATUS(w->wstatus);
+                else if (WIFSIGNALED(w->wstatus))
+                        res->signal = WTERMSIG(w->wstatus);
+        } else if (w->killed_wall || w->killed_cpu || w->killed_output || (cs->oom_kills > 0))
+                res->signal = SIGKILL;
+
+        if (w->setup_failed || !w->started) {
+                res->status = PYEXEC_INTERNAL_ERROR;
+                if (w->error_msg.type == MSG_ERROR)
+                        res->message = strdup_printf("sandbox setup failed: %s: %s", w->error_msg.step,
+                                                     strerror(w->error_msg.err));
+                else
+                        res->message = strdup("sandbox setup failed: the sandbox did not start");
+                res->exit_code = -1;
+                res->signal = 0;
+                return;
+        }
+        if (w->killed_output) {
+                res->status = PYEXEC_OUTPUT_LIMIT;
+                res->message = strdup_printf("output limit of %llu bytes exceeded (stdout and stderr together)",
+                                             (unsigned long long)lim->max_output);
+                return;
+        }
+        if (w->killed_wall) {
+                res->status = PYEXEC_TIMEOUT;
+                res->message = strdup_printf("wall-clock time limit of %llu ms exceeded",
+                                             (unsigned long long)lim->timeout_ms);
+                return;
+        }
+        if (w->killed_cpu || res->signal == SIGXCPU ||
+            (res->signal == SIGKILL && res->cpu_ms >= (double)lim->cpu_time_ms)) {
+                res->status = PYEXEC_TIMEOUT;
+                res->message = strdup_printf("CPU time limit of %llu ms exceeded", (unsigned long long)lim->cpu_time_ms);
+                return;
+        }
+        if (res->exit_code != 0 && cs->oom_kills > 0) {
+                res->status = PYEXEC_MEMORY_LIMIT;
+                res->message = strdup_printf("memory limit of %llu MB exceeded (killed by the kernel's OOM killer)",
+                                             (unsigned long long)lim->memory_mb);
+                return;
+        }
+        last = last_line(&res->err, &ll);
+        if (res->exit_code > 0 && res->err.data && (starts_with(last, ll, "MemoryError") && (ll == 11 || last[11] == ':'))) {
+                res->status = PYEXEC_MEMORY_LIMIT;
+                res->message = strdup_printf("memory limit of %llu MB exceeded (MemoryError%s)",
+                                             (unsigned long long)lim->memory_mb,
+                                             have_cgroup_memory ? "" : " under RLIMIT_AS");
+                return;
+        }
+        if (res->exit_code == 0) {
+                res->status = PYEXEC_OK;
+                return;
+        }
+        if (res->exit_code == 1 && classify_syntax_error(spec, res))
+                return;
+        res->status = PYEXEC_RUNTIME_ERROR;
+        if (res->signal)
+                res->message = strdup_printf("killed by signal %s", signal_name(res->signal, sig, sizeof sig));
+        else if (res->exit_code > 0 && ll > 0 && res->err.data)
+                res->message = strdup_printf("exited with code %d: %.*s", res->exit_code, (int)(ll > 300 ? 300 : ll), last);
+        else
+                res->message = strdup_printf("exited with code %d", res->exit_code);
+}
+
+/* ---- setup ------------------------------------------------------------- */
+
+static int check_spec(const struct pyexec_spec *spec, char *err, size_t errlen) {
+        uint64_t total = 0;
+        bool have_main = false;
+
+        if (pyexec_limits_validate(&spec->limits, "", err, errlen) < 0)
+                return -EINVAL;
+        if (!spec->python || spec->python[0] != '/') {
+                snprintf(err, errlen, "the interpreter must be an absolute path");
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < spec->n_files; i++) {
+                const struct pyexec_file *f = &spec->files[i];
+                if (!f->name || !filename_is_plain(f->name, strlen(f->name))) {
+                        snprintf(err, errlen, "file name '%s' is not a plain file name", f->name ? f->name : "");
+                        return -EINVAL;
+                }
+                for (size_t j = 0; j < i; j++)
+                        if (strcmp(spec->files[j].name, f->name) == 0) {
+                                snprintf(err, errlen, "file name '%s' is given twice", f->name);
+                                return -EINVAL;
+                        }
+                if (strcmp(f->name, PYEXEC_MAIN_FILE) == 0)
+                        have_main = true;
+                total += f->len + 4096;
+        }
+        if (!have_main) {
+                snprintf(err, errlen, "no %s among the files", PYEXEC_MAIN_FILE);
+                return -EINVAL;
+        }
+        if (total > spec->limits.disk_mb * 1024 * 1024) {
+                snprintf(err, errlen, "the files (%llu bytes) do not fit in the work directory (%llu MB)",
+                         (unsigned long long)total, (unsigned long long)spec->limits.disk_mb);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static void fail_internal(struct pyexec_result *res, const char *what, int r) {
+        res->status = PYEXEC_INTERNAL_ERROR;
+        res->exit_code = -1;
+        res->message = strdup_printf("%s: %s", what, strerror(r < 0 ? -r : r));
+}
+
+int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct pyexec_result *res) {
+        static _Atomic unsigned run_counter;
+        struct pipes p = { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 } };
+        struct uidpool_slot slot = { .fd = -1 };
+        struct cgroup_run cg = { 0 };
+        struct cgroup_stats cs = { 0 };
+        struct watch w = { .res = res, .spec = spec };
+        struct child_ctx c = { .sb = sb };
+        struct rlimit_plan rp;
+        struct mount_file etc[5], *work = NULL;
+        char passwd[512], group[256], hosts[160], errbuf[512], cgname[64];
+        char **argv = NULL;
+        _cleanup_close_ int stdin_fd = -1, pidfd = -1;
+        bool use_cgroup = sb->cg.version != CGROUP_NONE;
+        pid_t pid;
+        int r, ws;
+        struct rusage ru;
+        static const char *const envp[] = {
+                "PATH=/usr/local/bin:/usr/bin:/bin",
+                "HOME=" SANDBOX_WORKDIR,
+                "LANG=C.UTF-8",
+                "USER=sandbox",
+                "LOGNAME=sandbox",
+                NULL,
+        };
+
+        *res = (struct pyexec_result){ .exit_code = -1 };
+        buf_init(&res->out, spec->limits.max_output);
+        buf_init(&res->err, spec->limits.max_output);
+        buf_init(&res->merged, spec->limits.max_output);
+
+        if (check_spec(spec, errbuf, sizeof errbuf) < 0) {
+                res->status = PYEXEC_INTERNAL_ERROR;
+                res->message = strdup(errbuf);
+                return -EINVAL;
+        }
+
+        /* Identity: a host uid of its own as root, else ourselves mapped to
+         * SANDBOX_INNER_ID in a user namespace. */
+        if (sb->privileged) {
+                r = uidpool_acquire(sb->lock_dir, sb->uid_base, sb->uid_count, &slot);
+                if (r < 0) {
+                        fail_internal(res, r == -EAGAIN ? "no free sandbox uid (all in use)" : "allocating a sandbox uid", r);
+                        return 0;
+                }
+                c.uid = slot.uid;
+                c.gid = slot.uid;
+                snprintf(cgname, sizeof cgname, "box-%u", slot.index);
+        } else {
+                c.uid = SANDBOX_INNER_ID;
+                c.gid = SANDBOX_INNER_ID;
+                snprintf(cgname, sizeof cgname, "run-%d-%u", (int)getpid(), run_counter++);
+        }
+        c.userns = !sb->privileged;
+
+        /* The pids cgroup also holds init: one task more than the program's. */
+        if (use_cgroup) {
+                r = cgroup_run_create(&sb->cg, cgname, spec->limits.memory_mb * 1024 * 1024, spec->limits.pids + 1, &cg);
+                if (r < 0) {
+                        fail_internal(res, "creating the run's cgroup", r);
+                        goto out;
+                }
+        }
+
+        rp = (struct rlimit_plan){
+                .cpu_ms = spec->limits.cpu_time_ms,
+                .file_size = spec->limits.file_size_mb * 1024 * 1024,
+                .open_files = spec->limits.open_files,
+                .address_space = cg.memory ? 0 : spec->limits.memory_mb * 1024 * 1024,
+                .nproc = cg.pids ? 0 : spec->limits.pids + 1,
+        };
+        rlimit_plan_values(&rp, c.rlimits, &c.n_rlimits);
+
+        snprintf(passwd, sizeof passwd,
+                 "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+                 "sandbox:x:%u:%u:sandbox:" SANDBOX_WORKDIR ":/usr/sbin/nologin\n"
+                 "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+                 (unsigned)c.uid, (unsigned)c.gid);
+        snprintf(group, sizeof group, "root:x:0:\nsandbox:x:%u:\nnogroup:x:65534:\n", (unsigned)c.gid);
+        snprintf(hosts, sizeof hosts, "127.0.0.1\tlocalhost " SANDBOX_HOSTNAME "\n::1\tlocalhost ip6-localhost\n");
+        etc[0] = (struct mount_file){ "passwd", passwd, strlen(passwd) };
+        etc[1] = (struct mount_file){ "group", group, strlen(group) };
+        etc[2] = (struct mount_file){ "hosts", hosts, strlen(hosts) };
+        etc[3] = (struct mount_file){ "hostname", SANDBOX_HOSTNAME "\n", sizeof SANDBOX_HOSTNAME };
+        etc[4] = (struct mount_file){ "nsswitch.conf", "passwd: files\ngroup: files\nhosts: files\n", 41 };
+
+        work = calloc(spec->n_files ? spec->n_files : 1, sizeof *work);
+        argv = calloc(spec->n_args + 3, sizeof *argv);
+        if (!work || !argv) {
+                fail_internal(res, "preparing the run", -ENOMEM);
+                goto out;
+        }
+        for (size_t i = 0; i < spec->n_files; i++)
+                work[i] = (struct mount_file){ spec->files[i].name, spec->files[i].data, spec->files[i].len };
+        argv[0] = (char *)spec->python;
+        argv[1] = (char *)PYEXEC_MAIN_FILE;
+        for (size_t i = 0; i < spec->n_args; i++)
+                argv[i + 2] = (char *)spec->args[i];
+
+        c.plan = (struct mount_plan){
+                .staging = "/tmp",
+                .work_bytes = spec->limits.disk_mb * 1024 * 1024,
+                .tmp_bytes = spec->limits.disk_mb * 1024 * 1024,
+                .inodes = 4096,
+                .uid = c.uid,
+                .gid = c.gid,
+                .etc = etc,
+                .n_etc = ELEMENTSOF(etc),
+                .work = work,
+                .n_work = spec->n_files,
+        };
+        c.cgroup_ns = true;
+        c.python = spec->python;
+        c.argv = argv;
+        c.envp = (char *const *)envp;
+
+        stdin_fd = make_stdin(spec->stdin_data, spec->stdin_len);
+        if (stdin_fd < 0) {
+                fail_internal(res, "preparing stdin", stdin_fd);
+                goto out;
+        }
+        if (pipe2(p.out, O_CLOEXEC) < 0 || pipe2(p.err, O_CLOEXEC) < 0 || pipe2(p.status, O_CLOEXEC) < 0 ||
+            pipe2(p.sync, O_CLOEXEC) < 0) {
+                fail_internal(res, "creating pipes", -errno);
+                goto out;
+        }
+        c.sync_r = p.sync[0];
+        c.status_w = p.status[1];
+        c.out_w = p.out[1];
+        c.err_w = p.err[1];
+        c.stdin_fd = stdin_fd;
+
+        pid = ns_clone(NS_SANDBOX_FLAGS | (c.userns ? CLONE_NEWUSER : 0));
+        if (pid == 0)
+                run_init(&c);
+        if (pid < 0) {
+                fail_internal(res, "creating the sandbox's namespaces", pid);
+                goto out;
+        }
+        /* Only the children keep these ends. */
+        close(p.sync[0]);
+        p.sync[0] = -1;
+        close(p.status[1]);
+        p.status[1] = -1;
+        close(p.out[1]);
+        p.out[1] = -1;
+        close(p.err[1]);
+        p.err[1] = -1;
+
+        pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        if (pidfd < 0) {
+                r = -errno;
+                kill(pid, SIGKILL);
+                waitpid(pid, NULL, 0);
+                fail_internal(res, "opening a pidfd for the sandbox", r);
+                goto out;
+        }
+        r = 0;
+        if (c.userns)
+                r = ns_write_id_maps(pid, SANDBOX_INNER_ID, sb->outer_uid, SANDBOX_INNER_ID, sb->outer_gid, true);
+        if (r == 0 && use_cgroup)
+                r = cgroup_run_attach(&cg, pid);
+        if (r == 0 && write(p.sync[1], "x", 1) != 1)
+                r = -errno;
+        close(p.sync[1]);
+        p.sync[1] = -1;
+        if (r < 0) {
+                kill(pid, SIGKILL);
+                waitpid(pid, NULL, 0);
+                fail_internal(res, c.userns ? "mapping the sandbox's user namespace or joining its cgroup"
+                                            : "joining the run's cgroup",
+                              r);
+                goto out;
+        }
+
+        watch_run(&w, p.out[0], p.err[0], p.status[0], pidfd, use_cgroup ? &cg : NULL, sb->ncpu);
+        p.out[0] = p.err[0] = p.status[0] = -1;
+        while (wait4(pid, &ws, 0, &ru) < 0 && errno == EINTR)
+                ;
+
+        if (use_cgroup)
+                cgroup_run_stats(&cg, &cs);
+        /* Measurements. */
+        if (w.exited_msg)
+                res->wall_ms = (double)(w.t_end - w.t_start) / 1e6;
+        else if (w.started)
+                res->wall_ms = (double)(now_ns() - w.sup_start) / 1e6;
+        if (cs.have_cpu)
+                res->cpu_ms = (double)cs.cpu_ns / 1e6;
+        else if (w.exited_msg)
+                res->cpu_ms = (double)w.cpu_us / 1e3;
+        else
+                res->cpu_ms = ((double)ru.ru_utime.tv_sec * 1e3 + (double)ru.ru_utime.tv_usec / 1e3 +
+                               (double)ru.ru_stime.tv_sec * 1e3 + (double)ru.ru_stime.tv_usec / 1e3);
+        if (cs.have_peak)
+                res->peak_kb = cs.peak_bytes / 1024;
+        else
+                res->peak_kb = w.exited_msg ? w.maxrss_kb : (uint64_t)ru.ru_maxrss;
+
+        classify(spec, &w, &cs, cg.memory != NULL, res);
+
+out:
+        if (use_cgroup)
+                cgroup_run_destroy(&cg);
+        uidpool_release(&slot);
+        close_pair(p.out);
+        close_pair(p.err);
+        close_pair(p.status);
+        close_pair(p.sync);
+        free(work);
+        free(argv);
+        return 0;
+}

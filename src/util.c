@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: MIT */
+#include "util.h"
+
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+void buf_init(struct buf *b, size_t max) {
+        *b = (struct buf){ .max = max };
+}
+
+static int buf_reserve(struct buf *b, size_t extra) {
+        size_t want, ncap;
+        char *p;
+
+        if (extra > b->max || b->len > b->max - extra)
+                return -ENOBUFS;
+        want = b->len + extra;
+        if (b->data && want <= b->cap)
+                return 0;
+        ncap = b->cap ? b->cap : 256;
+        while (ncap < want)
+                ncap = ncap > SIZE_MAX / 2 ? want : ncap * 2;
+        p = realloc(b->data, ncap + 1);
+        if (!p)
+                return -ENOMEM;
+        b->data = p;
+        b->cap = ncap;
+        return 0;
+}
+
+int buf_append(struct buf *b, const void *p, size_t n) {
+        int r = buf_reserve(b, n);
+        if (r < 0)
+                return r;
+        if (n)
+                memcpy(b->data + b->len, p, n);
+        b->len += n;
+        b->data[b->len] = 0;
+        return 0;
+}
+
+int buf_append_str(struct buf *b, const char *s) {
+        return buf_append(b, s, strlen(s));
+}
+
+int buf_printf(struct buf *b, const char *fmt, ...) {
+        va_list ap;
+        int n, r;
+
+        va_start(ap, fmt);
+        n = vsnprintf(NULL, 0, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                return -EINVAL;
+        r = buf_reserve(b, (size_t)n);
+        if (r < 0)
+                return r;
+        va_start(ap, fmt);
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+        b->len += (size_t)n;
+        return 0;
+}
+
+void buf_done(struct buf *b) {
+        free(b->data);
+        b->data = NULL;
+        b->len = b->cap = 0;
+}
+
+char *buf_steal(struct buf *b) {
+        char *p = b->data;
+        if (!p)
+                p = strdup("");
+        b->data = NULL;
+        b->len = b->cap = 0;
+        return p;
+}
+
+int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
+        uint64_t v = 0;
+
+        if (!s || !*s)
+                return -EINVAL;
+        for (const char *p = s; *p; p++) {
+                if (*p < '0' || *p > '9')
+                        return -EINVAL;
+                if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+                        return -ERANGE;
+                v = v * 10 + (uint64_t)(*p - '0');
+        }
+        if (v < min || v > max)
+                return -ERANGE;
+        *ret = v;
+        return 0;
+}
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 when it is invalid. */
+static size_t utf8_seq_len(const unsigned char *p, size_t n) {
+        unsigned char c = p[0];
+        size_t len;
+        uint32_t cp, min;
+
+        if (c < 0x80)
+                return 1;
+        if (c >= 0xc2 && c <= 0xdf) {
+                len = 2;
+                cp = c & 0x1f;
+                min = 0x80;
+        } else if (c >= 0xe0 && c <= 0xef) {
+                len = 3;
+                cp = c & 0x0f;
+                min = 0x800;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+                len = 4;
+                cp = c & 0x07;
+                min = 0x10000;
+        } else
+                return 0;
+        if (n < len)
+                return 0;
+        for (size_t i = 1; i < len; i++) {
+                if ((p[i] & 0xc0) != 0x80)
+                        return 0;
+                cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                return 0;
+        return len;
+}
+
+int utf8_repair(const char *in, size_t n, struct buf *out) {
+        static const char replacement[] = "\xef\xbf\xbd";
+        const unsigned char *p = (const unsigned char *)in;
+        size_t i = 0, run = 0;
+        int r;
+
+        while (i < n) {
+                size_t l = utf8_seq_len(p + i, n - i);
+                if (l) {
+                        i += l;
+                        continue;
+                }
+                r = buf_append(out, in + run, i - run);
+                if (r < 0)
+                        return r;
+                r = buf_append(out, replacement, 3);
+                if (r < 0)
+                        return r;
+                i++;
+                run = i;
+        }
+        return buf_append(out, in + run, n - run);
+}
+
+bool utf8_is_valid(const char *in, size_t n) {
+        const unsigned char *p = (const unsigned char *)in;
+        for (size_t i = 0; i < n;) {
+                size_t l = utf8_seq_len(p + i, n - i);
+                if (!l)
+                        return false;
+                i += l;
+        }
+        return true;
+}
+
+uint64_t now_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int read_file(const char *path, size_t max, struct buf *ret) {
+        _cleanup_close_ int fd = -1;
+        struct buf b;
+        char chunk[16384];
+        int r;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        buf_init(&b, max);
+        for (;;) {
+                ssize_t n = read(fd, chunk, sizeof chunk);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        buf_done(&b);
+                        return r;
+                }
+                if (n == 0)
+                        break;
+                r = buf_append(&b, chunk, (size_t)n);
+                if (r < 0) {
+                        buf_done(&b);
+                        return r == -ENOBUFS ? -EFBIG : r;
+                }
+        }
+        if (!b.data && buf_append(&b, "", 0) < 0)
+                return -ENOMEM;
+        *ret = b;
+        return 0;
+}
+
+int read_small_file(const char *path, char **ret) {
+        struct buf b;
+        int r = read_file(path, 4096, &b);
+        if (r < 0)
+                return r;
+        while (b.len > 0 && b.data[b.len - 1] == '\n')
+                b.data[--b.len] = 0;
+        *ret = buf_steal(&b);
+        return 0;
+}
+
+int write_control_file(const char *path, const char *s) {
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOCTTY);
+        size_t n = strlen(s);
+        ssize_t w;
+
+        if (fd < 0)
+                return -errno;
+        w = write(fd, s, n);
+        if (w < 0)
+                return -errno;
+        return (size_t)w == n ? 0 : -EIO;
+}
+
+int write_all(int fd, const void *p, size_t n) {
+        const char *c = p;
+        while (n > 0) {
+                ssize_t w = write(fd, c, n);
+                if (w < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                c += w;
+                n -= (size_t)w;
+        }
+        return 0;
+}
+
+char *strdup_printf(const char *fmt, ...) {
+        va_list ap;
+        char *s = NULL;
+        int n;
+
+        va_start(ap, fmt);
+        n = vasprintf(&s, fmt, ap);
+        va_end(ap);
+        return n < 0 ? NULL : s;
+}
+
+bool filename_is_plain(const char *name, size_t len) {
+        if (len == 0 || len > 255)
+                return false;
+        if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+                return false;
+        for (size_t i = 0; i < len; i++) {
+                unsigned char c = (unsigned char)name[i];
+                if (c == '/' || c < 0x20 || c == 0x7f)
+                        return false;
+        }
+        return utf8_is_valid(name, len);
+}

@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * util: the small dependency-free layer every module stands on: cleanup
+ * helpers, a growable buffer with a hard cap, strict number parsing, UTF-8
+ * repair, monotonic time and whole-file helpers.
+ */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _unused_ __attribute__((unused))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+
+#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+
+static inline void freep(void *p) {
+        free(*(void **)p);
+}
+
+static inline void closep(int *fd) {
+        if (*fd >= 0) {
+                int saved = errno;
+                close(*fd);
+                errno = saved;
+        }
+}
+
+#define _cleanup_free_ _cleanup_(freep)
+#define _cleanup_close_ _cleanup_(closep)
+
+/* Hand ownership out of a _cleanup_ variable. */
+#define TAKE_PTR(p)                         \
+        ({                                  \
+                __typeof__(p) _taken = (p); \
+                (p) = NULL;                 \
+                _taken;                     \
+        })
+#define TAKE_FD(fd)                 \
+        ({                          \
+                int _taken = (fd);  \
+                (fd) = -1;          \
+                _taken;             \
+        })
+
+/*
+ * struct buf: one growable byte buffer with a hard cap (git's strbuf, curl's
+ * dynbuf). The data is always NUL-terminated so it can be printed, but may
+ * contain NUL bytes; len is authoritative.
+ */
+struct buf {
+        char *data;
+        size_t len;
+        size_t cap; /* allocated bytes, excluding the terminating NUL */
+        size_t max; /* hard cap on len */
+};
+
+/* Initialise an empty buffer that may hold at most max bytes. No allocation. */
+void buf_init(struct buf *b, size_t max);
+/* Append n bytes. Returns -ENOBUFS (appending nothing) when len + n > max,
+ * -ENOMEM when allocation fails. */
+int buf_append(struct buf *b, const void *p, size_t n);
+int buf_append_str(struct buf *b, const char *s);
+int buf_printf(struct buf *b, const char *fmt, ...) _printf_(2, 3);
+/* Free the contents; the buffer is empty (and reusable) afterwards. */
+void buf_done(struct buf *b);
+/* Hand the data out (never NULL: an empty string when nothing was appended). */
+char *buf_steal(struct buf *b);
+
+/*
+ * Strict whole-string unsigned parsing: decimal digits only, no sign, no
+ * whitespace, no trailing garbage. -EINVAL when s is not a number, -ERANGE
+ * when it is outside [min, max]. ret is written only on success.
+ */
+int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
+
+/*
+ * Append in[0..n) to out with every invalid UTF-8 sequence (bad lead byte,
+ * truncated sequence, overlong form, surrogate, > U+10FFFF) replaced by
+ * U+FFFD, so JSON encoders accept it. NUL bytes are kept.
+ */
+int utf8_repair(const char *in, size_t n, struct buf *out);
+/* Whether in[0..n) is valid UTF-8 by the same rules. */
+bool utf8_is_valid(const char *in, size_t n);
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t now_ns(void);
+
+/* Read a whole file of at most max bytes (-EFBIG beyond) into ret. */
+int read_file(const char *path, size_t max, struct buf *ret);
+/* Read a small file (at most 4 KiB) into a NUL-terminated string with the
+ * trailing newline removed. */
+int read_small_file(const char *path, char **ret);
+/* Open path with O_WRONLY|O_TRUNC (no O_CREAT) and write s in one write(2),
+ * as cgroup and /proc control files want it. */
+int write_control_file(const char *path, const char *s);
+/* write(2) until everything is written, retrying on EINTR. */
+int write_all(int fd, const void *p, size_t n);
+
+/* snprintf into an allocated string; NULL on failure. */
+char *strdup_printf(const char *fmt, ...) _printf_(1, 2);
+
+/* Whether name is a plain file name for the work directory: not empty, not
+ * "." or "..", no '/', no NUL, no control characters, at most 255 bytes. */
+bool filename_is_plain(const char *name, size_t len);
