@@ -187,6 +187,8 @@ static void detect_v2(struct cgroup_host *h, const struct cg_mount *m) {
         if (!parent)
                 return;
         r = mkdir_p1(parent);
+        if (r >= 0 && access(parent, W_OK | X_OK) < 0)
+                r = -errno;
         if (r >= 0)
                 r = v2_enable_controllers(parent);
         if (r < 0) {
@@ -217,9 +219,12 @@ static char *v1_parent(const char *controller, struct cgroup_host *h) {
         if (!parent)
                 goto out;
         r = mkdir_p1(parent);
+        /* It may exist (made by root) and still not be ours to use. */
+        if (r >= 0 && access(parent, W_OK | X_OK) < 0)
+                r = -errno;
         if (r < 0) {
                 snprintf(h->reason + strlen(h->reason), sizeof h->reason - strlen(h->reason),
-                         "%scannot create %s: %s", h->reason[0] ? "; " : "", parent, strerror(-r));
+                         "%scannot use %s: %s", h->reason[0] ? "; " : "", parent, strerror(-r));
                 free(parent);
                 parent = NULL;
         }

@@ -35,7 +35,7 @@ struct cgroup_host {
         char *pids_parent;
         char *cpu_parent;
         bool memsw;      /* v1: memory.memsw.* exists, so swap can be limited too */
-        char reason[256]; /* why a controller is missing, for `pyexec check` */
+        char reason[1024]; /* why a controller is missing, for `pyexec check` */
 };
 
 /* Detect the hierarchy and create the parents (needs write access to the

@@ -188,8 +188,14 @@ static int mount_tmpfs(const char *root, const char *name, uint64_t bytes, uint6
                 return r;
         if (mkdir(dst, 0755) < 0)
                 return -errno;
-        snprintf(opts, sizeof opts, "size=%llu,nr_inodes=%llu,mode=%s,uid=%u,gid=%u", (unsigned long long)bytes,
-                 (unsigned long long)inodes, mode, (unsigned)uid, (unsigned)gid);
+        /* Without uid=, the owner is the mounter, which is always mapped;
+         * uid=0 would be refused inside a user namespace that lacks it. */
+        if (uid == (uid_t)-1)
+                snprintf(opts, sizeof opts, "size=%llu,nr_inodes=%llu,mode=%s", (unsigned long long)bytes,
+                         (unsigned long long)inodes, mode);
+        else
+                snprintf(opts, sizeof opts, "size=%llu,nr_inodes=%llu,mode=%s,uid=%u,gid=%u", (unsigned long long)bytes,
+                         (unsigned long long)inodes, mode, (unsigned)uid, (unsigned)gid);
         if (mount("tmpfs", dst, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
                 return -errno;
         return 0;
@@ -236,7 +242,7 @@ int mount_build_root(const struct mount_plan *p, const char **ret_step) {
                 return -errno;
 
         STEP("mounting /tmp");
-        if ((r = mount_tmpfs(root, "/tmp", p->tmp_bytes, p->inodes, "1777", 0, 0)) < 0)
+        if ((r = mount_tmpfs(root, "/tmp", p->tmp_bytes, p->inodes, "1777", (uid_t)-1, (gid_t)-1)) < 0)
                 return r;
         STEP("mounting " SANDBOX_WORKDIR);
         if ((r = mount_tmpfs(root, SANDBOX_WORKDIR, p->work_bytes, p->inodes, "0755", p->uid, p->gid)) < 0)

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The end-to-end suite again as an unprivileged user: the user-namespace
+# path, with whatever cgroup access such a user has (none on most hosts, so
+# the rlimit fallbacks). Needs root to create the user and drop to it.
+set -euo pipefail
+bin=$(realpath "${1:-build/pyexec}")
+cd "$(dirname "$0")/.."
+user=pyexec-test
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "test-unprivileged: already unprivileged; running the suite directly" >&2
+  exec scripts/test-e2e.sh "$bin" "${@:2}"
+fi
+id "$user" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$user"
+
+# The checkout may sit below a directory the user cannot enter (/root):
+# copy what the suite needs to a world-readable place.
+work=$(mktemp -d /tmp/pyexec-unpriv.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+chmod 755 "$work"
+mkdir -p "$work/build" "$work/tests"
+cp "$bin" "$work/build/pyexec"
+cp -r tests/e2e "$work/tests/e2e"
+chmod -R a+rX "$work"
+cd "$work"
+runuser -u "$user" -- env HOME="$work" PYEXEC_BIN="$work/build/pyexec" \
+  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e "${@:2}"

@@ -1,0 +1,110 @@
+"""Shared fixtures for the end-to-end tests: they drive the real pyexec binary.
+
+PYEXEC_BIN names the binary (scripts/test-e2e.sh sets it); the default is
+build/pyexec in this checkout. The suite runs as root (a fresh host uid per
+run, cgroups) and, through scripts/test-unprivileged.sh, as an unprivileged
+user (user namespaces, rlimit fallbacks); `privileged` tells which.
+"""
+import json
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+PYEXEC = os.environ.get("PYEXEC_BIN") or str(ROOT / "build" / "pyexec")
+PRIVILEGED = os.geteuid() == 0
+
+
+class Result(dict):
+    """The parsed --json result, plus the process's exit code and stderr."""
+
+    returncode: int
+    proc_stderr: str
+
+
+def pyexec(*args, stdin=None, timeout=120, env=None):
+    """Run the pyexec binary with args; returns subprocess.CompletedProcess (bytes)."""
+    return subprocess.run(
+        [PYEXEC, *map(str, args)],
+        input=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        timeout=timeout,
+        env=env,
+    )
+
+
+@pytest.fixture
+def run(tmp_path):
+    """run(code, *options) -> Result: `pyexec run --json OPTIONS main.py` with code."""
+    counter = [0]
+
+    def _run(code, *options, stdin=None, timeout=120):
+        counter[0] += 1
+        prog = tmp_path / f"prog{counter[0]}.py"
+        prog.write_text(code) if isinstance(code, str) else prog.write_bytes(code)
+        p = pyexec("run", "--json", *options, prog, stdin=stdin, timeout=timeout)
+        assert p.stdout, f"no JSON on stdout; stderr: {p.stderr.decode(errors='replace')}"
+        res = Result(json.loads(p.stdout))
+        res.returncode = p.returncode
+        res.proc_stderr = p.stderr.decode(errors="replace")
+        return res
+
+    return _run
+
+
+@pytest.fixture
+def run_plain(tmp_path):
+    """run_plain(code, *options) -> CompletedProcess of `pyexec run OPTIONS main.py` (no --json)."""
+    counter = [0]
+
+    def _run(code, *options, stdin=None, timeout=120):
+        counter[0] += 1
+        prog = tmp_path / f"plain{counter[0]}.py"
+        prog.write_text(code) if isinstance(code, str) else prog.write_bytes(code)
+        return pyexec("run", *options, prog, stdin=stdin, timeout=timeout)
+
+    return _run
+
+
+@pytest.fixture
+def privileged():
+    return PRIVILEGED
+
+
+def host_pids_with_uid_range(lo, hi):
+    """Host pids whose real uid is in [lo, hi): sandbox uids as root."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/status") as f:
+                for line in f:
+                    if line.startswith("Uid:"):
+                        uid = int(line.split()[1])
+                        if lo <= uid < hi:
+                            found.append(int(d))
+                        break
+        except OSError:
+            pass
+    return found
+
+
+def host_pids_matching(marker):
+    """Host pids whose command line contains marker (bytes or str)."""
+    if isinstance(marker, str):
+        marker = marker.encode()
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                if marker in f.read():
+                    found.append(int(d))
+        except OSError:
+            pass
+    return found
