@@ -63,65 +63,91 @@ static bool list_has_space(const char *list, const char *word) {
         return false;
 }
 
-/* Find the first cgroup2 mount (want_v2) or the v1 mount carrying controller. */
-static int find_mount(bool want_v2, const char *controller, struct cg_mount *ret) {
-        _cleanup_(freep) char *line = NULL;
-        size_t cap = 0;
-        FILE *f = fopen("/proc/self/mountinfo", "re");
-        int r = -ENOENT;
-
-        if (!f)
-                return -errno;
-        while (getline(&line, &cap, f) > 0) {
-                char root[4096], target[4096], fstype[64], super[1024];
-                const char *sep = strstr(line, " - ");
-                if (!sep)
-                        continue;
-                if (sscanf(line, "%*s %*s %*s %4095s %4095s", root, target) != 2)
-                        continue;
-                if (sscanf(sep + 3, "%63s %*s %1023s", fstype, super) != 2)
-                        continue;
-                if (want_v2 ? strcmp(fstype, "cgroup2") != 0 : strcmp(fstype, "cgroup") != 0)
-                        continue;
-                if (!want_v2 && !list_has(super, controller))
-                        continue;
-                ret->root = strdup(root);
-                ret->target = strdup(target);
-                ret->v2 = want_v2;
-                if (!ret->root || !ret->target) {
-                        cg_mount_done(ret);
-                        r = -ENOMEM;
-                } else
-                        r = 0;
-                break;
+/* Call fn on each line of text (modified in place). Stops when fn returns true. */
+static void for_each_line(char *text, bool (*fn)(char *line, void *userdata), void *userdata) {
+        for (char *line = text; line && *line;) {
+                char *nl = strchr(line, '\n');
+                if (nl)
+                        *nl = 0;
+                bool stop = fn(line, userdata);
+                if (nl)
+                        *nl = '\n';
+                if (stop)
+                        return;
+                line = nl ? nl + 1 : NULL;
         }
-        fclose(f);
-        return r;
 }
 
-/* Our own cgroup path in the hierarchy carrying controller ("" for v2). */
-static int own_cgroup(const char *controller, char **ret) {
-        _cleanup_(freep) char *line = NULL;
-        size_t cap = 0;
-        FILE *f = fopen("/proc/self/cgroup", "re");
-        int r = -ENOENT;
+struct mount_query {
+        bool want_v2;
+        const char *controller;
+        struct cg_mount *ret;
+        int r;
+};
 
-        if (!f)
-                return -errno;
-        while (getline(&line, &cap, f) > 0) {
-                char *c1 = strchr(line, ':'), *c2;
-                if (!c1 || !(c2 = strchr(c1 + 1, ':')))
-                        continue;
-                *c2 = 0;
-                c2[1 + strcspn(c2 + 1, "\n")] = 0;
-                if (controller[0] ? !list_has(c1 + 1, controller) : c1[1] != 0)
-                        continue;
-                *ret = strdup(c2 + 1);
-                r = *ret ? 0 : -ENOMEM;
-                break;
-        }
-        fclose(f);
-        return r;
+static bool match_mount(char *line, void *userdata) {
+        struct mount_query *q = userdata;
+        char root[4096], target[4096], fstype[64], super[1024];
+        const char *sep = strstr(line, " - ");
+
+        if (!sep)
+                return false;
+        if (sscanf(line, "%*s %*s %*s %4095s %4095s", root, target) != 2)
+                return false;
+        if (sscanf(sep + 3, "%63s %*s %1023s", fstype, super) != 2)
+                return false;
+        if (q->want_v2 ? strcmp(fstype, "cgroup2") != 0 : strcmp(fstype, "cgroup") != 0)
+                return false;
+        if (!q->want_v2 && !list_has(super, q->controller))
+                return false;
+        q->ret->root = strdup(root);
+        q->ret->target = strdup(target);
+        q->ret->v2 = q->want_v2;
+        if (!q->ret->root || !q->ret->target) {
+                cg_mount_done(q->ret);
+                q->r = -ENOMEM;
+        } else
+                q->r = 0;
+        return true;
+}
+
+/* The first cgroup2 mount (want_v2) or the v1 mount carrying controller, in
+ * the text of /proc/self/mountinfo. */
+static int find_mount(char *mountinfo, bool want_v2, const char *controller, struct cg_mount *ret) {
+        struct mount_query q = { want_v2, controller, ret, -ENOENT };
+        for_each_line(mountinfo, match_mount, &q);
+        return q.r;
+}
+
+struct own_query {
+        const char *controller;
+        char **ret;
+        int r;
+};
+
+static bool match_own(char *line, void *userdata) {
+        struct own_query *q = userdata;
+        char *c1 = strchr(line, ':'), *c2;
+        bool match;
+
+        if (!c1 || !(c2 = strchr(c1 + 1, ':')))
+                return false;
+        *c2 = 0;
+        match = q->controller[0] ? list_has(c1 + 1, q->controller) : c1[1] == 0;
+        *c2 = ':';
+        if (!match)
+                return false;
+        *q->ret = strdup(c2 + 1);
+        q->r = *q->ret ? 0 : -ENOMEM;
+        return true;
+}
+
+/* Our own cgroup path in the hierarchy carrying controller, in the text of
+ * /proc/self/cgroup. */
+static int own_cgroup(char *proc_cgroup, const char *controller, char **ret) {
+        struct own_query q = { controller, ret, -ENOENT };
+        for_each_line(proc_cgroup, match_own, &q);
+        return q.r;
 }
 
 /* mountpoint + our path relative to the mount's root. */
@@ -202,18 +228,18 @@ static void detect_v2(struct cgroup_host *h, const struct cg_mount *m) {
 }
 
 /* Create <hierarchy of controller>/<our cgroup>/pyexec; NULL when unusable. */
-static char *v1_parent(const char *controller, struct cgroup_host *h) {
+static char *v1_parent(char *mountinfo, char *proc_cgroup, const char *controller, struct cgroup_host *h) {
         struct cg_mount m = { 0 };
         _cleanup_free_ char *own = NULL, *dir = NULL;
         char *parent = NULL;
         int r;
 
-        if (find_mount(false, controller, &m) < 0) {
+        if (find_mount(mountinfo, false, controller, &m) < 0) {
                 snprintf(h->reason + strlen(h->reason), sizeof h->reason - strlen(h->reason),
                          "%sno v1 %s hierarchy", h->reason[0] ? "; " : "", controller);
                 return NULL;
         }
-        if (own_cgroup(controller, &own) < 0 || !(dir = hierarchy_dir(&m, own)))
+        if (own_cgroup(proc_cgroup, controller, &own) < 0 || !(dir = hierarchy_dir(&m, own)))
                 goto out;
         parent = strdup_printf("%s/pyexec", dir);
         if (!parent)
@@ -235,21 +261,28 @@ out:
 
 void cgroup_host_detect(struct cgroup_host *h) {
         struct cg_mount m = { 0 };
+        struct buf mountinfo, proc_cgroup;
 
         *h = (struct cgroup_host){ .version = CGROUP_NONE };
-        if (find_mount(true, NULL, &m) >= 0) {
+        if (read_file("/proc/self/mountinfo", 1 << 20, &mountinfo) < 0) {
+                snprintf(h->reason, sizeof h->reason, "cannot read /proc/self/mountinfo");
+                return;
+        }
+        if (find_mount(mountinfo.data, true, NULL, &m) >= 0) {
                 detect_v2(h, &m);
                 cg_mount_done(&m);
-                if (h->version == CGROUP_V2)
-                        return;
         }
-        h->memory_parent = v1_parent("memory", h);
-        h->pids_parent = v1_parent("pids", h);
-        h->cpu_parent = v1_parent("cpuacct", h);
-        if (h->memory_parent || h->pids_parent) {
-                h->version = CGROUP_V1;
-                h->memsw = h->memory_parent && file_exists(h->memory_parent, "memory.memsw.limit_in_bytes");
+        if (h->version != CGROUP_V2 && read_file("/proc/self/cgroup", 1 << 16, &proc_cgroup) >= 0) {
+                h->memory_parent = v1_parent(mountinfo.data, proc_cgroup.data, "memory", h);
+                h->pids_parent = v1_parent(mountinfo.data, proc_cgroup.data, "pids", h);
+                h->cpu_parent = v1_parent(mountinfo.data, proc_cgroup.data, "cpuacct", h);
+                if (h->memory_parent || h->pids_parent) {
+                        h->version = CGROUP_V1;
+                        h->memsw = h->memory_parent && file_exists(h->memory_parent, "memory.memsw.limit_in_bytes");
+                }
+                buf_done(&proc_cgroup);
         }
+        buf_done(&mountinfo);
 }
 
 void cgroup_host_done(struct cgroup_host *h) {

@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: MIT */
+#include "seccomp-policy.h"
+
+#include <errno.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/*
+ * The policy. The filter's default is ALLOW: the kernel sandbox around it
+ * (namespaces, an unprivileged uid, no capabilities, no_new_privs, cgroups)
+ * already makes most privileged calls fail; this table removes the kernel
+ * surface that stays reachable without privileges and has a history of
+ * escapes, plus the calls that must never work in a sandbox whatever its
+ * privileges. Denials return an errno so Python raises a readable OSError
+ * (PermissionError for EPERM) instead of dying mysteriously.
+ *
+ * Where a kill is safer: only for foreign architectures (see seccomp_compile):
+ * a 32-bit (int 0x80) or x32 system call uses other numbers, so none of the
+ * rules below would match it; allowing or answering it would mean trusting a
+ * second, unfiltered syscall table. A legitimate x86-64 CPython never makes
+ * one, so the process is killed outright. Everything else returns an errno:
+ * a readable error is worth more to a student than a SIGSYS, and the call has
+ * no effect either way.
+ */
+enum cond {
+        COND_NONE,        /* every call */
+        COND_ARG0_MASKED, /* (arg0 & value) == value: a flag is set */
+        COND_ARG0_EQ,     /* arg0 == value */
+        COND_ARG0_GT,     /* arg0 > value */
+        COND_ARG0_NE,     /* arg0 != value */
+        COND_ARG1_EQ32,   /* (uint32_t)arg1 == value (ioctl requests are ints) */
+};
+
+struct seccomp_rule {
+        const char *syscall;
+        int err;
+        enum cond cond;
+        uint64_t value;
+        const char *why;
+};
+
+static const struct seccomp_rule rules[] = {
+        /* Other processes' memory. */
+        { "ptrace", EPERM, COND_NONE, 0, "reads and writes other processes; the classic escape" },
+        { "process_vm_readv", EPERM, COND_NONE, 0, "reads another process's memory" },
+        { "process_vm_writev", EPERM, COND_NONE, 0, "writes another process's memory" },
+        { "kcmp", EPERM, COND_NONE, 0, "compares kernel objects of other processes (pointer leak)" },
+        { "pidfd_getfd", EPERM, COND_NONE, 0, "steals file descriptors from another process" },
+
+        /* The filesystem view is fixed once the sandbox is built. */
+        { "mount", EPERM, COND_NONE, 0, "mount family: the root must stay as built" },
+        { "umount2", EPERM, COND_NONE, 0, "would uncover the mount points below" },
+        { "move_mount", EPERM, COND_NONE, 0, "new mount API" },
+        { "open_tree", EPERM, COND_NONE, 0, "new mount API (clones mounts)" },
+        { "fsopen", EPERM, COND_NONE, 0, "new mount API" },
+        { "fsconfig", EPERM, COND_NONE, 0, "new mount API" },
+        { "fsmount", EPERM, COND_NONE, 0, "new mount API" },
+        { "fspick", EPERM, COND_NONE, 0, "new mount API (reconfigures mounts)" },
+        { "mount_setattr", EPERM, COND_NONE, 0, "would make read-only mounts writable" },
+        { "pivot_root", EPERM, COND_NONE, 0, "changes the root" },
+        { "chroot", EPERM, COND_NONE, 0, "chroot escapes need a second root" },
+        { "open_by_handle_at", EPERM, COND_NONE, 0, "opens files by handle, bypassing the mount view (shocker)" },
+        { "name_to_handle_at", EPERM, COND_NONE, 0, "produces handles for open_by_handle_at" },
+
+        /* No new namespaces: each one hands the program capabilities over a
+         * fresh kernel surface (user namespaces especially). */
+        { "unshare", EPERM, COND_NONE, 0, "new namespaces" },
+        { "setns", EPERM, COND_NONE, 0, "joins other namespaces" },
+        { "clone", EPERM, COND_ARG0_MASKED, CLONE_NEWNS, "new mount namespace" },
+        { "clone", EPERM, COND_ARG0_MASKED, CLONE_NEWUTS, "new UTS namespace" },
+        { "clone", EPERM, COND_ARG0_MASKED, CLONE_NEWIPC, "new IPC namespace" },
+        { "clone", EPERM, COND_ARG0_MASKED, CLONE_NEWUSER, "new user namespace" },
+        { "clone", EPERM, COND_ARG0_MASKED, CLONE_NEWPID, "new PID namespace" },
+        { "clone", EPERM, COND_ARG0_MASKED, CLONE_NEWNET, "new network namespace" },
+        { "clone", EPERM, COND_ARG0_MASKED, CLONE_NEWCGROUP, "new cgroup namespace" },
+        /* clone3 passes its flags in memory, which seccomp cannot read; ENOSYS
+         * makes glibc fall back to clone, which the rules above inspect. */
+        { "clone3", ENOSYS, COND_NONE, 0, "flags unreadable by seccomp; libc falls back to clone" },
+
+        /* The machine itself. */
+        { "kexec_load", EPERM, COND_NONE, 0, "replaces the kernel" },
+        { "kexec_file_load", EPERM, COND_NONE, 0, "replaces the kernel" },
+        { "init_module", EPERM, COND_NONE, 0, "loads kernel code" },
+        { "finit_module", EPERM, COND_NONE, 0, "loads kernel code" },
+        { "delete_module", EPERM, COND_NONE, 0, "unloads kernel code" },
+        { "reboot", EPERM, COND_NONE, 0, "reboots the host" },
+        { "swapon", EPERM, COND_NONE, 0, "host swap" },
+        { "swapoff", EPERM, COND_NONE, 0, "host swap" },
+        { "syslog", EPERM, COND_NONE, 0, "kernel log: addresses and other tenants' traces" },
+        { "acct", EPERM, COND_NONE, 0, "process accounting to a file" },
+        { "quotactl", EPERM, COND_NONE, 0, "filesystem quotas" },
+        { "iopl", EPERM, COND_NONE, 0, "raw I/O port access" },
+        { "ioperm", EPERM, COND_NONE, 0, "raw I/O port access" },
+        { "settimeofday", EPERM, COND_NONE, 0, "the host clock is not namespaced" },
+        { "clock_settime", EPERM, COND_NONE, 0, "the host clock is not namespaced" },
+        { "clock_adjtime", EPERM, COND_NONE, 0, "the host clock is not namespaced" },
+
+        /* Kernel subsystems with a long record of privilege escalations,
+         * reachable without privileges and never needed by Python code. */
+        { "bpf", EPERM, COND_NONE, 0, "eBPF verifier bugs" },
+        { "perf_event_open", EPERM, COND_NONE, 0, "perf bugs and side channels" },
+        { "userfaultfd", EPERM, COND_NONE, 0, "stalls the kernel mid-copy: a race-exploitation tool" },
+        { "add_key", EPERM, COND_NONE, 0, "keyrings are not namespaced" },
+        { "request_key", EPERM, COND_NONE, 0, "keyrings are not namespaced" },
+        { "keyctl", EPERM, COND_NONE, 0, "keyrings are not namespaced" },
+        /* ENOSYS so that libraries fall back to ordinary I/O. */
+        { "io_uring_setup", ENOSYS, COND_NONE, 0, "io_uring: many escalations, bypasses seccomp for its ops" },
+        { "io_uring_enter", ENOSYS, COND_NONE, 0, "io_uring" },
+        { "io_uring_register", ENOSYS, COND_NONE, 0, "io_uring" },
+
+        /* Personality flags turn off ASLR (ADDR_NO_RANDOMIZE) or make data
+         * executable (READ_IMPLIES_EXEC); only the default is allowed. */
+        { "personality", EPERM, COND_ARG0_NE, PER_LINUX, "only PER_LINUX; flags weaken exploit mitigations" },
+
+        /* Sockets: Unix and IP only (IP goes nowhere: the network namespace
+         * is empty). Netlink, packet, vsock, bluetooth, ... are kernel surface
+         * with escalations of their own. EAFNOSUPPORT is what the kernel says
+         * for a family it lacks, so Python raises the ordinary error. The
+         * rules cover every family except AF_UNIX (1), AF_INET (2) and
+         * AF_INET6 (10); GT compares all 64 bits, so garbage in the upper
+         * half is denied too. */
+        { "socket", EAFNOSUPPORT, COND_ARG0_EQ, AF_UNSPEC, "unspecified family" },
+        { "socket", EAFNOSUPPORT, COND_ARG0_EQ, 3, "AF_AX25" },
+        { "socket", EAFNOSUPPORT, COND_ARG0_EQ, 4, "AF_IPX" },
+        { "socket", EAFNOSUPPORT, COND_ARG0_EQ, 5, "AF_APPLETALK" },
+        { "socket", EAFNOSUPPORT, COND_ARG0_EQ, 6, "AF_NETROM" },
+        { "socket", EAFNOSUPPORT, COND_ARG0_EQ, 7, "AF_BRIDGE" },
+        { "socket", EAFNOSUPPORT, COND_ARG0_EQ, 8, "AF_ATMPVC" },
+        { "socket", EAFNOSUPPORT, COND_ARG0_EQ, 9, "AF_X25" },
+        { "socket", EAFNOSUPPORT, COND_ARG0_GT, AF_INET6, "netlink, packet, vsock, and every later family" },
+
+        /* Injecting input into a terminal the sandbox might share. */
+        { "ioctl", EPERM, COND_ARG1_EQ32, TIOCSTI, "pushes keystrokes into a terminal" },
+        { "ioctl", EPERM, COND_ARG1_EQ32, TIOCLINUX, "console control: selection paste" },
+};
+
+size_t seccomp_policy_rule_count(void) {
+        return ELEMENTSOF(rules);
+}
+
+static int add_rule(scmp_filter_ctx ctx, const struct seccomp_rule *r) {
+        int nr = seccomp_syscall_resolve_name(r->syscall);
+        uint32_t act = SCMP_ACT_ERRNO((uint32_t)r->err);
+
+        /* A syscall this libseccomp does not know cannot be filtered by
+         * number either; the architecture check still stands. */
+        if (nr == __NR_SCMP_ERROR)
+                return 0;
+        switch (r->cond) {
+        case COND_NONE:
+                return seccomp_rule_add(ctx, act, nr, 0);
+        case COND_ARG0_MASKED:
+                return seccomp_rule_add(ctx, act, nr, 1, SCMP_A0(SCMP_CMP_MASKED_EQ, r->value, r->value));
+        case COND_ARG0_EQ:
+                return seccomp_rule_add(ctx, act, nr, 1, SCMP_A0(SCMP_CMP_EQ, r->value));
+        case COND_ARG0_GT:
+                return seccomp_rule_add(ctx, act, nr, 1, SCMP_A0(SCMP_CMP_GT, r->value));
+        case COND_ARG0_NE:
+                return seccomp_rule_add(ctx, act, nr, 1, SCMP_A0(SCMP_CMP_NE, r->value));
+        case COND_ARG1_EQ32:
+                return seccomp_rule_add(ctx, act, nr, 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, r->value));
+        }
+        return -EINVAL;
+}
+
+int seccomp_policy_compile(struct seccomp_prog *ret) {
+        scmp_filter_ctx ctx;
+        _cleanup_close_ int fd = -1;
+        struct sock_filter *insns;
+        off_t size;
+        int r;
+
+        ctx = seccomp_init(SCMP_ACT_ALLOW);
+        if (!ctx)
+                return -ENOMEM;
+        /* Foreign architectures are killed: see the comment on the table. The
+         * native x86-64 filter also rejects x32 (syscall numbers with bit 30
+         * set) with this action. */
+        r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+        if (r < 0)
+                goto out;
+        for (size_t i = 0; i < ELEMENTSOF(rules); i++) {
+                r = add_rule(ctx, &rules[i]);
+                if (r < 0)
+                        goto out;
+        }
+        fd = memfd_create("pyexec-seccomp", MFD_CLOEXEC);
+        if (fd < 0) {
+                r = -errno;
+                goto out;
+        }
+        r = seccomp_export_bpf(ctx, fd);
+        if (r < 0)
+                goto out;
+        size = lseek(fd, 0, SEEK_END);
+        if (size <= 0 || size % (off_t)sizeof(struct sock_filter) != 0) {
+                r = -EIO;
+                goto out;
+        }
+        insns = malloc((size_t)size);
+        if (!insns) {
+                r = -ENOMEM;
+                goto out;
+        }
+        errno = 0;
+        if (pread(fd, insns, (size_t)size, 0) != size) {
+                r = errno ? -errno : -EIO;
+                free(insns);
+                goto out;
+        }
+        ret->insns = insns;
+        ret->len = (size_t)size / sizeof(struct sock_filter);
+        r = 0;
+out:
+        seccomp_release(ctx);
+        return r;
+}
+
