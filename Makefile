@@ -13,10 +13,10 @@ deps:
 $(BUILD)/build.ninja:
 	$(MESON) setup $(BUILD)
 
-build: $(BUILD)/build.ninja
+build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
-test: deps build
+test: build
 	$(MESON) test -C $(BUILD) --suite unit --print-errorlogs
 	scripts/test-e2e.sh $(BUILD)/pyexec
 	scripts/test-unprivileged.sh $(BUILD)/pyexec

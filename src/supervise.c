@@ -72,6 +72,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -280,6 +281,14 @@ struct child_ctx {
         int sync_r, status_w, out_w, err_w, stdin_fd;
 };
 
+/*
+ * The program is spawned from init with CLONE_VM | CLONE_VFORK on this stack,
+ * as posix_spawn does: no page tables are copied and no copy-on-write faults
+ * follow, and init sleeps until the program has exec'd (or failed). Each init
+ * is its own process with its own copy of this array.
+ */
+static char program_stack[64 * 1024] __attribute__((aligned(64)));
+
 _Noreturn static void run_program(const struct child_ctx *c) {
         int r;
 
@@ -303,6 +312,10 @@ _Noreturn static void run_program(const struct child_ctx *c) {
                 child_fail(c->status_w, "installing the seccomp filter", r);
         execve(c->python, c->argv, c->envp);
         child_fail(c->status_w, "executing the interpreter", -errno);
+}
+
+static int run_program_fn(void *arg) {
+        run_program(arg);
 }
 
 _Noreturn static void run_init(const struct child_ctx *c) {
@@ -331,11 +344,10 @@ _Noreturn static void run_init(const struct child_ctx *c) {
         if (r < 0)
                 child_fail(c->status_w, step, r);
 
-        prog = ns_clone(0);
+        prog = clone(run_program_fn, program_stack + sizeof program_stack, CLONE_VM | CLONE_VFORK | SIGCHLD,
+                     (void *)c);
         if (prog < 0)
-                child_fail(c->status_w, "forking the program", prog);
-        if (prog == 0)
-                run_program(c);
+                child_fail(c->status_w, "forking the program", -errno);
 
         m = (struct msg){ .type = MSG_STARTED, .t_ns = now_ns() };
         send_msg(c->status_w, &m);
