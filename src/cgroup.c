@@ -487,6 +487,14 @@ int cgroup_run_cpu_ns(const struct cgroup_run *c, uint64_t *ret) {
         return 0;
 }
 
+int cgroup_run_oom_kills(const struct cgroup_run *c, uint64_t *ret) {
+        if (!c->memory)
+                return -ENODATA;
+        if (c->version == CGROUP_V2)
+                return read_keyed(c->memory, "memory.events", "oom_kill", ret) < 0 ? -ENODATA : 0;
+        return read_keyed(c->memory, "memory.oom_control", "oom_kill", ret) < 0 ? -ENODATA : 0;
+}
+
 int cgroup_run_stats(const struct cgroup_run *c, struct cgroup_stats *ret) {
         struct cgroup_stats s = { 0 };
         uint64_t v;

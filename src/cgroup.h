@@ -75,6 +75,11 @@ int cgroup_run_stats(const struct cgroup_run *c, struct cgroup_stats *ret);
 /* CPU time alone (the supervisor polls it); -ENODATA when not accounted. */
 int cgroup_run_cpu_ns(const struct cgroup_run *c, uint64_t *ret);
 
+/* Tasks the OOM killer has killed in the run so far (polled by the
+ * supervisor, so that one OOM kill ends the whole run on v1 as
+ * memory.oom.group does on v2); -ENODATA without a memory cgroup. */
+int cgroup_run_oom_kills(const struct cgroup_run *c, uint64_t *ret);
+
 /* SIGKILL every task in the run (cgroup.kill where the kernel has it). */
 int cgroup_run_kill(const struct cgroup_run *c);
 

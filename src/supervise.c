@@ -423,7 +423,7 @@ struct watch {
         struct pyexec_result *res;
         const struct pyexec_spec *spec;
         bool started, exited_msg, init_gone;
-        bool killed_wall, killed_cpu, killed_output;
+        bool killed_wall, killed_cpu, killed_output, killed_oom;
         bool setup_failed;
         struct msg error_msg;
         uint64_t t_start, t_end; /* from init's messages */
@@ -504,7 +504,8 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                         deadline = setup_deadline;
                 else
                         deadline = w->sup_start + lim->timeout_ms * 1000000ull;
-                if (w->init_gone || w->killed_wall || w->killed_cpu || w->killed_output || w->setup_failed)
+                if (w->init_gone || w->killed_wall || w->killed_cpu || w->killed_output || w->killed_oom ||
+                    w->setup_failed)
                         deadline = UINT64_MAX;
                 if (deadline != UINT64_MAX && now >= deadline) {
                         if (w->started)
@@ -514,10 +515,17 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                         kill_init(pidfd);
                         continue;
                 }
-                if (cpu_polled && w->started && !w->init_gone && !w->killed_cpu) {
-                        uint64_t used = 0, interval;
+                if (cpu_polled && w->started && !w->init_gone && !w->killed_cpu && !w->killed_oom) {
+                        uint64_t used = 0, ooms = 0, interval;
                         if (cgroup_run_cpu_ns(cg, &used) == 0 && used >= cpu_limit_ns) {
                                 w->killed_cpu = true;
+                                kill_init(pidfd);
+                                continue;
+                        }
+                        /* One OOM kill ends the run (v1 kills one victim;
+                         * v2's memory.oom.group already takes them all). */
+                        if (cgroup_run_oom_kills(cg, &ooms) == 0 && ooms > 0) {
+                                w->killed_oom = true;
                                 kill_init(pidfd);
                                 continue;
                         }
@@ -686,7 +694,7 @@ static void classify(const struct pyexec_spec *spec, const struct watch *w, cons
                         res->exit_code = WEXITSTATUS(w->wstatus);
                 else if (WIFSIGNALED(w->wstatus))
                         res->signal = WTERMSIG(w->wstatus);
-        } else if (w->killed_wall || w->killed_cpu || w->killed_output || (cs->oom_kills > 0))
+        } else if (w->killed_wall || w->killed_cpu || w->killed_output || w->killed_oom || cs->oom_kills > 0)
                 res->signal = SIGKILL;
 
         if (w->setup_failed || !w->started) {
@@ -718,7 +726,7 @@ static void classify(const struct pyexec_spec *spec, const struct watch *w, cons
                 res->message = strdup_printf("CPU time limit of %llu ms exceeded", (unsigned long long)lim->cpu_time_ms);
                 return;
         }
-        if (res->exit_code != 0 && cs->oom_kills > 0) {
+        if (w->killed_oom || cs->oom_kills > 0) {
                 res->status = PYEXEC_MEMORY_LIMIT;
                 res->message = strdup_printf("memory limit of %llu MB exceeded (killed by the kernel's OOM killer)",
                                              (unsigned long long)lim->memory_mb);
