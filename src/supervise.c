@@ -626,56 +626,88 @@ static bool starts_with(const char *p, size_t n, const char *prefix) {
         return n >= l && memcmp(p, prefix, l) == 0;
 }
 
+/* Line n (1-based) of f, without its newline; NULL when f is shorter. */
+static const char *file_line(const struct pyexec_file *f, unsigned long n, size_t *ret_len) {
+        const char *p = f->data, *end = f->data + f->len;
+        for (unsigned long i = 1; p && p < end && i < n; i++) {
+                p = memchr(p, '\n', (size_t)(end - p));
+                if (p)
+                        p++;
+        }
+        if (!p || p > end || (p == end && n > 1))
+                return NULL;
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        *ret_len = (size_t)((nl ? nl : end) - p);
+        return p;
+}
+
+/* Characters (UTF-8 lead bytes) in p[0..n). */
+static size_t utf8_chars(const char *p, size_t n) {
+        size_t c = 0;
+        for (size_t i = 0; i < n; i++)
+                if (((unsigned char)p[i] & 0xc0) != 0x80)
+                        c++;
+        return c;
+}
+
 /*
- * CPython prints a compile error of the main script without a "Traceback"
- * header; an error in an imported user module has one, with that module as
- * the last frame. Either way the last line is the SyntaxError (or its
- * subclasses) and the last frame is a file of the program, not "<string>"
- * (eval/exec of a string at run time is a runtime error).
+ * A compile error prints no "in <function>" on its frame line: CPython
+ * reports the file and line of the code it could not compile, without a
+ * "Traceback" header for the main script and as the last frame below one for
+ * an imported module. A SyntaxError raised by running code (eval, exec, a
+ * parser exercise raising it) has a frame with ", in ...", and is a runtime
+ * error. The frame must be a file of the program.
  */
 static bool classify_syntax_error(const struct pyexec_spec *spec, struct pyexec_result *res) {
         const struct buf *e = &res->err;
         size_t ll, col = 0;
         const char *last = last_line(e, &ll);
-        const char *frame = NULL, *p;
-        char file[256] = "";
+        const char *frame = NULL, *p, *base;
+        const struct pyexec_file *src = NULL;
+        char file[256] = "", rest[4] = "";
         unsigned long line = 0;
 
         if (!e->data || !(starts_with(last, ll, "SyntaxError: ") || starts_with(last, ll, "IndentationError: ") ||
                           starts_with(last, ll, "TabError: ")))
                 return false;
-        /* The last 'File "..."' frame line. */
         for (p = e->data; (p = strstr(p, "  File \"")) && p < last; p++)
                 frame = p;
-        if (!frame || sscanf(frame, "  File \"%255[^\"]\", line %lu", file, &line) != 2)
+        if (!frame || sscanf(frame, "  File \"%255[^\"]\", line %lu%3[^\n]", file, &line, rest) < 2 || rest[0])
                 return false;
+        if (file[0] == '/' && strncmp(file, SANDBOX_WORKDIR "/", strlen(SANDBOX_WORKDIR) + 1) != 0)
+                return false;
+        base = strrchr(file, '/');
+        base = base ? base + 1 : file;
+        for (size_t i = 0; i < spec->n_files; i++)
+                if (strcmp(spec->files[i].name, base) == 0)
+                        src = &spec->files[i];
+        if (!src)
+                return false;
+
+        /* Below the frame: the source line, stripped of its indentation and
+         * re-indented by four, then a caret under the offending byte. The
+         * column counts characters of the real line, as SyntaxError.offset. */
         {
-                const char *base = strrchr(file, '/');
-                base = base ? base + 1 : file;
-                bool ours = strncmp(file, SANDBOX_WORKDIR "/", strlen(SANDBOX_WORKDIR) + 1) == 0 || file[0] != '/';
-                bool known = false;
-                for (size_t i = 0; i < spec->n_files; i++)
-                        if (strcmp(spec->files[i].name, base) == 0)
-                                known = true;
-                if (!ours || !known)
-                        return false;
-                /* The caret line: spaces then '^' under the offending column,
-                 * relative to the source line printed above it (which CPython
-                 * indents by four after stripping its own indentation). */
-                const char *src = strchr(frame, '\n');
-                const char *caret = src ? strchr(src + 1, '\n') : NULL;
-                if (src && caret && caret < last) {
-                        const char *s = src + 1, *c = caret + 1;
-                        size_t sind = strspn(s, " "), cind = strspn(c, " ");
-                        if (c[cind] == '^' && cind >= sind)
-                                col = cind - sind + 1;
+                const char *sl = strchr(frame, '\n');
+                const char *cl = sl ? strchr(sl + 1, '\n') : NULL;
+                size_t len;
+                const char *text = file_line(src, line, &len);
+                if (sl && cl && cl < last && text) {
+                        const char *c = cl + 1;
+                        size_t printed_indent = strspn(sl + 1, " "), caret = strspn(c, " ");
+                        size_t indent = strspn(text, " \t\f");
+                        if (c[caret] == '^' && caret >= printed_indent) {
+                                size_t byte = indent + (caret - printed_indent);
+                                if (byte <= len)
+                                        col = utf8_chars(text, byte) + 1;
+                        }
                 }
-                free(res->message);
-                if (col)
-                        res->message = strdup_printf("%.*s (%s, line %lu, column %zu)", (int)ll, last, base, line, col);
-                else
-                        res->message = strdup_printf("%.*s (%s, line %lu)", (int)ll, last, base, line);
         }
+        free(res->message);
+        if (col)
+                res->message = strdup_printf("%.*s (%s, line %lu, column %zu)", (int)ll, last, base, line, col);
+        else
+                res->message = strdup_printf("%.*s (%s, line %lu)", (int)ll, last, base, line);
         res->status = PYEXEC_SYNTAX_ERROR;
         return true;
 }

@@ -133,6 +133,41 @@ static size_t utf8_seq_len(const unsigned char *p, size_t n) {
         return len;
 }
 
+/*
+ * Bytes of the longest prefix of a valid sequence at p that is cut short or
+ * broken (a "maximal subpart", which Unicode recommends and Python uses to
+ * place one U+FFFD each); at least 1.
+ */
+static size_t utf8_maximal_subpart(const unsigned char *p, size_t n) {
+        unsigned char c = p[0], lo = 0x80, hi = 0xbf;
+        size_t need, i;
+
+        if (c >= 0xc2 && c <= 0xdf)
+                need = 2;
+        else if (c >= 0xe0 && c <= 0xef)
+                need = 3;
+        else if (c >= 0xf0 && c <= 0xf4)
+                need = 4;
+        else
+                return 1;
+        /* The second byte's range excludes overlongs and surrogates. */
+        if (c == 0xe0)
+                lo = 0xa0;
+        else if (c == 0xed)
+                hi = 0x9f;
+        else if (c == 0xf0)
+                lo = 0x90;
+        else if (c == 0xf4)
+                hi = 0x8f;
+        for (i = 1; i < need && i < n; i++) {
+                if (p[i] < lo || p[i] > hi)
+                        break;
+                lo = 0x80;
+                hi = 0xbf;
+        }
+        return i;
+}
+
 int utf8_repair(const char *in, size_t n, struct buf *out) {
         static const char replacement[] = "\xef\xbf\xbd";
         const unsigned char *p = (const unsigned char *)in;
@@ -151,7 +186,7 @@ int utf8_repair(const char *in, size_t n, struct buf *out) {
                 r = buf_append(out, replacement, 3);
                 if (r < 0)
                         return r;
-                i++;
+                i += utf8_maximal_subpart(p + i, n - i);
                 run = i;
         }
         return buf_append(out, in + run, n - run);

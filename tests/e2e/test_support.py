@@ -15,7 +15,7 @@ import textwrap
 
 import pytest
 
-from conftest import PYEXEC, pyexec
+from conftest import pyexec
 
 HOST_PYTHON = "/usr/bin/python3"
 
@@ -46,8 +46,11 @@ def host_run(tmp_path, src, stdin=b""):
     d = tmp_path / "host"
     d.mkdir(exist_ok=True)
     (d / "main.py").write_text(src)
+    # The sandbox's environment, not ours (which may set PYTHONUNBUFFERED).
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(d), "LANG": "C.UTF-8"}
     return subprocess.run(
-        [HOST_PYTHON, "main.py"], cwd=d, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60
+        [HOST_PYTHON, "main.py"], cwd=d, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env, timeout=60,
     )
 
 
@@ -179,6 +182,21 @@ class TestLikePython:
             f"blob.bin {len(binary)} {hashlib.sha256(binary).hexdigest()}\n"
             f"{text.decode()!r}\n"
         )
+
+    def test_unicode_file_name(self, run, tmp_path):
+        """A --file name may be any plain UTF-8 name."""
+        f = write(tmp_path, "d", "contenu\n")
+        r = run("import os\nprint(open('donn\u00e9es v2.txt').read(), end='')\n", "--file", f"donn\u00e9es v2.txt={f}")
+        assert r["status"] == "ok", r
+        assert r["stdout"] == "contenu\n"
+
+    def test_crlf_and_empty_programs(self, run):
+        """CRLF line endings work; an empty program is ok with no output."""
+        r = run(b"print(1)\r\nprint(2)\r\n")
+        assert r["stdout"] == "1\n2\n"
+        r = run("")
+        assert r["status"] == "ok"
+        assert r["stdout"] == r["stderr"] == ""
 
     def test_empty_file(self, run, tmp_path):
         """An empty --file exists and is empty."""
@@ -354,19 +372,22 @@ class TestLikePython:
 
 class TestOutput:
     def test_large_stdout_and_stderr_no_deadlock(self, run):
-        """200 KB on each stream, interleaved in big writes: no deadlock, exact content."""
+        """200 KB on each stream, interleaved: no deadlock, exact content."""
+        # Each line is one write(2) of 2 KB (below PIPE_BUF, so atomic): the
+        # merged stream cannot split a line.
         r = run(
             code("""
                 import sys
-                for i in range(50):
-                    sys.stdout.write(f'{i:03d}' + 'o' * 4093 + '\\n')
-                    sys.stderr.write(f'{i:03d}' + 'e' * 4093 + '\\n')
-                    sys.stdout.flush(); sys.stderr.flush()
+                for i in range(100):
+                    sys.stdout.write(f'{i:03d}' + 'o' * 2044 + '\\n')
+                    sys.stdout.flush()
+                    sys.stderr.write(f'{i:03d}' + 'e' * 2044 + '\\n')
+                    sys.stderr.flush()
             """),
             "--max-output", "1000000", "--timeout", "20000",
         )
-        exp_out = "".join(f"{i:03d}" + "o" * 4093 + "\n" for i in range(50))
-        exp_err = "".join(f"{i:03d}" + "e" * 4093 + "\n" for i in range(50))
+        exp_out = "".join(f"{i:03d}" + "o" * 2044 + "\n" for i in range(100))
+        exp_err = "".join(f"{i:03d}" + "e" * 2044 + "\n" for i in range(100))
         assert r["status"] == "ok", r["message"]
         assert r["truncated"] is False
         assert r["stdout"] == exp_out
@@ -390,25 +411,29 @@ class TestOutput:
         """For a program that flushes alternately, output keeps the order of the writes."""
         r = run(code("""
             import sys, time
-            for i in range(12):
+            for i in range(8):
                 print(f'out {i}', flush=True)
-                time.sleep(0.01)
+                time.sleep(0.025)
                 print(f'err {i}', file=sys.stderr, flush=True)
-                time.sleep(0.01)
+                time.sleep(0.025)
         """))
+        # The pauses let the supervisor see each write before the next: the
+        # two streams are separate pipes, so only arrival order exists.
         assert r["status"] == "ok"
-        assert r["output"] == "".join(f"out {i}\nerr {i}\n" for i in range(12))
-        assert r["stdout"] == "".join(f"out {i}\n" for i in range(12))
-        assert r["stderr"] == "".join(f"err {i}\n" for i in range(12))
+        assert r["output"] == "".join(f"out {i}\nerr {i}\n" for i in range(8))
+        assert r["stdout"] == "".join(f"out {i}\n" for i in range(8))
+        assert r["stderr"] == "".join(f"err {i}\n" for i in range(8))
 
     def test_invalid_utf8_becomes_replacement(self, run):
         """Invalid UTF-8 turns into U+FFFD; the JSON stays valid; NUL bytes survive."""
         r = run(
-            "import sys\nsys.stdout.buffer.write(b'a\\xffb\\x00c\\xc3(d\\xe2\\x82e\\n')\n"
+            "import sys\nsys.stdout.buffer.write(b'a\\xffb\\x00c\\xc3(d\\xed\\xa0\\x80e\\n')\n"
             "sys.stderr.buffer.write(b'\\x80x\\x00\\n')\n"
         )
         assert r["status"] == "ok"
-        assert r["stdout"] == "a\ufffdb\x00c\ufffd(d\ufffde\n"
+        # A lone continuation byte, a truncated sequence, an encoded surrogate:
+        # each invalid byte is one U+FFFD (as Python's decode(errors='replace')).
+        assert r["stdout"] == "a\ufffdb\x00c\ufffd(d\ufffd\ufffd\ufffde\n"
         assert r["stderr"] == "\ufffdx\x00\n"
         assert "\x00" in r["output"]
 
@@ -451,6 +476,12 @@ class TestOutput:
         assert "".join(f"e{i:04d}\n" for i in range(500)).startswith(r["stderr"])
         assert r["stdout"] and r["stderr"]
 
+    def test_output_cap_inside_utf8_character(self, run):
+        """A cap that cuts a multi-byte character still yields valid JSON with the prefix."""
+        r = run("print('\u00e9' * 10)\n", "--max-output", "5")
+        assert r["status"] == "output_limit"
+        assert r["stdout"] in ("\u00e9\u00e9", "\u00e9\u00e9\ufffd")
+
     def test_output_exactly_at_cap_is_ok(self, run):
         """Output of exactly --max-output bytes is not truncated."""
         r = run("import sys\nsys.stdout.write('x' * 500)\n", "--max-output", "500")
@@ -475,6 +506,25 @@ class TestStatuses:
         assert "line 2" in r["message"]
         assert "column 5" in r["message"]
         assert "main.py" in r["message"]
+
+    def test_syntax_error_column_in_indented_line(self, run):
+        """The column counts from the start of the source line, indentation included."""
+        r = run("if True:\n    x = (\n")
+        assert r["status"] == "syntax_error"
+        # '(' is the 9th character of '    x = ('; SyntaxError.offset is 9.
+        assert r["message"] == "SyntaxError: '(' was never closed (main.py, line 2, column 9)"
+
+    def test_syntax_error_column_in_nested_block(self, run):
+        """Same in a function body: `  return 1 +` fails at column 13."""
+        r = run("def f():\n  return 1 +\n")
+        assert r["status"] == "syntax_error"
+        assert r["message"] == "SyntaxError: invalid syntax (main.py, line 2, column 13)"
+
+    def test_syntax_error_column_counts_characters(self, run):
+        """The column counts characters, not UTF-8 bytes, like SyntaxError.offset."""
+        r = run('x = "\u00e9\u00e9" + (\n')
+        assert r["status"] == "syntax_error"
+        assert r["message"] == "SyntaxError: '(' was never closed (main.py, line 1, column 12)"
 
     def test_indentation_error(self, run):
         """IndentationError is a syntax_error too."""
@@ -508,8 +558,15 @@ class TestStatuses:
         assert "SyntaxError" in r["stderr"]
 
     def test_raised_syntax_error_is_runtime_error(self, run):
-        """A SyntaxError raised by the program's own code at run time is a runtime_error."""
-        r = run("raise SyntaxError('made up')\n")
+        """A SyntaxError the program raises at run time (a parser exercise) is a runtime_error."""
+        r = run(code("""
+            def parse(tokens):
+                if tokens.count('(') != tokens.count(')'):
+                    raise SyntaxError('unbalanced parentheses')
+            parse(['(', '1'])
+        """))
+        assert r["exitCode"] == 1
+        assert r["stderr"].endswith("SyntaxError: unbalanced parentheses\n")
         assert r["status"] == "runtime_error"
 
     def test_wall_clock_timeout(self, run):
@@ -559,6 +616,20 @@ class TestStatuses:
         assert r["exitCode"] is None
         assert r["signal"] == "SIGKILL"
         assert "SIGKILL" in r["message"]
+
+    def test_background_child_does_not_outlive_main(self, run):
+        """When main exits, a forked child still holding stdout is killed: the result is prompt."""
+        r = run(code("""
+            import os, time
+            if os.fork() == 0:
+                time.sleep(30)
+                print('child never prints')
+                os._exit(0)
+            print('parent done')
+        """), "--timeout", "20000")
+        assert r["status"] == "ok"
+        assert r["stdout"] == "parent done\n"
+        assert r["time"]["wallMs"] < 5000
 
     def test_abort_is_sigabrt(self, run):
         """os.abort() is SIGABRT, a runtime_error."""
@@ -706,6 +777,11 @@ class TestPlainMode:
         assert p.returncode == 137
         assert p.stdout == b"x\n"
 
+    def test_sigsegv_is_139(self, run_plain):
+        """A segfault: 128 + SIGSEGV."""
+        p = run_plain("import ctypes\nctypes.string_at(0)\n")
+        assert p.returncode == 139
+
     def test_keyboard_interrupt_is_130(self, run_plain):
         """raise KeyboardInterrupt: 128 + SIGINT, like a shell reports for python3."""
         p = run_plain("raise KeyboardInterrupt\n")
@@ -768,6 +844,13 @@ class TestPlainMode:
         r = json.loads(p.stdout)
         assert r["status"] == "ok"
         assert r["stdout"] == "''\n"
+
+    def test_stdin_dash_feeds_program(self, tmp_path):
+        """`--stdin -` gives the program pyexec's own stdin."""
+        prog = write(tmp_path, "rev.py", "print(input()[::-1])\n")
+        p = pyexec("run", "--stdin", "-", prog, stdin=b"hello\n")
+        assert p.returncode == 0
+        assert p.stdout == b"olleh\n"
 
     def test_json_is_one_line(self, run_plain):
         """--json prints exactly one JSON document followed by a newline on stdout."""
@@ -884,6 +967,18 @@ class TestUsageErrors:
         assert "main.py" in err
         assert "collides" in err
 
+    def test_file_given_twice(self, prog):
+        err = usage("run", "--file", f"a.txt={prog}", "--file", f"a.txt={prog}", prog)
+        assert "'a.txt' is given twice" in err
+
+    def test_too_many_args(self, run, prog):
+        """256 --arg options are accepted, 257 are not."""
+        opts = [f"--arg={i}" for i in range(256)]
+        r = run("import sys\nprint(len(sys.argv))\n", *opts)
+        assert r["stdout"] == "257\n"
+        err = usage("run", *opts, "--arg=x", prog)
+        assert "at most 256 --arg options" in err
+
     def test_missing_program(self):
         err = usage("run", "--json")
         assert "a program FILE (or - for stdin) is required" in err
@@ -911,11 +1006,10 @@ class TestUsageErrors:
 
     def test_python_outside_usr(self, prog, tmp_path):
         """An interpreter outside /usr is refused: the sandbox cannot see it."""
-        err = usage("run", "--python", "/bin/sh", prog)
-        # /bin may be a symlink to /usr/bin on merged-/usr systems.
-        if os.path.realpath("/bin/sh").startswith("/usr/"):
-            pytest.skip("/bin/sh resolves into /usr here")
-        assert "outside /usr" in err
+        fake = write(tmp_path, "python3", "#!/bin/sh\nexit 0\n")
+        fake.chmod(0o755)
+        err = usage("run", "--python", str(fake), prog)
+        assert f"--python '{fake}' resolves to '{os.path.realpath(fake)}', outside /usr" in err
 
     def test_help(self):
         p = pyexec("run", "--help")
