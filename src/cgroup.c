@@ -516,9 +516,15 @@ int cgroup_run_stats(const struct cgroup_run *c, struct cgroup_stats *ret) {
                 }
                 if (read_keyed(c->memory, "memory.oom_control", "oom_kill", &v) == 0)
                         s.oom_kills = v;
-                if (read_u64(c->memory, "memory.failcnt", &v) == 0)
-                        s.memory_limit_hit = v > 0;
+                /* With swap limited the memory+swap counter may trip first,
+                 * leaving memory.failcnt at 0. */
+                if (read_u64(c->memory, "memory.failcnt", &v) == 0 && v > 0)
+                        s.memory_limit_hit = true;
+                if (read_u64(c->memory, "memory.memsw.failcnt", &v) == 0 && v > 0)
+                        s.memory_limit_hit = true;
         }
+        if (s.oom_kills > 0)
+                s.memory_limit_hit = true;
         *ret = s;
         return 0;
 }

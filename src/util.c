@@ -86,9 +86,12 @@ int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
 
         if (!s || !*s)
                 return -EINVAL;
-        for (const char *p = s; *p; p++) {
+        /* Not a number at all is -EINVAL even when the digits before the
+         * junk would overflow. */
+        for (const char *p = s; *p; p++)
                 if (*p < '0' || *p > '9')
                         return -EINVAL;
+        for (const char *p = s; *p; p++) {
                 if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
                         return -ERANGE;
                 v = v * 10 + (uint64_t)(*p - '0');

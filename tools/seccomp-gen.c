@@ -5,6 +5,7 @@
  * sandbox without loading or running libseccomp.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../src/seccomp-policy.h"
@@ -24,5 +25,6 @@ int main(void) {
                 printf("        { 0x%04x, %u, %u, 0x%08x },\n", prog.insns[i].code, prog.insns[i].jt, prog.insns[i].jf,
                        prog.insns[i].k);
         printf("};\n");
+        free(prog.insns);
         return 0;
 }
