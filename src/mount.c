@@ -238,7 +238,9 @@ int mount_build_root(const struct mount_plan *p, const char **ret_step) {
                 return r;
         if (mkdir(path, 0555) < 0)
                 return -errno;
-        if (mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        /* hidepid=2: only processes the program could ptrace are listed, so
+         * the undumpable init (whose argv is the supervisor's) is not. */
+        if (mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2") < 0)
                 return -errno;
 
         STEP("mounting /tmp");

@@ -5,11 +5,25 @@
 
 #include "util.h"
 
+static struct rlimit_value clamp(int resource, rlim_t soft, rlim_t hard) {
+        struct rlimit cur;
+        if (getrlimit((__rlimit_resource_t)resource, &cur) == 0 && cur.rlim_max != RLIM_INFINITY) {
+                if (hard > cur.rlim_max)
+                        hard = cur.rlim_max;
+                if (soft > hard)
+                        soft = hard;
+        }
+        return (struct rlimit_value){ resource, { soft, hard } };
+}
+
 void rlimit_plan_values(const struct rlimit_plan *p, struct rlimit_value ret[RLIMIT_PLAN_MAX], int *ret_n) {
         int n = 0;
         rlim_t cpu_s = (rlim_t)((p->cpu_ms + 999) / 1000);
 
-#define SET(res, soft, hard) ret[n++] = (struct rlimit_value){ (res), { (rlim_t)(soft), (rlim_t)(hard) } }
+        /* A limit can only be lowered without privilege: never ask for more
+         * than the caller's own hard limit (the unprivileged path would fail
+         * to start otherwise). */
+#define SET(res, soft, hard) ret[n++] = clamp((res), (rlim_t)(soft), (rlim_t)(hard))
         /* No core dumps: they would write the program's memory into the
          * work directory and take seconds for a large heap. */
         SET(RLIMIT_CORE, 0, 0);
@@ -23,6 +37,12 @@ void rlimit_plan_values(const struct rlimit_plan *p, struct rlimit_value ret[RLI
         /* POSIX message queues are useless without /dev/mqueue and are
          * charged to the host user. */
         SET(RLIMIT_MSGQUEUE, 0, 0);
+        /* Whatever the supervisor was allowed, the program gets no
+         * real-time scheduling, no raised priority, and only the kernel's
+         * default of locked memory. */
+        SET(RLIMIT_RTPRIO, 0, 0);
+        SET(RLIMIT_NICE, 0, 0);
+        SET(RLIMIT_MEMLOCK, 64 * 1024, 64 * 1024);
         /* Fallbacks for hosts where no cgroup can be used. */
         if (p->address_space)
                 SET(RLIMIT_AS, p->address_space, p->address_space);
@@ -55,6 +75,12 @@ const char *rlimit_name(int resource) {
                 return "RLIMIT_AS";
         case RLIMIT_NPROC:
                 return "RLIMIT_NPROC";
+        case RLIMIT_RTPRIO:
+                return "RLIMIT_RTPRIO";
+        case RLIMIT_NICE:
+                return "RLIMIT_NICE";
+        case RLIMIT_MEMLOCK:
+                return "RLIMIT_MEMLOCK";
         default:
                 return "RLIMIT_?";
         }

@@ -25,7 +25,7 @@ struct rlimit_value {
 
 /* The table of limits the plan produces, in application order; ret_n is
  * set to the count (at most RLIMIT_PLAN_MAX). */
-#define RLIMIT_PLAN_MAX 8
+#define RLIMIT_PLAN_MAX 11
 void rlimit_plan_values(const struct rlimit_plan *p, struct rlimit_value ret[RLIMIT_PLAN_MAX], int *ret_n);
 
 /* Apply precomputed values with setrlimit(2). Async-signal-safe. Returns

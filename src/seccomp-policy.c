@@ -123,7 +123,9 @@ static const struct seccomp_rule rules[] = {
         { "io_uring_register", ENOSYS, COND_NONE, 0, "io_uring" },
 
         /* Personality flags turn off ASLR (ADDR_NO_RANDOMIZE) or make data
-         * executable (READ_IMPLIES_EXEC); only the default is allowed. */
+         * executable (READ_IMPLIES_EXEC); only the default is allowed. One
+         * comparison per rule means the harmless query (0xffffffff) is
+         * refused too; nothing in CPython or glibc makes it. */
         { "personality", EPERM, COND_ARG0_NE, PER_LINUX, "only PER_LINUX; flags weaken exploit mitigations" },
 
         /* Sockets: Unix and IP only (IP goes nowhere: the network namespace
@@ -142,6 +144,17 @@ static const struct seccomp_rule rules[] = {
         { "socket", EAFNOSUPPORT, COND_ARG0_EQ, 8, "AF_ATMPVC" },
         { "socket", EAFNOSUPPORT, COND_ARG0_EQ, 9, "AF_X25" },
         { "socket", EAFNOSUPPORT, COND_ARG0_GT, AF_INET6, "netlink, packet, vsock, and every later family" },
+
+        /* socketpair takes a family too (AF_TIPC supports it). */
+        { "socketpair", EAFNOSUPPORT, COND_ARG0_EQ, AF_UNSPEC, "unspecified family" },
+        { "socketpair", EAFNOSUPPORT, COND_ARG0_EQ, 3, "AF_AX25" },
+        { "socketpair", EAFNOSUPPORT, COND_ARG0_EQ, 4, "AF_IPX" },
+        { "socketpair", EAFNOSUPPORT, COND_ARG0_EQ, 5, "AF_APPLETALK" },
+        { "socketpair", EAFNOSUPPORT, COND_ARG0_EQ, 6, "AF_NETROM" },
+        { "socketpair", EAFNOSUPPORT, COND_ARG0_EQ, 7, "AF_BRIDGE" },
+        { "socketpair", EAFNOSUPPORT, COND_ARG0_EQ, 8, "AF_ATMPVC" },
+        { "socketpair", EAFNOSUPPORT, COND_ARG0_EQ, 9, "AF_X25" },
+        { "socketpair", EAFNOSUPPORT, COND_ARG0_GT, AF_INET6, "every later family (AF_TIPC, ...)" },
 
         /* Injecting input into a terminal the sandbox might share. */
         { "ioctl", EPERM, COND_ARG1_EQ32, TIOCSTI, "pushes keystrokes into a terminal" },

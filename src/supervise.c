@@ -69,6 +69,7 @@
  * prepared by the supervisor before the clone.
  */
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -344,6 +345,11 @@ _Noreturn static void run_init(const struct child_ctx *c) {
         if (r < 0)
                 child_fail(c->status_w, step, r);
 
+        /* Undumpable before the program exists: with /proc's hidepid the
+         * program then cannot see init at all (its argv is the
+         * supervisor's, and so would leak the host's command line). */
+        prctl(PR_SET_DUMPABLE, 0);
+        prctl(PR_SET_NAME, "pyexec-init");
         prog = clone(run_program_fn, program_stack + sizeof program_stack, CLONE_VM | CLONE_VFORK | SIGCHLD,
                      (void *)c);
         if (prog < 0)
@@ -355,9 +361,18 @@ _Noreturn static void run_init(const struct child_ctx *c) {
         close(c->err_w);
         close(c->stdin_fd);
         /* init needs no privilege to reap; a program that somehow reached
-         * it finds an unprivileged, undumpable process. */
+         * it finds an unprivileged, undumpable process. The uid change
+         * clears the parent-death signal and dumpability, so both are set
+         * again, and a supervisor that died in between is noticed through
+         * its end of the status pipe. */
         if (cred_drop(c->uid, c->gid, !c->userns) == 0)
                 prctl(PR_SET_DUMPABLE, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        {
+                struct pollfd pfd = { .fd = c->status_w, .events = POLLOUT };
+                if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLERR | POLLHUP)))
+                        _exit(127); /* the namespace dies with us */
+        }
 
         for (;;) {
                 int st;
@@ -419,6 +434,71 @@ static int make_stdin(const char *data, size_t len) {
         return TAKE_FD(fd);
 }
 
+/*
+ * Where no cgroup accounts for the run, the CPU time and peak memory of a run
+ * that is killed would be lost with it (init never reports). So, just before
+ * the kill, add up what /proc says about every live process of the tree:
+ * user+system time including reaped children, and the largest VmHWM.
+ */
+struct tree_sample {
+        uint64_t cpu_ticks;
+        uint64_t peak_kb;
+        unsigned visited;
+};
+
+static void sample_process(pid_t pid, struct tree_sample *t, int depth) {
+        char path[96];
+        struct buf b;
+        unsigned long long ut, st, cut, cst;
+        _cleanup_free_ char *children = NULL;
+        DIR *tasks;
+        struct dirent *de;
+
+        if (depth > 64 || t->visited++ > 4096)
+                return;
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+        if (read_file(path, 4096, &b) == 0) {
+                const char *p = strrchr(b.data, ')');
+                /* After "comm)": state ppid pgrp session tty tpgid flags
+                 * minflt cminflt majflt cmajflt utime stime cutime cstime */
+                if (p && sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", &ut, &st,
+                                &cut, &cst) == 4)
+                        t->cpu_ticks += ut + st + cut + cst;
+                buf_done(&b);
+        }
+        snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+        if (read_file(path, 16384, &b) == 0) {
+                const char *h = strstr(b.data, "\nVmHWM:");
+                unsigned long long kb;
+                if (h && sscanf(h + 8, "%llu", &kb) == 1 && kb > t->peak_kb)
+                        t->peak_kb = kb;
+                buf_done(&b);
+        }
+        snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+        tasks = opendir(path);
+        if (!tasks)
+                return;
+        while ((de = readdir(tasks))) {
+                char cpath[128];
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(cpath, sizeof cpath, "/proc/%d/task/%.16s/children", (int)pid, de->d_name);
+                if (read_file(cpath, 1 << 16, &b) < 0)
+                        continue;
+                for (char *q = b.data; q && *q;) {
+                        char *end;
+                        long child = strtol(q, &end, 10);
+                        if (end == q)
+                                break;
+                        if (child > 0)
+                                sample_process((pid_t)child, t, depth + 1);
+                        q = end;
+                }
+                buf_done(&b);
+        }
+        closedir(tasks);
+}
+
 struct watch {
         struct pyexec_result *res;
         const struct pyexec_spec *spec;
@@ -430,6 +510,9 @@ struct watch {
         uint64_t sup_start;      /* supervisor's clock at STARTED */
         int wstatus;
         uint64_t cpu_us, maxrss_kb;
+        pid_t init_pid;
+        bool sample_before_kill; /* no cgroup accounts for the run */
+        struct tree_sample sample;
         char msgbuf[sizeof(struct msg) * 4];
         size_t msglen;
 };
@@ -484,6 +567,12 @@ static void kill_init(int pidfd) {
         syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
 }
 
+static void watch_kill(struct watch *w, int pidfd) {
+        if (w->sample_before_kill && w->started && !w->init_gone && w->sample.visited == 0)
+                sample_process(w->init_pid, &w->sample, 0);
+        kill_init(pidfd);
+}
+
 static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int pidfd, const struct cgroup_run *cg,
                       long ncpu) {
         const struct pyexec_limits *lim = &w->spec->limits;
@@ -512,21 +601,21 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                                 w->killed_wall = true;
                         else
                                 w->setup_failed = true;
-                        kill_init(pidfd);
+                        watch_kill(w, pidfd);
                         continue;
                 }
                 if (cpu_polled && w->started && !w->init_gone && !w->killed_cpu && !w->killed_oom) {
                         uint64_t used = 0, ooms = 0, interval;
                         if (cgroup_run_cpu_ns(cg, &used) == 0 && used >= cpu_limit_ns) {
                                 w->killed_cpu = true;
-                                kill_init(pidfd);
+                                watch_kill(w, pidfd);
                                 continue;
                         }
                         /* One OOM kill ends the run (v1 kills one victim;
                          * v2's memory.oom.group already takes them all). */
                         if (cgroup_run_oom_kills(cg, &ooms) == 0 && ooms > 0) {
                                 w->killed_oom = true;
-                                kill_init(pidfd);
+                                watch_kill(w, pidfd);
                                 continue;
                         }
                         /* The tree cannot burn more than ncpu seconds per
@@ -549,7 +638,7 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                 if (poll(pfd, (nfds_t)n, timeout_ms) < 0) {
                         if (errno == EINTR)
                                 continue;
-                        kill_init(pidfd);
+                        watch_kill(w, pidfd);
                         w->setup_failed = true;
                         break;
                 }
@@ -589,7 +678,7 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                                          i == 0 ? w->spec->echo_stdout : w->spec->echo_stderr, chunk, (size_t)got)) {
                                 w->killed_output = true;
                                 w->res->truncated = true;
-                                kill_init(pidfd);
+                                watch_kill(w, pidfd);
                         }
                 }
         }
@@ -1007,6 +1096,8 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
                 goto out;
         }
 
+        w.init_pid = pid;
+        w.sample_before_kill = !use_cgroup || !cg.cpu;
         watch_run(&w, p.out[0], p.err[0], p.status[0], pidfd, use_cgroup ? &cg : NULL, sb->ncpu);
         p.out[0] = p.err[0] = p.status[0] = -1;
         while (wait4(pid, &ws, 0, &ru) < 0 && errno == EINTR)
@@ -1023,13 +1114,20 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
                 res->cpu_ms = (double)cs.cpu_ns / 1e6;
         else if (w.exited_msg)
                 res->cpu_ms = (double)w.cpu_us / 1e3;
-        else
+        else {
+                double sampled = (double)w.sample.cpu_ticks * 1e3 / (double)sysconf(_SC_CLK_TCK);
                 res->cpu_ms = ((double)ru.ru_utime.tv_sec * 1e3 + (double)ru.ru_utime.tv_usec / 1e3 +
                                (double)ru.ru_stime.tv_sec * 1e3 + (double)ru.ru_stime.tv_usec / 1e3);
+                if (sampled > res->cpu_ms)
+                        res->cpu_ms = sampled;
+        }
         if (cs.have_peak)
                 res->peak_kb = cs.peak_bytes / 1024;
-        else
+        else {
                 res->peak_kb = w.exited_msg ? w.maxrss_kb : (uint64_t)ru.ru_maxrss;
+                if (w.sample.peak_kb > res->peak_kb)
+                        res->peak_kb = w.sample.peak_kb;
+        }
 
         classify(spec, &w, &cs, cg.memory != NULL, res);
 
