@@ -40,7 +40,7 @@ static void test_plan_table(void **state) {
 
         memset(v, 0xa5, sizeof v);
         rlimit_plan_values(&p, v, &n);
-        assert_int_equal(n, 5);
+        assert_int_equal(n, 8);
         /* application order, exactly */
         assert_int_equal(v[0].resource, RLIMIT_CORE);
         assert_int_equal(v[0].lim.rlim_cur, 0);
@@ -57,9 +57,44 @@ static void test_plan_table(void **state) {
         assert_int_equal(v[4].resource, RLIMIT_MSGQUEUE);
         assert_int_equal(v[4].lim.rlim_cur, 0);
         assert_int_equal(v[4].lim.rlim_max, 0);
+        /* no real-time scheduling, no raised priority, default locked memory */
+        assert_int_equal(v[5].resource, RLIMIT_RTPRIO);
+        assert_int_equal(v[5].lim.rlim_max, 0);
+        assert_int_equal(v[6].resource, RLIMIT_NICE);
+        assert_int_equal(v[6].lim.rlim_max, 0);
+        assert_int_equal(v[7].resource, RLIMIT_MEMLOCK);
+        assert_int_equal(v[7].lim.rlim_max, 64 * 1024);
         /* AS and NPROC are left alone when a cgroup does the job */
         assert_null(find(v, n, RLIMIT_AS));
         assert_null(find(v, n, RLIMIT_NPROC));
+}
+
+/* A limit above the caller's own hard limit is clamped to it: raising one
+ * needs privilege, and the unprivileged path must still start. */
+static void test_plan_clamps_to_own_hard_limit(void **state) {
+        pid_t pid = fork();
+        int status;
+
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                struct rlimit low = { 100, 100 };
+                struct rlimit_plan p = { .cpu_ms = 1000, .file_size = 1 << 20, .open_files = 256 };
+                struct rlimit_value v[RLIMIT_PLAN_MAX];
+                const struct rlimit_value *x;
+                int n;
+                if (setrlimit(RLIMIT_NOFILE, &low) < 0)
+                        _exit(10);
+                rlimit_plan_values(&p, v, &n);
+                x = find(v, n, RLIMIT_NOFILE);
+                if (!x || x->lim.rlim_cur != 100 || x->lim.rlim_max != 100)
+                        _exit(11);
+                if (rlimit_apply(v, n) < 0)
+                        _exit(12);
+                _exit(0);
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 static void test_plan_fallbacks(void **state) {
@@ -70,24 +105,24 @@ static void test_plan_fallbacks(void **state) {
         int n = -1;
 
         rlimit_plan_values(&p, v, &n);
-        assert_int_equal(n, 7);
-        assert_int_equal(v[5].resource, RLIMIT_AS);
-        assert_int_equal(v[5].lim.rlim_cur, 256ull << 20);
-        assert_int_equal(v[5].lim.rlim_max, 256ull << 20);
-        assert_int_equal(v[6].resource, RLIMIT_NPROC);
-        assert_int_equal(v[6].lim.rlim_cur, 64);
-        assert_int_equal(v[6].lim.rlim_max, 64);
+        assert_int_equal(n, 10);
+        assert_int_equal(v[8].resource, RLIMIT_AS);
+        assert_int_equal(v[8].lim.rlim_cur, 256ull << 20);
+        assert_int_equal(v[8].lim.rlim_max, 256ull << 20);
+        assert_int_equal(v[9].resource, RLIMIT_NPROC);
+        assert_int_equal(v[9].lim.rlim_cur, 64);
+        assert_int_equal(v[9].lim.rlim_max, 64);
 
         p.nproc = 0;
         rlimit_plan_values(&p, v, &n);
-        assert_int_equal(n, 6);
+        assert_int_equal(n, 9);
         assert_non_null(x = find(v, n, RLIMIT_AS));
         assert_null(find(v, n, RLIMIT_NPROC));
 
         p.nproc = 5;
         p.address_space = 0;
         rlimit_plan_values(&p, v, &n);
-        assert_int_equal(n, 6);
+        assert_int_equal(n, 9);
         assert_null(find(v, n, RLIMIT_AS));
         assert_non_null(x = find(v, n, RLIMIT_NPROC));
         assert_int_equal(x->lim.rlim_cur, 5);
@@ -422,6 +457,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_plan_table),
                 cmocka_unit_test(test_plan_fallbacks),
+                cmocka_unit_test(test_plan_clamps_to_own_hard_limit),
                 cmocka_unit_test(test_plan_cpu_rounding),
                 cmocka_unit_test(test_names),
                 cmocka_unit_test(test_apply_reads_back),

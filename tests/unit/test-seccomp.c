@@ -134,6 +134,25 @@ static long close_if_fd(long r) {
 static long call_socket_netlink(void) {
         return close_if_fd(syscall(SYS_socket, AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
 }
+static long call_socketpair_tipc(void) {
+        /* AF_TIPC (30) is one of the few families with socketpair support */
+        int sv[2];
+        long r = syscall(SYS_socketpair, 30, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+        if (r == 0) {
+                close(sv[0]);
+                close(sv[1]);
+        }
+        return r;
+}
+static long call_socketpair_netlink(void) {
+        int sv[2];
+        long r = syscall(SYS_socketpair, AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, 0, sv);
+        if (r == 0) {
+                close(sv[0]);
+                close(sv[1]);
+        }
+        return r;
+}
 static long call_socket_packet(void) {
         /* protocol 0: receives nothing even where it is allowed */
         return close_if_fd(syscall(SYS_socket, AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
@@ -269,6 +288,8 @@ static const struct denial denials[] = {
         { "personality(1<<32)", call_personality_upper_bits, EPERM },
         { "socket(AF_NETLINK)", call_socket_netlink, EAFNOSUPPORT },
         { "socket(AF_PACKET)", call_socket_packet, EAFNOSUPPORT },
+        { "socketpair(AF_TIPC)", call_socketpair_tipc, EAFNOSUPPORT },
+        { "socketpair(AF_NETLINK)", call_socketpair_netlink, EAFNOSUPPORT },
         { "socket(AF_VSOCK)", call_socket_vsock, EAFNOSUPPORT },
         { "socket((1<<32)|AF_UNIX)", call_socket_upper_bits, EAFNOSUPPORT },
         { "kexec_load", call_kexec_load, EPERM },
