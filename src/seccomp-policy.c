@@ -128,41 +128,40 @@ static const struct seccomp_rule rules[] = {
          * refused too; nothing in CPython or glibc makes it. */
         { "personality", EPERM, COND_ARG0_NE, PER_LINUX, "only PER_LINUX; flags weaken exploit mitigations" },
 
-        /* Sockets: Unix and IP only (IP goes nowhere: the network namespace
-         * is empty). Netlink, packet, vsock, bluetooth, ... are kernel surface
-         * with escalations of their own. EAFNOSUPPORT is what the kernel says
-         * for a family it lacks, so Python raises the ordinary error. The
-         * rules cover every family except AF_UNIX (1), AF_INET (2) and
-         * AF_INET6 (10); GT compares all 64 bits, so garbage in the upper
-         * half is denied too. */
-        { "socket", EAFNOSUPPORT, COND_ARG0_EQ, AF_UNSPEC, "unspecified family" },
-        { "socket", EAFNOSUPPORT, COND_ARG0_EQ, 3, "AF_AX25" },
-        { "socket", EAFNOSUPPORT, COND_ARG0_EQ, 4, "AF_IPX" },
-        { "socket", EAFNOSUPPORT, COND_ARG0_EQ, 5, "AF_APPLETALK" },
-        { "socket", EAFNOSUPPORT, COND_ARG0_EQ, 6, "AF_NETROM" },
-        { "socket", EAFNOSUPPORT, COND_ARG0_EQ, 7, "AF_BRIDGE" },
-        { "socket", EAFNOSUPPORT, COND_ARG0_EQ, 8, "AF_ATMPVC" },
-        { "socket", EAFNOSUPPORT, COND_ARG0_EQ, 9, "AF_X25" },
-        { "socket", EAFNOSUPPORT, COND_ARG0_GT, AF_INET6, "netlink, packet, vsock, and every later family" },
-
-        /* socketpair takes a family too (AF_TIPC supports it). */
-        { "socketpair", EAFNOSUPPORT, COND_ARG0_EQ, AF_UNSPEC, "unspecified family" },
-        { "socketpair", EAFNOSUPPORT, COND_ARG0_EQ, 3, "AF_AX25" },
-        { "socketpair", EAFNOSUPPORT, COND_ARG0_EQ, 4, "AF_IPX" },
-        { "socketpair", EAFNOSUPPORT, COND_ARG0_EQ, 5, "AF_APPLETALK" },
-        { "socketpair", EAFNOSUPPORT, COND_ARG0_EQ, 6, "AF_NETROM" },
-        { "socketpair", EAFNOSUPPORT, COND_ARG0_EQ, 7, "AF_BRIDGE" },
-        { "socketpair", EAFNOSUPPORT, COND_ARG0_EQ, 8, "AF_ATMPVC" },
-        { "socketpair", EAFNOSUPPORT, COND_ARG0_EQ, 9, "AF_X25" },
-        { "socketpair", EAFNOSUPPORT, COND_ARG0_GT, AF_INET6, "every later family (AF_TIPC, ...)" },
-
         /* Injecting input into a terminal the sandbox might share. */
         { "ioctl", EPERM, COND_ARG1_EQ32, TIOCSTI, "pushes keystrokes into a terminal" },
         { "ioctl", EPERM, COND_ARG1_EQ32, TIOCLINUX, "console control: selection paste" },
 };
 
+/*
+ * Socket families, for socket() and socketpair() alike: Unix and IP only (IP
+ * goes nowhere: the network namespace is empty). Netlink, packet, vsock,
+ * TIPC, bluetooth, ... are kernel surface with escalations of their own.
+ * EAFNOSUPPORT is what the kernel says for a family it lacks, so Python
+ * raises the ordinary error. The entries cover every family except AF_UNIX
+ * (1), AF_INET (2) and AF_INET6 (10); GT compares all 64 bits, so garbage in
+ * the upper half is denied too.
+ */
+static const struct family_rule {
+        enum cond cond;
+        uint64_t value;
+        const char *why;
+} denied_families[] = {
+        { COND_ARG0_EQ, AF_UNSPEC, "unspecified family" },
+        { COND_ARG0_EQ, 3, "AF_AX25" },
+        { COND_ARG0_EQ, 4, "AF_IPX" },
+        { COND_ARG0_EQ, 5, "AF_APPLETALK" },
+        { COND_ARG0_EQ, 6, "AF_NETROM" },
+        { COND_ARG0_EQ, 7, "AF_BRIDGE" },
+        { COND_ARG0_EQ, 8, "AF_ATMPVC" },
+        { COND_ARG0_EQ, 9, "AF_X25" },
+        { COND_ARG0_GT, AF_INET6, "netlink, packet, vsock, TIPC and every later family" },
+};
+
+static const char *const socket_calls[] = { "socket", "socketpair" };
+
 size_t seccomp_policy_rule_count(void) {
-        return ELEMENTSOF(rules);
+        return ELEMENTSOF(rules) + ELEMENTSOF(socket_calls) * ELEMENTSOF(denied_families);
 }
 
 static int add_rule(scmp_filter_ctx ctx, const struct seccomp_rule *r) {
@@ -211,6 +210,14 @@ int seccomp_policy_compile(struct seccomp_prog *ret) {
                 if (r < 0)
                         goto out;
         }
+        for (size_t c = 0; c < ELEMENTSOF(socket_calls); c++)
+                for (size_t i = 0; i < ELEMENTSOF(denied_families); i++) {
+                        const struct seccomp_rule fr = { socket_calls[c], EAFNOSUPPORT, denied_families[i].cond,
+                                                         denied_families[i].value, denied_families[i].why };
+                        r = add_rule(ctx, &fr);
+                        if (r < 0)
+                                goto out;
+                }
         fd = memfd_create("pyexec-seccomp", MFD_CLOEXEC);
         if (fd < 0) {
                 r = -errno;
