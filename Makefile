@@ -3,7 +3,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 MESON ?= meson
 
-.PHONY: all deps build test test-unit test-e2e test-unpriv test-asan bench check clean
+.PHONY: all deps build serve test test-unit test-e2e test-unpriv test-asan bench check clean
 
 all: build
 
@@ -15,6 +15,10 @@ $(BUILD)/build.ninja:
 
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
+
+# The service on its defaults (127.0.0.1:3002); configuration: README.
+serve: build
+	exec $(BUILD)/pyexec serve
 
 test: build
 	$(MESON) test -C $(BUILD) --suite unit --print-errorlogs

@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   # build
   gcc make pkg-config meson ninja-build
-  libseccomp-dev libjansson-dev
+  libseccomp-dev libjansson-dev libmicrohttpd-dev
   # tests
   libcmocka-dev python3 python3-pytest python3-pil
   # unprivileged test user (runuser, useradd)

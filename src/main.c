@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "config.h"
+#include "http.h"
 #include "pyexec.h"
 #include "result.h"
 
@@ -39,6 +41,7 @@ static const char usage_run[] =
 static const char usage_main[] =
         "usage: pyexec run [OPTIONS] FILE|-   run a Python program in a sandbox (pyexec run --help)\n"
         "       pyexec check [--json]         report what this machine can enforce\n"
+        "       pyexec serve [OPTIONS]        the HTTP service (pyexec serve --help)\n"
         "       pyexec --version\n";
 
 _Noreturn _printf_(1, 2) static void usage_error(const char *fmt, ...) {
@@ -292,6 +295,24 @@ static int cmd_run(int argc, char **argv) {
         return rc;
 }
 
+static int cmd_serve(int argc, char **argv) {
+        struct config cfg;
+        char err[1024];
+        int r = config_load(&cfg, argc, argv, stdout, err, sizeof err);
+
+        if (r < 0) {
+                fprintf(stderr, "pyexec serve: %s\n", r == -EINVAL ? err : strerror(-r));
+                return EXIT_USAGE;
+        }
+        if (r > 0) { /* --print-config or --help */
+                config_done(&cfg);
+                return 0;
+        }
+        r = http_serve(&cfg);
+        config_done(&cfg);
+        return r;
+}
+
 static int cmd_check(int argc, char **argv) {
         bool json = false;
         const char *python_opt = NULL;
@@ -344,6 +365,8 @@ int main(int argc, char **argv) {
                 return cmd_run(argc - 1, argv + 1);
         if (strcmp(argv[1], "check") == 0)
                 return cmd_check(argc - 1, argv + 1);
+        if (strcmp(argv[1], "serve") == 0)
+                return cmd_serve(argc - 1, argv + 1);
         if (strcmp(argv[1], "--version") == 0) {
                 printf("pyexec %s\n", PYEXEC_VERSION);
                 return 0;

@@ -1,0 +1,618 @@
+/* SPDX-License-Identifier: MIT */
+#include "api.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "result.h"
+
+void api_error_set(struct api_error *e, unsigned http, const char *code, const char *field, const char *fmt, ...) {
+        va_list ap;
+        e->http = http;
+        e->code = code;
+        snprintf(e->field, sizeof e->field, "%s", field ? field : "");
+        va_start(ap, fmt);
+        vsnprintf(e->message, sizeof e->message, fmt, ap);
+        va_end(ap);
+}
+
+json_t *api_error_json(const struct api_error *e) {
+        json_t *inner = json_pack("{s:s,s:s}", "code", e->code, "message", e->message);
+        if (inner && e->field[0])
+                json_object_set_new(inner, "field", json_string(e->field));
+        return json_pack("{s:o}", "error", inner);
+}
+
+/* The fields a request may carry; anything else is a typo to report. */
+static const char *const known_fields[] = {
+        "code", "exerciseId", "runTests", "testCode", "moduleName", "timeout", "cpuTimeout", "memoryLimit",
+        "maxOutput", "files", "stdin", "args", "tests", "policy",
+};
+
+/* Deepest nesting of arrays and objects, without parsing (strings skipped),
+ * so a hostile body cannot make the parser recurse. */
+static unsigned json_depth(const char *p, size_t n) {
+        unsigned depth = 0, max = 0;
+        bool in_string = false;
+        for (size_t i = 0; i < n; i++) {
+                char c = p[i];
+                if (in_string) {
+                        if (c == '\\')
+                                i++;
+                        else if (c == '"')
+                                in_string = false;
+                } else if (c == '"')
+                        in_string = true;
+                else if (c == '[' || c == '{') {
+                        if (++depth > max)
+                                max = depth;
+                } else if ((c == ']' || c == '}') && depth > 0)
+                        depth--;
+        }
+        return max;
+}
+
+static size_t utf8_length(const char *s, size_t n) {
+        size_t c = 0;
+        for (size_t i = 0; i < n; i++)
+                if (((unsigned char)s[i] & 0xc0) != 0x80)
+                        c++;
+        return c;
+}
+
+static bool is_identifier(const char *s) {
+        if (!s[0] || strlen(s) > 64 || (s[0] >= '0' && s[0] <= '9'))
+                return false;
+        for (const char *p = s; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_'))
+                        return false;
+        return true;
+}
+
+static const char *type_name(const json_t *v) {
+        switch (json_typeof(v)) {
+        case JSON_OBJECT:
+                return "an object";
+        case JSON_ARRAY:
+                return "an array";
+        case JSON_STRING:
+                return "a string";
+        case JSON_INTEGER:
+                return "an integer";
+        case JSON_REAL:
+                return "a number with a fraction";
+        case JSON_TRUE:
+        case JSON_FALSE:
+                return "a boolean";
+        default:
+                return "null";
+        }
+}
+
+static int want_string(json_t *v, const char *field, size_t max_bytes, const char **ret, size_t *ret_len,
+                       struct api_error *err) {
+        if (!json_is_string(v)) {
+                api_error_set(err, 400, "invalid_request", field, "%s must be a string, got %s", field, type_name(v));
+                return -EINVAL;
+        }
+        if (json_string_length(v) > max_bytes) {
+                api_error_set(err, 413, "payload_too_large", field, "%s is %zu bytes; the limit is %zu", field,
+                              json_string_length(v), max_bytes);
+                return -EINVAL;
+        }
+        *ret = json_string_value(v);
+        *ret_len = json_string_length(v);
+        return 0;
+}
+
+/* A string that becomes a C string (argv, names): no NUL inside. */
+static int want_cstring(json_t *v, const char *field, size_t max_bytes, const char **ret, struct api_error *err) {
+        size_t len;
+        int r = want_string(v, field, max_bytes, ret, &len, err);
+        if (r < 0)
+                return r;
+        if (strlen(*ret) != len) {
+                api_error_set(err, 400, "invalid_request", field, "%s must not contain NUL characters", field);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static int want_uint(json_t *v, const char *field, uint64_t min, uint64_t max, const char *unit, uint64_t *ret,
+                     struct api_error *err) {
+        json_int_t x;
+        if (!json_is_integer(v)) {
+                api_error_set(err, 400, "invalid_request", field, "%s must be a whole number between %llu and %llu%s%s%s, got %s",
+                              field, (unsigned long long)min, (unsigned long long)max, unit[0] ? " (" : "", unit,
+                              unit[0] ? ")" : "", type_name(v));
+                return -EINVAL;
+        }
+        x = json_integer_value(v);
+        if (x < 0 || (uint64_t)x < min || (uint64_t)x > max) {
+                api_error_set(err, 400, "invalid_request", field, "%s must be between %llu and %llu%s%s%s, got %lld", field,
+                              (unsigned long long)min, (unsigned long long)max, unit[0] ? " (" : "", unit,
+                              unit[0] ? ")" : "", (long long)x);
+                return -EINVAL;
+        }
+        *ret = (uint64_t)x;
+        return 0;
+}
+
+static int want_args(json_t *v, const char *field, const char ***ret, size_t *ret_n, struct api_error *err) {
+        const char **args;
+        size_t n = json_array_size(v);
+        char f[96];
+
+        if (!json_is_array(v)) {
+                api_error_set(err, 400, "invalid_request", field, "%s must be an array of strings, got %s", field, type_name(v));
+                return -EINVAL;
+        }
+        if (n > API_MAX_ARGS) {
+                api_error_set(err, 400, "invalid_request", field, "%s has %zu entries; at most %d are allowed", field, n,
+                              API_MAX_ARGS);
+                return -EINVAL;
+        }
+        args = calloc(n ? n : 1, sizeof *args);
+        if (!args)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                snprintf(f, sizeof f, "%s[%zu]", field, i);
+                if (want_cstring(json_array_get(v, i), f, 65536, &args[i], err) < 0) {
+                        free(args);
+                        return -EINVAL;
+                }
+        }
+        *ret = args;
+        *ret_n = n;
+        return 0;
+}
+
+static int parse_files(json_t *v, struct api_request *r, struct api_error *err) {
+        size_t n = json_array_size(v);
+        char f[96];
+
+        if (!json_is_array(v)) {
+                api_error_set(err, 400, "invalid_request", "files", "files must be an array of {name, content}, got %s",
+                              type_name(v));
+                return -EINVAL;
+        }
+        if (n > API_MAX_FILES) {
+                api_error_set(err, 400, "invalid_request", "files", "files has %zu entries; at most %d are allowed", n,
+                              API_MAX_FILES);
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < n; i++) {
+                json_t *o = json_array_get(v, i), *name, *content;
+                struct pyexec_file *pf = &r->files[r->n_files];
+                const char *key;
+                json_t *val;
+
+                snprintf(f, sizeof f, "files[%zu]", i);
+                if (!json_is_object(o)) {
+                        api_error_set(err, 400, "invalid_request", f, "%s must be an object {name, content}, got %s", f,
+                                      type_name(o));
+                        return -EINVAL;
+                }
+                json_object_foreach(o, key, val) {
+                        if (strcmp(key, "name") != 0 && strcmp(key, "content") != 0) {
+                                snprintf(f, sizeof f, "files[%zu].%.40s", i, key);
+                                api_error_set(err, 400, "invalid_request", f, "unknown field '%s' in files[%zu]", key, i);
+                                return -EINVAL;
+                        }
+                }
+                name = json_object_get(o, "name");
+                content = json_object_get(o, "content");
+                snprintf(f, sizeof f, "files[%zu].name", i);
+                if (!name) {
+                        api_error_set(err, 400, "invalid_request", f, "%s is required", f);
+                        return -EINVAL;
+                }
+                if (want_cstring(name, f, 255, &pf->name, err) < 0)
+                        return -EINVAL;
+                if (!filename_is_plain(pf->name, strlen(pf->name))) {
+                        api_error_set(err, 400, "invalid_request", f,
+                                      "%s must be a plain file name (no '/', not '.' or '..', no control characters, at "
+                                      "most 255 bytes)",
+                                      f);
+                        return -EINVAL;
+                }
+                for (size_t j = 0; j < r->n_files; j++)
+                        if (strcmp(r->files[j].name, pf->name) == 0) {
+                                api_error_set(err, 400, "invalid_request", f,
+                                              "%s '%s' is already used (by the program or another file)", f, pf->name);
+                                return -EINVAL;
+                        }
+                snprintf(f, sizeof f, "files[%zu].content", i);
+                if (!content) {
+                        api_error_set(err, 400, "invalid_request", f, "%s is required", f);
+                        return -EINVAL;
+                }
+                if (want_string(content, f, SIZE_MAX, &pf->data, &pf->len, err) < 0)
+                        return -EINVAL;
+                r->n_files++;
+        }
+        return 0;
+}
+
+static int parse_cases(json_t *v, const struct config *cfg, struct api_request *r, struct api_error *err) {
+        size_t n = json_array_size(v);
+        char f[96];
+
+        if (!json_is_array(v) || n == 0) {
+                api_error_set(err, 400, "invalid_request", "tests",
+                              "tests must be a non-empty array of {name, stdin, args, expectedOutput}");
+                return -EINVAL;
+        }
+        if (n > cfg->max_tests) {
+                api_error_set(err, 400, "invalid_request", "tests", "tests has %zu cases; at most %llu are allowed", n,
+                              (unsigned long long)cfg->max_tests);
+                return -EINVAL;
+        }
+        r->cases = calloc(n, sizeof *r->cases);
+        if (!r->cases)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                json_t *o = json_array_get(v, i), *x, *val;
+                struct api_case *c = &r->cases[i];
+                const char *key, *name = NULL;
+
+                r->n_cases = i + 1;
+                snprintf(f, sizeof f, "tests[%zu]", i);
+                if (!json_is_object(o)) {
+                        api_error_set(err, 400, "invalid_request", f, "%s must be an object, got %s", f, type_name(o));
+                        return -EINVAL;
+                }
+                json_object_foreach(o, key, val) {
+                        if (strcmp(key, "name") && strcmp(key, "stdin") && strcmp(key, "args") &&
+                            strcmp(key, "expectedOutput")) {
+                                snprintf(f, sizeof f, "tests[%zu].%.40s", i, key);
+                                api_error_set(err, 400, "invalid_request", f, "unknown field '%s' in tests[%zu]", key, i);
+                                return -EINVAL;
+                        }
+                }
+                if ((x = json_object_get(o, "name"))) {
+                        snprintf(f, sizeof f, "tests[%zu].name", i);
+                        if (want_cstring(x, f, 256, &name, err) < 0)
+                                return -EINVAL;
+                }
+                c->name = name ? strdup(name) : strdup_printf("test %zu", i + 1);
+                if (!c->name)
+                        return -ENOMEM;
+                if ((x = json_object_get(o, "stdin"))) {
+                        snprintf(f, sizeof f, "tests[%zu].stdin", i);
+                        if (want_string(x, f, SIZE_MAX, &c->stdin_data, &c->stdin_len, err) < 0)
+                                return -EINVAL;
+                }
+                if ((x = json_object_get(o, "args"))) {
+                        snprintf(f, sizeof f, "tests[%zu].args", i);
+                        if (want_args(x, f, &c->args, &c->n_args, err) < 0)
+                                return -EINVAL;
+                }
+                snprintf(f, sizeof f, "tests[%zu].expectedOutput", i);
+                if (!(x = json_object_get(o, "expectedOutput"))) {
+                        api_error_set(err, 400, "invalid_request", f, "%s is required", f);
+                        return -EINVAL;
+                }
+                if (want_string(x, f, SIZE_MAX, &c->expected, &c->expected_len, err) < 0)
+                        return -EINVAL;
+        }
+        return 0;
+}
+
+void api_request_done(struct api_request *r) {
+        for (size_t i = 0; i < r->n_cases; i++) {
+                free(r->cases[i].name);
+                free(r->cases[i].args);
+        }
+        free(r->cases);
+        free(r->files);
+        free(r->args);
+        free(r->module_file);
+        json_decref(r->doc);
+        *r = (struct api_request){ 0 };
+}
+
+int api_parse_execute(const char *body, size_t len, const struct config *cfg, struct api_request *ret,
+                      struct api_error *err) {
+        struct api_request r = { 0 };
+        json_error_t jerr;
+        json_t *v, *code, *val;
+        const char *key, *s;
+        size_t slen;
+        bool run_tests = false;
+        int rc = -EINVAL;
+
+        if (len > cfg->max_request_size) {
+                api_error_set(err, 413, "payload_too_large", NULL, "the request body is %zu bytes; the limit is %llu", len,
+                              (unsigned long long)cfg->max_request_size);
+                return -EINVAL;
+        }
+        if (!utf8_is_valid(body, len)) {
+                api_error_set(err, 400, "invalid_request", NULL, "the request body is not valid UTF-8");
+                return -EINVAL;
+        }
+        if (json_depth(body, len) > API_MAX_DEPTH) {
+                api_error_set(err, 400, "invalid_request", NULL, "JSON nested deeper than %d levels", API_MAX_DEPTH);
+                return -EINVAL;
+        }
+        r.doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!r.doc) {
+                api_error_set(err, 400, "invalid_request", NULL, "malformed JSON: %s (line %d, column %d)", jerr.text,
+                              jerr.line, jerr.column);
+                return -EINVAL;
+        }
+        if (!json_is_object(r.doc)) {
+                api_error_set(err, 400, "invalid_request", NULL, "the request must be a JSON object, got %s",
+                              type_name(r.doc));
+                goto fail;
+        }
+        json_object_foreach(r.doc, key, val) {
+                bool known = false;
+                for (size_t i = 0; i < ELEMENTSOF(known_fields); i++)
+                        if (strcmp(key, known_fields[i]) == 0)
+                                known = true;
+                if (!known) {
+                        char f[96];
+                        snprintf(f, sizeof f, "%.90s", key);
+                        api_error_set(err, 400, "invalid_request", f, "unknown field '%.90s'", key);
+                        goto fail;
+                }
+        }
+
+        /* Limits: the service's values are the defaults and the maxima. */
+        pyexec_limits_default(&r.limits);
+        r.limits.timeout_ms = cfg->execution_timeout;
+        r.limits.memory_mb = cfg->memory_limit;
+        r.limits.max_output = cfg->max_output_length;
+        if ((v = json_object_get(r.doc, "timeout")) &&
+            want_uint(v, "timeout", 1, cfg->execution_timeout, "ms", &r.limits.timeout_ms, err) < 0)
+                goto fail;
+        r.limits.cpu_time_ms = r.limits.timeout_ms;
+        if ((v = json_object_get(r.doc, "cpuTimeout")) &&
+            want_uint(v, "cpuTimeout", 1, cfg->execution_timeout, "ms", &r.limits.cpu_time_ms, err) < 0)
+                goto fail;
+        if ((v = json_object_get(r.doc, "memoryLimit")) &&
+            want_uint(v, "memoryLimit", 16, cfg->memory_limit, "MB", &r.limits.memory_mb, err) < 0)
+                goto fail;
+        if ((v = json_object_get(r.doc, "maxOutput")) &&
+            want_uint(v, "maxOutput", 1, cfg->max_output_length, "bytes", &r.limits.max_output, err) < 0)
+                goto fail;
+        if ((v = json_object_get(r.doc, "policy"))) {
+                if (want_cstring(v, "policy", 64, &s, err) < 0)
+                        goto fail;
+                if (strcmp(s, "permissive") != 0) {
+                        api_error_set(err, 400, "invalid_request", "policy",
+                                      "policy '%s' is not available; available: permissive", s);
+                        goto fail;
+                }
+        }
+        if ((v = json_object_get(r.doc, "exerciseId"))) {
+                if (!(json_is_string(v) && json_string_length(v) <= 256 && strlen(json_string_value(v)) == json_string_length(v)) &&
+                    !json_is_integer(v)) {
+                        api_error_set(err, 400, "invalid_request", "exerciseId",
+                                      "exerciseId must be a string of at most 256 bytes or an integer, got %s", type_name(v));
+                        goto fail;
+                }
+                r.exercise_id = v;
+        }
+
+        /* The program. */
+        code = json_object_get(r.doc, "code");
+        if (!code) {
+                api_error_set(err, 400, "invalid_request", "code", "code is required");
+                goto fail;
+        }
+        if (want_string(code, "code", SIZE_MAX, &s, &slen, err) < 0)
+                goto fail;
+        if (utf8_length(s, slen) > cfg->max_code_length) {
+                api_error_set(err, 413, "payload_too_large", "code", "code is %zu characters; the limit is %llu",
+                              utf8_length(s, slen), (unsigned long long)cfg->max_code_length);
+                goto fail;
+        }
+        r.files = calloc(API_MAX_FILES + 2, sizeof *r.files);
+        if (!r.files) {
+                rc = -ENOMEM;
+                goto fail;
+        }
+        if ((v = json_object_get(r.doc, "runTests"))) {
+                if (!json_is_boolean(v)) {
+                        api_error_set(err, 400, "invalid_request", "runTests", "runTests must be a boolean, got %s",
+                                      type_name(v));
+                        goto fail;
+                }
+                run_tests = json_is_true(v);
+        }
+        if (run_tests) {
+                const char *tc, *mod = "starter";
+                size_t tlen;
+                if (!(v = json_object_get(r.doc, "testCode"))) {
+                        api_error_set(err, 400, "invalid_request", "testCode", "testCode is required when runTests is true");
+                        goto fail;
+                }
+                if (want_string(v, "testCode", SIZE_MAX, &tc, &tlen, err) < 0)
+                        goto fail;
+                if (utf8_length(tc, tlen) > cfg->max_code_length) {
+                        api_error_set(err, 413, "payload_too_large", "testCode",
+                                      "testCode is %zu characters; the limit is %llu", utf8_length(tc, tlen),
+                                      (unsigned long long)cfg->max_code_length);
+                        goto fail;
+                }
+                if ((v = json_object_get(r.doc, "moduleName"))) {
+                        if (want_cstring(v, "moduleName", 64, &mod, err) < 0)
+                                goto fail;
+                        if (!is_identifier(mod) || strcmp(mod, "main") == 0) {
+                                api_error_set(err, 400, "invalid_request", "moduleName",
+                                              "moduleName must be a Python identifier of at most 64 characters other "
+                                              "than 'main', got '%s'",
+                                              mod);
+                                goto fail;
+                        }
+                }
+                r.module_file = strdup_printf("%s.py", mod);
+                if (!r.module_file) {
+                        rc = -ENOMEM;
+                        goto fail;
+                }
+                r.files[r.n_files++] = (struct pyexec_file){ PYEXEC_MAIN_FILE, tc, tlen };
+                r.files[r.n_files++] = (struct pyexec_file){ r.module_file, s, slen };
+        } else {
+                if (json_object_get(r.doc, "testCode") || json_object_get(r.doc, "moduleName")) {
+                        const char *f = json_object_get(r.doc, "testCode") ? "testCode" : "moduleName";
+                        api_error_set(err, 400, "invalid_request", f, "%s needs runTests: true", f);
+                        goto fail;
+                }
+                r.files[r.n_files++] = (struct pyexec_file){ PYEXEC_MAIN_FILE, s, slen };
+        }
+        if ((v = json_object_get(r.doc, "files")) && parse_files(v, &r, err) < 0)
+                goto fail;
+        {
+                uint64_t total = 0;
+                for (size_t i = 0; i < r.n_files; i++)
+                        total += r.files[i].len + 4096;
+                if (total > r.limits.disk_mb * 1024 * 1024) {
+                        api_error_set(err, 413, "payload_too_large", "files",
+                                      "the program and its files take %llu bytes; the work directory holds %llu MB",
+                                      (unsigned long long)total, (unsigned long long)r.limits.disk_mb);
+                        goto fail;
+                }
+        }
+        if ((v = json_object_get(r.doc, "stdin")) && want_string(v, "stdin", SIZE_MAX, &r.stdin_data, &r.stdin_len, err) < 0)
+                goto fail;
+        if ((v = json_object_get(r.doc, "args")) && want_args(v, "args", &r.args, &r.n_args, err) < 0)
+                goto fail;
+        if ((v = json_object_get(r.doc, "tests")) && parse_cases(v, cfg, &r, err) < 0)
+                goto fail;
+        *ret = r;
+        return 0;
+fail:
+        api_request_done(&r);
+        return rc == -ENOMEM ? (api_error_set(err, 500, "internal_error", NULL, "out of memory"), -ENOMEM) : -EINVAL;
+}
+
+char *api_normalize_output(const char *s, size_t n, size_t *ret_len) {
+        struct buf b;
+        size_t i = 0;
+
+        buf_init(&b, n + 1);
+        if (buf_append(&b, "", 0) < 0)
+                return NULL;
+        while (i < n) {
+                size_t e = i;
+                while (e < n && s[e] != '\n')
+                        e++;
+                size_t t = e;
+                while (t > i && (s[t - 1] == ' ' || s[t - 1] == '\t' || s[t - 1] == '\r' || s[t - 1] == '\f' ||
+                                 s[t - 1] == '\v'))
+                        t--;
+                (void)buf_append(&b, s + i, t - i);
+                if (e < n)
+                        (void)buf_append(&b, "\n", 1);
+                i = e + 1;
+        }
+        while (b.len > 0 && b.data[b.len - 1] == '\n')
+                b.data[--b.len] = 0;
+        *ret_len = b.len;
+        return buf_steal(&b);
+}
+
+static void run_one(struct pyexec_sandbox *sb, const struct config *cfg, const struct api_request *r,
+                    const char *stdin_data, size_t stdin_len, const char **args, size_t n_args, api_run_observer observe,
+                    void *userdata, struct pyexec_result *res) {
+        struct pyexec_spec spec = {
+                .limits = r->limits,
+                .python = cfg->python,
+                .files = r->files,
+                .n_files = r->n_files,
+                .args = args,
+                .n_args = n_args,
+                .stdin_data = stdin_data,
+                .stdin_len = stdin_len,
+                .echo_stdout = -1,
+                .echo_stderr = -1,
+        };
+        uint64_t t0 = now_ns();
+        pyexec_run(sb, &spec, res);
+        if (observe)
+                observe(userdata, res, (double)(now_ns() - t0) / 1e6);
+}
+
+static void add_exercise_id(json_t *o, const struct api_request *r) {
+        json_object_set(o, "exerciseId", r->exercise_id ? r->exercise_id : json_null());
+}
+
+json_t *api_execute(struct pyexec_sandbox *sb, const struct config *cfg, const struct api_request *r, const char *id,
+                    api_run_observer observe, void *userdata, struct api_outcome *ret) {
+        struct pyexec_result res;
+        struct api_outcome out = { 0 };
+        json_t *o;
+
+        if (r->n_cases == 0) {
+                run_one(sb, cfg, r, r->stdin_data, r->stdin_len, r->args, r->n_args, observe, userdata, &res);
+                o = result_to_json(&res, &r->limits, id);
+                if (o)
+                        add_exercise_id(o, r);
+                out.status = res.status;
+                out.wall_ms = res.wall_ms;
+                out.cpu_ms = res.cpu_ms;
+                out.sandbox_failed = res.status == PYEXEC_INTERNAL_ERROR;
+                pyexec_result_done(&res);
+        } else {
+                /* One fresh sandbox per case. The top-level result is the
+                 * first case whose run was not ok, else the last case. */
+                json_t *cases = json_array(), *top = NULL;
+                size_t passed = 0;
+                for (size_t i = 0; i < r->n_cases; i++) {
+                        const struct api_case *c = &r->cases[i];
+                        size_t got_len, want_len;
+                        char *got, *want;
+                        bool pass;
+                        json_t *cj;
+
+                        run_one(sb, cfg, r, c->stdin_data, c->stdin_len, c->n_args ? c->args : r->args,
+                                c->n_args ? c->n_args : r->n_args, observe, userdata, &res);
+                        got = api_normalize_output(res.out.data ? res.out.data : "", res.out.len, &got_len);
+                        want = api_normalize_output(c->expected, c->expected_len, &want_len);
+                        pass = res.status == PYEXEC_OK && got && want && got_len == want_len &&
+                               memcmp(got, want, got_len) == 0;
+                        free(got);
+                        free(want);
+                        if (pass)
+                                passed++;
+                        cj = json_pack("{s:s,s:s,s:o,s:o,s:f}", "name", c->name, "status",
+                                       pass ? "passed" : res.status == PYEXEC_OK ? "failed" : pyexec_status_to_string(res.status),
+                                       "stdout", result_json_string(res.out.data, res.out.len), "expectedOutput",
+                                       result_json_string(c->expected, c->expected_len), "timeMs",
+                                       (double)(long long)(res.wall_ms * 10.0 + 0.5) / 10.0);
+                        if (cj && res.status != PYEXEC_OK && res.message)
+                                json_object_set_new(cj, "message", json_string(res.message));
+                        json_array_append_new(cases, cj);
+                        if (res.status == PYEXEC_INTERNAL_ERROR)
+                                out.sandbox_failed = true;
+                        /* Replaced until a case fails to run ok: the
+                         * first such case, else the last, stays on top. */
+                        if (!top || out.status == PYEXEC_OK) {
+                                json_decref(top);
+                                top = result_to_json(&res, &r->limits, id);
+                                out.status = res.status;
+                                out.wall_ms = res.wall_ms;
+                                out.cpu_ms = res.cpu_ms;
+                        }
+                        pyexec_result_done(&res);
+                }
+                o = top;
+                if (o) {
+                        add_exercise_id(o, r);
+                        json_object_set_new(o, "tests", cases);
+                        json_object_set_new(o, "summary", json_pack("{s:I,s:I,s:I}", "passed", (json_int_t)passed,
+                                                                    "failed", (json_int_t)(r->n_cases - passed),
+                                                                    "total", (json_int_t)r->n_cases));
+                } else
+                        json_decref(cases);
+        }
+        out.http = out.status == PYEXEC_INTERNAL_ERROR ? 500 : 200;
+        *ret = out;
+        return o;
+}

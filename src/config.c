@@ -1,0 +1,441 @@
+/* SPDX-License-Identifier: MIT */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "util.h"
+
+const char *log_level_to_string(enum log_level l) {
+        static const char *const names[_LOG_LEVEL_MAX] = {
+                [LOG_DEBUG] = "debug",
+                [LOG_INFO] = "info",
+                [LOG_WARN] = "warn",
+                [LOG_ERROR] = "error",
+        };
+        return l < _LOG_LEVEL_MAX ? names[l] : "info";
+}
+
+static const char *const source_names[_SOURCE_MAX] = {
+        [SOURCE_DEFAULT] = "default",
+        [SOURCE_FILE] = "file",
+        [SOURCE_ENV] = "environment",
+        [SOURCE_FLAG] = "flag",
+};
+
+enum key_type {
+        KEY_U64,
+        KEY_BOOL,
+        KEY_STRING,
+        KEY_ADDRESS,
+        KEY_LOGLEVEL,
+};
+
+#define C(field) offsetof(struct config, field)
+
+/* Every configuration key: its name (env and file), type, range, default,
+ * and what it means (for --help). */
+static const struct key {
+        const char *name;
+        enum key_type type;
+        uint64_t min, max;
+        const char *def;
+        size_t offset;
+        const char *help;
+} keys[] = {
+        { "BIND", KEY_ADDRESS, 0, 0, "127.0.0.1", C(bind), "address to listen on (IPv4 or IPv6)" },
+        { "PORT", KEY_U64, 1, 65535, "3002", C(port), "TCP port" },
+        { "EXECUTION_TIMEOUT", KEY_U64, 1, 600000, "10000", C(execution_timeout),
+          "wall-clock limit in ms: the default, and the most a request may ask for" },
+        { "MEMORY_LIMIT", KEY_U64, 16, 4096, "128", C(memory_limit), "memory limit in MB: default and maximum" },
+        { "MAX_OUTPUT_LENGTH", KEY_U64, 1, 67108864, "10000", C(max_output_length),
+          "stdout+stderr cap in bytes: default and maximum" },
+        { "MAX_CODE_LENGTH", KEY_U64, 1, 16777216, "50000", C(max_code_length),
+          "longest `code` or `testCode`, in characters (413 beyond)" },
+        { "MAX_REQUEST_SIZE", KEY_U64, 1024, 268435456, "2097152", C(max_request_size),
+          "largest request body in bytes (413 beyond, without reading the rest)" },
+        { "MAX_TESTS", KEY_U64, 1, 1000, "50", C(max_tests), "graded test cases per request" },
+        { "RATE_LIMIT_WINDOW", KEY_U64, 1, 86400000, "60000", C(rate_limit_window), "rate-limit window in ms" },
+        { "RATE_LIMIT_MAX", KEY_U64, 0, 100000000, "100", C(rate_limit_max),
+          "executions per window per client (API key, else address); 0 turns it off" },
+        { "MAX_CONCURRENT_EXECUTIONS", KEY_U64, 1, 1024, "5", C(max_concurrent), "execution slots" },
+        { "EXECUTION_QUEUE_SIZE", KEY_U64, 0, 1000000, "100", C(queue_size),
+          "requests that may wait for a slot; beyond that 503" },
+        { "CONNECTION_TIMEOUT", KEY_U64, 1, 3600, "30", C(connection_timeout),
+          "seconds an idle or slow connection may stay open" },
+        { "MAX_CONNECTIONS", KEY_U64, 1, 1000000, "1024", C(max_connections), "open connections at once" },
+        { "BREAKER_THRESHOLD", KEY_U64, 1, 1000, "5", C(breaker_threshold),
+          "consecutive sandbox failures that open the circuit breaker" },
+        { "BREAKER_COOLDOWN", KEY_U64, 1, 3600000, "10000", C(breaker_cooldown),
+          "ms the breaker stays open before one request may try again" },
+        { "METRICS_ENABLED", KEY_BOOL, 0, 0, "true", C(metrics_enabled), "serve /api/metrics" },
+        { "LOG_LEVEL", KEY_LOGLEVEL, 0, 0, "info", C(log_level), "debug, info, warn or error" },
+        { "CORS_ORIGIN", KEY_STRING, 0, 0, "", C(cors_origin), "Access-Control-Allow-Origin value; empty: no CORS" },
+        { "API_KEYS", KEY_STRING, 0, 0, "", C(api_keys), "comma-separated API keys; empty (and no file): no auth" },
+        { "API_KEYS_FILE", KEY_STRING, 0, 0, "", C(api_keys_file), "file with one API key per line" },
+        { "PYEXEC_PYTHON", KEY_STRING, 0, 0, "/usr/bin/python3", C(python), "the interpreter (under /usr)" },
+};
+
+_Static_assert(sizeof keys / sizeof keys[0] <= 32, "struct config.source is too small");
+
+/* API_KEYS is parsed after loading: its raw string is kept here. */
+struct raw {
+        char *api_keys;
+};
+
+static const struct key *find_key(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                if (strcmp(keys[i].name, name) == 0)
+                        return &keys[i];
+        return NULL;
+}
+
+/* "EXECUTION_TIMEOUT" <-> "execution-timeout" */
+static void flag_name(const struct key *k, char *out, size_t n) {
+        size_t i = 0;
+        for (; k->name[i] && i + 1 < n; i++)
+                out[i] = k->name[i] == '_' ? '-' : (char)tolower((unsigned char)k->name[i]);
+        out[i] = 0;
+}
+
+static int set_value(struct config *c, struct raw *raw, const struct key *k, const char *value, const char *where,
+                     char *err, size_t errlen) {
+        void *field = (char *)c + k->offset;
+        uint64_t v;
+        int r;
+
+        switch (k->type) {
+        case KEY_U64:
+                r = parse_u64(value, k->min, k->max, &v);
+                if (r < 0) {
+                        snprintf(err, errlen, "%s (%s) must be a whole number between %llu and %llu, got '%s'", k->name,
+                                 where, (unsigned long long)k->min, (unsigned long long)k->max, value);
+                        return -EINVAL;
+                }
+                *(uint64_t *)field = v;
+                return 0;
+        case KEY_BOOL:
+                if (!strcasecmp(value, "true") || !strcmp(value, "1") || !strcasecmp(value, "yes") ||
+                    !strcasecmp(value, "on"))
+                        *(bool *)field = true;
+                else if (!strcasecmp(value, "false") || !strcmp(value, "0") || !strcasecmp(value, "no") ||
+                         !strcasecmp(value, "off"))
+                        *(bool *)field = false;
+                else {
+                        snprintf(err, errlen, "%s (%s) must be true or false, got '%s'", k->name, where, value);
+                        return -EINVAL;
+                }
+                return 0;
+        case KEY_LOGLEVEL:
+                for (int l = 0; l < _LOG_LEVEL_MAX; l++)
+                        if (!strcasecmp(value, log_level_to_string((enum log_level)l))) {
+                                *(enum log_level *)field = (enum log_level)l;
+                                return 0;
+                        }
+                snprintf(err, errlen, "%s (%s) must be one of debug, info, warn, error, got '%s'", k->name, where, value);
+                return -EINVAL;
+        case KEY_ADDRESS: {
+                unsigned char a[16];
+                if (inet_pton(AF_INET, value, a) != 1 && inet_pton(AF_INET6, value, a) != 1) {
+                        snprintf(err, errlen, "%s (%s) must be an IPv4 or IPv6 address, got '%s'", k->name, where, value);
+                        return -EINVAL;
+                }
+        }
+                /* fall through */
+        case KEY_STRING: {
+                char *dup;
+                if (strlen(value) > 4096 || !utf8_is_valid(value, strlen(value))) {
+                        snprintf(err, errlen, "%s (%s) must be valid UTF-8 of at most 4096 bytes", k->name, where);
+                        return -EINVAL;
+                }
+                dup = strdup(value);
+                if (!dup)
+                        return -ENOMEM;
+                if (k->offset == C(api_keys)) {
+                        free(raw->api_keys);
+                        raw->api_keys = dup;
+                } else {
+                        free(*(char **)field);
+                        *(char **)field = dup;
+                }
+                return 0;
+        }
+        }
+        return -EINVAL;
+}
+
+static int load_file(struct config *c, struct raw *raw, const char *path, char *err, size_t errlen) {
+        struct buf b;
+        unsigned lineno = 0;
+        int r = read_file(path, 1 << 20, &b);
+
+        if (r < 0) {
+                snprintf(err, errlen, "cannot read the config file %s: %s", path, strerror(-r));
+                return -EINVAL;
+        }
+        for (char *line = b.data; line && *line;) {
+                char *nl = strchr(line, '\n'), *eq, *key, *val, where[4200];
+                const struct key *k;
+                if (nl)
+                        *nl = 0;
+                lineno++;
+                key = line + strspn(line, " \t");
+                line = nl ? nl + 1 : NULL;
+                if (!*key || *key == '#')
+                        continue;
+                eq = strchr(key, '=');
+                snprintf(where, sizeof where, "%s line %u", path, lineno);
+                if (!eq) {
+                        snprintf(err, errlen, "%s: expected KEY=value", where);
+                        r = -EINVAL;
+                        break;
+                }
+                *eq = 0;
+                val = eq + 1;
+                for (char *e = eq; e > key && (e[-1] == ' ' || e[-1] == '\t');)
+                        *--e = 0;
+                val += strspn(val, " \t");
+                for (size_t l = strlen(val); l > 0 && (val[l - 1] == ' ' || val[l - 1] == '\t' || val[l - 1] == '\r');)
+                        val[--l] = 0;
+                k = find_key(key);
+                if (!k) {
+                        snprintf(err, errlen, "%s: unknown key '%s'", where, key);
+                        r = -EINVAL;
+                        break;
+                }
+                r = set_value(c, raw, k, val, where, err, errlen);
+                if (r < 0)
+                        break;
+                c->source[k - keys] = SOURCE_FILE;
+        }
+        buf_done(&b);
+        return r;
+}
+
+static int add_key(struct config *c, const char *s, size_t n, const char *where, char *err, size_t errlen) {
+        char **v;
+        while (n > 0 && (*s == ' ' || *s == '\t'))
+                s++, n--;
+        while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r'))
+                n--;
+        if (n == 0)
+                return 0;
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e) {
+                        snprintf(err, errlen, "%s: API keys must be printable ASCII without spaces", where);
+                        return -EINVAL;
+                }
+        if (n < 16) {
+                snprintf(err, errlen, "%s: API keys must be at least 16 characters", where);
+                return -EINVAL;
+        }
+        v = realloc(c->api_keys, (c->n_api_keys + 1) * sizeof *v);
+        if (!v)
+                return -ENOMEM;
+        c->api_keys = v;
+        if (!(v[c->n_api_keys] = strndup(s, n)))
+                return -ENOMEM;
+        c->n_api_keys++;
+        return 0;
+}
+
+static int load_api_keys(struct config *c, struct raw *raw, char *err, size_t errlen) {
+        int r;
+        if (raw->api_keys)
+                for (const char *p = raw->api_keys; *p;) {
+                        size_t l = strcspn(p, ",");
+                        if ((r = add_key(c, p, l, "API_KEYS", err, errlen)) < 0)
+                                return r;
+                        p += l;
+                        if (*p == ',')
+                                p++;
+                }
+        if (c->api_keys_file && *c->api_keys_file) {
+                struct buf b;
+                r = read_file(c->api_keys_file, 1 << 20, &b);
+                if (r < 0) {
+                        snprintf(err, errlen, "API_KEYS_FILE: cannot read %s: %s", c->api_keys_file, strerror(-r));
+                        return -EINVAL;
+                }
+                for (const char *p = b.data; p && *p;) {
+                        size_t l = strcspn(p, "\n");
+                        if (*p != '#' && (r = add_key(c, p, l, "API_KEYS_FILE", err, errlen)) < 0) {
+                                buf_done(&b);
+                                return r;
+                        }
+                        p += l;
+                        if (*p == '\n')
+                                p++;
+                }
+                buf_done(&b);
+        }
+        return 0;
+}
+
+static void usage(FILE *f) {
+        char flag[64];
+        fprintf(f, "usage: pyexec serve [--config FILE] [--print-config] [--KEY VALUE]...\n\n"
+                   "Each KEY is also read from the environment and the config file (KEY=value lines);\n"
+                   "precedence: flag > environment > file > default.\n\n");
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                flag_name(&keys[i], flag, sizeof flag);
+                fprintf(f, "  --%-27s %-26s %s (default: %s)\n", flag, keys[i].name, keys[i].help,
+                        keys[i].def[0] ? keys[i].def : "empty");
+        }
+}
+
+int config_load(struct config *c, int argc, char **argv, FILE *out, char *err, size_t errlen) {
+        struct raw raw = { 0 };
+        const char *file = getenv("PYEXEC_CONFIG");
+        bool print = false;
+        int r = 0;
+
+        *c = (struct config){ 0 };
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                r = set_value(c, &raw, &keys[i], keys[i].def, "default", err, errlen);
+                if (r < 0)
+                        goto out;
+        }
+        /* The file first (it is the lowest source after the defaults), so
+         * scan the flags for --config before anything else. */
+        for (int i = 1; i < argc; i++) {
+                if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+                        usage(out);
+                        r = 2;
+                        goto out;
+                }
+                if (strcmp(argv[i], "--config") == 0) {
+                        if (i + 1 >= argc) {
+                                snprintf(err, errlen, "--config needs a file");
+                                r = -EINVAL;
+                                goto out;
+                        }
+                        file = argv[++i];
+                } else if (strncmp(argv[i], "--config=", 9) == 0)
+                        file = argv[i] + 9;
+        }
+        if (file && *file) {
+                c->config_file = strdup(file);
+                if ((r = load_file(c, &raw, file, err, errlen)) < 0)
+                        goto out;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                const char *v = getenv(keys[i].name);
+                char where[96];
+                if (!v)
+                        continue;
+                snprintf(where, sizeof where, "environment variable %s", keys[i].name);
+                if ((r = set_value(c, &raw, &keys[i], v, where, err, errlen)) < 0)
+                        goto out;
+                c->source[i] = SOURCE_ENV;
+        }
+        for (int i = 1; i < argc; i++) {
+                const char *arg = argv[i], *value = NULL;
+                char name[64], flag[80];
+                const struct key *k = NULL;
+                size_t nl;
+
+                if (strcmp(arg, "--print-config") == 0) {
+                        print = true;
+                        continue;
+                }
+                if (strcmp(arg, "--config") == 0) {
+                        i++;
+                        continue;
+                }
+                if (strncmp(arg, "--config=", 9) == 0)
+                        continue;
+                if (strncmp(arg, "--", 2) != 0) {
+                        snprintf(err, errlen, "unexpected argument '%s' (see pyexec serve --help)", arg);
+                        r = -EINVAL;
+                        goto out;
+                }
+                nl = strcspn(arg + 2, "=");
+                snprintf(name, sizeof name, "%.*s", (int)(nl < 63 ? nl : 63), arg + 2);
+                for (size_t j = 0; j < ELEMENTSOF(keys); j++) {
+                        flag_name(&keys[j], flag, sizeof flag);
+                        if (strcmp(flag, name) == 0)
+                                k = &keys[j];
+                }
+                if (!k) {
+                        snprintf(err, errlen, "unknown option '--%s' (see pyexec serve --help)", name);
+                        r = -EINVAL;
+                        goto out;
+                }
+                if (arg[2 + nl] == '=')
+                        value = arg + 3 + nl;
+                else if (i + 1 < argc)
+                        value = argv[++i];
+                else {
+                        snprintf(err, errlen, "option '--%s' needs a value", name);
+                        r = -EINVAL;
+                        goto out;
+                }
+                snprintf(flag, sizeof flag, "--%s", name);
+                if ((r = set_value(c, &raw, k, value, flag, err, errlen)) < 0)
+                        goto out;
+                c->source[k - keys] = SOURCE_FLAG;
+        }
+        if ((r = load_api_keys(c, &raw, err, errlen)) < 0)
+                goto out;
+        if (c->python[0] != '/') {
+                snprintf(err, errlen, "PYEXEC_PYTHON must be an absolute path under /usr, got '%s'", c->python);
+                r = -EINVAL;
+                goto out;
+        }
+        if (print) {
+                config_print(c, out);
+                r = 1;
+        }
+out:
+        free(raw.api_keys);
+        return r;
+}
+
+void config_done(struct config *c) {
+        for (size_t i = 0; i < c->n_api_keys; i++) {
+                explicit_bzero(c->api_keys[i], strlen(c->api_keys[i]));
+                free(c->api_keys[i]);
+        }
+        free(c->api_keys);
+        free(c->bind);
+        free(c->cors_origin);
+        free(c->api_keys_file);
+        free(c->python);
+        free(c->config_file);
+        *c = (struct config){ 0 };
+}
+
+void config_print(const struct config *c, FILE *f) {
+        if (c->config_file)
+                fprintf(f, "# config file: %s\n", c->config_file);
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                const struct key *k = &keys[i];
+                const void *field = (const char *)c + k->offset;
+                const char *src = source_names[c->source[i]];
+                switch (k->type) {
+                case KEY_U64:
+                        fprintf(f, "%s=%llu", k->name, (unsigned long long)*(const uint64_t *)field);
+                        break;
+                case KEY_BOOL:
+                        fprintf(f, "%s=%s", k->name, *(const bool *)field ? "true" : "false");
+                        break;
+                case KEY_LOGLEVEL:
+                        fprintf(f, "%s=%s", k->name, log_level_to_string(*(const enum log_level *)field));
+                        break;
+                case KEY_ADDRESS:
+                case KEY_STRING:
+                        if (k->offset == C(api_keys))
+                                fprintf(f, "%s=<%zu key%s, not shown>", k->name, c->n_api_keys,
+                                        c->n_api_keys == 1 ? "" : "s");
+                        else
+                                fprintf(f, "%s=%s", k->name, *(char *const *)field ? *(char *const *)field : "");
+                        break;
+                }
+                fprintf(f, "  # %s\n", src);
+        }
+}

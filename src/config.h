@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * config: the service's configuration. Every key has one name, the
+ * environment variable of the original service where there was one (PORT,
+ * EXECUTION_TIMEOUT, ...). The same key is read from a config file
+ * ("KEY=value" lines, `--config FILE`) and from a flag (`--port`,
+ * `--execution-timeout`, ...: the key in lower case with dashes). Precedence:
+ * flag > environment > file > default. An invalid value anywhere stops
+ * start-up with a message naming the key and where it came from.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum log_level {
+        LOG_DEBUG,
+        LOG_INFO,
+        LOG_WARN,
+        LOG_ERROR,
+        _LOG_LEVEL_MAX,
+};
+
+const char *log_level_to_string(enum log_level l);
+
+enum config_source {
+        SOURCE_DEFAULT,
+        SOURCE_FILE,
+        SOURCE_ENV,
+        SOURCE_FLAG,
+        _SOURCE_MAX,
+};
+
+struct config {
+        char *bind;
+        uint64_t port;
+        uint64_t execution_timeout; /* ms: default and maximum a request may ask */
+        uint64_t memory_limit;      /* MB: default and maximum */
+        uint64_t max_output_length; /* bytes: default and maximum */
+        uint64_t max_code_length;   /* characters of `code` (and testCode) */
+        uint64_t max_request_size;  /* bytes of a request body */
+        uint64_t max_tests;         /* graded cases per request */
+        uint64_t rate_limit_window; /* ms */
+        uint64_t rate_limit_max;    /* executions per window per client; 0 = off */
+        uint64_t max_concurrent;    /* execution slots */
+        uint64_t queue_size;        /* requests waiting for a slot */
+        uint64_t connection_timeout; /* s an idle or slow connection may live */
+        uint64_t max_connections;
+        uint64_t breaker_threshold; /* consecutive sandbox failures that open the breaker */
+        uint64_t breaker_cooldown;  /* ms before it tries again */
+        bool metrics_enabled;
+        enum log_level log_level;
+        char *cors_origin;   /* "" = no CORS headers */
+        char *api_keys_file; /* "" = none */
+        char *python;
+        /* API keys from API_KEYS and API_KEYS_FILE; empty = no auth. */
+        char **api_keys;
+        size_t n_api_keys;
+        enum config_source source[32]; /* per key, for --print-config */
+        char *config_file;
+};
+
+/* Fill c from defaults, --config FILE, the environment and the flags in
+ * argv (argv[0] is "serve"). Returns 0, 1 for --print-config, 2 for --help
+ * (both printed to out), or -EINVAL with err naming the key and the
+ * problem. */
+int config_load(struct config *c, int argc, char **argv, FILE *out, char *err, size_t errlen);
+void config_done(struct config *c);
+
+/* KEY=value lines with their sources; API keys are never printed. */
+void config_print(const struct config *c, FILE *f);

@@ -1,0 +1,690 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * http: `pyexec serve`, the HTTP service, on libmicrohttpd.
+ *
+ * Threads: libmicrohttpd's epoll thread does all the HTTP (parsing, reading
+ * bodies, writing responses) and answers the cheap routes itself. An
+ * execution request is validated there, charged to the rate limit, and
+ * handed to the executor (executor.c); its connection is suspended. A worker
+ * runs it (api_execute) and resumes the connection with the response. So
+ * slow or hostile clients cost a connection slot, never a worker, and
+ * executions never block the event loop.
+ *
+ * Before a worker runs a queued request it peeks at the client's socket: a
+ * client that went away is dropped without running.
+ *
+ * Shutdown (SIGTERM/SIGINT): stop accepting connections, refuse new
+ * executions with 503, finish every admitted one, wait for their responses
+ * to be sent, then exit 0.
+ */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "check.h"
+#include "executor.h"
+#include "log.h"
+#include "metrics.h"
+#include "ratelimit.h"
+#include "result.h"
+
+#define REQUEST_ID_MAX 64
+#define SELFTEST_RETRY_S 5
+
+struct server {
+        const struct config *cfg;
+        struct MHD_Daemon *daemon;
+        struct pyexec_sandbox *sb;
+        struct executor *ex;
+        struct metrics *metrics;
+        struct ratelimit *rl;
+        atomic_bool ready;    /* the start-up self-test passed */
+        atomic_bool draining; /* shutting down */
+        atomic_long in_flight;
+        pthread_mutex_t env_lock;
+        json_t *environment; /* the self-test's check report */
+        pthread_t selftest_thread;
+        atomic_bool stop_selftest;
+};
+
+enum req_state {
+        REQ_NEW,
+        REQ_RECEIVING,
+        REQ_QUEUED,
+        REQ_DONE,    /* response ready (set by the worker) */
+        REQ_DROPPED, /* client gone before its turn */
+        REQ_ANSWERED,
+};
+
+struct request {
+        struct server *s;
+        struct MHD_Connection *conn;
+        enum route route;
+        const char *method;
+        char path[128];
+        char id[REQUEST_ID_MAX + 1];
+        char client[96];
+        uint64_t t0;
+        struct buf body;
+        bool too_large;
+        _Atomic int state;
+        /* execution */
+        struct job job;
+        struct api_request req;
+        json_t *response;
+        struct api_outcome outcome;
+        double queue_wait_s;
+};
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static void add_common_headers(struct request *rq, struct MHD_Response *resp) {
+        const struct config *cfg = rq->s->cfg;
+        MHD_add_response_header(resp, "X-Request-Id", rq->id);
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
+        MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+        if (cfg->cors_origin[0]) {
+                MHD_add_response_header(resp, "Access-Control-Allow-Origin", cfg->cors_origin);
+                MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After");
+                MHD_add_response_header(resp, "Vary", "Origin");
+        }
+}
+
+static void log_request(struct request *rq, unsigned code, json_t *extra) {
+        json_t *f = json_pack("{s:s,s:s,s:s,s:i,s:f,s:s}", "requestId", rq->id, "method", rq->method, "path", rq->path,
+                              "code", (int)code, "ms", (double)(now_ns() - rq->t0) / 1e6, "client", rq->client);
+        if (f && extra)
+                json_object_update(f, extra);
+        json_decref(extra);
+        log_event(code >= 500 ? LOG_WARN : LOG_INFO, "request", f);
+}
+
+/* Queue a response; body is copied. retry_after_s > 0 adds Retry-After. */
+static enum MHD_Result respond(struct request *rq, unsigned code, const char *type, const char *body, size_t len,
+                               unsigned retry_after_s, json_t *log_extra) {
+        struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+        enum MHD_Result r;
+        char ra[24];
+
+        if (!resp) {
+                json_decref(log_extra);
+                return MHD_NO;
+        }
+        if (type)
+                MHD_add_response_header(resp, "Content-Type", type);
+        if (retry_after_s) {
+                snprintf(ra, sizeof ra, "%u", retry_after_s);
+                MHD_add_response_header(resp, "Retry-After", ra);
+        }
+        if (code == 405) {
+                MHD_add_response_header(resp, "Allow",
+                                        rq->route == ROUTE_EXECUTE ? "POST, OPTIONS" : "GET, HEAD, OPTIONS");
+        }
+        if (code == 401)
+                MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"pyexec\"");
+        add_common_headers(rq, resp);
+        r = MHD_queue_response(rq->conn, code, resp);
+        MHD_destroy_response(resp);
+        metrics_http(rq->s->metrics, rq->route, code);
+        log_request(rq, code, log_extra);
+        atomic_store(&rq->state, REQ_ANSWERED);
+        return r;
+}
+
+static enum MHD_Result respond_json(struct request *rq, unsigned code, json_t *o, unsigned retry_after_s,
+                                    json_t *log_extra) {
+        char *s = o ? json_dumps(o, RESULT_JSON_FLAGS) : NULL;
+        enum MHD_Result r;
+        json_decref(o);
+        if (!s) {
+                json_decref(log_extra);
+                return MHD_NO;
+        }
+        r = respond(rq, code, "application/json", s, strlen(s), retry_after_s, log_extra);
+        free(s);
+        return r;
+}
+
+static enum MHD_Result respond_error(struct request *rq, unsigned code, const char *ecode, const char *field,
+                                     unsigned retry_after_s, const char *fmt, ...) _printf_(6, 7);
+
+static enum MHD_Result respond_error(struct request *rq, unsigned code, const char *ecode, const char *field,
+                                     unsigned retry_after_s, const char *fmt, ...) {
+        struct api_error e;
+        va_list ap;
+        e.http = code;
+        e.code = ecode;
+        snprintf(e.field, sizeof e.field, "%s", field ? field : "");
+        va_start(ap, fmt);
+        vsnprintf(e.message, sizeof e.message, fmt, ap);
+        va_end(ap);
+        return respond_json(rq, code, api_error_json(&e), retry_after_s,
+                            json_pack("{s:s}", "error", e.message));
+}
+
+static unsigned ms_to_s(uint64_t ms) {
+        return (unsigned)((ms + 999) / 1000);
+}
+
+/* X-Request-Id from the client: letters, digits and ._:- only, at most 64;
+ * otherwise (or when absent) a fresh one. */
+static void request_id(struct MHD_Connection *conn, char out[REQUEST_ID_MAX + 1]) {
+        const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+        size_t n = 0;
+        if (h)
+                for (const char *p = h; *p && n < REQUEST_ID_MAX; p++)
+                        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                            *p == '.' || *p == '_' || *p == ':' || *p == '-')
+                                out[n++] = *p;
+        out[n] = 0;
+        if (n == 0) {
+                char id[RESULT_ID_LEN + 1];
+                result_new_id(id);
+                snprintf(out, REQUEST_ID_MAX + 1, "%s", id);
+        }
+}
+
+static void client_address(struct MHD_Connection *conn, char *out, size_t n) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+        snprintf(out, n, "unknown");
+        if (sa && sa->sa_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out, (socklen_t)n);
+        else if (sa && sa->sa_family == AF_INET6)
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out, (socklen_t)n);
+}
+
+/* Compare without a data-dependent early exit, so the time taken does not
+ * tell how much of a guessed key was right. */
+static bool equal_ct(const char *a, size_t an, const char *b, size_t bn) {
+        unsigned char d = an != bn;
+        for (size_t i = 0; i < bn; i++)
+                d |= (unsigned char)(a[i % (an ? an : 1)] ^ b[i]);
+        return d == 0 && an == bn;
+}
+
+/* -1: no or wrong key; else the index of the matching key. */
+static int authenticate(struct server *s, struct MHD_Connection *conn) {
+        const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+        const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-API-Key");
+        int found = -1;
+        size_t kn;
+
+        if (auth && strncasecmp(auth, "Bearer ", 7) == 0)
+                key = auth + 7;
+        if (!key)
+                return -1;
+        kn = strlen(key);
+        for (size_t i = 0; i < s->cfg->n_api_keys; i++) {
+                const char *k = s->cfg->api_keys[i];
+                if (equal_ct(key, kn, k, strlen(k)))
+                        found = (int)i;
+        }
+        return found;
+}
+
+static enum route route_of(const char *url) {
+        static const struct {
+                const char *path;
+                enum route route;
+        } table[] = {
+                { "/api/execute", ROUTE_EXECUTE },   { "/health", ROUTE_HEALTH },
+                { "/health/live", ROUTE_HEALTH_LIVE }, { "/health/ready", ROUTE_HEALTH_READY },
+                { "/api/metrics", ROUTE_METRICS },   { "/api/stats", ROUTE_STATS },
+                { "/api/environment", ROUTE_ENVIRONMENT },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(table); i++)
+                if (strcmp(url, table[i].path) == 0)
+                        return table[i].route;
+        return ROUTE_OTHER;
+}
+
+static bool content_type_is_json(struct MHD_Connection *conn) {
+        const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+        size_t n;
+        if (!ct)
+                return false;
+        n = strcspn(ct, ";");
+        while (n > 0 && ct[n - 1] == ' ')
+                n--;
+        return n == 16 && strncasecmp(ct, "application/json", 16) == 0;
+}
+
+/* ---- cheap routes -------------------------------------------------------- */
+
+static void gauges(struct server *s, struct metrics_gauges *g) {
+        struct executor_state st;
+        executor_get_state(s->ex, &st);
+        *g = (struct metrics_gauges){
+                .queue_depth = st.queued,
+                .queue_capacity = st.queue_size,
+                .active = st.active,
+                .slots = st.slots,
+                .ready = atomic_load(&s->ready) && !st.breaker_open && !atomic_load(&s->draining),
+                .breaker_open = st.breaker_open,
+        };
+}
+
+static enum MHD_Result handle_get(struct request *rq) {
+        struct server *s = rq->s;
+        struct metrics_gauges g;
+        struct executor_state st;
+
+        switch (rq->route) {
+        case ROUTE_HEALTH_LIVE:
+                return respond_json(rq, 200, json_pack("{s:s}", "status", "alive"), 0, NULL);
+        case ROUTE_HEALTH:
+        case ROUTE_HEALTH_READY: {
+                const char *reason = NULL;
+                executor_get_state(s->ex, &st);
+                if (atomic_load(&s->draining))
+                        reason = "the service is shutting down";
+                else if (!atomic_load(&s->ready))
+                        reason = "the sandbox self-test has not passed yet";
+                else if (st.breaker_open)
+                        reason = "sandboxes are failing to start (circuit breaker open)";
+                if (rq->route == ROUTE_HEALTH) {
+                        json_t *o = json_pack("{s:s,s:s,s:f,s:b}", "status", reason ? "degraded" : "ok", "version",
+                                              PYEXEC_VERSION, "uptimeSeconds", metrics_uptime_seconds(s->metrics),
+                                              "ready", reason == NULL);
+                        if (o && reason)
+                                json_object_set_new(o, "reason", json_string(reason));
+                        return respond_json(rq, 200, o, 0, NULL);
+                }
+                if (reason)
+                        return respond_json(rq, 503, json_pack("{s:s,s:s}", "status", "not_ready", "reason", reason),
+                                            st.breaker_retry_ms ? ms_to_s(st.breaker_retry_ms) : 1, NULL);
+                return respond_json(rq, 200, json_pack("{s:s}", "status", "ready"), 0, NULL);
+        }
+        case ROUTE_METRICS: {
+                struct buf b;
+                enum MHD_Result r;
+                if (!s->cfg->metrics_enabled)
+                        return respond_error(rq, 404, "not_found", NULL, 0, "metrics are disabled (METRICS_ENABLED=false)");
+                gauges(s, &g);
+                buf_init(&b, 1 << 20);
+                metrics_render(s->metrics, &g, &b);
+                r = respond(rq, 200, "text/plain; version=0.0.4; charset=utf-8", b.data ? b.data : "", b.len, 0, NULL);
+                buf_done(&b);
+                return r;
+        }
+        case ROUTE_STATS:
+                gauges(s, &g);
+                return respond_json(rq, 200, metrics_stats(s->metrics, &g), 0, NULL);
+        case ROUTE_ENVIRONMENT: {
+                json_t *env;
+                pthread_mutex_lock(&s->env_lock);
+                env = s->environment ? json_deep_copy(s->environment) : NULL;
+                pthread_mutex_unlock(&s->env_lock);
+                if (!env)
+                        return respond_error(rq, 503, "not_ready", NULL, SELFTEST_RETRY_S,
+                                             "the environment check has not finished yet");
+                return respond_json(rq, 200, env, 0, NULL);
+        }
+        default:
+                return respond_error(rq, 404, "not_found", NULL, 0, "no such endpoint: %s", rq->path);
+        }
+}
+
+/* ---- executions ---------------------------------------------------------- */
+
+static void observe_run(void *userdata, const struct pyexec_result *res, double run_ms) {
+        struct request *rq = userdata;
+        metrics_execution(rq->s->metrics, res->status, res->wall_ms, run_ms);
+}
+
+static void job_run(struct job *j) {
+        struct request *rq = (struct request *)((char *)j - offsetof(struct request, job));
+        struct server *s = rq->s;
+
+        rq->queue_wait_s = (double)(now_ns() - j->enqueued_ns) / 1e9;
+        metrics_queue_wait(s->metrics, rq->queue_wait_s);
+        rq->response = api_execute(s->sb, s->cfg, &rq->req, rq->id, observe_run, rq, &rq->outcome);
+        executor_report(s->ex, rq->outcome.sandbox_failed);
+        atomic_store(&rq->state, REQ_DONE);
+        MHD_resume_connection(rq->conn);
+}
+
+/* A client that closed its end shows EOF to a peek. */
+static bool job_abandoned(struct job *j) {
+        struct request *rq = (struct request *)((char *)j - offsetof(struct request, job));
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        char c;
+        ssize_t n;
+
+        if (!ci)
+                return false;
+        n = recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+static void job_drop(struct job *j) {
+        struct request *rq = (struct request *)((char *)j - offsetof(struct request, job));
+        metrics_rejected(rq->s->metrics, REJECT_CLIENT_GONE);
+        log_event(LOG_INFO, "client went away before its turn: not run",
+                  json_pack("{s:s,s:s}", "requestId", rq->id, "client", rq->client));
+        atomic_store(&rq->state, REQ_DROPPED);
+        MHD_resume_connection(rq->conn);
+}
+
+static enum MHD_Result start_execution(struct request *rq) {
+        struct server *s = rq->s;
+        struct api_error err;
+        uint64_t retry = 0;
+        enum submit_result sr;
+
+        if (rq->too_large)
+                return respond_error(rq, 413, "payload_too_large", NULL, 0,
+                                     "the request body is larger than %llu bytes",
+                                     (unsigned long long)s->cfg->max_request_size);
+        if (api_parse_execute(rq->body.data ? rq->body.data : "", rq->body.len, s->cfg, &rq->req, &err) < 0)
+                return respond_json(rq, err.http, api_error_json(&err), 0,
+                                    json_pack("{s:s,s:s}", "error", err.message, "field", err.field));
+        if (!ratelimit_take(s->rl, rq->client, now_ns() / 1000000ull, &retry)) {
+                metrics_rate_limited(s->metrics);
+                return respond_error(rq, 429, "rate_limited", NULL, ms_to_s(retry),
+                                     "rate limit of %llu executions per %llu ms exceeded; retry in %llu ms",
+                                     (unsigned long long)s->cfg->rate_limit_max,
+                                     (unsigned long long)s->cfg->rate_limit_window, (unsigned long long)retry);
+        }
+        rq->job = (struct job){ .run = job_run, .abandoned = job_abandoned, .drop = job_drop };
+        atomic_store(&rq->state, REQ_QUEUED);
+        /* Suspend before submitting: a fast worker may resume at once. */
+        MHD_suspend_connection(rq->conn);
+        sr = executor_submit(s->ex, &rq->job, &retry);
+        if (sr == SUBMIT_OK)
+                return MHD_YES;
+        MHD_resume_connection(rq->conn);
+        switch (sr) {
+        case SUBMIT_QUEUE_FULL:
+                metrics_rejected(s->metrics, REJECT_QUEUE_FULL);
+                return respond_error(rq, 503, "queue_full", NULL, 1,
+                                     "all %llu execution slots are busy and %llu requests are waiting; try again",
+                                     (unsigned long long)s->cfg->max_concurrent, (unsigned long long)s->cfg->queue_size);
+        case SUBMIT_BREAKER_OPEN:
+                metrics_rejected(s->metrics, REJECT_BREAKER_OPEN);
+                return respond_error(rq, 503, "sandbox_unavailable", NULL, ms_to_s(retry),
+                                     "sandboxes are failing to start (circuit breaker open); retrying in %llu ms",
+                                     (unsigned long long)retry);
+        default:
+                metrics_rejected(s->metrics, REJECT_SHUTTING_DOWN);
+                return respond_error(rq, 503, "shutting_down", NULL, 5, "the service is shutting down");
+        }
+}
+
+static enum MHD_Result finish_execution(struct request *rq) {
+        struct api_outcome *o = &rq->outcome;
+        json_t *extra;
+
+        if (!rq->response)
+                return respond_error(rq, 500, "internal_error", NULL, 0, "could not build the response");
+        extra = json_pack("{s:s,s:f,s:f,s:f}", "status", pyexec_status_to_string(o->status), "wallMs", o->wall_ms,
+                          "cpuMs", o->cpu_ms, "queueMs", rq->queue_wait_s * 1e3);
+        if (extra && rq->req.exercise_id)
+                json_object_set(extra, "exerciseId", rq->req.exercise_id);
+        return respond_json(rq, o->http, json_incref(rq->response), 0, extra);
+}
+
+/* ---- the access handler --------------------------------------------------- */
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls) {
+        struct server *s = cls;
+        struct request *rq = *con_cls;
+
+        if (!rq) {
+                const char *cl;
+                bool is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+                bool is_post = !strcmp(method, "POST");
+
+                rq = calloc(1, sizeof *rq);
+                if (!rq)
+                        return MHD_NO;
+                *con_cls = rq;
+                atomic_fetch_add(&s->in_flight, 1);
+                rq->s = s;
+                rq->conn = conn;
+                rq->t0 = now_ns();
+                rq->method = method;
+                snprintf(rq->path, sizeof rq->path, "%s", url);
+                rq->route = route_of(url);
+                request_id(conn, rq->id);
+                client_address(conn, rq->client, sizeof rq->client);
+                buf_init(&rq->body, s->cfg->max_request_size);
+                atomic_store(&rq->state, REQ_RECEIVING);
+
+                if (!strcmp(method, "OPTIONS")) {
+                        struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+                        enum MHD_Result r;
+                        if (!resp)
+                                return MHD_NO;
+                        MHD_add_response_header(resp, "Allow",
+                                                rq->route == ROUTE_EXECUTE ? "POST, OPTIONS" : "GET, HEAD, OPTIONS");
+                        if (s->cfg->cors_origin[0]) {
+                                MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+                                MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                                                        "Content-Type, Authorization, X-API-Key, X-Request-Id");
+                                MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+                        }
+                        add_common_headers(rq, resp);
+                        r = MHD_queue_response(conn, 204, resp);
+                        MHD_destroy_response(resp);
+                        metrics_http(s->metrics, rq->route, 204);
+                        log_request(rq, 204, NULL);
+                        atomic_store(&rq->state, REQ_ANSWERED);
+                        return r;
+                }
+                if (rq->route == ROUTE_OTHER)
+                        return respond_error(rq, 404, "not_found", NULL, 0, "no such endpoint: %s", rq->path);
+                if (rq->route == ROUTE_EXECUTE ? !is_post : !is_get)
+                        return respond_error(rq, 405, "method_not_allowed", NULL, 0, "%s is not allowed on %s", method,
+                                             rq->path);
+                if (s->cfg->n_api_keys > 0 && rq->route != ROUTE_HEALTH_LIVE && rq->route != ROUTE_HEALTH_READY) {
+                        int k = authenticate(s, conn);
+                        if (k < 0)
+                                return respond_error(rq, 401, "unauthorized", NULL, 0,
+                                                     "an API key is required: send 'Authorization: Bearer KEY' or "
+                                                     "'X-API-Key: KEY'");
+                        /* Rate limits follow the key, not the address. */
+                        snprintf(rq->client, sizeof rq->client, "key#%d", k);
+                }
+                if (rq->route != ROUTE_EXECUTE)
+                        return MHD_YES; /* answered on the final call */
+                if (!content_type_is_json(conn))
+                        return respond_error(rq, 415, "unsupported_media_type", NULL, 0,
+                                             "Content-Type must be application/json");
+                cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+                if (cl) {
+                        uint64_t n;
+                        if (parse_u64(cl, 0, UINT64_MAX, &n) < 0 || n > s->cfg->max_request_size)
+                                return respond_error(rq, 413, "payload_too_large", NULL, 0,
+                                                     "the request body is larger than %llu bytes",
+                                                     (unsigned long long)s->cfg->max_request_size);
+                }
+                return MHD_YES;
+        }
+
+        switch (atomic_load(&rq->state)) {
+        case REQ_RECEIVING:
+                if (*upload_data_size > 0) {
+                        if (!rq->too_large && buf_append(&rq->body, upload_data, *upload_data_size) < 0) {
+                                rq->too_large = true;
+                                buf_done(&rq->body);
+                        }
+                        *upload_data_size = 0;
+                        return MHD_YES;
+                }
+                if (rq->route == ROUTE_EXECUTE)
+                        return start_execution(rq);
+                return handle_get(rq);
+        case REQ_DONE:
+                return finish_execution(rq);
+        case REQ_DROPPED:
+                return MHD_NO; /* close: nobody is listening */
+        case REQ_ANSWERED:
+                /* A response is queued; MHD discards any remaining upload. */
+                *upload_data_size = 0;
+                return MHD_YES;
+        default:
+                return MHD_YES;
+        }
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
+        struct server *s = cls;
+        struct request *rq = *con_cls;
+        if (!rq)
+                return;
+        api_request_done(&rq->req);
+        json_decref(rq->response);
+        buf_done(&rq->body);
+        free(rq);
+        *con_cls = NULL;
+        atomic_fetch_sub(&s->in_flight, 1);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+        char msg[512];
+        size_t n;
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        n = strlen(msg);
+        while (n > 0 && msg[n - 1] == '\n')
+                msg[--n] = 0;
+        log_event(LOG_DEBUG, msg, json_pack("{s:s}", "source", "libmicrohttpd"));
+}
+
+/* ---- the self-test ---------------------------------------------------------- */
+
+static void *selftest(void *arg) {
+        struct server *s = arg;
+        while (!atomic_load(&s->stop_selftest)) {
+                json_t *report = NULL;
+                bool ok = check_report(s->sb, s->cfg->python, &report) == 0 && json_is_true(json_object_get(report, "ok"));
+                pthread_mutex_lock(&s->env_lock);
+                json_decref(s->environment);
+                s->environment = report;
+                pthread_mutex_unlock(&s->env_lock);
+                if (ok) {
+                        atomic_store(&s->ready, true);
+                        log_event(LOG_INFO, "sandbox self-test passed: ready",
+                                  json_pack("{s:O?}", "selfTest", json_object_get(report, "selfTest")));
+                        return NULL;
+                }
+                log_event(LOG_ERROR, "sandbox self-test failed; not ready, retrying",
+                          json_pack("{s:O?}", "problems", json_object_get(report, "problems")));
+                for (int i = 0; i < SELFTEST_RETRY_S * 10 && !atomic_load(&s->stop_selftest); i++)
+                        nanosleep(&(struct timespec){ .tv_nsec = 100000000 }, NULL);
+        }
+        return NULL;
+}
+
+/* ---- serve ------------------------------------------------------------------- */
+
+int http_serve(const struct config *cfg) {
+        struct server s = { .cfg = cfg };
+        struct executor_config ec = {
+                .slots = (unsigned)cfg->max_concurrent,
+                .queue_size = cfg->queue_size,
+                .breaker_threshold = (unsigned)cfg->breaker_threshold,
+                .breaker_cooldown_ms = cfg->breaker_cooldown,
+        };
+        struct sockaddr_storage addr = { 0 };
+        sigset_t sigs;
+        int sig = 0, r, listen_fd;
+        unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+        uint64_t deadline;
+
+        log_set_level(cfg->log_level);
+        /* Every thread inherits this mask: only sigwait() below sees them. */
+        sigemptyset(&sigs);
+        sigaddset(&sigs, SIGTERM);
+        sigaddset(&sigs, SIGINT);
+        pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        if (strchr(cfg->bind, ':')) {
+                struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&addr;
+                a6->sin6_family = AF_INET6;
+                a6->sin6_port = htons((uint16_t)cfg->port);
+                inet_pton(AF_INET6, cfg->bind, &a6->sin6_addr);
+                flags |= MHD_USE_IPv6;
+        } else {
+                struct sockaddr_in *a4 = (struct sockaddr_in *)&addr;
+                a4->sin_family = AF_INET;
+                a4->sin_port = htons((uint16_t)cfg->port);
+                inet_pton(AF_INET, cfg->bind, &a4->sin_addr);
+        }
+
+        r = pyexec_sandbox_new(&s.sb);
+        if (r < 0) {
+                log_event(LOG_ERROR, "cannot set up the sandbox", json_pack("{s:s}", "error", strerror(-r)));
+                return 1;
+        }
+        s.metrics = metrics_new();
+        s.rl = ratelimit_new(cfg->rate_limit_window, cfg->rate_limit_max, 100000);
+        pthread_mutex_init(&s.env_lock, NULL);
+        if (!s.metrics || !s.rl || executor_new(&ec, &s.ex) < 0) {
+                log_event(LOG_ERROR, "cannot start: out of memory or threads", NULL);
+                return 1;
+        }
+
+        s.daemon = MHD_start_daemon(
+                flags, (uint16_t)cfg->port, NULL, NULL, on_request, &s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                MHD_OPTION_NOTIFY_COMPLETED, on_completed, &s, MHD_OPTION_CONNECTION_TIMEOUT,
+                (unsigned)cfg->connection_timeout, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, &s,
+                MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
+        if (!s.daemon) {
+                log_event(LOG_ERROR, "cannot listen",
+                          json_pack("{s:s,s:I}", "bind", cfg->bind, "port", (json_int_t)cfg->port));
+                executor_free(s.ex);
+                return 1;
+        }
+        log_event(LOG_INFO, "listening",
+                  json_pack("{s:s,s:I,s:I,s:I,s:b}", "bind", cfg->bind, "port", (json_int_t)cfg->port, "slots",
+                            (json_int_t)cfg->max_concurrent, "queue", (json_int_t)cfg->queue_size, "auth",
+                            cfg->n_api_keys > 0));
+        pthread_create(&s.selftest_thread, NULL, selftest, &s);
+
+        sigwait(&sigs, &sig);
+
+        /* Graceful shutdown. */
+        atomic_store(&s.draining, true);
+        log_event(LOG_INFO, "shutting down: no new connections, finishing admitted executions",
+                  json_pack("{s:s}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
+        listen_fd = MHD_quiesce_daemon(s.daemon);
+        if (listen_fd >= 0)
+                close(listen_fd);
+        executor_close(s.ex);
+        executor_wait_idle(s.ex);
+        /* Let the responses of finished executions go out. */
+        deadline = now_ns() + 10ull * 1000000000ull;
+        while (atomic_load(&s.in_flight) > 0 && now_ns() < deadline)
+                nanosleep(&(struct timespec){ .tv_nsec = 5000000 }, NULL);
+        atomic_store(&s.stop_selftest, true);
+        pthread_join(s.selftest_thread, NULL);
+        MHD_stop_daemon(s.daemon);
+        executor_free(s.ex);
+        log_event(LOG_INFO, "stopped", NULL);
+        json_decref(s.environment);
+        pthread_mutex_destroy(&s.env_lock);
+        ratelimit_free(s.rl);
+        metrics_free(s.metrics);
+        pyexec_sandbox_free(s.sb);
+        return 0;
+}
