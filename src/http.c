@@ -67,6 +67,7 @@ enum req_state {
         REQ_QUEUED,
         REQ_DONE,    /* response ready (set by the worker) */
         REQ_DROPPED, /* client gone before its turn */
+        REQ_REFUSED, /* not admitted: the refusal is answered after resume */
         REQ_ANSWERED,
 };
 
@@ -81,6 +82,7 @@ struct request {
         uint64_t t0;
         struct buf body;
         bool too_large;
+        uint64_t discarded;
         _Atomic int state;
         /* execution */
         struct job job;
@@ -88,6 +90,8 @@ struct request {
         json_t *response;
         struct api_outcome outcome;
         double queue_wait_s;
+        enum submit_result refusal;
+        uint64_t retry_ms;
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -403,13 +407,23 @@ static enum MHD_Result start_execution(struct request *rq) {
         }
         rq->job = (struct job){ .run = job_run, .abandoned = job_abandoned, .drop = job_drop };
         atomic_store(&rq->state, REQ_QUEUED);
-        /* Suspend before submitting: a fast worker may resume at once. */
+        /* Suspend before submitting: a fast worker may resume at once. A
+         * refusal is answered on the call that follows the resume, so a
+         * response is never queued on a connection mid-suspension. */
         MHD_suspend_connection(rq->conn);
         sr = executor_submit(s->ex, &rq->job, &retry);
-        if (sr == SUBMIT_OK)
-                return MHD_YES;
-        MHD_resume_connection(rq->conn);
-        switch (sr) {
+        if (sr != SUBMIT_OK) {
+                rq->refusal = sr;
+                rq->retry_ms = retry;
+                atomic_store(&rq->state, REQ_REFUSED);
+                MHD_resume_connection(rq->conn);
+        }
+        return MHD_YES;
+}
+
+static enum MHD_Result answer_refusal(struct request *rq) {
+        struct server *s = rq->s;
+        switch (rq->refusal) {
         case SUBMIT_QUEUE_FULL:
                 metrics_rejected(s->metrics, REJECT_QUEUE_FULL);
                 return respond_error(rq, 503, "queue_full", NULL, 1,
@@ -417,9 +431,9 @@ static enum MHD_Result start_execution(struct request *rq) {
                                      (unsigned long long)s->cfg->max_concurrent, (unsigned long long)s->cfg->queue_size);
         case SUBMIT_BREAKER_OPEN:
                 metrics_rejected(s->metrics, REJECT_BREAKER_OPEN);
-                return respond_error(rq, 503, "sandbox_unavailable", NULL, ms_to_s(retry),
+                return respond_error(rq, 503, "sandbox_unavailable", NULL, ms_to_s(rq->retry_ms),
                                      "sandboxes are failing to start (circuit breaker open); retrying in %llu ms",
-                                     (unsigned long long)retry);
+                                     (unsigned long long)rq->retry_ms);
         default:
                 metrics_rejected(s->metrics, REJECT_SHUTTING_DOWN);
                 return respond_error(rq, 503, "shutting_down", NULL, 5, "the service is shutting down");
@@ -522,9 +536,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         switch (atomic_load(&rq->state)) {
         case REQ_RECEIVING:
                 if (*upload_data_size > 0) {
+                        /* A body with Content-Length past the cap was refused
+                         * before it was read. A chunked one announces no
+                         * size: past the cap it is discarded, not stored,
+                         * and answered with 413 when it ends (libmicrohttpd
+                         * cannot queue a response mid-upload); one that goes
+                         * on past twice the cap gets its connection closed. */
                         if (!rq->too_large && buf_append(&rq->body, upload_data, *upload_data_size) < 0) {
                                 rq->too_large = true;
+                                rq->discarded = rq->body.len;
                                 buf_done(&rq->body);
+                        }
+                        if (rq->too_large) {
+                                rq->discarded += *upload_data_size;
+                                if (rq->discarded > 2 * rq->s->cfg->max_request_size) {
+                                        metrics_http(rq->s->metrics, rq->route, 413);
+                                        log_request(rq, 413, json_pack("{s:s}", "error", "endless request body: closed"));
+                                        return MHD_NO;
+                                }
                         }
                         *upload_data_size = 0;
                         return MHD_YES;
@@ -534,6 +563,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 return handle_get(rq);
         case REQ_DONE:
                 return finish_execution(rq);
+        case REQ_REFUSED:
+                return answer_refusal(rq);
         case REQ_DROPPED:
                 return MHD_NO; /* close: nobody is listening */
         case REQ_ANSWERED:
