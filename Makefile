@@ -43,8 +43,9 @@ test-asan: $(ASAN_BUILD)/build.ninja
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		$(MESON) test -C $(ASAN_BUILD) --suite unit --print-errorlogs
 
-bench: deps build
+bench: build
 	bench/run.sh $(BUILD)/pyexec
+	bench/http.sh $(BUILD)/pyexec
 
 check: build
 	$(BUILD)/pyexec check

@@ -13,7 +13,7 @@ packages=(
   # unprivileged test user (runuser, useradd)
   util-linux passwd
   # benchmarks
-  bubblewrap hyperfine
+  bubblewrap hyperfine wrk curl
 )
 
 missing=()
