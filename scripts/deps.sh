@@ -9,7 +9,10 @@ packages=(
   gcc make pkg-config meson ninja-build
   libseccomp-dev libjansson-dev libmicrohttpd-dev
   # tests
-  libcmocka-dev python3 python3-pytest python3-pil
+  libcmocka-dev python3 python3-pytest python3-pil python3-prometheus-client
+  # make fuzz: clang with libFuzzer and the sanitizer runtimes;
+  # llvm for llvm-symbolizer (symbolised crash reports)
+  clang libclang-rt-14-dev llvm
   # unprivileged test user (runuser, useradd)
   util-linux passwd
   # benchmarks

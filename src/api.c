@@ -92,15 +92,21 @@ static const char *type_name(const json_t *v) {
         }
 }
 
-static int want_string(json_t *v, const char *field, size_t max_bytes, const char **ret, size_t *ret_len,
-                       struct api_error *err) {
+/* Content (code, stdin, file contents) past its limit is 413; a name or an
+ * argument past its limit is an invalid request (400). */
+static int want_string_limited(json_t *v, const char *field, size_t max_bytes, bool content, const char **ret,
+                               size_t *ret_len, struct api_error *err) {
         if (!json_is_string(v)) {
                 api_error_set(err, 400, "invalid_request", field, "%s must be a string, got %s", field, type_name(v));
                 return -EINVAL;
         }
         if (json_string_length(v) > max_bytes) {
-                api_error_set(err, 413, "payload_too_large", field, "%s is %zu bytes; the limit is %zu", field,
-                              json_string_length(v), max_bytes);
+                if (content)
+                        api_error_set(err, 413, "payload_too_large", field, "%s is %zu bytes; the limit is %zu", field,
+                                      json_string_length(v), max_bytes);
+                else
+                        api_error_set(err, 400, "invalid_request", field, "%s must be at most %zu bytes, got %zu", field,
+                                      max_bytes, json_string_length(v));
                 return -EINVAL;
         }
         *ret = json_string_value(v);
@@ -108,10 +114,15 @@ static int want_string(json_t *v, const char *field, size_t max_bytes, const cha
         return 0;
 }
 
+static int want_string(json_t *v, const char *field, size_t max_bytes, const char **ret, size_t *ret_len,
+                       struct api_error *err) {
+        return want_string_limited(v, field, max_bytes, true, ret, ret_len, err);
+}
+
 /* A string that becomes a C string (argv, names): no NUL inside. */
 static int want_cstring(json_t *v, const char *field, size_t max_bytes, const char **ret, struct api_error *err) {
         size_t len;
-        int r = want_string(v, field, max_bytes, ret, &len, err);
+        int r = want_string_limited(v, field, max_bytes, false, ret, &len, err);
         if (r < 0)
                 return r;
         if (strlen(*ret) != len) {
@@ -338,7 +349,10 @@ int api_parse_execute(const char *body, size_t len, const struct config *cfg, st
                 api_error_set(err, 400, "invalid_request", NULL, "JSON nested deeper than %d levels", API_MAX_DEPTH);
                 return -EINVAL;
         }
-        r.doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+        /* ALLOW_NUL: "\u0000" is valid JSON, and fine in stdin or file
+         * contents; names and arguments refuse it with their own message.
+         * DECODE_ANY: a scalar body gets "must be a JSON object" below. */
+        r.doc = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
         if (!r.doc) {
                 api_error_set(err, 400, "invalid_request", NULL, "malformed JSON: %s (line %d, column %d)", jerr.text,
                               jerr.line, jerr.column);

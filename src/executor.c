@@ -54,6 +54,11 @@ static void *worker(void *arg) {
 
                 pthread_mutex_lock(&e->lock);
                 e->active--;
+                pthread_mutex_unlock(&e->lock);
+                if (j->complete)
+                        j->complete(j);
+                /* Idle only once the outcome is published. */
+                pthread_mutex_lock(&e->lock);
                 if (e->active == 0 && e->queued == 0)
                         pthread_cond_broadcast(&e->idle);
                 pthread_mutex_unlock(&e->lock);

@@ -25,6 +25,10 @@ struct job {
         bool (*abandoned)(struct job *j);
         /* Instead of run, for an abandoned job. */
         void (*drop)(struct job *j);
+        /* After run or drop, once the job's slot is free again: publish the
+         * outcome here (a client told before the slot is freed could come
+         * back and find it still taken). */
+        void (*complete)(struct job *j);
         uint64_t enqueued_ns;
         struct job *next;
 };

@@ -360,6 +360,10 @@ static void job_run(struct job *j) {
         rq->response = api_execute(s->sb, s->cfg, &rq->req, rq->id, observe_run, rq, &rq->outcome);
         executor_report(s->ex, rq->outcome.sandbox_failed);
         atomic_store(&rq->state, REQ_DONE);
+}
+
+static void job_complete(struct job *j) {
+        struct request *rq = (struct request *)((char *)j - offsetof(struct request, job));
         MHD_resume_connection(rq->conn);
 }
 
@@ -382,7 +386,6 @@ static void job_drop(struct job *j) {
         log_event(LOG_INFO, "client went away before its turn: not run",
                   json_pack("{s:s,s:s}", "requestId", rq->id, "client", rq->client));
         atomic_store(&rq->state, REQ_DROPPED);
-        MHD_resume_connection(rq->conn);
 }
 
 static enum MHD_Result start_execution(struct request *rq) {
@@ -405,7 +408,7 @@ static enum MHD_Result start_execution(struct request *rq) {
                                      (unsigned long long)s->cfg->rate_limit_max,
                                      (unsigned long long)s->cfg->rate_limit_window, (unsigned long long)retry);
         }
-        rq->job = (struct job){ .run = job_run, .abandoned = job_abandoned, .drop = job_drop };
+        rq->job = (struct job){ .run = job_run, .abandoned = job_abandoned, .drop = job_drop, .complete = job_complete };
         atomic_store(&rq->state, REQ_QUEUED);
         /* Suspend before submitting: a fast worker may resume at once. A
          * refusal is answered on the call that follows the resume, so a
