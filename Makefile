@@ -3,7 +3,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 MESON ?= meson
 
-.PHONY: all deps build serve test test-unit test-e2e test-unpriv test-asan bench check clean
+.PHONY: all deps build serve test test-unit test-e2e test-unpriv test-asan fuzz fuzz-merge bench check clean
 
 all: build
 
@@ -43,6 +43,31 @@ test-asan: $(ASAN_BUILD)/build.ninja
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		$(MESON) test -C $(ASAN_BUILD) --suite unit --print-errorlogs
 
+# libFuzzer on the request parser (fuzz/): a separate clang build with
+# ASAN+UBSAN, every UB report fatal. -Wno-error: the gcc build polices
+# warnings; clang's extra ones must not stop a fuzzing run. New inputs go to
+# $(FUZZ_BUILD)/corpus-new; `make fuzz-merge` minimises them into the
+# committed corpus, which the unit suite replays.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_CORPUS = fuzz/corpus/request
+FUZZ_FLAGS ?=
+
+$(FUZZ_BUILD)/build.ninja:
+	CC=clang $(MESON) setup $(FUZZ_BUILD) -Db_sanitize=address,undefined -Db_lundef=false \
+		-Dc_args='-fsanitize=fuzzer-no-link -fno-sanitize-recover=all -Wno-error -Wno-error=format-nonliteral'
+
+fuzz: deps $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD) fuzz-request
+	mkdir -p $(FUZZ_BUILD)/corpus-new
+	$(FUZZ_BUILD)/fuzz-request -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
+		-dict=fuzz/request.dict -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_FLAGS) \
+		$(FUZZ_BUILD)/corpus-new $(FUZZ_CORPUS)
+
+fuzz-merge: deps $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD) fuzz-request
+	$(FUZZ_BUILD)/fuzz-request -merge=1 -max_len=4096 $(FUZZ_CORPUS) $(FUZZ_BUILD)/corpus-new
+
 bench: build
 	bench/run.sh $(BUILD)/pyexec
 	bench/http.sh $(BUILD)/pyexec
@@ -51,4 +76,4 @@ check: build
 	$(BUILD)/pyexec check
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -9,6 +9,29 @@
 
 #include "result.h"
 
+/* Messages quote what the client sent (keys, jansson's "near '...'") and
+ * are cut to fit: repair invalid or cut UTF-8 so the error JSON can always
+ * be built. */
+static void make_valid_utf8(char *s, size_t size) {
+        size_t n = strlen(s);
+        struct buf b;
+
+        if (utf8_is_valid(s, n))
+                return;
+        buf_init(&b, n * 3 + 3);
+        if (utf8_repair(s, n, &b) < 0) {
+                buf_done(&b);
+                snprintf(s, size, "(unprintable)");
+                return;
+        }
+        n = b.len < size - 1 ? b.len : size - 1;
+        while (n > 0 && !utf8_is_valid(b.data, n))
+                n--; /* never split the replacement characters */
+        memcpy(s, b.data, n);
+        s[n] = 0;
+        buf_done(&b);
+}
+
 void api_error_set(struct api_error *e, unsigned http, const char *code, const char *field, const char *fmt, ...) {
         va_list ap;
         e->http = http;
@@ -17,6 +40,8 @@ void api_error_set(struct api_error *e, unsigned http, const char *code, const c
         va_start(ap, fmt);
         vsnprintf(e->message, sizeof e->message, fmt, ap);
         va_end(ap);
+        make_valid_utf8(e->field, sizeof e->field);
+        make_valid_utf8(e->message, sizeof e->message);
 }
 
 json_t *api_error_json(const struct api_error *e) {

@@ -47,9 +47,17 @@ static void *worker(void *arg) {
                 e->active++;
                 pthread_mutex_unlock(&e->lock);
 
-                if (j->abandoned && j->abandoned(j))
+                if (j->abandoned && j->abandoned(j)) {
                         j->drop(j);
-                else
+                        /* A dropped job never reports: if it was the
+                         * half-open probe, let the next submission probe. */
+                        pthread_mutex_lock(&e->lock);
+                        if (e->breaker == BREAKER_HALF_OPEN) {
+                                e->breaker = BREAKER_OPEN;
+                                e->opened_ns = 0; /* cooldown already over */
+                        }
+                        pthread_mutex_unlock(&e->lock);
+                } else
                         j->run(j);
 
                 pthread_mutex_lock(&e->lock);

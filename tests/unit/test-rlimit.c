@@ -402,7 +402,10 @@ static void test_cpu_hard_limit_kills(void **state) {
                 _exit(cpu_hard_child(NULL));
         st = wait_child_cpu(pid, 9000, &cpu_ms);
         assert_status_signaled(st, SIGKILL);
-        if (cpu_ms < 1900 || cpu_ms > 3000)
+        /* Past the 1 s soft limit (whose SIGXCPU is ignored), by the 2 s hard
+         * one. rusage's tick-sampled times can read a few hundred ms low
+         * under load, so the bounds only separate the two limits. */
+        if (cpu_ms < 1200 || cpu_ms > 3500)
                 fail_msg("killed after %ld ms of CPU time, expected about 2000", cpu_ms);
 }
 

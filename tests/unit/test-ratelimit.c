@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ratelimit: fixed windows per client, the exact Retry-After, and the bounded
+ * table (sweep when full, refuse new clients while it stays full). Time is
+ * the caller's, so every test drives it explicitly.
+ */
+#include "test-helpers.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "ratelimit.h"
+
+#define NO_RETRY 0xdeadbeefull
+
+static struct ratelimit *new_rl(uint64_t window, uint64_t max, size_t clients) {
+        struct ratelimit *rl = ratelimit_new(window, max, clients);
+        assert_non_null(rl);
+        return rl;
+}
+
+/* take must succeed and leave retry alone. */
+static void take_ok(struct ratelimit *rl, const char *client, uint64_t now) {
+        uint64_t retry = NO_RETRY;
+        if (!ratelimit_take(rl, client, now, &retry))
+                fail_msg("'%s' at %llu: refused (retry %llu), expected admitted", client, (unsigned long long)now,
+                         (unsigned long long)retry);
+        assert_int_equal(retry, NO_RETRY);
+}
+
+/* take must be refused with exactly this retry time. */
+static void take_refused(struct ratelimit *rl, const char *client, uint64_t now, uint64_t want_retry) {
+        uint64_t retry = NO_RETRY;
+        if (ratelimit_take(rl, client, now, &retry))
+                fail_msg("'%s' at %llu: admitted, expected refused", client, (unsigned long long)now);
+        if (retry != want_retry)
+                fail_msg("'%s' at %llu: retry after %llu ms, expected %llu", client, (unsigned long long)now,
+                         (unsigned long long)retry, (unsigned long long)want_retry);
+}
+
+static void test_max_per_window_exactly(void **state) {
+        struct ratelimit *rl = new_rl(1000, 3, 16);
+
+        take_ok(rl, "a", 0);
+        take_ok(rl, "a", 1);
+        take_ok(rl, "a", 2);
+        take_refused(rl, "a", 3, 997);
+        /* refusals do not count, and do not move the window */
+        take_refused(rl, "a", 500, 500);
+        take_refused(rl, "a", 999, 1);
+        ratelimit_free(rl);
+
+        rl = new_rl(60000, 1, 16);
+        take_ok(rl, "a", 5);
+        take_refused(rl, "a", 5, 60000);
+        take_refused(rl, "a", 60004, 1);
+        ratelimit_free(rl);
+}
+
+static void test_new_window_resets(void **state) {
+        struct ratelimit *rl = new_rl(1000, 2, 16);
+
+        /* the window starts at the client's first request */
+        take_ok(rl, "a", 100);
+        take_ok(rl, "a", 200);
+        take_refused(rl, "a", 1099, 1);
+        /* at start + window: a fresh window, full count again */
+        take_ok(rl, "a", 1100);
+        take_ok(rl, "a", 1100);
+        take_refused(rl, "a", 1100, 1000);
+        /* the next window starts at the first request after the old one ended */
+        take_ok(rl, "a", 5000);
+        take_ok(rl, "a", 5999);
+        take_refused(rl, "a", 5999, 1);
+        take_ok(rl, "a", 6000);
+        ratelimit_free(rl);
+}
+
+static void test_separate_clients(void **state) {
+        struct ratelimit *rl = new_rl(1000, 1, 16);
+
+        take_ok(rl, "10.0.0.1", 0);
+        take_refused(rl, "10.0.0.1", 10, 990);
+        take_ok(rl, "10.0.0.2", 10);
+        take_ok(rl, "key:0", 20);
+        take_ok(rl, "", 20);
+        take_refused(rl, "", 30, 990);
+        /* prefixes are different clients */
+        take_ok(rl, "10.0.0.", 30);
+        take_ok(rl, "10.0.0.10", 30);
+        take_refused(rl, "10.0.0.2", 40, 970);
+        ratelimit_free(rl);
+}
+
+static void test_zero_max_disables(void **state) {
+        struct ratelimit *rl = new_rl(1000, 0, 1);
+
+        /* no limit, and no table: any number of clients */
+        for (int i = 0; i < 1000; i++) {
+                char c[32];
+                snprintf(c, sizeof c, "client-%d", i % 7 == 0 ? 0 : i);
+                take_ok(rl, c, (uint64_t)i);
+        }
+        ratelimit_free(rl);
+}
+
+static void test_table_full(void **state) {
+        struct ratelimit *rl = new_rl(1000, 2, 2);
+
+        take_ok(rl, "a", 0);
+        take_ok(rl, "b", 10);
+        /* full, and nothing has expired: a new client is refused, with the
+         * whole window as retry time */
+        take_refused(rl, "c", 500, 1000);
+        take_refused(rl, "c", 999, 1000);
+        /* clients already in the table go on as before */
+        take_ok(rl, "a", 999);
+        take_refused(rl, "a", 999, 1);
+        take_ok(rl, "b", 999);
+        /* "a" expires at 1000, "b" not yet: the sweep frees one entry */
+        take_ok(rl, "c", 1000);
+        take_refused(rl, "d", 1000, 1000);
+        /* "b"'s earlier count still stands */
+        take_refused(rl, "b", 1000, 10);
+        ratelimit_free(rl);
+}
+
+static void test_expired_entries_swept(void **state) {
+        struct ratelimit *rl = new_rl(100, 1, 3);
+
+        take_ok(rl, "a", 0);
+        take_ok(rl, "b", 0);
+        take_ok(rl, "c", 0);
+        take_refused(rl, "d", 50, 100);
+        /* every entry expired: the sweep frees them all, so three new
+         * clients fit, and the old ones start from zero */
+        take_ok(rl, "d", 100);
+        take_ok(rl, "e", 100);
+        take_ok(rl, "a", 100);
+        take_refused(rl, "a", 100, 100);
+        take_refused(rl, "f", 150, 100);
+        ratelimit_free(rl);
+}
+
+/* Many clients share hash buckets: each still has its own count. */
+static void test_many_clients(void **state) {
+        enum { N = 20000 };
+        struct ratelimit *rl = new_rl(1000, 2, N);
+        char c[32];
+
+        for (int round = 0; round < 2; round++)
+                for (int i = 0; i < N; i++) {
+                        snprintf(c, sizeof c, "198.51.%d.%d", i / 256, i % 256);
+                        take_ok(rl, c, 1);
+                }
+        for (int i = 0; i < N; i++) {
+                snprintf(c, sizeof c, "198.51.%d.%d", i / 256, i % 256);
+                take_refused(rl, c, 2, 999);
+        }
+        take_refused(rl, "one more", 2, 1000);
+        ratelimit_free(rl);
+}
+
+struct hammer {
+        struct ratelimit *rl;
+        int admitted;
+};
+
+static void *hammer_thread(void *arg) {
+        struct hammer *h = arg;
+        uint64_t retry;
+        for (int i = 0; i < 2000; i++)
+                if (ratelimit_take(h->rl, "shared", 7, &retry))
+                        h->admitted++;
+        return NULL;
+}
+
+/* Concurrent callers: exactly max admitted in the window, no more. */
+static void test_concurrent_exact(void **state) {
+        struct hammer h[4];
+        pthread_t t[4];
+        struct ratelimit *rl = new_rl(1000, 150, 16);
+        int total = 0;
+
+        for (int i = 0; i < 4; i++) {
+                h[i] = (struct hammer){ rl, 0 };
+                assert_int_equal(pthread_create(&t[i], NULL, hammer_thread, &h[i]), 0);
+        }
+        for (int i = 0; i < 4; i++) {
+                assert_int_equal(pthread_join(t[i], NULL), 0);
+                total += h[i].admitted;
+        }
+        assert_int_equal(total, 150);
+        ratelimit_free(rl);
+}
+
+static void test_free_null(void **state) {
+        assert_null(ratelimit_free(NULL));
+        assert_null(ratelimit_free(new_rl(1, 1, 1)));
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_max_per_window_exactly),
+                cmocka_unit_test(test_new_window_resets),
+                cmocka_unit_test(test_separate_clients),
+                cmocka_unit_test(test_zero_max_disables),
+                cmocka_unit_test(test_table_full),
+                cmocka_unit_test(test_expired_entries_swept),
+                cmocka_unit_test(test_many_clients),
+                cmocka_unit_test(test_concurrent_exact),
+                cmocka_unit_test(test_free_null),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
