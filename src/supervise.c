@@ -450,7 +450,6 @@ static void sample_process(pid_t pid, struct tree_sample *t, int depth) {
         char path[96];
         struct buf b;
         unsigned long long ut, st, cut, cst;
-        _cleanup_free_ char *children = NULL;
         DIR *tasks;
         struct dirent *de;
 
