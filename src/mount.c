@@ -201,6 +201,55 @@ static int mount_tmpfs(const char *root, const char *name, uint64_t bytes, uint6
         return 0;
 }
 
+/* mkdir -p of the directories above dest inside root. */
+static int make_parents(const char *root, const char *dest) {
+        char path[4096];
+        size_t rl = strlen(root);
+        int r;
+
+        if ((r = path_join(path, sizeof path, root, dest)) < 0)
+                return r;
+        for (char *p = path + rl + 1; (p = strchr(p, '/')); p++) {
+                *p = 0;
+                if (mkdir(path, 0755) < 0 && errno != EEXIST)
+                        return -errno;
+                *p = '/';
+        }
+        return 0;
+}
+
+/* Show an operator-approved host path at dest. The source is the O_PATH
+ * descriptor that was validated (through its /proc magic link), never the
+ * path string, so a rename or symlink planted since cannot redirect it. */
+static int bind_host(const char *root, const struct mount_bind *b) {
+        char dst[4096], src[64];
+        int r, fd;
+
+        if (b->dest[0] != '/' || strstr(b->dest, "/../") || strstr(b->dest, "/./"))
+                return -EINVAL;
+        if ((r = make_parents(root, b->dest)) < 0)
+                return r;
+        if ((r = path_join(dst, sizeof dst, root, b->dest)) < 0)
+                return r;
+        if (b->dir) {
+                if (mkdir(dst, 0755) < 0 && errno != EEXIST)
+                        return -errno;
+        } else {
+                fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0444);
+                if (fd < 0)
+                        return -errno;
+                close(fd);
+        }
+        snprintf(src, sizeof src, "/proc/self/fd/%d", b->fd);
+        if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
+                return -errno;
+        if (!b->writable)
+                return make_readonly(dst, MS_NOEXEC);
+        if (mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+                return -errno;
+        return 0;
+}
+
 int mount_build_root(const struct mount_plan *p, const char **ret_step) {
         const char *root = p->staging;
         char path[4096];
@@ -254,6 +303,12 @@ int mount_build_root(const struct mount_plan *p, const char **ret_step) {
                 return r;
         if ((r = write_files(path, p->work, p->n_work, 0644, p->uid, p->gid, true)) < 0)
                 return r;
+
+        for (size_t i = 0; i < p->n_binds; i++) {
+                *ret_step = p->binds[i].dest;
+                if ((r = bind_host(root, &p->binds[i])) < 0)
+                        return r;
+        }
 
         STEP("making the root read-only");
         if (mount(NULL, root, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=256,mode=0755") < 0)

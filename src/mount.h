@@ -30,6 +30,13 @@ struct mount_file {
         size_t len;
 };
 
+struct mount_bind {
+        int fd;           /* O_PATH; mounted through /proc/self/fd/N */
+        const char *dest; /* absolute inside the sandbox */
+        bool dir;
+        bool writable;
+};
+
 struct mount_plan {
         const char *staging; /* an existing host directory to build on (in the new namespace) */
         uint64_t work_bytes; /* size of /sandbox */
@@ -41,6 +48,8 @@ struct mount_plan {
         size_t n_etc;
         const struct mount_file *work; /* the program and its files */
         size_t n_work;
+        const struct mount_bind *binds; /* host paths for jobs */
+        size_t n_binds;
 };
 
 /*

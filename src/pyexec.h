@@ -87,6 +87,16 @@ struct pyexec_file {
 
 #define PYEXEC_MAIN_FILE "main.py"
 
+/* A host file or directory shown inside the sandbox (operator jobs). */
+struct pyexec_bind {
+        int fd;           /* O_PATH descriptor of what was validated: nothing
+                           * can be swapped in between validation and mount */
+        const char *dest; /* absolute path inside the sandbox, e.g. /job/in/x.png */
+        bool dir;
+        bool writable;    /* else read-only; writable ones are also noexec and
+                           * are handed to the run's uid as root */
+};
+
 struct pyexec_spec {
         struct pyexec_limits limits;
         const char *python; /* absolute path of the interpreter, under /usr */
@@ -102,6 +112,17 @@ struct pyexec_spec {
          * arrives (the CLI without --json). */
         int echo_stdout;
         int echo_stderr;
+        /* Jobs: run argv (argv[0], the interpreter, under /usr) instead of
+         * `python3 main.py`; then no main.py is needed. */
+        const char *const *argv;
+        size_t n_argv;
+        const struct pyexec_bind *binds;
+        size_t n_binds;
+        const char *const *env; /* extra NAME=value entries */
+        size_t n_env;
+        /* On the wall-clock limit: SIGTERM to every process first, SIGKILL
+         * this many ms later (0: SIGKILL at once). */
+        uint64_t term_grace_ms;
 };
 
 struct pyexec_result {

@@ -280,6 +280,8 @@ struct child_ctx {
         char *const *argv;
         char *const *envp;
         int sync_r, status_w, out_w, err_w, stdin_fd;
+        int *keep; /* every fd init keeps (the above and the binds'), sorted */
+        size_t n_keep;
 };
 
 /*
@@ -319,10 +321,18 @@ static int run_program_fn(void *arg) {
         run_program(arg);
 }
 
+/* init's SIGTERM (from the supervisor, on the wall-clock limit with a grace
+ * period) goes to every process of the run; SIGKILL follows from outside.
+ * Only a sender outside the PID namespace counts (the kernel reports its pid
+ * as 0 here): the program itself cannot make init do anything. */
+static void init_forward_term(int sig, siginfo_t *si, void *ctx) {
+        if (si->si_pid == 0)
+                kill(-1, sig);
+}
+
 _Noreturn static void run_init(const struct child_ctx *c) {
         struct msg m = { 0 };
         const char *step = "?";
-        int keep[5] = { c->sync_r, c->status_w, c->out_w, c->err_w, c->stdin_fd };
         int status = 0, r;
         pid_t prog, pid;
         char byte;
@@ -331,8 +341,7 @@ _Noreturn static void run_init(const struct child_ctx *c) {
          * so the race with its death is closed by the sync pipe instead: a
          * dead supervisor means EOF there. */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        sort_fds(keep, ELEMENTSOF(keep));
-        close_all_except(keep, ELEMENTSOF(keep));
+        close_all_except(c->keep, c->n_keep);
         if (read(c->sync_r, &byte, 1) != 1)
                 _exit(127);
         close(c->sync_r);
@@ -360,6 +369,12 @@ _Noreturn static void run_init(const struct child_ctx *c) {
         close(c->out_w);
         close(c->err_w);
         close(c->stdin_fd);
+        for (size_t i = 0; i < c->plan.n_binds; i++)
+                close(c->plan.binds[i].fd);
+        {
+                struct sigaction sa = { .sa_sigaction = init_forward_term, .sa_flags = SA_SIGINFO };
+                sigaction(SIGTERM, &sa, NULL);
+        }
         /* init needs no privilege to reap; a program that somehow reached
          * it finds an unprivileged, undumpable process. The uid change
          * clears the parent-death signal and dumpability, so both are set
@@ -509,6 +524,7 @@ struct watch {
         uint64_t sup_start;      /* supervisor's clock at STARTED */
         int wstatus;
         uint64_t cpu_us, maxrss_kb;
+        uint64_t term_deadline; /* SIGTERM sent: SIGKILL at this time */
         pid_t init_pid;
         bool sample_before_kill; /* no cgroup accounts for the run */
         struct tree_sample sample;
@@ -595,12 +611,26 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                 if (w->init_gone || w->killed_wall || w->killed_cpu || w->killed_output || w->killed_oom ||
                     w->setup_failed)
                         deadline = UINT64_MAX;
+                if (w->term_deadline && !w->init_gone) {
+                        if (now >= w->term_deadline) {
+                                w->term_deadline = 0;
+                                watch_kill(w, pidfd);
+                                continue;
+                        }
+                        deadline = w->term_deadline;
+                }
                 if (deadline != UINT64_MAX && now >= deadline) {
                         if (w->started)
                                 w->killed_wall = true;
                         else
                                 w->setup_failed = true;
-                        watch_kill(w, pidfd);
+                        if (w->started && w->spec->term_grace_ms > 0) {
+                                /* A polite end first: init forwards SIGTERM
+                                 * to the whole tree. */
+                                syscall(SYS_pidfd_send_signal, pidfd, SIGTERM, NULL, 0);
+                                w->term_deadline = now + w->spec->term_grace_ms * 1000000ull;
+                        } else
+                                watch_kill(w, pidfd);
                         continue;
                 }
                 if (cpu_polled && w->started && !w->init_gone && !w->killed_cpu && !w->killed_oom) {
@@ -883,7 +913,7 @@ static int check_spec(const struct pyexec_spec *spec, char *err, size_t errlen) 
 
         if (pyexec_limits_validate(&spec->limits, "", err, errlen) < 0)
                 return -EINVAL;
-        if (!spec->python || spec->python[0] != '/') {
+        if (!spec->argv && (!spec->python || spec->python[0] != '/')) {
                 snprintf(err, errlen, "the interpreter must be an absolute path");
                 return -EINVAL;
         }
@@ -902,10 +932,19 @@ static int check_spec(const struct pyexec_spec *spec, char *err, size_t errlen) 
                         have_main = true;
                 total += f->len + 4096;
         }
-        if (!have_main) {
+        if (!have_main && !spec->argv) {
                 snprintf(err, errlen, "no %s among the files", PYEXEC_MAIN_FILE);
                 return -EINVAL;
         }
+        if (spec->argv && (spec->n_argv == 0 || !spec->argv[0] || spec->argv[0][0] != '/')) {
+                snprintf(err, errlen, "a job's argv[0] must be the interpreter's absolute path");
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < spec->n_binds; i++)
+                if (spec->binds[i].fd < 0 || !spec->binds[i].dest || spec->binds[i].dest[0] != '/') {
+                        snprintf(err, errlen, "bind %zu: needs a descriptor and an absolute destination", i);
+                        return -EINVAL;
+                }
         if (total > spec->limits.disk_mb * 1024 * 1024) {
                 snprintf(err, errlen, "the files (%llu bytes) do not fit in the work directory (%llu MB)",
                          (unsigned long long)total, (unsigned long long)spec->limits.disk_mb);
@@ -930,20 +969,21 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
         struct child_ctx c = { .sb = sb };
         struct rlimit_plan rp;
         struct mount_file etc[5], *work = NULL;
+        struct mount_bind *mbinds = NULL;
         char passwd[512], group[256], hosts[160], errbuf[512], cgname[64];
-        char **argv = NULL;
+        char **argv = NULL, **envv = NULL;
+        int *keep = NULL;
         _cleanup_close_ int stdin_fd = -1, pidfd = -1;
         bool use_cgroup = sb->cg.version != CGROUP_NONE;
         pid_t pid;
         int r, ws;
         struct rusage ru;
-        static const char *const envp[] = {
+        static const char *const base_env[] = {
                 "PATH=/usr/local/bin:/usr/bin:/bin",
                 "HOME=" SANDBOX_WORKDIR,
                 "LANG=C.UTF-8",
                 "USER=sandbox",
                 "LOGNAME=sandbox",
-                NULL,
         };
 
         *res = (struct pyexec_result){ .exit_code = -1 };
@@ -1007,17 +1047,40 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
         etc[4] = (struct mount_file){ "nsswitch.conf", "passwd: files\ngroup: files\nhosts: files\n", 41 };
 
         work = calloc(spec->n_files ? spec->n_files : 1, sizeof *work);
-        argv = calloc(spec->n_args + 3, sizeof *argv);
-        if (!work || !argv) {
+        argv = calloc((spec->argv ? spec->n_argv : spec->n_args + 2) + 1, sizeof *argv);
+        envv = calloc(ELEMENTSOF(base_env) + spec->n_env + 1, sizeof *envv);
+        mbinds = calloc(spec->n_binds ? spec->n_binds : 1, sizeof *mbinds);
+        keep = calloc(5 + spec->n_binds, sizeof *keep);
+        if (!work || !argv || !envv || !mbinds || !keep) {
                 fail_internal(res, "preparing the run", -ENOMEM);
                 goto out;
         }
         for (size_t i = 0; i < spec->n_files; i++)
                 work[i] = (struct mount_file){ spec->files[i].name, spec->files[i].data, spec->files[i].len };
-        argv[0] = (char *)spec->python;
-        argv[1] = (char *)PYEXEC_MAIN_FILE;
-        for (size_t i = 0; i < spec->n_args; i++)
-                argv[i + 2] = (char *)spec->args[i];
+        if (spec->argv) {
+                for (size_t i = 0; i < spec->n_argv; i++)
+                        argv[i] = (char *)spec->argv[i];
+        } else {
+                argv[0] = (char *)spec->python;
+                argv[1] = (char *)PYEXEC_MAIN_FILE;
+                for (size_t i = 0; i < spec->n_args; i++)
+                        argv[i + 2] = (char *)spec->args[i];
+        }
+        for (size_t i = 0; i < ELEMENTSOF(base_env); i++)
+                envv[i] = (char *)base_env[i];
+        for (size_t i = 0; i < spec->n_env; i++)
+                envv[ELEMENTSOF(base_env) + i] = (char *)spec->env[i];
+        for (size_t i = 0; i < spec->n_binds; i++) {
+                const struct pyexec_bind *b = &spec->binds[i];
+                mbinds[i] = (struct mount_bind){ b->fd, b->dest, b->dir, b->writable };
+                /* As root the run has a uid of its own: what it may write
+                 * must be its own. (Unprivileged, the caller's uid is the
+                 * run's already.) */
+                if (b->writable && sb->privileged && fchownat(b->fd, "", c.uid, c.gid, AT_EMPTY_PATH) < 0) {
+                        fail_internal(res, "handing an output directory to the sandbox", -errno);
+                        goto out;
+                }
+        }
 
         c.plan = (struct mount_plan){
                 .staging = "/tmp",
@@ -1030,11 +1093,13 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
                 .n_etc = ELEMENTSOF(etc),
                 .work = work,
                 .n_work = spec->n_files,
+                .binds = mbinds,
+                .n_binds = spec->n_binds,
         };
         c.cgroup_ns = true;
-        c.python = spec->python;
+        c.python = argv[0];
         c.argv = argv;
-        c.envp = (char *const *)envp;
+        c.envp = envv;
 
         stdin_fd = make_stdin(spec->stdin_data, spec->stdin_len);
         if (stdin_fd < 0) {
@@ -1051,6 +1116,16 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
         c.out_w = p.out[1];
         c.err_w = p.err[1];
         c.stdin_fd = stdin_fd;
+        keep[0] = c.sync_r;
+        keep[1] = c.status_w;
+        keep[2] = c.out_w;
+        keep[3] = c.err_w;
+        keep[4] = c.stdin_fd;
+        for (size_t i = 0; i < spec->n_binds; i++)
+                keep[5 + i] = spec->binds[i].fd;
+        sort_fds(keep, 5 + spec->n_binds);
+        c.keep = keep;
+        c.n_keep = 5 + spec->n_binds;
 
         pid = ns_clone(NS_SANDBOX_FLAGS | (c.userns ? CLONE_NEWUSER : 0));
         if (pid == 0)
@@ -1140,5 +1215,8 @@ out:
         close_pair(p.sync);
         free(work);
         free(argv);
+        free(envv);
+        free(mbinds);
+        free(keep);
         return 0;
 }
