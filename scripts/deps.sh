@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   # build
   gcc make pkg-config meson ninja-build
-  libseccomp-dev libjansson-dev libmicrohttpd-dev
+  libseccomp-dev libjansson-dev libmicrohttpd-dev libyaml-dev
   # tests
   libcmocka-dev python3 python3-pytest python3-pil python3-prometheus-client
   # make fuzz: clang with libFuzzer and the sanitizer runtimes;
@@ -17,6 +17,8 @@ packages=(
   util-linux passwd
   # benchmarks
   bubblewrap hyperfine wrk curl
+  # render job (Cycles CPU, FFmpeg H.264) and its tests
+  blender
 )
 
 missing=()

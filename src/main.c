@@ -15,6 +15,7 @@
 #include "check.h"
 #include "config.h"
 #include "http.h"
+#include "jobs.h"
 #include "pyexec.h"
 #include "result.h"
 
@@ -42,6 +43,7 @@ static const char usage_main[] =
         "usage: pyexec run [OPTIONS] FILE|-   run a Python program in a sandbox (pyexec run --help)\n"
         "       pyexec check [--json]         report what this machine can enforce\n"
         "       pyexec serve [OPTIONS]        the HTTP service (pyexec serve --help)\n"
+        "       pyexec job list | NAME k=v... run an operator script job (pyexec job --help)\n"
         "       pyexec --version\n";
 
 _Noreturn _printf_(1, 2) static void usage_error(const char *fmt, ...) {
@@ -313,6 +315,136 @@ static int cmd_serve(int argc, char **argv) {
         return r;
 }
 
+static const char usage_job[] = "usage: pyexec job list [--jobs FILE] [--json]\n"
+                                "       pyexec job NAME [key=value]... [--jobs FILE] [--json]\n";
+
+static int cmd_job(int argc, char **argv) {
+        _cleanup_free_ char *path = NULL;
+        const char *name = NULL;
+        bool json = false;
+        json_t *params = json_object();
+        struct job_set set;
+        struct pyexec_sandbox *sb = NULL;
+        char err[1024], id[RESULT_ID_LEN + 1];
+        int r, rc = 0;
+
+        for (int i = 1; i < argc; i++) {
+                char *eq;
+                if (!strcmp(argv[i], "--json"))
+                        json = true;
+                else if (!strcmp(argv[i], "--jobs") && i + 1 < argc) {
+                        free(path);
+                        path = strdup(argv[++i]);
+                } else if (!strcmp(argv[i], "--help")) {
+                        fputs(usage_job, stdout);
+                        return 0;
+                } else if (argv[i][0] == '-') {
+                        fprintf(stderr, "pyexec job: unknown option '%s'\n%s", argv[i], usage_job);
+                        return EXIT_USAGE;
+                } else if (!name)
+                        name = argv[i];
+                else if ((eq = strchr(argv[i], '=')) && eq != argv[i]) {
+                        *eq = 0;
+                        if (json_object_get(params, argv[i])) {
+                                fprintf(stderr, "pyexec job: parameter '%s' is given twice\n", argv[i]);
+                                return EXIT_USAGE;
+                        }
+                        json_object_set_new(params, argv[i], json_string(eq + 1));
+                } else {
+                        fprintf(stderr, "pyexec job: expected key=value, got '%s'\n%s", argv[i], usage_job);
+                        return EXIT_USAGE;
+                }
+        }
+        if (!name) {
+                fputs(usage_job, stderr);
+                return EXIT_USAGE;
+        }
+        if (!path)
+                path = jobs_default_path();
+        r = jobs_load(path, &set, err, sizeof err);
+        if (r < 0) {
+                fprintf(stderr, "pyexec job: %s\n", r == -ENOENT ? "no jobs file (give --jobs FILE or PYEXEC_JOBS)" : err);
+                return EXIT_USAGE;
+        }
+        if (!strcmp(name, "list")) {
+                json_t *d = jobs_describe(&set);
+                if (json) {
+                        json_dumpf(d, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+                        fputc('\n', stdout);
+                } else {
+                        size_t i;
+                        json_t *jb;
+                        json_array_foreach(json_object_get(d, "jobs"), i, jb) {
+                                json_t *rd = json_object_get(jb, "readiness");
+                                printf("%-12s %s%s\n", json_string_value(json_object_get(jb, "name")),
+                                       json_string_value(json_object_get(jb, "description"))
+                                               ? json_string_value(json_object_get(jb, "description"))
+                                               : "",
+                                       json_is_true(json_object_get(rd, "ready")) ? "" : "  (not ready)");
+                        }
+                }
+                json_decref(d);
+                jobs_done(&set);
+                json_decref(params);
+                return 0;
+        }
+        {
+                const struct job *j = jobs_find(&set, name);
+                struct api_outcome out;
+                struct api_error e = { 0 };
+                json_t *res = NULL;
+                if (!j) {
+                        fprintf(stderr, "pyexec job: no job named '%s' in %s\n", name, set.path);
+                        jobs_done(&set);
+                        return EXIT_USAGE;
+                }
+                r = pyexec_sandbox_new(&sb);
+                if (r < 0) {
+                        fprintf(stderr, "pyexec job: cannot set up the sandbox: %s\n", strerror(-r));
+                        jobs_done(&set);
+                        return EXIT_INTERNAL;
+                }
+                result_new_id(id);
+                r = job_run(sb, j, params, id, &res, &out, &e);
+                if (r == 0 && !res) {
+                        fprintf(stderr, "pyexec job: cannot build the result\n");
+                        rc = EXIT_INTERNAL;
+                } else if (r < 0) {
+                        fprintf(stderr, "pyexec job: %s\n", e.message);
+                        rc = e.http >= 500 ? EXIT_INTERNAL : EXIT_USAGE;
+                } else if (json) {
+                        json_dumpf(res, stdout, RESULT_JSON_FLAGS);
+                        fputc('\n', stdout);
+                        rc = out.status == PYEXEC_INTERNAL_ERROR ? EXIT_INTERNAL : 0;
+                } else {
+                        json_t *outs = json_object_get(res, "outputs"), *x;
+                        size_t i;
+                        fputs(json_string_value(json_object_get(res, "stdout")), stdout);
+                        fputs(json_string_value(json_object_get(res, "stderr")), stderr);
+                        json_array_foreach(outs, i, x) printf("output: %s (%lld bytes, sha256 %s)\n",
+                                                              json_string_value(json_object_get(x, "path")),
+                                                              (long long)json_integer_value(json_object_get(x, "bytes")),
+                                                              json_string_value(json_object_get(x, "sha256")));
+                        if (out.status != PYEXEC_OK)
+                                fprintf(stderr, "pyexec: %s: %s\n", json_string_value(json_object_get(res, "status")),
+                                        json_string_value(json_object_get(res, "message"))
+                                                ? json_string_value(json_object_get(res, "message"))
+                                                : "");
+                        rc = out.status == PYEXEC_OK ? 0
+                             : out.status == PYEXEC_TIMEOUT ? EXIT_TIMEOUT
+                             : out.status == PYEXEC_MEMORY_LIMIT ? EXIT_MEMORY
+                             : out.status == PYEXEC_OUTPUT_LIMIT ? EXIT_OUTPUT
+                             : out.status == PYEXEC_INTERNAL_ERROR ? EXIT_INTERNAL
+                                                                   : 1;
+                }
+                json_decref(res);
+        }
+        json_decref(params);
+        jobs_done(&set);
+        pyexec_sandbox_free(sb);
+        return rc;
+}
+
 static int cmd_check(int argc, char **argv) {
         bool json = false;
         const char *python_opt = NULL;
@@ -367,6 +499,8 @@ int main(int argc, char **argv) {
                 return cmd_check(argc - 1, argv + 1);
         if (strcmp(argv[1], "serve") == 0)
                 return cmd_serve(argc - 1, argv + 1);
+        if (strcmp(argv[1], "job") == 0)
+                return cmd_job(argc - 1, argv + 1);
         if (strcmp(argv[1], "--version") == 0) {
                 printf("pyexec %s\n", PYEXEC_VERSION);
                 return 0;

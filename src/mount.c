@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/mount.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -218,10 +219,46 @@ static int make_parents(const char *root, const char *dest) {
         return 0;
 }
 
-/* Show an operator-approved host path at dest. The source is the O_PATH
- * descriptor that was validated (through its /proc magic link), never the
- * path string, so a rename or symlink planted since cannot redirect it. */
-static int bind_host(const char *root, const struct mount_bind *b) {
+/*
+ * The descriptor validated outside belongs to the host's mount namespace,
+ * and mount(2) binds only from our own. So resolve its path again here,
+ * without following any symlink, and insist on the very same file (device
+ * and inode): a rename or symlink planted since validation is refused, not
+ * followed. Returns an O_PATH fd in this namespace.
+ */
+static int reopen_here(const struct mount_bind *b) {
+        struct open_how how = {
+                .flags = O_PATH | O_CLOEXEC | (b->dir ? O_DIRECTORY : 0),
+                .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+        };
+        char link[64], path[4096];
+        struct stat want, got;
+        ssize_t n;
+        long fd;
+
+        snprintf(link, sizeof link, "/proc/self/fd/%d", b->fd);
+        n = readlink(link, path, sizeof path - 1);
+        if (n <= 0 || path[0] != '/')
+                return -ESTALE;
+        path[n] = 0;
+        if (fstat(b->fd, &want) < 0)
+                return -errno;
+        fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+        if (fd < 0 && errno == ENOSYS)
+                fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC | (b->dir ? O_DIRECTORY : 0));
+        if (fd < 0)
+                return -errno;
+        if (fstat((int)fd, &got) < 0 || got.st_dev != want.st_dev || got.st_ino != want.st_ino) {
+                close((int)fd);
+                return -ESTALE;
+        }
+        return (int)fd;
+}
+
+/* Show an operator-approved host path at dest; here is its descriptor in
+ * this namespace (reopen_here), taken before anything was mounted over the
+ * host's paths. */
+static int bind_host(const char *root, const struct mount_bind *b, int here) {
         char dst[4096], src[64];
         int r, fd;
 
@@ -240,7 +277,7 @@ static int bind_host(const char *root, const struct mount_bind *b) {
                         return -errno;
                 close(fd);
         }
-        snprintf(src, sizeof src, "/proc/self/fd/%d", b->fd);
+        snprintf(src, sizeof src, "/proc/self/fd/%d", here);
         if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
                 return -errno;
         if (!b->writable)
@@ -253,7 +290,19 @@ static int bind_host(const char *root, const struct mount_bind *b) {
 int mount_build_root(const struct mount_plan *p, const char **ret_step) {
         const char *root = p->staging;
         char path[4096];
+        int here[MOUNT_MAX_BINDS];
         int r;
+
+        /* Before anything is mounted over host paths (the staging root
+         * itself hides the host's /tmp). */
+        if (p->n_binds > MOUNT_MAX_BINDS)
+                return -E2BIG;
+        for (size_t i = 0; i < p->n_binds; i++) {
+                *ret_step = p->binds[i].dest;
+                here[i] = reopen_here(&p->binds[i]);
+                if (here[i] < 0)
+                        return here[i];
+        }
 
         /* Nothing we mount may propagate back to the host. */
         STEP("making mounts private");
@@ -306,7 +355,9 @@ int mount_build_root(const struct mount_plan *p, const char **ret_step) {
 
         for (size_t i = 0; i < p->n_binds; i++) {
                 *ret_step = p->binds[i].dest;
-                if ((r = bind_host(root, &p->binds[i])) < 0)
+                r = bind_host(root, &p->binds[i], here[i]);
+                close(here[i]);
+                if (r < 0)
                         return r;
         }
 

@@ -30,6 +30,8 @@ struct mount_file {
         size_t len;
 };
 
+#define MOUNT_MAX_BINDS 64
+
 struct mount_bind {
         int fd;           /* O_PATH; mounted through /proc/self/fd/N */
         const char *dest; /* absolute inside the sandbox */
