@@ -175,7 +175,7 @@ static json_t *self_test(struct pyexec_sandbox *sb, const char *python, json_t *
         return o;
 }
 
-int check_report(struct pyexec_sandbox *sb, const char *python, json_t **ret) {
+int check_report(struct pyexec_sandbox *sb, const char *python, const struct job_set *jobs, json_t **ret) {
         struct pyexec_sandbox_info info;
         struct utsname u;
         json_t *o = json_object(), *problems = json_array(), *limits = json_array(), *st, *inside, *py, *pil;
@@ -228,6 +228,17 @@ int check_report(struct pyexec_sandbox *sb, const char *python, json_t **ret) {
                                                         "enforcedBy", by));
         }
         json_object_set_new(o, "limits", limits);
+        {
+                json_t *ja = json_array();
+                for (size_t i = 0; jobs && i < jobs->n_jobs; i++) {
+                        json_t *rd = job_readiness(&jobs->jobs[i]);
+                        json_object_set_new(rd, "name", json_string(jobs->jobs[i].name));
+                        json_object_set_new(rd, "interpreter", json_string(jobs->jobs[i].interpreter));
+                        json_object_set_new(rd, "script", json_string(jobs->jobs[i].script));
+                        json_array_append_new(ja, rd);
+                }
+                json_object_set_new(o, "jobs", json_pack("{s:s?,s:o}", "file", jobs ? jobs->path : NULL, "jobs", ja));
+        }
         json_object_set_new(o, "selfTest", st);
         json_object_set_new(o, "ok", json_boolean(json_array_size(problems) == 0));
         json_object_set_new(o, "problems", problems);
@@ -284,6 +295,19 @@ void check_print(json_t *r, FILE *f) {
                 fprintf(f, "  %-11s %8lld %-5s %-16s %s\n", str_or(v, "name", "?"),
                         (long long)json_integer_value(json_object_get(v, "default")), str_or(v, "unit", ""), range,
                         str_or(v, "enforcedBy", ""));
+        }
+        {
+                json_t *jobs = json_object_get(json_object_get(r, "jobs"), "jobs"), *jb;
+                size_t k;
+                if (json_array_size(jobs))
+                        fprintf(f, "jobs (%s):\n", str_or(json_object_get(r, "jobs"), "file", "?"));
+                json_array_foreach(jobs, k, jb) {
+                        json_t *pr = json_object_get(jb, "problems"), *x;
+                        size_t m;
+                        fprintf(f, "  %-11s %s\n", str_or(jb, "name", "?"),
+                                json_is_true(json_object_get(jb, "ready")) ? "ready" : "NOT ready");
+                        json_array_foreach(pr, m, x) fprintf(f, "              %s\n", json_string_value(x));
+                }
         }
         if (json_array_size(probs) == 0)
                 fprintf(f, "ok: the sandbox can run here\n");

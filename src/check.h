@@ -9,11 +9,12 @@
 #include <jansson.h>
 #include <stdio.h>
 
+#include "jobs.h"
 #include "pyexec.h"
 
 /* Build the report. report["ok"] is false, with report["problems"] naming
  * each one, when the sandbox cannot run here. */
-int check_report(struct pyexec_sandbox *sb, const char *python, json_t **ret);
+int check_report(struct pyexec_sandbox *sb, const char *python, const struct job_set *jobs, json_t **ret);
 
 /* The human-readable form. */
 void check_print(json_t *report, FILE *f);

@@ -78,6 +78,8 @@ static const struct key {
         { "API_KEYS", KEY_STRING, 0, 0, "", C(api_keys), "comma-separated API keys; empty (and no file): no auth" },
         { "API_KEYS_FILE", KEY_STRING, 0, 0, "", C(api_keys_file), "file with one API key per line" },
         { "PYEXEC_PYTHON", KEY_STRING, 0, 0, "/usr/bin/python3", C(python), "the interpreter (under /usr)" },
+        { "JOBS_FILE", KEY_STRING, 0, 0, "", C(jobs_file),
+          "operator jobs (YAML); empty: PYEXEC_JOBS, else jobs/jobs.yaml beside the binary's directory" },
 };
 
 _Static_assert(sizeof keys / sizeof keys[0] <= 32, "struct config.source is too small");
@@ -406,6 +408,7 @@ void config_done(struct config *c) {
         free(c->cors_origin);
         free(c->api_keys_file);
         free(c->python);
+        free(c->jobs_file);
         free(c->config_file);
         *c = (struct config){ 0 };
 }

@@ -55,6 +55,7 @@ struct config {
         char *cors_origin;   /* "" = no CORS headers */
         char *api_keys_file; /* "" = none */
         char *python;
+        char *jobs_file; /* "" = the default (jobs_default_path) */
         /* API keys from API_KEYS and API_KEYS_FILE; empty = no auth. */
         char **api_keys;
         size_t n_api_keys;

@@ -18,19 +18,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct job {
+struct work {
         /* Runs on a worker thread. */
-        void (*run)(struct job *j);
+        void (*run)(struct work *j);
         /* Whether the client went away (checked just before running). */
-        bool (*abandoned)(struct job *j);
+        bool (*abandoned)(struct work *j);
         /* Instead of run, for an abandoned job. */
-        void (*drop)(struct job *j);
+        void (*drop)(struct work *j);
         /* After run or drop, once the job's slot is free again: publish the
          * outcome here (a client told before the slot is freed could come
          * back and find it still taken). */
-        void (*complete)(struct job *j);
+        void (*complete)(struct work *j);
         uint64_t enqueued_ns;
-        struct job *next;
+        struct work *next;
 };
 
 enum submit_result {
@@ -54,7 +54,7 @@ int executor_new(const struct executor_config *c, struct executor **ret);
 struct executor *executor_free(struct executor *e);
 
 /* On refusal, *ret_retry_after_ms says when trying again makes sense. */
-enum submit_result executor_submit(struct executor *e, struct job *j, uint64_t *ret_retry_after_ms);
+enum submit_result executor_submit(struct executor *e, struct work *j, uint64_t *ret_retry_after_ms);
 
 /* Feed the breaker: whether a run's sandbox failed to start (internal_error). */
 void executor_report(struct executor *e, bool sandbox_failed);

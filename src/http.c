@@ -38,6 +38,7 @@
 #include "api.h"
 #include "check.h"
 #include "executor.h"
+#include "jobs.h"
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
@@ -131,6 +132,7 @@ struct server {
         json_t *environment; /* the self-test's check report */
         pthread_t selftest_thread;
         atomic_bool stop_selftest;
+        struct job_set jobs;
 };
 
 enum req_state {
@@ -157,13 +159,16 @@ struct request {
         uint64_t discarded;
         _Atomic int state;
         /* execution */
-        struct job job;
+        struct work work;
         struct api_request req;
         json_t *response;
         struct api_outcome outcome;
         double queue_wait_s;
         enum submit_result refusal;
         uint64_t retry_ms;
+        /* jobs */
+        const struct job *job;
+        json_t *job_doc;
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -208,7 +213,8 @@ static enum MHD_Result respond(struct request *rq, unsigned code, const char *ty
         }
         if (code == 405) {
                 MHD_add_response_header(resp, "Allow",
-                                        rq->route == ROUTE_EXECUTE ? "POST, OPTIONS" : "GET, HEAD, OPTIONS");
+                                        rq->route == ROUTE_EXECUTE || rq->route == ROUTE_JOB_RUN ? "POST, OPTIONS"
+                                                                                                 : "GET, HEAD, OPTIONS");
         }
         if (code == 401)
                 MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"pyexec\"");
@@ -326,6 +332,10 @@ static enum route route_of(const char *url) {
         for (size_t i = 0; i < ELEMENTSOF(table); i++)
                 if (strcmp(url, table[i].path) == 0)
                         return table[i].route;
+        if (strcmp(url, "/api/jobs") == 0)
+                return ROUTE_JOBS;
+        if (strncmp(url, "/api/jobs/", 10) == 0 && url[10] && !strchr(url + 10, '/'))
+                return ROUTE_JOB_RUN;
         return ROUTE_OTHER;
 }
 
@@ -411,6 +421,8 @@ static enum MHD_Result handle_get(struct request *rq) {
                                              "the environment check has not finished yet");
                 return respond_json(rq, 200, env, 0, NULL);
         }
+        case ROUTE_JOBS:
+                return respond_json(rq, 200, jobs_describe(&s->jobs), 0, NULL);
         default:
                 return respond_error(rq, 404, "not_found", NULL, 0, "no such endpoint: %s", rq->path);
         }
@@ -423,25 +435,37 @@ static void observe_run(void *userdata, const struct pyexec_result *res, double 
         metrics_execution(rq->s->metrics, res->status, res->wall_ms, run_ms);
 }
 
-static void job_run(struct job *j) {
-        struct request *rq = (struct request *)((char *)j - offsetof(struct request, job));
+static void work_run(struct work *j) {
+        struct request *rq = (struct request *)((char *)j - offsetof(struct request, work));
         struct server *s = rq->s;
 
         rq->queue_wait_s = (double)(now_ns() - j->enqueued_ns) / 1e9;
         metrics_queue_wait(s->metrics, rq->queue_wait_s);
-        rq->response = api_execute(s->sb, s->cfg, &rq->req, rq->id, observe_run, rq, &rq->outcome);
+        if (rq->job) {
+                struct api_error err = { 0 };
+                if (job_run(s->sb, rq->job, json_object_get(rq->job_doc, "params"), rq->id, &rq->response,
+                            &rq->outcome, &err) < 0) {
+                        /* A parameter failed validation (paths are opened
+                         * here, on the worker): answer like any 4xx. */
+                        json_decref(rq->response);
+                        rq->response = api_error_json(&err);
+                        rq->outcome = (struct api_outcome){ .status = PYEXEC_OK, .http = err.http };
+                } else
+                        metrics_execution(s->metrics, rq->outcome.status, rq->outcome.wall_ms, rq->outcome.wall_ms);
+        } else
+                rq->response = api_execute(s->sb, s->cfg, &rq->req, rq->id, observe_run, rq, &rq->outcome);
         executor_report(s->ex, rq->outcome.sandbox_failed);
         atomic_store(&rq->state, REQ_DONE);
 }
 
-static void job_complete(struct job *j) {
-        struct request *rq = (struct request *)((char *)j - offsetof(struct request, job));
+static void work_complete(struct work *j) {
+        struct request *rq = (struct request *)((char *)j - offsetof(struct request, work));
         MHD_resume_connection(rq->conn);
 }
 
 /* A client that closed its end shows EOF to a peek. */
-static bool job_abandoned(struct job *j) {
-        struct request *rq = (struct request *)((char *)j - offsetof(struct request, job));
+static bool work_abandoned(struct work *j) {
+        struct request *rq = (struct request *)((char *)j - offsetof(struct request, work));
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         char c;
         ssize_t n;
@@ -452,12 +476,56 @@ static bool job_abandoned(struct job *j) {
         return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
-static void job_drop(struct job *j) {
-        struct request *rq = (struct request *)((char *)j - offsetof(struct request, job));
+static void work_drop(struct work *j) {
+        struct request *rq = (struct request *)((char *)j - offsetof(struct request, work));
         metrics_rejected(rq->s->metrics, REJECT_CLIENT_GONE);
         log_event(LOG_INFO, "client went away before its turn: not run",
                   json_pack("{s:s,s:s}", "requestId", rq->id, "client", rq->client));
         atomic_store(&rq->state, REQ_DROPPED);
+}
+
+/* {"params": {name: value, ...}}, nothing else; the job must exist. */
+static int parse_job_request(struct request *rq, struct api_error *err) {
+        const char *name = rq->path + strlen("/api/jobs/");
+        json_error_t jerr;
+        json_t *params;
+
+        rq->job = jobs_find(&rq->s->jobs, name);
+        if (!rq->job) {
+                api_error_set(err, 404, "not_found", NULL, "no job named '%.64s'", name);
+                return -EINVAL;
+        }
+        if (!utf8_is_valid(rq->body.data ? rq->body.data : "", rq->body.len)) {
+                api_error_set(err, 400, "invalid_request", NULL, "the request body is not valid UTF-8");
+                return -EINVAL;
+        }
+        rq->job_doc = json_loadb(rq->body.data ? rq->body.data : "", rq->body.len,
+                                 JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+        if (!rq->job_doc) {
+                api_error_set(err, 400, "invalid_request", NULL, "malformed JSON: %s (line %d, column %d)", jerr.text,
+                              jerr.line, jerr.column);
+                return -EINVAL;
+        }
+        params = json_object_get(rq->job_doc, "params");
+        if (!json_is_object(rq->job_doc) || json_object_size(rq->job_doc) != 1 || !json_is_object(params)) {
+                api_error_set(err, 400, "invalid_request", "params",
+                              "the request must be {\"params\": {...}} with the job's parameters");
+                return -EINVAL;
+        }
+        {
+                const char *k;
+                json_t *v;
+                json_object_foreach(params, k, v) {
+                        if (json_is_object(v) || json_is_array(v) || json_is_null(v)) {
+                                char f[96];
+                                snprintf(f, sizeof f, "params.%.80s", k);
+                                api_error_set(err, 400, "invalid_parameter", f,
+                                              "parameter '%.80s' must be a string, number or boolean", k);
+                                return -EINVAL;
+                        }
+                }
+        }
+        return 0;
 }
 
 static enum MHD_Result start_execution(struct request *rq) {
@@ -470,7 +538,11 @@ static enum MHD_Result start_execution(struct request *rq) {
                 return respond_error(rq, 413, "payload_too_large", NULL, 0,
                                      "the request body is larger than %llu bytes",
                                      (unsigned long long)s->cfg->max_request_size);
-        if (api_parse_execute(rq->body.data ? rq->body.data : "", rq->body.len, s->cfg, &rq->req, &err) < 0)
+        if (rq->route == ROUTE_JOB_RUN) {
+                if (parse_job_request(rq, &err) < 0)
+                        return respond_json(rq, err.http, api_error_json(&err), 0,
+                                            json_pack("{s:s,s:s}", "error", err.message, "field", err.field));
+        } else if (api_parse_execute(rq->body.data ? rq->body.data : "", rq->body.len, s->cfg, &rq->req, &err) < 0)
                 return respond_json(rq, err.http, api_error_json(&err), 0,
                                     json_pack("{s:s,s:s}", "error", err.message, "field", err.field));
         if (!ratelimit_take(s->rl, rq->client, now_ns() / 1000000ull, &retry)) {
@@ -480,13 +552,13 @@ static enum MHD_Result start_execution(struct request *rq) {
                                      (unsigned long long)s->cfg->rate_limit_max,
                                      (unsigned long long)s->cfg->rate_limit_window, (unsigned long long)retry);
         }
-        rq->job = (struct job){ .run = job_run, .abandoned = job_abandoned, .drop = job_drop, .complete = job_complete };
+        rq->work = (struct work){ .run = work_run, .abandoned = work_abandoned, .drop = work_drop, .complete = work_complete };
         atomic_store(&rq->state, REQ_QUEUED);
         /* Suspend before submitting: a fast worker may resume at once. A
          * refusal is answered on the call that follows the resume, so a
          * response is never queued on a connection mid-suspension. */
         MHD_suspend_connection(rq->conn);
-        sr = executor_submit(s->ex, &rq->job, &retry);
+        sr = executor_submit(s->ex, &rq->work, &retry);
         if (sr != SUBMIT_OK) {
                 rq->refusal = sr;
                 rq->retry_ms = retry;
@@ -525,6 +597,8 @@ static enum MHD_Result finish_execution(struct request *rq) {
                           "cpuMs", o->cpu_ms, "queueMs", rq->queue_wait_s * 1e3);
         if (extra && rq->req.exercise_id)
                 json_object_set(extra, "exerciseId", rq->req.exercise_id);
+        if (extra && rq->job)
+                json_object_set_new(extra, "job", json_string(rq->job->name));
         return respond_json(rq, o->http, json_incref(rq->response), 0, extra);
 }
 
@@ -563,7 +637,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                         if (!resp)
                                 return MHD_NO;
                         MHD_add_response_header(resp, "Allow",
-                                                rq->route == ROUTE_EXECUTE ? "POST, OPTIONS" : "GET, HEAD, OPTIONS");
+                                                rq->route == ROUTE_EXECUTE || rq->route == ROUTE_JOB_RUN ? "POST, OPTIONS"
+                                                                                                 : "GET, HEAD, OPTIONS");
                         if (s->cfg->cors_origin[0]) {
                                 MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
                                 MHD_add_response_header(resp, "Access-Control-Allow-Headers",
@@ -580,7 +655,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 }
                 if (rq->route == ROUTE_OTHER)
                         return respond_error(rq, 404, "not_found", NULL, 0, "no such endpoint: %s", rq->path);
-                if (rq->route == ROUTE_EXECUTE ? !is_post : !is_get)
+                if (rq->route == ROUTE_EXECUTE || rq->route == ROUTE_JOB_RUN ? !is_post : !is_get)
                         return respond_error(rq, 405, "method_not_allowed", NULL, 0, "%s is not allowed on %s", method,
                                              rq->path);
                 if (s->cfg->n_api_keys > 0 && rq->route != ROUTE_HEALTH_LIVE && rq->route != ROUTE_HEALTH_READY) {
@@ -592,7 +667,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                         /* Rate limits follow the key, not the address. */
                         snprintf(rq->client, sizeof rq->client, "key#%d", k);
                 }
-                if (rq->route != ROUTE_EXECUTE)
+                if (rq->route != ROUTE_EXECUTE && rq->route != ROUTE_JOB_RUN)
                         return MHD_YES; /* answered on the final call */
                 if (!content_type_is_json(conn))
                         return respond_error(rq, 415, "unsupported_media_type", NULL, 0,
@@ -633,7 +708,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                         *upload_data_size = 0;
                         return MHD_YES;
                 }
-                if (rq->route == ROUTE_EXECUTE)
+                if (rq->route == ROUTE_EXECUTE || rq->route == ROUTE_JOB_RUN)
                         return start_execution(rq);
                 return handle_get(rq);
         case REQ_DONE:
@@ -657,6 +732,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         if (!rq)
                 return;
         api_request_done(&rq->req);
+        json_decref(rq->job_doc);
         json_decref(rq->response);
         buf_done(&rq->body);
         free(rq);
@@ -680,7 +756,7 @@ static void *selftest(void *arg) {
         struct server *s = arg;
         while (!atomic_load(&s->stop_selftest)) {
                 json_t *report = NULL;
-                bool ok = check_report(s->sb, s->cfg->python, &report) == 0 && json_is_true(json_object_get(report, "ok"));
+                bool ok = check_report(s->sb, s->cfg->python, &s->jobs, &report) == 0 && json_is_true(json_object_get(report, "ok"));
                 pthread_mutex_lock(&s->env_lock);
                 json_decref(s->environment);
                 s->environment = report;
@@ -743,6 +819,19 @@ int http_serve(const struct config *cfg) {
                 inet_pton(AF_INET, cfg->bind, &a4->sin_addr);
         }
 
+        {
+                _cleanup_free_ char *jp = cfg->jobs_file[0] ? strdup(cfg->jobs_file) : jobs_default_path();
+                char err[1024];
+                r = jp ? jobs_load(jp, &s.jobs, err, sizeof err) : -ENOMEM;
+                if (r == -ENOENT && !cfg->jobs_file[0])
+                        log_event(LOG_INFO, "no jobs file: no operator jobs", json_pack("{s:s?}", "file", jp));
+                else if (r < 0) {
+                        log_event(LOG_ERROR, "invalid jobs file", json_pack("{s:s}", "error", r == -ENOENT ? jp : err));
+                        return 1;
+                } else
+                        log_event(LOG_INFO, "jobs loaded",
+                                  json_pack("{s:s,s:I}", "file", jp, "jobs", (json_int_t)s.jobs.n_jobs));
+        }
         r = pyexec_sandbox_new(&s.sb);
         if (r < 0) {
                 log_event(LOG_ERROR, "cannot set up the sandbox", json_pack("{s:s}", "error", strerror(-r)));
@@ -799,5 +888,6 @@ int http_serve(const struct config *cfg) {
         ratelimit_free(s.rl);
         metrics_free(s.metrics);
         pyexec_sandbox_free(s.sb);
+        jobs_done(&s.jobs);
         return 0;
 }

@@ -468,7 +468,16 @@ static int cmd_check(int argc, char **argv) {
                 fprintf(stderr, "pyexec check: the sandbox cannot be set up here: %s\n", strerror(-r));
                 return 1;
         }
-        r = check_report(sb, python_path(python_opt), &report);
+        {
+                _cleanup_free_ char *jp = jobs_default_path();
+                struct job_set set = { 0 };
+                char err[1024];
+                int jr = jp ? jobs_load(jp, &set, err, sizeof err) : -ENOENT;
+                if (jr < 0 && jr != -ENOENT)
+                        fprintf(stderr, "pyexec check: %s\n", err);
+                r = check_report(sb, python_path(python_opt), jr == 0 ? &set : NULL, &report);
+                jobs_done(&set);
+        }
         if (r < 0) {
                 fprintf(stderr, "pyexec check: %s\n", strerror(-r));
                 pyexec_sandbox_free(sb);

@@ -15,6 +15,8 @@ const char *route_to_string(enum route r) {
                 [ROUTE_METRICS] = "/api/metrics",
                 [ROUTE_STATS] = "/api/stats",
                 [ROUTE_ENVIRONMENT] = "/api/environment",
+                [ROUTE_JOBS] = "/api/jobs",
+                [ROUTE_JOB_RUN] = "/api/jobs/{name}",
                 [ROUTE_OTHER] = "other",
         };
         return r < _ROUTE_MAX ? names[r] : "other";

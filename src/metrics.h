@@ -19,6 +19,8 @@ enum route {
         ROUTE_METRICS,
         ROUTE_STATS,
         ROUTE_ENVIRONMENT,
+        ROUTE_JOBS,
+        ROUTE_JOB_RUN,
         ROUTE_OTHER,
         _ROUTE_MAX,
 };

@@ -36,6 +36,8 @@ static const struct bind_entry {
         { "/etc/localtime", BIND_OPTIONAL, "time.localtime() in the host's zone" },
         { "/etc/python3", BIND_OPTIONAL, "Debian's Python configuration" },
         { "/etc/python3.11", BIND_OPTIONAL, "sitecustomize.py, which site.py imports" },
+        { "/etc/alternatives", BIND_OPTIONAL,
+          "links only; libblas/liblapack resolve through it (ld.so.cache records those paths), Blender needs them" },
 };
 
 /* Character devices a Python program expects; every other device node is
