@@ -18,6 +18,7 @@ build: deps $(BUILD)/build.ninja
 
 # The service on its defaults (127.0.0.1:3002); configuration: README.
 serve: build
+	@if [ "$$(id -u)" = 0 ]; then mkdir -p /srv/pyexec/templates /srv/pyexec/uploads /srv/pyexec/composed /srv/pyexec/renders; fi
 	exec $(BUILD)/pyexec serve
 
 test: build

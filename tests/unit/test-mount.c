@@ -48,7 +48,7 @@ static char marker[64];
 static int group_setup(void **state) {
         static const char *const fixed[] = { "usr", "etc", "dev", "proc", "tmp", "sandbox" };
         static const char *const optional[] = { "lib", "lib64", "bin", "sbin" };
-        static const char *const etc_optional[] = { "ld.so.cache", "localtime", "python3", "python3.11" };
+        static const char *const etc_optional[] = { "ld.so.cache", "localtime", "python3", "python3.11", "alternatives" };
         struct stat st;
         int fd;
 
@@ -161,7 +161,7 @@ static size_t fill(const char *dir, int code) {
 /* Every mount point in the new namespace is one the plan made. */
 static void check_mounts(int code) {
         static const char *const allowed[] = { "/", "/usr", "/etc/ld.so.cache", "/etc/localtime", "/etc/python3",
-                                               "/etc/python3.11", "/dev", "/dev/null", "/dev/zero", "/dev/full",
+                                               "/etc/python3.11", "/etc/alternatives", "/dev", "/dev/null", "/dev/zero", "/dev/full",
                                                "/dev/random", "/dev/urandom", "/proc", "/tmp", "/sandbox" };
         char line[4096];
         FILE *f = fopen("/proc/self/mountinfo", "re");
