@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 # and its merged-/usr links, the generated /etc, and the run's own mounts.
 ROOT_ALLOWED = {"usr", "lib", "lib64", "bin", "sbin", "etc", "dev", "proc", "tmp", "sandbox"}
 ETC_ALLOWED = {"passwd", "group", "hosts", "hostname", "nsswitch.conf", "ld.so.cache", "localtime",
-               "python3", "python3.11"}
+               "python3", "python3.11", "alternatives"}
 DEV_EXPECTED = {"null", "zero", "full", "random", "urandom", "fd", "stdin", "stdout", "stderr"}
 ENV_EXPECTED = {"PATH", "HOME", "LANG", "USER", "LOGNAME"}
 
