@@ -288,7 +288,7 @@ def test_host_files_are_invisible(run, tmp_path):
     try:
         assert planted and planted[0] == host_tmp, "could not plant the secret in the host's /tmp"
         paths = [str(p) for p in planted] + [str(tmp_path), str(HERE), PYEXEC, str(Path(PYEXEC).parent)]
-        res = run(HOST_FILES_PROG, *sum((["--arg", p] for p in paths), []))
+        res = run(HOST_FILES_PROG, "--max-output", 1000000, *sum((["--arg", p] for p in paths), []))
         out = lines_json(res)
         text = everything(res)
         # The secret's content never comes back, whatever path it was read by.
