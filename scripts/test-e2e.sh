@@ -5,4 +5,4 @@ set -euo pipefail
 bin=$(realpath "${1:-build/pyexec}")
 cd "$(dirname "$0")/.."
 export PYEXEC_BIN=$bin
-exec /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e "${@:2}"
+exec /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e tests/jobs "${@:2}"
