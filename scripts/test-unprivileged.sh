@@ -21,6 +21,10 @@ chmod 755 "$work"
 mkdir -p "$work/build" "$work/tests"
 cp "$bin" "$work/build/pyexec"
 cp -r tests/e2e "$work/tests/e2e"
+# The job scripts the jobs tests run (tests/e2e/test_jobs.py finds them at
+# jobs/ and tests/jobs/ beside tests/e2e).
+cp -r jobs "$work/jobs"
+cp -r tests/jobs "$work/tests/jobs"
 chmod -R a+rX "$work"
 cd "$work"
 runuser -u "$user" -- env HOME="$work" PYEXEC_BIN="$work/build/pyexec" \

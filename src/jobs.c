@@ -24,6 +24,7 @@
 #define JOB_MAX_PARAMS 32
 #define JOB_MAX_ARGS 128
 #define YAML_MAX_DEPTH 16
+#define JOB_MAX_OUTPUT_FILES 10000
 
 const char *job_param_type_to_string(enum job_param_type t) {
         static const char *const names[_JOB_PARAM_MAX] = {
@@ -39,7 +40,9 @@ const char *job_param_type_to_string(enum job_param_type t) {
 
 /* Every scalar becomes a JSON string; the schema below decides what it must
  * be. Duplicate keys are refused, as in the HTTP API. */
-static json_t *yaml_to_json(yaml_document_t *doc, yaml_node_t *node, int depth, char *err, size_t errlen) {
+/* where: the dotted path of node ("jobs.compose.params"), for messages. */
+static json_t *yaml_to_json(yaml_document_t *doc, yaml_node_t *node, int depth, const char *where, char *err,
+                            size_t errlen) {
         json_t *o;
         if (!node || depth > YAML_MAX_DEPTH) {
                 snprintf(err, errlen, "nested deeper than %d levels", YAML_MAX_DEPTH);
@@ -51,7 +54,7 @@ static json_t *yaml_to_json(yaml_document_t *doc, yaml_node_t *node, int depth, 
         case YAML_SEQUENCE_NODE:
                 o = json_array();
                 for (yaml_node_item_t *i = node->data.sequence.items.start; o && i < node->data.sequence.items.top; i++) {
-                        json_t *v = yaml_to_json(doc, yaml_document_get_node(doc, *i), depth + 1, err, errlen);
+                        json_t *v = yaml_to_json(doc, yaml_document_get_node(doc, *i), depth + 1, where, err, errlen);
                         if (!v) {
                                 json_decref(o);
                                 return NULL;
@@ -70,13 +73,25 @@ static json_t *yaml_to_json(yaml_document_t *doc, yaml_node_t *node, int depth, 
                                 json_decref(o);
                                 return NULL;
                         }
+                        char sub[256];
                         if (json_object_get(o, (const char *)k->data.scalar.value)) {
-                                snprintf(err, errlen, "line %lu: key '%.64s' appears twice",
-                                         (unsigned long)k->start_mark.line + 1, (const char *)k->data.scalar.value);
+                                /* "jobs.NAME..." names the job as other errors do. */
+                                if (strncmp(where, "jobs.", 5) == 0) {
+                                        const char *job = where + 5, *rest = job + strcspn(job, ".");
+                                        snprintf(err, errlen, "job '%.*s': key '%s%s%.64s' appears twice (line %lu)",
+                                                 (int)(rest - job), job, *rest ? rest + 1 : "", *rest ? "." : "",
+                                                 (const char *)k->data.scalar.value,
+                                                 (unsigned long)k->start_mark.line + 1);
+                                } else
+                                        snprintf(err, errlen, "line %lu: key '%.64s' appears twice",
+                                                 (unsigned long)k->start_mark.line + 1,
+                                                 (const char *)k->data.scalar.value);
                                 json_decref(o);
                                 return NULL;
                         }
-                        v = yaml_to_json(doc, yaml_document_get_node(doc, p->value), depth + 1, err, errlen);
+                        snprintf(sub, sizeof sub, "%s%s%.64s", where, where[0] ? "." : "",
+                                 (const char *)k->data.scalar.value);
+                        v = yaml_to_json(doc, yaml_document_get_node(doc, p->value), depth + 1, sub, err, errlen);
                         if (!v) {
                                 json_decref(o);
                                 return NULL;
@@ -113,7 +128,7 @@ static json_t *load_yaml(const char *path, char *err, size_t errlen) {
                 snprintf(err, errlen, "%s: line %lu: %s", path, (unsigned long)parser.problem_mark.line + 1,
                          parser.problem ? parser.problem : "malformed YAML");
         } else {
-                o = yaml_to_json(&doc, yaml_document_get_root_node(&doc), 0, inner, sizeof inner);
+                o = yaml_to_json(&doc, yaml_document_get_root_node(&doc), 0, "", inner, sizeof inner);
                 if (!o)
                         snprintf(err, errlen, "%s: %s", path, inner);
                 yaml_document_delete(&doc);
@@ -648,6 +663,8 @@ struct slot {
         char *host;     /* host path as given */
         char *base;     /* output_file: file name */
         char *staging;  /* name of the staging directory in parent_fd */
+        char *mkdir_name; /* output_dir: to create in mkdir_parent_fd once all is valid */
+        int mkdir_parent_fd;
 };
 
 static int perr(struct api_error *err, const struct job_param *p, const char *fmt, ...) _printf_(3, 4);
@@ -838,8 +855,7 @@ static int make_staging(const struct job_param *p, const char *id, struct slot *
         s->fd = openat(s->parent_fd, s->staging, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (s->fd < 0)
                 return perr(err, p, "cannot open its staging directory: %s", strerror(errno));
-        s->dest = strdup_printf("/job/out/%s", p->name);
-        return s->dest ? 0 : -ENOMEM;
+        return 0;
 }
 
 static int prepare_output(const struct job_param *p, json_t *v, const char *id, struct slot *s,
@@ -861,6 +877,8 @@ static int prepare_output(const struct job_param *p, json_t *v, const char *id, 
                 /* The directory, made if its parent exists. */
                 int fd = open_beneath(rootfd, rel, O_PATH | O_DIRECTORY);
                 if (fd == -ENOENT) {
+                        /* Made later, once every parameter is valid: a
+                         * refused request changes nothing on disk. */
                         const char *slash = strrchr(rel, '/');
                         int pfd = slash ? -1 : dup(rootfd);
                         if (slash) {
@@ -869,19 +887,17 @@ static int prepare_output(const struct job_param *p, json_t *v, const char *id, 
                         }
                         if (pfd < 0)
                                 return perr(err, p, "the parent of '%s' %s", path, beneath_error(pfd));
-                        if (mkdirat(pfd, slash ? slash + 1 : rel, 0755) < 0 && errno != EEXIST) {
-                                close(pfd);
-                                return perr(err, p, "cannot create '%s': %s", path, strerror(errno));
-                        }
-                        fd = openat(pfd, slash ? slash + 1 : rel, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                        close(pfd);
+                        s->mkdir_parent_fd = pfd;
+                        s->mkdir_name = strdup(slash ? slash + 1 : rel);
+                        s->dest = strdup_printf("/job/out/%s", p->name);
+                        s->arg = s->dest ? strdup(s->dest) : NULL;
+                        return s->mkdir_name && s->arg ? 0 : -ENOMEM;
                 }
                 if (fd < 0)
                         return perr(err, p, "'%s' %s", path, fd == -ENOTDIR ? "is not a directory" : beneath_error(fd));
                 s->parent_fd = fd;
-                if ((r = make_staging(p, id, s, err)) < 0)
-                        return r;
-                s->arg = strdup(s->dest);
+                s->dest = strdup_printf("/job/out/%s", p->name);
+                s->arg = s->dest ? strdup(s->dest) : NULL;
                 return s->arg ? 0 : -ENOMEM;
         }
         /* output_file: an allowed name in an existing directory. */
@@ -903,10 +919,24 @@ static int prepare_output(const struct job_param *p, json_t *v, const char *id, 
         if (fstatat(s->parent_fd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode))
                 return perr(err, p, "'%s' exists and is %s", path, file_kind(st.st_mode));
         s->base = strdup(base);
-        if ((r = make_staging(p, id, s, err)) < 0)
-                return r;
-        s->arg = strdup_printf("%s/%s", s->dest, base);
+        s->dest = strdup_printf("/job/out/%s", p->name);
+        s->arg = s->dest ? strdup_printf("%s/%s", s->dest, base) : NULL;
+        (void)id;
+        (void)r;
         return s->arg && s->base ? 0 : -ENOMEM;
+}
+
+/* The side effects of an output, once every parameter is valid: the
+ * output directory (if it was missing) and the staging directory. */
+static int commit_output(const struct job_param *p, const char *id, struct slot *s, struct api_error *err) {
+        if (s->mkdir_name) {
+                if (mkdirat(s->mkdir_parent_fd, s->mkdir_name, 0755) < 0 && errno != EEXIST)
+                        return perr(err, p, "cannot create '%s': %s", s->host, strerror(errno));
+                s->parent_fd = openat(s->mkdir_parent_fd, s->mkdir_name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (s->parent_fd < 0)
+                        return perr(err, p, "'%s' %s", s->host, beneath_error(-errno));
+        }
+        return make_staging(p, id, s, err);
 }
 
 static int prepare_value(const struct job_param *p, json_t *v, struct slot *s, struct api_error *err) {
@@ -1010,6 +1040,9 @@ static void slot_done(struct slot *s) {
                 close(s->fd);
         if (s->parent_fd >= 0)
                 close(s->parent_fd);
+        if (s->mkdir_parent_fd >= 0)
+                close(s->mkdir_parent_fd);
+        free(s->mkdir_name);
         free(s->arg);
         free(s->dest);
         free(s->host);
@@ -1060,9 +1093,9 @@ static int publish(const struct job_param *p, struct slot *s, json_t *outputs, c
                 int sfd = openat(s->parent_fd, s->staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 DIR *d = sfd >= 0 ? fdopendir(sfd) : NULL;
                 struct dirent *de;
-                size_t before = json_array_size(outputs);
-                char names[64][NAME_MAX + 1];
-                size_t n = 0;
+                size_t before = json_array_size(outputs), n = 0;
+                char **names = NULL;
+                int r = 0;
 
                 if (!d) {
                         if (sfd >= 0)
@@ -1070,16 +1103,41 @@ static int publish(const struct job_param *p, struct slot *s, json_t *outputs, c
                         snprintf(why, whylen, "the staging directory of '%s' is gone", p->name);
                         return -EIO;
                 }
-                while ((de = readdir(d)) && n < ELEMENTSOF(names))
-                        if (de->d_name[0] != '.' && strlen(de->d_name) <= NAME_MAX)
-                                memcpy(names[n++], de->d_name, strlen(de->d_name) + 1);
-                closedir(d);
-                for (size_t i = 0; i < n; i++) {
-                        _cleanup_free_ char *dest = strdup_printf("%s/%s", s->host, names[i]);
-                        int r = publish_file(s, names[i], dest ? dest : s->host, outputs, why, whylen);
-                        if (r < 0 && r != -ENOENT)
-                                return r;
+                /* Names first, renames after: renaming while reading the
+                 * directory could skip or repeat entries. */
+                while ((de = readdir(d))) {
+                        char **nn;
+                        /* Hidden files (and . and ..) are not outputs. */
+                        if (de->d_name[0] == '.')
+                                continue;
+                        if (n >= JOB_MAX_OUTPUT_FILES) {
+                                snprintf(why, whylen, "output '%s' received more than %d files", p->name,
+                                         JOB_MAX_OUTPUT_FILES);
+                                r = -E2BIG;
+                                break;
+                        }
+                        nn = realloc(names, (n + 1) * sizeof *names);
+                        if (!nn || !(nn[n] = strdup(de->d_name))) {
+                                names = nn ? nn : names;
+                                snprintf(why, whylen, "out of memory");
+                                r = -ENOMEM;
+                                break;
+                        }
+                        names = nn;
+                        n++;
                 }
+                closedir(d);
+                for (size_t i = 0; i < n && r == 0; i++) {
+                        _cleanup_free_ char *dest = strdup_printf("%s/%s", s->host, names[i]);
+                        int q = publish_file(s, names[i], dest ? dest : s->host, outputs, why, whylen);
+                        if (q < 0 && q != -ENOENT)
+                                r = q;
+                }
+                for (size_t i = 0; i < n; i++)
+                        free(names[i]);
+                free(names);
+                if (r < 0)
+                        return r;
                 if (json_array_size(outputs) == before) {
                         snprintf(why, whylen, "declared output '%s' (%s) received no files", p->name, s->host);
                         return -ENOENT;
@@ -1105,7 +1163,7 @@ int job_run(struct pyexec_sandbox *sb, const struct job *j, json_t *params, cons
         int r = -EINVAL;
 
         for (size_t i = 0; i < JOB_MAX_PARAMS; i++)
-                slots[i] = (struct slot){ .fd = -1, .parent_fd = -1 };
+                slots[i] = (struct slot){ .fd = -1, .parent_fd = -1, .mkdir_parent_fd = -1 };
         if (!json_is_object(params)) {
                 api_error_set(err, 400, "invalid_request", "params", "params must be an object of parameter values");
                 return -EINVAL;
@@ -1147,6 +1205,16 @@ int job_run(struct pyexec_sandbox *sb, const struct job *j, json_t *params, cons
                 else
                         r = prepare_value(q, val, &slots[p], err);
                 if (r < 0) {
+                        if (r == -ENOMEM)
+                                api_error_set(err, 500, "internal_error", NULL, "out of memory");
+                        goto out;
+                }
+        }
+        /* Everything is valid: now, and only now, touch the disk. */
+        for (size_t p = 0; p < j->n_params; p++) {
+                const struct job_param *q = &j->params[p];
+                if ((q->type == JOB_OUTPUT_FILE || q->type == JOB_OUTPUT_DIR) && slots[p].dest &&
+                    (r = commit_output(q, id, &slots[p], err)) < 0) {
                         if (r == -ENOMEM)
                                 api_error_set(err, 500, "internal_error", NULL, "out of memory");
                         goto out;
