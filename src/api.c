@@ -88,15 +88,6 @@ static size_t utf8_length(const char *s, size_t n) {
         return c;
 }
 
-static bool is_identifier(const char *s) {
-        if (!s[0] || strlen(s) > 64 || (s[0] >= '0' && s[0] <= '9'))
-                return false;
-        for (const char *p = s; *p; p++)
-                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_'))
-                        return false;
-        return true;
-}
-
 static const char *type_name(const json_t *v) {
         switch (json_typeof(v)) {
         case JSON_OBJECT:
@@ -482,7 +473,7 @@ int api_parse_execute(const char *body, size_t len, const struct config *cfg, st
                 if ((v = json_object_get(r.doc, "moduleName"))) {
                         if (want_cstring(v, "moduleName", 64, &mod, err) < 0)
                                 goto fail;
-                        if (!is_identifier(mod) || strcmp(mod, "main") == 0) {
+                        if (!module_name_is_valid(mod) || strcmp(mod, "main") == 0) {
                                 api_error_set(err, 400, "invalid_request", "moduleName",
                                               "moduleName must be a Python identifier of at most 64 characters other "
                                               "than 'main', got '%s'",

@@ -81,15 +81,6 @@ static void read_input(const char *what, const char *path, size_t max, struct bu
                 usage_error("cannot read %s '%s': %s", what, path, strerror(-r));
 }
 
-static bool is_identifier(const char *s) {
-        if (!s[0] || strlen(s) > 64 || (s[0] >= '0' && s[0] <= '9'))
-                return false;
-        for (const char *p = s; *p; p++)
-                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_'))
-                        return false;
-        return true;
-}
-
 enum {
         OPT_JSON = 0x100,
         OPT_STDIN,
@@ -188,7 +179,7 @@ static int cmd_run(int argc, char **argv) {
                         test_path = optarg;
                         break;
                 case OPT_MODULE:
-                        if (!is_identifier(optarg) || strcmp(optarg, "main") == 0)
+                        if (!module_name_is_valid(optarg) || strcmp(optarg, "main") == 0)
                                 usage_error("--module must be a Python identifier of at most 64 characters other "
                                             "than 'main', got '%s'",
                                             optarg);

@@ -307,3 +307,12 @@ bool filename_is_plain(const char *name, size_t len) {
         }
         return utf8_is_valid(name, len);
 }
+
+bool module_name_is_valid(const char *s) {
+        if (!s[0] || strlen(s) > 64 || (s[0] >= '0' && s[0] <= '9'))
+                return false;
+        for (const char *p = s; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_'))
+                        return false;
+        return true;
+}

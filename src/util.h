@@ -108,3 +108,7 @@ char *strdup_printf(const char *fmt, ...) _printf_(1, 2);
 /* Whether name is a plain file name for the work directory: not empty, not
  * "." or "..", no '/', no NUL, no control characters, at most 255 bytes. */
 bool filename_is_plain(const char *name, size_t len);
+
+/* Whether s can name a Python module for --module / moduleName: an ASCII
+ * identifier of at most 64 characters. */
+bool module_name_is_valid(const char *s);
