@@ -285,6 +285,15 @@ static int cmd_run(int argc, char **argv) {
         fflush(stdout);
         pyexec_result_done(&res);
         pyexec_sandbox_free(sb);
+        buf_done(&code);
+        if (test_path) {
+                buf_done(&test);
+                free((char *)files[n_files - 1].name); /* the module's file name */
+        }
+        for (size_t i = 0; i + (test_path ? 2 : 1) < n_files; i++)
+                buf_done(&file_data[i]);
+        if (stdin_path)
+                buf_done(&stdin_buf);
         return rc;
 }
 
@@ -295,6 +304,7 @@ static int cmd_serve(int argc, char **argv) {
 
         if (r < 0) {
                 fprintf(stderr, "pyexec serve: %s\n", r == -EINVAL ? err : strerror(-r));
+                config_done(&cfg);
                 return EXIT_USAGE;
         }
         if (r > 0) { /* --print-config or --help */
@@ -309,11 +319,22 @@ static int cmd_serve(int argc, char **argv) {
 static const char usage_job[] = "usage: pyexec job list [--jobs FILE] [--json]\n"
                                 "       pyexec job NAME [key=value]... [--jobs FILE] [--json]\n";
 
+static int cmd_job_params(int argc, char **argv, json_t *params);
+
 static int cmd_job(int argc, char **argv) {
+        json_t *params = json_object();
+        int r;
+        if (!params)
+                return EXIT_INTERNAL;
+        r = cmd_job_params(argc, argv, params);
+        json_decref(params);
+        return r;
+}
+
+static int cmd_job_params(int argc, char **argv, json_t *params) {
         _cleanup_free_ char *path = NULL;
         const char *name = NULL;
         bool json = false;
-        json_t *params = json_object();
         struct job_set set;
         struct pyexec_sandbox *sb = NULL;
         char err[1024], id[RESULT_ID_LEN + 1];
@@ -376,7 +397,6 @@ static int cmd_job(int argc, char **argv) {
                 }
                 json_decref(d);
                 jobs_done(&set);
-                json_decref(params);
                 return 0;
         }
         {
@@ -430,7 +450,6 @@ static int cmd_job(int argc, char **argv) {
                 }
                 json_decref(res);
         }
-        json_decref(params);
         jobs_done(&set);
         pyexec_sandbox_free(sb);
         return rc;

@@ -341,6 +341,20 @@ _Noreturn static void run_init(const struct child_ctx *c) {
          * so the race with its death is closed by the sync pipe instead: a
          * dead supervisor means EOF there. */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+        /* Start from a clean signal state, whatever the supervisor had: a
+         * service blocks SIGTERM in every thread and a CLI ignores SIGPIPE,
+         * and both would pass through execve to the program; any handler
+         * left installed (a sanitizer's, say) would also let the program
+         * signal init from inside. */
+        {
+                struct sigaction dfl = { .sa_handler = SIG_DFL };
+                sigset_t none;
+                for (int sig = 1; sig < _NSIG; sig++)
+                        if (sig != SIGKILL && sig != SIGSTOP)
+                                sigaction(sig, &dfl, NULL);
+                sigemptyset(&none);
+                sigprocmask(SIG_SETMASK, &none, NULL);
+        }
         close_all_except(c->keep, c->n_keep);
         if (read(c->sync_r, &byte, 1) != 1)
                 _exit(127);
