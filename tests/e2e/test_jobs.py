@@ -1292,6 +1292,23 @@ def test_timeout_sends_sigterm_first(lay):
     assert elapsed < 10
 
 
+def test_timeout_sends_sigterm_first_under_the_service(lay, tmp_path):
+    """The service blocks SIGTERM in all its threads; that mask must not
+    reach the job (it survives execve), or the job would never see the
+    polite SIGTERM and always die by SIGKILL."""
+    limit_layout(lay)
+    srv = start_server(tmp_path, "--jobs-file", lay.jobs_file)
+    try:
+        r = srv.run_job("term", {})
+        doc = json.loads(r.body)
+    finally:
+        assert srv.stop() == 0
+    assert r.status == 200, doc
+    assert doc["status"] == "timeout", doc
+    assert doc["stdout"] == "waiting\ngot TERM\n", doc
+    assert doc["exitCode"] == 0 and doc["signal"] is None, doc
+
+
 def test_timeout_sigkill_after_grace(lay):
     names = limit_layout(lay)
     t0 = time.monotonic()
