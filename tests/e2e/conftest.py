@@ -8,7 +8,9 @@ user (user namespaces, rlimit fallbacks); `privileged` tells which.
 import json
 import os
 import pathlib
+import socket
 import subprocess
+import threading
 
 import pytest
 
@@ -108,3 +110,40 @@ def host_pids_matching(marker):
         except OSError:
             pass
     return found
+
+
+class Listener:
+    """A TCP listener on the host that records every connection it accepts."""
+
+    def __init__(self, family, addr):
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        self.sock.bind((addr, 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while not self.stop.is_set():
+            try:
+                conn, peer = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            conn.settimeout(0.2)
+            try:
+                data = conn.recv(256)
+            except OSError:
+                data = b""
+            self.accepted.append((peer, data))
+            conn.close()
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(2)
+        self.sock.close()

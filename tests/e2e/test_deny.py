@@ -15,6 +15,7 @@ carries it); unprivileged only the marker tells the run's processes apart.
 """
 import errno
 import json
+import re
 import os
 import signal
 import socket
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PYEXEC, host_pids_matching, host_pids_with_uid_range, pyexec
+from conftest import Listener, PYEXEC, host_pids_matching, host_pids_with_uid_range, pyexec
 
 HERE = Path(__file__).resolve().parent
 
@@ -166,60 +167,17 @@ def uid_of(res, privileged):
     return int(first[0])
 
 
-class Listener:
-    """A TCP listener on the host that records every connection it accepts."""
-
-    def __init__(self, family, addr):
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        self.sock.bind((addr, 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-
-    def _loop(self):
-        while not self.stop.is_set():
-            try:
-                conn, peer = self.sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            conn.settimeout(0.2)
-            try:
-                data = conn.recv(256)
-            except OSError:
-                data = b""
-            self.accepted.append((peer, data))
-            conn.close()
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(2)
-        self.sock.close()
-
-
 def host_addresses():
-    """Non-loopback IPv4 addresses of the host (best effort)."""
+    """The host's own non-loopback IPv4 addresses, as the kernel lists them
+    (no packet is sent anywhere to find them)."""
     addrs = set()
-    for target in ("10.255.255.255", "192.0.2.1"):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            s.connect((target, 9))
-            addrs.add(s.getsockname()[0])
-        except OSError:
-            pass
-        finally:
-            s.close()
     try:
-        addrs.add(socket.gethostbyname(socket.gethostname()))
-    except OSError:
+        out = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, timeout=10).stdout
+        for m in re.finditer(r"\binet (\d+\.\d+\.\d+\.\d+)/", out):
+            addrs.add(m.group(1))
+    except (OSError, subprocess.SubprocessError):
         pass
-    return sorted(a for a in addrs if a and not a.startswith("0."))
+    return sorted(a for a in addrs if not a.startswith("127.") and not a.startswith("0."))
 
 
 # ---- host files --------------------------------------------------------------

@@ -31,7 +31,7 @@ import uuid
 
 import pytest
 
-from conftest import PRIVILEGED, PYEXEC, host_pids_matching
+from conftest import Listener, PRIVILEGED, PYEXEC, host_pids_matching
 
 PIL = pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402
@@ -1095,36 +1095,6 @@ def host_addresses():
     return addrs
 
 
-class Listener:
-    """A TCP listener on the host (all IPv4 addresses) that records every connection."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("0.0.0.0", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-
-    def _loop(self):
-        while not self.stop.is_set():
-            try:
-                conn, peer = self.sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            self.accepted.append(peer)
-            conn.close()
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(2)
-        self.sock.close()
-
-
 def test_job_sandbox_confinement(lay):
     secret = f"SECRET-{uuid.uuid4().hex}"
     other = lay.uploads / "other.png"
@@ -1141,7 +1111,7 @@ def test_job_sandbox_confinement(lay):
     host_writes = [str(lay.uploads / "planted.png"), str(lay.templates / "planted.png"),
                    str(lay.composed / "planted.png"), str(lay.scripts / "planted.py"), str(lay.base / "planted")]
     writes = sandbox_writes + host_writes
-    listener = Listener()
+    listener = Listener(socket.AF_INET, "0.0.0.0")
     addrs = host_addresses()
     lay.write_jobs(f"""
   probe:
