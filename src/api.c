@@ -305,7 +305,8 @@ static int parse_cases(json_t *v, const struct config *cfg, struct api_request *
                         if (want_cstring(x, f, 256, &name, err) < 0)
                                 return -EINVAL;
                 }
-                c->name = name ? strdup(name) : strdup_printf("test %zu", i + 1);
+                /* An empty name is no name: cases are always named. */
+                c->name = name && *name ? strdup(name) : strdup_printf("test %zu", i + 1);
                 if (!c->name)
                         return -ENOMEM;
                 if ((x = json_object_get(o, "stdin"))) {
