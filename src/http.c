@@ -443,6 +443,7 @@ static void work_run(struct work *j) {
         metrics_queue_wait(s->metrics, rq->queue_wait_s);
         if (rq->job) {
                 struct api_error err = { 0 };
+                uint64_t t0 = now_ns();
                 if (job_run(s->sb, rq->job, json_object_get(rq->job_doc, "params"), rq->id, &rq->response,
                             &rq->outcome, &err) < 0) {
                         /* A parameter failed validation (paths are opened
@@ -451,7 +452,8 @@ static void work_run(struct work *j) {
                         rq->response = api_error_json(&err);
                         rq->outcome = (struct api_outcome){ .status = PYEXEC_OK, .http = err.http };
                 } else
-                        metrics_execution(s->metrics, rq->outcome.status, rq->outcome.wall_ms, rq->outcome.wall_ms);
+                        metrics_execution(s->metrics, rq->outcome.status, rq->outcome.wall_ms,
+                                          (double)(now_ns() - t0) / 1e6);
         } else
                 rq->response = api_execute(s->sb, s->cfg, &rq->req, rq->id, observe_run, rq, &rq->outcome);
         executor_report(s->ex, rq->outcome.sandbox_failed);
