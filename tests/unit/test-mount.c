@@ -13,6 +13,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
@@ -387,10 +388,114 @@ static void test_build_root_reports_step(void **state) {
         assert_status_exited(run_in_child(bad_staging, NULL, 5000), 0);
 }
 
+/*
+ * What a job's parameter validation opened is what gets mounted. init finds
+ * the file again by the path the kernel reports for the validated
+ * descriptor, without following symlinks, and insists on the same device and
+ * inode. The kernel always reports a file's real path, so a different file
+ * can only appear there through a mount laid over it (done here inside the
+ * child's namespace): a different file is -ESTALE, a symlink -ELOOP, and a
+ * file deleted since validation -ENOENT; nothing is mounted, and the step
+ * names the bind.
+ */
+enum swap_kind {
+        SWAP_OTHER_FILE,
+        SWAP_SYMLINK,
+        SWAP_DELETED,
+};
+
+struct swap_arg {
+        int fd;
+        enum swap_kind kind;
+        const char *dir;
+        const char *path;
+};
+
+static int bind_after_swap(void *arg) {
+        const struct swap_arg *a = arg;
+        const struct mount_bind bind = { .fd = a->fd, .dest = "/job/in/x/input.png" };
+        const struct mount_plan plan = {
+                .staging = "/tmp",
+                .work_bytes = WORK_BYTES,
+                .tmp_bytes = TMP_BYTES,
+                .inodes = INODES,
+                .uid = UID,
+                .gid = GID,
+                .binds = &bind,
+                .n_binds = 1,
+        };
+        const char *step = NULL;
+        int r, fd;
+
+        if (unshare(CLONE_NEWNS) < 0)
+                CHILD_FAIL(1, "unshare");
+        CHILD_CHECK(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0, 2);
+        if (a->kind != SWAP_DELETED) {
+                CHILD_CHECK(mount("tmpfs", a->dir, "tmpfs", 0, "size=64k") == 0, 3);
+                if (a->kind == SWAP_SYMLINK)
+                        CHILD_CHECK(symlink("/etc/passwd", a->path) == 0, 4);
+                else {
+                        fd = open(a->path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+                        CHILD_CHECK(fd >= 0, 5);
+                        close(fd);
+                }
+        }
+        r = mount_build_root(&plan, &step);
+        CHILD_CHECK(step && strcmp(step, bind.dest) == 0, 6);
+        switch (r) {
+        case -ESTALE:
+                return 10;
+        case -ELOOP:
+                return 11;
+        case -ENOENT:
+                return 12;
+        default:
+                return 13;
+        }
+}
+
+static void swap_case(enum swap_kind kind, int want) {
+        char dir[] = "/tmp/pyexec-test-swap-XXXXXX", path[128];
+        struct swap_arg a = { .kind = kind, .dir = dir, .path = path };
+        int fd;
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof path, "%s/input.png", dir);
+        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        close(fd);
+        a.fd = open(path, O_PATH | O_CLOEXEC); /* as validated */
+        assert_true(a.fd >= 0);
+        if (kind == SWAP_DELETED)
+                assert_int_equal(unlink(path), 0);
+        assert_status_exited(run_in_child(bind_after_swap, &a, 5000), want);
+        close(a.fd);
+        unlink(path);
+        rmdir(dir);
+}
+
+static void test_bind_of_replaced_file_refused(void **state) {
+        SKIP_UNLESS_ROOT();
+        swap_case(SWAP_OTHER_FILE, 10);
+}
+
+static void test_bind_of_file_replaced_by_symlink_refused(void **state) {
+        SKIP_UNLESS_ROOT();
+        swap_case(SWAP_SYMLINK, 11);
+}
+
+static void test_bind_of_deleted_file_refused(void **state) {
+        SKIP_UNLESS_ROOT();
+        swap_case(SWAP_DELETED, 12);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_build_root),
                 cmocka_unit_test(test_build_root_reports_step),
+                cmocka_unit_test(test_bind_of_replaced_file_refused),
+                cmocka_unit_test(test_bind_of_file_replaced_by_symlink_refused),
+                cmocka_unit_test(test_bind_of_deleted_file_refused),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
