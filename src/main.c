@@ -213,6 +213,13 @@ static int cmd_run(int argc, char **argv) {
                             argv[optind + 1 < argc ? optind + 1 : optind]);
         if (module && !test_path)
                 usage_error("--module goes with --test");
+        {
+                /* Standard input can be read once: by one of them. */
+                int from_stdin = !strcmp(argv[optind], "-") + (stdin_path && !strcmp(stdin_path, "-")) +
+                                 (test_path && !strcmp(test_path, "-"));
+                if (from_stdin > 1)
+                        usage_error("only one of the program, --test and --stdin can be '-' (standard input)");
+        }
         if (!cpu_given)
                 spec.limits.cpu_time_ms = spec.limits.timeout_ms;
 
@@ -344,7 +351,11 @@ static int cmd_job_params(int argc, char **argv, json_t *params) {
                 char *eq;
                 if (!strcmp(argv[i], "--json"))
                         json = true;
-                else if (!strcmp(argv[i], "--jobs") && i + 1 < argc) {
+                else if (!strcmp(argv[i], "--jobs")) {
+                        if (i + 1 >= argc) {
+                                fprintf(stderr, "pyexec job: option '--jobs' needs a file\n%s", usage_job);
+                                return EXIT_USAGE;
+                        }
                         free(path);
                         path = strdup(argv[++i]);
                 } else if (!strcmp(argv[i], "--help")) {
@@ -465,8 +476,13 @@ static int cmd_check(int argc, char **argv) {
         for (int i = 1; i < argc; i++) {
                 if (strcmp(argv[i], "--json") == 0)
                         json = true;
-                else if (strcmp(argv[i], "--python") == 0 && i + 1 < argc)
+                else if (strcmp(argv[i], "--python") == 0) {
+                        if (i + 1 >= argc) {
+                                fprintf(stderr, "pyexec check: option '--python' needs a path\n");
+                                return EXIT_USAGE;
+                        }
                         python_opt = argv[++i];
+                }
                 else {
                         fprintf(stderr, "pyexec check: unknown argument '%s'\nusage: pyexec check [--json] [--python PATH]\n",
                                 argv[i]);

@@ -1086,3 +1086,18 @@ class TestCheck:
         p = pyexec("check", "--bogus")
         assert p.returncode == EXIT_USAGE
         assert b"unknown argument '--bogus'" in p.stderr
+
+
+def test_stdin_can_feed_only_one_of_program_and_stdin():
+    """`-` for both the program and --stdin would hand the program an empty
+    stdin silently: it is a usage error naming the clash."""
+    p = pyexec("run", "--stdin", "-", "-", stdin=b"print(1)\n")
+    assert p.returncode == 2
+    assert b"only one of the program, --test and --stdin can be '-'" in p.stderr
+
+
+def test_job_and_check_options_missing_their_value():
+    p = pyexec("job", "list", "--jobs")
+    assert p.returncode == 2 and b"option '--jobs' needs a file" in p.stderr
+    p = pyexec("check", "--python")
+    assert p.returncode == 2 and b"option '--python' needs a path" in p.stderr
