@@ -176,24 +176,24 @@ int metrics_render(struct metrics *m, const struct metrics_gauges *g, struct buf
         render_histogram(o, "pyexec_execution_duration_seconds", "Wall time of executions.", &m->exec_wall);
         render_histogram(o, "pyexec_queue_wait_seconds", "Time executions waited for a slot.", &m->queue_wait);
         pthread_mutex_unlock(&m->lock);
-        buf_printf(o, "# HELP pyexec_queue_depth Executions waiting for a slot.\n# TYPE pyexec_queue_depth gauge\n"
-                      "pyexec_queue_depth %llu\n",
-                   (unsigned long long)g->queue_depth);
-        buf_printf(o, "# HELP pyexec_queue_capacity Executions that may wait.\n# TYPE pyexec_queue_capacity gauge\n"
-                      "pyexec_queue_capacity %llu\n",
-                   (unsigned long long)g->queue_capacity);
-        buf_printf(o, "# HELP pyexec_active_executions Executions running now.\n"
-                      "# TYPE pyexec_active_executions gauge\npyexec_active_executions %llu\n",
-                   (unsigned long long)g->active);
-        buf_printf(o, "# HELP pyexec_execution_slots Execution slots.\n# TYPE pyexec_execution_slots gauge\n"
-                      "pyexec_execution_slots %llu\n",
-                   (unsigned long long)g->slots);
-        buf_printf(o, "# HELP pyexec_ready Whether the service can run code (1) or not (0).\n"
-                      "# TYPE pyexec_ready gauge\npyexec_ready %d\n",
-                   g->ready ? 1 : 0);
-        return buf_printf(o, "# HELP pyexec_breaker_open Whether the circuit breaker is open.\n"
-                             "# TYPE pyexec_breaker_open gauge\npyexec_breaker_open %d\n",
-                          g->breaker_open ? 1 : 0);
+        {
+                const struct {
+                        const char *name, *help;
+                        uint64_t value;
+                } gauges[] = {
+                        { "pyexec_queue_depth", "Executions waiting for a slot.", g->queue_depth },
+                        { "pyexec_queue_capacity", "Executions that may wait.", g->queue_capacity },
+                        { "pyexec_active_executions", "Executions running now.", g->active },
+                        { "pyexec_execution_slots", "Execution slots.", g->slots },
+                        { "pyexec_ready", "Whether the service can run code (1) or not (0).", g->ready },
+                        { "pyexec_breaker_open", "Whether the circuit breaker is open.", g->breaker_open },
+                };
+                int r = 0;
+                for (size_t i = 0; i < ELEMENTSOF(gauges) && r == 0; i++)
+                        r = buf_printf(o, "# HELP %s %s\n# TYPE %s gauge\n%s %llu\n", gauges[i].name, gauges[i].help,
+                                       gauges[i].name, gauges[i].name, (unsigned long long)gauges[i].value);
+                return r;
+        }
 }
 
 static int cmp_double(const void *a, const void *b) {
