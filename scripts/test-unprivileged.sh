@@ -20,6 +20,7 @@ trap 'rm -rf "$work"' EXIT
 chmod 755 "$work"
 mkdir -p "$work/build" "$work/tests"
 cp "$bin" "$work/build/pyexec"
+cp "$(dirname "$bin")/pyexec-runner" "$work/build/pyexec-runner"
 cp -r tests/e2e "$work/tests/e2e"
 # The job scripts the jobs tests run (tests/e2e/test_jobs.py finds them at
 # jobs/ and tests/jobs/ beside tests/e2e).

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "http.h"
 #include "jobs.h"
+#include "policy.h"
 #include "pyexec.h"
 #include "result.h"
 
@@ -36,6 +37,7 @@ enum {
 static const char usage_run[] =
         "usage: pyexec run [--json] [--timeout MS] [--cpu-time MS] [--memory MB] [--max-output BYTES]\n"
         "                  [--pids N] [--disk MB] [--file-size MB] [--open-files N] [--python PATH]\n"
+        "                  [--policy education|permissive]\n"
         "                  [--stdin FILE] [--arg ARG]... [--file NAME=PATH]... [--test FILE [--module NAME]]\n"
         "                  FILE|-\n";
 
@@ -89,6 +91,7 @@ enum {
         OPT_TEST,
         OPT_MODULE,
         OPT_PYTHON,
+        OPT_POLICY,
         OPT_HELP,
         OPT_LIMIT, /* + index into pyexec_limit_table */
 };
@@ -121,8 +124,10 @@ static int cmd_run(int argc, char **argv) {
         struct pyexec_file files[MAX_FILES + 2];
         struct buf file_data[MAX_FILES + 2], code, stdin_buf, test;
         const char *args[MAX_ARGS];
-        const char *stdin_path = NULL, *test_path = NULL, *module = NULL, *python_opt = NULL;
+        const char *stdin_path = NULL, *test_path = NULL, *module = NULL, *python_opt = NULL, *policy_opt = NULL;
         bool json = false, cpu_given = false;
+        struct policy_set policies = { 0 };
+        char *policy_line = NULL;
         size_t n_files = 0, n_args = 0;
         struct pyexec_sandbox *sb = NULL;
         struct pyexec_result res;
@@ -137,6 +142,7 @@ static int cmd_run(int argc, char **argv) {
         opts[no++] = (struct option){ "test", required_argument, NULL, OPT_TEST };
         opts[no++] = (struct option){ "module", required_argument, NULL, OPT_MODULE };
         opts[no++] = (struct option){ "python", required_argument, NULL, OPT_PYTHON };
+        opts[no++] = (struct option){ "policy", required_argument, NULL, OPT_POLICY };
         opts[no++] = (struct option){ "help", no_argument, NULL, OPT_HELP };
         for (size_t i = 0; i < pyexec_limit_count; i++)
                 opts[no++] = (struct option){ pyexec_limit_table[i].option, required_argument, NULL, OPT_LIMIT + (int)i };
@@ -188,6 +194,9 @@ static int cmd_run(int argc, char **argv) {
                 case OPT_PYTHON:
                         python_opt = optarg;
                         break;
+                case OPT_POLICY:
+                        policy_opt = optarg;
+                        break;
                 case OPT_HELP:
                         fputs(usage_run, stdout);
                         return 0;
@@ -225,6 +234,23 @@ static int cmd_run(int argc, char **argv) {
 
         spec.python = python_path(python_opt);
         validate_python(spec.python);
+        /* The embedded runner (static check, policy) unless another
+         * interpreter was asked for by name. */
+        spec.runner = !python_opt;
+        if (policy_opt) {
+                const struct policy *pol;
+                if (policy_set_init(&policies) < 0)
+                        usage_error("out of memory");
+                pol = policy_set_find(&policies, policy_opt);
+                if (!pol)
+                        usage_error("--policy must be one of: education, permissive; got '%s'", policy_opt);
+                if (!spec.runner && strcmp(policy_opt, "permissive") != 0)
+                        usage_error("--policy %s needs the embedded runner; --python runs an interpreter as is",
+                                    policy_opt);
+                if (policy_format(pol, &policy_line) < 0)
+                        usage_error("out of memory");
+                spec.policy = policy_line;
+        }
 
         /* The program (and test), then the extra files. */
         {
@@ -292,6 +318,8 @@ static int cmd_run(int argc, char **argv) {
         fflush(stdout);
         pyexec_result_done(&res);
         pyexec_sandbox_free(sb);
+        free(policy_line);
+        policy_set_done(&policies);
         buf_done(&code);
         if (test_path) {
                 buf_done(&test);

@@ -123,6 +123,10 @@ struct pyexec_spec {
         /* On the wall-clock limit: SIGTERM to every process first, SIGKILL
          * this many ms later (0: SIGKILL at once). */
         uint64_t term_grace_ms;
+        /* Run main.py through pyexec-runner (embedded CPython: the static
+         * check and the policy) rather than exec'ing python. */
+        bool runner;
+        const char *policy; /* the policy's policy_format() line; NULL: none */
 };
 
 struct pyexec_result {

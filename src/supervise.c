@@ -92,6 +92,9 @@
 #include "ns.h"
 #include "pyexec.h"
 #include "rlimit.h"
+#include "runner.h"
+#include "sandbox-msg.h"
+#include "work.h"
 #include "seccomp.h"
 #include "uidpool.h"
 #include "util.h"
@@ -112,6 +115,8 @@ struct pyexec_sandbox {
         const struct seccomp_prog *seccomp;
         long ncpu;
         char lock_dir[256];
+        int runner_fd; /* O_PATH of pyexec-runner, or -1 when not found */
+        char runner_path[PATH_MAX];
 };
 
 const char *pyexec_status_to_string(enum pyexec_status s) {
@@ -136,6 +141,33 @@ void pyexec_result_done(struct pyexec_result *r) {
         r->message = NULL;
 }
 
+/* pyexec-runner: $PYEXEC_RUNNER, else beside this executable (the build
+ * directory, or an install's bin), else the installed libexec path. */
+static int runner_locate(char *buf, size_t n) {
+        const char *env = getenv("PYEXEC_RUNNER");
+        char self[PATH_MAX - 32];
+        ssize_t len;
+
+        if (env && env[0] == '/') {
+                snprintf(buf, n, "%s", env);
+                return access(buf, X_OK) == 0 ? 0 : -errno;
+        }
+        len = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (len > 0) {
+                char *slash;
+                self[len] = 0;
+                slash = strrchr(self, '/');
+                if (slash) {
+                        *slash = 0;
+                        snprintf(buf, n, "%s/pyexec-runner", self);
+                        if (access(buf, X_OK) == 0)
+                                return 0;
+                }
+        }
+        snprintf(buf, n, "/usr/local/libexec/pyexec/pyexec-runner");
+        return access(buf, X_OK) == 0 ? 0 : -errno;
+}
+
 int pyexec_sandbox_new(struct pyexec_sandbox **ret) {
         struct pyexec_sandbox *s = calloc(1, sizeof *s);
         int r;
@@ -158,6 +190,9 @@ int pyexec_sandbox_new(struct pyexec_sandbox **ret) {
                 snprintf(s->lock_dir, sizeof s->lock_dir, "%s", UIDPOOL_LOCK_DIR);
         }
         cgroup_host_detect(&s->cg);
+        s->runner_fd = -1;
+        if (runner_locate(s->runner_path, sizeof s->runner_path) == 0)
+                s->runner_fd = open(s->runner_path, O_PATH | O_CLOEXEC);
         *ret = s;
         return 0;
 fail:
@@ -169,6 +204,8 @@ struct pyexec_sandbox *pyexec_sandbox_free(struct pyexec_sandbox *s) {
         if (!s)
                 return NULL;
         cgroup_host_done(&s->cg);
+        if (s->runner_fd >= 0)
+                close(s->runner_fd);
         free(s);
         return NULL;
 }
@@ -203,30 +240,8 @@ void pyexec_sandbox_get_info(const struct pyexec_sandbox *s, struct pyexec_sandb
 
 /* ---- messages from the sandbox ---------------------------------------- */
 
-enum msg_type {
-        MSG_ERROR = 1,
-        MSG_STARTED,
-        MSG_EXITED,
-};
-
-struct msg {
-        uint32_t type;
-        int32_t err;      /* MSG_ERROR: errno */
-        int32_t wstatus;  /* MSG_EXITED */
-        int32_t pad;
-        uint64_t t_ns;    /* CLOCK_MONOTONIC */
-        uint64_t cpu_us;  /* MSG_EXITED: user+system of every reaped process */
-        uint64_t maxrss_kb;
-        char step[192];   /* MSG_ERROR: what failed */
-};
-
-_Static_assert(sizeof(struct msg) <= PIPE_BUF, "status messages must be atomic");
-
 static void send_msg(int fd, const struct msg *m) {
-        ssize_t w;
-        do
-                w = write(fd, m, sizeof *m);
-        while (w < 0 && errno == EINTR);
+        msg_send(fd, m);
 }
 
 static void copy_str(char *dst, size_t n, const char *src) {
@@ -277,6 +292,8 @@ struct child_ctx {
         bool userns;
         bool cgroup_ns;
         const char *python;
+        int runner_fd; /* >= 0: exec pyexec-runner --cold through it */
+        int work_fd;   /* the runner's work memfd */
         char *const *argv;
         char *const *envp;
         int sync_r, status_w, out_w, err_w, stdin_fd;
@@ -293,28 +310,44 @@ struct child_ctx {
 static char program_stack[64 * 1024] __attribute__((aligned(64)));
 
 _Noreturn static void run_program(const struct child_ctx *c) {
-        int r;
+        int status_fd = c->status_w, runner = -1, r;
 
         if (dup2(c->stdin_fd, 0) < 0 || dup2(c->out_w, 1) < 0 || dup2(c->err_w, 2) < 0)
-                child_fail(c->status_w, "setting up stdio", -errno);
-        close_all_except((int[]){ 0, 1, 2, c->status_w }, 4);
+                child_fail(status_fd, "setting up stdio", -errno);
+        if (c->runner_fd >= 0) {
+                /* The runner finds the status pipe at fd 3 and its work at
+                 * fd 4 (inherited: not close-on-exec); these high copies
+                 * keep the dup2s below from clobbering each other. */
+                int s = fcntl(c->status_w, F_DUPFD_CLOEXEC, 10), w = fcntl(c->work_fd, F_DUPFD_CLOEXEC, 10);
+                runner = fcntl(c->runner_fd, F_DUPFD_CLOEXEC, 10);
+                if (s < 0 || w < 0 || runner < 0 || dup2(s, RUNNER_STATUS_FD) < 0 || dup2(w, RUNNER_WORK_FD) < 0)
+                        child_fail(status_fd, "setting up the runner's descriptors", -errno);
+                status_fd = RUNNER_STATUS_FD;
+                close_all_except((int[]){ 0, 1, 2, RUNNER_STATUS_FD, RUNNER_WORK_FD, runner }, 6);
+        } else
+                close_all_except((int[]){ 0, 1, 2, c->status_w }, 4);
         /* Its own session: no signal aimed at a host process group reaches
          * it, and it cannot reach one. */
         setsid();
         if (chdir(SANDBOX_WORKDIR) < 0)
-                child_fail(c->status_w, "entering " SANDBOX_WORKDIR, -errno);
+                child_fail(status_fd, "entering " SANDBOX_WORKDIR, -errno);
         r = rlimit_apply(c->rlimits, c->n_rlimits);
         if (r < 0)
-                child_fail(c->status_w, "setting rlimits", r);
+                child_fail(status_fd, "setting rlimits", r);
         r = cred_drop(c->uid, c->gid, !c->userns);
         if (r < 0)
-                child_fail(c->status_w, "dropping privileges", r);
+                child_fail(status_fd, "dropping privileges", r);
         /* Last: from here on the filter also applies to the steps above. */
         r = seccomp_prog_apply(c->sb->seccomp);
         if (r < 0)
-                child_fail(c->status_w, "installing the seccomp filter", r);
+                child_fail(status_fd, "installing the seccomp filter", r);
+        if (runner >= 0) {
+                static char *const runner_argv[] = { "pyexec-runner", "--cold", NULL };
+                syscall(SYS_execveat, runner, "", runner_argv, c->envp, AT_EMPTY_PATH);
+                child_fail(status_fd, "executing pyexec-runner", -errno);
+        }
         execve(c->python, c->argv, c->envp);
-        child_fail(c->status_w, "executing the interpreter", -errno);
+        child_fail(status_fd, "executing the interpreter", -errno);
 }
 
 static int run_program_fn(void *arg) {
@@ -383,6 +416,10 @@ _Noreturn static void run_init(const struct child_ctx *c) {
         close(c->out_w);
         close(c->err_w);
         close(c->stdin_fd);
+        if (c->work_fd >= 0)
+                close(c->work_fd);
+        if (c->runner_fd >= 0)
+                close(c->runner_fd);
         for (size_t i = 0; i < c->plan.n_binds; i++)
                 close(c->plan.binds[i].fd);
         {
@@ -534,6 +571,7 @@ struct watch {
         bool killed_wall, killed_cpu, killed_output, killed_oom;
         bool setup_failed;
         struct msg error_msg;
+        struct msg verdict; /* MSG_VERDICT from the runner, when type is set */
         uint64_t t_start, t_end; /* from init's messages */
         uint64_t sup_start;      /* supervisor's clock at STARTED */
         int wstatus;
@@ -558,6 +596,10 @@ static void handle_msgs(struct watch *w) {
                                 w->setup_failed = true;
                                 w->error_msg = m;
                         }
+                        break;
+                case MSG_VERDICT:
+                        if (!w->verdict.type)
+                                w->verdict = m;
                         break;
                 case MSG_STARTED:
                         w->started = true;
@@ -844,6 +886,40 @@ static bool classify_syntax_error(const struct pyexec_spec *spec, struct pyexec_
         return true;
 }
 
+/*
+ * An uncaught refusal of the policy's audit hook: the traceback's last line
+ * is "PolicyImportError: ..." or "PolicyPermissionError: ...". The message
+ * gains the program's line it came from (the last frame in a file of the
+ * program).
+ */
+static bool classify_policy_error(const struct pyexec_spec *spec, struct pyexec_result *res) {
+        const struct buf *e = &res->err;
+        size_t ll;
+        const char *last = last_line(e, &ll), *p, *frame = NULL, *text;
+        static const char *const kinds[] = { "PolicyImportError: ", "PolicyPermissionError: " };
+        char file[256] = "";
+        unsigned long line = 0;
+        size_t skip = 0;
+
+        if (!spec->runner || !spec->policy || !e->data)
+                return false;
+        for (size_t i = 0; i < ELEMENTSOF(kinds); i++)
+                if (starts_with(last, ll, kinds[i]))
+                        skip = strlen(kinds[i]);
+        if (!skip)
+                return false;
+        text = last + skip;
+        for (p = e->data; (p = strstr(p, "  File \"" SANDBOX_WORKDIR "/")) && p < last; p++)
+                frame = p;
+        free(res->message);
+        if (frame && sscanf(frame, "  File \"" SANDBOX_WORKDIR "/%255[^\"]\", line %lu", file, &line) == 2)
+                res->message = strdup_printf("%.*s (%s, line %lu)", (int)(ll - skip), text, file, line);
+        else
+                res->message = strdup_printf("%.*s", (int)(ll - skip), text);
+        res->status = PYEXEC_POLICY_VIOLATION;
+        return true;
+}
+
 static void classify(const struct pyexec_spec *spec, const struct watch *w, const struct cgroup_stats *cs,
                      bool have_cgroup_memory, struct pyexec_result *res) {
         const struct pyexec_limits *lim = &spec->limits;
@@ -908,6 +984,15 @@ static void classify(const struct pyexec_spec *spec, const struct watch *w, cons
                 res->status = PYEXEC_OK;
                 return;
         }
+        if (res->exit_code == 1 && w->verdict.type == MSG_VERDICT &&
+            (w->verdict.err == PYEXEC_SYNTAX_ERROR || w->verdict.err == PYEXEC_POLICY_VIOLATION)) {
+                /* The runner's static check refused it before it ran. */
+                res->status = (enum pyexec_status)w->verdict.err;
+                res->message = strndup(w->verdict.step, sizeof w->verdict.step - 1);
+                return;
+        }
+        if (res->exit_code == 1 && classify_policy_error(spec, res))
+                return;
         if (res->exit_code == 1 && classify_syntax_error(spec, res))
                 return;
         res->status = PYEXEC_RUNTIME_ERROR;
@@ -987,7 +1072,7 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
         char passwd[512], group[256], hosts[160], errbuf[512], cgname[64];
         char **argv = NULL, **envv = NULL;
         int *keep = NULL;
-        _cleanup_close_ int stdin_fd = -1, pidfd = -1;
+        _cleanup_close_ int stdin_fd = -1, pidfd = -1, work_fd = -1;
         bool use_cgroup = sb->cg.version != CGROUP_NONE;
         pid_t pid;
         int r, ws;
@@ -1064,7 +1149,7 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
         argv = calloc((spec->argv ? spec->n_argv : spec->n_args + 2) + 1, sizeof *argv);
         envv = calloc(ELEMENTSOF(base_env) + spec->n_env + 1, sizeof *envv);
         mbinds = calloc(spec->n_binds ? spec->n_binds : 1, sizeof *mbinds);
-        keep = calloc(5 + spec->n_binds, sizeof *keep);
+        keep = calloc(7 + spec->n_binds, sizeof *keep);
         if (!work || !argv || !envv || !mbinds || !keep) {
                 fail_internal(res, "preparing the run", -ENOMEM);
                 goto out;
@@ -1112,6 +1197,25 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
         };
         c.cgroup_ns = true;
         c.python = argv[0];
+        c.runner_fd = -1;
+        c.work_fd = -1;
+        if (spec->runner && !spec->argv) {
+                struct work wk = { .policy = (char *)spec->policy, .argv = argv + 1, .n_argv = spec->n_args + 1 };
+                if (sb->runner_fd < 0) {
+                        res->status = PYEXEC_INTERNAL_ERROR;
+                        res->message = strdup_printf("pyexec-runner was not found (last looked at %s); "
+                                                     "set PYEXEC_RUNNER to its path",
+                                                     sb->runner_path);
+                        goto out;
+                }
+                r = work_encode(&wk, &work_fd);
+                if (r < 0) {
+                        fail_internal(res, "preparing the runner's work", r);
+                        goto out;
+                }
+                c.runner_fd = sb->runner_fd;
+                c.work_fd = work_fd;
+        }
         c.argv = argv;
         c.envp = envv;
 
@@ -1135,11 +1239,13 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
         keep[2] = c.out_w;
         keep[3] = c.err_w;
         keep[4] = c.stdin_fd;
+        keep[5] = c.runner_fd;
+        keep[6] = c.work_fd;
         for (size_t i = 0; i < spec->n_binds; i++)
-                keep[5 + i] = spec->binds[i].fd;
-        sort_fds(keep, 5 + spec->n_binds);
+                keep[7 + i] = spec->binds[i].fd;
+        sort_fds(keep, 7 + spec->n_binds);
         c.keep = keep;
-        c.n_keep = 5 + spec->n_binds;
+        c.n_keep = 7 + spec->n_binds;
 
         pid = ns_clone(NS_SANDBOX_FLAGS | (c.userns ? CLONE_NEWUSER : 0));
         if (pid == 0)

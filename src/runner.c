@@ -1,0 +1,833 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * runner: see runner.h. This file is linked only into pyexec-runner.
+ *
+ * How the policy is enforced
+ * ==========================
+ * One audit hook, added with PySys_AddAuditHook() before the interpreter
+ * exists: Python code can neither remove nor replace it. It does nothing
+ * until runner_run() activates the run's policy, right before the
+ * program's first line, so the runner's own start-up imports freely.
+ *
+ * - Operations (starting processes, sockets, ctypes, ...) are refused by
+ *   audit event, wherever they are raised from: reaching subprocess through
+ *   sys.modules or a pickle still raises "subprocess.Popen".
+ * - Writes (the "open" event with a writing mode, os.mkdir, os.rename, ...)
+ *   are refused outside the work directory and /tmp.
+ * - Imports the program requests are checked against the allowlist: the
+ *   "import" event covers modules not loaded yet, and builtins.__import__ is
+ *   replaced by a checking wrapper for those already in sys.modules (the
+ *   zygote pre-imports the allowed ones). A request comes from the program
+ *   when the innermost Python frame outside the import machinery is the
+ *   program's code: the standard library importing its own helpers is not
+ *   the program's request. So that the program cannot pass its code off as
+ *   the library's, compiling code under a library file name, creating code
+ *   objects and unmarshalling code are refused to it.
+ *
+ * None of this is the security boundary (the kernel sandbox is): a program
+ * that digs objects out of sys.modules or the garbage collector can reach
+ * modules it could not import, and what they can do is then limited by the
+ * audit events above and, below them, by the kernel.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <frameobject.h>
+
+#include "runner.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mount.h"
+#include "policy.h"
+#include "pyexec.h"
+#include "rlimit.h"
+#include "sandbox-msg.h"
+#include "util.h"
+
+#define HOST_PYTHON "/usr/bin/python3"
+
+/* The active policy; NULL until the program is about to start. */
+static struct policy *active;
+/* Top-level names of the program's own modules (files in the work
+ * directory when it started): importing its own code is always allowed. */
+static char **local_names;
+static size_t n_local_names;
+static PyObject *exc_import;     /* PolicyImportError(ImportError) */
+static PyObject *exc_permission; /* PolicyPermissionError(PermissionError) */
+static PyObject *orig_import;    /* the real builtins.__import__ */
+static int in_hook;
+/* The hook enforces only while the program's code runs. */
+static bool enforcing;
+
+/* ---- who is asking -------------------------------------------------- */
+
+static bool has_prefix(const char *s, const char *p) {
+        return strncmp(s, p, strlen(p)) == 0;
+}
+
+/* Code of the standard library and of installed packages: what the
+ * program's code is not. */
+static bool filename_is_library(const char *f) {
+        return has_prefix(f, "/usr/lib/python3") || has_prefix(f, "/usr/local/lib/python3") ||
+               has_prefix(f, "<frozen ");
+}
+
+static bool filename_is_import_machinery(const char *f) {
+        return has_prefix(f, "<frozen importlib") || has_prefix(f, "/usr/lib/python3.11/importlib/");
+}
+
+/* Whether the innermost Python frame outside the import machinery is the
+ * program's own code. No Python frame at all: the runner itself. */
+static bool requested_by_program(void) {
+        PyFrameObject *f = PyEval_GetFrame();
+        bool user = false;
+
+        Py_XINCREF(f);
+        while (f) {
+                PyCodeObject *co = PyFrame_GetCode(f);
+                const char *fn = co && co->co_filename ? PyUnicode_AsUTF8(co->co_filename) : NULL;
+                PyFrameObject *back;
+                Py_XDECREF(co);
+                if (!fn) {
+                        PyErr_Clear();
+                        fn = "";
+                }
+                if (!filename_is_import_machinery(fn)) {
+                        user = !filename_is_library(fn);
+                        break;
+                }
+                back = PyFrame_GetBack(f);
+                Py_DECREF(f);
+                f = back;
+        }
+        Py_XDECREF(f);
+        return user;
+}
+
+static bool is_local_module(const char *module) {
+        size_t top = strcspn(module, ".");
+        for (size_t i = 0; i < n_local_names; i++)
+                if (strlen(local_names[i]) == top && memcmp(local_names[i], module, top) == 0)
+                        return true;
+        return false;
+}
+
+static bool module_allowed(const char *module) {
+        return is_local_module(module) || policy_module_allowed(active, module);
+}
+
+static int refuse_import(const char *module) {
+        PyObject *msg = PyUnicode_FromFormat("import of '%s' is not allowed by policy '%s'", module, active->name);
+        PyObject *e = msg ? PyObject_CallOneArg(exc_import, msg) : NULL;
+        PyObject *name = PyUnicode_FromString(module);
+
+        if (e && name)
+                PyObject_SetAttrString(e, "name", name);
+        if (e)
+                PyErr_SetObject(exc_import, e);
+        Py_XDECREF(name);
+        Py_XDECREF(e);
+        Py_XDECREF(msg);
+        return -1;
+}
+
+static int refuse_operation(const char *fmt, ...) {
+        char buf[1024];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof buf, fmt, ap);
+        va_end(ap);
+        PyErr_SetString(exc_permission, buf);
+        return -1;
+}
+
+/* ---- writes ---------------------------------------------------------- */
+
+/* The events that change the file system, and which arguments are the
+ * paths changed. */
+static const struct {
+        const char *event;
+        int paths[2]; /* argument indexes; -1 = none */
+} write_events[] = {
+        { "os.mkdir", { 0, -1 } },    { "os.rmdir", { 0, -1 } },    { "os.remove", { 0, -1 } },
+        { "os.rename", { 0, 1 } },    { "os.link", { 1, -1 } },     { "os.symlink", { 1, -1 } },
+        { "os.chmod", { 0, -1 } },    { "os.chown", { 0, -1 } },    { "os.truncate", { 0, -1 } },
+        { "os.utime", { 0, -1 } },    { "os.chflags", { 0, -1 } },  { "os.lchown", { 0, -1 } },
+        { "shutil.rmtree", { 0, -1 } }, { "os.mkfifo", { 0, -1 } }, { "os.mknod", { 0, -1 } },
+};
+
+/* 1: path (an argument) is outside what the policy lets the program write
+ * (and out gets it normalized); 0: fine or not a path (a descriptor);
+ * -1: error set. */
+static int path_outside(PyObject *arg, char *out, size_t n) {
+        PyObject *fs, *bytes = NULL;
+        const char *p;
+        char cwd[PATH_MAX];
+        int r = 0;
+
+        if (PyLong_Check(arg) || arg == Py_None)
+                return 0;
+        fs = PyOS_FSPath(arg);
+        if (!fs) {
+                PyErr_Clear();
+                return 0; /* the call itself will reject it */
+        }
+        if (PyUnicode_Check(fs)) {
+                bytes = PyUnicode_EncodeFSDefault(fs);
+                if (!bytes) {
+                        PyErr_Clear();
+                        Py_DECREF(fs);
+                        return 0;
+                }
+                p = PyBytes_AsString(bytes);
+        } else if (PyBytes_Check(fs))
+                p = PyBytes_AsString(fs);
+        else
+                p = NULL;
+        if (p && !getcwd(cwd, sizeof cwd))
+                snprintf(cwd, sizeof cwd, "/");
+        if (p && (!policy_normalize_path(cwd, p, out, n) || !policy_path_writable(active, out)))
+                r = 1;
+        Py_XDECREF(bytes);
+        Py_DECREF(fs);
+        return r;
+}
+
+static int check_write(const char *event, PyObject *args) {
+        char path[PATH_MAX];
+        Py_ssize_t nargs = PyTuple_Size(args);
+
+        if (strcmp(event, "open") == 0) {
+                /* ("open", path, mode, flags) */
+                long flags;
+                PyObject *f;
+                if (nargs < 3)
+                        return 0;
+                f = PyTuple_GetItem(args, 2);
+                flags = f && PyLong_Check(f) ? PyLong_AsLong(f) : 0;
+                if (!(flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND)))
+                        return 0;
+                if (path_outside(PyTuple_GetItem(args, 0), path, sizeof path) == 1)
+                        return refuse_operation("writing to '%s' is not allowed by policy '%s': only %s and /tmp are "
+                                                "writable",
+                                                path, active->name, POLICY_WORKDIR);
+                return 0;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(write_events); i++) {
+                if (strcmp(event, write_events[i].event) != 0)
+                        continue;
+                for (int k = 0; k < 2; k++) {
+                        int idx = write_events[i].paths[k];
+                        if (idx < 0 || idx >= nargs)
+                                continue;
+                        if (path_outside(PyTuple_GetItem(args, idx), path, sizeof path) == 1)
+                                return refuse_operation("changing '%s' (%s) is not allowed by policy '%s': only %s "
+                                                        "and /tmp are writable",
+                                                        path, event, active->name, POLICY_WORKDIR);
+                }
+                return 0;
+        }
+        return 0;
+}
+
+/* ---- the hook --------------------------------------------------------- */
+
+static int hook_checked(const char *event, PyObject *args) {
+        const char *what = NULL;
+
+        if (strcmp(event, "import") == 0) {
+                PyObject *m = PyTuple_Size(args) > 0 ? PyTuple_GetItem(args, 0) : NULL;
+                const char *module = m && PyUnicode_Check(m) ? PyUnicode_AsUTF8(m) : NULL;
+                if (module && !module_allowed(module) && requested_by_program())
+                        return refuse_import(module);
+                return 0;
+        }
+        if (active->check_imports) {
+                /* The program must not dress its code up as the library's
+                 * (see the top of this file). */
+                if (strcmp(event, "compile") == 0 && PyTuple_Size(args) >= 2) {
+                        PyObject *fn = PyTuple_GetItem(args, 1);
+                        PyObject *s = fn ? PyOS_FSPath(fn) : NULL;
+                        const char *name = s && PyUnicode_Check(s) ? PyUnicode_AsUTF8(s) : NULL;
+                        bool bad = name && (filename_is_library(name) || filename_is_import_machinery(name));
+                        if (!s || !name)
+                                PyErr_Clear();
+                        Py_XDECREF(s);
+                        if (bad && requested_by_program())
+                                return refuse_operation("compiling code under the file name '%.200s' of the "
+                                                        "standard library is not allowed by policy '%s'",
+                                                        name, active->name);
+                        return 0;
+                }
+                if ((strcmp(event, "code.__new__") == 0 || strcmp(event, "marshal.loads") == 0 ||
+                     strcmp(event, "marshal.load") == 0) &&
+                    requested_by_program())
+                        return refuse_operation("%s is not allowed by policy '%s'", event, active->name);
+        }
+        if (policy_event_denied(active, event, &what)) {
+                if (what)
+                        return refuse_operation("%s (%s) is not allowed by policy '%s'", what, event, active->name);
+                return refuse_operation("%s is not allowed by policy '%s'", event, active->name);
+        }
+        if (active->restrict_writes)
+                return check_write(event, args);
+        return 0;
+}
+
+static int audit_hook(const char *event, PyObject *args, void *data) {
+        int r;
+        if (!enforcing || !active || in_hook)
+                return 0;
+        in_hook = 1;
+        r = hook_checked(event, args);
+        in_hook = 0;
+        return r;
+}
+
+/* builtins.__import__ while a policy checks imports. */
+static PyObject *checked_import(PyObject *self, PyObject *args, PyObject *kwargs) {
+        static char *kwlist[] = { "name", "globals", "locals", "fromlist", "level", NULL };
+        PyObject *name, *globals = NULL, *locals = NULL, *fromlist = NULL;
+        int level = 0;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kwargs, "U|OOOi:__import__", kwlist, &name, &globals, &locals,
+                                         &fromlist, &level))
+                return NULL;
+        if (level == 0 && active) {
+                const char *module = PyUnicode_AsUTF8(name);
+                if (!module)
+                        return NULL;
+                if (!module_allowed(module) && requested_by_program()) {
+                        refuse_import(module);
+                        return NULL;
+                }
+        }
+        return PyObject_Call(orig_import, args, kwargs);
+}
+
+static PyMethodDef checked_import_def = {
+        "__import__", (PyCFunction)(void (*)(void))checked_import, METH_VARARGS | METH_KEYWORDS,
+        "__import__(name, globals=None, locals=None, fromlist=(), level=0): the import statement's function, "
+        "checked against pyexec's policy"
+};
+
+/* _pyexec.module_allowed(name): for the static check. */
+static PyObject *py_module_allowed(PyObject *self, PyObject *arg) {
+        const char *m = PyUnicode_AsUTF8(arg);
+        if (!m)
+                return NULL;
+        return PyBool_FromLong(!active || module_allowed(m));
+}
+
+static PyMethodDef pyexec_methods[] = {
+        { "module_allowed", py_module_allowed, METH_O, "whether the policy lets the program import a module" },
+        { NULL, NULL, 0, NULL },
+};
+
+static struct PyModuleDef pyexec_module = {
+        PyModuleDef_HEAD_INIT, "_pyexec", "pyexec's policy layer", -1, pyexec_methods, NULL, NULL, NULL, NULL,
+};
+
+static PyObject *pyexec_module_init(void) {
+        PyObject *m = PyModule_Create(&pyexec_module);
+        if (!m)
+                return NULL;
+        /* Printed as plain "PolicyImportError: ..." in tracebacks. */
+        exc_import = PyErr_NewExceptionWithDoc("builtins.PolicyImportError",
+                                               "An import refused by pyexec's policy.", PyExc_ImportError, NULL);
+        exc_permission = PyErr_NewExceptionWithDoc("builtins.PolicyPermissionError",
+                                                   "An operation refused by pyexec's policy.", PyExc_PermissionError,
+                                                   NULL);
+        if (!exc_import || !exc_permission || PyModule_AddObjectRef(m, "PolicyImportError", exc_import) < 0 ||
+            PyModule_AddObjectRef(m, "PolicyPermissionError", exc_permission) < 0) {
+                Py_DECREF(m);
+                return NULL;
+        }
+        return m;
+}
+
+int runner_setup(void) {
+        if (PyImport_AppendInittab("_pyexec", pyexec_module_init) < 0)
+                return -ENOMEM;
+        if (PySys_AddAuditHook(audit_hook, NULL) < 0)
+                return -EPERM;
+        return 0;
+}
+
+/* ---- the static check ------------------------------------------------- */
+
+/*
+ * Parse every Python file of the program with CPython's own parser, before
+ * any of it runs. Returns None, ("syntax", text, file, line, column) for the
+ * first file that does not compile (text is what python3 would print), or
+ * ("policy", [(file, line, message), ...]) for every import the policy
+ * refuses.
+ */
+static const char static_check_py[] =
+        "def check(files, policy, checked):\n"
+        "    import _ast, _pyexec\n"
+        "    refused = []\n"
+        "    for path in files:\n"
+        "        with open(path, 'rb') as f:\n"
+        "            src = f.read()\n"
+        "        try:\n"
+        "            tree = compile(src, path, 'exec', _ast.PyCF_ONLY_AST, dont_inherit=True)\n"
+        "        except SyntaxError as e:\n"
+        "            import traceback\n"
+        "            text = ''.join(traceback.format_exception_only(type(e), e))\n"
+        "            return ('syntax', text, path, e.lineno or 0, e.offset or 0,\n"
+        "                    '%s: %s' % (type(e).__name__, e.msg))\n"
+        "        except (ValueError, UnicodeError):\n"
+        "            continue  # left for python3 itself to report as it runs\n"
+        "        if not checked:\n"
+        "            continue\n"
+        "        todo = [tree]\n"
+        "        while todo:\n"
+        "            node = todo.pop()\n"
+        "            for field in node._fields:\n"
+        "                v = getattr(node, field, None)\n"
+        "                if isinstance(v, _ast.AST):\n"
+        "                    todo.append(v)\n"
+        "                elif isinstance(v, list):\n"
+        "                    todo.extend(x for x in v if isinstance(x, _ast.AST))\n"
+        "            names = []\n"
+        "            if isinstance(node, _ast.Import):\n"
+        "                names = [a.name for a in node.names]\n"
+        "            elif isinstance(node, _ast.ImportFrom) and node.level == 0 and node.module:\n"
+        "                names = [node.module]\n"
+        "            elif (isinstance(node, _ast.Call) and node.args and isinstance(node.args[0], _ast.Constant)\n"
+        "                  and isinstance(node.args[0].value, str)\n"
+        "                  and ((isinstance(node.func, _ast.Name) and node.func.id == '__import__')\n"
+        "                       or (isinstance(node.func, _ast.Attribute) and node.func.attr == 'import_module'))):\n"
+        "                names = [node.args[0].value]\n"
+        "            for name in names:\n"
+        "                if not _pyexec.module_allowed(name):\n"
+        "                    refused.append((path, node.lineno,\n"
+        "                        \"import of '%s' is not allowed by policy '%s'\" % (name, policy)))\n"
+        "    refused.sort(key=lambda r: (r[0] != '/sandbox/main.py', r[0], r[1]))\n"
+        "    return ('policy', refused) if refused else None\n";
+
+static int cmp_str(const void *a, const void *b) {
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The program's files (sorted, main.py first) and module names, from the
+ * work directory as it is before the program runs. */
+static PyObject *scan_workdir(void) {
+        DIR *d = opendir(".");
+        struct dirent *de;
+        char **py = NULL;
+        size_t n_py = 0;
+        PyObject *list;
+
+        if (!d)
+                return PyList_New(0);
+        while ((de = readdir(d))) {
+                const char *n = de->d_name;
+                size_t len = strlen(n);
+                char **v;
+                struct stat st;
+                if (n[0] == '.' || stat(n, &st) < 0)
+                        continue;
+                if (S_ISDIR(st.st_mode) || (len > 3 && strcmp(n + len - 3, ".py") == 0)) {
+                        v = realloc(local_names, (n_local_names + 1) * sizeof *v);
+                        if (v) {
+                                local_names = v;
+                                local_names[n_local_names] = strndup(n, S_ISDIR(st.st_mode) ? len : len - 3);
+                                if (local_names[n_local_names])
+                                        n_local_names++;
+                        }
+                }
+                if (S_ISREG(st.st_mode) && len > 3 && strcmp(n + len - 3, ".py") == 0) {
+                        v = realloc(py, (n_py + 1) * sizeof *v);
+                        if (v) {
+                                py = v;
+                                py[n_py] = strdup(n);
+                                if (py[n_py])
+                                        n_py++;
+                        }
+                }
+        }
+        closedir(d);
+        qsort(py, n_py, sizeof *py, cmp_str);
+        list = PyList_New(0);
+        for (int pass = 0; pass < 2 && list; pass++)
+                for (size_t i = 0; i < n_py; i++) {
+                        bool is_main = strcmp(py[i], PYEXEC_MAIN_FILE) == 0;
+                        if (is_main == (pass == 0)) {
+                                PyObject *s = PyUnicode_FromFormat(SANDBOX_WORKDIR "/%s", py[i]);
+                                if (!s || PyList_Append(list, s) < 0) {
+                                        Py_XDECREF(s);
+                                        Py_CLEAR(list);
+                                        break;
+                                }
+                                Py_DECREF(s);
+                        }
+                }
+        for (size_t i = 0; i < n_py; i++)
+                free(py[i]);
+        free(py);
+        return list;
+}
+
+static void send_verdict(int fd, enum pyexec_status status, const char *text) {
+        struct msg m = { .type = MSG_VERDICT, .err = (int32_t)status, .t_ns = now_ns() };
+        size_t n = strlen(text);
+        if (n >= sizeof m.step) {
+                n = sizeof m.step - 4;
+                memcpy(m.step, text, n);
+                memcpy(m.step + n, "...", 4);
+        } else
+                memcpy(m.step, text, n + 1);
+        msg_send(fd, &m);
+}
+
+static const char *base_name(const char *path) {
+        const char *b = strrchr(path, '/');
+        return b ? b + 1 : path;
+}
+
+/* Returns true when the program may run; else the verdict was sent and
+ * the report written to stderr. */
+static bool static_check(int status_fd) {
+        PyObject *ns = NULL, *files = NULL, *res = NULL, *fn = NULL;
+        bool ok = true;
+
+        files = scan_workdir();
+        ns = PyDict_New();
+        if (!files || !ns)
+                goto fail;
+        if (PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) < 0)
+                goto fail;
+        res = PyRun_String(static_check_py, Py_file_input, ns, ns);
+        if (!res)
+                goto fail;
+        Py_DECREF(res);
+        fn = PyDict_GetItemString(ns, "check");
+        res = fn ? PyObject_CallFunction(fn, "Osi", files, active ? active->name : "permissive",
+                                         active && (active->check_imports || active->n_deny > 0))
+                 : NULL;
+        if (!res)
+                goto fail;
+        if (PyTuple_Check(res) && PyTuple_Size(res) == 6) {
+                /* ("syntax", text, path, line, column, summary) */
+                const char *text = PyUnicode_AsUTF8(PyTuple_GetItem(res, 1));
+                const char *path = PyUnicode_AsUTF8(PyTuple_GetItem(res, 2));
+                long line = PyLong_AsLong(PyTuple_GetItem(res, 3));
+                long col = PyLong_AsLong(PyTuple_GetItem(res, 4));
+                const char *summary = PyUnicode_AsUTF8(PyTuple_GetItem(res, 5));
+                char msg[1024];
+                if (!text || !path || !summary)
+                        goto fail;
+                if (col > 0)
+                        snprintf(msg, sizeof msg, "%.700s (%s, line %ld, column %ld)", summary, base_name(path), line,
+                                 col);
+                else
+                        snprintf(msg, sizeof msg, "%.700s (%s, line %ld)", summary, base_name(path), line);
+                fputs(text, stderr);
+                send_verdict(status_fd, PYEXEC_SYNTAX_ERROR, msg);
+                ok = false;
+        } else if (PyTuple_Check(res) && PyTuple_Size(res) == 2) {
+                PyObject *list = PyTuple_GetItem(res, 1);
+                struct buf b;
+                buf_init(&b, sizeof ((struct msg *)0)->step - 1);
+                for (Py_ssize_t i = 0; list && i < PyList_Size(list); i++) {
+                        PyObject *t = PyList_GetItem(list, i);
+                        const char *path = PyUnicode_AsUTF8(PyTuple_GetItem(t, 0));
+                        long line = PyLong_AsLong(PyTuple_GetItem(t, 1));
+                        const char *text = PyUnicode_AsUTF8(PyTuple_GetItem(t, 2));
+                        if (!path || !text)
+                                break;
+                        fprintf(stderr, "  File \"%s\", line %ld\nPolicyImportError: %s\n", path, line, text);
+                        buf_printf(&b, "%s%s (%s, line %ld)", i ? "; " : "", text, base_name(path), line);
+                }
+                send_verdict(status_fd, PYEXEC_POLICY_VIOLATION, b.data ? b.data : "import not allowed");
+                buf_done(&b);
+                ok = false;
+        }
+        Py_XDECREF(res);
+        Py_XDECREF(files);
+        Py_XDECREF(ns);
+        PyErr_Clear();
+        return ok;
+fail:
+        /* The check itself failing is not the program's fault: let it run,
+         * and python3's own compile errors will speak. */
+        PyErr_Clear();
+        Py_XDECREF(res);
+        Py_XDECREF(files);
+        Py_XDECREF(ns);
+        return true;
+}
+
+/* ---- running __main__ ------------------------------------------------- */
+
+/* SystemExit's code as python3 maps it: None 0, an int itself, anything
+ * else printed to stderr and 1. Clears the exception. */
+static int system_exit_code(void) {
+        PyObject *type, *value, *tb, *code;
+        int rc = 1;
+
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        code = value ? PyObject_GetAttrString(value, "code") : NULL;
+        if (!code) {
+                PyErr_Clear();
+                code = Py_NewRef(Py_None);
+        }
+        if (code == Py_None)
+                rc = 0;
+        else if (PyLong_Check(code)) {
+                rc = (int)PyLong_AsLong(code);
+                if (PyErr_Occurred()) {
+                        PyErr_Clear();
+                        rc = 1;
+                }
+        } else {
+                PyObject *f = PySys_GetObject("stderr");
+                if (f && f != Py_None) {
+                        PyFile_WriteObject(code, f, Py_PRINT_RAW);
+                        PyFile_WriteString("\n", f);
+                } else
+                        PyObject_Print(code, stderr, Py_PRINT_RAW);
+                PyErr_Clear();
+                rc = 1;
+        }
+        Py_DECREF(code);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        return rc;
+}
+
+/* A fresh __main__ for the program, as `python3 main.py` sets it up. */
+static PyObject *new_main_dict(const char *path) {
+        PyObject *mod = PyModule_New("__main__"), *modules = PyImport_GetModuleDict(), *d, *ext, *loader = NULL;
+        int r;
+
+        if (!mod || PyDict_SetItemString(modules, "__main__", mod) < 0)
+                goto fail;
+        d = PyModule_GetDict(mod);
+        {
+                PyObject *b = PyImport_ImportModule("builtins");
+                r = b ? PyDict_SetItemString(d, "__builtins__", b) : -1;
+                Py_XDECREF(b);
+                if (r < 0)
+                        goto fail;
+        }
+        {
+                PyObject *file = PyUnicode_FromString(path);
+                r = file ? PyDict_SetItemString(d, "__file__", file) : -1;
+                Py_XDECREF(file);
+                if (r < 0 || PyDict_SetItemString(d, "__cached__", Py_None) < 0)
+                        goto fail;
+        }
+        ext = PyImport_ImportModule("_frozen_importlib_external");
+        if (ext) {
+                loader = PyObject_CallMethod(ext, "SourceFileLoader", "ss", "__main__", path);
+                Py_DECREF(ext);
+        }
+        if (loader) {
+                PyDict_SetItemString(d, "__loader__", loader);
+                Py_DECREF(loader);
+        }
+        PyErr_Clear();
+        Py_DECREF(mod); /* sys.modules holds it */
+        return d;
+fail:
+        Py_XDECREF(mod);
+        return NULL;
+}
+
+/* sys.argv, sys.path[0] and sys.executable as `python3 main.py args`
+ * has them. */
+static int set_sys(const struct work *w) {
+        PyObject *argv = PyList_New(0), *orig = PyList_New(0), *path = PySys_GetObject("path"), *dir;
+        int r = -1;
+
+        if (!argv || !orig)
+                goto out;
+        if (PyList_Append(orig, PyUnicode_FromString(HOST_PYTHON)) < 0)
+                goto out;
+        for (size_t i = 0; i < w->n_argv; i++) {
+                PyObject *s = PyUnicode_DecodeFSDefault(w->argv[i]);
+                if (!s || PyList_Append(argv, s) < 0 || PyList_Append(orig, s) < 0) {
+                        Py_XDECREF(s);
+                        goto out;
+                }
+                Py_DECREF(s);
+        }
+        if (PySys_SetObject("argv", argv) < 0 || PySys_SetObject("orig_argv", orig) < 0)
+                goto out;
+        dir = PyUnicode_FromString(SANDBOX_WORKDIR);
+        if (!dir || !path || !PyList_Check(path) || PyList_Insert(path, 0, dir) < 0) {
+                Py_XDECREF(dir);
+                goto out;
+        }
+        Py_DECREF(dir);
+        r = 0;
+out:
+        Py_XDECREF(argv);
+        Py_XDECREF(orig);
+        return r;
+}
+
+/*
+ * A program module named like one the runner imported ahead of time (the
+ * zygote's pre-imports, the static check's ast) must be the program's own
+ * file, as it would be under python3, which imports only its start-up
+ * modules before the script's directory is on sys.path.
+ */
+static void unshadow_local_modules(PyObject *startup_modules) {
+        PyObject *modules = PyImport_GetModuleDict(), *keys = PyDict_Keys(modules);
+        for (Py_ssize_t i = 0; keys && i < PyList_Size(keys); i++) {
+                PyObject *k = PyList_GetItem(keys, i);
+                const char *name = PyUnicode_Check(k) ? PyUnicode_AsUTF8(k) : NULL;
+                if (!name || !is_local_module(name))
+                        continue;
+                if (startup_modules && PySet_Contains(startup_modules, k) == 1)
+                        continue;
+                PyDict_DelItem(modules, k);
+        }
+        Py_XDECREF(keys);
+        PyErr_Clear();
+}
+
+/* The modules an interpreter has right after start-up, before anything the
+ * runner imported: set by the zygote (NULL on the cold path, where the
+ * static check's imports are the only extra ones). */
+PyObject *runner_startup_modules;
+
+_Noreturn void runner_run(struct work *w, int status_fd, int work_fd) {
+        struct policy pol = { 0 };
+        char err[256];
+        PyObject *d, *res = NULL, *builtins;
+        FILE *fp;
+        int exitcode = 0, r;
+        bool kbint = false;
+        const char *path = SANDBOX_WORKDIR "/" PYEXEC_MAIN_FILE;
+
+        if (w->policy && w->policy[0]) {
+                if (policy_parse(w->policy, &pol, err, sizeof err) < 0) {
+                        fprintf(stderr, "pyexec-runner: bad policy: %s\n", err);
+                        _exit(127);
+                }
+                active = &pol;
+        }
+        if (set_sys(w) < 0) {
+                PyErr_Print();
+                _exit(127);
+        }
+        /* The check consults the policy (module_allowed) but runs before
+         * the hook enforces anything: it is the runner's code. */
+        if (!static_check(status_fd)) {
+                PyObject *f = PySys_GetObject("stderr");
+                if (f)
+                        Py_XDECREF(PyObject_CallMethod(f, "flush", NULL));
+                fflush(stderr);
+                _exit(1);
+        }
+        if (status_fd >= 0)
+                close(status_fd);
+        if (work_fd >= 0)
+                close(work_fd);
+        work_done(w);
+
+        unshadow_local_modules(runner_startup_modules);
+        d = new_main_dict(path);
+        if (!d) {
+                PyErr_Print();
+                _exit(127);
+        }
+        if (active && (active->check_imports || active->n_deny > 0)) {
+                builtins = PyEval_GetBuiltins();
+                orig_import = PyDict_GetItemString(builtins, "__import__");
+                Py_XINCREF(orig_import);
+                PyObject *f = PyCFunction_New(&checked_import_def, NULL);
+                if (!orig_import || !f || PyDict_SetItemString(builtins, "__import__", f) < 0) {
+                        PyErr_Print();
+                        _exit(127);
+                }
+                Py_DECREF(f);
+        }
+        if (active && !active->check_imports && active->n_deny == 0 && active->n_deny_events == 0 &&
+            !active->restrict_writes)
+                active = NULL; /* permissive: the hook has nothing to do */
+        enforcing = true;
+
+        fp = fopen(path, "rb");
+        if (!fp) {
+                /* As python3 says it. */
+                fprintf(stderr, "%s: can't open file '%s': [Errno %d] %s\n", HOST_PYTHON, path, errno,
+                        strerror(errno));
+                exitcode = 2;
+        } else {
+                PyCompilerFlags cf = _PyCompilerFlags_INIT;
+                res = PyRun_FileExFlags(fp, path, Py_file_input, d, d, 1, &cf);
+                if (!res) {
+                        if (PyErr_ExceptionMatches(PyExc_SystemExit))
+                                exitcode = system_exit_code();
+                        else {
+                                kbint = PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
+                                PyErr_Print();
+                                exitcode = 1;
+                        }
+                }
+                Py_XDECREF(res);
+        }
+        /* Threads awaited, atexit run, streams flushed, as at python3's
+         * exit. */
+        r = Py_FinalizeEx();
+        if (r < 0 && exitcode == 0)
+                exitcode = 120;
+        if (kbint) {
+                /* python3 ends by SIGINT after an uncaught
+                 * KeyboardInterrupt. */
+                signal(SIGINT, SIG_DFL);
+                kill(getpid(), SIGINT);
+        }
+        exit(exitcode);
+}
+
+/* ---- the cold path ---------------------------------------------------- */
+
+int runner_cold_main(void) {
+        struct work w = { 0 };
+        PyConfig config;
+        PyStatus st;
+        int r;
+
+        r = work_decode_fd(RUNNER_WORK_FD, RUNNER_WORK_MAX, &w);
+        if (r < 0) {
+                fprintf(stderr, "pyexec-runner: reading the work: %s\n", strerror(-r));
+                return 127;
+        }
+        if (runner_setup() < 0) {
+                fprintf(stderr, "pyexec-runner: installing the audit hook failed\n");
+                return 127;
+        }
+        PyConfig_InitPythonConfig(&config);
+        config.parse_argv = 0;
+        config.install_signal_handlers = 1;
+        st = PyConfig_SetBytesString(&config, &config.program_name, HOST_PYTHON);
+        if (!PyStatus_Exception(st))
+                st = PyConfig_SetBytesString(&config, &config.executable, HOST_PYTHON);
+        if (!PyStatus_Exception(st))
+                st = PyConfig_SetBytesArgv(&config, (Py_ssize_t)w.n_argv, w.argv);
+        if (!PyStatus_Exception(st))
+                st = Py_InitializeFromConfig(&config);
+        PyConfig_Clear(&config);
+        if (PyStatus_Exception(st)) {
+                fprintf(stderr, "pyexec-runner: starting Python failed: %s\n", st.err_msg ? st.err_msg : "?");
+                return 127;
+        }
+        runner_run(&w, RUNNER_STATUS_FD, RUNNER_WORK_FD);
+}

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * runner: the embedded CPython that runs a program inside the sandbox with
+ * the semantics of `python3 main.py`, under a policy (policy.h) enforced by
+ * a PEP 578 audit hook installed from C, after a static check with CPython's
+ * own parser. It lives in the pyexec-runner executable, the only part of
+ * pyexec linked with libpython:
+ *
+ *   pyexec-runner --cold     exec'd inside a fresh sandbox (the cold path):
+ *                            fd 3 is the status pipe, fd 4 the work memfd
+ *   pyexec-runner --zygote   started by the service (zygote.c): initializes
+ *                            the interpreter once, then forks pre-built
+ *                            sandboxes that wait for work (the warm path)
+ */
+#pragma once
+
+#include <stdbool.h>
+
+#include "work.h"
+
+/* The fds the cold path hands to the exec'd runner. */
+#define RUNNER_STATUS_FD 3
+#define RUNNER_WORK_FD 4
+
+/* Largest work payload a runner accepts. */
+#define RUNNER_WORK_MAX (512u << 20)
+
+/*
+ * With the interpreter initialized (and the hook installed by runner_setup),
+ * run the program described by w in the current directory, reporting a
+ * static-check refusal on status_fd, and exit the process as `python3
+ * main.py` would. Never returns.
+ */
+_Noreturn void runner_run(struct work *w, int status_fd, int work_fd);
+
+/* Before Py_Initialize: the audit hook and the _pyexec module. */
+int runner_setup(void);
+
+/* Entry points of pyexec-runner. */
+int runner_cold_main(void);
+int runner_zygote_main(int control_fd);
