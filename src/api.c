@@ -411,12 +411,15 @@ int api_parse_execute(const char *body, size_t len, const struct config *cfg, st
         if ((v = json_object_get(r.doc, "maxOutput")) &&
             want_uint(v, "maxOutput", 1, cfg->max_output_length, "bytes", &r.limits.max_output, err) < 0)
                 goto fail;
+        r.policy_line = cfg->default_policy ? config_policy_line(cfg, cfg->default_policy) : NULL;
         if ((v = json_object_get(r.doc, "policy"))) {
                 if (want_cstring(v, "policy", 64, &s, err) < 0)
                         goto fail;
-                if (strcmp(s, "permissive") != 0) {
+                r.policy_line = config_policy_line(cfg, s);
+                if (!r.policy_line) {
                         api_error_set(err, 400, "invalid_request", "policy",
-                                      "policy '%s' is not available; available: permissive", s);
+                                      "policy '%s' is not available; available: %s", s,
+                                      cfg->policies ? cfg->policies : "none");
                         goto fail;
                 }
         }
@@ -563,6 +566,8 @@ static void run_one(struct pyexec_sandbox *sb, const struct config *cfg, const s
                 .stdin_len = stdin_len,
                 .echo_stdout = -1,
                 .echo_stderr = -1,
+                .runner = true,
+                .policy = r->policy_line,
         };
         uint64_t t0 = now_ns();
         pyexec_run(sb, &spec, res);

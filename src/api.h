@@ -50,6 +50,7 @@ struct api_request {
         struct api_case *cases;
         size_t n_cases;
         char *module_file; /* "starter.py" or moduleName + ".py", with runTests */
+        const char *policy_line; /* the chosen policy (borrowed from the config) */
 };
 
 /* Parse and validate a request body. -EINVAL with err filled when the

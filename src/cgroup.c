@@ -454,6 +454,43 @@ fail:
         return r;
 }
 
+int cgroup_run_set_limits(const struct cgroup_host *h, const struct cgroup_run *c, uint64_t memory_bytes,
+                          uint64_t pids_max) {
+        char mem[32], pids[32];
+        int r;
+
+        snprintf(mem, sizeof mem, "%llu", (unsigned long long)memory_bytes);
+        snprintf(pids, sizeof pids, "%llu", (unsigned long long)pids_max);
+        if (c->version == CGROUP_V2) {
+                if (c->memory && (r = set_file(c->memory, "memory.max", mem)) < 0)
+                        return r;
+                return c->memory ? set_file(c->memory, "pids.max", pids) : 0;
+        }
+        if (c->memory) {
+                /* memsw must stay >= the limit at every step: raise it
+                 * first when the limit grows, lower it last when it
+                 * shrinks. */
+                r = set_file(c->memory, "memory.limit_in_bytes", mem);
+                if (r == -EINVAL && h->memsw) {
+                        if ((r = set_file(c->memory, "memory.memsw.limit_in_bytes", mem)) < 0)
+                                return r;
+                        r = set_file(c->memory, "memory.limit_in_bytes", mem);
+                }
+                if (r < 0)
+                        return r;
+                if (h->memsw && (r = set_file(c->memory, "memory.memsw.limit_in_bytes", mem)) < 0)
+                        return r;
+        }
+        if (c->pids && (r = set_file(c->pids, "pids.max", pids)) < 0)
+                return r;
+        return 0;
+}
+
+void cgroup_run_reset_peak(const struct cgroup_run *c) {
+        if (c->version == CGROUP_V1 && c->memory)
+                (void)set_file(c->memory, "memory.max_usage_in_bytes", "0");
+}
+
 static int attach_one(const char *dir, pid_t pid) {
         char v[32];
         if (!dir)

@@ -58,6 +58,14 @@ struct cgroup_run {
 int cgroup_run_create(const struct cgroup_host *h, const char *name, uint64_t memory_bytes, uint64_t pids_max,
                       struct cgroup_run *ret);
 
+/* Change the limits of an existing run (the warm path sets each request's
+ * limits on a sandbox built ahead of time). */
+int cgroup_run_set_limits(const struct cgroup_host *h, const struct cgroup_run *c, uint64_t memory_bytes,
+                          uint64_t pids_max);
+/* Start the memory high-water mark afresh (v1; v2's memory.peak cannot be
+ * reset for other readers, so it also counts the sandbox's construction). */
+void cgroup_run_reset_peak(const struct cgroup_run *c);
+
 /* Move pid into every cgroup of the run. */
 int cgroup_run_attach(const struct cgroup_run *c, pid_t pid);
 

@@ -78,6 +78,17 @@ static const struct key {
         { "API_KEYS", KEY_STRING, 0, 0, "", C(api_keys), "comma-separated API keys; empty (and no file): no auth" },
         { "API_KEYS_FILE", KEY_STRING, 0, 0, "", C(api_keys_file), "file with one API key per line" },
         { "PYEXEC_PYTHON", KEY_STRING, 0, 0, "/usr/bin/python3", C(python), "the interpreter (under /usr)" },
+        { "EXECUTION_MODE", KEY_STRING, 0, 0, "warm", C(execution_mode),
+          "warm: fork runs from a zygote with pre-built sandboxes; cold: a fresh interpreter per run (--cold)" },
+        { "WARM_POOL_SIZE", KEY_U64, 0, 1024, "0", C(warm_pool),
+          "sandboxes kept built and waiting (warm mode); 0: MAX_CONCURRENT_EXECUTIONS + 1" },
+        { "ZYGOTE_MAX_FORKS", KEY_U64, 1, 1000000000, "10000", C(zygote_max_forks),
+          "replace the zygote after this many sandboxes" },
+        { "ZYGOTE_MAX_AGE", KEY_U64, 1, 604800, "3600", C(zygote_max_age), "replace the zygote after this many seconds" },
+        { "POLICIES", KEY_STRING, 0, 0, "education,permissive", C(policies),
+          "comma-separated policies a request may pick (built-in: education, permissive; more as POLICY_<NAME>=spec)" },
+        { "DEFAULT_POLICY", KEY_STRING, 0, 0, "education", C(default_policy),
+          "the policy of a request that names none (one of POLICIES)" },
         { "JOBS_FILE", KEY_STRING, 0, 0, "", C(jobs_file),
           "operator jobs (YAML); empty: PYEXEC_JOBS, else jobs/jobs.yaml beside the binary's directory" },
 };
@@ -88,6 +99,134 @@ _Static_assert(sizeof keys / sizeof keys[0] <= 32, "struct config.source is too 
 struct raw {
         char *api_keys;
 };
+
+_Static_assert(ELEMENTSOF(keys) <= ELEMENTSOF(((struct config *)0)->source), "source[] too small");
+
+/* POLICY_<NAME>=spec: an operator's policy (policy.h), from the file or the
+ * environment. Applied in order after everything else is read. */
+static int add_policy_def(struct config *c, const char *key, const char *spec, const char *where, char *err,
+                          size_t errlen) {
+        char name[POLICY_NAME_MAX + 8], *line, **v;
+        size_t n = strlen(key) - 7;
+
+        if (n == 0 || n >= POLICY_NAME_MAX) {
+                snprintf(err, errlen, "%s: '%s' needs a policy name of 1-31 characters after POLICY_", where, key);
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < n; i++)
+                name[i] = (char)tolower((unsigned char)key[7 + i]);
+        name[n] = 0;
+        if (!policy_name_is_valid(name)) {
+                snprintf(err, errlen, "%s: '%s': policy names are letters, digits, _ and -, starting with a letter", where,
+                         key);
+                return -EINVAL;
+        }
+        if (!utf8_is_valid(spec, strlen(spec)) || strlen(spec) > 65536) {
+                snprintf(err, errlen, "%s: %s must be valid UTF-8 of at most 65536 bytes", where, key);
+                return -EINVAL;
+        }
+        v = realloc(c->policy_sources, (c->n_policy_sources + 1) * sizeof *v);
+        if (!v)
+                return -ENOMEM;
+        c->policy_sources = v;
+        line = strdup_printf("%s\t%s\t%s", name, spec, where);
+        if (!line)
+                return -ENOMEM;
+        v[c->n_policy_sources++] = line;
+        return 0;
+}
+
+int config_build_policies(struct config *c, char *err, size_t errlen) {
+        int r;
+        bool found_default = false;
+
+        if (policy_set_init(&c->policy_set) < 0)
+                return -ENOMEM;
+        for (size_t i = 0; i < c->n_policy_sources; i++) {
+                char *copy = strdup(c->policy_sources[i]), *name, *spec, *where, e[512];
+                if (!copy)
+                        return -ENOMEM;
+                name = copy;
+                spec = strchr(name, '\t');
+                *spec++ = 0;
+                where = strchr(spec, '\t');
+                *where++ = 0;
+                r = policy_set_define(&c->policy_set, name, spec, e, sizeof e);
+                if (r < 0) {
+                        snprintf(err, errlen, "POLICY_%s (%s): %s", name, where, e);
+                        free(copy);
+                        return -EINVAL;
+                }
+                free(copy);
+        }
+        c->policy_lines = calloc(c->policy_set.n, sizeof *c->policy_lines);
+        if (!c->policy_lines)
+                return -ENOMEM;
+        for (size_t i = 0; i < c->policy_set.n; i++)
+                if (policy_format(&c->policy_set.v[i], &c->policy_lines[i]) < 0)
+                        return -ENOMEM;
+        /* Every name in POLICIES must exist; the default must be one. */
+        for (const char *p = c->policies; *p;) {
+                size_t l = strcspn(p, ",");
+                char name[POLICY_NAME_MAX];
+                const char *q = p;
+                size_t ql = l;
+                while (ql > 0 && *q == ' ')
+                        q++, ql--;
+                while (ql > 0 && q[ql - 1] == ' ')
+                        ql--;
+                if (ql == 0 || ql >= sizeof name) {
+                        snprintf(err, errlen, "POLICIES must list policy names separated by commas, got '%s'",
+                                 c->policies);
+                        return -EINVAL;
+                }
+                memcpy(name, q, ql);
+                name[ql] = 0;
+                if (!policy_set_find(&c->policy_set, name)) {
+                        snprintf(err, errlen, "POLICIES names '%s', which is not defined (built-in: education, "
+                                              "permissive; define more with POLICY_<NAME>=spec)",
+                                 name);
+                        return -EINVAL;
+                }
+                if (strcmp(name, c->default_policy) == 0)
+                        found_default = true;
+                p += l;
+                if (*p == ',')
+                        p++;
+        }
+        if (!found_default) {
+                snprintf(err, errlen, "DEFAULT_POLICY '%s' is not among POLICIES (%s)", c->default_policy, c->policies);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+const char *config_policy_line(const struct config *c, const char *name) {
+        size_t n = strlen(name);
+        bool allowed = false;
+        if (!c->policies || !c->policy_lines)
+                return NULL; /* none configured */
+        for (const char *p = c->policies; *p;) {
+                size_t l = strcspn(p, ",");
+                const char *q = p;
+                size_t ql = l;
+                while (ql > 0 && *q == ' ')
+                        q++, ql--;
+                while (ql > 0 && q[ql - 1] == ' ')
+                        ql--;
+                if (ql == n && memcmp(q, name, n) == 0)
+                        allowed = true;
+                p += l;
+                if (*p == ',')
+                        p++;
+        }
+        if (!allowed)
+                return NULL;
+        for (size_t i = 0; i < c->policy_set.n; i++)
+                if (strcmp(c->policy_set.v[i].name, name) == 0)
+                        return c->policy_lines[i];
+        return NULL;
+}
 
 static const struct key *find_key(const char *name) {
         for (size_t i = 0; i < ELEMENTSOF(keys); i++)
@@ -204,6 +343,11 @@ static int load_file(struct config *c, struct raw *raw, const char *path, char *
                 for (size_t l = strlen(val); l > 0 && (val[l - 1] == ' ' || val[l - 1] == '\t' || val[l - 1] == '\r');)
                         val[--l] = 0;
                 k = find_key(key);
+                if (!k && strncmp(key, "POLICY_", 7) == 0) {
+                        if ((r = add_policy_def(c, key, val, where, err, errlen)) < 0)
+                                break;
+                        continue;
+                }
                 if (!k) {
                         snprintf(err, errlen, "%s: unknown key '%s'", where, key);
                         r = -EINVAL;
@@ -335,6 +479,20 @@ int config_load(struct config *c, int argc, char **argv, FILE *out, char *err, s
                         goto out;
                 c->source[i] = SOURCE_ENV;
         }
+        {
+                extern char **environ;
+                for (char **e = environ; e && *e; e++) {
+                        const char *eq = strchr(*e, '=');
+                        char key[64], where[96];
+                        if (strncmp(*e, "POLICY_", 7) != 0 || !eq || (size_t)(eq - *e) >= sizeof key)
+                                continue;
+                        memcpy(key, *e, (size_t)(eq - *e));
+                        key[eq - *e] = 0;
+                        snprintf(where, sizeof where, "environment variable %s", key);
+                        if ((r = add_policy_def(c, key, eq + 1, where, err, errlen)) < 0)
+                                goto out;
+                }
+        }
         for (int i = 1; i < argc; i++) {
                 const char *arg = argv[i], *value = NULL;
                 char name[64], flag[80];
@@ -351,6 +509,14 @@ int config_load(struct config *c, int argc, char **argv, FILE *out, char *err, s
                 }
                 if (strncmp(arg, "--config=", 9) == 0)
                         continue;
+                if (strcmp(arg, "--cold") == 0) {
+                        /* Short for --execution-mode cold. */
+                        const struct key *km = find_key("EXECUTION_MODE");
+                        if ((r = set_value(c, &raw, km, "cold", "--cold", err, errlen)) < 0)
+                                goto out;
+                        c->source[km - keys] = SOURCE_FLAG;
+                        continue;
+                }
                 if (strncmp(arg, "--", 2) != 0) {
                         snprintf(err, errlen, "unexpected argument '%s' (see pyexec serve --help)", arg);
                         r = -EINVAL;
@@ -389,6 +555,17 @@ int config_load(struct config *c, int argc, char **argv, FILE *out, char *err, s
                 r = -EINVAL;
                 goto out;
         }
+        if (strcmp(c->execution_mode, "warm") == 0)
+                c->warm = true;
+        else if (strcmp(c->execution_mode, "cold") == 0)
+                c->warm = false;
+        else {
+                snprintf(err, errlen, "EXECUTION_MODE must be warm or cold, got '%s'", c->execution_mode);
+                r = -EINVAL;
+                goto out;
+        }
+        if ((r = config_build_policies(c, err, errlen)) < 0)
+                goto out;
         if (print) {
                 config_print(c, out);
                 r = 1;
@@ -410,6 +587,16 @@ void config_done(struct config *c) {
         free(c->python);
         free(c->jobs_file);
         free(c->config_file);
+        free(c->execution_mode);
+        free(c->policies);
+        free(c->default_policy);
+        for (size_t i = 0; c->policy_lines && i < c->policy_set.n; i++)
+                free(c->policy_lines[i]);
+        free(c->policy_lines);
+        policy_set_done(&c->policy_set);
+        for (size_t i = 0; i < c->n_policy_sources; i++)
+                free(c->policy_sources[i]);
+        free(c->policy_sources);
         *c = (struct config){ 0 };
 }
 
@@ -440,5 +627,12 @@ void config_print(const struct config *c, FILE *f) {
                         break;
                 }
                 fprintf(f, "  # %s\n", src);
+        }
+        for (size_t i = 0; i < c->n_policy_sources; i++) {
+                const char *name = c->policy_sources[i], *spec = strchr(name, '\t') + 1, *where = strchr(spec, '\t') + 1;
+                fprintf(f, "POLICY_");
+                for (const char *q = name; q < spec - 1; q++)
+                        fputc(toupper((unsigned char)*q), f);
+                fprintf(f, "=%.*s  # %s\n", (int)(where - spec - 1), spec, where);
         }
 }

@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "policy.h"
+
 enum log_level {
         LOG_DEBUG,
         LOG_INFO,
@@ -59,9 +61,30 @@ struct config {
         /* API keys from API_KEYS and API_KEYS_FILE; empty = no auth. */
         char **api_keys;
         size_t n_api_keys;
-        enum config_source source[32]; /* per key, for --print-config */
+        char *execution_mode; /* "warm" (a zygote and pre-built sandboxes) or "cold" */
+        bool warm;
+        uint64_t warm_pool;        /* sandboxes kept ready; 0 = MAX_CONCURRENT_EXECUTIONS + 1 */
+        uint64_t zygote_max_forks; /* recycle the zygote after this many sandboxes */
+        uint64_t zygote_max_age;   /* ... or after this many seconds */
+        char *policies;            /* names a request may pick */
+        char *default_policy;
+        /* Built-in policies plus the operator's POLICY_<NAME> keys, and
+         * each one's policy_format() line (parallel to policy_set.v). */
+        struct policy_set policy_set;
+        char **policy_lines;
+        char **policy_sources; /* POLICY_<NAME>=spec as given, with where, for --print-config */
+        size_t n_policy_sources;
+        enum config_source source[40]; /* per key, for --print-config */
         char *config_file;
 };
+
+/* Build policy_set and policy_lines from the built-ins, policy_sources,
+ * POLICIES and DEFAULT_POLICY (config_load does it). */
+int config_build_policies(struct config *c, char *err, size_t errlen);
+
+/* The policy_format() line of a policy a request may pick; NULL when name
+ * is not among POLICIES. */
+const char *config_policy_line(const struct config *c, const char *name);
 
 /* Fill c from defaults, --config FILE, the environment and the flags in
  * argv (argv[0] is "serve"). Returns 0, 1 for --print-config, 2 for --help

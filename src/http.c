@@ -839,6 +839,29 @@ int http_serve(const struct config *cfg) {
                 log_event(LOG_ERROR, "cannot set up the sandbox", json_pack("{s:s}", "error", strerror(-r)));
                 return 1;
         }
+        if (cfg->warm) {
+                struct pyexec_limits def;
+                struct pyexec_warm_options wo;
+                pyexec_limits_default(&def);
+                wo = (struct pyexec_warm_options){
+                        .pool = cfg->warm_pool ? (unsigned)cfg->warm_pool : (unsigned)cfg->max_concurrent + 1,
+                        .disk_mb = def.disk_mb,
+                        .memory_mb = cfg->memory_limit,
+                        .pids = def.pids,
+                        .max_forks = cfg->zygote_max_forks,
+                        .max_age_s = cfg->zygote_max_age,
+                };
+                uint64_t t0 = now_ns();
+                r = pyexec_sandbox_start_warm(s.sb, &wo);
+                if (r < 0)
+                        /* The service still runs every program, cold. */
+                        log_event(LOG_WARN, "warm mode unavailable: running cold",
+                                  json_pack("{s:s}", "error", strerror(-r)));
+                else
+                        log_event(LOG_INFO, "zygote started",
+                                  json_pack("{s:I,s:f}", "pool", (json_int_t)wo.pool, "startMs",
+                                            (double)(now_ns() - t0) / 1e6));
+        }
         s.metrics = metrics_new();
         s.rl = ratelimit_new(cfg->rate_limit_window, cfg->rate_limit_max, 100000);
         pthread_mutex_init(&s.env_lock, NULL);

@@ -156,6 +156,30 @@ struct pyexec_sandbox *pyexec_sandbox_free(struct pyexec_sandbox *s);
  */
 int pyexec_run(struct pyexec_sandbox *s, const struct pyexec_spec *spec, struct pyexec_result *ret);
 
+/*
+ * The warm path (zygote.h): a zygote process with an initialized
+ * interpreter, and pool sandboxes built ahead of time from it. Once
+ * started, pyexec_run() uses it for every spec it fits (programs through
+ * the runner, with disk_mb as given here) and the cold path for the rest.
+ */
+struct pyexec_warm_options {
+        unsigned pool;       /* sandboxes kept ready */
+        uint64_t disk_mb;    /* their work directory and /tmp */
+        uint64_t memory_mb;  /* their limits while idle */
+        uint64_t pids;
+        uint64_t max_forks;  /* recycle the zygote after this many sandboxes */
+        uint64_t max_age_s;  /* ... or after this long */
+};
+int pyexec_sandbox_start_warm(struct pyexec_sandbox *s, const struct pyexec_warm_options *o);
+bool pyexec_sandbox_is_warm(const struct pyexec_sandbox *s);
+
+struct pyexec_warm_stats {
+        unsigned ready;
+        uint64_t sandboxes, taken_ready, built_on_demand, failures, zygotes, zygote_deaths;
+        int zygote_pid;
+};
+int pyexec_sandbox_warm_stats(const struct pyexec_sandbox *s, struct pyexec_warm_stats *ret);
+
 /* Facts for `pyexec check`. */
 struct pyexec_sandbox_info {
         bool privileged;        /* running as root: fresh host uid per run */

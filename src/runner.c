@@ -497,24 +497,40 @@ static const char *base_name(const char *path) {
 
 /* Returns true when the program may run; else the verdict was sent and
  * the report written to stderr. */
+static PyObject *check_fn;
+
+int runner_prepare(void) {
+        PyObject *ns, *res, *m;
+
+        if (check_fn)
+                return 0;
+        /* What the check imports, imported now. */
+        m = PyImport_ImportModule("_pyexec");
+        Py_XDECREF(m);
+        m = m ? PyImport_ImportModule("_ast") : NULL;
+        Py_XDECREF(m);
+        ns = m ? PyDict_New() : NULL;
+        if (!ns || PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) < 0) {
+                Py_XDECREF(ns);
+                return -1;
+        }
+        res = PyRun_String(static_check_py, Py_file_input, ns, ns);
+        Py_XDECREF(res);
+        check_fn = res ? PyDict_GetItemString(ns, "check") : NULL;
+        Py_XINCREF(check_fn);
+        Py_DECREF(ns);
+        return check_fn ? 0 : -1;
+}
+
 static bool static_check(int status_fd) {
-        PyObject *ns = NULL, *files = NULL, *res = NULL, *fn = NULL;
+        PyObject *files = NULL, *res = NULL, *ns = NULL;
         bool ok = true;
 
         files = scan_workdir();
-        ns = PyDict_New();
-        if (!files || !ns)
+        if (!files || runner_prepare() < 0)
                 goto fail;
-        if (PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) < 0)
-                goto fail;
-        res = PyRun_String(static_check_py, Py_file_input, ns, ns);
-        if (!res)
-                goto fail;
-        Py_DECREF(res);
-        fn = PyDict_GetItemString(ns, "check");
-        res = fn ? PyObject_CallFunction(fn, "Osi", files, active ? active->name : "permissive",
-                                         active && (active->check_imports || active->n_deny > 0))
-                 : NULL;
+        res = PyObject_CallFunction(check_fn, "Osi", files, active ? active->name : "permissive",
+                                    active && (active->check_imports || active->n_deny > 0));
         if (!res)
                 goto fail;
         if (PyTuple_Check(res) && PyTuple_Size(res) == 6) {
@@ -569,6 +585,62 @@ fail:
 }
 
 /* ---- running __main__ ------------------------------------------------- */
+
+static int call_method(const char *module, const char *method) {
+        PyObject *m = PyDict_GetItemString(PyImport_GetModuleDict(), module), *r;
+        if (!m)
+                return 0;
+        r = PyObject_CallMethod(m, method, NULL);
+        if (!r) {
+                PyErr_Print();
+                return -1;
+        }
+        Py_DECREF(r);
+        return 0;
+}
+
+static int flush_std(void) {
+        int rc = 0;
+        static const char *const names[] = { "stdout", "stderr" };
+        for (size_t i = 0; i < 2; i++) {
+                PyObject *f = PySys_GetObject(names[i]), *r;
+                if (!f || f == Py_None)
+                        continue;
+                r = PyObject_CallMethod(f, "flush", NULL);
+                if (!r) {
+                        PyErr_Clear();
+                        rc = -1;
+                } else
+                        Py_DECREF(r);
+        }
+        return rc;
+}
+
+/*
+ * The exit of `python3 main.py`, in its order: non-daemon threads awaited,
+ * atexit handlers, the standard streams flushed (a failing flush makes the
+ * exit code 120), then the program's globals released (their __del__ may
+ * still print) and the streams flushed again. What Py_FinalizeEx() does
+ * beyond that, tearing down every module, is left to _exit(): in a child
+ * of the zygote it would write to every page the zygote shares with it,
+ * and take longer than the program.
+ */
+static int finish(PyObject *main_dict, int exitcode) {
+        PyObject *gc;
+
+        call_method("threading", "_shutdown");
+        call_method("atexit", "_run_exitfuncs");
+        if (flush_std() < 0 && exitcode == 0)
+                exitcode = 120;
+        PyDict_Clear(main_dict);
+        gc = PyDict_GetItemString(PyImport_GetModuleDict(), "gc");
+        if (gc)
+                Py_XDECREF(PyObject_CallMethod(gc, "collect", NULL));
+        PyErr_Clear();
+        if (flush_std() < 0 && exitcode == 0)
+                exitcode = 120;
+        return exitcode;
+}
 
 /* SystemExit's code as python3 maps it: None 0, an int itself, anything
  * else printed to stderr and 1. Clears the exception. */
@@ -711,7 +783,7 @@ _Noreturn void runner_run(struct work *w, int status_fd, int work_fd) {
         char err[256];
         PyObject *d, *res = NULL, *builtins;
         FILE *fp;
-        int exitcode = 0, r;
+        int exitcode = 0;
         bool kbint = false;
         const char *path = SANDBOX_WORKDIR "/" PYEXEC_MAIN_FILE;
 
@@ -783,18 +855,14 @@ _Noreturn void runner_run(struct work *w, int status_fd, int work_fd) {
                 }
                 Py_XDECREF(res);
         }
-        /* Threads awaited, atexit run, streams flushed, as at python3's
-         * exit. */
-        r = Py_FinalizeEx();
-        if (r < 0 && exitcode == 0)
-                exitcode = 120;
+        exitcode = finish(d, exitcode);
         if (kbint) {
                 /* python3 ends by SIGINT after an uncaught
                  * KeyboardInterrupt. */
                 signal(SIGINT, SIG_DFL);
                 kill(getpid(), SIGINT);
         }
-        exit(exitcode);
+        _exit(exitcode);
 }
 
 /* ---- the cold path ---------------------------------------------------- */

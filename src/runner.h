@@ -33,6 +33,10 @@
  */
 _Noreturn void runner_run(struct work *w, int status_fd, int work_fd);
 
+/* After Py_Initialize: compile the static check (the zygote does it once
+ * for all its children). */
+int runner_prepare(void);
+
 /* Before Py_Initialize: the audit hook and the _pyexec module. */
 int runner_setup(void);
 

@@ -81,6 +81,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -95,6 +96,7 @@
 #include "runner.h"
 #include "sandbox-msg.h"
 #include "work.h"
+#include "zygote.h"
 #include "seccomp.h"
 #include "uidpool.h"
 #include "util.h"
@@ -117,6 +119,7 @@ struct pyexec_sandbox {
         char lock_dir[256];
         int runner_fd; /* O_PATH of pyexec-runner, or -1 when not found */
         char runner_path[PATH_MAX];
+        struct warm_pool *warm; /* the warm path, when started */
 };
 
 const char *pyexec_status_to_string(enum pyexec_status s) {
@@ -203,6 +206,7 @@ fail:
 struct pyexec_sandbox *pyexec_sandbox_free(struct pyexec_sandbox *s) {
         if (!s)
                 return NULL;
+        s->warm = warm_pool_free(s->warm);
         cgroup_host_done(&s->cg);
         if (s->runner_fd >= 0)
                 close(s->runner_fd);
@@ -299,6 +303,11 @@ struct child_ctx {
         int sync_r, status_w, out_w, err_w, stdin_fd;
         int *keep; /* every fd init keeps (the above and the binds'), sorted */
         size_t n_keep;
+        /* The warm path: the program is forked (a copy of the zygote's
+         * initialized interpreter), sends STARTED itself when work
+         * arrives on work_r, and runs warm_main. */
+        warm_main_fn warm_main;
+        int work_r;
 };
 
 /*
@@ -354,6 +363,28 @@ static int run_program_fn(void *arg) {
         run_program(arg);
 }
 
+/* The warm path's program: everything of run_program up to the exec, then
+ * the runner's loop instead (which waits for the work). stdin arrives with
+ * the work. */
+_Noreturn static void run_program_warm(const struct child_ctx *c) {
+        int r;
+
+        if (dup2(c->out_w, 1) < 0 || dup2(c->err_w, 2) < 0)
+                child_fail(c->status_w, "setting up stdio", -errno);
+        close_all_except((int[]){ 0, 1, 2, c->status_w, c->work_r }, 5);
+        setsid();
+        if (chdir(SANDBOX_WORKDIR) < 0)
+                child_fail(c->status_w, "entering " SANDBOX_WORKDIR, -errno);
+        r = cred_drop(c->uid, c->gid, !c->userns);
+        if (r < 0)
+                child_fail(c->status_w, "dropping privileges", r);
+        r = seccomp_prog_apply(c->sb->seccomp);
+        if (r < 0)
+                child_fail(c->status_w, "installing the seccomp filter", r);
+        c->warm_main(c->status_w, c->work_r);
+        _exit(127);
+}
+
 /* init's SIGTERM (from the supervisor, on the wall-clock limit with a grace
  * period) goes to every process of the run; SIGKILL follows from outside.
  * Only a sender outside the PID namespace counts (the kernel reports its pid
@@ -406,13 +437,23 @@ _Noreturn static void run_init(const struct child_ctx *c) {
          * supervisor's, and so would leak the host's command line). */
         prctl(PR_SET_DUMPABLE, 0);
         prctl(PR_SET_NAME, "pyexec-init");
-        prog = clone(run_program_fn, program_stack + sizeof program_stack, CLONE_VM | CLONE_VFORK | SIGCHLD,
-                     (void *)c);
+        if (c->warm_main) {
+                /* A real fork: the program continues the interpreter that
+                 * init inherited from the zygote. */
+                prog = fork();
+                if (prog == 0)
+                        run_program_warm(c);
+        } else
+                prog = clone(run_program_fn, program_stack + sizeof program_stack, CLONE_VM | CLONE_VFORK | SIGCHLD,
+                             (void *)c);
         if (prog < 0)
                 child_fail(c->status_w, "forking the program", -errno);
 
-        m = (struct msg){ .type = MSG_STARTED, .t_ns = now_ns() };
-        send_msg(c->status_w, &m);
+        if (!c->warm_main) {
+                m = (struct msg){ .type = MSG_STARTED, .t_ns = now_ns() };
+                send_msg(c->status_w, &m);
+        } else
+                close(c->work_r);
         close(c->out_w);
         close(c->err_w);
         close(c->stdin_fd);
@@ -580,6 +621,12 @@ struct watch {
         pid_t init_pid;
         bool sample_before_kill; /* no cgroup accounts for the run */
         struct tree_sample sample;
+        /* The warm path: the run is over at EXITED and EOF (init's own
+         * exit and the namespace's teardown happen after the answer), and
+         * the sandbox's cgroup already counted its construction. */
+        bool warm;
+        uint64_t cpu_base_ns, oom_base;
+        uint64_t start_cpu_us; /* the program's own, at STARTED (warm) */
         char msgbuf[sizeof(struct msg) * 4];
         size_t msglen;
 };
@@ -602,6 +649,7 @@ static void handle_msgs(struct watch *w) {
                                 w->verdict = m;
                         break;
                 case MSG_STARTED:
+                        w->start_cpu_us = m.cpu_us;
                         w->started = true;
                         w->t_start = m.t_ns;
                         w->sup_start = now_ns();
@@ -658,7 +706,7 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                 int n = 0, timeout_ms;
                 uint64_t now = now_ns(), deadline, next_cpu_check = UINT64_MAX;
 
-                if (fds[0] < 0 && fds[1] < 0 && fds[2] < 0 && w->init_gone)
+                if (fds[0] < 0 && fds[1] < 0 && (w->init_gone ? fds[2] < 0 : w->warm && w->exited_msg))
                         break;
                 if (!w->started)
                         deadline = setup_deadline;
@@ -691,14 +739,14 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                 }
                 if (cpu_polled && w->started && !w->init_gone && !w->killed_cpu && !w->killed_oom) {
                         uint64_t used = 0, ooms = 0, interval;
-                        if (cgroup_run_cpu_ns(cg, &used) == 0 && used >= cpu_limit_ns) {
+                        if (cgroup_run_cpu_ns(cg, &used) == 0 && (used -= w->cpu_base_ns) >= cpu_limit_ns) {
                                 w->killed_cpu = true;
                                 watch_kill(w, pidfd);
                                 continue;
                         }
                         /* One OOM kill ends the run (v1 kills one victim;
                          * v2's memory.oom.group already takes them all). */
-                        if (cgroup_run_oom_kills(cg, &ooms) == 0 && ooms > 0) {
+                        if (cgroup_run_oom_kills(cg, &ooms) == 0 && ooms > w->oom_base) {
                                 w->killed_oom = true;
                                 watch_kill(w, pidfd);
                                 continue;
@@ -1004,6 +1052,52 @@ static void classify(const struct pyexec_spec *spec, const struct watch *w, cons
                 res->message = strdup_printf("exited with code %d", res->exit_code);
 }
 
+/* Measurements, then the verdict. ru: init's rusage, when it was reaped. */
+static void finish_result(const struct pyexec_spec *spec, struct watch *w, const struct cgroup_stats *cs,
+                          bool have_cgroup_memory, const struct rusage *ru, struct pyexec_result *res) {
+        if (w->exited_msg)
+                res->wall_ms = (double)(w->t_end - w->t_start) / 1e6;
+        else if (w->started)
+                res->wall_ms = (double)(now_ns() - w->sup_start) / 1e6;
+        if (cs->have_cpu)
+                res->cpu_ms = (double)(cs->cpu_ns - w->cpu_base_ns) / 1e6;
+        else if (w->exited_msg)
+                res->cpu_ms = (double)(w->cpu_us > w->start_cpu_us ? w->cpu_us - w->start_cpu_us : 0) / 1e3;
+        else {
+                double sampled = (double)w->sample.cpu_ticks * 1e3 / (double)sysconf(_SC_CLK_TCK);
+                res->cpu_ms = ru ? ((double)ru->ru_utime.tv_sec * 1e3 + (double)ru->ru_utime.tv_usec / 1e3 +
+                                    (double)ru->ru_stime.tv_sec * 1e3 + (double)ru->ru_stime.tv_usec / 1e3)
+                                 : 0;
+                if (sampled > res->cpu_ms)
+                        res->cpu_ms = sampled;
+        }
+        if (cs->have_peak)
+                res->peak_kb = cs->peak_bytes / 1024;
+        else {
+                res->peak_kb = w->exited_msg ? w->maxrss_kb : ru ? (uint64_t)ru->ru_maxrss : 0;
+                if (w->sample.peak_kb > res->peak_kb)
+                        res->peak_kb = w->sample.peak_kb;
+        }
+        classify(spec, w, cs, have_cgroup_memory, res);
+}
+
+/* The generated /etc of a sandbox whose program is uid/gid. */
+static void fill_etc(struct mount_file etc[5], char *passwd, size_t np, char *group, size_t ng, char *hosts, size_t nh,
+                     uid_t uid, gid_t gid) {
+        snprintf(passwd, np,
+                 "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+                 "sandbox:x:%u:%u:sandbox:" SANDBOX_WORKDIR ":/usr/sbin/nologin\n"
+                 "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+                 (unsigned)uid, (unsigned)gid);
+        snprintf(group, ng, "root:x:0:\nsandbox:x:%u:\nnogroup:x:65534:\n", (unsigned)gid);
+        snprintf(hosts, nh, "127.0.0.1\tlocalhost " SANDBOX_HOSTNAME "\n::1\tlocalhost ip6-localhost\n");
+        etc[0] = (struct mount_file){ "passwd", passwd, strlen(passwd) };
+        etc[1] = (struct mount_file){ "group", group, strlen(group) };
+        etc[2] = (struct mount_file){ "hosts", hosts, strlen(hosts) };
+        etc[3] = (struct mount_file){ "hostname", SANDBOX_HOSTNAME "\n", sizeof SANDBOX_HOSTNAME };
+        etc[4] = (struct mount_file){ "nsswitch.conf", "passwd: files\ngroup: files\nhosts: files\n", 41 };
+}
+
 /* ---- setup ------------------------------------------------------------- */
 
 static int check_spec(const struct pyexec_spec *spec, char *err, size_t errlen) {
@@ -1058,6 +1152,214 @@ static void fail_internal(struct pyexec_result *res, const char *what, int r) {
         res->message = strdup_printf("%s: %s", what, strerror(r < 0 ? -r : r));
 }
 
+
+/* ---- the warm path ----------------------------------------------------- */
+
+void pyexec_sandbox_host(const struct pyexec_sandbox *sb, struct sandbox_host_info *ret) {
+        *ret = (struct sandbox_host_info){
+                .privileged = sb->privileged,
+                .uid_base = sb->uid_base,
+                .uid_count = sb->uid_count,
+                .lock_dir = sb->lock_dir,
+                .cg = &sb->cg,
+                .outer_uid = sb->outer_uid,
+                .outer_gid = sb->outer_gid,
+        };
+}
+
+pid_t pyexec_sandbox_spawn_warm(const struct pyexec_sandbox *sb, const struct warm_request *req,
+                                const int fds[_WARM_FD_MAX], warm_main_fn fn) {
+        struct child_ctx c = { .sb = sb };
+        struct mount_file etc[5];
+        char passwd[512], group[256], hosts[160];
+        int keep[_WARM_FD_MAX];
+        pid_t pid;
+
+        c.uid = req->uid;
+        c.gid = req->gid;
+        c.userns = req->userns != 0;
+        c.cgroup_ns = true;
+        c.runner_fd = c.work_fd = c.stdin_fd = -1;
+        c.sync_r = fds[WARM_FD_SYNC];
+        c.status_w = fds[WARM_FD_STATUS];
+        c.out_w = fds[WARM_FD_OUT];
+        c.err_w = fds[WARM_FD_ERR];
+        c.work_r = fds[WARM_FD_WORK];
+        c.warm_main = fn;
+        fill_etc(etc, passwd, sizeof passwd, group, sizeof group, hosts, sizeof hosts, c.uid, c.gid);
+        c.plan = (struct mount_plan){
+                .staging = "/tmp",
+                .work_bytes = req->disk_bytes,
+                .tmp_bytes = req->disk_bytes,
+                .inodes = req->inodes,
+                .uid = c.uid,
+                .gid = c.gid,
+                .etc = etc,
+                .n_etc = ELEMENTSOF(etc),
+        };
+        memcpy(keep, fds, sizeof keep);
+        sort_fds(keep, _WARM_FD_MAX);
+        c.keep = keep;
+        c.n_keep = _WARM_FD_MAX;
+        pid = ns_clone(NS_SANDBOX_FLAGS | (c.userns ? CLONE_NEWUSER : 0));
+        if (pid == 0)
+                run_init(&c);
+        return pid;
+}
+
+/* Whether a spec can run on a pre-built sandbox: a program (not a job),
+ * through the runner, with the work directory the pool's sandboxes have. */
+static bool warm_eligible(const struct pyexec_sandbox *sb, const struct pyexec_spec *spec) {
+        const struct warm_options *o = sb->warm ? warm_pool_options(sb->warm) : NULL;
+        return o && spec->runner && !spec->argv && spec->n_binds == 0 && spec->n_env == 0 &&
+               spec->limits.disk_mb == o->disk_mb;
+}
+
+static int send_work(int sock, int work_fd, int stdin_fd) {
+        char byte = 'w';
+        struct iovec iov = { &byte, 1 };
+        union {
+                char buf[CMSG_SPACE(2 * sizeof(int))];
+                struct cmsghdr align;
+        } u;
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        ssize_t n;
+
+        memset(u.buf, 0, sizeof u.buf);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(2 * sizeof(int));
+        memcpy(CMSG_DATA(cm), (int[]){ work_fd, stdin_fd }, 2 * sizeof(int));
+        do
+                n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        return n == 1 ? 0 : -errno;
+}
+
+static int run_warm(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct pyexec_result *res) {
+        struct watch w = { .res = res, .spec = spec, .warm = true };
+        struct cgroup_stats cs = { 0 };
+        struct rlimit_plan rp;
+        struct work wk = { 0 };
+        const char **argv = NULL;
+        _cleanup_close_ int work_fd = -1, stdin_fd = -1;
+        struct warm_box *box;
+        int r = 0;
+
+        box = warm_pool_take(sb->warm, &r);
+        if (!box) {
+                fail_internal(res, "building a warm sandbox", r);
+                return 0;
+        }
+        rp = (struct rlimit_plan){
+                .cpu_ms = spec->limits.cpu_time_ms,
+                .file_size = spec->limits.file_size_mb * 1024 * 1024,
+                .open_files = spec->limits.open_files,
+                .address_space = box->cg.memory ? 0 : spec->limits.memory_mb * 1024 * 1024,
+                .nproc = box->cg.pids ? 0 : spec->limits.pids + 1,
+        };
+        rlimit_plan_values(&rp, wk.rlimits, &wk.n_rlimits);
+        argv = calloc(spec->n_args + 2, sizeof *argv);
+        if (!argv) {
+                fail_internal(res, "preparing the run", -ENOMEM);
+                goto out;
+        }
+        argv[0] = PYEXEC_MAIN_FILE;
+        for (size_t i = 0; i < spec->n_args; i++)
+                argv[i + 1] = spec->args[i];
+        wk.policy = (char *)spec->policy;
+        wk.argv = (char **)argv;
+        wk.n_argv = spec->n_args + 1;
+        wk.files = (struct pyexec_file *)spec->files;
+        wk.n_files = spec->n_files;
+        if ((r = work_encode(&wk, &work_fd)) < 0) {
+                fail_internal(res, "preparing the run's work", r);
+                goto out;
+        }
+        stdin_fd = make_stdin(spec->stdin_data, spec->stdin_len);
+        if (stdin_fd < 0) {
+                fail_internal(res, "preparing stdin", stdin_fd);
+                goto out;
+        }
+        /* This request's limits on the sandbox built with the defaults; the
+         * pids cgroup also holds init. */
+        if (box->use_cgroup) {
+                struct sandbox_host_info h;
+                pyexec_sandbox_host(sb, &h);
+                r = cgroup_run_set_limits(h.cg, &box->cg, spec->limits.memory_mb * 1024 * 1024,
+                                          spec->limits.pids + 1);
+                if (r < 0) {
+                        fail_internal(res, "setting the run's cgroup limits", r);
+                        goto out;
+                }
+                cgroup_run_reset_peak(&box->cg);
+                (void)cgroup_run_cpu_ns(&box->cg, &w.cpu_base_ns);
+                (void)cgroup_run_oom_kills(&box->cg, &w.oom_base);
+        }
+        if ((r = send_work(box->work_w, work_fd, stdin_fd)) < 0) {
+                fail_internal(res, "handing the program to its sandbox", r);
+                goto out;
+        }
+        close(box->work_w);
+        box->work_w = -1;
+
+        w.init_pid = box->pid;
+        w.sample_before_kill = !box->use_cgroup || !box->cg.cpu;
+        watch_run(&w, box->out_r, box->err_r, box->status_r, box->pidfd, box->use_cgroup ? &box->cg : NULL,
+                  sb->ncpu);
+        box->out_r = box->err_r = box->status_r = -1;
+        if (box->use_cgroup) {
+                cgroup_run_stats(&box->cg, &cs);
+                if (cs.oom_kills >= w.oom_base)
+                        cs.oom_kills -= w.oom_base;
+        }
+        finish_result(spec, &w, &cs, box->cg.memory != NULL, NULL, res);
+out:
+        free(argv);
+        warm_pool_release(sb->warm, box);
+        return 0;
+}
+
+int pyexec_sandbox_start_warm(struct pyexec_sandbox *sb, const struct pyexec_warm_options *o) {
+        struct warm_options wo = {
+                .runner_path = sb->runner_path,
+                .target = o->pool,
+                .disk_mb = o->disk_mb,
+                .memory_mb = o->memory_mb,
+                .pids = o->pids,
+                .max_forks = o->max_forks,
+                .max_age_s = o->max_age_s,
+        };
+        if (sb->runner_fd < 0)
+                return -ENOENT;
+        if (sb->warm)
+                return -EALREADY;
+        return warm_pool_start(sb, &wo, &sb->warm);
+}
+
+bool pyexec_sandbox_is_warm(const struct pyexec_sandbox *sb) {
+        return sb->warm != NULL;
+}
+
+int pyexec_sandbox_warm_stats(const struct pyexec_sandbox *sb, struct pyexec_warm_stats *ret) {
+        struct warm_stats st;
+        if (!sb->warm)
+                return -ENODATA;
+        warm_pool_get_stats(sb->warm, &st);
+        *ret = (struct pyexec_warm_stats){
+                .ready = st.ready,
+                .sandboxes = st.sandboxes,
+                .taken_ready = st.taken_ready,
+                .built_on_demand = st.built_on_demand,
+                .failures = st.failures,
+                .zygotes = st.zygotes,
+                .zygote_deaths = st.zygote_deaths,
+                .zygote_pid = st.zygote_pid,
+        };
+        return 0;
+}
+
 int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct pyexec_result *res) {
         static _Atomic unsigned run_counter;
         struct pipes p = { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 } };
@@ -1095,6 +1397,8 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
                 res->message = strdup(errbuf);
                 return -EINVAL;
         }
+        if (warm_eligible(sb, spec))
+                return run_warm(sb, spec, res);
 
         /* Identity: a host uid of its own as root, else ourselves mapped to
          * SANDBOX_INNER_ID in a user namespace. */
@@ -1132,18 +1436,7 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
         };
         rlimit_plan_values(&rp, c.rlimits, &c.n_rlimits);
 
-        snprintf(passwd, sizeof passwd,
-                 "root:x:0:0:root:/root:/usr/sbin/nologin\n"
-                 "sandbox:x:%u:%u:sandbox:" SANDBOX_WORKDIR ":/usr/sbin/nologin\n"
-                 "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
-                 (unsigned)c.uid, (unsigned)c.gid);
-        snprintf(group, sizeof group, "root:x:0:\nsandbox:x:%u:\nnogroup:x:65534:\n", (unsigned)c.gid);
-        snprintf(hosts, sizeof hosts, "127.0.0.1\tlocalhost " SANDBOX_HOSTNAME "\n::1\tlocalhost ip6-localhost\n");
-        etc[0] = (struct mount_file){ "passwd", passwd, strlen(passwd) };
-        etc[1] = (struct mount_file){ "group", group, strlen(group) };
-        etc[2] = (struct mount_file){ "hosts", hosts, strlen(hosts) };
-        etc[3] = (struct mount_file){ "hostname", SANDBOX_HOSTNAME "\n", sizeof SANDBOX_HOSTNAME };
-        etc[4] = (struct mount_file){ "nsswitch.conf", "passwd: files\ngroup: files\nhosts: files\n", 41 };
+        fill_etc(etc, passwd, sizeof passwd, group, sizeof group, hosts, sizeof hosts, c.uid, c.gid);
 
         work = calloc(spec->n_files ? spec->n_files : 1, sizeof *work);
         argv = calloc((spec->argv ? spec->n_argv : spec->n_args + 2) + 1, sizeof *argv);
@@ -1299,31 +1592,7 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
 
         if (use_cgroup)
                 cgroup_run_stats(&cg, &cs);
-        /* Measurements. */
-        if (w.exited_msg)
-                res->wall_ms = (double)(w.t_end - w.t_start) / 1e6;
-        else if (w.started)
-                res->wall_ms = (double)(now_ns() - w.sup_start) / 1e6;
-        if (cs.have_cpu)
-                res->cpu_ms = (double)cs.cpu_ns / 1e6;
-        else if (w.exited_msg)
-                res->cpu_ms = (double)w.cpu_us / 1e3;
-        else {
-                double sampled = (double)w.sample.cpu_ticks * 1e3 / (double)sysconf(_SC_CLK_TCK);
-                res->cpu_ms = ((double)ru.ru_utime.tv_sec * 1e3 + (double)ru.ru_utime.tv_usec / 1e3 +
-                               (double)ru.ru_stime.tv_sec * 1e3 + (double)ru.ru_stime.tv_usec / 1e3);
-                if (sampled > res->cpu_ms)
-                        res->cpu_ms = sampled;
-        }
-        if (cs.have_peak)
-                res->peak_kb = cs.peak_bytes / 1024;
-        else {
-                res->peak_kb = w.exited_msg ? w.maxrss_kb : (uint64_t)ru.ru_maxrss;
-                if (w.sample.peak_kb > res->peak_kb)
-                        res->peak_kb = w.sample.peak_kb;
-        }
-
-        classify(spec, &w, &cs, cg.memory != NULL, res);
+        finish_result(spec, &w, &cs, cg.memory != NULL, &ru, res);
 
 out:
         if (use_cgroup)

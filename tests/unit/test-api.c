@@ -17,7 +17,9 @@
 
 /* The service's defaults (config.c), written out: config_load() reads the
  * environment, and the tests must not depend on who runs them. */
-static const struct config def_cfg = {
+static struct config def_cfg = {
+        .policies = (char *)"education,permissive",
+        .default_policy = (char *)"education",
         .execution_timeout = 10000,
         .memory_limit = 128,
         .max_output_length = 10000,
@@ -446,12 +448,23 @@ static void test_policy(void **state) {
         struct api_request r;
 
         parse_ok("{\"code\":\"1\",\"policy\":\"permissive\"}", &r);
+        assert_non_null(r.policy_line);
+        assert_true(strncmp(r.policy_line, "name=permissive;", 16) == 0);
+        api_request_done(&r);
+        /* No policy named: DEFAULT_POLICY. */
+        parse_ok("{\"code\":\"1\"}", &r);
+        assert_non_null(r.policy_line);
+        assert_true(strncmp(r.policy_line, "name=education;imports=listed;writes=workdir;", 45) == 0);
+        api_request_done(&r);
+        parse_ok("{\"code\":\"1\",\"policy\":\"education\"}", &r);
+        assert_true(strncmp(r.policy_line, "name=education;", 15) == 0);
         api_request_done(&r);
         expect_400("{\"code\":\"1\",\"policy\":\"strict\"}", "policy",
-                   "policy 'strict' is not available; available: permissive");
-        expect_400("{\"code\":\"1\",\"policy\":\"\"}", "policy", "policy '' is not available; available: permissive");
+                   "policy 'strict' is not available; available: education,permissive");
+        expect_400("{\"code\":\"1\",\"policy\":\"\"}", "policy",
+                   "policy '' is not available; available: education,permissive");
         expect_400("{\"code\":\"1\",\"policy\":\"Permissive\"}", "policy",
-                   "policy 'Permissive' is not available; available: permissive");
+                   "policy 'Permissive' is not available; available: education,permissive");
         expect_400("{\"code\":\"1\",\"policy\":1}", "policy", "policy must be a string, got an integer");
         expect_400("{\"code\":\"1\",\"policy\":null}", "policy", "policy must be a string, got null");
 }
@@ -986,6 +999,11 @@ static void test_error_json(void **state) {
 }
 
 int main(void) {
+        char err[256];
+        if (config_build_policies(&def_cfg, err, sizeof err) < 0) {
+                fprintf(stderr, "config_build_policies: %s\n", err);
+                return 1;
+        }
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_body_size),
                 cmocka_unit_test(test_invalid_utf8),

@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The zygote process (pyexec-runner --zygote FD) and the warm program's
+ * side of a pre-built sandbox. See zygote.h for the process tree and the
+ * protocol, and runner.c for how a program runs.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "policy.h"
+#include "pyexec.h"
+#include "rlimit.h"
+#include "runner.h"
+#include "sandbox-msg.h"
+#include "util.h"
+#include "zygote.h"
+
+extern PyObject *runner_startup_modules;
+
+/* Imported ahead of time besides every allowlisted module: what the static
+ * check and a syntax error's report need, and lazily imported helpers of
+ * allowed modules. */
+static const char *const extra_preimports[] = {
+        "_ast", "traceback", "_strptime", "PIL.Image", "unittest.mock", "json.decoder", "encodings.idna",
+};
+
+static int recv_fds(int sock, void *data, size_t len, int *fds, size_t max_fds, size_t *ret_n) {
+        struct iovec iov = { data, len };
+        union {
+                char buf[CMSG_SPACE(8 * sizeof(int))];
+                struct cmsghdr align;
+        } u;
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+        ssize_t n;
+        size_t got = 0;
+
+        do
+                n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+        while (n < 0 && errno == EINTR);
+        if (n <= 0)
+                return n == 0 ? -EPIPE : -errno;
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+                if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+                        continue;
+                size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                int *v = (int *)CMSG_DATA(cm);
+                for (size_t i = 0; i < k; i++) {
+                        if (got < max_fds)
+                                fds[got++] = v[i];
+                        else
+                                close(v[i]);
+                }
+        }
+        if ((size_t)n != len || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+                for (size_t i = 0; i < got; i++)
+                        close(fds[i]);
+                return -EBADMSG;
+        }
+        *ret_n = got;
+        return 0;
+}
+
+static int send_reply(int sock, const struct warm_reply *rep, int fd) {
+        struct iovec iov = { (void *)rep, sizeof *rep };
+        union {
+                char buf[CMSG_SPACE(sizeof(int))];
+                struct cmsghdr align;
+        } u;
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+        ssize_t n;
+
+        if (fd >= 0) {
+                memset(u.buf, 0, sizeof u.buf);
+                mh.msg_control = u.buf;
+                mh.msg_controllen = sizeof u.buf;
+                struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+                cm->cmsg_level = SOL_SOCKET;
+                cm->cmsg_type = SCM_RIGHTS;
+                cm->cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+        }
+        do
+                n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        return n == (ssize_t)sizeof *rep ? 0 : -errno;
+}
+
+_Noreturn static void warm_fail(int status_fd, const char *step, int err) {
+        struct msg m = { .type = MSG_ERROR, .err = err < 0 ? -err : err, .t_ns = now_ns() };
+        snprintf(m.step, sizeof m.step, "%s", step);
+        msg_send(status_fd, &m);
+        _exit(127);
+}
+
+static int write_program_files(const struct work *w) {
+        for (size_t i = 0; i < w->n_files; i++) {
+                int fd = open(w->files[i].name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+                int r;
+                if (fd < 0)
+                        return -errno;
+                r = write_all(fd, w->files[i].data, w->files[i].len);
+                close(fd);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+/*
+ * Copy, ahead of the work, every page of the interpreter the program will
+ * write to. A forked child shares the zygote's pages until it writes to
+ * them, and a program's first steps write to thousands (reference counts
+ * live in every object); each such copy-on-write fault is taken here,
+ * while the sandbox waits, instead of on the request's clock. Failure is
+ * harmless: the faults then happen later.
+ */
+static char maps_buf[256 * 1024];
+/* Whether the sandboxes copy the interpreter's pages ahead (see above). */
+bool runner_zygote_prefault = true;
+#define prefault runner_zygote_prefault
+
+static void prefault_private_memory(void) {
+        int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+        size_t len = 0;
+        ssize_t n;
+
+        if (fd < 0)
+                return;
+        while (len < sizeof maps_buf - 1 && (n = read(fd, maps_buf + len, sizeof maps_buf - 1 - len)) > 0)
+                len += (size_t)n;
+        close(fd);
+        maps_buf[len] = 0;
+        for (char *line = maps_buf; line && *line;) {
+                char *nl = strchr(line, '\n');
+                unsigned long start, end;
+                char perms[5];
+                if (nl)
+                        *nl = 0;
+                if (sscanf(line, "%lx-%lx %4s", &start, &end, perms) == 3 && perms[0] == 'r' && perms[1] == 'w' &&
+                    perms[3] == 'p' && !strstr(line, "[stack]") && (void *)start != (void *)maps_buf)
+                        (void)madvise((void *)start, end - start, MADV_POPULATE_WRITE);
+                line = nl ? nl + 1 : NULL;
+        }
+}
+
+/* The program of a pre-built sandbox: uid dropped, seccomp installed, the
+ * interpreter the zygote initialized. Wait for the work, then run it. */
+static void warm_main(int status_fd, int work_fd) {
+        struct msg m = { .type = MSG_READY };
+        struct work w = { 0 };
+        struct rusage ru;
+        char byte;
+        int fds[2];
+        size_t n = 0;
+        int r;
+
+        PyOS_AfterFork_Child();
+        if (prefault)
+                prefault_private_memory();
+        m.t_ns = now_ns();
+        msg_send(status_fd, &m);
+        r = recv_fds(work_fd, &byte, 1, fds, 2, &n);
+        if (r < 0 || n != 2)
+                _exit(0); /* the service let the sandbox go unused */
+        getrusage(RUSAGE_SELF, &ru);
+        m = (struct msg){ .type = MSG_STARTED, .t_ns = now_ns() };
+        m.cpu_us = (uint64_t)ru.ru_utime.tv_sec * 1000000u + (uint64_t)ru.ru_utime.tv_usec +
+                   (uint64_t)ru.ru_stime.tv_sec * 1000000u + (uint64_t)ru.ru_stime.tv_usec;
+        msg_send(status_fd, &m);
+
+        r = work_decode_fd(fds[0], RUNNER_WORK_MAX, &w);
+        if (r < 0)
+                warm_fail(status_fd, "reading the program's work", r);
+        close(fds[0]);
+        if (dup2(fds[1], 0) < 0)
+                warm_fail(status_fd, "setting up stdin", -errno);
+        close(fds[1]);
+        if ((r = write_program_files(&w)) < 0)
+                warm_fail(status_fd, "writing the program's files", r);
+        if ((r = rlimit_apply(w.rlimits, w.n_rlimits)) < 0)
+                warm_fail(status_fd, "setting rlimits", r);
+        runner_run(&w, status_fd, work_fd);
+}
+
+static void preimport(void) {
+        struct policy_set set;
+        PyObject *gc;
+
+        if (policy_set_init(&set) == 0) {
+                const struct policy *edu = policy_set_find(&set, "education");
+                for (size_t i = 0; edu && i < edu->n_allow; i++) {
+                        PyObject *m = PyImport_ImportModule(edu->allow[i]);
+                        Py_XDECREF(m);
+                        PyErr_Clear();
+                }
+                policy_set_done(&set);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(extra_preimports); i++) {
+                PyObject *m = PyImport_ImportModule(extra_preimports[i]);
+                Py_XDECREF(m);
+                PyErr_Clear();
+        }
+        /* Move everything to the permanent generation: the children's
+         * collections then never touch (and copy) the zygote's objects. */
+        gc = PyImport_ImportModule("gc");
+        if (gc) {
+                Py_XDECREF(PyObject_CallMethod(gc, "collect", NULL));
+                Py_XDECREF(PyObject_CallMethod(gc, "freeze", NULL));
+                Py_DECREF(gc);
+        }
+        PyErr_Clear();
+}
+
+int runner_zygote_main(int ctl) {
+        struct pyexec_sandbox *sb = NULL;
+        struct warm_reply hello = { 0 };
+        PyConfig config;
+        PyStatus st;
+        int r;
+
+        /* Inits are reaped by the kernel: the service watches them through
+         * pidfds. */
+        signal(SIGCHLD, SIG_IGN);
+        signal(SIGPIPE, SIG_IGN);
+        r = pyexec_sandbox_new(&sb);
+        if (r < 0) {
+                fprintf(stderr, "pyexec-runner --zygote: %s\n", strerror(-r));
+                return 1;
+        }
+        if (runner_setup() < 0)
+                return 1;
+        PyConfig_InitPythonConfig(&config);
+        config.parse_argv = 0;
+        config.install_signal_handlers = 1;
+        st = PyConfig_SetBytesString(&config, &config.program_name, "/usr/bin/python3");
+        if (!PyStatus_Exception(st))
+                st = PyConfig_SetBytesString(&config, &config.executable, "/usr/bin/python3");
+        if (!PyStatus_Exception(st))
+                st = PyConfig_SetBytesArgv(&config, 1, (char *[]){ "main.py", NULL });
+        if (!PyStatus_Exception(st))
+                st = Py_InitializeFromConfig(&config);
+        PyConfig_Clear(&config);
+        if (PyStatus_Exception(st)) {
+                fprintf(stderr, "pyexec-runner --zygote: starting Python failed: %s\n", st.err_msg ? st.err_msg : "?");
+                return 1;
+        }
+        runner_startup_modules = PySet_New(PyImport_GetModuleDict());
+        preimport();
+        if (runner_prepare() < 0)
+                PyErr_Clear();
+        if (send_reply(ctl, &hello, -1) < 0)
+                return 1;
+
+        for (;;) {
+                struct warm_request req;
+                struct warm_reply rep = { 0 };
+                int fds[_WARM_FD_MAX], pidfd = -1;
+                size_t n = 0;
+                pid_t pid;
+
+                r = recv_fds(ctl, &req, sizeof req, fds, _WARM_FD_MAX, &n);
+                if (r == -EPIPE)
+                        return 0; /* the service is done with this zygote */
+                if (r < 0)
+                        return 1;
+                if (n != _WARM_FD_MAX) {
+                        for (size_t i = 0; i < n; i++)
+                                close(fds[i]);
+                        rep.err = EBADMSG;
+                        if (send_reply(ctl, &rep, -1) < 0)
+                                return 1;
+                        continue;
+                }
+                PyOS_BeforeFork();
+                pid = pyexec_sandbox_spawn_warm(sb, &req, fds, warm_main);
+                PyOS_AfterFork_Parent();
+                for (size_t i = 0; i < n; i++)
+                        close(fds[i]);
+                if (pid < 0)
+                        rep.err = -pid;
+                else {
+                        rep.pid = pid;
+                        pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+                        if (pidfd < 0) {
+                                rep.err = errno;
+                                kill(pid, SIGKILL);
+                        }
+                }
+                r = send_reply(ctl, &rep, pidfd);
+                if (pidfd >= 0)
+                        close(pidfd);
+                if (r < 0)
+                        return 1;
+        }
+}

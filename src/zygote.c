@@ -1,0 +1,711 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * zygote: the service's side of the warm path (see zygote.h): the zygote
+ * process, and the pool of sandboxes built ahead of time from it.
+ *
+ * One thread (the keeper) owns the zygote's life: it starts it (so that the
+ * zygote's parent-death signal is tied to a thread that lives as long as
+ * the pool), replaces it when it dies, recycles it after max_forks
+ * sandboxes or max_age_s seconds, keeps `target` sandboxes ready, and
+ * tears down the sandboxes of finished runs. A request that finds no ready
+ * sandbox builds one itself. A zygote being recycled stays alive until the
+ * last sandbox it made is gone, because its death would kill them.
+ */
+#include "zygote.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ns.h"
+#include "pyexec.h"
+#include "sandbox-msg.h"
+#include "util.h"
+
+/* Same as the cold path's program environment (supervise.c): the warm
+ * program's os.environ is the zygote's. */
+static char *const zygote_env[] = {
+        "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/sandbox", "LANG=C.UTF-8", "USER=sandbox", "LOGNAME=sandbox", NULL,
+};
+
+#define ZYGOTE_START_TIMEOUT_MS 60000
+#define BOX_TIMEOUT_MS 10000
+#define MAX_RETIRING 8
+#define SANDBOX_INNER_ID 1000
+
+struct zygote_proc {
+        pid_t pid;
+        int pidfd;
+        int ctl;
+        unsigned generation;
+        uint64_t forks;
+        uint64_t started_ns;
+        unsigned outstanding; /* its sandboxes still alive */
+};
+
+struct warm_pool {
+        struct pyexec_sandbox *sb;
+        struct warm_options o;
+        struct sandbox_host_info host;
+        pthread_mutex_t lock; /* everything below */
+        pthread_cond_t cond;
+        pthread_mutex_t ctl_lock; /* one request at a time to the zygote */
+        struct zygote_proc cur;
+        struct zygote_proc retiring[MAX_RETIRING];
+        size_t n_retiring;
+        struct warm_box **ready;
+        size_t n_ready;
+        struct warm_box **dying;
+        size_t n_dying, cap_dying;
+        struct warm_stats stats;
+        pthread_t keeper;
+        bool stop, started, start_failed;
+        int start_err;
+        unsigned next_generation;
+        unsigned counter;
+};
+
+static int poll_one(int fd, short events, int timeout_ms) {
+        struct pollfd p = { .fd = fd, .events = events };
+        int r;
+        do
+                r = poll(&p, 1, timeout_ms);
+        while (r < 0 && errno == EINTR);
+        if (r < 0)
+                return -errno;
+        return r == 0 ? 0 : p.revents ? 1 : 0;
+}
+
+static bool pidfd_exited(int pidfd) {
+        return pidfd < 0 || poll_one(pidfd, POLLIN, 0) == 1;
+}
+
+static void close_fd(int *fd) {
+        if (*fd >= 0) {
+                close(*fd);
+                *fd = -1;
+        }
+}
+
+/* ---- the zygote process ------------------------------------------------ */
+
+static int zygote_spawn_process(struct warm_pool *p, struct zygote_proc *ret) {
+        char *argv[] = { (char *)p->o.runner_path, "--zygote", "3", NULL };
+        struct zygote_proc z = { .pid = -1, .pidfd = -1, .ctl = -1 };
+        struct warm_reply hello;
+        int sv[2], devnull, r;
+        pid_t parent = getpid();
+
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+                return -errno;
+        devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (devnull < 0) {
+                r = -errno;
+                close(sv[0]);
+                close(sv[1]);
+                return r;
+        }
+        z.pid = ns_clone(0);
+        if (z.pid == 0) {
+                /* Only async-signal-safe calls: the service is threaded. */
+                sigset_t none;
+                struct sigaction dfl = { .sa_handler = SIG_DFL };
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (getppid() != parent)
+                        _exit(127);
+                for (int sig = 1; sig < _NSIG; sig++)
+                        if (sig != SIGKILL && sig != SIGSTOP)
+                                sigaction(sig, &dfl, NULL);
+                sigemptyset(&none);
+                sigprocmask(SIG_SETMASK, &none, NULL);
+                if (dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0)
+                        _exit(127);
+                if (sv[1] == 3) {
+                        if (fcntl(3, F_SETFD, 0) < 0)
+                                _exit(127);
+                } else if (dup2(sv[1], 3) < 0)
+                        _exit(127);
+                syscall(SYS_close_range, 4, ~0u, 0);
+                execve(argv[0], argv, zygote_env);
+                _exit(127);
+        }
+        close(devnull);
+        close(sv[1]);
+        if (z.pid < 0) {
+                close(sv[0]);
+                return z.pid;
+        }
+        z.ctl = sv[0];
+        z.pidfd = (int)syscall(SYS_pidfd_open, z.pid, 0);
+        if (z.pidfd < 0) {
+                r = -errno;
+                goto fail;
+        }
+        /* The hello: the interpreter is up and the modules imported. */
+        r = poll_one(z.ctl, POLLIN, ZYGOTE_START_TIMEOUT_MS);
+        if (r <= 0) {
+                r = r < 0 ? r : -ETIMEDOUT;
+                goto fail;
+        }
+        if (recv(z.ctl, &hello, sizeof hello, 0) != (ssize_t)sizeof hello || hello.pid != 0) {
+                r = -ECHILD; /* it died: its stderr says why */
+                goto fail;
+        }
+        z.started_ns = now_ns();
+        *ret = z;
+        return 0;
+fail:
+        kill(z.pid, SIGKILL);
+        while (waitpid(z.pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        close_fd(&z.pidfd);
+        close_fd(&z.ctl);
+        return r;
+}
+
+/* Let a zygote go: closing its control socket makes it exit. */
+static void zygote_end(struct zygote_proc *z) {
+        close_fd(&z->ctl);
+        if (z->pid > 0) {
+                if (poll_one(z->pidfd, POLLIN, 2000) != 1)
+                        kill(z->pid, SIGKILL);
+                while (waitpid(z->pid, NULL, 0) < 0 && errno == EINTR)
+                        ;
+        }
+        close_fd(&z->pidfd);
+        z->pid = -1;
+}
+
+/* ---- building a sandbox ------------------------------------------------ */
+
+static int send_request(int ctl, const struct warm_request *req, const int fds[_WARM_FD_MAX]) {
+        struct iovec iov = { (void *)req, sizeof *req };
+        union {
+                char buf[CMSG_SPACE(_WARM_FD_MAX * sizeof(int))];
+                struct cmsghdr align;
+        } u;
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+        struct cmsghdr *cm;
+        ssize_t n;
+
+        memset(u.buf, 0, sizeof u.buf);
+        cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(_WARM_FD_MAX * sizeof(int));
+        memcpy(CMSG_DATA(cm), fds, _WARM_FD_MAX * sizeof(int));
+        do
+                n = sendmsg(ctl, &mh, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        return n == (ssize_t)sizeof *req ? 0 : n < 0 ? -errno : -EIO;
+}
+
+static int recv_reply(int ctl, struct warm_reply *rep, int *ret_pidfd) {
+        struct iovec iov = { rep, sizeof *rep };
+        union {
+                char buf[CMSG_SPACE(sizeof(int))];
+                struct cmsghdr align;
+        } u;
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+        ssize_t n;
+        int r;
+
+        *ret_pidfd = -1;
+        r = poll_one(ctl, POLLIN, BOX_TIMEOUT_MS);
+        if (r <= 0)
+                return r < 0 ? r : -ETIMEDOUT;
+        do
+                n = recvmsg(ctl, &mh, MSG_CMSG_CLOEXEC);
+        while (n < 0 && errno == EINTR);
+        if (n != (ssize_t)sizeof *rep)
+                return n < 0 ? -errno : -EPIPE;
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+                if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+                    cm->cmsg_len == CMSG_LEN(sizeof(int)))
+                        memcpy(ret_pidfd, CMSG_DATA(cm), sizeof(int));
+        return 0;
+}
+
+static void box_free(struct warm_box *b) {
+        if (!b)
+                return;
+        close_fd(&b->status_r);
+        close_fd(&b->out_r);
+        close_fd(&b->err_r);
+        close_fd(&b->work_w);
+        if (b->pidfd >= 0) {
+                syscall(SYS_pidfd_send_signal, b->pidfd, SIGKILL, NULL, 0);
+                /* The namespace must be gone before its cgroup can be. */
+                (void)poll_one(b->pidfd, POLLIN, 2000);
+        }
+        if (b->use_cgroup)
+                cgroup_run_destroy(&b->cg);
+        uidpool_release(&b->slot);
+        close_fd(&b->pidfd);
+        free(b);
+}
+
+/* Wait for the sandbox's READY (or the step that failed). */
+static int box_wait_ready(struct warm_box *b, char *why, size_t whylen) {
+        uint64_t deadline = now_ns() + BOX_TIMEOUT_MS * 1000000ull;
+        struct msg m;
+
+        for (;;) {
+                uint64_t now = now_ns();
+                int r;
+                ssize_t n;
+                if (now >= deadline)
+                        return -ETIMEDOUT;
+                r = poll_one(b->status_r, POLLIN, (int)((deadline - now) / 1000000ull) + 1);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        continue;
+                n = read(b->status_r, &m, sizeof m);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n != (ssize_t)sizeof m)
+                        return -EPIPE;
+                if (m.type == MSG_READY)
+                        return 0;
+                if (m.type == MSG_ERROR) {
+                        m.step[sizeof m.step - 1] = 0;
+                        snprintf(why, whylen, "%.200s", m.step);
+                        return -(m.err ? m.err : EIO);
+                }
+        }
+}
+
+static int box_build(struct warm_pool *p, struct warm_box **ret) {
+        struct warm_box *b = calloc(1, sizeof *b);
+        int sync[2] = { -1, -1 }, status[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 },
+            work[2] = { -1, -1 };
+        struct warm_request req = { 0 };
+        struct warm_reply rep = { 0 };
+        char cgname[64], why[256] = "";
+        unsigned gen;
+        int ctl, r;
+
+        if (!b)
+                return -ENOMEM;
+        *b = (struct warm_box){ .pid = -1, .pidfd = -1, .status_r = -1, .out_r = -1, .err_r = -1, .work_w = -1,
+                                .slot = { .fd = -1 } };
+        if (p->host.privileged) {
+                r = uidpool_acquire(p->host.lock_dir, p->host.uid_base, p->host.uid_count, &b->slot);
+                if (r < 0)
+                        goto fail;
+                b->uid = b->gid = b->slot.uid;
+                snprintf(cgname, sizeof cgname, "box-%u", b->slot.index);
+        } else {
+                b->uid = b->gid = SANDBOX_INNER_ID;
+                pthread_mutex_lock(&p->lock);
+                snprintf(cgname, sizeof cgname, "warm-%d-%u", (int)getpid(), p->counter++);
+                pthread_mutex_unlock(&p->lock);
+        }
+        if (p->host.cg->version != CGROUP_NONE) {
+                r = cgroup_run_create(p->host.cg, cgname, p->o.memory_mb * 1024 * 1024, p->o.pids + 1, &b->cg);
+                if (r < 0)
+                        goto fail;
+                b->use_cgroup = true;
+        }
+        if (pipe2(sync, O_CLOEXEC) < 0 || pipe2(status, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 ||
+            pipe2(err, O_CLOEXEC) < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, work) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        req = (struct warm_request){
+                .uid = b->uid,
+                .gid = b->gid,
+                .userns = !p->host.privileged,
+                .disk_bytes = p->o.disk_mb * 1024 * 1024,
+                .inodes = 4096,
+        };
+        pthread_mutex_lock(&p->ctl_lock);
+        pthread_mutex_lock(&p->lock);
+        ctl = p->cur.ctl;
+        gen = p->cur.generation;
+        pthread_mutex_unlock(&p->lock);
+        if (ctl < 0)
+                r = -ECHILD;
+        else if ((r = send_request(ctl, &req, (int[]){ sync[0], status[1], out[1], err[1], work[0] })) == 0)
+                r = recv_reply(ctl, &rep, &b->pidfd);
+        pthread_mutex_unlock(&p->ctl_lock);
+        if (r < 0)
+                goto fail;
+        if (rep.err || rep.pid <= 0 || b->pidfd < 0) {
+                r = rep.err ? -rep.err : -EPROTO;
+                goto fail;
+        }
+        b->pid = rep.pid;
+        b->generation = gen;
+        pthread_mutex_lock(&p->lock);
+        if (gen == p->cur.generation) {
+                p->cur.outstanding++;
+                p->cur.forks++;
+        } else
+                for (size_t i = 0; i < p->n_retiring; i++)
+                        if (p->retiring[i].generation == gen)
+                                p->retiring[i].outstanding++;
+        pthread_mutex_unlock(&p->lock);
+        close_fd(&sync[0]);
+        close_fd(&status[1]);
+        close_fd(&out[1]);
+        close_fd(&err[1]);
+        close_fd(&work[0]);
+
+        r = 0;
+        if (!p->host.privileged)
+                r = ns_write_id_maps(b->pid, SANDBOX_INNER_ID, p->host.outer_uid, SANDBOX_INNER_ID,
+                                     p->host.outer_gid, true);
+        if (r == 0 && b->use_cgroup)
+                r = cgroup_run_attach(&b->cg, b->pid);
+        if (r == 0 && write(sync[1], "x", 1) != 1)
+                r = -errno;
+        close_fd(&sync[1]);
+        b->status_r = status[0];
+        b->out_r = out[0];
+        b->err_r = err[0];
+        b->work_w = work[1];
+        status[0] = out[0] = err[0] = work[1] = -1;
+        if (r == 0)
+                r = box_wait_ready(b, why, sizeof why);
+        if (r < 0) {
+                warm_pool_release(p, b);
+                return r;
+        }
+        b->born_ns = now_ns();
+        *ret = b;
+        return 0;
+fail:
+        for (int i = 0; i < 2; i++) {
+                close_fd(&sync[i]);
+                close_fd(&status[i]);
+                close_fd(&out[i]);
+                close_fd(&err[i]);
+                close_fd(&work[i]);
+        }
+        box_free(b);
+        return r;
+}
+
+/* ---- the keeper thread ------------------------------------------------- */
+
+/* Called with the lock held: a sandbox from generation gen is gone. */
+static void generation_done(struct warm_pool *p, unsigned gen) {
+        if (p->cur.generation == gen && p->cur.outstanding > 0) {
+                p->cur.outstanding--;
+                return;
+        }
+        for (size_t i = 0; i < p->n_retiring; i++)
+                if (p->retiring[i].generation == gen && p->retiring[i].outstanding > 0) {
+                        p->retiring[i].outstanding--;
+                        return;
+                }
+}
+
+static int start_zygote(struct warm_pool *p) {
+        struct zygote_proc z;
+        int r = zygote_spawn_process(p, &z);
+        pthread_mutex_lock(&p->lock);
+        if (r == 0) {
+                z.generation = ++p->next_generation;
+                p->cur = z;
+                p->stats.zygotes++;
+                p->stats.zygote_pid = z.pid;
+        }
+        pthread_mutex_unlock(&p->lock);
+        return r;
+}
+
+static void *keeper_main(void *arg) {
+        struct warm_pool *p = arg;
+        int r;
+
+        r = start_zygote(p);
+        pthread_mutex_lock(&p->lock);
+        p->started = true;
+        p->start_failed = r < 0;
+        p->start_err = r;
+        pthread_cond_broadcast(&p->cond);
+        pthread_mutex_unlock(&p->lock);
+        if (r < 0)
+                return NULL;
+
+        for (;;) {
+                struct warm_box **reap = NULL, *kill_list[64];
+                size_t n_reap = 0, n_kill = 0;
+                struct zygote_proc ended[MAX_RETIRING];
+                size_t n_ended = 0;
+                bool need_box, restart = false, recycle = false;
+
+                pthread_mutex_lock(&p->lock);
+                if (p->stop) {
+                        pthread_mutex_unlock(&p->lock);
+                        break;
+                }
+                /* Finished runs whose namespace is gone. */
+                for (size_t i = 0; i < p->n_dying;) {
+                        if (pidfd_exited(p->dying[i]->pidfd)) {
+                                struct warm_box **nv = realloc(reap, (n_reap + 1) * sizeof *nv);
+                                if (!nv)
+                                        break;
+                                reap = nv;
+                                reap[n_reap++] = p->dying[i];
+                                generation_done(p, p->dying[i]->generation);
+                                p->dying[i] = p->dying[--p->n_dying];
+                        } else
+                                i++;
+                }
+                /* Ready sandboxes that died (their zygote did). */
+                for (size_t i = 0; i < p->n_ready && n_kill < ELEMENTSOF(kill_list);) {
+                        if (pidfd_exited(p->ready[i]->pidfd)) {
+                                kill_list[n_kill++] = p->ready[i];
+                                p->ready[i] = p->ready[--p->n_ready];
+                        } else
+                                i++;
+                }
+                if (pidfd_exited(p->cur.pidfd)) {
+                        restart = true;
+                        p->stats.zygote_deaths++;
+                } else if ((p->o.max_forks && p->cur.forks >= p->o.max_forks) ||
+                           (p->o.max_age_s && now_ns() - p->cur.started_ns >= p->o.max_age_s * 1000000000ull)) {
+                        recycle = p->n_retiring < MAX_RETIRING;
+                }
+                if (restart || recycle) {
+                        /* The idle sandboxes of the old zygote go; the
+                         * ones running finish first (a retiring zygote
+                         * lives until then). */
+                        for (size_t i = 0; i < p->n_ready && n_kill < ELEMENTSOF(kill_list);) {
+                                if (p->ready[i]->generation == p->cur.generation) {
+                                        kill_list[n_kill++] = p->ready[i];
+                                        p->ready[i] = p->ready[--p->n_ready];
+                                } else
+                                        i++;
+                        }
+                        p->retiring[p->n_retiring++] = p->cur;
+                        p->cur = (struct zygote_proc){ .pid = -1, .pidfd = -1, .ctl = -1 };
+                }
+                for (size_t i = 0; i < p->n_retiring;) {
+                        if (p->retiring[i].outstanding == 0 || pidfd_exited(p->retiring[i].pidfd)) {
+                                ended[n_ended++] = p->retiring[i];
+                                p->retiring[i] = p->retiring[--p->n_retiring];
+                        } else
+                                i++;
+                }
+                need_box = p->cur.ctl >= 0 && p->n_ready < p->o.target;
+                pthread_mutex_unlock(&p->lock);
+
+                for (size_t i = 0; i < n_reap; i++)
+                        box_free(reap[i]); /* dead already: this only cleans up */
+                free(reap);
+                for (size_t i = 0; i < n_kill; i++) {
+                        pthread_mutex_lock(&p->lock);
+                        generation_done(p, kill_list[i]->generation);
+                        pthread_mutex_unlock(&p->lock);
+                        box_free(kill_list[i]);
+                }
+                /* The kills above may have let a retiring zygote go; it is
+                 * seen on the next round. */
+                for (size_t i = 0; i < n_ended; i++)
+                        zygote_end(&ended[i]);
+                if (restart || recycle) {
+                        if (start_zygote(p) < 0) {
+                                /* Try again shortly; requests fall back to
+                                 * the cold path meanwhile. */
+                                pthread_mutex_lock(&p->lock);
+                                p->stats.failures++;
+                                pthread_mutex_unlock(&p->lock);
+                                usleep(200000);
+                        }
+                        continue;
+                }
+                if (need_box) {
+                        struct warm_box *b = NULL;
+                        r = box_build(p, &b);
+                        pthread_mutex_lock(&p->lock);
+                        if (r == 0) {
+                                struct warm_box **nv = realloc(p->ready, (p->n_ready + 1) * sizeof *nv);
+                                if (nv) {
+                                        p->ready = nv;
+                                        p->ready[p->n_ready++] = b;
+                                        p->stats.sandboxes++;
+                                        b = NULL;
+                                }
+                        } else
+                                p->stats.failures++;
+                        pthread_cond_broadcast(&p->cond);
+                        pthread_mutex_unlock(&p->lock);
+                        if (b)
+                                warm_pool_release(p, b);
+                        if (r < 0)
+                                usleep(50000); /* do not spin on a broken host */
+                        continue;
+                }
+                pthread_mutex_lock(&p->lock);
+                if (!p->stop && p->n_ready >= p->o.target) {
+                        struct timespec ts;
+                        clock_gettime(CLOCK_REALTIME, &ts);
+                        ts.tv_nsec += 50 * 1000000L;
+                        if (ts.tv_nsec >= 1000000000L) {
+                                ts.tv_sec++;
+                                ts.tv_nsec -= 1000000000L;
+                        }
+                        pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+                }
+                pthread_mutex_unlock(&p->lock);
+        }
+        return NULL;
+}
+
+/* ---- the interface ----------------------------------------------------- */
+
+int warm_pool_start(struct pyexec_sandbox *sb, const struct warm_options *o, struct warm_pool **ret) {
+        struct warm_pool *p = calloc(1, sizeof *p);
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        p->sb = sb;
+        p->o = *o;
+        p->o.runner_path = strdup(o->runner_path);
+        p->cur = (struct zygote_proc){ .pid = -1, .pidfd = -1, .ctl = -1 };
+        pyexec_sandbox_host(sb, &p->host);
+        pthread_mutex_init(&p->lock, NULL);
+        pthread_mutex_init(&p->ctl_lock, NULL);
+        pthread_cond_init(&p->cond, NULL);
+        if (!p->o.runner_path) {
+                free(p);
+                return -ENOMEM;
+        }
+        r = pthread_create(&p->keeper, NULL, keeper_main, p);
+        if (r != 0) {
+                free((char *)p->o.runner_path);
+                free(p);
+                return -r;
+        }
+        pthread_mutex_lock(&p->lock);
+        while (!p->started)
+                pthread_cond_wait(&p->cond, &p->lock);
+        r = p->start_failed ? p->start_err : 0;
+        pthread_mutex_unlock(&p->lock);
+        if (r < 0) {
+                pthread_join(p->keeper, NULL);
+                free((char *)p->o.runner_path);
+                free(p);
+                return r;
+        }
+        *ret = p;
+        return 0;
+}
+
+struct warm_box *warm_pool_take(struct warm_pool *p, int *ret_err) {
+        struct warm_box *b = NULL;
+        int r;
+
+        pthread_mutex_lock(&p->lock);
+        while (p->n_ready > 0) {
+                /* The oldest first: each waits about as long. */
+                b = p->ready[0];
+                memmove(p->ready, p->ready + 1, (p->n_ready - 1) * sizeof *p->ready);
+                p->n_ready--;
+                if (!pidfd_exited(b->pidfd))
+                        break;
+                pthread_mutex_unlock(&p->lock);
+                warm_pool_release(p, b);
+                b = NULL;
+                pthread_mutex_lock(&p->lock);
+        }
+        if (b)
+                p->stats.taken_ready++;
+        pthread_cond_broadcast(&p->cond); /* the keeper refills */
+        pthread_mutex_unlock(&p->lock);
+        if (b)
+                return b;
+        r = box_build(p, &b);
+        pthread_mutex_lock(&p->lock);
+        if (r == 0) {
+                p->stats.built_on_demand++;
+                p->stats.sandboxes++;
+        } else
+                p->stats.failures++;
+        pthread_mutex_unlock(&p->lock);
+        if (r < 0) {
+                *ret_err = r;
+                return NULL;
+        }
+        return b;
+}
+
+void warm_pool_release(struct warm_pool *p, struct warm_box *b) {
+        if (!b)
+                return;
+        if (b->pidfd >= 0)
+                syscall(SYS_pidfd_send_signal, b->pidfd, SIGKILL, NULL, 0);
+        close_fd(&b->status_r);
+        close_fd(&b->out_r);
+        close_fd(&b->err_r);
+        close_fd(&b->work_w);
+        pthread_mutex_lock(&p->lock);
+        if (p->n_dying == p->cap_dying) {
+                size_t cap = p->cap_dying ? p->cap_dying * 2 : 16;
+                struct warm_box **nv = realloc(p->dying, cap * sizeof *nv);
+                if (!nv) {
+                        generation_done(p, b->generation);
+                        pthread_mutex_unlock(&p->lock);
+                        box_free(b); /* clean up here, slower */
+                        return;
+                }
+                p->dying = nv;
+                p->cap_dying = cap;
+        }
+        p->dying[p->n_dying++] = b;
+        pthread_cond_broadcast(&p->cond);
+        pthread_mutex_unlock(&p->lock);
+}
+
+void warm_pool_get_stats(struct warm_pool *p, struct warm_stats *ret) {
+        pthread_mutex_lock(&p->lock);
+        *ret = p->stats;
+        ret->ready = (unsigned)p->n_ready;
+        ret->zygote_pid = p->cur.pid;
+        pthread_mutex_unlock(&p->lock);
+}
+
+const struct warm_options *warm_pool_options(const struct warm_pool *p) {
+        return &p->o;
+}
+
+struct warm_pool *warm_pool_free(struct warm_pool *p) {
+        if (!p)
+                return NULL;
+        pthread_mutex_lock(&p->lock);
+        p->stop = true;
+        pthread_cond_broadcast(&p->cond);
+        pthread_mutex_unlock(&p->lock);
+        pthread_join(p->keeper, NULL);
+        for (size_t i = 0; i < p->n_ready; i++)
+                box_free(p->ready[i]);
+        for (size_t i = 0; i < p->n_dying; i++)
+                box_free(p->dying[i]);
+        free(p->ready);
+        free(p->dying);
+        zygote_end(&p->cur);
+        for (size_t i = 0; i < p->n_retiring; i++)
+                zygote_end(&p->retiring[i]);
+        pthread_mutex_destroy(&p->lock);
+        pthread_mutex_destroy(&p->ctl_lock);
+        pthread_cond_destroy(&p->cond);
+        free((char *)p->o.runner_path);
+        free(p);
+        return NULL;
+}

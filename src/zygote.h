@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * zygote: the warm path. The service starts `pyexec-runner --zygote`, a
+ * freshly exec'd process with a clean environment and none of the service's
+ * memory, that initializes CPython once and pre-imports the allowed
+ * modules. For each sandbox the service asks it to clone an init into new
+ * namespaces; init builds the sandbox and forks the program from the
+ * initialized interpreter, which drops to the run's uid, installs seccomp
+ * and waits for work. A pool of such pre-built sandboxes (struct warm_pool)
+ * is kept full by a thread, so a request only sends its work and watches.
+ *
+ * Process tree: service -> zygote -> init (PID 1 of the run) -> program.
+ * Parent-death signals run down the same chain: a dying service takes the
+ * zygote along, a dying zygote its inits, a dying init its namespace.
+ *
+ * Protocol on the zygote's control socket (SOCK_SEQPACKET, one request
+ * then one reply at a time, under the pool's lock):
+ *   service -> zygote: struct warm_request + SCM_RIGHTS { sync_r,
+ *                      status_w, out_w, err_w, work_r }
+ *   zygote -> service: struct warm_reply + SCM_RIGHTS { pidfd of init }
+ *   zygote -> service, once after start-up: struct warm_reply { .pid = 0 }
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cgroup.h"
+#include "uidpool.h"
+
+struct pyexec_sandbox;
+
+struct warm_request {
+        uint32_t uid, gid;
+        uint32_t userns;
+        uint32_t pad;
+        uint64_t disk_bytes; /* size of /sandbox and /tmp */
+        uint64_t inodes;
+};
+
+struct warm_reply {
+        int32_t pid; /* init, in the service's PID namespace; 0: the hello */
+        int32_t err; /* errno when the clone failed */
+};
+
+enum { WARM_FD_SYNC, WARM_FD_STATUS, WARM_FD_OUT, WARM_FD_ERR, WARM_FD_WORK, _WARM_FD_MAX };
+
+/* In the program of a warm sandbox: called with its uid dropped and seccomp
+ * installed; it waits on work_fd for a program to run. */
+typedef void (*warm_main_fn)(int status_fd, int work_fd);
+
+/* In the zygote: clone an init for the request (supervise.c). Returns its
+ * pid or -errno. fds are closed in the caller afterwards. */
+pid_t pyexec_sandbox_spawn_warm(const struct pyexec_sandbox *sb, const struct warm_request *req,
+                                const int fds[_WARM_FD_MAX], warm_main_fn fn);
+
+/* What box construction needs to know of the host (supervise.c). */
+struct sandbox_host_info {
+        bool privileged;
+        uid_t uid_base;
+        unsigned uid_count;
+        const char *lock_dir;
+        const struct cgroup_host *cg;
+        uid_t outer_uid;
+        gid_t outer_gid;
+};
+void pyexec_sandbox_host(const struct pyexec_sandbox *sb, struct sandbox_host_info *ret);
+
+/* A sandbox built ahead of time, as the service holds it. */
+struct warm_box {
+        pid_t pid;
+        int pidfd;
+        int status_r, out_r, err_r, work_w;
+        struct uidpool_slot slot;
+        struct cgroup_run cg;
+        bool use_cgroup;
+        uid_t uid;
+        gid_t gid;
+        unsigned generation; /* of the zygote that made it */
+        uint64_t born_ns;
+};
+
+struct warm_options {
+        const char *runner_path;
+        unsigned target;       /* sandboxes kept ready */
+        uint64_t disk_mb;      /* the work directory and /tmp of each */
+        uint64_t memory_mb;    /* limits while idle; each run sets its own */
+        uint64_t pids;
+        uint64_t max_forks;    /* recycle the zygote after this many sandboxes */
+        uint64_t max_age_s;    /* ... or after this long */
+};
+
+struct warm_stats {
+        uint64_t sandboxes;  /* built */
+        uint64_t taken_ready; /* requests that found one ready */
+        uint64_t built_on_demand;
+        uint64_t failures;    /* sandboxes that could not be built */
+        uint64_t zygotes;     /* started (1 + restarts + recycles) */
+        uint64_t zygote_deaths;
+        unsigned ready;
+        pid_t zygote_pid;
+};
+
+struct warm_pool;
+
+/* Start the zygote (waits for its hello) and the thread that keeps target
+ * sandboxes ready. */
+int warm_pool_start(struct pyexec_sandbox *sb, const struct warm_options *o, struct warm_pool **ret);
+/* A ready sandbox, or one built now; NULL (with *ret_err) when none can be
+ * built. */
+struct warm_box *warm_pool_take(struct warm_pool *p, int *ret_err);
+/* The run is over: kill what is left and clean up in the background. */
+void warm_pool_release(struct warm_pool *p, struct warm_box *b);
+void warm_pool_get_stats(struct warm_pool *p, struct warm_stats *ret);
+const struct warm_options *warm_pool_options(const struct warm_pool *p);
+struct warm_pool *warm_pool_free(struct warm_pool *p);
