@@ -363,6 +363,20 @@ static void gauges(struct server *s, struct metrics_gauges *g) {
                 .ready = atomic_load(&s->ready) && !st.breaker_open && !atomic_load(&s->draining),
                 .breaker_open = st.breaker_open,
         };
+        {
+                struct pyexec_warm_stats ws;
+                if (pyexec_sandbox_warm_stats(s->sb, &ws) == 0) {
+                        g->warm = true;
+                        g->warm_ready = ws.ready;
+                        g->warm_sandboxes = ws.sandboxes;
+                        g->warm_taken_ready = ws.taken_ready;
+                        g->warm_on_demand = ws.built_on_demand;
+                        g->warm_failures = ws.failures;
+                        g->zygotes = ws.zygotes;
+                        g->zygote_deaths = ws.zygote_deaths;
+                        g->zygote_pid = ws.zygote_pid;
+                }
+        }
 }
 
 static enum MHD_Result handle_get(struct request *rq) {

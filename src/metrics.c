@@ -187,6 +187,20 @@ int metrics_render(struct metrics *m, const struct metrics_gauges *g, struct buf
                         { "pyexec_execution_slots", "Execution slots.", g->slots },
                         { "pyexec_ready", "Whether the service can run code (1) or not (0).", g->ready },
                         { "pyexec_breaker_open", "Whether the circuit breaker is open.", g->breaker_open },
+                        { "pyexec_warm", "Whether programs run on the warm path (1) or cold (0).", g->warm },
+                        { "pyexec_warm_sandboxes_ready", "Sandboxes built ahead and waiting for work.",
+                          g->warm_ready },
+                        { "pyexec_warm_sandboxes_built", "Sandboxes built from the zygote so far.",
+                          g->warm_sandboxes },
+                        { "pyexec_warm_sandboxes_taken_ready", "Runs that found a sandbox ready.",
+                          g->warm_taken_ready },
+                        { "pyexec_warm_sandboxes_built_on_demand", "Runs that had to build their sandbox.",
+                          g->warm_on_demand },
+                        { "pyexec_warm_sandbox_failures", "Sandboxes (or zygotes) that could not be built.",
+                          g->warm_failures },
+                        { "pyexec_zygotes_started", "Zygotes started (the first, replacements, recycles).",
+                          g->zygotes },
+                        { "pyexec_zygote_deaths", "Zygotes that died and were replaced.", g->zygote_deaths },
                 };
                 int r = 0;
                 for (size_t i = 0; i < ELEMENTSOF(gauges) && r == 0; i++)
@@ -241,5 +255,16 @@ json_t *metrics_stats(struct metrics *m, const struct metrics_gauges *g) {
                       (json_int_t)g->slots, "ready", g->ready, "breakerOpen", g->breaker_open, "uptimeSeconds",
                       (double)(now_ns() - m->start_ns) / 1e9);
         pthread_mutex_unlock(&m->lock);
+        if (o)
+                json_object_set_new(o, "warm",
+                                    g->warm ? json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "zygotePid",
+                                                        (json_int_t)g->zygote_pid, "ready", (json_int_t)g->warm_ready,
+                                                        "sandboxes", (json_int_t)g->warm_sandboxes, "takenReady",
+                                                        (json_int_t)g->warm_taken_ready, "builtOnDemand",
+                                                        (json_int_t)g->warm_on_demand, "failures",
+                                                        (json_int_t)g->warm_failures, "zygotes",
+                                                        (json_int_t)g->zygotes, "zygoteDeaths",
+                                                        (json_int_t)g->zygote_deaths)
+                                            : json_null());
         return o;
 }

@@ -52,6 +52,11 @@ void metrics_rejected(struct metrics *m, enum reject_reason why);
 struct metrics_gauges {
         uint64_t queue_depth, queue_capacity, active, slots;
         bool ready, breaker_open;
+        /* The warm path (zeros when the service runs cold). */
+        bool warm;
+        uint64_t warm_ready, warm_sandboxes, warm_taken_ready, warm_on_demand, warm_failures, zygotes,
+                zygote_deaths;
+        int64_t zygote_pid;
 };
 
 double metrics_uptime_seconds(struct metrics *m);

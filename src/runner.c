@@ -17,7 +17,10 @@
  * - Imports the program requests are checked against the allowlist: the
  *   "import" event covers modules not loaded yet, and builtins.__import__ is
  *   replaced by a checking wrapper for those already in sys.modules (the
- *   zygote pre-imports the allowed ones). A request comes from the program
+ *   zygote pre-imports the allowed ones). Driving the import machinery
+ *   directly raises no "import" event, so a library module's code about to
+ *   run ("exec" of its <module> code) is checked too, and so are the two
+ *   functions that create built-in and extension modules (_imp). A request comes from the program
  *   when the innermost Python frame outside the import machinery is the
  *   program's code: the standard library importing its own helpers is not
  *   the program's request. So that the program cannot pass its code off as
@@ -26,8 +29,11 @@
  *
  * None of this is the security boundary (the kernel sandbox is): a program
  * that digs objects out of sys.modules or the garbage collector can reach
- * modules it could not import, and what they can do is then limited by the
- * audit events above and, below them, by the kernel.
+ * modules it could not import, and a library asked to import a name the
+ * program chose (unittest's loader, say) does so as the library. What such
+ * modules can do is then limited by the audit events above and, below
+ * them, by the kernel: a few C functions raise no event at all (for one,
+ * _posixsubprocess.fork_exec, which no allowed module loads).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -110,6 +116,51 @@ static bool requested_by_program(void) {
         }
         Py_XDECREF(f);
         return user;
+}
+
+/* Whether the innermost Python frame is the program's own code: for the
+ * operations that only the program's direct use makes suspect (the import
+ * machinery itself unmarshals and compiles library code). */
+static bool innermost_is_program(void) {
+        PyFrameObject *f = PyEval_GetFrame();
+        PyCodeObject *co;
+        const char *fn;
+        bool user;
+
+        if (!f)
+                return false;
+        co = PyFrame_GetCode(f);
+        fn = co && co->co_filename ? PyUnicode_AsUTF8(co->co_filename) : NULL;
+        if (!fn)
+                PyErr_Clear();
+        user = fn && !filename_is_library(fn) && !filename_is_import_machinery(fn);
+        Py_XDECREF(co);
+        return user;
+}
+
+/* The module a library file defines: "/usr/lib/python3.11/json/decoder.py"
+ * is "json.decoder". False when path is not under a library root. */
+static bool module_of_library_file(const char *path, char *out, size_t n) {
+        static const char *const roots[] = {
+                "/usr/lib/python3.11/lib-dynload/", "/usr/lib/python3/dist-packages/",
+                "/usr/local/lib/python3.11/dist-packages/", "/usr/lib/python3.11/",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(roots); i++) {
+                size_t rl = strlen(roots[i]), len;
+                if (strncmp(path, roots[i], rl) != 0)
+                        continue;
+                snprintf(out, n, "%s", path + rl);
+                len = strlen(out);
+                if (len > 3 && strcmp(out + len - 3, ".py") == 0)
+                        out[len -= 3] = 0;
+                if (len > 9 && strcmp(out + len - 9, "/__init__") == 0)
+                        out[len -= 9] = 0;
+                for (char *c = out; *c; c++)
+                        if (*c == '/')
+                                *c = '.';
+                return len > 0;
+        }
+        return false;
 }
 
 static bool is_local_module(const char *module) {
@@ -250,6 +301,22 @@ static int hook_checked(const char *event, PyObject *args) {
                         return refuse_import(module);
                 return 0;
         }
+        if (strcmp(event, "exec") == 0 && PyTuple_Size(args) >= 1 && PyCode_Check(PyTuple_GetItem(args, 0))) {
+                /* A library module's code about to run: imported by some
+                 * route that raised no "import" event (the import
+                 * machinery's functions called directly). */
+                PyCodeObject *co = (PyCodeObject *)PyTuple_GetItem(args, 0);
+                const char *fn = PyUnicode_AsUTF8(co->co_filename), *name = PyUnicode_AsUTF8(co->co_name);
+                char module[256];
+                if (!fn || !name) {
+                        PyErr_Clear();
+                        return 0;
+                }
+                if (strcmp(name, "<module>") == 0 && module_of_library_file(fn, module, sizeof module) &&
+                    !module_allowed(module) && requested_by_program())
+                        return refuse_import(module);
+                return 0;
+        }
         if (active->check_imports) {
                 /* The program must not dress its code up as the library's
                  * (see the top of this file). */
@@ -261,7 +328,7 @@ static int hook_checked(const char *event, PyObject *args) {
                         if (!s || !name)
                                 PyErr_Clear();
                         Py_XDECREF(s);
-                        if (bad && requested_by_program())
+                        if (bad && innermost_is_program())
                                 return refuse_operation("compiling code under the file name '%.200s' of the "
                                                         "standard library is not allowed by policy '%s'",
                                                         name, active->name);
@@ -269,7 +336,7 @@ static int hook_checked(const char *event, PyObject *args) {
                 }
                 if ((strcmp(event, "code.__new__") == 0 || strcmp(event, "marshal.loads") == 0 ||
                      strcmp(event, "marshal.load") == 0) &&
-                    requested_by_program())
+                    innermost_is_program())
                         return refuse_operation("%s is not allowed by policy '%s'", event, active->name);
         }
         if (policy_event_denied(active, event, &what)) {
@@ -318,6 +385,68 @@ static PyMethodDef checked_import_def = {
         "__import__(name, globals=None, locals=None, fromlist=(), level=0): the import statement's function, "
         "checked against pyexec's policy"
 };
+
+/*
+ * Modules built into the interpreter or loaded from a shared library are
+ * created by _imp.create_builtin() and _imp.create_dynamic(), which raise
+ * no audit event when the import machinery is driven directly. While a
+ * policy checks imports, both are replaced in the _imp module by these
+ * wrappers; the originals stay in C, out of the program's reach.
+ */
+static PyObject *orig_create_builtin, *orig_create_dynamic;
+
+static PyObject *checked_create(PyObject *orig, PyObject *args) {
+        PyObject *spec = PyTuple_Size(args) > 0 ? PyTuple_GetItem(args, 0) : NULL;
+        PyObject *name = spec ? PyObject_GetAttrString(spec, "name") : NULL;
+        const char *module = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+
+        if (!module)
+                PyErr_Clear();
+        if (module && active && !module_allowed(module) && requested_by_program()) {
+                refuse_import(module);
+                Py_DECREF(name);
+                return NULL;
+        }
+        Py_XDECREF(name);
+        return PyObject_Call(orig, args, NULL);
+}
+
+static PyObject *checked_create_builtin(PyObject *self, PyObject *args) {
+        return checked_create(orig_create_builtin, args);
+}
+
+static PyObject *checked_create_dynamic(PyObject *self, PyObject *args) {
+        return checked_create(orig_create_dynamic, args);
+}
+
+static PyMethodDef checked_create_defs[] = {
+        { "create_builtin", checked_create_builtin, METH_VARARGS, "create a built-in module (checked by pyexec's policy)" },
+        { "create_dynamic", checked_create_dynamic, METH_VARARGS,
+          "create an extension module (checked by pyexec's policy)" },
+};
+
+static int wrap_imp(void) {
+        PyObject *imp = PyImport_ImportModule("_imp");
+        PyObject **orig[] = { &orig_create_builtin, &orig_create_dynamic };
+        int r = -1;
+
+        if (!imp)
+                return -1;
+        for (size_t i = 0; i < ELEMENTSOF(checked_create_defs); i++) {
+                PyObject *f;
+                *orig[i] = PyObject_GetAttrString(imp, checked_create_defs[i].ml_name);
+                f = *orig[i] ? PyCFunction_New(&checked_create_defs[i], NULL) : NULL;
+                if (!f || PyObject_SetAttrString(imp, checked_create_defs[i].ml_name, f) < 0) {
+                        Py_XDECREF(f);
+                        goto out;
+                }
+                Py_DECREF(f);
+        }
+        r = 0;
+out:
+        Py_DECREF(imp);
+        return r;
+}
 
 /* _pyexec.module_allowed(name): for the static check. */
 static PyObject *py_module_allowed(PyObject *self, PyObject *arg) {
@@ -829,6 +958,10 @@ _Noreturn void runner_run(struct work *w, int status_fd, int work_fd) {
                         _exit(127);
                 }
                 Py_DECREF(f);
+                if (wrap_imp() < 0) {
+                        PyErr_Print();
+                        _exit(127);
+                }
         }
         if (active && !active->check_imports && active->n_deny == 0 && active->n_deny_events == 0 &&
             !active->restrict_writes)

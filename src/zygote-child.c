@@ -32,7 +32,7 @@ extern PyObject *runner_startup_modules;
  * check and a syntax error's report need, and lazily imported helpers of
  * allowed modules. */
 static const char *const extra_preimports[] = {
-        "_ast", "traceback", "_strptime", "PIL.Image", "unittest.mock", "json.decoder", "encodings.idna",
+        "_ast", "traceback", "_strptime", "PIL.Image", "json.decoder", "encodings.idna",
 };
 
 static int recv_fds(int sock, void *data, size_t len, int *fds, size_t max_fds, size_t *ret_n) {
