@@ -85,6 +85,8 @@ static const struct key {
         { "ZYGOTE_MAX_FORKS", KEY_U64, 1, 1000000000, "10000", C(zygote_max_forks),
           "replace the zygote after this many sandboxes" },
         { "ZYGOTE_MAX_AGE", KEY_U64, 1, 604800, "3600", C(zygote_max_age), "replace the zygote after this many seconds" },
+        { "ZYGOTE_PREFAULT", KEY_BOOL, 0, 0, "true", C(zygote_prefault),
+          "waiting sandboxes copy the interpreter's pages ahead: faster runs, more memory per sandbox" },
         { "POLICIES", KEY_STRING, 0, 0, "education,permissive", C(policies),
           "comma-separated policies a request may pick (built-in: education, permissive; more as POLICY_<NAME>=spec)" },
         { "DEFAULT_POLICY", KEY_STRING, 0, 0, "education", C(default_policy),

@@ -66,6 +66,7 @@ struct config {
         uint64_t warm_pool;        /* sandboxes kept ready; 0 = MAX_CONCURRENT_EXECUTIONS + 1 */
         uint64_t zygote_max_forks; /* recycle the zygote after this many sandboxes */
         uint64_t zygote_max_age;   /* ... or after this many seconds */
+        bool zygote_prefault;      /* sandboxes copy the interpreter's pages while they wait */
         char *policies;            /* names a request may pick */
         char *default_policy;
         /* Built-in policies plus the operator's POLICY_<NAME> keys, and

@@ -205,6 +205,26 @@ static bool event_name_is_valid(const char *s, size_t n) {
         return true;
 }
 
+/* A dotted module name: identifiers separated by single dots. */
+static bool dotted_name_is_valid(const char *s) {
+        char part[128];
+        size_t n = strlen(s);
+        if (n == 0 || n > 200)
+                return false;
+        for (const char *p = s;;) {
+                size_t l = strcspn(p, ".");
+                if (l == 0 || l >= sizeof part)
+                        return false;
+                memcpy(part, p, l);
+                part[l] = 0;
+                if (!module_name_is_valid(part))
+                        return false;
+                if (!p[l])
+                        return true;
+                p += l + 1;
+        }
+}
+
 static int parse_list(const char *key, const char *val, size_t vlen, bool events, char ***v, size_t *n, bool remove,
                       char *err, size_t errlen) {
         const char *p = val, *end = val + vlen;
@@ -226,7 +246,7 @@ static int parse_list(const char *key, const char *val, size_t vlen, bool events
                         }
                         memcpy(name, p, len);
                         name[len] = 0;
-                        ok = events ? event_name_is_valid(name, len) : module_name_is_valid(name);
+                        ok = events ? event_name_is_valid(name, len) : dotted_name_is_valid(name);
                         if (!ok) {
                                 snprintf(err, errlen, "%s: '%s' is not a valid %s", key, name,
                                          events ? "audit event name" : "module name");
@@ -248,6 +268,7 @@ static int parse_list(const char *key, const char *val, size_t vlen, bool events
  * NULL: then base is not accepted). */
 static int apply_spec(const struct policy_set *s, struct policy *p, const char *spec, char *err, size_t errlen) {
         const char *q = spec;
+        bool first = true;
         int r;
 
         while (*q) {
@@ -280,6 +301,11 @@ static int apply_spec(const struct policy_set *s, struct policy *p, const char *
                 while (vlen > 0 && isspace((unsigned char)val[vlen - 1]))
                         vlen--;
 
+                if (strcmp(key, "base") == 0 && s && !first) {
+                        snprintf(err, errlen, "base must be the first item (it replaces what comes before it)");
+                        return -EINVAL;
+                }
+                first = false;
                 if (strcmp(key, "base") == 0 && s) {
                         char bname[POLICY_NAME_MAX];
                         const struct policy *b;
@@ -360,8 +386,7 @@ static int apply_spec(const struct policy_set *s, struct policy *p, const char *
 }
 
 int policy_set_define(struct policy_set *s, const char *name, const char *spec, char *err, size_t errlen) {
-        struct policy p = { 0 };
-        const struct policy *base = policy_set_find(s, "permissive");
+        struct policy p = { 0 }; /* without base=: nothing restricted, as the built-in permissive */
         struct policy *v;
         int r;
 
@@ -370,8 +395,6 @@ int policy_set_define(struct policy_set *s, const char *name, const char *spec, 
                          name);
                 return -EINVAL;
         }
-        if (base && (r = policy_copy(base, &p)) < 0)
-                return r;
         snprintf(p.name, sizeof p.name, "%s", name);
         r = apply_spec(s, &p, spec, err, errlen);
         if (r < 0) {

@@ -54,8 +54,10 @@ const struct policy *policy_set_find(const struct policy_set *s, const char *nam
  * Define (or redefine) policy name from an operator's spec:
  *   "base=education; allow=numpy,scipy; deny=pickle; deny-events=os.kill;
  *    allow-events=os.fork; imports=listed|all; writes=workdir|any"
- * Every item is optional; base is a policy defined before (default
- * permissive). On error returns -EINVAL with a message naming the item.
+ * Every item is optional; base, a policy defined before, must come first
+ * (without it the policy starts from nothing restricted). Module names may
+ * be dotted ("xml.etree"). On error returns -EINVAL with a message naming
+ * the item.
  */
 int policy_set_define(struct policy_set *s, const char *name, const char *spec, char *err, size_t errlen);
 

@@ -43,3 +43,6 @@ int runner_setup(void);
 /* Entry points of pyexec-runner. */
 int runner_cold_main(void);
 int runner_zygote_main(int control_fd);
+/* Whether the zygote's sandboxes copy the interpreter's pages while they
+ * wait (--no-prefault turns it off). */
+extern bool runner_zygote_prefault;

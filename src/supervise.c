@@ -1330,6 +1330,7 @@ int pyexec_sandbox_start_warm(struct pyexec_sandbox *sb, const struct pyexec_war
                 .pids = o->pids,
                 .max_forks = o->max_forks,
                 .max_age_s = o->max_age_s,
+                .prefault = o->prefault,
         };
         if (sb->runner_fd < 0)
                 return -ENOENT;

@@ -94,6 +94,8 @@ static int get_str(struct reader *r, char **ret, size_t *ret_len) {
         char *s;
         if (get_u32(r, &n) < 0 || (size_t)(r->end - r->p) < n)
                 return -EBADMSG;
+        if (memchr(r->p, 0, n) && !ret_len)
+                return -EBADMSG; /* a string (not file data) with a NUL in it */
         s = malloc((size_t)n + 1);
         if (!s)
                 return -ENOMEM;
@@ -174,6 +176,10 @@ int work_decode(const void *p, size_t n, struct work *ret) {
                 if ((r = get_u32(&rd, &res)) < 0 || (r = get(&rd, &cur, sizeof cur)) < 0 ||
                     (r = get(&rd, &max, sizeof max)) < 0)
                         goto fail;
+                if (res >= RLIM_NLIMITS) {
+                        r = -EBADMSG;
+                        goto fail;
+                }
                 w.rlimits[w.n_rlimits] = (struct rlimit_value){ (int)res, { cur, max } };
         }
         if (rd.p != rd.end) {

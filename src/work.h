@@ -25,7 +25,8 @@ struct work {
         int n_rlimits;
 };
 
-/* Encode into a sealed, read-only memfd; returns the fd or -errno. */
+/* Encode into a sealed, read-only memfd, returned in *ret_fd; -errno on
+ * failure. */
 int work_encode(const struct work *w, int *ret_fd);
 /* Decode from a memfd (or any readable fd of at most max bytes). */
 int work_decode_fd(int fd, size_t max, struct work *ret);

@@ -130,9 +130,7 @@ static int write_program_files(const struct work *w) {
  * harmless: the faults then happen later.
  */
 static char maps_buf[256 * 1024];
-/* Whether the sandboxes copy the interpreter's pages ahead (see above). */
 bool runner_zygote_prefault = true;
-#define prefault runner_zygote_prefault
 
 static void prefault_private_memory(void) {
         int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
@@ -170,7 +168,7 @@ static void warm_main(int status_fd, int work_fd) {
         int r;
 
         PyOS_AfterFork_Child();
-        if (prefault)
+        if (runner_zygote_prefault)
                 prefault_private_memory();
         m.t_ns = now_ns();
         msg_send(status_fd, &m);

@@ -100,7 +100,7 @@ static void close_fd(int *fd) {
 /* ---- the zygote process ------------------------------------------------ */
 
 static int zygote_spawn_process(struct warm_pool *p, struct zygote_proc *ret) {
-        char *argv[] = { (char *)p->o.runner_path, "--zygote", "3", NULL };
+        char *argv[] = { (char *)p->o.runner_path, "--zygote", "3", p->o.prefault ? NULL : "--no-prefault", NULL };
         struct zygote_proc z = { .pid = -1, .pidfd = -1, .ctl = -1 };
         struct warm_reply hello;
         int sv[2], devnull, r;

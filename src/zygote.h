@@ -89,6 +89,7 @@ struct warm_options {
         uint64_t pids;
         uint64_t max_forks;    /* recycle the zygote after this many sandboxes */
         uint64_t max_age_s;    /* ... or after this long */
+        bool prefault;         /* sandboxes copy the interpreter's pages while they wait */
 };
 
 struct warm_stats {

@@ -223,7 +223,10 @@ def start_server(log_dir, *flags, env=None, port=None, port_flag=True, headers=N
     """Start `pyexec serve`, wait for /health/ready, return a Server."""
     for attempt in range(3):
         p = port or free_port()
-        environ = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+        # These tests are about the HTTP layer: their programs use the
+        # whole standard library, so the default policy is permissive here
+        # (test_policy.py and test_warm.py test the education default).
+        environ = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "DEFAULT_POLICY": "permissive"}
         environ.update({k: str(v) for k, v in (env or {}).items()})
         args = [PYEXEC, "serve", *(["--port", str(p)] if port_flag else []), *map(str, flags)]
         log_path = log_dir / f"serve-{p}-{uuid.uuid4().hex[:6]}.log"
@@ -1596,7 +1599,9 @@ def ofd_lock_byte0(fd, timeout=10):
 
 @pytest.mark.skipif(not PRIVILEGED, reason="the uid pool (and its lock file) is used only as root")
 def test_circuit_breaker(serve):
-    srv = serve(env={"PYEXEC_UID_COUNT": 1, "BREAKER_THRESHOLD": 3, "BREAKER_COOLDOWN": 1000})
+    # Cold: a warm pool would hold the one uid slot this test takes away.
+    srv = serve(env={"PYEXEC_UID_COUNT": 1, "BREAKER_THRESHOLD": 3, "BREAKER_COOLDOWN": 1000,
+                     "EXECUTION_MODE": "cold"})
     assert srv.execute({"code": "print('before')"}).json()["stdout"] == "before\n"
     fd = os.open(UID_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:

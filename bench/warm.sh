@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# The warm path's benchmark (issue 4), every figure a ratio against a
+# baseline measured in this same run on this machine:
+#   1. p50 of POST /api/execute hello world on a warm service (wrk -c1)
+#      against the median wall time of bare `python3 -c 'print(1)'`
+#      (hyperfine); target <= 0.2x, aim 0.1x.
+#   2. throughput at concurrency 8 (wrk -c8) against bubblewrap+python3 run
+#      two at a time (two parallel loops, timed); target >= 5x, aim 10x.
+#   3. a CPU-bound program of about 1 s: the request's wall time on the
+#      service against bare `python3 main.py`; target <= 1.03x.
+#   4. resident memory of the idle service (server + zygote); target
+#      <= 40 MB. The waiting sandboxes are reported apart (their PSS).
+# Then the same p50 and throughput on a cold service (--cold) and on a
+# warm one without prefaulting (ZYGOTE_PREFAULT=false), for the record.
+set -euo pipefail
+bin=$(realpath "${1:-build/pyexec}")
+secs=${BENCH_SECONDS:-10}
+py=/usr/bin/python3
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { $py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start NAME [ENV=VALUE...] [-- FLAGS...]: a service on a free port; prints the port.
+start() {
+  local name=$1; shift
+  local envs=() flags=()
+  while [[ $# -gt 0 && $1 != -- ]]; do envs+=("$1"); shift; done
+  [[ ${1:-} == -- ]] && shift
+  flags=("$@")
+  local port; port=$(free_port)
+  env RATE_LIMIT_MAX=0 MAX_CONCURRENT_EXECUTIONS=${BENCH_SLOTS:-8} LOG_LEVEL=warn DEFAULT_POLICY=permissive \
+    "${envs[@]}" "$bin" serve --port "$port" "${flags[@]}" 2>"$work/$name.log" &
+  pids+=($!)
+  echo "$!" > "$work/$name.pid"
+  for _ in $(seq 400); do
+    curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null && break
+    sleep 0.05
+  done
+  sleep 1 # the pool fills
+  echo "$port"
+}
+
+cat > "$work/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"code":"print(1)"}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+
+# ---- baselines ---------------------------------------------------------
+bwrap_cmd="bwrap --unshare-all --die-with-parent --new-session --ro-bind /usr /usr --symlink usr/lib /lib --symlink usr/lib64 /lib64 --symlink usr/bin /bin --proc /proc --dev /dev --tmpfs /tmp --chdir /tmp $py -c print(1)"
+hyperfine -N --style none --warmup 5 --runs 50 --export-json "$work/base.json" \
+  -n python3 "$py -c print(1)" >/dev/null
+# bubblewrap+python3, two at a time: two loops of n runs each, timed together.
+n=60
+t0=$(date +%s.%N)
+for _ in 1 2; do ( for _ in $(seq $n); do $bwrap_cmd >/dev/null; done ) & done
+wait
+t1=$(date +%s.%N)
+echo "$t0 $t1 $n" > "$work/bwrap2.txt"
+
+# The CPU-bound program: about 1 s of pure Python on this machine.
+cat > "$work/cpu.py" <<'PY'
+total = 0
+for i in range(CPU_N):
+    total += i * i % 7
+print(total)
+PY
+cpu_n=$($py - <<'PY'
+import time
+n = 2_000_000
+while True:
+    t = time.perf_counter(); total = 0
+    for i in range(n): total += i * i % 7
+    d = time.perf_counter() - t
+    if d > 0.25: break
+    n *= 2
+print(int(n / d))
+PY
+)
+sed -i "s/CPU_N/$cpu_n/" "$work/cpu.py"
+hyperfine -N --style none --warmup 1 --runs 7 --export-json "$work/cpu-bare.json" -n bare "$py $work/cpu.py" >/dev/null
+
+# ---- the warm service ----------------------------------------------------
+port=$(start warm)
+url="http://127.0.0.1:$port"
+# Idle memory, before any load: the server and its zygote (their RSS and
+# PSS), and the pool's waiting sandboxes (PSS: what they add).
+$py - "$(cat "$work/warm.pid")" > "$work/mem.json" <<'PY'
+import json, os, sys
+server = int(sys.argv[1])
+def kids(pid):
+    out = []
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            out += [int(x) for x in open(f"/proc/{pid}/task/{t}/children").read().split()]
+        except OSError:
+            pass
+    return out
+def mem(pid):
+    d = {}
+    for line in open(f"/proc/{pid}/smaps_rollup"):
+        k, _, v = line.partition(":")
+        if k in ("Rss", "Pss"):
+            d[k] = int(v.split()[0])
+    return d
+zyg = [p for p in kids(server) if b"--zygote" in open(f"/proc/{p}/cmdline", "rb").read()]
+z = zyg[0]
+boxes = []
+todo = kids(z)
+while todo:
+    p = todo.pop()
+    boxes.append(p)
+    todo += kids(p)
+box_pss = sum(mem(p)["Pss"] for p in boxes)
+print(json.dumps({"server": mem(server), "zygote": mem(z), "sandbox_procs": len(boxes), "sandbox_pss": box_pss}))
+PY
+wrk -t1 -c1 -d"${secs}s" --latency -s "$work/post.lua" "$url/api/execute" > "$work/warm-seq.txt"
+wrk -t2 -c8 -d"${secs}s" -s "$work/post.lua" "$url/api/execute" > "$work/warm-c8.txt"
+curl -s "$url/api/stats" > "$work/warm-stats.json"
+$py - "$url" "$work/cpu.py" > "$work/cpu-warm.json" <<'PY'
+import json, sys, time, urllib.request
+url, path = sys.argv[1], sys.argv[2]
+body = json.dumps({"code": open(path).read(), "timeout": 60000}).encode()
+walls = []
+for i in range(8):
+    req = urllib.request.Request(url + "/api/execute", body, {"Content-Type": "application/json"})
+    t = time.perf_counter()
+    doc = json.load(urllib.request.urlopen(req, timeout=120))
+    d = time.perf_counter() - t
+    assert doc["status"] == "ok", doc
+    if i:  # the first warms the pool
+        walls.append(d)
+walls.sort()
+print(json.dumps({"median": walls[len(walls) // 2]}))
+PY
+
+# ---- for the record: cold, and warm without prefaulting ----------------
+cport=$(start cold -- --cold)
+wrk -t1 -c1 -d"${secs}s" --latency -s "$work/post.lua" "http://127.0.0.1:$cport/api/execute" > "$work/cold-seq.txt"
+wrk -t2 -c8 -d"${secs}s" -s "$work/post.lua" "http://127.0.0.1:$cport/api/execute" > "$work/cold-c8.txt"
+nport=$(start nopre ZYGOTE_PREFAULT=false)
+wrk -t1 -c1 -d"${secs}s" --latency -s "$work/post.lua" "http://127.0.0.1:$nport/api/execute" > "$work/nopre-seq.txt"
+wrk -t2 -c8 -d"${secs}s" -s "$work/post.lua" "http://127.0.0.1:$nport/api/execute" > "$work/nopre-c8.txt"
+
+$py - "$work" <<'PY'
+import json, re, sys
+w = sys.argv[1]
+py = json.load(open(f"{w}/base.json"))["results"][0]["median"] * 1e3
+t0, t1, n = open(f"{w}/bwrap2.txt").read().split()
+bwrap2 = 2 * int(n) / (float(t1) - float(t0))
+def ms(v, unit):
+    return float(v) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+def p50(name):
+    txt = open(f"{w}/{name}").read()
+    return {p: ms(v, u) for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)", txt, re.M)}
+def rps(name):
+    txt = open(f"{w}/{name}").read()
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", txt)
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", txt).group(1)), int(bad.group(1)) if bad else 0
+cpu_bare = json.load(open(f"{w}/cpu-bare.json"))["results"][0]["median"]
+cpu_warm = json.load(open(f"{w}/cpu-warm.json"))["median"]
+mem = json.load(open(f"{w}/mem.json"))
+stats = json.load(open(f"{w}/warm-stats.json"))
+seq = p50("warm-seq.txt"); c8, bad = rps("warm-c8.txt")
+print(f"baseline python3 -c print(1)            median {py:8.2f} ms")
+print(f"baseline bwrap+python3, two at a time          {bwrap2:8.1f} runs/s")
+print(f"1. warm POST hello, sequential          p50 {seq['50']:8.2f} ms  p99 {seq['99']:8.2f} ms"
+      f"  = {seq['50']/py:.3f}x python3 (target <= 0.2x, aim 0.1x)")
+print(f"2. warm POST hello, concurrency 8           {c8:8.1f} runs/s = {c8/bwrap2:.2f}x bwrap two at a time"
+      f" (target >= 5x, aim 10x; non-2xx {bad})")
+print(f"3. CPU-bound program (~1 s)             bare {cpu_bare*1e3:8.1f} ms  warm {cpu_warm*1e3:8.1f} ms"
+      f"  = {cpu_warm/cpu_bare:.3f}x (target <= 1.03x)")
+srv, zyg = mem["server"], mem["zygote"]
+print(f"4. idle service: server RSS {srv['Rss']/1024:.1f} MB + zygote RSS {zyg['Rss']/1024:.1f} MB"
+      f" = {(srv['Rss']+zyg['Rss'])/1024:.1f} MB (PSS {(srv['Pss']+zyg['Pss'])/1024:.1f} MB; target <= 40 MB)")
+print(f"   {mem['sandbox_procs']} processes of the waiting sandboxes add PSS {mem['sandbox_pss']/1024:.1f} MB")
+w_ = stats.get("warm") or {}
+print(f"   pool: {w_.get('sandboxes')} sandboxes built, {w_.get('takenReady')} runs found one ready, "
+      f"{w_.get('builtOnDemand')} built on demand, {w_.get('failures')} failures")
+cs = p50("cold-seq.txt"); cc8, cbad = rps("cold-c8.txt")
+ns = p50("nopre-seq.txt"); nc8, nbad = rps("nopre-c8.txt")
+print(f"cold service (--cold)                   p50 {cs['50']:8.2f} ms = {cs['50']/py:.2f}x python3;"
+      f" concurrency 8 {cc8:.1f} runs/s = {cc8/bwrap2:.2f}x")
+print(f"warm without prefault                   p50 {ns['50']:8.2f} ms = {ns['50']/py:.3f}x python3;"
+      f" concurrency 8 {nc8:.1f} runs/s = {nc8/bwrap2:.2f}x")
+PY
