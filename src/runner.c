@@ -510,9 +510,12 @@ static const char static_check_py[] =
         "        try:\n"
         "            tree = compile(src, path, 'exec', _ast.PyCF_ONLY_AST, dont_inherit=True)\n"
         "        except SyntaxError as e:\n"
-        "            import traceback\n"
-        "            text = ''.join(traceback.format_exception_only(type(e), e))\n"
-        "            return ('syntax', text, path, e.lineno or 0, e.offset or 0,\n"
+        "            # The program's own file: refused now. Another file fails\n"
+        "            # only when imported, as under python3; a file python3\n"
+        "            # cannot even decode is left for it to report its way.\n"
+        "            if path != '/sandbox/main.py' or str(e.msg).startswith('(unicode error)'):\n"
+        "                continue\n"
+        "            return ('syntax', e, path, e.lineno or 0, e.offset or 0,\n"
         "                    '%s: %s' % (type(e).__name__, e.msg))\n"
         "        except (ValueError, UnicodeError):\n"
         "            continue  # left for python3 itself to report as it runs\n"
@@ -663,21 +666,25 @@ static bool static_check(int status_fd) {
         if (!res)
                 goto fail;
         if (PyTuple_Check(res) && PyTuple_Size(res) == 6) {
-                /* ("syntax", text, path, line, column, summary) */
-                const char *text = PyUnicode_AsUTF8(PyTuple_GetItem(res, 1));
+                /* ("syntax", exception, path, line, column, summary) */
+                PyObject *exc = PyTuple_GetItem(res, 1);
                 const char *path = PyUnicode_AsUTF8(PyTuple_GetItem(res, 2));
                 long line = PyLong_AsLong(PyTuple_GetItem(res, 3));
                 long col = PyLong_AsLong(PyTuple_GetItem(res, 4));
                 const char *summary = PyUnicode_AsUTF8(PyTuple_GetItem(res, 5));
                 char msg[1024];
-                if (!text || !path || !summary)
+                if (!exc || !path || !summary)
                         goto fail;
                 if (col > 0)
                         snprintf(msg, sizeof msg, "%.700s (%s, line %ld, column %ld)", summary, base_name(path), line,
                                  col);
                 else
                         snprintf(msg, sizeof msg, "%.700s (%s, line %ld)", summary, base_name(path), line);
-                fputs(text, stderr);
+                /* Reported by python3's own printer, exactly as python3
+                 * reports a script that does not compile. */
+                PyException_SetTraceback(exc, Py_None);
+                PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+                PyErr_Print();
                 send_verdict(status_fd, PYEXEC_SYNTAX_ERROR, msg);
                 ok = false;
         } else if (PyTuple_Check(res) && PyTuple_Size(res) == 2) {
@@ -715,60 +722,122 @@ fail:
 
 /* ---- running __main__ ------------------------------------------------- */
 
-static int call_method(const char *module, const char *method) {
+/* module.method() for a module already imported; an exception is reported
+ * as python3 reports one at exit ("Exception ignored in: <module ...>"). */
+static void call_at_exit(const char *module, const char *method) {
         PyObject *m = PyDict_GetItemString(PyImport_GetModuleDict(), module), *r;
         if (!m)
-                return 0;
+                return;
+        Py_INCREF(m);
         r = PyObject_CallMethod(m, method, NULL);
-        if (!r) {
-                PyErr_Print();
-                return -1;
-        }
-        Py_DECREF(r);
-        return 0;
+        if (!r)
+                PyErr_WriteUnraisable(m);
+        Py_XDECREF(r);
+        Py_DECREF(m);
 }
 
-static int flush_std(void) {
-        int rc = 0;
-        static const char *const names[] = { "stdout", "stderr" };
-        for (size_t i = 0; i < 2; i++) {
-                PyObject *f = PySys_GetObject(names[i]), *r;
-                if (!f || f == Py_None)
-                        continue;
-                r = PyObject_CallMethod(f, "flush", NULL);
+static bool file_is_closed(PyObject *f) {
+        PyObject *c = PyObject_GetAttrString(f, "closed");
+        int r;
+        if (!c) {
+                PyErr_Clear();
+                return false;
+        }
+        r = PyObject_IsTrue(c);
+        Py_DECREF(c);
+        if (r < 0)
+                PyErr_Clear();
+        return r > 0;
+}
+
+/* python3's flush of the standard streams at exit (pythonrun.c
+ * flush_std_files): closed ones are skipped; a failing stdout is reported
+ * as unraisable, a failing stderr silently; either fails the exit. */
+static int flush_std_files(const char *out, const char *err) {
+        PyObject *fout = PySys_GetObject(out), *ferr = PySys_GetObject(err), *r;
+        int status = 0;
+
+        if (fout && fout != Py_None && !file_is_closed(fout)) {
+                Py_INCREF(fout);
+                r = PyObject_CallMethod(fout, "flush", NULL);
+                if (!r) {
+                        PyErr_WriteUnraisable(fout);
+                        status = -1;
+                }
+                Py_XDECREF(r);
+                Py_DECREF(fout);
+        }
+        if (ferr && ferr != Py_None && !file_is_closed(ferr)) {
+                r = PyObject_CallMethod(ferr, "flush", NULL);
                 if (!r) {
                         PyErr_Clear();
-                        rc = -1;
-                } else
-                        Py_DECREF(r);
+                        status = -1;
+                }
+                Py_XDECREF(r);
         }
-        return rc;
+        return status;
+}
+
+/* A module's globals released as python3's finalization does it
+ * (_PyModule_ClearDict): names starting with one underscore set to None
+ * first, then the others, __builtins__ last, in their order, so a __del__
+ * still finds the globals not yet released. */
+static void clear_module_dict(PyObject *d) {
+        PyObject *keys = PyDict_Keys(d);
+        for (int pass = 0; keys && pass < 2; pass++)
+                for (Py_ssize_t i = 0; i < PyList_Size(keys); i++) {
+                        PyObject *k = PyList_GetItem(keys, i);
+                        const char *s = PyUnicode_Check(k) ? PyUnicode_AsUTF8(k) : NULL;
+                        bool under = s && s[0] == '_' && s[1] != '_';
+                        if (!s || strcmp(s, "__builtins__") == 0 || under != (pass == 0))
+                                continue;
+                        if (PyDict_SetItem(d, k, Py_None) < 0)
+                                PyErr_Clear();
+                }
+        Py_XDECREF(keys);
+        PyErr_Clear();
 }
 
 /*
- * The exit of `python3 main.py`, in its order: non-daemon threads awaited,
- * atexit handlers, the standard streams flushed (a failing flush makes the
- * exit code 120), then the program's globals released (their __del__ may
- * still print) and the streams flushed again. What Py_FinalizeEx() does
- * beyond that, tearing down every module, is left to _exit(): in a child
- * of the zygote it would write to every page the zygote shares with it,
- * and take longer than the program.
+ * The exit of `python3 main.py`, in its order (Py_FinalizeEx): non-daemon
+ * threads awaited, atexit handlers, the standard streams flushed, then the
+ * program's own modules released (their objects' __del__ may still print),
+ * a collection, and the streams (also the original ones, should the
+ * program have replaced them) flushed again. A failed flush makes the exit
+ * status 120. What Py_FinalizeEx() does beyond that, tearing down every
+ * library module, is left to _exit(): in a child of the zygote it would
+ * write to every page the zygote shares with it, and take longer than the
+ * program.
  */
 static int finish(PyObject *main_dict, int exitcode) {
-        PyObject *gc;
+        PyObject *modules = PyImport_GetModuleDict(), *values;
+        int status = 0;
 
-        call_method("threading", "_shutdown");
-        call_method("atexit", "_run_exitfuncs");
-        if (flush_std() < 0 && exitcode == 0)
-                exitcode = 120;
-        PyDict_Clear(main_dict);
-        gc = PyDict_GetItemString(PyImport_GetModuleDict(), "gc");
-        if (gc)
-                Py_XDECREF(PyObject_CallMethod(gc, "collect", NULL));
+        call_at_exit("threading", "_shutdown");
+        call_at_exit("atexit", "_run_exitfuncs");
+        if (flush_std_files("stdout", "stderr") < 0)
+                status = -1;
+        /* The program's modules, newest first, __main__ among them. */
+        values = PyDict_Values(modules);
+        for (Py_ssize_t i = values ? PyList_Size(values) - 1 : -1; i >= 0; i--) {
+                PyObject *m = PyList_GetItem(values, i), *d;
+                const char *name = PyModule_Check(m) ? PyModule_GetName(m) : NULL;
+                if (!name) {
+                        PyErr_Clear();
+                        continue;
+                }
+                d = PyModule_GetDict(m);
+                if (d && (d == main_dict || is_local_module(name)))
+                        clear_module_dict(d);
+        }
+        Py_XDECREF(values);
         PyErr_Clear();
-        if (flush_std() < 0 && exitcode == 0)
-                exitcode = 120;
-        return exitcode;
+        PyGC_Collect();
+        /* python3 has restored the original streams by its second flush. */
+        if (flush_std_files("__stdout__", "__stderr__") < 0)
+                status = -1;
+        PyErr_Clear();
+        return status < 0 ? 120 : exitcode;
 }
 
 /* SystemExit's code as python3 maps it: None 0, an int itself, anything
@@ -787,11 +856,11 @@ static int system_exit_code(void) {
         if (code == Py_None)
                 rc = 0;
         else if (PyLong_Check(code)) {
-                rc = (int)PyLong_AsLong(code);
-                if (PyErr_Occurred()) {
+                /* As python3: a value beyond a C long is -1, so 255. */
+                long v = PyLong_AsLong(code);
+                if (v == -1 && PyErr_Occurred())
                         PyErr_Clear();
-                        rc = 1;
-                }
+                rc = (int)v;
         } else {
                 PyObject *f = PySys_GetObject("stderr");
                 if (f && f != Py_None) {
@@ -829,6 +898,13 @@ static PyObject *new_main_dict(const char *path) {
                 r = file ? PyDict_SetItemString(d, "__file__", file) : -1;
                 Py_XDECREF(file);
                 if (r < 0 || PyDict_SetItemString(d, "__cached__", Py_None) < 0)
+                        goto fail;
+        }
+        {
+                PyObject *ann = PyDict_New();
+                r = ann ? PyDict_SetItemString(d, "__annotations__", ann) : -1;
+                Py_XDECREF(ann);
+                if (r < 0)
                         goto fail;
         }
         ext = PyImport_ImportModule("_frozen_importlib_external");
@@ -981,7 +1057,10 @@ _Noreturn void runner_run(struct work *w, int status_fd, int work_fd) {
                         if (PyErr_ExceptionMatches(PyExc_SystemExit))
                                 exitcode = system_exit_code();
                         else {
-                                kbint = PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
+                                /* Only KeyboardInterrupt itself, not a
+                                 * subclass, ends python3 by SIGINT. */
+                                PyObject *t = PyErr_Occurred();
+                                kbint = t == PyExc_KeyboardInterrupt;
                                 PyErr_Print();
                                 exitcode = 1;
                         }
@@ -1030,5 +1109,6 @@ int runner_cold_main(void) {
                 fprintf(stderr, "pyexec-runner: starting Python failed: %s\n", st.err_msg ? st.err_msg : "?");
                 return 127;
         }
+        runner_startup_modules = PySet_New(PyImport_GetModuleDict());
         runner_run(&w, RUNNER_STATUS_FD, RUNNER_WORK_FD);
 }

@@ -892,6 +892,18 @@ static bool classify_syntax_error(const struct pyexec_spec *spec, struct pyexec_
         if (!e->data || !(starts_with(last, ll, "SyntaxError: ") || starts_with(last, ll, "IndentationError: ") ||
                           starts_with(last, ll, "TabError: ")))
                 return false;
+        /* A file python3 cannot decode is reported on one line, with no
+         * frame: "... in file /sandbox/main.py on line 1, but no encoding
+         * declared; ...". */
+        if (starts_with(last, ll, "SyntaxError: Non-UTF-8 code starting with ")) {
+                const char *in = strstr(last, " in file " SANDBOX_WORKDIR "/");
+                if (!in || in > last + ll)
+                        return false;
+                free(res->message);
+                res->message = strdup_printf("%.*s", (int)(ll > 300 ? 300 : ll), last);
+                res->status = PYEXEC_SYNTAX_ERROR;
+                return true;
+        }
         for (p = e->data; (p = strstr(p, "  File \"")) && p < last; p++)
                 frame = p;
         if (!frame || sscanf(frame, "  File \"%255[^\"]\", line %lu%3[^\n]", file, &line, rest) < 2 || rest[0])
