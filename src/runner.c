@@ -810,27 +810,25 @@ static void clear_module_dict(PyObject *d) {
  * program.
  */
 static int finish(PyObject *main_dict, int exitcode) {
-        PyObject *modules = PyImport_GetModuleDict(), *values;
+        PyObject *modules = PyImport_GetModuleDict();
         int status = 0;
 
         call_at_exit("threading", "_shutdown");
         call_at_exit("atexit", "_run_exitfuncs");
         if (flush_std_files("stdout", "stderr") < 0)
                 status = -1;
-        /* The program's modules, newest first, __main__ among them. */
-        values = PyDict_Values(modules);
-        for (Py_ssize_t i = values ? PyList_Size(values) - 1 : -1; i >= 0; i--) {
-                PyObject *m = PyList_GetItem(values, i), *d;
-                const char *name = PyModule_Check(m) ? PyModule_GetName(m) : NULL;
-                if (!name) {
-                        PyErr_Clear();
-                        continue;
+        /* The program's modules: __main__, then its own top-level modules
+         * (looked up by name; walking sys.modules would copy every module
+         * object from the zygote). */
+        clear_module_dict(main_dict);
+        for (size_t i = n_local_names; i-- > 0;) {
+                PyObject *m = PyDict_GetItemString(modules, local_names[i]);
+                if (m && PyModule_Check(m)) {
+                        PyObject *d = PyModule_GetDict(m);
+                        if (d && d != main_dict)
+                                clear_module_dict(d);
                 }
-                d = PyModule_GetDict(m);
-                if (d && (d == main_dict || is_local_module(name)))
-                        clear_module_dict(d);
         }
-        Py_XDECREF(values);
         PyErr_Clear();
         PyGC_Collect();
         /* python3 has restored the original streams by its second flush. */
@@ -964,18 +962,17 @@ out:
  * modules before the script's directory is on sys.path.
  */
 static void unshadow_local_modules(PyObject *startup_modules) {
-        PyObject *modules = PyImport_GetModuleDict(), *keys = PyDict_Keys(modules);
-        for (Py_ssize_t i = 0; keys && i < PyList_Size(keys); i++) {
-                PyObject *k = PyList_GetItem(keys, i);
-                const char *name = PyUnicode_Check(k) ? PyUnicode_AsUTF8(k) : NULL;
-                if (!name || !is_local_module(name))
-                        continue;
-                if (startup_modules && PySet_Contains(startup_modules, k) == 1)
-                        continue;
-                PyDict_DelItem(modules, k);
+        PyObject *modules = PyImport_GetModuleDict();
+        /* By name, not by walking sys.modules: every object the walk
+         * touched would be copied from the zygote. */
+        for (size_t i = 0; i < n_local_names; i++) {
+                PyObject *k = PyUnicode_FromString(local_names[i]);
+                if (k && PyDict_GetItemWithError(modules, k) &&
+                    !(startup_modules && PySet_Contains(startup_modules, k) == 1))
+                        PyDict_DelItem(modules, k);
+                Py_XDECREF(k);
+                PyErr_Clear();
         }
-        Py_XDECREF(keys);
-        PyErr_Clear();
 }
 
 /* The modules an interpreter has right after start-up, before anything the
