@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "client.h"
 #include "config.h"
 #include "http.h"
 #include "jobs.h"
@@ -37,7 +38,7 @@ enum {
 static const char usage_run[] =
         "usage: pyexec run [--json] [--timeout MS] [--cpu-time MS] [--memory MB] [--max-output BYTES]\n"
         "                  [--pids N] [--disk MB] [--file-size MB] [--open-files N] [--python PATH]\n"
-        "                  [--policy education|permissive]\n"
+        "                  [--policy NAME] [--service http://HOST:PORT]\n"
         "                  [--stdin FILE] [--arg ARG]... [--file NAME=PATH]... [--test FILE [--module NAME]]\n"
         "                  FILE|-\n";
 
@@ -92,6 +93,7 @@ enum {
         OPT_MODULE,
         OPT_PYTHON,
         OPT_POLICY,
+        OPT_SERVICE,
         OPT_HELP,
         OPT_LIMIT, /* + index into pyexec_limit_table */
 };
@@ -117,6 +119,133 @@ static int exit_code_for(const struct pyexec_result *res) {
         }
 }
 
+static int signal_number(const char *name) {
+        for (int s = 1; s < NSIG; s++) {
+                const char *a = sigabbrev_np(s);
+                if (a && name && strncmp(name, "SIG", 3) == 0 && strcmp(name + 3, a) == 0)
+                        return s;
+        }
+        return 0;
+}
+
+static json_t *json_text(const char *what, const char *p, size_t n) {
+        if (!utf8_is_valid(p, n))
+                usage_error("--service takes text only: %s is not UTF-8", what);
+        return json_stringn(p, n);
+}
+
+/*
+ * `pyexec run --service URL`: the same program, files, stdin, arguments,
+ * limits and policy, run by a running service (on its warm path). The
+ * result is printed exactly as a local run's; HTTP errors are reported with
+ * the service's own message.
+ */
+static int run_on_service(const char *url, const char *policy, unsigned limits_given, const struct pyexec_spec *spec,
+                          const struct buf *test, const struct buf *code, const char *module, bool json) {
+        static const struct {
+                const char *option, *field;
+        } fields[] = {
+                { "timeout", "timeout" },
+                { "cpu-time", "cpuTimeout" },
+                { "memory", "memoryLimit" },
+                { "max-output", "maxOutput" },
+        };
+        json_t *req = json_object(), *files = json_array(), *args = json_array(), *doc = NULL;
+        struct pyexec_result res = { .exit_code = -1 };
+        char err[1024];
+        unsigned http = 0;
+        int r, rc;
+
+        for (size_t i = 0; i < pyexec_limit_count; i++) {
+                const struct pyexec_limit_info *in = &pyexec_limit_table[i];
+                const char *field = NULL;
+                if (!(limits_given & (1u << i)))
+                        continue;
+                for (size_t k = 0; k < ELEMENTSOF(fields); k++)
+                        if (strcmp(fields[k].option, in->option) == 0)
+                                field = fields[k].field;
+                if (!field)
+                        usage_error("--%s is set by the service's configuration, not per run: it cannot go with --service",
+                                    in->option);
+                json_object_set_new(req, field,
+                                    json_integer((json_int_t) * pyexec_limit_ptr((struct pyexec_limits *)&spec->limits, in)));
+        }
+        /* files[0] is main.py; with --test the module follows it. */
+        if (test) {
+                json_object_set_new(req, "code", json_text("the program", code->data, code->len));
+                json_object_set_new(req, "testCode", json_text("the --test file", test->data, test->len));
+                json_object_set_new(req, "runTests", json_true());
+                if (module)
+                        json_object_set_new(req, "moduleName", json_string(module));
+        }
+        for (size_t i = 0; i < spec->n_files; i++) {
+                const struct pyexec_file *f = &spec->files[i];
+                if (strcmp(f->name, PYEXEC_MAIN_FILE) == 0) {
+                        if (!test)
+                                json_object_set_new(req, "code", json_text("the program", f->data, f->len));
+                        continue;
+                }
+                if (test && i == spec->n_files - 1)
+                        continue; /* the module: code above */
+                json_array_append_new(files, json_pack("{s:s,s:o}", "name", f->name, "content",
+                                                       json_text(f->name, f->data, f->len)));
+        }
+        if (json_array_size(files))
+                json_object_set(req, "files", files);
+        for (size_t i = 0; i < spec->n_args; i++)
+                json_array_append_new(args, json_string(spec->args[i]));
+        if (json_array_size(args))
+                json_object_set(req, "args", args);
+        if (spec->stdin_len)
+                json_object_set_new(req, "stdin", json_text("--stdin", spec->stdin_data, spec->stdin_len));
+        if (policy)
+                json_object_set_new(req, "policy", json_string(policy));
+
+        r = client_execute(url, getenv("PYEXEC_API_KEY"), req, &http, &doc, err, sizeof err);
+        json_decref(req);
+        json_decref(files);
+        json_decref(args);
+        if (r < 0) {
+                fprintf(stderr, "pyexec: %s\n", err);
+                return EXIT_INTERNAL;
+        }
+        if (http != 200 && http != 500) {
+                json_t *e = json_object_get(doc, "error");
+                fprintf(stderr, "pyexec: the service answered %u: %s\n", http,
+                        json_string_value(json_object_get(e, "message")) ?: "(no message)");
+                json_decref(doc);
+                return http == 400 || http == 413 ? EXIT_USAGE : EXIT_INTERNAL;
+        }
+        if (json) {
+                json_dumpf(doc, stdout, RESULT_JSON_FLAGS);
+                fputc('\n', stdout);
+                rc = strcmp(json_string_value(json_object_get(doc, "status")) ?: "", "internal_error") == 0 ? EXIT_INTERNAL
+                                                                                                        : 0;
+                json_decref(doc);
+                return rc;
+        }
+        {
+                const char *out = json_string_value(json_object_get(doc, "stdout")) ?: "";
+                const char *errs = json_string_value(json_object_get(doc, "stderr")) ?: "";
+                const char *status = json_string_value(json_object_get(doc, "status")) ?: "internal_error";
+                const char *msg = json_string_value(json_object_get(doc, "message"));
+                json_t *ec = json_object_get(doc, "exitCode");
+                (void)write_all(STDOUT_FILENO, out, strlen(out));
+                (void)write_all(STDERR_FILENO, errs, strlen(errs));
+                res.status = PYEXEC_INTERNAL_ERROR;
+                for (int s = 0; s < _PYEXEC_STATUS_MAX; s++)
+                        if (strcmp(status, pyexec_status_to_string((enum pyexec_status)s)) == 0)
+                                res.status = (enum pyexec_status)s;
+                res.exit_code = json_is_integer(ec) ? (int)json_integer_value(ec) : -1;
+                res.signal = signal_number(json_string_value(json_object_get(doc, "signal")));
+                rc = exit_code_for(&res);
+                if (res.status != PYEXEC_OK && res.status != PYEXEC_RUNTIME_ERROR && res.status != PYEXEC_SYNTAX_ERROR)
+                        fprintf(stderr, "pyexec: %s: %s\n", status, msg ? msg : "");
+        }
+        json_decref(doc);
+        return rc;
+}
+
 static int cmd_run(int argc, char **argv) {
         struct option opts[32];
         size_t no = 0;
@@ -128,6 +257,8 @@ static int cmd_run(int argc, char **argv) {
         bool json = false, cpu_given = false;
         struct policy_set policies = { 0 };
         char *policy_line = NULL;
+        const char *service = NULL;
+        unsigned limits_given = 0; /* bit per pyexec_limit_table entry */
         size_t n_files = 0, n_args = 0;
         struct pyexec_sandbox *sb = NULL;
         struct pyexec_result res;
@@ -143,6 +274,7 @@ static int cmd_run(int argc, char **argv) {
         opts[no++] = (struct option){ "module", required_argument, NULL, OPT_MODULE };
         opts[no++] = (struct option){ "python", required_argument, NULL, OPT_PYTHON };
         opts[no++] = (struct option){ "policy", required_argument, NULL, OPT_POLICY };
+        opts[no++] = (struct option){ "service", required_argument, NULL, OPT_SERVICE };
         opts[no++] = (struct option){ "help", no_argument, NULL, OPT_HELP };
         for (size_t i = 0; i < pyexec_limit_count; i++)
                 opts[no++] = (struct option){ pyexec_limit_table[i].option, required_argument, NULL, OPT_LIMIT + (int)i };
@@ -197,6 +329,9 @@ static int cmd_run(int argc, char **argv) {
                 case OPT_POLICY:
                         policy_opt = optarg;
                         break;
+                case OPT_SERVICE:
+                        service = optarg;
+                        break;
                 case OPT_HELP:
                         fputs(usage_run, stdout);
                         return 0;
@@ -212,6 +347,7 @@ static int cmd_run(int argc, char **argv) {
                                         usage_error("%s", err);
                                 if (strcmp(in->option, "cpu-time") == 0)
                                         cpu_given = true;
+                                limits_given |= 1u << (c - OPT_LIMIT);
                         }
                         break;
                 }
@@ -237,7 +373,11 @@ static int cmd_run(int argc, char **argv) {
         /* The embedded runner (static check, policy) unless another
          * interpreter was asked for by name. */
         spec.runner = !python_opt;
-        if (policy_opt) {
+        if (service && python_opt)
+                usage_error("--python cannot go with --service: the service runs its own interpreter");
+        /* With --service the service knows its policies (its operator's
+         * among them) and checks the name itself. */
+        if (policy_opt && !service) {
                 const struct policy *pol;
                 if (policy_set_init(&policies) < 0)
                         usage_error("out of memory");
@@ -289,6 +429,11 @@ static int cmd_run(int argc, char **argv) {
                 spec.echo_stderr = STDERR_FILENO;
         }
 
+        if (service) {
+                rc = run_on_service(service, policy_opt, limits_given, &spec, test_path ? &test : NULL,
+                                    test_path ? &code : NULL, module, json);
+                goto done;
+        }
         r = pyexec_sandbox_new(&sb);
         if (r < 0) {
                 fprintf(stderr, "pyexec: cannot set up the sandbox: %s%s\n", strerror(-r),
@@ -315,8 +460,9 @@ static int cmd_run(int argc, char **argv) {
                         fprintf(stderr, "pyexec: %s: %s\n", pyexec_status_to_string(res.status),
                                 res.message ? res.message : "");
         }
-        fflush(stdout);
         pyexec_result_done(&res);
+done:
+        fflush(stdout);
         pyexec_sandbox_free(sb);
         free(policy_line);
         policy_set_done(&policies);
