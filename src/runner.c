@@ -980,6 +980,53 @@ static void unshadow_local_modules(PyObject *startup_modules) {
  * static check's imports are the only extra ones). */
 PyObject *runner_startup_modules;
 
+/* A typical exercise, for runner_probe(). */
+static const char probe_program[] =
+        "import math, random\n"
+        "def fib(n):\n"
+        "    return n if n < 2 else fib(n - 1) + fib(n - 2)\n"
+        "class Point:\n"
+        "    def __init__(self, x, y):\n"
+        "        self.x, self.y = x, y\n"
+        "    def __repr__(self):\n"
+        "        return f'Point({self.x}, {self.y})'\n"
+        "words = 'the quick brown fox jumps over the lazy dog'.split()\n"
+        "counts = {w: words.count(w) for w in words}\n"
+        "print('Hello, World!', fib(15), sorted(counts.items())[:3], [Point(i, i * i) for i in range(3)])\n"
+        "print(math.sqrt(2), random.random() < 1, '%5.2f' % 3.14159, str(12345)[::-1], sum(range(100)))\n"
+        "try:\n"
+        "    int('x')\n"
+        "except ValueError as e:\n"
+        "    print('error:', e)\n";
+
+void runner_probe(const char *policy_line, const char *path) {
+        struct policy pol = { 0 };
+        char err[256];
+        PyObject *files, *res, *d;
+
+        if (policy_line && policy_parse(policy_line, &pol, err, sizeof err) == 0)
+                active = &pol;
+        files = Py_BuildValue("[s]", path);
+        if (files && runner_prepare() == 0) {
+                res = PyObject_CallFunction(check_fn, "Osi", files, active ? active->name : "permissive", 1);
+                Py_XDECREF(res);
+        }
+        Py_XDECREF(files);
+        PyErr_Clear();
+        d = new_main_dict(path);
+        if (!d)
+                return;
+        enforcing = true;
+        res = PyRun_String(probe_program, Py_file_input, d, d);
+        if (!res)
+                PyErr_Print();
+        Py_XDECREF(res);
+        finish(d, 0);
+        enforcing = false;
+        active = NULL;
+        policy_done(&pol);
+}
+
 _Noreturn void runner_run(struct work *w, int status_fd, int work_fd) {
         struct policy pol = { 0 };
         char err[256];

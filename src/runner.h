@@ -37,6 +37,11 @@ _Noreturn void runner_run(struct work *w, int status_fd, int work_fd);
  * for all its children). */
 int runner_prepare(void);
 
+/* Run a typical program (with the static check over path, a file of it)
+ * in this process, as runner_run() would, without exiting: the zygote's
+ * probe child does, to learn which pages a run writes. */
+void runner_probe(const char *policy_line, const char *path);
+
 /* Before Py_Initialize: the audit hook and the _pyexec module. */
 int runner_setup(void);
 

@@ -132,6 +132,116 @@ static int write_program_files(const struct work *w) {
 static char maps_buf[256 * 1024];
 bool runner_zygote_prefault = true;
 
+/*
+ * Which pages a run writes, learned once by a probe: a child of the zygote
+ * runs a typical program (runner_probe) and reports, from
+ * /proc/self/pagemap, the pages it now holds exclusively: the ones it
+ * copied on write, or touched first. Waiting sandboxes prefault those
+ * (a few hundred pages) rather than all of the interpreter's thousands.
+ */
+#define HOT_MAX 16384
+static uint64_t hot[HOT_MAX][2]; /* start, length in bytes */
+static size_t n_hot;
+
+#define PM_PRESENT (1ull << 63)
+#define PM_EXCLUSIVE (1ull << 56)
+
+/* In the probe child: the exclusively held pages of its private writable
+ * mappings, as ranges, written to fd. */
+static void report_exclusive_pages(int fd) {
+        int mfd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), pfd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+        size_t len = 0;
+        ssize_t n;
+        long page = sysconf(_SC_PAGESIZE);
+        uint64_t run_start = 0, run_len = 0;
+
+        if (mfd < 0 || pfd < 0)
+                return;
+        while (len < sizeof maps_buf - 1 && (n = read(mfd, maps_buf + len, sizeof maps_buf - 1 - len)) > 0)
+                len += (size_t)n;
+        close(mfd);
+        maps_buf[len] = 0;
+        for (char *line = maps_buf; line && *line;) {
+                char *nl = strchr(line, '\n');
+                unsigned long start, end;
+                char perms[5];
+                if (nl)
+                        *nl = 0;
+                if (sscanf(line, "%lx-%lx %4s", &start, &end, perms) == 3 && perms[0] == 'r' && perms[1] == 'w' &&
+                    perms[3] == 'p' && !strstr(line, "[stack]")) {
+                        for (unsigned long a = start; a < end; a += (unsigned long)page) {
+                                uint64_t e;
+                                if (pread(pfd, &e, sizeof e, (off_t)(a / (unsigned long)page) * 8) != sizeof e)
+                                        break;
+                                if ((e & PM_PRESENT) && (e & PM_EXCLUSIVE)) {
+                                        if (run_len && run_start + run_len == a)
+                                                run_len += (uint64_t)page;
+                                        else {
+                                                if (run_len)
+                                                        (void)write_all(fd, (uint64_t[]){ run_start, run_len }, 16);
+                                                run_start = a;
+                                                run_len = (uint64_t)page;
+                                        }
+                                }
+                        }
+                }
+                line = nl ? nl + 1 : NULL;
+        }
+        if (run_len)
+                (void)write_all(fd, (uint64_t[]){ run_start, run_len }, 16);
+        close(pfd);
+}
+
+static void learn_hot_pages(void) {
+        char dir[] = "/tmp/pyexec-probe-XXXXXX", path[64], *line = NULL;
+        struct policy_set set;
+        int p[2], fd;
+        pid_t pid;
+
+        if (!mkdtemp(dir))
+                return;
+        snprintf(path, sizeof path, "%s/main.py", dir);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+                (void)write_all(fd, "import math\nprint(math.pi)\n", 27);
+                close(fd);
+        }
+        if (policy_set_init(&set) == 0) {
+                const struct policy *edu = policy_set_find(&set, "education");
+                if (edu && policy_format(edu, &line) < 0)
+                        line = NULL;
+                policy_set_done(&set);
+        }
+        if (pipe2(p, O_CLOEXEC) == 0) {
+                PyOS_BeforeFork();
+                pid = fork();
+                if (pid == 0) {
+                        int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+                        PyOS_AfterFork_Child();
+                        if (devnull >= 0) {
+                                dup2(devnull, 1);
+                                dup2(devnull, 2);
+                        }
+                        runner_probe(line, path);
+                        report_exclusive_pages(p[1]);
+                        _exit(0);
+                }
+                PyOS_AfterFork_Parent();
+                close(p[1]);
+                while (pid > 0 && n_hot < HOT_MAX && read(p[0], hot[n_hot], 16) == 16)
+                        n_hot++;
+                close(p[0]);
+        }
+        free(line);
+        unlink(path);
+        rmdir(dir);
+}
+
+static void prefault_hot_pages(void) {
+        for (size_t i = 0; i < n_hot; i++)
+                (void)madvise((void *)(uintptr_t)hot[i][0], hot[i][1], MADV_POPULATE_WRITE);
+}
+
 static void prefault_private_memory(void) {
         int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
         size_t len = 0;
@@ -168,8 +278,12 @@ static void warm_main(int status_fd, int work_fd) {
         int r;
 
         PyOS_AfterFork_Child();
-        if (runner_zygote_prefault)
-                prefault_private_memory();
+        if (runner_zygote_prefault) {
+                if (n_hot)
+                        prefault_hot_pages();
+                else
+                        prefault_private_memory();
+        }
         m.t_ns = now_ns();
         msg_send(status_fd, &m);
         r = recv_fds(work_fd, &byte, 1, fds, 2, &n);
@@ -261,6 +375,8 @@ int runner_zygote_main(int ctl) {
         preimport();
         if (runner_prepare() < 0)
                 PyErr_Clear();
+        if (runner_zygote_prefault)
+                learn_hot_pages();
         if (send_reply(ctl, &hello, -1) < 0)
                 return 1;
 
