@@ -9,6 +9,7 @@
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/utsname.h>
@@ -137,6 +138,9 @@ static json_t *self_test(struct pyexec_sandbox *sb, const char *python, json_t *
                 .n_files = 1,
                 .echo_stdout = -1,
                 .echo_stderr = -1,
+                /* Through the embedded runner when there is one (and on the
+                 * warm path when the service runs it), as programs run. */
+                .runner = pyexec_sandbox_has_runner(sb) && strcmp(python, "/usr/bin/python3") == 0,
         };
         struct pyexec_result res;
         json_t *o, *probe = NULL;
@@ -197,6 +201,15 @@ int check_report(struct pyexec_sandbox *sb, const char *python, const struct job
         pil = json_object_get(inside, "pillow");
         json_object_set_new(o, "python", json_pack("{s:s,s:b,s:O}", "path", python, "available", python_ok && py,
                                                    "version", py ? py : json_null()));
+        {
+                char rp[PATH_MAX];
+                bool found = pyexec_sandbox_runner_path(sb, rp, sizeof rp);
+                json_object_set_new(o, "runner", json_pack("{s:s,s:b,s:b}", "path", rp, "available", found, "warm",
+                                                           pyexec_sandbox_is_warm(sb)));
+                if (!found)
+                        json_array_append_new(problems, json_string("pyexec-runner was not found: programs cannot run "
+                                                                    "with a policy (set PYEXEC_RUNNER)"));
+        }
         json_object_set_new(o, "pillow", json_pack("{s:b,s:O}", "available", json_is_string(pil), "version",
                                                    json_is_string(pil) ? pil : json_null()));
         json_object_set_new(o, "blender", check_blender());
@@ -268,6 +281,12 @@ void check_print(json_t *r, FILE *f) {
                                                                 : "an unprivileged user (user namespaces)");
         fprintf(f, "python:           %s %s (%s)\n", str_or(py, "path", "?"), str_or(py, "version", "-"),
                 json_is_true(json_object_get(py, "available")) ? "works in the sandbox" : "NOT usable");
+        {
+                json_t *rn = json_object_get(r, "runner");
+                fprintf(f, "runner:           %s (%s%s)\n", str_or(rn, "path", "?"),
+                        json_is_true(json_object_get(rn, "available")) ? "embedded CPython, policies" : "NOT FOUND",
+                        json_is_true(json_object_get(rn, "warm")) ? "; warm: zygote and pre-built sandboxes" : "");
+        }
         fprintf(f, "pillow:           %s\n", json_is_true(json_object_get(pil, "available")) ? str_or(pil, "version", "?")
                                                                                                : "not importable");
         fprintf(f, "blender:          %s\n", json_is_true(json_object_get(bl, "available")) ? str_or(bl, "version", "?")

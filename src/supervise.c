@@ -1351,6 +1351,15 @@ int pyexec_sandbox_start_warm(struct pyexec_sandbox *sb, const struct pyexec_war
         return warm_pool_start(sb, &wo, &sb->warm);
 }
 
+bool pyexec_sandbox_runner_path(const struct pyexec_sandbox *sb, char *buf, size_t n) {
+        snprintf(buf, n, "%s", sb->runner_path);
+        return sb->runner_fd >= 0;
+}
+
+bool pyexec_sandbox_has_runner(const struct pyexec_sandbox *sb) {
+        return sb->runner_fd >= 0;
+}
+
 bool pyexec_sandbox_is_warm(const struct pyexec_sandbox *sb) {
         return sb->warm != NULL;
 }
