@@ -72,6 +72,7 @@ fuzz-merge: deps $(FUZZ_BUILD)/build.ninja
 bench: build
 	bench/run.sh $(BUILD)/pyexec
 	bench/http.sh $(BUILD)/pyexec
+	bench/warm.sh $(BUILD)/pyexec
 
 check: build
 	$(BUILD)/pyexec check
