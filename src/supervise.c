@@ -1008,6 +1008,18 @@ static void classify(const struct pyexec_spec *spec, const struct watch *w, cons
                 res->signal = 0;
                 return;
         }
+        if (!w->exited_msg && !w->killed_wall && !w->killed_cpu && !w->killed_output && !w->killed_oom &&
+            cs->oom_kills == 0) {
+                /* init died without reporting the program's exit, and
+                 * nothing of ours killed it: the sandbox was lost (its
+                 * zygote died, or someone outside killed it). */
+                res->status = PYEXEC_INTERNAL_ERROR;
+                res->message = strdup("the sandbox was lost before the program's exit was reported (its init was "
+                                      "killed from outside)");
+                res->exit_code = -1;
+                res->signal = 0;
+                return;
+        }
         if (w->killed_output) {
                 res->status = PYEXEC_OUTPUT_LIMIT;
                 res->message = strdup_printf("output limit of %llu bytes exceeded (stdout and stderr together)",
@@ -1249,7 +1261,11 @@ static int send_work(int sock, int work_fd, int stdin_fd) {
         return n == 1 ? 0 : -errno;
 }
 
-static int run_warm(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct pyexec_result *res) {
+/* One attempt on a pre-built sandbox: 0 when the run is over (res
+ * filled), -EAGAIN when no sandbox took the program before it started (a
+ * dead one, a zygote being replaced): res is untouched and the run may be
+ * tried again. */
+static int run_warm_once(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct pyexec_result *res) {
         struct watch w = { .res = res, .spec = spec, .warm = true };
         struct cgroup_stats cs = { 0 };
         struct rlimit_plan rp;
@@ -1260,10 +1276,8 @@ static int run_warm(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, s
         int r = 0;
 
         box = warm_pool_take(sb->warm, &r);
-        if (!box) {
-                fail_internal(res, "building a warm sandbox", r);
-                return 0;
-        }
+        if (!box)
+                return -EAGAIN;
         rp = (struct rlimit_plan){
                 .cpu_ms = spec->limits.cpu_time_ms,
                 .file_size = spec->limits.file_size_mb * 1024 * 1024,
@@ -1302,15 +1316,15 @@ static int run_warm(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, s
                 r = cgroup_run_set_limits(h.cg, &box->cg, spec->limits.memory_mb * 1024 * 1024,
                                           spec->limits.pids + 1);
                 if (r < 0) {
-                        fail_internal(res, "setting the run's cgroup limits", r);
+                        r = -EAGAIN;
                         goto out;
                 }
                 cgroup_run_reset_peak(&box->cg);
                 (void)cgroup_run_cpu_ns(&box->cg, &w.cpu_base_ns);
                 (void)cgroup_run_oom_kills(&box->cg, &w.oom_base);
         }
-        if ((r = send_work(box->work_w, work_fd, stdin_fd)) < 0) {
-                fail_internal(res, "handing the program to its sandbox", r);
+        if (send_work(box->work_w, work_fd, stdin_fd) < 0) {
+                r = -EAGAIN; /* it died waiting */
                 goto out;
         }
         close(box->work_w);
@@ -1326,11 +1340,36 @@ static int run_warm(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, s
                 if (cs.oom_kills >= w.oom_base)
                         cs.oom_kills -= w.oom_base;
         }
+        if (!w.exited_msg && !w.killed_wall && !w.killed_cpu && !w.killed_output && !w.killed_oom &&
+            cs.oom_kills == 0) {
+                /* The sandbox was lost under the program (its zygote died,
+                 * or it was killed from outside: the program cannot kill
+                 * its init). Whatever it did stayed in that sandbox, so it
+                 * runs again from the start elsewhere. */
+                buf_done(&res->out);
+                buf_done(&res->err);
+                buf_done(&res->merged);
+                res->truncated = false;
+                r = -EAGAIN;
+                goto out;
+        }
         finish_result(spec, &w, &cs, box->cg.memory != NULL, NULL, res);
+        r = 0;
 out:
         free(argv);
         warm_pool_release(sb->warm, box);
-        return 0;
+        return r == -EAGAIN ? r : 0;
+}
+
+/* The warm path, with one retry on another sandbox; -EAGAIN sends the run
+ * to the cold path (the pool is empty and cannot be refilled right now). */
+static int run_warm(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct pyexec_result *res) {
+        for (int attempt = 0; attempt < 2; attempt++) {
+                int r = run_warm_once(sb, spec, res);
+                if (r != -EAGAIN)
+                        return r;
+        }
+        return -EAGAIN;
 }
 
 int pyexec_sandbox_start_warm(struct pyexec_sandbox *sb, const struct pyexec_warm_options *o) {
@@ -1419,8 +1458,8 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
                 res->message = strdup(errbuf);
                 return -EINVAL;
         }
-        if (warm_eligible(sb, spec))
-                return run_warm(sb, spec, res);
+        if (warm_eligible(sb, spec) && run_warm(sb, spec, res) == 0)
+                return 0;
 
         /* Identity: a host uid of its own as root, else ourselves mapped to
          * SANDBOX_INNER_ID in a user namespace. */

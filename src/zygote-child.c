@@ -266,6 +266,37 @@ static void prefault_private_memory(void) {
         }
 }
 
+/*
+ * init starts from default signal dispositions (supervise.c), and the warm
+ * program is its fork: the interpreter's own settings, made when the zygote
+ * started it (SIGINT raises KeyboardInterrupt, SIGPIPE and SIGXFSZ
+ * ignored so that writes fail with an error), are set again from its
+ * table, as python3 has them at start.
+ */
+static const char restore_signals_py[] =
+        "def restore_signals():\n"
+        "    import _signal as s\n"
+        "    for n in range(1, s.NSIG):\n"
+        "        try:\n"
+        "            h = s.getsignal(n)\n"
+        "            if h is not None:\n"
+        "                s.signal(n, h)\n"
+        "        except (OSError, ValueError, RuntimeError):\n"
+        "            pass\n";
+static PyObject *restore_signals_fn;
+
+static int prepare_restore_signals(void) {
+        PyObject *ns = PyDict_New(), *r;
+        if (!ns || PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) < 0)
+                return -1;
+        r = PyRun_String(restore_signals_py, Py_file_input, ns, ns);
+        Py_XDECREF(r);
+        restore_signals_fn = r ? PyDict_GetItemString(ns, "restore_signals") : NULL;
+        Py_XINCREF(restore_signals_fn);
+        Py_DECREF(ns);
+        return restore_signals_fn ? 0 : -1;
+}
+
 /* The program of a pre-built sandbox: uid dropped, seccomp installed, the
  * interpreter the zygote initialized. Wait for the work, then run it. */
 static void warm_main(int status_fd, int work_fd) {
@@ -278,6 +309,12 @@ static void warm_main(int status_fd, int work_fd) {
         int r;
 
         PyOS_AfterFork_Child();
+        if (restore_signals_fn) {
+                PyObject *ok = PyObject_CallNoArgs(restore_signals_fn);
+                if (!ok)
+                        PyErr_Clear();
+                Py_XDECREF(ok);
+        }
         if (runner_zygote_prefault) {
                 if (n_hot)
                         prefault_hot_pages();
@@ -345,9 +382,6 @@ int runner_zygote_main(int ctl) {
         PyStatus st;
         int r;
 
-        /* Inits are reaped by the kernel: the service watches them through
-         * pidfds. */
-        signal(SIGCHLD, SIG_IGN);
         signal(SIGPIPE, SIG_IGN);
         r = pyexec_sandbox_new(&sb);
         if (r < 0) {
@@ -371,9 +405,13 @@ int runner_zygote_main(int ctl) {
                 fprintf(stderr, "pyexec-runner --zygote: starting Python failed: %s\n", st.err_msg ? st.err_msg : "?");
                 return 1;
         }
+        /* Inits are reaped by the kernel: the service watches them through
+         * pidfds. Set after the interpreter started, so that its table (which
+         * the programs restore) keeps SIGCHLD's default. */
+        signal(SIGCHLD, SIG_IGN);
         runner_startup_modules = PySet_New(PyImport_GetModuleDict());
         preimport();
-        if (runner_prepare() < 0)
+        if (runner_prepare() < 0 || prepare_restore_signals() < 0)
                 PyErr_Clear();
         if (runner_zygote_prefault)
                 learn_hot_pages();
