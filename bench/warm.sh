@@ -26,7 +26,9 @@ trap cleanup EXIT
 
 free_port() { $py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# start NAME [ENV=VALUE...] [-- FLAGS...]: a service on a free port; prints the port.
+# start NAME [ENV=VALUE...] [-- FLAGS...]: a service on a free port, written
+# to $work/NAME.port (not a command substitution: the server would hold its
+# pipe open).
 start() {
   local name=$1; shift
   local envs=() flags=()
@@ -34,8 +36,8 @@ start() {
   [[ ${1:-} == -- ]] && shift
   flags=("$@")
   local port; port=$(free_port)
-  env RATE_LIMIT_MAX=0 MAX_CONCURRENT_EXECUTIONS=${BENCH_SLOTS:-8} LOG_LEVEL=warn DEFAULT_POLICY=permissive \
-    "${envs[@]}" "$bin" serve --port "$port" "${flags[@]}" 2>"$work/$name.log" &
+  env RATE_LIMIT_MAX=0 MAX_CONCURRENT_EXECUTIONS=${BENCH_SLOTS:-8} LOG_LEVEL=warn DEFAULT_POLICY=permissive EXECUTION_TIMEOUT=60000 \
+    "${envs[@]}" "$bin" serve --port "$port" "${flags[@]}" >/dev/null 2>"$work/$name.log" &
   pids+=($!)
   echo "$!" > "$work/$name.pid"
   for _ in $(seq 400); do
@@ -43,7 +45,7 @@ start() {
     sleep 0.05
   done
   sleep 1 # the pool fills
-  echo "$port"
+  echo "$port" > "$work/$name.port"
 }
 
 cat > "$work/post.lua" <<'LUA'
@@ -87,7 +89,8 @@ sed -i "s/CPU_N/$cpu_n/" "$work/cpu.py"
 hyperfine -N --style none --warmup 1 --runs 7 --export-json "$work/cpu-bare.json" -n bare "$py $work/cpu.py" >/dev/null
 
 # ---- the warm service ----------------------------------------------------
-port=$(start warm)
+start warm
+port=$(cat "$work/warm.port")
 url="http://127.0.0.1:$port"
 # Idle memory, before any load: the server and its zygote (their RSS and
 # PSS), and the pool's waiting sandboxes (PSS: what they add).
@@ -141,10 +144,12 @@ print(json.dumps({"median": walls[len(walls) // 2]}))
 PY
 
 # ---- for the record: cold, and warm without prefaulting ----------------
-cport=$(start cold -- --cold)
+start cold -- --cold
+cport=$(cat "$work/cold.port")
 wrk -t1 -c1 -d"${secs}s" --latency -s "$work/post.lua" "http://127.0.0.1:$cport/api/execute" > "$work/cold-seq.txt"
 wrk -t2 -c8 -d"${secs}s" -s "$work/post.lua" "http://127.0.0.1:$cport/api/execute" > "$work/cold-c8.txt"
-nport=$(start nopre ZYGOTE_PREFAULT=false)
+start nopre ZYGOTE_PREFAULT=false
+nport=$(cat "$work/nopre.port")
 wrk -t1 -c1 -d"${secs}s" --latency -s "$work/post.lua" "http://127.0.0.1:$nport/api/execute" > "$work/nopre-seq.txt"
 wrk -t2 -c8 -d"${secs}s" -s "$work/post.lua" "http://127.0.0.1:$nport/api/execute" > "$work/nopre-c8.txt"
 
