@@ -13,13 +13,19 @@ deps:
 $(BUILD)/build.ninja:
 	$(MESON) setup $(BUILD)
 
+# As root the runner is also installed where the sandbox sees it (under
+# /usr, bound read-only into every sandbox): programs then exec it by a path
+# that says nothing about this checkout. The tests use that copy.
+RUNNER_INSTALLED ?= /usr/local/libexec/pyexec/pyexec-runner
+
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
+	@if [ "$$(id -u)" = 0 ]; then install -D -m 0755 $(BUILD)/pyexec-runner $(RUNNER_INSTALLED); fi
 
 # The service on its defaults (127.0.0.1:3002); configuration: README.
 serve: build
 	@if [ "$$(id -u)" = 0 ]; then mkdir -p /srv/pyexec/templates /srv/pyexec/uploads /srv/pyexec/composed /srv/pyexec/renders; fi
-	exec $(BUILD)/pyexec serve
+	PYEXEC_RUNNER=$$( [ -x $(RUNNER_INSTALLED) ] && echo $(RUNNER_INSTALLED) ) exec $(BUILD)/pyexec serve
 
 test: build
 	$(MESON) test -C $(BUILD) --suite unit --print-errorlogs

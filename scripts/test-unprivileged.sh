@@ -28,5 +28,9 @@ cp -r jobs "$work/jobs"
 cp -r tests/jobs "$work/tests/jobs"
 chmod -R a+rX "$work"
 cd "$work"
-runuser -u "$user" -- env HOME="$work" PYEXEC_BIN="$work/build/pyexec" \
+# The installed runner when it is this build's (see test-e2e.sh).
+runner=$work/build/pyexec-runner
+installed=/usr/local/libexec/pyexec/pyexec-runner
+if [[ -x $installed ]] && cmp -s "$installed" "$runner"; then runner=$installed; fi
+runuser -u "$user" -- env HOME="$work" PYEXEC_BIN="$work/build/pyexec" PYEXEC_RUNNER="$runner" \
   /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e "${@:2}"

@@ -138,6 +138,32 @@ static int add_policy_def(struct config *c, const char *key, const char *spec, c
         return 0;
 }
 
+/* The next name of the comma-separated list at *p (spaces around it
+ * trimmed) into name; false at the end, or for an empty or too long name
+ * (*bad set). */
+static bool next_list_name(const char **p, char *name, size_t n, bool *bad) {
+        const char *q = *p;
+        size_t l, ql;
+
+        *bad = false;
+        if (!*q)
+                return false;
+        l = strcspn(q, ",");
+        *p = q + l + (q[l] == ',');
+        ql = l;
+        while (ql > 0 && *q == ' ')
+                q++, ql--;
+        while (ql > 0 && q[ql - 1] == ' ')
+                ql--;
+        if (ql == 0 || ql >= n) {
+                *bad = true;
+                return false;
+        }
+        memcpy(name, q, ql);
+        name[ql] = 0;
+        return true;
+}
+
 int config_build_policies(struct config *c, char *err, size_t errlen) {
         int r;
         bool found_default = false;
@@ -168,22 +194,11 @@ int config_build_policies(struct config *c, char *err, size_t errlen) {
                 if (policy_format(&c->policy_set.v[i], &c->policy_lines[i]) < 0)
                         return -ENOMEM;
         /* Every name in POLICIES must exist; the default must be one. */
-        for (const char *p = c->policies; *p;) {
-                size_t l = strcspn(p, ",");
-                char name[POLICY_NAME_MAX];
-                const char *q = p;
-                size_t ql = l;
-                while (ql > 0 && *q == ' ')
-                        q++, ql--;
-                while (ql > 0 && q[ql - 1] == ' ')
-                        ql--;
-                if (ql == 0 || ql >= sizeof name) {
-                        snprintf(err, errlen, "POLICIES must list policy names separated by commas, got '%s'",
-                                 c->policies);
-                        return -EINVAL;
-                }
-                memcpy(name, q, ql);
-                name[ql] = 0;
+        {
+        const char *p = c->policies;
+        char name[POLICY_NAME_MAX];
+        bool bad;
+        while (next_list_name(&p, name, sizeof name, &bad)) {
                 if (!policy_set_find(&c->policy_set, name)) {
                         snprintf(err, errlen, "POLICIES names '%s', which is not defined (built-in: education, "
                                               "permissive; define more with POLICY_<NAME>=spec)",
@@ -192,9 +207,11 @@ int config_build_policies(struct config *c, char *err, size_t errlen) {
                 }
                 if (strcmp(name, c->default_policy) == 0)
                         found_default = true;
-                p += l;
-                if (*p == ',')
-                        p++;
+        }
+        if (bad || !c->policies[0]) {
+                snprintf(err, errlen, "POLICIES must list policy names separated by commas, got '%s'", c->policies);
+                return -EINVAL;
+        }
         }
         if (!found_default) {
                 snprintf(err, errlen, "DEFAULT_POLICY '%s' is not among POLICIES (%s)", c->default_policy, c->policies);
@@ -204,24 +221,15 @@ int config_build_policies(struct config *c, char *err, size_t errlen) {
 }
 
 const char *config_policy_line(const struct config *c, const char *name) {
-        size_t n = strlen(name);
-        bool allowed = false;
+        char listed[POLICY_NAME_MAX];
+        const char *p;
+        bool allowed = false, bad;
         if (!c->policies || !c->policy_lines)
                 return NULL; /* none configured */
-        for (const char *p = c->policies; *p;) {
-                size_t l = strcspn(p, ",");
-                const char *q = p;
-                size_t ql = l;
-                while (ql > 0 && *q == ' ')
-                        q++, ql--;
-                while (ql > 0 && q[ql - 1] == ' ')
-                        ql--;
-                if (ql == n && memcmp(q, name, n) == 0)
+        p = c->policies;
+        while (next_list_name(&p, listed, sizeof listed, &bad))
+                if (strcmp(listed, name) == 0)
                         allowed = true;
-                p += l;
-                if (*p == ',')
-                        p++;
-        }
         if (!allowed)
                 return NULL;
         for (size_t i = 0; i < c->policy_set.n; i++)

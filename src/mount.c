@@ -283,7 +283,7 @@ static int bind_host(const char *root, const struct mount_bind *b, int here) {
         if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
                 return -errno;
         if (!b->writable)
-                return make_readonly(dst, MS_NOEXEC);
+                return make_readonly(dst, b->exec ? 0 : MS_NOEXEC);
         if (mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
                 return -errno;
         return 0;

@@ -37,6 +37,7 @@ struct mount_bind {
         const char *dest; /* absolute inside the sandbox */
         bool dir;
         bool writable;
+        bool exec; /* read-only binds only: keep exec (pyexec-runner itself) */
 };
 
 struct mount_plan {

@@ -515,7 +515,11 @@ static const char static_check_py[] =
         "            # cannot even decode is left for it to report its way.\n"
         "            if path != '/sandbox/main.py' or str(e.msg).startswith('(unicode error)'):\n"
         "                continue\n"
-        "            return ('syntax', e, path, e.lineno or 0, e.offset or 0,\n"
+        "            col = e.offset or 0\n"
+        "            if col and isinstance(e.text, str):\n"
+        "                # From bytes the offset counts bytes; report characters.\n"
+        "                col = len(e.text.encode('utf-8', 'surrogateescape')[:col - 1].decode('utf-8', 'replace')) + 1\n"
+        "            return ('syntax', e, path, e.lineno or 0, col,\n"
         "                    '%s: %s' % (type(e).__name__, e.msg))\n"
         "        except (ValueError, UnicodeError):\n"
         "            continue  # left for python3 itself to report as it runs\n"
@@ -631,8 +635,25 @@ static const char *base_name(const char *path) {
  * the report written to stderr. */
 static PyObject *check_fn;
 
+PyObject *runner_define(const char *src, const char *name) {
+        PyObject *ns = PyDict_New(), *res, *fn = NULL;
+
+        if (!ns || PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) < 0) {
+                Py_XDECREF(ns);
+                return NULL;
+        }
+        res = PyRun_String(src, Py_file_input, ns, ns);
+        if (res) {
+                fn = PyDict_GetItemString(ns, name);
+                Py_XINCREF(fn);
+                Py_DECREF(res);
+        }
+        Py_DECREF(ns);
+        return fn;
+}
+
 int runner_prepare(void) {
-        PyObject *ns, *res, *m;
+        PyObject *m;
 
         if (check_fn)
                 return 0;
@@ -641,16 +662,7 @@ int runner_prepare(void) {
         Py_XDECREF(m);
         m = m ? PyImport_ImportModule("_ast") : NULL;
         Py_XDECREF(m);
-        ns = m ? PyDict_New() : NULL;
-        if (!ns || PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) < 0) {
-                Py_XDECREF(ns);
-                return -1;
-        }
-        res = PyRun_String(static_check_py, Py_file_input, ns, ns);
-        Py_XDECREF(res);
-        check_fn = res ? PyDict_GetItemString(ns, "check") : NULL;
-        Py_XINCREF(check_fn);
-        Py_DECREF(ns);
+        check_fn = m ? runner_define(static_check_py, "check") : NULL;
         return check_fn ? 0 : -1;
 }
 

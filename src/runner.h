@@ -16,6 +16,10 @@
 
 #include <stdbool.h>
 
+#ifndef Py_PYTHON_H
+typedef struct _object PyObject;
+#endif
+
 #include "work.h"
 
 /* The fds the cold path hands to the exec'd runner. */
@@ -41,6 +45,10 @@ int runner_prepare(void);
  * in this process, as runner_run() would, without exiting: the zygote's
  * probe child does, to learn which pages a run writes. */
 void runner_probe(const char *policy_line, const char *path);
+
+/* The function name defined by Python source src, compiled in a namespace
+ * of its own; a new reference, or NULL with an exception set. */
+PyObject *runner_define(const char *src, const char *name);
 
 /* Before Py_Initialize: the audit hook and the _pyexec module. */
 int runner_setup(void);

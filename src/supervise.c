@@ -101,6 +101,9 @@
 #include "uidpool.h"
 #include "util.h"
 
+/* Where the cold path shows pyexec-runner inside the sandbox. */
+#define SANDBOX_RUNNER_PATH "/.pyexec/runner"
+
 /* Inside the sandbox on the user-namespace path, the program is this uid. */
 #define SANDBOX_INNER_ID 1000
 #define SANDBOX_HOSTNAME "sandbox"
@@ -118,7 +121,8 @@ struct pyexec_sandbox {
         long ncpu;
         char lock_dir[256];
         int runner_fd; /* O_PATH of pyexec-runner, or -1 when not found */
-        char runner_path[PATH_MAX];
+        char runner_path[PATH_MAX]; /* resolved */
+        bool runner_in_usr; /* so the sandbox has it at the same path */
         struct warm_pool *warm; /* the warm path, when started */
 };
 
@@ -194,8 +198,13 @@ int pyexec_sandbox_new(struct pyexec_sandbox **ret) {
         }
         cgroup_host_detect(&s->cg);
         s->runner_fd = -1;
-        if (runner_locate(s->runner_path, sizeof s->runner_path) == 0)
+        if (runner_locate(s->runner_path, sizeof s->runner_path) == 0) {
+                char real[PATH_MAX];
+                if (realpath(s->runner_path, real) && strlen(real) < sizeof s->runner_path)
+                        memcpy(s->runner_path, real, strlen(real) + 1);
+                s->runner_in_usr = strncmp(s->runner_path, "/usr/", 5) == 0;
                 s->runner_fd = open(s->runner_path, O_PATH | O_CLOEXEC);
+        }
         *ret = s;
         return 0;
 fail:
@@ -296,7 +305,8 @@ struct child_ctx {
         bool userns;
         bool cgroup_ns;
         const char *python;
-        int runner_fd; /* >= 0: exec pyexec-runner --cold through it */
+        int runner_fd; /* >= 0: exec pyexec-runner --cold */
+        const char *runner_path; /* its path inside the sandbox */
         int work_fd;   /* the runner's work memfd */
         char *const *argv;
         char *const *envp;
@@ -319,7 +329,7 @@ struct child_ctx {
 static char program_stack[64 * 1024] __attribute__((aligned(64)));
 
 _Noreturn static void run_program(const struct child_ctx *c) {
-        int status_fd = c->status_w, runner = -1, r;
+        int status_fd = c->status_w, r;
 
         if (dup2(c->stdin_fd, 0) < 0 || dup2(c->out_w, 1) < 0 || dup2(c->err_w, 2) < 0)
                 child_fail(status_fd, "setting up stdio", -errno);
@@ -328,11 +338,10 @@ _Noreturn static void run_program(const struct child_ctx *c) {
                  * fd 4 (inherited: not close-on-exec); these high copies
                  * keep the dup2s below from clobbering each other. */
                 int s = fcntl(c->status_w, F_DUPFD_CLOEXEC, 10), w = fcntl(c->work_fd, F_DUPFD_CLOEXEC, 10);
-                runner = fcntl(c->runner_fd, F_DUPFD_CLOEXEC, 10);
-                if (s < 0 || w < 0 || runner < 0 || dup2(s, RUNNER_STATUS_FD) < 0 || dup2(w, RUNNER_WORK_FD) < 0)
+                if (s < 0 || w < 0 || dup2(s, RUNNER_STATUS_FD) < 0 || dup2(w, RUNNER_WORK_FD) < 0)
                         child_fail(status_fd, "setting up the runner's descriptors", -errno);
                 status_fd = RUNNER_STATUS_FD;
-                close_all_except((int[]){ 0, 1, 2, RUNNER_STATUS_FD, RUNNER_WORK_FD, runner }, 6);
+                close_all_except((int[]){ 0, 1, 2, RUNNER_STATUS_FD, RUNNER_WORK_FD }, 5);
         } else
                 close_all_except((int[]){ 0, 1, 2, c->status_w }, 4);
         /* Its own session: no signal aimed at a host process group reaches
@@ -350,9 +359,12 @@ _Noreturn static void run_program(const struct child_ctx *c) {
         r = seccomp_prog_apply(c->sb->seccomp);
         if (r < 0)
                 child_fail(status_fd, "installing the seccomp filter", r);
-        if (runner >= 0) {
+        if (c->runner_fd >= 0) {
+                /* By its path inside the sandbox (mounted there by init):
+                 * /proc/self/exe and maps then show that path, not where
+                 * the host keeps pyexec. */
                 static char *const runner_argv[] = { "pyexec-runner", "--cold", NULL };
-                syscall(SYS_execveat, runner, "", runner_argv, c->envp, AT_EMPTY_PATH);
+                execve(c->runner_path, runner_argv, c->envp);
                 child_fail(status_fd, "executing pyexec-runner", -errno);
         }
         execve(c->python, c->argv, c->envp);
@@ -459,8 +471,6 @@ _Noreturn static void run_init(const struct child_ctx *c) {
         close(c->stdin_fd);
         if (c->work_fd >= 0)
                 close(c->work_fd);
-        if (c->runner_fd >= 0)
-                close(c->runner_fd);
         for (size_t i = 0; i < c->plan.n_binds; i++)
                 close(c->plan.binds[i].fd);
         {
@@ -1502,7 +1512,7 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
         work = calloc(spec->n_files ? spec->n_files : 1, sizeof *work);
         argv = calloc((spec->argv ? spec->n_argv : spec->n_args + 2) + 1, sizeof *argv);
         envv = calloc(ELEMENTSOF(base_env) + spec->n_env + 1, sizeof *envv);
-        mbinds = calloc(spec->n_binds ? spec->n_binds : 1, sizeof *mbinds);
+        mbinds = calloc(spec->n_binds + 1, sizeof *mbinds);
         keep = calloc(7 + spec->n_binds, sizeof *keep);
         if (!work || !argv || !envv || !mbinds || !keep) {
                 fail_internal(res, "preparing the run", -ENOMEM);
@@ -1525,7 +1535,7 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
                 envv[ELEMENTSOF(base_env) + i] = (char *)spec->env[i];
         for (size_t i = 0; i < spec->n_binds; i++) {
                 const struct pyexec_bind *b = &spec->binds[i];
-                mbinds[i] = (struct mount_bind){ b->fd, b->dest, b->dir, b->writable };
+                mbinds[i] = (struct mount_bind){ .fd = b->fd, .dest = b->dest, .dir = b->dir, .writable = b->writable };
                 /* As root the run has a uid of its own: what it may write
                  * must be its own. (Unprivileged, the caller's uid is the
                  * run's already.) */
@@ -1569,6 +1579,14 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
                 }
                 c.runner_fd = sb->runner_fd;
                 c.work_fd = work_fd;
+                /* An installed runner (under /usr) is in the sandbox at its
+                 * own path; one elsewhere (a build directory) is mounted at
+                 * SANDBOX_RUNNER_PATH, and /proc/self/mountinfo then names
+                 * its host directory. */
+                c.runner_path = sb->runner_in_usr ? sb->runner_path : SANDBOX_RUNNER_PATH;
+                if (!sb->runner_in_usr)
+                        mbinds[c.plan.n_binds++] = (struct mount_bind){ .fd = sb->runner_fd,
+                                                                        .dest = SANDBOX_RUNNER_PATH, .exec = true };
         }
         c.argv = argv;
         c.envp = envv;

@@ -143,32 +143,57 @@ bool runner_zygote_prefault = true;
 static uint64_t hot[HOT_MAX][2]; /* start, length in bytes */
 static size_t n_hot;
 
+/* /proc/self/maps into maps_buf (NUL-terminated); false when unreadable. */
+static bool read_own_maps(void) {
+        int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+        size_t len = 0;
+        ssize_t n;
+
+        if (fd < 0)
+                return false;
+        while (len < sizeof maps_buf - 1 && (n = read(fd, maps_buf + len, sizeof maps_buf - 1 - len)) > 0)
+                len += (size_t)n;
+        close(fd);
+        maps_buf[len] = 0;
+        return true;
+}
+
+/* Whether a maps line is a private writable mapping (not the stack);
+ * ret_start/ret_end its range. Cuts the line at its newline and returns
+ * the next line in *next. */
+static bool maps_private_writable(char *line, char **next, unsigned long *ret_start, unsigned long *ret_end) {
+        char *nl = strchr(line, '\n'), perms[5];
+        unsigned long start, end;
+        bool ok;
+
+        if (nl)
+                *nl = 0;
+        *next = nl ? nl + 1 : NULL;
+        ok = sscanf(line, "%lx-%lx %4s", &start, &end, perms) == 3 && perms[0] == 'r' && perms[1] == 'w' &&
+             perms[3] == 'p' && !strstr(line, "[stack]");
+        *ret_start = start;
+        *ret_end = end;
+        return ok;
+}
+
 #define PM_PRESENT (1ull << 63)
 #define PM_EXCLUSIVE (1ull << 56)
 
 /* In the probe child: the exclusively held pages of its private writable
  * mappings, as ranges, written to fd. */
 static void report_exclusive_pages(int fd) {
-        int mfd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), pfd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-        size_t len = 0;
-        ssize_t n;
+        int pfd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
         long page = sysconf(_SC_PAGESIZE);
         uint64_t run_start = 0, run_len = 0;
 
-        if (mfd < 0 || pfd < 0)
+        if (pfd < 0 || !read_own_maps()) {
+                if (pfd >= 0)
+                        close(pfd);
                 return;
-        while (len < sizeof maps_buf - 1 && (n = read(mfd, maps_buf + len, sizeof maps_buf - 1 - len)) > 0)
-                len += (size_t)n;
-        close(mfd);
-        maps_buf[len] = 0;
-        for (char *line = maps_buf; line && *line;) {
-                char *nl = strchr(line, '\n');
+        }
+        for (char *line = maps_buf, *next; line && *line; line = next) {
                 unsigned long start, end;
-                char perms[5];
-                if (nl)
-                        *nl = 0;
-                if (sscanf(line, "%lx-%lx %4s", &start, &end, perms) == 3 && perms[0] == 'r' && perms[1] == 'w' &&
-                    perms[3] == 'p' && !strstr(line, "[stack]")) {
+                if (maps_private_writable(line, &next, &start, &end)) {
                         for (unsigned long a = start; a < end; a += (unsigned long)page) {
                                 uint64_t e;
                                 if (pread(pfd, &e, sizeof e, (off_t)(a / (unsigned long)page) * 8) != sizeof e)
@@ -185,7 +210,6 @@ static void report_exclusive_pages(int fd) {
                                 }
                         }
                 }
-                line = nl ? nl + 1 : NULL;
         }
         if (run_len)
                 (void)write_all(fd, (uint64_t[]){ run_start, run_len }, 16);
@@ -243,26 +267,12 @@ static void prefault_hot_pages(void) {
 }
 
 static void prefault_private_memory(void) {
-        int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-        size_t len = 0;
-        ssize_t n;
-
-        if (fd < 0)
+        if (!read_own_maps())
                 return;
-        while (len < sizeof maps_buf - 1 && (n = read(fd, maps_buf + len, sizeof maps_buf - 1 - len)) > 0)
-                len += (size_t)n;
-        close(fd);
-        maps_buf[len] = 0;
-        for (char *line = maps_buf; line && *line;) {
-                char *nl = strchr(line, '\n');
+        for (char *line = maps_buf, *next; line && *line; line = next) {
                 unsigned long start, end;
-                char perms[5];
-                if (nl)
-                        *nl = 0;
-                if (sscanf(line, "%lx-%lx %4s", &start, &end, perms) == 3 && perms[0] == 'r' && perms[1] == 'w' &&
-                    perms[3] == 'p' && !strstr(line, "[stack]") && (void *)start != (void *)maps_buf)
+                if (maps_private_writable(line, &next, &start, &end))
                         (void)madvise((void *)start, end - start, MADV_POPULATE_WRITE);
-                line = nl ? nl + 1 : NULL;
         }
 }
 
@@ -286,14 +296,7 @@ static const char restore_signals_py[] =
 static PyObject *restore_signals_fn;
 
 static int prepare_restore_signals(void) {
-        PyObject *ns = PyDict_New(), *r;
-        if (!ns || PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) < 0)
-                return -1;
-        r = PyRun_String(restore_signals_py, Py_file_input, ns, ns);
-        Py_XDECREF(r);
-        restore_signals_fn = r ? PyDict_GetItemString(ns, "restore_signals") : NULL;
-        Py_XINCREF(restore_signals_fn);
-        Py_DECREF(ns);
+        restore_signals_fn = runner_define(restore_signals_py, "restore_signals");
         return restore_signals_fn ? 0 : -1;
 }
 

@@ -22,7 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -69,6 +72,7 @@ struct warm_pool {
         size_t n_dying, cap_dying;
         struct warm_stats stats;
         pthread_t keeper;
+        int exe_fd; /* the memfd copy of pyexec-runner the zygote is exec'd from */
         bool stop, started, start_failed;
         int start_err;
         unsigned next_generation;
@@ -99,13 +103,50 @@ static void close_fd(int *fd) {
 
 /* ---- the zygote process ------------------------------------------------ */
 
+/*
+ * The zygote is exec'd from a sealed memfd copy of pyexec-runner, made once:
+ * its programs' /proc/self/exe and maps then say "/memfd:pyexec-runner",
+ * not where the host keeps pyexec.
+ */
+static int runner_memfd(const char *path) {
+        _cleanup_close_ int in = open(path, O_RDONLY | O_CLOEXEC);
+        int fd, r = 0;
+        struct stat st;
+        off_t off = 0;
+
+        if (in < 0 || fstat(in, &st) < 0)
+                return -errno;
+        fd = memfd_create("pyexec-runner", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (fd < 0)
+                return -errno;
+        while (off < st.st_size) {
+                ssize_t n = sendfile(fd, in, &off, (size_t)(st.st_size - off));
+                if (n <= 0) {
+                        r = n < 0 ? -errno : -EIO;
+                        break;
+                }
+        }
+        if (r == 0 && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
+                r = -errno;
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
 static int zygote_spawn_process(struct warm_pool *p, struct zygote_proc *ret) {
-        char *argv[] = { (char *)p->o.runner_path, "--zygote", "3", p->o.prefault ? NULL : "--no-prefault", NULL };
+        char *argv[] = { "pyexec-runner", "--zygote", "3", p->o.prefault ? NULL : "--no-prefault", NULL };
         struct zygote_proc z = { .pid = -1, .pidfd = -1, .ctl = -1 };
         struct warm_reply hello;
         int sv[2], devnull, r;
         pid_t parent = getpid();
 
+        if (p->exe_fd < 0 && (p->exe_fd = runner_memfd(p->o.runner_path)) < 0) {
+                r = p->exe_fd;
+                p->exe_fd = -1;
+                return r;
+        }
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
                 return -errno;
         devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -135,8 +176,11 @@ static int zygote_spawn_process(struct warm_pool *p, struct zygote_proc *ret) {
                                 _exit(127);
                 } else if (dup2(sv[1], 3) < 0)
                         _exit(127);
-                syscall(SYS_close_range, 4, ~0u, 0);
-                execve(argv[0], argv, zygote_env);
+                if (p->exe_fd <= 3) /* below close_range's cut: cannot be */
+                        _exit(127);
+                syscall(SYS_close_range, 4, (unsigned)p->exe_fd - 1, 0);
+                syscall(SYS_close_range, (unsigned)p->exe_fd + 1, ~0u, 0);
+                syscall(SYS_execveat, p->exe_fd, "", argv, zygote_env, AT_EMPTY_PATH);
                 _exit(127);
         }
         close(devnull);
@@ -579,6 +623,7 @@ int warm_pool_start(struct pyexec_sandbox *sb, const struct warm_options *o, str
         p->o = *o;
         p->o.runner_path = strdup(o->runner_path);
         p->cur = (struct zygote_proc){ .pid = -1, .pidfd = -1, .ctl = -1 };
+        p->exe_fd = -1;
         pyexec_sandbox_host(sb, &p->host);
         pthread_mutex_init(&p->lock, NULL);
         pthread_mutex_init(&p->ctl_lock, NULL);
@@ -600,6 +645,8 @@ int warm_pool_start(struct pyexec_sandbox *sb, const struct warm_options *o, str
         pthread_mutex_unlock(&p->lock);
         if (r < 0) {
                 pthread_join(p->keeper, NULL);
+                if (p->exe_fd >= 0)
+                        close(p->exe_fd);
                 free((char *)p->o.runner_path);
                 free(p);
                 return r;
@@ -705,6 +752,8 @@ struct warm_pool *warm_pool_free(struct warm_pool *p) {
         pthread_mutex_destroy(&p->lock);
         pthread_mutex_destroy(&p->ctl_lock);
         pthread_cond_destroy(&p->cond);
+        if (p->exe_fd >= 0)
+                close(p->exe_fd);
         free((char *)p->o.runner_path);
         free(p);
         return NULL;

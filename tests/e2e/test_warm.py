@@ -854,7 +854,10 @@ def test_zygote_environment_argv_fds(serve):
     assert env.split(b"\0")[:-1] == [f"{k}={v}".encode() for k, v in SANDBOX_ENV.items()], env
     with open(f"/proc/{z}/cmdline", "rb") as f:
         cmdline = f.read()
-    assert cmdline.split(b"\0")[:-1] == [os.fsencode(os.path.realpath(RUNNER)), b"--zygote", b"3"], cmdline
+    assert cmdline.split(b"\0")[:-1] == [b"pyexec-runner", b"--zygote", b"3"], cmdline
+    # Exec'd from a sealed memfd copy: its programs' /proc/self/exe and maps
+    # name no host path.
+    assert os.readlink(f"/proc/{z}/exe") == "/memfd:pyexec-runner (deleted)"
     for pid in [z, *descendants(z)]:
         try:
             blob = read_environ(pid)
