@@ -16,7 +16,10 @@
  *                filesystem (mount.c), forks the program, then only reaps.
  *   program      forked by init: PID 2. It drops to the run's uid with no
  *                capabilities (cred.c), sets rlimits (rlimit.c), installs
- *                the seccomp filter (seccomp.c) last, and execs python3.
+ *                the seccomp filter (seccomp.c) last, and execs
+ *                pyexec-runner --cold (runner.c; fd 3 is its status pipe,
+ *                fd 4 its work memfd: policy and argv), or python3 itself
+ *                for jobs and --python.
  *
  * File descriptors crossing the boundaries, all O_CLOEXEC:
  *
@@ -67,6 +70,21 @@
  * supervisor may be one thread of many, and a bare clone() copies locks in
  * whatever state other threads left them. Everything the children need is
  * prepared by the supervisor before the clone.
+ *
+ * The warm path (zygote.h) builds the same sandbox from another process:
+ * the zygote (single-threaded, an initialized interpreter) clones init with
+ * pyexec_sandbox_spawn_warm(); the service, holding a pidfd, writes the id
+ * maps, attaches the cgroup and sends the sync byte as above. init builds
+ * the filesystem without the program's files and fork()s the program from
+ * the interpreter it inherited (a real fork: the program runs that
+ * interpreter). The program drops its uid, installs seccomp, sends READY
+ * and waits on its work socket; it sends STARTED itself when the work
+ * (files, argv, policy, rlimits, and stdin) arrives. The request's
+ * supervisor (run_warm) sets the run's limits on the cgroup first, and
+ * answers at EXITED and EOF, leaving init's exit and the namespace's
+ * teardown to the pool's keeper. A sandbox lost before the program's exit
+ * is reported (init killed from outside: the program cannot kill its init)
+ * means the program runs again elsewhere: nothing it did left the sandbox.
  */
 #include <errno.h>
 #include <dirent.h>
