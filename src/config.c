@@ -181,6 +181,8 @@ int config_build_policies(struct config *c, char *err, size_t errlen) {
                 *where++ = 0;
                 r = policy_set_define(&c->policy_set, name, spec, e, sizeof e);
                 if (r < 0) {
+                        for (char *q = name; *q; q++)
+                                *q = (char)toupper((unsigned char)*q);
                         snprintf(err, errlen, "POLICY_%s (%s): %s", name, where, e);
                         free(copy);
                         return -EINVAL;
