@@ -365,6 +365,68 @@ static void test_invalid_values(void **state) {
         EXPECT_FAIL("PYEXEC_PYTHON must be an absolute path under /usr, got 'python3'", "--pyexec-python", "python3");
 }
 
+static void test_policies_and_warm_keys(void **state) {
+        struct load l;
+        const char *path, *line;
+        char msg[512];
+
+        /* Defaults: warm, education by default, both built-ins allowed. */
+        LOAD0(&l);
+        assert_int_equal(l.r, 0);
+        assert_true(l.c.warm);
+        assert_string_equal(l.c.default_policy, "education");
+        line = config_policy_line(&l.c, "education");
+        assert_non_null(line);
+        assert_true(strncmp(line, "name=education;imports=listed;writes=workdir;", 45) == 0);
+        assert_non_null(config_policy_line(&l.c, "permissive"));
+        assert_null(config_policy_line(&l.c, "strict"));
+        load_done(&l);
+
+        /* --cold is --execution-mode cold. */
+        LOAD(&l, "--cold");
+        assert_int_equal(l.r, 0);
+        assert_false(l.c.warm);
+        load_done(&l);
+
+        /* An operator's policy from the environment and one from the file;
+         * only those in POLICIES may be picked. */
+        setenv("POLICY_DATA", "base=education; allow=sqlite3,xml.etree; deny=random", 1);
+        path = write_tmp("pol.conf", "POLICY_LOOSE=imports=all\nPOLICIES=education, data\n");
+        LOAD(&l, "--config", path);
+        assert_int_equal(l.r, 0);
+        line = config_policy_line(&l.c, "data");
+        assert_non_null(line);
+        assert_non_null(strstr(line, "name=data;imports=listed;writes=workdir;"));
+        assert_non_null(strstr(line, ",sqlite3,xml.etree"));
+        assert_non_null(strstr(line, ",random;deny-events="));
+        assert_null(config_policy_line(&l.c, "loose")); /* defined, not listed */
+        assert_null(config_policy_line(&l.c, "permissive"));
+        load_done(&l);
+        unsetenv("POLICY_DATA");
+
+        /* Errors name the key and where it came from. */
+        setenv("POLICY_BAD", "base=nope", 1);
+        EXPECT_FAIL0("POLICY_BAD (environment variable POLICY_BAD): base: no policy named 'nope' is defined before this one");
+        setenv("POLICY_BAD", "allow=os; base=education", 1);
+        EXPECT_FAIL0("POLICY_BAD (environment variable POLICY_BAD): base must be the first item (it replaces what comes "
+                     "before it)");
+        setenv("POLICY_BAD", "colour=blue", 1);
+        EXPECT_FAIL0("POLICY_BAD (environment variable POLICY_BAD): unknown item 'colour' (known: base, allow, deny, "
+                     "deny-events, allow-events, imports, writes)");
+        unsetenv("POLICY_BAD");
+        EXPECT_FAIL("POLICIES names 'strict', which is not defined (built-in: education, permissive; define more with "
+                    "POLICY_<NAME>=spec)",
+                    "--policies", "education,strict");
+        EXPECT_FAIL("DEFAULT_POLICY 'permissive' is not among POLICIES (education)", "--policies", "education",
+                    "--default-policy", "permissive");
+        EXPECT_FAIL("POLICIES must list policy names separated by commas, got 'education,,'", "--policies",
+                    "education,,");
+        EXPECT_FAIL("EXECUTION_MODE must be warm or cold, got 'hot'", "--execution-mode", "hot");
+        path = write_tmp("pol2.conf", "POLICY_=base=education\n");
+        snprintf(msg, sizeof msg, "%s line 1: 'POLICY_' needs a policy name of 1-31 characters after POLICY_", path);
+        EXPECT_FAIL(msg, "--config", path);
+}
+
 static void test_file_errors(void **state) {
         char msg[512];
         const char *path;
@@ -540,6 +602,7 @@ int main(void) {
                 T(test_invalid_values),
                 T(test_file_errors),
                 T(test_arguments),
+                T(test_policies_and_warm_keys),
                 T(test_api_keys),
                 T(test_api_keys_rejected),
                 T(test_print_config_hides_keys),
