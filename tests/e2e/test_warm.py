@@ -22,6 +22,7 @@ Runs as root and as an unprivileged user (scripts/test-unprivileged.sh).
 """
 import ast
 import http.client
+import json
 import os
 import signal
 import socket
@@ -1151,3 +1152,58 @@ def test_pool_stats(pooln):
     assert pooln.sample("pyexec_warm_sandboxes_ready") == size
     assert pooln.sample("pyexec_zygotes_started") == w4["zygotes"]
     assert pooln.sample("pyexec_warm_sandbox_failures") == w4["failures"] == 0
+
+
+# ---------------------------------------------------------------------------
+# 9. What the warm program can see and do to its sandbox
+# ---------------------------------------------------------------------------
+
+
+def test_warm_program_cannot_kill_its_init(pool1):
+    """A lost sandbox makes the service run the program again (nothing of it
+    left the sandbox); that is only sound because the program cannot end its
+    own init. Signals to PID 1 from inside do nothing, and the program runs
+    exactly once (one 'started' line, status ok)."""
+    code = ("import os, signal, time\n"
+            "print('started', flush=True)\n"
+            "for sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGSTOP, signal.SIGINT, signal.SIGSEGV):\n"
+            "    try:\n"
+            "        os.kill(1, sig)\n"
+            "    except OSError as e:\n"
+            "        print('errno', e.errno)\n"
+            "time.sleep(0.3)\n"
+            "print('still here')\n")
+    before = warm_stats(pool1)["sandboxes"]
+    res = execute(pool1, code, policy="permissive")
+    assert_ok(res)
+    assert res["stdout"].count("started") == 1, brief(res)
+    assert res["stdout"].rstrip().endswith("still here"), brief(res)
+    # One sandbox used, none lost: at most the pool's refill after it.
+    assert warm_stats(pool1)["sandboxes"] - before <= 2
+
+
+def test_no_host_path_of_pyexec_in_a_warm_program(pool1):
+    """The warm program is a fork of the zygote, which was exec'd from a
+    sealed memfd: nothing under /proc (exe, maps, mountinfo, cmdline, ...)
+    names where the host keeps pyexec."""
+    code = ("import os, sys, json\n"
+            "needles = sys.argv[1:]\n"
+            "hits = {}\n"
+            "for pid in [p for p in os.listdir('/proc') if p.isdigit()] + ['self', 'thread-self']:\n"
+            "    for name in ('cmdline', 'comm', 'status', 'environ', 'mountinfo', 'cgroup', 'maps', 'exe', 'cwd', 'root'):\n"
+            "        path = '/proc/%s/%s' % (pid, name)\n"
+            "        try:\n"
+            "            v = os.readlink(path) if name in ('exe', 'cwd', 'root') else open(path, 'rb').read().decode('latin-1')\n"
+            "        except OSError:\n"
+            "            continue\n"
+            "        if any(n in v for n in needles):\n"
+            "            hits[path] = v[:120]\n"
+            "print(os.readlink('/proc/self/exe'))\n"
+            "print(json.dumps(hits))\n")
+    # The host paths are handed to the program only so it can look for them.
+    needles = sorted({os.path.dirname(os.path.realpath(PYEXEC)), os.path.dirname(PYEXEC)})
+    res = execute(pool1, code, policy="permissive", args=needles)
+    assert_ok(res)
+    exe, hits = res["stdout"].splitlines()
+    assert exe == "/memfd:pyexec-runner (deleted)", exe
+    assert json.loads(hits) == {}, hits
