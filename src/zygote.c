@@ -217,9 +217,12 @@ fail:
         return r;
 }
 
-/* Let a zygote go: closing its control socket makes it exit. */
-static void zygote_end(struct zygote_proc *z) {
+/* Let a zygote go: closing its control socket makes it exit. (Under
+ * ctl_lock: a request may be in the middle of an exchange on it.) */
+static void zygote_end(struct warm_pool *p, struct zygote_proc *z) {
+        pthread_mutex_lock(&p->ctl_lock);
         close_fd(&z->ctl);
+        pthread_mutex_unlock(&p->ctl_lock);
         if (z->pid > 0) {
                 if (poll_one(z->pidfd, POLLIN, 2000) != 1)
                         kill(z->pid, SIGKILL);
@@ -338,7 +341,7 @@ static int box_build(struct warm_pool *p, struct warm_box **ret) {
         struct warm_reply rep = { 0 };
         char cgname[64], why[256] = "";
         unsigned gen;
-        int ctl, r;
+        int ctl, zpidfd, r;
 
         if (!b)
                 return -ENOMEM;
@@ -378,12 +381,19 @@ static int box_build(struct warm_pool *p, struct warm_box **ret) {
         pthread_mutex_lock(&p->lock);
         ctl = p->cur.ctl;
         gen = p->cur.generation;
+        zpidfd = p->cur.pidfd >= 0 ? fcntl(p->cur.pidfd, F_DUPFD_CLOEXEC, 3) : -1;
         pthread_mutex_unlock(&p->lock);
         if (ctl < 0)
                 r = -ECHILD;
         else if ((r = send_request(ctl, &req, (int[]){ sync[0], status[1], out[1], err[1], work[0] })) == 0)
                 r = recv_reply(ctl, &rep, &b->pidfd);
         pthread_mutex_unlock(&p->ctl_lock);
+        if (r < 0 && r != -ECHILD && zpidfd >= 0)
+                /* A zygote that does not answer, or answers garbage, is
+                 * broken: killed, it is replaced like one that died. */
+                syscall(SYS_pidfd_send_signal, zpidfd, SIGKILL, NULL, 0);
+        if (zpidfd >= 0)
+                close(zpidfd);
         if (r < 0)
                 goto fail;
         if (rep.err || rep.pid <= 0 || b->pidfd < 0) {
@@ -561,7 +571,7 @@ static void *keeper_main(void *arg) {
                 /* The kills above may have let a retiring zygote go; it is
                  * seen on the next round. */
                 for (size_t i = 0; i < n_ended; i++)
-                        zygote_end(&ended[i]);
+                        zygote_end(p, &ended[i]);
                 if (restart || recycle) {
                         if (start_zygote(p) < 0) {
                                 /* Try again shortly; requests fall back to
@@ -746,9 +756,9 @@ struct warm_pool *warm_pool_free(struct warm_pool *p) {
                 box_free(p->dying[i]);
         free(p->ready);
         free(p->dying);
-        zygote_end(&p->cur);
+        zygote_end(p, &p->cur);
         for (size_t i = 0; i < p->n_retiring; i++)
-                zygote_end(&p->retiring[i]);
+                zygote_end(p, &p->retiring[i]);
         pthread_mutex_destroy(&p->lock);
         pthread_mutex_destroy(&p->ctl_lock);
         pthread_cond_destroy(&p->cond);

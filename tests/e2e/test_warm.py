@@ -46,7 +46,6 @@ SANDBOX_ENV = {
 }
 # random.seed(42); random.random()
 SEED42_FIRST = 0.6394267984578837
-RUNNER = os.path.join(os.path.dirname(PYEXEC), "pyexec-runner")
 
 
 # ---------------------------------------------------------------------------
@@ -1207,3 +1206,27 @@ def test_no_host_path_of_pyexec_in_a_warm_program(pool1):
     exe, hits = res["stdout"].splitlines()
     assert exe == "/memfd:pyexec-runner (deleted)", exe
     assert json.loads(hits) == {}, hits
+
+
+def test_a_zygote_that_stops_answering_is_replaced(serve):
+    """A zygote that misbehaves (here: stopped, so it never answers) is
+    killed after the 10 s answer timeout and replaced; meanwhile requests
+    are still answered (a ready sandbox, else the cold path), none hangs."""
+    srv = serve(env={"WARM_POOL_SIZE": 1})
+    z = wait_pool_full(srv, 1)["zygotePid"]
+    os.kill(z, signal.SIGSTOP)
+    try:
+        t = time.monotonic()
+        for i in range(3):
+            res = execute(srv, f"print({i})", client_timeout=60)
+            assert_ok(res, f"{i}\n")
+        assert time.monotonic() - t < 45
+        w = srv.wait_state(lambda st: st["warm"]["zygotePid"] not in (z, 0, -1) and st["warm"]["zygoteDeaths"] >= 1,
+                           timeout=30)["warm"]
+        assert w["zygotes"] >= 2
+    finally:
+        try:
+            os.kill(z, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    assert_ok(execute(srv, "print('after')"), "after\n")
