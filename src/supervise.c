@@ -1339,13 +1339,18 @@ static int run_warm_once(struct pyexec_sandbox *sb, const struct pyexec_spec *sp
         /* This request's limits on the sandbox built with the defaults; the
          * pids cgroup also holds init. */
         if (box->use_cgroup) {
-                struct sandbox_host_info h;
-                pyexec_sandbox_host(sb, &h);
-                r = cgroup_run_set_limits(h.cg, &box->cg, spec->limits.memory_mb * 1024 * 1024,
-                                          spec->limits.pids + 1);
-                if (r < 0) {
-                        r = -EAGAIN;
-                        goto out;
+                uint64_t mem = spec->limits.memory_mb * 1024 * 1024, pids = spec->limits.pids + 1;
+                /* Most requests keep the defaults the sandbox was built
+                 * with: no writes to the cgroup then. */
+                if (mem != box->memory_bytes || pids != box->pids_max) {
+                        struct sandbox_host_info h;
+                        pyexec_sandbox_host(sb, &h);
+                        if (cgroup_run_set_limits(h.cg, &box->cg, mem, pids) < 0) {
+                                r = -EAGAIN;
+                                goto out;
+                        }
+                        box->memory_bytes = mem;
+                        box->pids_max = pids;
                 }
                 cgroup_run_reset_peak(&box->cg);
                 (void)cgroup_run_cpu_ns(&box->cg, &w.cpu_base_ns);

@@ -364,6 +364,8 @@ static int box_build(struct warm_pool *p, struct warm_box **ret) {
                 if (r < 0)
                         goto fail;
                 b->use_cgroup = true;
+                b->memory_bytes = p->o.memory_mb * 1024 * 1024;
+                b->pids_max = p->o.pids + 1;
         }
         if (pipe2(sync, O_CLOEXEC) < 0 || pipe2(status, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 ||
             pipe2(err, O_CLOEXEC) < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, work) < 0) {

@@ -75,6 +75,7 @@ struct warm_box {
         struct uidpool_slot slot;
         struct cgroup_run cg;
         bool use_cgroup;
+        uint64_t memory_bytes, pids_max; /* the limits its cgroup has now */
         uid_t uid;
         gid_t gid;
         unsigned generation; /* of the zygote that made it */
