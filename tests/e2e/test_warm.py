@@ -1230,3 +1230,39 @@ def test_a_zygote_that_stops_answering_is_replaced(serve):
         except ProcessLookupError:
             pass
     assert_ok(execute(srv, "print('after')"), "after\n")
+
+
+def test_nothing_survives_the_service(tmp_path):
+    """The parent-death chain, checked from the host: SIGKILL the service in
+    the middle of a run; its zygote, every init (ready or running) and the
+    running program with a child it forked are all gone within seconds."""
+    srv = start(tmp_path, env={"WARM_POOL_SIZE": 2, "DEFAULT_POLICY": "permissive"})
+    try:
+        z = wait_pool_full(srv, 2)["zygotePid"]
+        out = {}
+
+        def long_run():
+            c = srv.new_client(timeout=30)
+            try:
+                out["resp"] = c.execute({"code": "import os, time\nif os.fork() == 0:\n    time.sleep(9)\n"
+                                                 "time.sleep(9)\n"})
+            except Exception as e:  # the service dies under it
+                out["error"] = e
+            finally:
+                c.close()
+
+        t = threading.Thread(target=long_run, daemon=True)
+        t.start()
+        wait_for(lambda: srv.stats()["queue"]["active"] == 1, 5, "the long run started")
+        # The running sandbox's program and its child exist.
+        wait_for(lambda: len(descendants(z)) >= 2 + 2 * 2, 5, "the pool's sandboxes and the run's processes")
+        victims = [z, *descendants(z)]
+        srv.proc.kill()
+        srv.proc.wait(10)
+        wait_for(lambda: not any(alive(p) for p in victims), 10, "every process of the service's sandboxes gone")
+        t.join(10)
+        assert "resp" not in out or out["resp"].status != 200
+    finally:
+        if srv.proc.poll() is None:
+            srv.proc.kill()
+            srv.proc.wait(10)
