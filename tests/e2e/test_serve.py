@@ -219,14 +219,18 @@ class Server:
             raise AssertionError(f"pyexec serve did not exit within {timeout} s of SIGTERM")
 
 
-def start_server(log_dir, *flags, env=None, port=None, port_flag=True, headers=None, ready=True, timeout=20):
-    """Start `pyexec serve`, wait for /health/ready, return a Server."""
+def start_server(log_dir, *flags, env=None, port=None, port_flag=True, headers=None, ready=True, timeout=20,
+                 default_policy="permissive"):
+    """Start `pyexec serve`, wait for /health/ready, return a Server.
+    default_policy=None leaves DEFAULT_POLICY to the product's default."""
     for attempt in range(3):
         p = port or free_port()
         # These tests are about the HTTP layer: their programs use the
         # whole standard library, so the default policy is permissive here
         # (test_policy.py and test_warm.py test the education default).
-        environ = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "DEFAULT_POLICY": "permissive"}
+        environ = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+        if default_policy:
+            environ["DEFAULT_POLICY"] = default_policy
         environ.update({k: str(v) for k, v in (env or {}).items()})
         args = [PYEXEC, "serve", *(["--port", str(p)] if port_flag else []), *map(str, flags)]
         log_path = log_dir / f"serve-{p}-{uuid.uuid4().hex[:6]}.log"

@@ -21,12 +21,10 @@ tests check from the outside what that design must not change or break:
 Runs as root and as an unprivileged user (scripts/test-unprivileged.sh).
 """
 import ast
-import http.client
 import json
 import os
 import signal
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -34,7 +32,7 @@ import uuid
 import pytest
 
 from conftest import PYEXEC, Listener, host_pids_matching
-from test_serve import HOST, STATUSES, Server, free_port
+from test_serve import start_server
 
 # The program's environment on both paths (zygote.c, supervise.c).
 SANDBOX_ENV = {
@@ -54,37 +52,10 @@ SEED42_FIRST = 0.6394267984578837
 
 
 def start(log_dir, *flags, env=None, headers=None, timeout=30):
-    """Start `pyexec serve` with a clean environment and nothing else set
-    (unlike test_serve.start_server, no DEFAULT_POLICY: the product's default
-    applies) and wait for /health/ready."""
-    for attempt in range(3):
-        port = free_port()
-        environ = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
-        environ.update({k: str(v) for k, v in (env or {}).items()})
-        log_path = log_dir / f"warm-{port}-{uuid.uuid4().hex[:6]}.log"
-        with open(log_path, "wb") as logf:
-            proc = subprocess.Popen([PYEXEC, "serve", "--port", str(port), "--rate-limit-max", "0", *map(str, flags)],
-                                    stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, env=environ)
-        srv = Server(proc, port, log_path, headers)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                c = http.client.HTTPConnection(HOST, port, timeout=2)
-                c.request("GET", "/health/ready")
-                status = c.getresponse().status
-                c.close()
-                if status == 200:
-                    return srv
-            except OSError:
-                pass
-            time.sleep(0.02)
-        if proc.poll() is None:
-            srv.stop()
-            raise AssertionError(f"pyexec serve not ready within {timeout} s: {srv.log_text()[-3000:]}")
-        if "cannot listen" in srv.log_text():
-            continue  # lost a race for the port
-        raise AssertionError(f"pyexec serve exited {proc.returncode}: {srv.log_text()[-3000:]}")
-    raise AssertionError("could not start pyexec serve")
+    """test_serve's start_server, but with the product's DEFAULT_POLICY
+    (education) and no rate limit."""
+    return start_server(log_dir, "--rate-limit-max", "0", *flags, env=env, headers=headers, timeout=timeout,
+                        default_policy=None)
 
 
 def stop_ok(srv):
