@@ -1423,6 +1423,16 @@ int pyexec_sandbox_start_warm(struct pyexec_sandbox *sb, const struct pyexec_war
         return warm_pool_start(sb, &wo, &sb->warm);
 }
 
+void pyexec_sandbox_forget_host(struct pyexec_sandbox *sb) {
+        char **paths[] = { &sb->cg.memory_parent, &sb->cg.pids_parent, &sb->cg.cpu_parent };
+        for (size_t i = 0; i < ELEMENTSOF(paths); i++)
+                if (*paths[i])
+                        explicit_bzero(*paths[i], strlen(*paths[i]));
+        explicit_bzero(sb->cg.reason, sizeof sb->cg.reason);
+        cgroup_host_done(&sb->cg);
+        explicit_bzero(sb->runner_path, sizeof sb->runner_path);
+}
+
 bool pyexec_sandbox_runner_path(const struct pyexec_sandbox *sb, char *buf, size_t n) {
         snprintf(buf, n, "%s", sb->runner_path);
         return sb->runner_fd >= 0;

@@ -391,6 +391,9 @@ int runner_zygote_main(int ctl) {
                 fprintf(stderr, "pyexec-runner --zygote: %s\n", strerror(-r));
                 return 1;
         }
+        /* Every program is a copy of this process: it keeps nothing of the
+         * host it does not need (the service handles cgroups). */
+        pyexec_sandbox_forget_host(sb);
         if (runner_setup() < 0)
                 return 1;
         PyConfig_InitPythonConfig(&config);

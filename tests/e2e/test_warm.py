@@ -25,6 +25,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -860,11 +861,16 @@ def test_zygote_environment_argv_fds(serve):
 
 
 def test_zygote_memory_holds_no_service_secret(serve):
+    """Every warm program is a copy of the zygote's memory: it must hold
+    nothing of the service (an environment secret) nor of the host layout
+    the service detected (its cgroup directory)."""
     secret = f"xyz-secret-{uuid.uuid4().hex}"
     srv = serve(env={"SECRET_TOKEN": secret, "WARM_POOL_SIZE": 1})
     z = wait_pool_full(srv, 1)["zygotePid"]
+    check = json.loads(subprocess.run([PYEXEC, "check", "--json"], capture_output=True).stdout)
+    cgroup_dir = (check.get("cgroup") or {}).get("memory")
 
-    def scan(pid):
+    def scan(pid, needle):
         found, scanned = False, 0
         with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
             for line in maps:
@@ -878,20 +884,23 @@ def test_zygote_memory_holds_no_service_secret(serve):
                 except OSError:
                     continue
                 scanned += len(data)
-                found = found or secret.encode() in data
+                found = found or needle.encode() in data
         return found, scanned
 
     try:
-        found, scanned = scan(srv.proc.pid)
+        found, scanned = scan(srv.proc.pid, secret)
     except PermissionError:
         pytest.skip("cannot read the service's memory (ptrace restrictions)")
     assert found, "the control: the secret is in the service's memory"
     try:
-        found, scanned = scan(z)
+        found, scanned = scan(z, secret)
     except PermissionError:
         pytest.skip("cannot read the zygote's memory (ptrace restrictions)")
     assert scanned > 1 << 20
     assert not found, "the service's secret is in the zygote's memory"
+    if cgroup_dir:
+        assert scan(srv.proc.pid, cgroup_dir)[0], "the control: the service knows its cgroup directory"
+        assert not scan(z, cgroup_dir)[0], f"the zygote's memory names the host's cgroup directory {cgroup_dir}"
 
 
 # ---------------------------------------------------------------------------
