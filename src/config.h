@@ -17,6 +17,14 @@
 
 #include "policy.h"
 
+/* What the zygote imports ahead by default: the modules exercises use most,
+ * and none that makes every fork much dearer (measured, README: Pillow
+ * and its libraries, threading's at-fork handler, hashlib's libcrypto). */
+#define ZYGOTE_PREIMPORT_DEFAULT \
+        "math,random,re,json,collections,itertools,functools,string,time,datetime,heapq,bisect,copy,"   \
+        "operator,typing,dataclasses,enum,unittest,abc,array,struct,textwrap,keyword,numbers,reprlib," \
+        "types,weakref,warnings,io,json.decoder,traceback,contextlib,fractions,statistics"
+
 enum log_level {
         LOG_DEBUG,
         LOG_INFO,
@@ -67,6 +75,7 @@ struct config {
         uint64_t zygote_max_forks; /* recycle the zygote after this many sandboxes */
         uint64_t zygote_max_age;   /* ... or after this many seconds */
         bool zygote_prefault;      /* sandboxes copy the interpreter's pages while they wait */
+        char *zygote_preimport;    /* modules the zygote imports ahead, comma-separated */
         char *policies;            /* names a request may pick */
         char *default_policy;
         /* Built-in policies plus the operator's POLICY_<NAME> keys, and

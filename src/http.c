@@ -865,6 +865,7 @@ int http_serve(const struct config *cfg) {
                         .max_forks = cfg->zygote_max_forks,
                         .max_age_s = cfg->zygote_max_age,
                         .prefault = cfg->zygote_prefault,
+                        .preimport = cfg->zygote_preimport,
                 };
                 uint64_t t0 = now_ns();
                 r = pyexec_sandbox_start_warm(s.sb, &wo);

@@ -170,6 +170,7 @@ struct pyexec_warm_options {
         uint64_t max_forks;  /* recycle the zygote after this many sandboxes */
         uint64_t max_age_s;  /* ... or after this long */
         bool prefault;       /* copy the interpreter's pages ahead (zygote-child.c) */
+        const char *preimport; /* modules the zygote imports ahead, comma-separated */
 };
 int pyexec_sandbox_start_warm(struct pyexec_sandbox *s, const struct pyexec_warm_options *o);
 bool pyexec_sandbox_is_warm(const struct pyexec_sandbox *s);

@@ -1415,6 +1415,7 @@ int pyexec_sandbox_start_warm(struct pyexec_sandbox *sb, const struct pyexec_war
                 .max_forks = o->max_forks,
                 .max_age_s = o->max_age_s,
                 .prefault = o->prefault,
+                .preimport = o->preimport,
         };
         if (sb->runner_fd < 0)
                 return -ENOENT;

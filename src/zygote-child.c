@@ -28,13 +28,6 @@
 
 extern PyObject *runner_startup_modules;
 
-/* Imported ahead of time besides every allowlisted module: what the static
- * check and a syntax error's report need, and lazily imported helpers of
- * allowed modules. */
-static const char *const extra_preimports[] = {
-        "_ast", "traceback", "_strptime", "PIL.Image", "json.decoder", "encodings.idna",
-};
-
 static int recv_fds(int sock, void *data, size_t len, int *fds, size_t max_fds, size_t *ret_n) {
         struct iovec iov = { data, len };
         union {
@@ -344,23 +337,35 @@ static void warm_main(int status_fd, int work_fd) {
         runner_run(&w, status_fd, work_fd);
 }
 
-static void preimport(void) {
-        struct policy_set set;
-        PyObject *gc;
+/*
+ * Import ahead what the service listed (ZYGOTE_PREIMPORT, comma-separated),
+ * and the static check's _ast. A module that fails to import is skipped:
+ * a run that wants it gets python3's own error. Each module makes every
+ * sandbox dearer (a fork copies, and a run's exit releases, all of the
+ * zygote's memory), so the list is short by default.
+ */
+static void preimport(const char *list) {
+        const char *p = list;
+        PyObject *gc, *m;
 
-        if (policy_set_init(&set) == 0) {
-                const struct policy *edu = policy_set_find(&set, "education");
-                for (size_t i = 0; edu && i < edu->n_allow; i++) {
-                        PyObject *m = PyImport_ImportModule(edu->allow[i]);
+        m = PyImport_ImportModule("_ast");
+        Py_XDECREF(m);
+        PyErr_Clear();
+        while (*p) {
+                char name[256];
+                size_t n;
+                p += strspn(p, " \t,");
+                n = strcspn(p, ",");
+                while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+                        n--;
+                if (n > 0 && n < sizeof name) {
+                        memcpy(name, p, n);
+                        name[n] = 0;
+                        m = PyImport_ImportModule(name);
                         Py_XDECREF(m);
                         PyErr_Clear();
                 }
-                policy_set_done(&set);
-        }
-        for (size_t i = 0; i < ELEMENTSOF(extra_preimports); i++) {
-                PyObject *m = PyImport_ImportModule(extra_preimports[i]);
-                Py_XDECREF(m);
-                PyErr_Clear();
+                p += strcspn(p, ",");
         }
         /* Move everything to the permanent generation: the children's
          * collections then never touch (and copy) the zygote's objects. */
@@ -412,7 +417,19 @@ int runner_zygote_main(int ctl) {
         save_signals();
         signal(SIGCHLD, SIG_IGN);
         runner_startup_modules = PySet_New(PyImport_GetModuleDict());
-        preimport();
+        {
+                static char list[8192];
+                ssize_t n;
+                do
+                        n = recv(ctl, list, sizeof list - 1, 0);
+                while (n < 0 && errno == EINTR);
+                if (n < 1 || list[0] != 'P') {
+                        fprintf(stderr, "pyexec-runner --zygote: no list of modules to import from the service\n");
+                        return 1;
+                }
+                list[n] = 0;
+                preimport(list + 1);
+        }
         if (runner_prepare() < 0)
                 PyErr_Clear();
         if (runner_zygote_prefault)

@@ -195,7 +195,19 @@ static int zygote_spawn_process(struct warm_pool *p, struct zygote_proc *ret) {
                 r = -errno;
                 goto fail;
         }
-        /* The hello: the interpreter is up and the modules imported. */
+        /* What to import ahead; then the hello: the interpreter is up and
+         * the modules imported. */
+        {
+                _cleanup_free_ char *msg = strdup_printf("P%s", p->o.preimport);
+                if (!msg) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                if (send(z.ctl, msg, strlen(msg), MSG_NOSIGNAL) != (ssize_t)strlen(msg)) {
+                        r = -ECHILD; /* it died already: its stderr says why */
+                        goto fail;
+                }
+        }
         r = poll_one(z.ctl, POLLIN, ZYGOTE_START_TIMEOUT_MS);
         if (r <= 0) {
                 r = r < 0 ? r : -ETIMEDOUT;
@@ -634,19 +646,23 @@ int warm_pool_start(struct pyexec_sandbox *sb, const struct warm_options *o, str
         p->sb = sb;
         p->o = *o;
         p->o.runner_path = strdup(o->runner_path);
+        p->o.preimport = strdup(o->preimport ? o->preimport : "");
         p->cur = (struct zygote_proc){ .pid = -1, .pidfd = -1, .ctl = -1 };
         p->exe_fd = -1;
         pyexec_sandbox_host(sb, &p->host);
         pthread_mutex_init(&p->lock, NULL);
         pthread_mutex_init(&p->ctl_lock, NULL);
         pthread_cond_init(&p->cond, NULL);
-        if (!p->o.runner_path) {
+        if (!p->o.runner_path || !p->o.preimport) {
+                free((char *)p->o.runner_path);
+                free((char *)p->o.preimport);
                 free(p);
                 return -ENOMEM;
         }
         r = pthread_create(&p->keeper, NULL, keeper_main, p);
         if (r != 0) {
                 free((char *)p->o.runner_path);
+                free((char *)p->o.preimport);
                 free(p);
                 return -r;
         }
@@ -660,6 +676,7 @@ int warm_pool_start(struct pyexec_sandbox *sb, const struct warm_options *o, str
                 if (p->exe_fd >= 0)
                         close(p->exe_fd);
                 free((char *)p->o.runner_path);
+                free((char *)p->o.preimport);
                 free(p);
                 return r;
         }
@@ -767,6 +784,7 @@ struct warm_pool *warm_pool_free(struct warm_pool *p) {
         if (p->exe_fd >= 0)
                 close(p->exe_fd);
         free((char *)p->o.runner_path);
+        free((char *)p->o.preimport);
         free(p);
         return NULL;
 }

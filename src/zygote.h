@@ -18,6 +18,8 @@
  *   service -> zygote: struct warm_request + SCM_RIGHTS { sync_r,
  *                      status_w, out_w, err_w, work_r }
  *   zygote -> service: struct warm_reply + SCM_RIGHTS { pidfd of init }
+ *   service -> zygote, once at start: "P" and the modules to import ahead,
+ *                      comma-separated (ZYGOTE_PREIMPORT)
  *   zygote -> service, once after start-up: struct warm_reply { .pid = 0 }
  */
 #pragma once
@@ -91,6 +93,7 @@ struct warm_options {
         uint64_t max_forks;    /* recycle the zygote after this many sandboxes */
         uint64_t max_age_s;    /* ... or after this long */
         bool prefault;         /* sandboxes copy the interpreter's pages while they wait */
+        const char *preimport; /* modules to import ahead, comma-separated */
 };
 
 struct warm_stats {

@@ -1133,6 +1133,52 @@ def test_pool_stats(pooln):
     assert pooln.sample("pyexec_warm_sandbox_failures") == w4["failures"] == 0
 
 
+PREIMPORT_PROBE = ("import sys\n"
+                   "print(sorted(m for m in ('PIL', 'PIL.Image', 'threading', 'logging', 'hashlib', 'math', 'json',"
+                   " 'unittest', 'csv') if m in sys.modules))\n")
+
+
+def test_default_preimport_is_lean(pooln):
+    """The default ZYGOTE_PREIMPORT (config.h) leaves out what makes every
+    fork dearer (Pillow, threading's at-fork handler, hashlib): a warm
+    program starts with the common modules only."""
+    r = execute(pooln, PREIMPORT_PROBE)
+    assert_ok(r, "['json', 'math', 'unittest']\n")
+
+
+def test_preimport_is_configurable(serve, pooln, cold):
+    """ZYGOTE_PREIMPORT lists what the zygote imports: a program finds
+    exactly those (and their own imports) already there, and runs the
+    same whether its imports were made ahead or on demand."""
+    srv = serve(env={"ZYGOTE_PREIMPORT": "csv, PIL.Image", "WARM_POOL_SIZE": 1})
+    r = execute(srv, PREIMPORT_PROBE)
+    assert_ok(r)
+    have = set(ast.literal_eval(r["stdout"]))
+    # PIL.Image imports logging (which imports threading) and math.
+    assert {"PIL", "PIL.Image", "csv", "logging", "threading"} <= have, have
+    assert not have & {"hashlib", "json", "unittest"}, have
+    image = ("from PIL import Image\nimport threading, hashlib\n"
+             "im = Image.new('RGB', (3, 2), (10, 20, 30))\n"
+             "print(im.size, im.getpixel((1, 1)), hashlib.sha256(b'x').hexdigest()[:8], threading.active_count())\n")
+    want = "(3, 2) (10, 20, 30) 2d711642 1\n"
+    for server in (srv, pooln, cold):  # imported ahead, on demand (warm), on demand (cold)
+        for policy in ("education", "permissive"):
+            assert_ok(execute(server, image, policy=policy), want)
+    # Nothing imported ahead but the static check's own module.
+    srv2 = serve(env={"ZYGOTE_PREIMPORT": "", "WARM_POOL_SIZE": 1})
+    assert_ok(execute(srv2, PREIMPORT_PROBE), "[]\n")
+    assert_ok(execute(srv2, "import json, math\nprint(json.dumps([math.pi]))\n"), "[3.141592653589793]\n")
+
+
+def test_bad_preimport_stops_start_up(tmp_path):
+    """A ZYGOTE_PREIMPORT that is not a list of module names stops the
+    service at start, naming the key and the item."""
+    p = subprocess.run([PYEXEC, "serve", "--port", "1"], env={"ZYGOTE_PREIMPORT": "math,os..path"},
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0
+    assert "ZYGOTE_PREIMPORT must list module names separated by commas, got 'os..path'" in p.stderr, p.stderr
+
+
 # ---------------------------------------------------------------------------
 # 9. What the warm program can see and do to its sandbox
 # ---------------------------------------------------------------------------

@@ -382,6 +382,21 @@ static void test_policies_and_warm_keys(void **state) {
         assert_null(config_policy_line(&l.c, "strict"));
         load_done(&l);
 
+        /* ZYGOTE_PREIMPORT: the lean default, an operator's list, or none. */
+        LOAD0(&l);
+        assert_int_equal(l.r, 0);
+        assert_string_equal(l.c.zygote_preimport, ZYGOTE_PREIMPORT_DEFAULT);
+        assert_null(strstr(l.c.zygote_preimport, "PIL"));
+        assert_null(strstr(l.c.zygote_preimport, "threading"));
+        load_done(&l);
+        LOAD(&l, "--zygote-preimport", " math , PIL.Image,os.path");
+        assert_int_equal(l.r, 0);
+        assert_string_equal(l.c.zygote_preimport, " math , PIL.Image,os.path");
+        load_done(&l);
+        LOAD(&l, "--zygote-preimport", "");
+        assert_int_equal(l.r, 0);
+        load_done(&l);
+
         /* --cold is --execution-mode cold. */
         LOAD(&l, "--cold");
         assert_int_equal(l.r, 0);
@@ -422,6 +437,16 @@ static void test_policies_and_warm_keys(void **state) {
         EXPECT_FAIL("POLICIES must list policy names separated by commas, got 'education,,'", "--policies",
                     "education,,");
         EXPECT_FAIL("EXECUTION_MODE must be warm or cold, got 'hot'", "--execution-mode", "hot");
+        /* ZYGOTE_PREIMPORT: dotted module names separated by commas. */
+        EXPECT_FAIL("ZYGOTE_PREIMPORT must list module names separated by commas, got ',' in 'math,,re'",
+                    "--zygote-preimport", "math,,re");
+        EXPECT_FAIL("ZYGOTE_PREIMPORT must list module names separated by commas, got 'os..path' in 'os..path'",
+                    "--zygote-preimport", "os..path");
+        EXPECT_FAIL("ZYGOTE_PREIMPORT must list module names separated by commas, got '9lives' in 'math, 9lives'",
+                    "--zygote-preimport", "math, 9lives");
+        EXPECT_FAIL("ZYGOTE_PREIMPORT must list module names separated by commas, got 'a/b' in 'a/b'",
+                    "--zygote-preimport", "a/b");
+        EXPECT_FAIL("ZYGOTE_PREIMPORT ends with a comma: 'math,'", "--zygote-preimport", "math,");
         path = write_tmp("pol2.conf", "POLICY_=base=education\n");
         snprintf(msg, sizeof msg, "%s line 1: 'POLICY_' needs a policy name of 1-31 characters after POLICY_", path);
         EXPECT_FAIL(msg, "--config", path);
