@@ -17,7 +17,7 @@
  * - Imports the program requests are checked against the allowlist: the
  *   "import" event covers modules not loaded yet, and builtins.__import__ is
  *   replaced by a checking wrapper for those already in sys.modules (the
- *   zygote pre-imports the allowed ones). Driving the import machinery
+ *   zygote imports ZYGOTE_PREIMPORT ahead). Driving the import machinery
  *   directly raises no "import" event, so a library module's code about to
  *   run ("exec" of its <module> code) is checked too, and so are the two
  *   functions that create built-in and extension modules (_imp). A request comes from the program

@@ -2,8 +2,8 @@
 /*
  * zygote: the warm path. The service starts `pyexec-runner --zygote`, a
  * freshly exec'd process with a clean environment and none of the service's
- * memory, that initializes CPython once and pre-imports the allowed
- * modules. For each sandbox the service asks it to clone an init into new
+ * memory, that initializes CPython once and imports the modules the
+ * service lists (ZYGOTE_PREIMPORT) ahead. For each sandbox the service asks it to clone an init into new
  * namespaces; init builds the sandbox and forks the program from the
  * initialized interpreter, which drops to the run's uid, installs seccomp
  * and waits for work. A pool of such pre-built sandboxes (struct warm_pool)
