@@ -501,19 +501,31 @@ int runner_setup(void) {
  * refuses.
  */
 static const char static_check_py[] =
-        "def check(files, policy, checked):\n"
+        "def check(files, policy, checked, sources=None):\n"
         "    import _ast, _pyexec\n"
         "    refused = []\n"
+        "    main_code = None\n"
         "    for path in files:\n"
-        "        with open(path, 'rb') as f:\n"
-        "            src = f.read()\n"
+        "        is_main = path == '/sandbox/main.py'\n"
+        "        if not is_main and not checked:\n"
+        "            continue  # python3 compiles a helper when it is imported\n"
+        "        if sources is not None:\n"
+        "            src = sources[path]\n"
+        "        else:\n"
+        "            with open(path, 'rb') as f:\n"
+        "                src = f.read()\n"
         "        try:\n"
-        "            tree = compile(src, path, 'exec', _ast.PyCF_ONLY_AST, dont_inherit=True)\n"
+        "            # main.py is compiled here, once, as python3 compiles it\n"
+        "            # before running it (the compiler's own errors included);\n"
+        "            # the run executes this code object.\n"
+        "            tree = compile(src, path, 'exec', _ast.PyCF_ONLY_AST, dont_inherit=True) if checked else None\n"
+        "            if is_main:\n"
+        "                main_code = compile(src, path, 'exec', dont_inherit=True)\n"
         "        except SyntaxError as e:\n"
         "            # The program's own file: refused now. Another file fails\n"
         "            # only when imported, as under python3; a file python3\n"
         "            # cannot even decode is left for it to report its way.\n"
-        "            if path != '/sandbox/main.py' or str(e.msg).startswith('(unicode error)'):\n"
+        "            if not is_main or str(e.msg).startswith('(unicode error)'):\n"
         "                continue\n"
         "            col = e.offset or 0\n"
         "            if col and isinstance(e.text, str):\n"
@@ -523,7 +535,7 @@ static const char static_check_py[] =
         "                    '%s: %s' % (type(e).__name__, e.msg))\n"
         "        except (ValueError, UnicodeError):\n"
         "            continue  # left for python3 itself to report as it runs\n"
-        "        if not checked:\n"
+        "        if tree is None:\n"
         "            continue\n"
         "        todo = [tree]\n"
         "        while todo:\n"
@@ -549,7 +561,9 @@ static const char static_check_py[] =
         "                    refused.append((path, node.lineno,\n"
         "                        \"import of '%s' is not allowed by policy '%s'\" % (name, policy)))\n"
         "    refused.sort(key=lambda r: (r[0] != '/sandbox/main.py', r[0], r[1]))\n"
-        "    return ('policy', refused) if refused else None\n";
+        "    if refused:\n"
+        "        return ('policy', refused)\n"
+        "    return ('code', main_code) if main_code is not None else None\n";
 
 static int cmp_str(const void *a, const void *b) {
         return strcmp(*(char *const *)a, *(char *const *)b);
@@ -666,6 +680,10 @@ int runner_prepare(void) {
         return check_fn ? 0 : -1;
 }
 
+/* main.py as the static check compiled it; NULL when it did not (the run
+ * then compiles the file itself, as python3 would, and reports). */
+static PyObject *main_code;
+
 static bool static_check(int status_fd) {
         PyObject *files = NULL, *res = NULL, *ns = NULL;
         bool ok = true;
@@ -699,6 +717,10 @@ static bool static_check(int status_fd) {
                 PyErr_Print();
                 send_verdict(status_fd, PYEXEC_SYNTAX_ERROR, msg);
                 ok = false;
+        } else if (PyTuple_Check(res) && PyTuple_Size(res) == 2 &&
+                   PyUnicode_CompareWithASCIIString(PyTuple_GetItem(res, 0), "code") == 0) {
+                /* ("code", main.py compiled): what the run executes. */
+                Py_XSETREF(main_code, Py_NewRef(PyTuple_GetItem(res, 1)));
         } else if (PyTuple_Check(res) && PyTuple_Size(res) == 2) {
                 PyObject *list = PyTuple_GetItem(res, 1);
                 struct buf b;
@@ -1100,29 +1122,32 @@ _Noreturn void runner_run(struct work *w, int status_fd, int work_fd) {
                 active = NULL; /* permissive: the hook has nothing to do */
         enforcing = true;
 
-        fp = fopen(path, "rb");
-        if (!fp) {
+        if (main_code) {
+                /* Compiled by the static check, as python3 compiles it. */
+                res = PyEval_EvalCode(main_code, d, d);
+                Py_CLEAR(main_code);
+        } else if ((fp = fopen(path, "rb"))) {
+                PyCompilerFlags cf = _PyCompilerFlags_INIT;
+                res = PyRun_FileExFlags(fp, path, Py_file_input, d, d, 1, &cf);
+        } else {
                 /* As python3 says it. */
                 fprintf(stderr, "%s: can't open file '%s': [Errno %d] %s\n", HOST_PYTHON, path, errno,
                         strerror(errno));
                 exitcode = 2;
-        } else {
-                PyCompilerFlags cf = _PyCompilerFlags_INIT;
-                res = PyRun_FileExFlags(fp, path, Py_file_input, d, d, 1, &cf);
-                if (!res) {
-                        if (PyErr_ExceptionMatches(PyExc_SystemExit))
-                                exitcode = system_exit_code();
-                        else {
-                                /* Only KeyboardInterrupt itself, not a
-                                 * subclass, ends python3 by SIGINT. */
-                                PyObject *t = PyErr_Occurred();
-                                kbint = t == PyExc_KeyboardInterrupt;
-                                PyErr_Print();
-                                exitcode = 1;
-                        }
-                }
-                Py_XDECREF(res);
         }
+        if (exitcode == 0 && !res) {
+                if (PyErr_ExceptionMatches(PyExc_SystemExit))
+                        exitcode = system_exit_code();
+                else {
+                        /* Only KeyboardInterrupt itself, not a subclass,
+                         * ends python3 by SIGINT. */
+                        PyObject *t = PyErr_Occurred();
+                        kbint = t == PyExc_KeyboardInterrupt;
+                        PyErr_Print();
+                        exitcode = 1;
+                }
+        }
+        Py_XDECREF(res);
         exitcode = finish(d, exitcode);
         if (kbint) {
                 /* python3 ends by SIGINT after an uncaught

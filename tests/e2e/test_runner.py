@@ -916,6 +916,14 @@ case("syntax-error-unclosed", 'print("a"\nx = 1\n', status="syntax_error", educa
 case("indentation-error-main", 'if True:\nprint("x")\n', status="syntax_error", education=True)
 case("tab-error-main", 'if True:\n        x = 1\n\ty = 2\n', status="syntax_error", education=True)
 case("syntax-error-unicode-line", 'x = "ü" +\n', status="syntax_error", education=True)
+# Errors of the compiler rather than the parser: python3 reports them before
+# running anything too (the static check compiles main.py once, as it does).
+case("syntax-error-compiler-return", 'print("a")\nreturn 1\n', status="syntax_error", education=True)
+case("syntax-error-compiler-nonlocal", 'print("a")\ndef f():\n    nonlocal x\n', status="syntax_error",
+     education=True)
+case("syntax-error-compiler-await", 'print("a")\nawait f()\n', status="syntax_error", education=True)
+# A compile-time warning is printed once, before the program's output.
+case("syntax-warning-is-literal", 'print("first")\nx = 1\nprint(x is 1)\n', education=True)
 # A helper that does not compile is reported as python3 reports it, when it
 # is imported; pyexec's verdict for the uncaught error is syntax_error.
 case("syntax-error-helper-uncaught", "print('start')\nimport helper\n",
