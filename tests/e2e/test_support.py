@@ -458,23 +458,27 @@ class TestOutput:
         assert "1000" in r["message"]
 
     def test_output_cap_counts_both_streams(self, run):
-        """The cap counts stdout and stderr together; each kept part is a prefix of its stream."""
+        """The cap counts stdout and stderr together; each kept part is a prefix of its stream.
+        (stderr is written first and given time to be read: how writes that
+        alternate faster than the supervisor reads the two pipes are split
+        between them is not specified, see README Limits.)"""
         r = run(
             code("""
-                import sys
+                import sys, time
+                sys.stderr.write('e' * 500)
+                sys.stderr.flush()
+                time.sleep(0.3)
                 for i in range(500):
                     print(f'o{i:04d}', flush=True)
-                    print(f'e{i:04d}', file=sys.stderr, flush=True)
             """),
             "--max-output", "777",
         )
         assert r["status"] == "output_limit"
         assert r["truncated"] is True
-        assert len(r["stdout"]) + len(r["stderr"]) == 777
-        assert len(r["output"]) == 777
+        assert r["stderr"] == "e" * 500
+        assert len(r["stdout"]) == 277
         assert "".join(f"o{i:04d}\n" for i in range(500)).startswith(r["stdout"])
-        assert "".join(f"e{i:04d}\n" for i in range(500)).startswith(r["stderr"])
-        assert r["stdout"] and r["stderr"]
+        assert len(r["output"]) == 777
 
     def test_output_cap_inside_utf8_character(self, run):
         """A cap that cuts a multi-byte character still yields valid JSON with the prefix."""
