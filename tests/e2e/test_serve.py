@@ -260,13 +260,14 @@ def start_server(log_dir, *flags, env=None, port=None, port_flag=True, headers=N
     raise AssertionError("could not start pyexec serve")
 
 
-@pytest.fixture
-def serve(tmp_path):
-    """serve(*flags, env={...}) -> a started Server; stopped (exit 0 asserted) at teardown."""
+def serving(tmp_path, starter):
+    """The body of a serve fixture: yields serve(*flags, **kw) -> a Server
+    started by starter(tmp_path, ...); stops them all at teardown, asserting
+    exit 0."""
     servers = []
 
     def _serve(*flags, **kw):
-        srv = start_server(tmp_path, *flags, **kw)
+        srv = starter(tmp_path, *flags, **kw)
         servers.append(srv)
         return srv
 
@@ -274,6 +275,12 @@ def serve(tmp_path):
     codes = [(s.stop(), s) for s in servers]
     for code, s in codes:
         assert code == 0, f"pyexec serve exited {code}: {s.log_text()[-3000:]}"
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """serve(*flags, env={...}) -> a started Server; stopped (exit 0 asserted) at teardown."""
+    yield from serving(tmp_path, start_server)
 
 
 @pytest.fixture(scope="module")
