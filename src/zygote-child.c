@@ -339,12 +339,13 @@ static void warm_main(int status_fd, int work_fd) {
 
 /*
  * Import ahead what the service listed (ZYGOTE_PREIMPORT, comma-separated),
- * and the static check's _ast. A module that fails to import is skipped:
- * a run that wants it gets python3's own error. Each module makes every
- * sandbox dearer (a fork copies, and a run's exit releases, all of the
- * zygote's memory), so the list is short by default.
+ * and the static check's _ast. A module that fails to import is skipped (a
+ * run that wants it gets python3's own error) and named, with its error,
+ * in failed ("name: Error: text; ..."), which the service logs. Each module
+ * makes every sandbox dearer (a fork copies, and a run's exit releases, all
+ * of the zygote's memory), so the list is short by default.
  */
-static void preimport(const char *list) {
+static void preimport(const char *list, struct buf *failed) {
         const char *p = list;
         PyObject *gc, *m;
 
@@ -362,6 +363,21 @@ static void preimport(const char *list) {
                         memcpy(name, p, n);
                         name[n] = 0;
                         m = PyImport_ImportModule(name);
+                        if (!m) {
+                                PyObject *type, *value, *tb, *text = NULL;
+                                PyErr_Fetch(&type, &value, &tb);
+                                if (value)
+                                        text = PyObject_Str(value);
+                                PyErr_Clear();
+                                buf_printf(failed, "%s%s: %s: %s", failed->len > 1 ? "; " : "", name,
+                                           type ? ((PyTypeObject *)type)->tp_name : "?",
+                                           text && PyUnicode_Check(text) ? PyUnicode_AsUTF8(text) : "?");
+                                PyErr_Clear();
+                                Py_XDECREF(text);
+                                Py_XDECREF(type);
+                                Py_XDECREF(value);
+                                Py_XDECREF(tb);
+                        }
                         Py_XDECREF(m);
                         PyErr_Clear();
                 }
@@ -419,6 +435,7 @@ int runner_zygote_main(int ctl) {
         runner_startup_modules = PySet_New(PyImport_GetModuleDict());
         {
                 static char list[8192];
+                struct buf failed;
                 ssize_t n;
                 do
                         n = recv(ctl, list, sizeof list - 1, 0);
@@ -428,7 +445,12 @@ int runner_zygote_main(int ctl) {
                         return 1;
                 }
                 list[n] = 0;
-                preimport(list + 1);
+                buf_init(&failed, 4000);
+                buf_printf(&failed, "F");
+                preimport(list + 1, &failed);
+                if (failed.len > 1 && failed.data && send(ctl, failed.data, failed.len, MSG_NOSIGNAL) < 0)
+                        return 1;
+                buf_done(&failed);
         }
         if (runner_prepare() < 0)
                 PyErr_Clear();

@@ -30,6 +30,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "ns.h"
 #include "pyexec.h"
 #include "sandbox-msg.h"
@@ -208,14 +209,33 @@ static int zygote_spawn_process(struct warm_pool *p, struct zygote_proc *ret) {
                         goto fail;
                 }
         }
-        r = poll_one(z.ctl, POLLIN, ZYGOTE_START_TIMEOUT_MS);
-        if (r <= 0) {
-                r = r < 0 ? r : -ETIMEDOUT;
-                goto fail;
-        }
-        if (recv(z.ctl, &hello, sizeof hello, 0) != (ssize_t)sizeof hello || hello.pid != 0) {
-                r = -ECHILD; /* it died: its stderr says why */
-                goto fail;
+        for (;;) {
+                char buf[4096];
+                ssize_t n;
+                r = poll_one(z.ctl, POLLIN, ZYGOTE_START_TIMEOUT_MS);
+                if (r <= 0) {
+                        r = r < 0 ? r : -ETIMEDOUT;
+                        goto fail;
+                }
+                n = recv(z.ctl, buf, sizeof buf - 1, 0);
+                if (n > 1 && buf[0] == 'F') {
+                        /* Modules it could not import ahead: runs import
+                         * them on demand (and see python3's own error). */
+                        buf[n] = 0;
+                        log_event(LOG_WARN, "ZYGOTE_PREIMPORT: some modules could not be imported ahead",
+                                  json_pack("{s:s}", "failed", buf + 1));
+                        continue;
+                }
+                if (n != (ssize_t)sizeof hello) {
+                        r = -ECHILD; /* it died: its stderr says why */
+                        goto fail;
+                }
+                memcpy(&hello, buf, sizeof hello);
+                if (hello.pid != 0) {
+                        r = -ECHILD;
+                        goto fail;
+                }
+                break;
         }
         z.started_ns = now_ns();
         *ret = z;

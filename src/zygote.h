@@ -20,6 +20,8 @@
  *   zygote -> service: struct warm_reply + SCM_RIGHTS { pidfd of init }
  *   service -> zygote, once at start: "P" and the modules to import ahead,
  *                      comma-separated (ZYGOTE_PREIMPORT)
+ *   zygote -> service, then, only if some failed: "F" and "name: Error:
+ *                      text" for each, separated by "; " (logged)
  *   zygote -> service, once after start-up: struct warm_reply { .pid = 0 }
  */
 #pragma once

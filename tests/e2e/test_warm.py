@@ -33,7 +33,7 @@ import uuid
 import pytest
 
 from conftest import PYEXEC, Listener, host_pids_matching
-from test_serve import start_server
+from test_serve import serving, start_server
 
 # The program's environment on both paths (zygote.c, supervise.c).
 SANDBOX_ENV = {
@@ -66,18 +66,8 @@ def stop_ok(srv):
 
 @pytest.fixture
 def serve(tmp_path):
-    """serve(*flags, env=..., headers=...) -> a started Server, stopped (exit 0 asserted) at teardown."""
-    servers = []
-
-    def _serve(*flags, **kw):
-        srv = start(tmp_path, *flags, **kw)
-        servers.append(srv)
-        return srv
-
-    yield _serve
-    codes = [(s.stop(), s) for s in servers]
-    for code, s in codes:
-        assert code == 0, f"pyexec serve exited {code}: {s.log_text()[-3000:]}"
+    """serve(*flags, env=..., headers=...) -> a started Server (start()), stopped (exit 0 asserted) at teardown."""
+    yield from serving(tmp_path, start)
 
 
 OPERATOR_POLICIES = {
@@ -1168,6 +1158,22 @@ def test_preimport_is_configurable(serve, pooln, cold):
     srv2 = serve(env={"ZYGOTE_PREIMPORT": "", "WARM_POOL_SIZE": 1})
     assert_ok(execute(srv2, PREIMPORT_PROBE), "[]\n")
     assert_ok(execute(srv2, "import json, math\nprint(json.dumps([math.pi]))\n"), "[3.141592653589793]\n")
+
+
+def test_preimport_failure_is_logged(serve):
+    """A module the zygote cannot import ahead is named in a warning, with
+    python3's error; the service runs on, and a program that imports it
+    gets python3's own error."""
+    srv = serve(env={"ZYGOTE_PREIMPORT": "math,no_such_module_xyz,json", "WARM_POOL_SIZE": 1})
+    wait_pool_full(srv, 1)
+    warnings = [json.loads(line) for line in srv.log_text().splitlines()
+                if line.startswith("{") and "ZYGOTE_PREIMPORT" in line]
+    assert len(warnings) == 1, srv.log_text()[-2000:]
+    assert warnings[0]["level"] == "warn"
+    assert warnings[0]["failed"] == "no_such_module_xyz: ModuleNotFoundError: No module named 'no_such_module_xyz'"
+    assert_ok(execute(srv, PREIMPORT_PROBE, policy="permissive"), "['json', 'math']\n")
+    r = execute(srv, "import no_such_module_xyz\n", policy="permissive")
+    assert r["status"] == "runtime_error" and "ModuleNotFoundError" in r["stderr"], brief(r)
 
 
 def test_bad_preimport_stops_start_up(tmp_path):
