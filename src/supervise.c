@@ -88,6 +88,8 @@
  */
 #include <errno.h>
 #include <dirent.h>
+#include <linux/futex.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -336,6 +338,7 @@ struct child_ctx {
          * arrives on work_r, and runs warm_main. */
         warm_main_fn warm_main;
         int work_r;
+        int holder_w; /* the program tells init its holder's pid here */
 };
 
 /*
@@ -393,15 +396,72 @@ static int run_program_fn(void *arg) {
         run_program(arg);
 }
 
+/*
+ * The warm program's address space outlives it, held by a second process:
+ * the holder. A process's exit tears its address space down before it
+ * closes its files, and a child of the zygote maps thousands of pages, so
+ * the end of stdout and init's word that the program is gone would both
+ * wait out the teardown (about 2 ms here, the largest step of a hello
+ * world). With the holder, the program's exit only drops a reference:
+ * init reaps it at once, answers, and the teardown happens when init's
+ * kill(-1) ends the holder, after the answer.
+ *
+ * The holder is created by the program after seccomp and the uid change,
+ * so it can do nothing the program cannot (the program can write its
+ * memory, and so could take it over). It is init's child (CLONE_PARENT),
+ * invisible to the program's wait()s, closes every descriptor, blocks
+ * every signal SIGKILL aside, and sleeps. It counts against the pids
+ * limit, which the warm path raises by one for it. In /proc it is hidden
+ * from the program like init (not dumpable: it shares the program's
+ * memory, and with it that flag).
+ */
+static char holder_stack[16 * 1024] __attribute__((aligned(64)));
+static _Atomic int holder_ready;
+
+/* Raw system calls only: the holder runs on the program's thread-local
+ * storage, which libc's wrappers (errno, cancellation) would write to. */
+static int holder_main(void *arg) {
+        uint64_t all = ~0ull;
+
+        (void)arg;
+        syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, sizeof all);
+        syscall(SYS_close_range, 0u, ~0u, 0u);
+        atomic_store(&holder_ready, 1);
+        syscall(SYS_futex, &holder_ready, FUTEX_WAKE, 1, NULL, NULL, 0);
+        for (;;)
+                syscall(SYS_ppoll, NULL, 0, NULL, NULL, 0);
+        return 0;
+}
+
+/* In the program: start the holder and tell init its pid (0: none; init
+ * then waits out the teardown as before). Before any program code runs,
+ * so init can trust the pid. */
+static void start_holder(int holder_w) {
+        pid_t holder = clone(holder_main, holder_stack + sizeof holder_stack, CLONE_VM | CLONE_PARENT, NULL);
+        int32_t pid = holder > 0 ? holder : 0;
+
+        /* Its copies of the pipes must be closed before the run: stdout's
+         * end is seen when the last copy goes. */
+        for (int i = 0; holder > 0 && i < 100 && !atomic_load(&holder_ready); i++)
+                syscall(SYS_futex, &holder_ready, FUTEX_WAIT, 0, &(struct timespec){ 0, 10000000 }, NULL, 0);
+        if (holder > 0 && !atomic_load(&holder_ready)) {
+                kill(holder, SIGKILL);
+                pid = 0;
+        }
+        (void)write_all(holder_w, &pid, sizeof pid);
+        close(holder_w);
+}
+
 /* The warm path's program: everything of run_program up to the exec, then
  * the runner's loop instead (which waits for the work). stdin arrives with
  * the work. */
 _Noreturn static void run_program_warm(const struct child_ctx *c) {
-        int r;
+        int keep[] = { 0, 1, 2, c->status_w, c->work_r, c->holder_w }, r;
 
         if (dup2(c->out_w, 1) < 0 || dup2(c->err_w, 2) < 0)
                 child_fail(c->status_w, "setting up stdio", -errno);
-        close_all_except((int[]){ 0, 1, 2, c->status_w, c->work_r }, 5);
+        sort_fds(keep, ELEMENTSOF(keep));
+        close_all_except(keep, ELEMENTSOF(keep));
         setsid();
         if (chdir(SANDBOX_WORKDIR) < 0)
                 child_fail(c->status_w, "entering " SANDBOX_WORKDIR, -errno);
@@ -411,6 +471,7 @@ _Noreturn static void run_program_warm(const struct child_ctx *c) {
         r = seccomp_prog_apply(c->sb->seccomp);
         if (r < 0)
                 child_fail(c->status_w, "installing the seccomp filter", r);
+        start_holder(c->holder_w);
         c->warm_main(c->status_w, c->work_r);
         _exit(127);
 }
@@ -424,11 +485,42 @@ static void init_forward_term(int sig, siginfo_t *si, void *ctx) {
                 kill(-1, sig);
 }
 
+/* Whether init's only child left is pid (its children, from /proc; false
+ * when unreadable). */
+static bool only_child_left(pid_t pid) {
+        char buf[64], want[24];
+        int fd = open("/proc/1/task/1/children", O_RDONLY | O_CLOEXEC);
+        ssize_t n;
+
+        if (fd < 0)
+                return false;
+        n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0)
+                return false;
+        buf[n] = 0;
+        snprintf(want, sizeof want, "%d ", (int)pid);
+        return strcmp(buf, want) == 0;
+}
+
+static void send_exited(int status_w, struct msg *m, int status) {
+        struct rusage ru;
+
+        getrusage(RUSAGE_CHILDREN, &ru);
+        m->type = MSG_EXITED;
+        m->wstatus = status;
+        m->cpu_us = (uint64_t)ru.ru_utime.tv_sec * 1000000u + (uint64_t)ru.ru_utime.tv_usec +
+                    (uint64_t)ru.ru_stime.tv_sec * 1000000u + (uint64_t)ru.ru_stime.tv_usec;
+        m->maxrss_kb = (uint64_t)ru.ru_maxrss;
+        send_msg(status_w, m);
+}
+
 _Noreturn static void run_init(const struct child_ctx *c) {
         struct msg m = { 0 };
         const char *step = "?";
-        int status = 0, r;
-        pid_t prog, pid;
+        int status = 0, r, holder_pipe[2] = { -1, -1 };
+        pid_t prog, pid, holder = 0;
+        bool prog_reaped = false, answered = false;
         char byte;
 
         /* Die with the supervisor. In a new PID namespace getppid() is 0,
@@ -469,10 +561,20 @@ _Noreturn static void run_init(const struct child_ctx *c) {
         prctl(PR_SET_NAME, "pyexec-init");
         if (c->warm_main) {
                 /* A real fork: the program continues the interpreter that
-                 * init inherited from the zygote. */
+                 * init inherited from the zygote. Above 2 the pipe's fds
+                 * survive its dup2s. */
+                struct child_ctx pc = *c;
+                int p[2];
+                if (pipe2(p, O_CLOEXEC) < 0 || (holder_pipe[0] = fcntl(p[0], F_DUPFD_CLOEXEC, 3)) < 0 ||
+                    (holder_pipe[1] = fcntl(p[1], F_DUPFD_CLOEXEC, 3)) < 0)
+                        child_fail(c->status_w, "creating a pipe", -errno);
+                close(p[0]);
+                close(p[1]);
+                pc.holder_w = holder_pipe[1];
                 prog = fork();
                 if (prog == 0)
-                        run_program_warm(c);
+                        run_program_warm(&pc);
+                close(holder_pipe[1]);
         } else
                 prog = clone(run_program_fn, program_stack + sizeof program_stack, CLONE_VM | CLONE_VFORK | SIGCHLD,
                              (void *)c);
@@ -508,6 +610,18 @@ _Noreturn static void run_init(const struct child_ctx *c) {
                 if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLERR | POLLHUP)))
                         _exit(127); /* the namespace dies with us */
         }
+        if (holder_pipe[0] >= 0) {
+                /* The warm program's holder (start_holder), named before
+                 * any program code ran; nothing on failure. */
+                int32_t v = 0;
+                ssize_t n;
+                do
+                        n = read(holder_pipe[0], &v, sizeof v);
+                while (n < 0 && errno == EINTR);
+                if (n == (ssize_t)sizeof v && v > 0)
+                        holder = v;
+                close(holder_pipe[0]);
+        }
 
         for (;;) {
                 int st;
@@ -517,24 +631,26 @@ _Noreturn static void run_init(const struct child_ctx *c) {
                                 continue;
                         break; /* ECHILD: everyone is reaped */
                 }
+                if (pid == holder)
+                        holder = 0;
                 if (pid == prog) {
                         status = st;
                         m.t_ns = now_ns();
+                        prog_reaped = true;
                         /* The main program is over: so is everything it
                          * started. */
                         kill(-1, SIGKILL);
                 }
+                /* Everything but the holder is reaped (its CPU time
+                 * counted), and the holder has SIGKILL pending: answer
+                 * now, not after it has torn the address space down. */
+                if (prog_reaped && holder > 0 && !answered && only_child_left(holder)) {
+                        send_exited(c->status_w, &m, status);
+                        answered = true;
+                }
         }
-        {
-                struct rusage ru;
-                getrusage(RUSAGE_CHILDREN, &ru);
-                m.type = MSG_EXITED;
-                m.wstatus = status;
-                m.cpu_us = (uint64_t)ru.ru_utime.tv_sec * 1000000u + (uint64_t)ru.ru_utime.tv_usec +
-                           (uint64_t)ru.ru_stime.tv_sec * 1000000u + (uint64_t)ru.ru_stime.tv_usec;
-                m.maxrss_kb = (uint64_t)ru.ru_maxrss;
-        }
-        send_msg(c->status_w, &m);
+        if (!answered)
+                send_exited(c->status_w, &m, status);
         _exit(0);
 }
 
@@ -1311,7 +1427,7 @@ static int run_warm_once(struct pyexec_sandbox *sb, const struct pyexec_spec *sp
                 .file_size = spec->limits.file_size_mb * 1024 * 1024,
                 .open_files = spec->limits.open_files,
                 .address_space = box->cg.memory ? 0 : spec->limits.memory_mb * 1024 * 1024,
-                .nproc = box->cg.pids ? 0 : spec->limits.pids + 1,
+                .nproc = box->cg.pids ? 0 : spec->limits.pids + WARM_EXTRA_PIDS,
         };
         rlimit_plan_values(&rp, wk.rlimits, &wk.n_rlimits);
         argv = calloc(spec->n_args + 2, sizeof *argv);
@@ -1339,7 +1455,7 @@ static int run_warm_once(struct pyexec_sandbox *sb, const struct pyexec_spec *sp
         /* This request's limits on the sandbox built with the defaults; the
          * pids cgroup also holds init. */
         if (box->use_cgroup) {
-                uint64_t mem = spec->limits.memory_mb * 1024 * 1024, pids = spec->limits.pids + 1;
+                uint64_t mem = spec->limits.memory_mb * 1024 * 1024, pids = spec->limits.pids + WARM_EXTRA_PIDS;
                 /* Most requests keep the defaults the sandbox was built
                  * with: no writes to the cgroup then. */
                 if (mem != box->memory_bytes || pids != box->pids_max) {

@@ -69,6 +69,7 @@ struct warm_pool {
         size_t n_retiring;
         struct warm_box **ready;
         size_t n_ready;
+        unsigned running; /* sandboxes taken by runs and not yet released */
         struct warm_box **dying;
         size_t n_dying, cap_dying;
         struct warm_stats stats;
@@ -392,12 +393,12 @@ static int box_build(struct warm_pool *p, struct warm_box **ret) {
                 pthread_mutex_unlock(&p->lock);
         }
         if (p->host.cg->version != CGROUP_NONE) {
-                r = cgroup_run_create(p->host.cg, cgname, p->o.memory_mb * 1024 * 1024, p->o.pids + 1, &b->cg);
+                r = cgroup_run_create(p->host.cg, cgname, p->o.memory_mb * 1024 * 1024, p->o.pids + WARM_EXTRA_PIDS, &b->cg);
                 if (r < 0)
                         goto fail;
                 b->use_cgroup = true;
                 b->memory_bytes = p->o.memory_mb * 1024 * 1024;
-                b->pids_max = p->o.pids + 1;
+                b->pids_max = p->o.pids + WARM_EXTRA_PIDS;
         }
         if (pipe2(sync, O_CLOEXEC) < 0 || pipe2(status, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 ||
             pipe2(err, O_CLOEXEC) < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, work) < 0) {
@@ -515,6 +516,22 @@ static int start_zygote(struct warm_pool *p) {
         return r;
 }
 
+/*
+ * Called with the lock held: whether the keeper should build a sandbox now.
+ * Building one takes a CPU for several milliseconds (a fork of the zygote,
+ * namespaces, mounts, the prefault), so while runs are in progress the
+ * pool is only topped up once it is down to half its target: a run that
+ * takes a sandbox from a well-stocked pool does not share the machine
+ * with the build of its replacement, which starts when the run is over.
+ * Under sustained load the pool drains to half and the keeper builds
+ * without pause, as before.
+ */
+static bool pool_needs_box(const struct warm_pool *p) {
+        if (p->cur.ctl < 0 || p->n_ready >= p->o.target)
+                return false;
+        return p->running == 0 || p->n_ready * 2 <= p->o.target;
+}
+
 static void *keeper_main(void *arg) {
         struct warm_pool *p = arg;
         int r;
@@ -590,7 +607,7 @@ static void *keeper_main(void *arg) {
                         } else
                                 i++;
                 }
-                need_box = p->cur.ctl >= 0 && p->n_ready < p->o.target;
+                need_box = pool_needs_box(p);
                 pthread_mutex_unlock(&p->lock);
 
                 for (size_t i = 0; i < n_reap; i++)
@@ -640,7 +657,7 @@ static void *keeper_main(void *arg) {
                         continue;
                 }
                 pthread_mutex_lock(&p->lock);
-                if (!p->stop && p->n_ready >= p->o.target) {
+                if (!p->stop && !pool_needs_box(p)) {
                         struct timespec ts;
                         clock_gettime(CLOCK_REALTIME, &ts);
                         ts.tv_nsec += 50 * 1000000L;
@@ -721,8 +738,11 @@ struct warm_box *warm_pool_take(struct warm_pool *p, int *ret_err) {
                 b = NULL;
                 pthread_mutex_lock(&p->lock);
         }
-        if (b)
+        if (b) {
                 p->stats.taken_ready++;
+                p->running++;
+                b->taken = true;
+        }
         pthread_cond_broadcast(&p->cond); /* the keeper refills */
         pthread_mutex_unlock(&p->lock);
         if (b)
@@ -732,6 +752,8 @@ struct warm_box *warm_pool_take(struct warm_pool *p, int *ret_err) {
         if (r == 0) {
                 p->stats.built_on_demand++;
                 p->stats.sandboxes++;
+                p->running++;
+                b->taken = true;
         } else
                 p->stats.failures++;
         pthread_mutex_unlock(&p->lock);
@@ -752,6 +774,10 @@ void warm_pool_release(struct warm_pool *p, struct warm_box *b) {
         close_fd(&b->err_r);
         close_fd(&b->work_w);
         pthread_mutex_lock(&p->lock);
+        if (b->taken) {
+                p->running--;
+                b->taken = false;
+        }
         if (p->n_dying == p->cap_dying) {
                 size_t cap = p->cap_dying ? p->cap_dying * 2 : 16;
                 struct warm_box **nv = realloc(p->dying, cap * sizeof *nv);

@@ -48,6 +48,10 @@ struct warm_reply {
         int32_t err; /* errno when the clone failed */
 };
 
+/* A warm sandbox's processes beyond the program's own: init and the holder
+ * of the program's address space (supervise.c). */
+#define WARM_EXTRA_PIDS 2
+
 enum { WARM_FD_SYNC, WARM_FD_STATUS, WARM_FD_OUT, WARM_FD_ERR, WARM_FD_WORK, _WARM_FD_MAX };
 
 /* In the program of a warm sandbox: called with its uid dropped and seccomp
@@ -79,6 +83,7 @@ struct warm_box {
         struct uidpool_slot slot;
         struct cgroup_run cg;
         bool use_cgroup;
+        bool taken; /* by a run (warm_pool_take) */
         uint64_t memory_bytes, pids_max; /* the limits its cgroup has now */
         uid_t uid;
         gid_t gid;

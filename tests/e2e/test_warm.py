@@ -473,6 +473,15 @@ AGREE = [
     pytest.param("sigint_caught", "import os, signal, time\ntry:\n    os.kill(os.getpid(), signal.SIGINT)\n"
                  "    time.sleep(2)\nexcept KeyboardInterrupt:\n    print('caught')\n", {"policy": "permissive"},
                  id="sigint_caught"),
+    # The holder of a warm program's address space is invisible: to wait(),
+    # in /proc, and in what the pids limit leaves the program.
+    ("processes", "import os\nprint([p for p in os.listdir('/proc') if p.isdigit()], os.getpid(), os.getppid())\n"
+                  "try:\n    os.wait()\nexcept ChildProcessError as e:\n    print('wait:', e.errno)\n",
+     {"policy": "permissive"}),
+    ("pids_limit", "import os, time\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n"
+                   "            time.sleep(30)\n            os._exit(0)\n        n += 1\n"
+                   "except OSError as e:\n    print(n, 'children, then errno', e.errno)\n",
+     {"policy": "permissive"}),
     pytest.param("signal_dispositions", "import signal\n"
                  "for l in open('/proc/self/status'):\n    if l.startswith(('SigIgn', 'SigCgt', 'SigBlk')):\n"
                  "        print(l.strip())\n"
@@ -527,6 +536,11 @@ def test_agree_programs_behave_as_expected(pooln):
     assert r["stdout"] == "'abc\\ndéf\\n'\nABC\nDÉF\n", brief(r)
     r = run("environment")
     assert r["stdout"].splitlines()[0] == repr(SANDBOX_ENV), brief(r)
+    r = run("processes")
+    assert r["stdout"] == "['2'] 2 1\nwait: 10\n", brief(r)
+    r = run("pids_limit")
+    # The default limit of 64 processes: the program and 63 children.
+    assert r["stdout"] == "63 children, then errno 11\n", brief(r)
 
 
 def test_cold_server_has_no_zygote(cold):
@@ -667,23 +681,90 @@ def test_zygote_killed_during_a_run(serve):
     quick_requests(srv, 3, "after zygote kill during a run")
 
 
+def blocked_signals(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(l for l in f if l.startswith("SigBlk:")).split()[1], 16)
+
+
+def program_and_holder(init):
+    """A ready sandbox's init has two children: the program and the holder of
+    its address space, which blocks every signal."""
+    kids = children(init)
+    assert len(kids) == 2, kids
+    holder = [k for k in kids if blocked_signals(k) != 0]
+    assert len(holder) == 1, [(k, hex(blocked_signals(k))) for k in kids]
+    (prog,) = set(kids) - set(holder)
+    return prog, holder[0]
+
+
+def proc_status(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return dict(l.rstrip("\n").split(":\t", 1) for l in f if ":\t" in l)
+
+
+def test_holder_is_confined_like_its_program(serve):
+    """The holder shares the program's memory, so the program could take it
+    over: checked from the host, it has nothing the program has not."""
+    srv = serve(env={"WARM_POOL_SIZE": 1})
+    (init,) = children(wait_pool_full(srv, 1)["zygotePid"])
+    prog, holder = program_and_holder(init)
+    p, h = proc_status(prog), proc_status(holder)
+    for key in ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp",
+                "Seccomp_filters"):
+        assert h[key] == p[key], (key, h[key], p[key])
+    assert h["PPid"] == p["PPid"] == str(init)
+    assert h["CapEff"] == "0000000000000000" and h["NoNewPrivs"] == "1" and h["Seccomp"] == "2", h
+    if os.geteuid() == 0:
+        # (Unprivileged, the host user may not look into the sandbox's
+        # processes: they are not dumpable.)
+        for ns in os.listdir(f"/proc/{prog}/ns"):
+            assert os.readlink(f"/proc/{holder}/ns/{ns}") == os.readlink(f"/proc/{prog}/ns/{ns}"), ns
+        # Same address space (the point of it), no descriptors.
+        with open(f"/proc/{prog}/maps") as a, open(f"/proc/{holder}/maps") as b:
+            assert a.read() == b.read()
+        assert os.listdir(f"/proc/{holder}/fd") == []
+    # Every signal but SIGKILL and SIGSTOP blocked.
+    assert int(h["SigBlk"], 16) == (1 << 64) - 1 - (1 << (signal.SIGKILL - 1)) - (1 << (signal.SIGSTOP - 1)), h["SigBlk"]
+    # A run ends its sandbox's processes, the holder included.
+    assert_ok(execute(srv, "print('ran')"), "ran\n")
+    wait_for(lambda: not alive(holder) and not alive(prog) and not alive(init), 5, "the used sandbox is gone")
+
+
+def test_program_that_kills_its_holder(serve):
+    """The program can signal its holder (same uid): the run still ends with
+    its whole output, only without the early answer."""
+    srv = serve(env={"WARM_POOL_SIZE": 1})
+    wait_pool_full(srv, 1)
+    code = ("import os, signal\nfor sig in (signal.SIGSTOP, signal.SIGKILL):\n    os.kill(3, sig)\n"
+            "print('x' * 5000)\nprint('end')\n")
+    res = execute(srv, code, policy="permissive")
+    assert_ok(res, "x" * 5000 + "\nend\n")
+    res = execute(srv, "import os, signal\nos.kill(3, signal.SIGSTOP)\nprint('stopped it')\n", policy="permissive")
+    assert_ok(res, "stopped it\n")
+    assert_ok(execute(srv, "print('next')"), "next\n")
+
+
 def test_ready_sandbox_killed(serve):
-    srv = serve(env={"WARM_POOL_SIZE": 2})
-    w = wait_pool_full(srv, 2)
+    srv = serve(env={"WARM_POOL_SIZE": 3})
+    w = wait_pool_full(srv, 3)
     z = w["zygotePid"]
     inits = children(z)
-    assert len(inits) == 2, inits
-    # The init of one ready sandbox, the program of the other.
+    assert len(inits) == 3, inits
+    # The init of one ready sandbox, the program of another, the holder of
+    # the third's address space.
     os.kill(inits[0], signal.SIGKILL)
-    progs = children(inits[1])
-    assert len(progs) == 1, progs
-    os.kill(progs[0], signal.SIGKILL)
-    # The pool notices and replaces both.
+    prog, _ = program_and_holder(inits[1])
+    os.kill(prog, signal.SIGKILL)
+    _, holder = program_and_holder(inits[2])
+    os.kill(holder, signal.SIGKILL)
+    # The pool notices and replaces the first two; the third runs without
+    # its holder (its answer then waits for the address space's teardown).
     wait_for(lambda: not alive(inits[0]) and not alive(inits[1]), 5, "the killed sandboxes are gone")
-    w = wait_pool_full(srv, 2)
-    assert not set(children(z)) & set(inits)
+    w = wait_pool_full(srv, 3)
+    assert set(children(z)) & set(inits) == {inits[2]}
     quick_requests(srv, 4, "after killing ready sandboxes")
-    w = wait_pool_full(srv, 2)
+    assert not alive(inits[2]), "the sandbox without its holder was not used"
+    w = wait_pool_full(srv, 3)
     assert w["zygotePid"] == z, "killing a sandbox must not replace the zygote"
     assert w["zygoteDeaths"] == 0 and w["zygotes"] == 1
 
@@ -1039,7 +1120,8 @@ def test_fork_bomb_contained(serve, policy):
     srv = serve(env={"WARM_POOL_SIZE": 2})
     wait_pool_full(srv, 2)
     baseline = len(descendants(srv.proc.pid))
-    assert baseline == 1 + 2 * 2, descendants(srv.proc.pid)
+    # The zygote; per sandbox init, the program and its holder.
+    assert baseline == 1 + 2 * 3, descendants(srv.proc.pid)
     code = "import os\nwhile True:\n    try:\n        os.fork()\n    except BlockingIOError:\n        pass\n"
     res = execute(srv, code, policy=policy, client_timeout=30, timeout=2000)
     assert res["status"] != "ok", brief(res)
