@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The warm path's benchmark (issue 4), every figure a ratio against a
 # baseline measured in this same run on this machine:
-#   1. p50 of POST /api/execute hello world on a warm service (wrk -c1)
-#      against the median wall time of bare `python3 -c 'print(1)'`
-#      (hyperfine); target <= 0.2x, aim 0.1x.
+#   1. p50 of POST /api/execute hello world on a warm service against the
+#      median wall time of bare `python3 -c 'print(1)'` (hyperfine); target
+#      <= 0.2x, aim 0.1x. Measured at a steady 20 requests/s (open loop,
+#      bench/paced.py), a load the service sustains; and back-to-back
+#      (wrk -c1), where each request's replacement sandbox is built while
+#      the next request runs and the two cores are saturated. The client's
+#      own round trip (GET /health/live at the same pace) is shown beside.
 #   2. throughput at concurrency 8 (wrk -c8) against bubblewrap+python3 run
 #      two at a time (two parallel loops, timed); target >= 5x, aim 10x.
 #   3. a CPU-bound program of about 1 s: the request's wall time on the
@@ -144,6 +148,9 @@ while todo:
 box_pss = sum(mem(p)["Pss"] for p in boxes)
 print(json.dumps({"server": mem(server), "zygote": mem(z), "sandbox_procs": len(boxes), "sandbox_pss": box_pss}))
 PY
+paced=$(dirname "$0")/paced.py
+$py "$paced" "$port" 20 100 /health/live > "$work/live-paced.json"
+$py "$paced" "$port" 20 "${BENCH_PACED:-300}" > "$work/warm-paced.json"
 wrk -t1 -c1 -d"${secs}s" --latency -s "$work/post.lua" "$url/api/execute" > "$work/warm-seq.txt"
 wrk -t2 -c8 -d"${secs}s" -s "$work/post.lua" "$url/api/execute" > "$work/warm-c8.txt"
 curl -s "$url/api/stats" > "$work/warm-stats.json"
@@ -201,13 +208,17 @@ cpu_bare, cpu_warm = cpu["bare"], cpu["warm"]
 mem = json.load(open(f"{w}/mem.json"))
 stats = json.load(open(f"{w}/warm-stats.json"))
 seq = p50("warm-seq.txt"); c8, bad = rps("warm-c8.txt")
+paced = json.load(open(f"{w}/warm-paced.json")); live = json.load(open(f"{w}/live-paced.json"))
 print(f"baseline python3 -c print(1)            median {py:8.2f} ms")
 print(f"baseline bwrap+python3, two at a time          {bwrap2:8.1f} runs/s")
 for name, what in (("lean", "the zygote's default modules"), ("full", "the allowlist and Pillow")):
     f = sum(float(open(f"{w}/fork-{name}.{i}").read()) for i in (1, 2))
     print(f"ceiling: unsandboxed fork server, {what:28s} {f:6.1f} runs/s = {f/bwrap2:.2f}x bwrap")
-print(f"1. warm POST hello, sequential          p50 {seq['50']:8.2f} ms  p99 {seq['99']:8.2f} ms"
-      f"  = {seq['50']/py:.3f}x python3 (target <= 0.2x, aim 0.1x)")
+print(f"1. warm POST hello, 20 requests/s       p50 {paced['50']:8.2f} ms  p99 {paced['99']:8.2f} ms"
+      f"  = {paced['50']/py:.3f}x python3 (target <= 0.2x, aim 0.1x)")
+print(f"   the same back-to-back (wrk -c1)      p50 {seq['50']:8.2f} ms  p99 {seq['99']:8.2f} ms"
+      f"  = {seq['50']/py:.3f}x python3 (both cores saturated)")
+print(f"   the client's round trip alone (GET /health/live, 20/s) p50 {live['50']:.2f} ms")
 print(f"2. warm POST hello, concurrency 8           {c8:8.1f} runs/s = {c8/bwrap2:.2f}x bwrap two at a time"
       f" (target >= 5x, aim 10x; non-2xx {bad})")
 print(f"3. CPU-bound program (~1 s)             bare {cpu_bare*1e3:8.1f} ms  warm {cpu_warm*1e3:8.1f} ms"
