@@ -418,8 +418,10 @@ static int run_program_fn(void *arg) {
 static char holder_stack[16 * 1024] __attribute__((aligned(64)));
 static _Atomic int holder_ready;
 
-/* Raw system calls only: the holder runs on the program's thread-local
- * storage, which libc's wrappers (errno, cancellation) would write to. */
+/* System calls through syscall() only: the holder runs on the program's
+ * thread-local storage, which libc's wrappers would write to (cancellation
+ * state); syscall() writes errno only on failure, and none of these fails
+ * (the blocked signals cannot interrupt ppoll). */
 static int holder_main(void *arg) {
         uint64_t all = ~0ull;
 
