@@ -826,12 +826,22 @@ def test_memory_bomb_in_forked_child(run, privileged):
         "--arg", marker, "--memory", 64, "--timeout", 10000,
     )
     line = [l for l in res["stdout"].splitlines() if l.startswith("child ")]
-    assert line, brief(res)
-    kind, value = line[0].split()[1:]
     if privileged:
-        # The cgroup's OOM killer picks the big child, not its parent.
-        assert (kind, int(value)) == ("signal", signal.SIGKILL), line
+        # The cgroup's OOM killer picks the big child, not its parent; and
+        # one OOM kill ends the whole run (memory.oom.group on v2, the
+        # supervisor on v1, at its next look at the counter). Whether the
+        # parent gets to report its child's death first is a race (the
+        # child's exit takes tens of milliseconds here): when it does, it
+        # saw SIGKILL; either way the run is a memory_limit verdict.
+        assert res["status"] == "memory_limit", brief(res)
+        assert "OOM killer" in res["message"], brief(res)
+        if line:
+            assert line[0].split()[1:] == ["signal", str(int(signal.SIGKILL))], line
+        else:
+            assert res["signal"] == "SIGKILL", brief(res)
     else:
+        assert line, brief(res)
+        kind, value = line[0].split()[1:]
         # RLIMIT_AS: the child's allocation fails with MemoryError.
         assert (kind, int(value)) == ("exit", 1), line
         assert "MemoryError" in res["stderr"]
