@@ -15,15 +15,21 @@
 enum msg_type {
         MSG_ERROR = 1, /* a setup step failed: step, err */
         MSG_STARTED,   /* the program starts: the wall clock starts (cpu_us: its CPU so far) */
-        MSG_EXITED,    /* init reaped the program: wstatus, cpu_us, maxrss_kb */
+        MSG_EXITED,    /* init reaped the program: wstatus, cpu_us, maxrss_kb; err is
+                        * EXITED_REST_STOPPED when what is left was stopped,
+                        * not killed (the warm holder: supervise.c) */
         MSG_VERDICT,   /* the runner's static check refused the program before it ran:
                         * err is the pyexec_status, step the message */
         MSG_READY,     /* warm path: the sandbox is built and waits for work */
 };
 
+/* MSG_EXITED's err: nothing of the run can run any more, but stopped
+ * processes may be left; the supervisor kills the namespace. */
+#define EXITED_REST_STOPPED 1
+
 struct msg {
         uint32_t type;
-        int32_t err;      /* MSG_ERROR: errno; MSG_VERDICT: status */
+        int32_t err;      /* MSG_ERROR: errno; MSG_VERDICT: status; MSG_EXITED: above */
         int32_t wstatus;  /* MSG_EXITED */
         int32_t pad;
         uint64_t t_ns;    /* CLOCK_MONOTONIC */

@@ -129,6 +129,9 @@
 #define SANDBOX_HOSTNAME "sandbox"
 /* A run whose sandbox is not built by then is broken, not slow. */
 #define SETUP_TIMEOUT_NS (10ull * 1000000000ull)
+/* After EXITED with the rest stopped, the output's end is already there
+ * unless a stopped process holds it. */
+#define REST_GRACE_NS (50ull * 1000000ull)
 
 struct pyexec_sandbox {
         bool privileged;
@@ -522,7 +525,7 @@ _Noreturn static void run_init(const struct child_ctx *c) {
         const char *step = "?";
         int status = 0, r, holder_pipe[2] = { -1, -1 };
         pid_t prog, pid, holder = 0;
-        bool prog_reaped = false, answered = false;
+        bool answered = false;
         char byte;
 
         /* Die with the supervisor. In a new PID namespace getppid() is 0,
@@ -638,17 +641,23 @@ _Noreturn static void run_init(const struct child_ctx *c) {
                 if (pid == prog) {
                         status = st;
                         m.t_ns = now_ns();
-                        prog_reaped = true;
+                        if (holder > 0 && only_child_left(holder)) {
+                                /* Everything but the holder (and what it
+                                 * may have started, if the program took
+                                 * it over) is reaped, its CPU time
+                                 * counted. Stop them all and answer: the
+                                 * service kills the namespace once the
+                                 * response is out, and the address space
+                                 * is torn down then, not now. */
+                                kill(-1, SIGSTOP);
+                                m.err = EXITED_REST_STOPPED;
+                                send_exited(c->status_w, &m, status);
+                                answered = true;
+                                continue; /* until the service's SIGKILL */
+                        }
                         /* The main program is over: so is everything it
                          * started. */
                         kill(-1, SIGKILL);
-                }
-                /* Everything but the holder is reaped (its CPU time
-                 * counted), and the holder has SIGKILL pending: answer
-                 * now, not after it has torn the address space down. */
-                if (prog_reaped && holder > 0 && !answered && only_child_left(holder)) {
-                        send_exited(c->status_w, &m, status);
-                        answered = true;
                 }
         }
         if (!answered)
@@ -764,6 +773,9 @@ struct watch {
         int wstatus;
         uint64_t cpu_us, maxrss_kb;
         uint64_t term_deadline; /* SIGTERM sent: SIGKILL at this time */
+        /* EXITED with the rest stopped (warm): a stopped process that
+         * still holds stdout or stderr open is killed at this time. */
+        uint64_t rest_deadline;
         pid_t init_pid;
         bool sample_before_kill; /* no cgroup accounts for the run */
         struct tree_sample sample;
@@ -802,6 +814,8 @@ static void handle_msgs(struct watch *w) {
                         break;
                 case MSG_EXITED:
                         w->exited_msg = true;
+                        if (m.err == EXITED_REST_STOPPED)
+                                w->rest_deadline = now_ns() + REST_GRACE_NS;
                         w->t_end = m.t_ns;
                         w->wstatus = m.wstatus;
                         w->cpu_us = m.cpu_us;
@@ -868,6 +882,19 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                                 continue;
                         }
                         deadline = w->term_deadline;
+                }
+                if (w->rest_deadline && !w->init_gone) {
+                        /* Only a program that took its holder over and
+                         * had it reopen its output gets here: what was
+                         * written is in the pipes, and stopped processes
+                         * write no more. */
+                        if (now >= w->rest_deadline) {
+                                w->rest_deadline = 0;
+                                kill_init(pidfd);
+                                continue;
+                        }
+                        if (w->rest_deadline < deadline)
+                                deadline = w->rest_deadline;
                 }
                 if (deadline != UINT64_MAX && now >= deadline) {
                         if (w->started)
@@ -1486,6 +1513,10 @@ static int run_warm_once(struct pyexec_sandbox *sb, const struct pyexec_spec *sp
         watch_run(&w, box->out_r, box->err_r, box->status_r, box->pidfd, box->use_cgroup ? &box->cg : NULL,
                   sb->ncpu);
         box->out_r = box->err_r = box->status_r = -1;
+        /* init answered: the run's processes are reaped or stopped, and
+         * the pool may leave the namespace's teardown until the response
+         * is out. */
+        box->answered = w.exited_msg;
         if (box->use_cgroup) {
                 cgroup_run_stats(&box->cg, &cs);
                 if (cs.oom_kills >= w.oom_base)

@@ -45,6 +45,14 @@ static char *const zygote_env[] = {
 #define ZYGOTE_START_TIMEOUT_MS 60000
 #define BOX_TIMEOUT_MS 10000
 #define MAX_RETIRING 8
+/* The keeper looks around at least this often. */
+#define KEEPER_TICK_NS (50ull * 1000000ull)
+/* A finished run's sandbox is killed, and its replacement built, this long
+ * after the run gave it back: the run's response goes out first. The
+ * teardown of the program's address space and the build each take a CPU
+ * for milliseconds, and would otherwise preempt the thread answering.
+ * Its processes are reaped or stopped meanwhile (supervise.c). */
+#define KILL_GRACE_NS (3ull * 1000000ull)
 #define SANDBOX_INNER_ID 1000
 
 struct zygote_proc {
@@ -79,6 +87,7 @@ struct warm_pool {
         int start_err;
         unsigned next_generation;
         unsigned counter;
+        uint64_t quiet_until; /* no top-up before, unless the pool is low */
 };
 
 static int poll_one(int fd, short events, int timeout_ms) {
@@ -94,6 +103,14 @@ static int poll_one(int fd, short events, int timeout_ms) {
 
 static bool pidfd_exited(int pidfd) {
         return pidfd < 0 || poll_one(pidfd, POLLIN, 0) == 1;
+}
+
+/* Whether a ready sandbox is lost: its init exited, or it said something
+ * (a waiting sandbox is silent once READY). A program killed while it
+ * waits leaves init reporting EXITED and then waiting to be killed, its
+ * holder stopped (supervise.c). */
+static bool ready_box_lost(const struct warm_box *b) {
+        return pidfd_exited(b->pidfd) || (b->status_r >= 0 && poll_one(b->status_r, POLLIN, 0) == 1);
 }
 
 static void close_fd(int *fd) {
@@ -522,14 +539,17 @@ static int start_zygote(struct warm_pool *p) {
  * namespaces, mounts, the prefault), so while runs are in progress the
  * pool is only topped up once it is down to half its target: a run that
  * takes a sandbox from a well-stocked pool does not share the machine
- * with the build of its replacement, which starts when the run is over.
- * Under sustained load the pool drains to half and the keeper builds
- * without pause, as before.
+ * with the build of its replacement, which starts when the run is over
+ * and its response is out (KILL_GRACE_NS after the release). Under
+ * sustained load the pool drains to half and the keeper builds without
+ * pause, as before.
  */
-static bool pool_needs_box(const struct warm_pool *p) {
+static bool pool_needs_box(const struct warm_pool *p, uint64_t now) {
         if (p->cur.ctl < 0 || p->n_ready >= p->o.target)
                 return false;
-        return p->running == 0 || p->n_ready * 2 <= p->o.target;
+        if (p->n_ready * 2 <= p->o.target)
+                return true;
+        return p->running == 0 && now >= p->quiet_until;
 }
 
 static void *keeper_main(void *arg) {
@@ -548,32 +568,43 @@ static void *keeper_main(void *arg) {
 
         for (;;) {
                 struct warm_box **reap = NULL, *kill_list[64];
-                size_t n_reap = 0, n_kill = 0;
+                size_t n_reap = 0, n_kill = 0, n_end = 0;
                 struct zygote_proc ended[MAX_RETIRING];
                 size_t n_ended = 0;
                 bool need_box, restart = false, recycle = false;
+                int end_list[64];
+                uint64_t now = now_ns(), wake_at = now + KEEPER_TICK_NS;
 
                 pthread_mutex_lock(&p->lock);
                 if (p->stop) {
                         pthread_mutex_unlock(&p->lock);
                         break;
                 }
-                /* Finished runs whose namespace is gone. */
+                /* Finished runs: killed once their response is out,
+                 * cleaned up once their namespace is gone. */
                 for (size_t i = 0; i < p->n_dying;) {
-                        if (pidfd_exited(p->dying[i]->pidfd)) {
+                        struct warm_box *b = p->dying[i];
+                        if (pidfd_exited(b->pidfd)) {
                                 struct warm_box **nv = realloc(reap, (n_reap + 1) * sizeof *nv);
                                 if (!nv)
                                         break;
                                 reap = nv;
-                                reap[n_reap++] = p->dying[i];
-                                generation_done(p, p->dying[i]->generation);
+                                reap[n_reap++] = b;
+                                generation_done(p, b->generation);
                                 p->dying[i] = p->dying[--p->n_dying];
-                        } else
-                                i++;
+                                continue;
+                        }
+                        if (!b->killed && now >= b->released_ns + KILL_GRACE_NS && n_end < ELEMENTSOF(end_list)) {
+                                end_list[n_end++] = b->pidfd;
+                                b->killed = true;
+                        } else if (!b->killed && b->released_ns + KILL_GRACE_NS < wake_at)
+                                wake_at = b->released_ns + KILL_GRACE_NS;
+                        i++;
                 }
-                /* Ready sandboxes that died (their zygote did). */
+                /* Ready sandboxes that were lost (their zygote died, or one
+                 * of their processes was killed). */
                 for (size_t i = 0; i < p->n_ready && n_kill < ELEMENTSOF(kill_list);) {
-                        if (pidfd_exited(p->ready[i]->pidfd)) {
+                        if (ready_box_lost(p->ready[i])) {
                                 kill_list[n_kill++] = p->ready[i];
                                 p->ready[i] = p->ready[--p->n_ready];
                         } else
@@ -607,8 +638,14 @@ static void *keeper_main(void *arg) {
                         } else
                                 i++;
                 }
-                need_box = pool_needs_box(p);
+                need_box = pool_needs_box(p, now);
+                if (!need_box && p->quiet_until > now && p->quiet_until < wake_at)
+                        wake_at = p->quiet_until;
                 pthread_mutex_unlock(&p->lock);
+
+                /* Outside the lock: a killed init may take this CPU. */
+                for (size_t i = 0; i < n_end; i++)
+                        syscall(SYS_pidfd_send_signal, end_list[i], SIGKILL, NULL, 0);
 
                 for (size_t i = 0; i < n_reap; i++)
                         box_free(reap[i]); /* dead already: this only cleans up */
@@ -657,10 +694,13 @@ static void *keeper_main(void *arg) {
                         continue;
                 }
                 pthread_mutex_lock(&p->lock);
-                if (!p->stop && !pool_needs_box(p)) {
+                now = now_ns();
+                if (!p->stop && !pool_needs_box(p, now) && wake_at > now) {
                         struct timespec ts;
+                        uint64_t wait_ns = wake_at - now;
                         clock_gettime(CLOCK_REALTIME, &ts);
-                        ts.tv_nsec += 50 * 1000000L;
+                        ts.tv_sec += (time_t)(wait_ns / 1000000000ull);
+                        ts.tv_nsec += (long)(wait_ns % 1000000000ull);
                         if (ts.tv_nsec >= 1000000000L) {
                                 ts.tv_sec++;
                                 ts.tv_nsec -= 1000000000L;
@@ -723,15 +763,24 @@ int warm_pool_start(struct pyexec_sandbox *sb, const struct warm_options *o, str
 
 struct warm_box *warm_pool_take(struct warm_pool *p, int *ret_err) {
         struct warm_box *b = NULL;
-        int r;
+        int r, end_list[16];
+        size_t n_end = 0;
 
         pthread_mutex_lock(&p->lock);
+        /* Requests back to back: the grace only moves the previous run's
+         * teardown into this one. */
+        for (size_t i = 0; i < p->n_dying && n_end < ELEMENTSOF(end_list); i++)
+                if (!p->dying[i]->killed && p->dying[i]->pidfd >= 0) {
+                        end_list[n_end++] = p->dying[i]->pidfd;
+                        p->dying[i]->killed = true;
+                }
+        p->quiet_until = 0;
         while (p->n_ready > 0) {
                 /* The oldest first: each waits about as long. */
                 b = p->ready[0];
                 memmove(p->ready, p->ready + 1, (p->n_ready - 1) * sizeof *p->ready);
                 p->n_ready--;
-                if (!pidfd_exited(b->pidfd))
+                if (!ready_box_lost(b))
                         break;
                 pthread_mutex_unlock(&p->lock);
                 warm_pool_release(p, b);
@@ -745,6 +794,8 @@ struct warm_box *warm_pool_take(struct warm_pool *p, int *ret_err) {
         }
         pthread_cond_broadcast(&p->cond); /* the keeper refills */
         pthread_mutex_unlock(&p->lock);
+        for (size_t i = 0; i < n_end; i++)
+                syscall(SYS_pidfd_send_signal, end_list[i], SIGKILL, NULL, 0);
         if (b)
                 return b;
         r = box_build(p, &b);
@@ -765,10 +816,17 @@ struct warm_box *warm_pool_take(struct warm_pool *p, int *ret_err) {
 }
 
 void warm_pool_release(struct warm_pool *p, struct warm_box *b) {
+        uint64_t now = now_ns();
+
         if (!b)
                 return;
-        if (b->pidfd >= 0)
+        /* A sandbox whose init answered is killed KILL_GRACE_NS later, by
+         * the keeper or the next take (its processes are reaped or
+         * stopped). Any other dies now. */
+        if (!b->answered && b->pidfd >= 0) {
                 syscall(SYS_pidfd_send_signal, b->pidfd, SIGKILL, NULL, 0);
+                b->killed = true;
+        }
         close_fd(&b->status_r);
         close_fd(&b->out_r);
         close_fd(&b->err_r);
@@ -777,7 +835,9 @@ void warm_pool_release(struct warm_pool *p, struct warm_box *b) {
         if (b->taken) {
                 p->running--;
                 b->taken = false;
+                p->quiet_until = now + KILL_GRACE_NS;
         }
+        b->released_ns = now;
         if (p->n_dying == p->cap_dying) {
                 size_t cap = p->cap_dying ? p->cap_dying * 2 : 16;
                 struct warm_box **nv = realloc(p->dying, cap * sizeof *nv);

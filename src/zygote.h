@@ -89,6 +89,9 @@ struct warm_box {
         gid_t gid;
         unsigned generation; /* of the zygote that made it */
         uint64_t born_ns;
+        bool answered;        /* its init reported the run's end (EXITED) */
+        uint64_t released_ns; /* when a run that was answered gave it back */
+        bool killed;          /* its init has been sent SIGKILL */
 };
 
 struct warm_options {

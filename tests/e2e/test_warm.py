@@ -744,6 +744,69 @@ def test_program_that_kills_its_holder(serve):
     assert_ok(execute(srv, "print('next')"), "next\n")
 
 
+# The program takes its holder over: the holder sleeps in libc's syscall()
+# and the kernel re-executes that syscall instruction when a stop ends, so
+# code written there runs in the holder after a SIGSTOP and a SIGCONT. The
+# code connects to a socket of the program's, receives the program's
+# stdout over it, and sleeps for good, signals blocked. (Reopening
+# /proc/2/fd/1 is refused: the pipe belongs to the service.)
+TAKE_OVER_HOLDER = r"""
+import ctypes, os, signal, socket, struct
+libc = ctypes.CDLL(None, use_errno=True)
+libc.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: to watch it in /proc
+fn = ctypes.cast(libc.syscall, ctypes.c_void_p).value
+at = fn + ctypes.string_at(fn, 64).index(b"\x0f\x05")
+assert libc.mprotect(ctypes.c_void_p(at & ~4095), 8192, 7) == 0, ctypes.get_errno()
+name = b"\0pyexec-takeover"
+addr = ctypes.create_string_buffer(struct.pack("H", socket.AF_UNIX) + name)
+byte = ctypes.create_string_buffer(1)
+iov = ctypes.create_string_buffer(struct.pack("QQ", ctypes.addressof(byte), 1))
+control = ctypes.create_string_buffer(64)
+msg = ctypes.create_string_buffer(struct.pack("QI4xQQQQi4x", 0, 0, ctypes.addressof(iov), 1,
+                                              ctypes.addressof(control), 64, 0))
+code = (b"\xbf\x01\x00\x00\x00\xbe\x01\x00\x00\x00\x31\xd2"  # socket(AF_UNIX, SOCK_STREAM, 0)
+        b"\xb8\x29\x00\x00\x00\x0f\x05\x49\x89\xc4"
+        b"\x4c\x89\xe7\x48\xbe" + struct.pack("Q", ctypes.addressof(addr)) +  # connect(s, addr, len)
+        b"\xba" + struct.pack("I", 2 + len(name)) + b"\xb8\x2a\x00\x00\x00\x0f\x05"
+        b"\x4c\x89\xe7\x48\xbe" + struct.pack("Q", ctypes.addressof(msg)) +  # recvmsg(s, msg, 0)
+        b"\x31\xd2\xb8\x2f\x00\x00\x00\x0f\x05"
+        b"\xb8\x22\x00\x00\x00\x0f\x05\xeb\xf7")  # for (;;) pause()
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind(name)
+srv.listen(1)
+srv.settimeout(5)
+ctypes.memmove(at, code, len(code))
+os.kill(3, signal.SIGSTOP)
+os.kill(3, signal.SIGCONT)
+conn, _ = srv.accept()
+socket.send_fds(conn, [b"x"], [1])
+import time
+for _ in range(500):
+    if len(os.listdir("/proc/3/fd")) == 2:
+        break
+    time.sleep(0.01)
+print("holder has", sorted(os.listdir("/proc/3/fd")), flush=True)
+"""
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the takeover's code is x86-64")
+def test_program_that_takes_its_holder_over(serve):
+    """init answers with the rest of the run stopped, not killed; a holder
+    taken over and holding stdout open must not make the run wait for its
+    time limit. The run ends as the program did, with its output, and
+    nothing of it is left."""
+    srv = serve(env={"WARM_POOL_SIZE": 1})
+    (init,) = children(wait_pool_full(srv, 1)["zygotePid"])
+    prog, holder = program_and_holder(init)
+    t = time.monotonic()
+    res = execute(srv, TAKE_OVER_HOLDER, policy="permissive", timeout=10000)
+    took = time.monotonic() - t
+    assert_ok(res, "holder has ['0', '1']\n")
+    assert took < 5, f"{took:.1f} s: the run waited for the stopped holder"
+    wait_for(lambda: not alive(holder) and not alive(prog) and not alive(init), 5, "the used sandbox is gone")
+    assert_ok(execute(srv, "print('next')"), "next\n")
+
+
 def test_ready_sandbox_killed(serve):
     srv = serve(env={"WARM_POOL_SIZE": 3})
     w = wait_pool_full(srv, 3)
