@@ -1,12 +1,12 @@
 #!/usr/bin/python3
-"""Latency at a fixed request rate (open loop): paced.py PORT RATE N [PATH].
+"""Latency at a fixed request rate (open loop): paced.py PORT RATE N [PATH [POLICY]].
 
 Sends N+20 requests on one keep-alive connection, one every 1/RATE
 seconds, and prints the p50, p90 and p99 of the last N in milliseconds as
 JSON. Each latency counts from the request's scheduled time, so a slow
 answer that delays the next request is charged to it (no coordinated
 omission). PATH is /api/execute (a POST of print(1), which must answer
-200 "ok") or /health/live (a GET: the round trip of the client and the
+200 "ok"; with POLICY, the request names that policy) or /health/live (a GET: the round trip of the client and the
 HTTP server alone). A raw socket, not http.client: the client's own cost
 stays small against what it measures.
 """
@@ -19,7 +19,10 @@ import time
 port, rate, n = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 path = sys.argv[4] if len(sys.argv) > 4 else "/api/execute"
 if path == "/api/execute":
-    body = json.dumps({"code": "print(1)"}).encode()
+    fields = {"code": "print(1)"}
+    if len(sys.argv) > 5:
+        fields["policy"] = sys.argv[5]
+    body = json.dumps(fields).encode()
     req = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 else:

@@ -151,6 +151,7 @@ PY
 paced=$(dirname "$0")/paced.py
 $py "$paced" "$port" 20 100 /health/live > "$work/live-paced.json"
 $py "$paced" "$port" 20 "${BENCH_PACED:-300}" > "$work/warm-paced.json"
+$py "$paced" "$port" 20 "${BENCH_PACED:-300}" /api/execute education > "$work/warm-paced-edu.json"
 wrk -t1 -c1 -d"${secs}s" --latency -s "$work/post.lua" "$url/api/execute" > "$work/warm-seq.txt"
 wrk -t2 -c8 -d"${secs}s" -s "$work/post.lua" "$url/api/execute" > "$work/warm-c8.txt"
 curl -s "$url/api/stats" > "$work/warm-stats.json"
@@ -209,6 +210,7 @@ mem = json.load(open(f"{w}/mem.json"))
 stats = json.load(open(f"{w}/warm-stats.json"))
 seq = p50("warm-seq.txt"); c8, bad = rps("warm-c8.txt")
 paced = json.load(open(f"{w}/warm-paced.json")); live = json.load(open(f"{w}/live-paced.json"))
+edu = json.load(open(f"{w}/warm-paced-edu.json"))
 print(f"baseline python3 -c print(1)            median {py:8.2f} ms")
 print(f"baseline bwrap+python3, two at a time          {bwrap2:8.1f} runs/s")
 for name, what in (("lean", "the zygote's default modules"), ("full", "the allowlist and Pillow")):
@@ -216,6 +218,8 @@ for name, what in (("lean", "the zygote's default modules"), ("full", "the allow
     print(f"ceiling: unsandboxed fork server, {what:28s} {f:6.1f} runs/s = {f/bwrap2:.2f}x bwrap")
 print(f"1. warm POST hello, 20 requests/s       p50 {paced['50']:8.2f} ms  p99 {paced['99']:8.2f} ms"
       f"  = {paced['50']/py:.3f}x python3 (target <= 0.2x, aim 0.1x)")
+print(f"   the same under policy education        p50 {edu['50']:8.2f} ms  p99 {edu['99']:8.2f} ms"
+      f"  = {edu['50']/py:.3f}x python3 (the HTTP default; the lines above: permissive)")
 print(f"   the same back-to-back (wrk -c1)      p50 {seq['50']:8.2f} ms  p99 {seq['99']:8.2f} ms"
       f"  = {seq['50']/py:.3f}x python3 (both cores saturated)")
 print(f"   the client's round trip alone (GET /health/live, 20/s) p50 {live['50']:.2f} ms")

@@ -441,7 +441,7 @@ static int holder_main(void *arg) {
 /* In the program: start the holder and tell init its pid (0: none; init
  * then waits out the teardown as before). Before any program code runs,
  * so init can trust the pid. */
-static void start_holder(int holder_w) {
+void pyexec_warm_start_holder(int holder_w) {
         pid_t holder = clone(holder_main, holder_stack + sizeof holder_stack, CLONE_VM | CLONE_PARENT, NULL);
         int32_t pid = holder > 0 ? holder : 0;
 
@@ -476,8 +476,7 @@ _Noreturn static void run_program_warm(const struct child_ctx *c) {
         r = seccomp_prog_apply(c->sb->seccomp);
         if (r < 0)
                 child_fail(c->status_w, "installing the seccomp filter", r);
-        start_holder(c->holder_w);
-        c->warm_main(c->status_w, c->work_r);
+        c->warm_main(c->status_w, c->work_r, c->holder_w);
         _exit(127);
 }
 

@@ -340,7 +340,7 @@ static void restore_signals(void) {
 
 /* The program of a pre-built sandbox: uid dropped, seccomp installed, the
  * interpreter the zygote initialized. Wait for the work, then run it. */
-static void warm_main(int status_fd, int work_fd) {
+static void warm_main(int status_fd, int work_fd, int holder_w) {
         struct msg m = { .type = MSG_READY };
         struct work w = { 0 };
         struct rusage ru;
@@ -357,6 +357,7 @@ static void warm_main(int status_fd, int work_fd) {
                 else
                         prefault_private_memory();
         }
+        pyexec_warm_start_holder(holder_w);
         m.t_ns = now_ns();
         msg_send(status_fd, &m);
         r = recv_fds(work_fd, &byte, 1, fds, 2, &n);

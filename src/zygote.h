@@ -55,8 +55,15 @@ struct warm_reply {
 enum { WARM_FD_SYNC, WARM_FD_STATUS, WARM_FD_OUT, WARM_FD_ERR, WARM_FD_WORK, _WARM_FD_MAX };
 
 /* In the program of a warm sandbox: called with its uid dropped and seccomp
- * installed; it waits on work_fd for a program to run. */
-typedef void (*warm_main_fn)(int status_fd, int work_fd);
+ * installed; it prepares, calls pyexec_warm_start_holder(holder_w) before it
+ * says READY, and waits on work_fd for a program to run. */
+typedef void (*warm_main_fn)(int status_fd, int work_fd, int holder_w);
+
+/* In the program of a warm sandbox: start the holder of its address space
+ * and tell init its pid (supervise.c). After the prefault: while the holder
+ * exists, each copy-on-write fault must flush the TLB of the CPU it last ran
+ * on as well, an inter-processor interrupt apiece. */
+void pyexec_warm_start_holder(int holder_w);
 
 /* In the zygote: clone an init for the request (supervise.c). Returns its
  * pid or -errno. fds are closed in the caller afterwards. */
