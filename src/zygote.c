@@ -768,10 +768,14 @@ struct warm_box *warm_pool_take(struct warm_pool *p, int *ret_err) {
 
         pthread_mutex_lock(&p->lock);
         /* Requests back to back: the grace only moves the previous run's
-         * teardown into this one. */
+         * teardown into this one. (Copies of the pidfds: the keeper may
+         * free a box once the lock is released.) */
         for (size_t i = 0; i < p->n_dying && n_end < ELEMENTSOF(end_list); i++)
                 if (!p->dying[i]->killed && p->dying[i]->pidfd >= 0) {
-                        end_list[n_end++] = p->dying[i]->pidfd;
+                        int fd = fcntl(p->dying[i]->pidfd, F_DUPFD_CLOEXEC, 0);
+                        if (fd < 0)
+                                break; /* the keeper kills it */
+                        end_list[n_end++] = fd;
                         p->dying[i]->killed = true;
                 }
         p->quiet_until = 0;
@@ -794,8 +798,10 @@ struct warm_box *warm_pool_take(struct warm_pool *p, int *ret_err) {
         }
         pthread_cond_broadcast(&p->cond); /* the keeper refills */
         pthread_mutex_unlock(&p->lock);
-        for (size_t i = 0; i < n_end; i++)
+        for (size_t i = 0; i < n_end; i++) {
                 syscall(SYS_pidfd_send_signal, end_list[i], SIGKILL, NULL, 0);
+                close(end_list[i]);
+        }
         if (b)
                 return b;
         r = box_build(p, &b);

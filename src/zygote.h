@@ -97,7 +97,7 @@ struct warm_box {
         unsigned generation; /* of the zygote that made it */
         uint64_t born_ns;
         bool answered;        /* its init reported the run's end (EXITED) */
-        uint64_t released_ns; /* when a run that was answered gave it back */
+        uint64_t released_ns; /* when it was given back (warm_pool_release) */
         bool killed;          /* its init has been sent SIGKILL */
 };
 

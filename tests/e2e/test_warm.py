@@ -807,6 +807,57 @@ def test_program_that_takes_its_holder_over(serve):
     assert_ok(execute(srv, "print('next')"), "next\n")
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="sandbox uids come from the host's pool on the privileged path only")
+def test_service_and_cli_never_share_a_uid(serve, tmp_path):
+    """The service's sandboxes (waiting, running, dying) and `pyexec run`'s
+    take their uids from one pool: observed from the host while four warm
+    runs and four CLI runs overlap, no uid belongs to two sandboxes (PID
+    namespaces), and every run had a uid of its own."""
+    base, count = 1900700000, 24
+    pool_env = {"PYEXEC_UID_BASE": str(base), "PYEXEC_UID_COUNT": str(count)}
+    srv = serve(env={"WARM_POOL_SIZE": 4, "MAX_CONCURRENT_EXECUTIONS": 4, **pool_env})
+    wait_pool_full(srv, 4)
+    code = "import os, time\nprint(os.getuid(), flush=True)\ntime.sleep(1.5)\n"
+    prog = tmp_path / "uid.py"
+    prog.write_text(code)
+    results = {}
+
+    def warm(i):
+        results["warm", i] = execute(srv, code, policy="permissive")
+
+    def cli(i):
+        p = subprocess.run([PYEXEC, "run", "--json", str(prog)], capture_output=True, timeout=60,
+                           env={**os.environ, **pool_env})
+        results["cli", i] = json.loads(p.stdout)
+
+    threads = [threading.Thread(target=f, args=(i,)) for f in (warm, cli) for i in range(4)]
+    for t in threads:
+        t.start()
+    owners = {}  # uid -> the PID namespaces its processes were seen in
+    deadline = time.monotonic() + 1.2
+    while time.monotonic() < deadline:
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/status") as f:
+                    uid = int(next(l for l in f if l.startswith("Uid:")).split()[1])
+                if base <= uid < base + count:
+                    owners.setdefault(uid, set()).add(os.readlink(f"/proc/{d}/ns/pid"))
+            except (OSError, StopIteration):
+                pass
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    shared = {uid: ns for uid, ns in owners.items() if len(ns) > 1}
+    assert not shared, f"uids in two sandboxes at once: {shared}"
+    for key, res in results.items():
+        assert_ok(res)
+    uids = [int(res["stdout"].split()[0]) for res in results.values()]
+    assert len(results) == 8 and len(set(uids)) == 8, results
+    assert set(uids) <= set(owners), (uids, owners)
+
+
 def test_ready_sandbox_killed(serve):
     srv = serve(env={"WARM_POOL_SIZE": 3})
     w = wait_pool_full(srv, 3)
