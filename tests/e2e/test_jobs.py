@@ -16,22 +16,20 @@ them. Blender renders a 64x64 template in one or two seconds; the render
 tests skip when /usr/bin/blender is missing.
 """
 import hashlib
-import http.client
 import json
 import os
 import pathlib
 import shutil
-import signal
 import socket
 import stat
 import subprocess
-import threading
 import time
 import uuid
 
 import pytest
 
 from conftest import Listener, PRIVILEGED, PYEXEC, host_pids_matching
+from test_serve import JSON_HEADERS, free_port, start_server as serve_start
 
 PIL = pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402
@@ -45,7 +43,6 @@ RENDER_SRC = JOBS_DIR / "render_design.py"
 MAKE_TEMPLATE_SRC = JOBS_TESTS_DIR / "make_template.py"
 BLENDER = "/usr/bin/blender"
 HAVE_BLENDER = os.access(BLENDER, os.X_OK)
-HOST = "127.0.0.1"
 CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 PRESETS = ["chest-large", "chest-medium", "chest-small", "dead-center-large", "dead-center-medium",
            "dead-center-small", "back-large", "back-medium", "back-small"]
@@ -363,99 +360,18 @@ def lay(tmp_path, assets):
 # ---------------------------------------------------------------------------
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-class Response:
-    def __init__(self, status, body):
-        self.status = status
-        self.body = body
-
-    def json(self):
-        return json.loads(self.body)
-
-    def error(self):
-        doc = self.json()
-        assert set(doc) == {"error"}, doc
-        return doc["error"]
-
-    def __repr__(self):
-        return f"<Response {self.status} {self.body[:400]!r}>"
-
-
-class Server:
-    def __init__(self, proc, port, log_path):
-        self.proc = proc
-        self.port = port
-        self.log_path = log_path
-
-    def request(self, method, path, body=None, headers=None, timeout=180):
-        c = http.client.HTTPConnection(HOST, self.port, timeout=timeout)
-        try:
-            if isinstance(body, str):
-                body = body.encode()
-            c.request(method, path, body=body, headers=headers or {})
-            r = c.getresponse()
-            return Response(r.status, r.read())
-        finally:
-            c.close()
-
-    def get(self, path):
-        return self.request("GET", path)
-
-    def post(self, path, obj):
-        body = obj if isinstance(obj, (str, bytes)) else json.dumps(obj)
-        return self.request("POST", path, body, {"Content-Type": "application/json"})
-
-    def run_job(self, name, params):
-        return self.post(f"/api/jobs/{name}", {"params": params})
-
-    def log_text(self):
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, timeout=30):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"pyexec serve did not exit within {timeout} s of SIGTERM")
-
-
 def start_server(log_dir, *flags, env=None, timeout=30):
-    """Start `pyexec serve` on a free port, wait for /health/ready, return a Server."""
-    for _ in range(3):
-        port = free_port()
-        environ = {**CLEAN_ENV, **{k: str(v) for k, v in (env or {}).items()}}
-        log_path = pathlib.Path(log_dir) / f"serve-{port}-{uuid.uuid4().hex[:6]}.log"
-        with open(log_path, "wb") as logf:
-            proc = subprocess.Popen([PYEXEC, "serve", "--port", str(port), "--rate-limit-max", "0", *map(str, flags)],
-                                    stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, env=environ)
-        srv = Server(proc, port, log_path)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                c = http.client.HTTPConnection(HOST, port, timeout=2)
-                c.request("GET", "/health/ready")
-                status = c.getresponse().status
-                c.close()
-                if status == 200:
-                    return srv
-            except OSError:
-                pass
-            time.sleep(0.02)
-        if proc.poll() is None:
-            srv.stop()
-            raise AssertionError(f"pyexec serve not ready within {timeout} s: {srv.log_text()}")
-        if "cannot listen" in srv.log_text():
-            continue  # lost the race for the port
-        raise AssertionError(f"pyexec serve exited {proc.returncode}: {srv.log_text()}")
-    raise AssertionError("could not start pyexec serve")
+    """test_serve's start_server for the jobs tests: no rate limit, no
+    DEFAULT_POLICY, and a client that waits as long as a render may take."""
+    srv = serve_start(pathlib.Path(log_dir), "--rate-limit-max", "0", *flags, env=env, timeout=timeout,
+                      default_policy=None)
+    srv.client = srv.new_client(timeout=180)
+    return srv
+
+
+def run_job(srv, name, params):
+    """POST /api/jobs/NAME with these parameters."""
+    return srv.post(f"/api/jobs/{name}", {"params": params})
 
 
 # ---------------------------------------------------------------------------
@@ -851,7 +767,7 @@ def test_refused_http(world, server, case):
     job, overrides, name, fragments = refusal_case(case)
     params, s = refusal_params(world, job, overrides)
     pwned_before = os.path.exists("/tmp/pwned")
-    r = server.run_job(job, params)
+    r = run_job(server, job, params)
     assert r.status == 400, r
     err = r.error()
     assert err["code"] == "invalid_parameter", err
@@ -896,11 +812,11 @@ def test_http_json_typed_values_refused(world, server):
              ({"no_animation": 2}, "no_animation", "must be true or false"),
              ({"blend": 5}, "blend", "must be a path")]
     for extra, name, msg in cases:
-        r = server.run_job("render", {**base, "samples": 4, **extra})
+        r = run_job(server, "render", {**base, "samples": 4, **extra})
         assert r.status == 400, (extra, r)
         err = r.error()
         assert err["field"] == f"params.{name}" and msg in err["message"], (extra, err)
-    r = server.run_job("compose", {**world.compose_params(output=world.composed / "refused.png"), "preset": 3})
+    r = run_job(server, "compose", {**world.compose_params(output=world.composed / "refused.png"), "preset": 3})
     assert r.status == 400 and r.error()["field"] == "params.preset" and ENUM_LIST in r.error()["message"]
     check_no_side_effects(world, True)
 
@@ -1269,7 +1185,7 @@ def test_timeout_sends_sigterm_first_under_the_service(lay, tmp_path):
     limit_layout(lay)
     srv = start_server(tmp_path, "--jobs-file", lay.jobs_file)
     try:
-        r = srv.run_job("term", {})
+        r = run_job(srv, "term", {})
         doc = json.loads(r.body)
     finally:
         assert srv.stop() == 0
@@ -1360,7 +1276,7 @@ def test_compose_then_render_http(world, server):
     name = f"http-{uuid.uuid4().hex[:8]}"
 
     def run(job, params):
-        r = server.run_job(job, params)
+        r = run_job(server, job, params)
         assert r.status == 200, r
         return r.json()
 
@@ -1390,7 +1306,7 @@ def test_http_get_jobs_matches_cli(world, server):
 
 
 def test_http_unknown_job_404(server):
-    r = server.run_job("unknown", {})
+    r = run_job(server, "unknown", {})
     assert r.status == 404, r
     assert r.error()["code"] == "not_found" and "unknown" in r.error()["message"]
 
@@ -1412,7 +1328,7 @@ def test_http_unknown_job_404(server):
 ], ids=["malformed", "duplicate-keys", "empty", "no-params", "misnamed-params", "extra-key", "params-array",
         "params-string", "params-null", "array-body", "param-object", "param-array", "param-null"])
 def test_http_malformed_requests(world, server, body, field, fragment):
-    r = server.post("/api/jobs/compose", body)
+    r = server.request("POST", "/api/jobs/compose", body, JSON_HEADERS)
     assert r.status == 400, r
     err = r.error()
     assert err["code"] in ("invalid_request", "invalid_parameter"), err
@@ -1450,7 +1366,7 @@ def test_http_environment_not_ready_job(lay, tmp_path):
         jobs = {j["name"]: j for j in env["jobs"]["jobs"]}
         assert jobs["broken"]["ready"] is False
         assert jobs["broken"]["problems"] == [f"script {lay.scripts}/gone.py is missing"]
-        r = srv.run_job("broken", {})
+        r = run_job(srv, "broken", {})
         assert r.status == 503, r
         assert "gone.py is missing" in r.error()["message"]
     finally:
