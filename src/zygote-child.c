@@ -292,14 +292,15 @@ static void read_pages(const volatile unsigned char *p, size_t len, size_t page)
         __asm__ volatile("" : : "r"(sum));
 }
 
-static void prefault_hot_pages(void) {
+static void prefault_hot_pages(bool read_ahead) {
         size_t page = (size_t)sysconf(_SC_PAGESIZE);
         for (size_t i = 0; i < n_hot; i++) {
                 bool read_only = hot[i][0] & HOT_READ_ONLY;
                 void *start = (void *)(uintptr_t)(hot[i][0] & ~HOT_READ_ONLY);
                 /* The madvise also proves the range is still mapped as the
                  * probe saw it, so the loads below cannot fault. */
-                if (madvise(start, hot[i][1], read_only ? MADV_POPULATE_READ : MADV_POPULATE_WRITE) == 0)
+                if (madvise(start, hot[i][1], read_only ? MADV_POPULATE_READ : MADV_POPULATE_WRITE) == 0 &&
+                    read_ahead)
                         read_pages(start, hot[i][1], page);
         }
 }
@@ -340,6 +341,9 @@ static void restore_signals(void) {
 
 /* The program of a pre-built sandbox: uid dropped, seccomp installed, the
  * interpreter the zygote initialized. Wait for the work, then run it. */
+/* This sandbox's WARM_READ_AHEAD: set by the zygote before each clone. */
+static bool read_ahead;
+
 static void warm_main(int status_fd, int work_fd, int holder_w) {
         struct msg m = { .type = MSG_READY };
         struct work w = { 0 };
@@ -353,7 +357,7 @@ static void warm_main(int status_fd, int work_fd, int holder_w) {
         restore_signals();
         if (runner_zygote_prefault) {
                 if (n_hot)
-                        prefault_hot_pages();
+                        prefault_hot_pages(read_ahead);
                 else
                         prefault_private_memory();
         }
@@ -525,6 +529,7 @@ int runner_zygote_main(int ctl) {
                                 return 1;
                         continue;
                 }
+                read_ahead = req.flags & WARM_READ_AHEAD;
                 PyOS_BeforeFork();
                 pid = pyexec_sandbox_spawn_warm(sb, &req, fds, warm_main);
                 PyOS_AfterFork_Parent();

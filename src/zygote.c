@@ -88,6 +88,7 @@ struct warm_pool {
         unsigned next_generation;
         unsigned counter;
         uint64_t quiet_until; /* no top-up before, unless the pool is low */
+        unsigned ncpu;
 };
 
 static int poll_one(int fd, short events, int timeout_ms) {
@@ -383,7 +384,7 @@ static int box_wait_ready(struct warm_box *b, char *why, size_t whylen) {
         }
 }
 
-static int box_build(struct warm_pool *p, struct warm_box **ret) {
+static int box_build(struct warm_pool *p, bool read_ahead, struct warm_box **ret) {
         struct warm_box *b = calloc(1, sizeof *b);
         int sync[2] = { -1, -1 }, status[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 },
             work[2] = { -1, -1 };
@@ -426,6 +427,7 @@ static int box_build(struct warm_pool *p, struct warm_box **ret) {
                 .uid = b->uid,
                 .gid = b->gid,
                 .userns = !p->host.privileged,
+                .flags = read_ahead ? WARM_READ_AHEAD : 0,
                 .disk_bytes = p->o.disk_mb * 1024 * 1024,
                 .inodes = 4096,
         };
@@ -571,7 +573,7 @@ static void *keeper_main(void *arg) {
                 size_t n_reap = 0, n_kill = 0, n_end = 0;
                 struct zygote_proc ended[MAX_RETIRING];
                 size_t n_ended = 0;
-                bool need_box, restart = false, recycle = false;
+                bool need_box, read_ahead, restart = false, recycle = false;
                 int end_list[64];
                 uint64_t now = now_ns(), wake_at = now + KEEPER_TICK_NS;
 
@@ -639,6 +641,9 @@ static void *keeper_main(void *arg) {
                                 i++;
                 }
                 need_box = pool_needs_box(p, now);
+                /* With as many runs going on as there are CPUs, the CPU is
+                 * what requests wait for: no read-ahead. */
+                read_ahead = p->running < p->ncpu;
                 if (!need_box && p->quiet_until > now && p->quiet_until < wake_at)
                         wake_at = p->quiet_until;
                 pthread_mutex_unlock(&p->lock);
@@ -673,7 +678,7 @@ static void *keeper_main(void *arg) {
                 }
                 if (need_box) {
                         struct warm_box *b = NULL;
-                        r = box_build(p, &b);
+                        r = box_build(p, read_ahead, &b);
                         pthread_mutex_lock(&p->lock);
                         if (r == 0) {
                                 struct warm_box **nv = realloc(p->ready, (p->n_ready + 1) * sizeof *nv);
@@ -722,6 +727,7 @@ int warm_pool_start(struct pyexec_sandbox *sb, const struct warm_options *o, str
                 return -ENOMEM;
         p->sb = sb;
         p->o = *o;
+        p->ncpu = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? (unsigned)sysconf(_SC_NPROCESSORS_ONLN) : 1;
         p->o.runner_path = strdup(o->runner_path);
         p->o.preimport = strdup(o->preimport ? o->preimport : "");
         p->cur = (struct zygote_proc){ .pid = -1, .pidfd = -1, .ctl = -1 };
@@ -804,7 +810,7 @@ struct warm_box *warm_pool_take(struct warm_pool *p, int *ret_err) {
         }
         if (b)
                 return b;
-        r = box_build(p, &b);
+        r = box_build(p, false, &b); /* taken at once */
         pthread_mutex_lock(&p->lock);
         if (r == 0) {
                 p->stats.built_on_demand++;

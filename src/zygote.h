@@ -38,7 +38,7 @@ struct pyexec_sandbox;
 struct warm_request {
         uint32_t uid, gid;
         uint32_t userns;
-        uint32_t pad;
+        uint32_t flags; /* WARM_READ_AHEAD */
         uint64_t disk_bytes; /* size of /sandbox and /tmp */
         uint64_t inodes;
 };
@@ -50,6 +50,12 @@ struct warm_reply {
 
 /* A warm sandbox's processes beyond the program's own: init and the holder
  * of the program's address space (supervise.c). */
+/* The waiting program reads the pages a run reads (zygote-child.c): when
+ * the CPU has time for it, not under load, where the read-ahead costs more
+ * CPU (~3 ms a sandbox here) than it saves the run, nor for a sandbox built
+ * for a run that waits for it. */
+#define WARM_READ_AHEAD 1u
+
 #define WARM_EXTRA_PIDS 2
 
 enum { WARM_FD_SYNC, WARM_FD_STATUS, WARM_FD_OUT, WARM_FD_ERR, WARM_FD_WORK, _WARM_FD_MAX };
