@@ -153,7 +153,12 @@ $py "$paced" "$port" 20 100 /health/live > "$work/live-paced.json"
 $py "$paced" "$port" 20 "${BENCH_PACED:-300}" > "$work/warm-paced.json"
 $py "$paced" "$port" 20 "${BENCH_PACED:-300}" /api/execute education > "$work/warm-paced-edu.json"
 wrk -t1 -c1 -d"${secs}s" --latency -s "$work/post.lua" "$url/api/execute" > "$work/warm-seq.txt"
+# The machine's busy time (every CPU, all processes: user, system, irq,
+# softirq) over the c8 run, from /proc/stat, to give the CPU per run: a
+# steadier figure than runs/s on a noisy VM.
+awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat > "$work/c8-busy.0"
 wrk -t2 -c8 -d"${secs}s" -s "$work/post.lua" "$url/api/execute" > "$work/warm-c8.txt"
+awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat > "$work/c8-busy.1"
 curl -s "$url/api/stats" > "$work/warm-stats.json"
 # Bare and warm alternated, one pair at a time, so that the machine's drift
 # (large on this VM) affects both alike; medians of 7 pairs after one.
@@ -190,7 +195,7 @@ wrk -t1 -c1 -d"${secs}s" --latency -s "$work/post.lua" "http://127.0.0.1:$nport/
 wrk -t2 -c8 -d"${secs}s" -s "$work/post.lua" "http://127.0.0.1:$nport/api/execute" > "$work/nopre-c8.txt"
 
 $py - "$work" <<'PY'
-import json, re, sys
+import json, os, re, sys
 w = sys.argv[1]
 py = json.load(open(f"{w}/base.json"))["results"][0]["median"] * 1e3
 t0, t1, n = open(f"{w}/bwrap2.txt").read().split()
@@ -209,6 +214,9 @@ cpu_bare, cpu_warm = cpu["bare"], cpu["warm"]
 mem = json.load(open(f"{w}/mem.json"))
 stats = json.load(open(f"{w}/warm-stats.json"))
 seq = p50("warm-seq.txt"); c8, bad = rps("warm-c8.txt")
+c8_n = int(re.search(r"(\d+) requests in", open(f"{w}/warm-c8.txt").read()).group(1))
+hz = os.sysconf("SC_CLK_TCK")
+c8_cpu_ms = (int(open(f"{w}/c8-busy.1").read()) - int(open(f"{w}/c8-busy.0").read())) * 1000 / hz / c8_n
 paced = json.load(open(f"{w}/warm-paced.json")); live = json.load(open(f"{w}/live-paced.json"))
 edu = json.load(open(f"{w}/warm-paced-edu.json"))
 print(f"baseline python3 -c print(1)            median {py:8.2f} ms")
@@ -225,6 +233,7 @@ print(f"   the same back-to-back (wrk -c1)      p50 {seq['50']:8.2f} ms  p99 {se
 print(f"   the client's round trip alone (GET /health/live, 20/s) p50 {live['50']:.2f} ms")
 print(f"2. warm POST hello, concurrency 8           {c8:8.1f} runs/s = {c8/bwrap2:.2f}x bwrap two at a time"
       f" (target >= 5x, aim 10x; non-2xx {bad})")
+print(f"   the machine's CPU per run meanwhile      {c8_cpu_ms:8.1f} ms (all processes, /proc/stat)")
 print(f"3. CPU-bound program (~1 s)             bare {cpu_bare*1e3:8.1f} ms  warm {cpu_warm*1e3:8.1f} ms"
       f"  = {cpu_warm/cpu_bare:.3f}x (target <= 1.03x)")
 srv, zyg = mem["server"], mem["zygote"]
