@@ -50,6 +50,10 @@
  * PR_SET_PDEATHSIG=SIGKILL, so a supervisor that dies takes its runs along.
  * The kernel tears a PID namespace down completely before its init can be
  * reaped, so once the supervisor has reaped init, nothing of the run runs.
+ * One exception in order, on the warm path: when the program exits and only
+ * its holder (below) is left, init stops what is left (kill(-1, SIGSTOP))
+ * instead, and reports; the pool SIGKILLs init a few milliseconds later,
+ * after the response (zygote.c, KILL_GRACE_NS).
  *
  * Order of construction (each step needs the one before):
  *   supervisor: uid slot, cgroups with limits, pipes, stdin memfd, clone
@@ -82,7 +86,7 @@
  * (files, argv, policy, rlimits, and stdin) arrives. The request's
  * supervisor (run_warm) sets the run's limits on the cgroup first, and
  * answers at EXITED and EOF, leaving init's exit and the namespace's
- * teardown to the pool's keeper. A sandbox lost before the program's exit
+ * teardown to the pool (the keeper, or the next take). A sandbox lost before the program's exit
  * is reported (init killed from outside: the program cannot kill its init)
  * means the program runs again elsewhere: nothing it did left the sandbox.
  */
@@ -406,14 +410,16 @@ static int run_program_fn(void *arg) {
  * the end of stdout and init's word that the program is gone would both
  * wait out the teardown (about 2 ms here, the largest step of a hello
  * world). With the holder, the program's exit only drops a reference:
- * init reaps it at once, answers, and the teardown happens when init's
- * kill(-1) ends the holder, after the answer.
+ * init reaps it at once, stops the holder (and anything a program that
+ * took it over started), answers, and the teardown happens when the pool
+ * kills init, after the response.
  *
- * The holder is created by the program after seccomp and the uid change,
- * so it can do nothing the program cannot (the program can write its
- * memory, and so could take it over). It is init's child (CLONE_PARENT),
- * invisible to the program's wait()s, closes every descriptor, blocks
- * every signal SIGKILL aside, and sleeps. It counts against the pids
+ * The holder is created by the program after seccomp, the uid change and
+ * the prefault (zygote-child.c), so it can do nothing the program cannot
+ * (the program can write its memory, and so could take it over). It is
+ * init's child (CLONE_PARENT), invisible to the program's wait()s, closes
+ * every descriptor, blocks every signal (SIGKILL and SIGSTOP cannot be),
+ * and sleeps. It counts against the pids
  * limit, which the warm path raises by one for it. In /proc it is hidden
  * from the program like init (not dumpable: it shares the program's
  * memory, and with it that flag).
@@ -615,8 +621,8 @@ _Noreturn static void run_init(const struct child_ctx *c) {
                         _exit(127); /* the namespace dies with us */
         }
         if (holder_pipe[0] >= 0) {
-                /* The warm program's holder (start_holder), named before
-                 * any program code ran; nothing on failure. */
+                /* The warm program's holder (pyexec_warm_start_holder),
+                 * named before any program code ran; nothing on failure. */
                 int32_t v = 0;
                 ssize_t n;
                 do

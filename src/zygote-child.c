@@ -129,7 +129,9 @@ static int write_program_files(const struct work *w) {
  * whose entry fork copied or the prefault made: 3 to 5 us each, invisible
  * to the guest's fault counters. A hello world's check and run touch
  * about 1500 pages; read here, they cost the request 2 to 3 ms less (README,
- * Benchmarks). On ordinary hardware the reads are cheap and change little.
+ * Benchmarks). They are done only when the pool asks (WARM_READ_AHEAD: the
+ * CPU has time for them); under load they cost more CPU than they save. On
+ * ordinary hardware the reads are cheap and change little.
  */
 static char maps_buf[256 * 1024];
 bool runner_zygote_prefault = true;
