@@ -413,6 +413,63 @@ def test_warm_runs_share_the_zygotes_hash_secret(pool1):
     assert len(hashes) == 1, hashes
 
 
+def huge_code_mapping(pid):
+    """The runner's code on huge pages (zygote-child.c huge_text): the
+    anonymous r-xp mapping just below the runner's own file mapping, as
+    (start, end, AnonHugePages in kB); None if there is none."""
+    rows, cur = [], None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            parts = line.split()
+            if "-" in parts[0] and ":" not in parts[0]:
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                cur = [lo, hi, parts[1], parts[5] if len(parts) > 5 else "", 0]
+                rows.append(cur)
+            elif parts[0] == "AnonHugePages:":
+                cur[4] = int(parts[1])
+    for a, b in zip(rows, rows[1:]):
+        if a[2] == "r-xp" and not a[3] and a[1] == b[0] and "pyexec-runner" in b[3]:
+            return a[0], a[1], a[4]
+    return None
+
+
+def thp_collapse_supported():
+    release = tuple(int(x) for x in os.uname().release.split(".")[:2])
+    return release >= (6, 1) and os.path.exists("/sys/kernel/mm/transparent_hugepage/enabled")
+
+
+def test_runner_code_on_huge_pages_is_shared_never_written(pool1):
+    """The zygote moves the runner's code onto 2 MiB pages that every
+    sandbox shares. A program that makes its code writable and patches it
+    changes only its own copy: the next run and the zygote still have the
+    original bytes, checked from the host."""
+    if not thp_collapse_supported():
+        pytest.skip("no MADV_COLLAPSE (Linux >= 6.1 with transparent huge pages)")
+    z = warm_stats(pool1)["zygotePid"]
+    found = huge_code_mapping(z)
+    assert found, "no anonymous code mapping below the runner's file in the zygote"
+    lo, hi, huge_kb = found
+    assert lo % (2 << 20) == 0 and hi % (2 << 20) == 0 and huge_kb * 1024 == hi - lo, found
+    with open(f"/proc/{z}/maps") as f:
+        assert not any("w" in l.split()[1] and "x" in l.split()[1] for l in f), "a writable and executable mapping"
+    patch = (
+        "import ctypes\n"
+        f"lo = {lo}\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print(ctypes.string_at(lo, 4))\n"
+        "assert libc.mprotect(ctypes.c_void_p(lo), 4096, 7) == 0, ctypes.get_errno()\n"
+        "ctypes.memmove(lo + 1, b'XYZ', 3)\n"
+        "print(ctypes.string_at(lo, 4))\n")
+    assert_ok(execute(pool1, patch, policy="permissive"), "b'\\x7fELF'\nb'\\x7fXYZ'\n")
+    look = f"import ctypes\nprint(ctypes.string_at({lo}, 4))\nprint(open('/proc/self/maps').read().count('{lo:08x}-{hi:08x} r-xp'))\n"
+    assert_ok(execute(pool1, look, policy="permissive"), "b'\\x7fELF'\n1\n")
+    assert warm_stats(pool1)["zygotePid"] == z
+    with open(f"/proc/{z}/mem", "rb") as f:
+        f.seek(lo)
+        assert f.read(4) == b"\x7fELF"
+    assert huge_code_mapping(z)[2] * 1024 == hi - lo, "the zygote's huge pages were split"
+
+
 # ---------------------------------------------------------------------------
 # 2. Warm and cold agree
 # ---------------------------------------------------------------------------
