@@ -15,12 +15,14 @@ $(BUILD)/build.ninja:
 
 # As root the runner is also installed where the sandbox sees it (under
 # /usr, bound read-only into every sandbox): programs then exec it by a path
-# that says nothing about this checkout. The tests use that copy.
+# that says nothing about this checkout. The tests use that copy. pyexec-init
+# (the warm sandboxes' init) goes beside it, where the service looks for it.
 RUNNER_INSTALLED ?= /usr/local/libexec/pyexec/pyexec-runner
 
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
-	@if [ "$$(id -u)" = 0 ]; then install -D -m 0755 $(BUILD)/pyexec-runner $(RUNNER_INSTALLED); fi
+	@if [ "$$(id -u)" = 0 ]; then install -D -m 0755 $(BUILD)/pyexec-runner $(RUNNER_INSTALLED); \
+	  install -D -m 0755 $(BUILD)/pyexec-init $(dir $(RUNNER_INSTALLED))pyexec-init; fi
 
 # The service on its defaults (127.0.0.1:3002); configuration: README.
 serve: build

@@ -5,10 +5,11 @@ set -euo pipefail
 bin=$(realpath "${1:-build/pyexec}")
 cd "$(dirname "$0")/.."
 export PYEXEC_BIN=$bin
-# The installed runner (make build installs it as root), as a deployment
-# has it; else the one beside the binary.
+# The installed runner (make build installs it as root, pyexec-init beside
+# it), as a deployment has it; else the one beside the binary.
 installed=/usr/local/libexec/pyexec/pyexec-runner
-if [[ -x $installed ]] && cmp -s "$installed" "$(dirname "$bin")/pyexec-runner"; then
+if [[ -x $installed ]] && cmp -s "$installed" "$(dirname "$bin")/pyexec-runner" &&
+  cmp -s "$(dirname "$installed")/pyexec-init" "$(dirname "$bin")/pyexec-init"; then
   export PYEXEC_RUNNER=$installed
 fi
 exec /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e tests/jobs "${@:2}"

@@ -13,7 +13,8 @@
  *   init         cloned by the supervisor into new mount, PID, network, IPC
  *                and UTS namespaces (plus a user namespace on the
  *                unprivileged path). It is PID 1 of the run. It builds the
- *                filesystem (mount.c), forks the program, then only reaps.
+ *                filesystem (mount.c), forks the program, then only reaps
+ *                (reap.c; on the warm path as pyexec-init, below).
  *   program      forked by init: PID 2. It drops to the run's uid with no
  *                capabilities (cred.c), sets rlimits (rlimit.c), installs
  *                the seccomp filter (seccomp.c) last, and execs
@@ -77,11 +78,18 @@
  *
  * The warm path (zygote.h) builds the same sandbox from another process:
  * the zygote (single-threaded, an initialized interpreter) clones init with
- * pyexec_sandbox_spawn_warm(); the service, holding a pidfd, writes the id
- * maps, attaches the cgroup and sends the sync byte as above. init builds
- * the filesystem without the program's files and fork()s the program from
- * the interpreter it inherited (a real fork: the program runs that
- * interpreter). The program drops its uid, installs seccomp, sends READY
+ * pyexec_sandbox_spawn_warm(). That init shares the zygote's memory
+ * (CLONE_VM | CLONE_VFORK: the zygote waits in clone() meanwhile) and
+ * answers the service itself, with a pidfd of itself; the service writes
+ * the id maps, attaches the cgroup and sends the sync byte as above. init
+ * builds the filesystem without the program's files and fork()s the
+ * program: a copy of the zygote as it waits, which continues where the
+ * zygote called clone() (a real fork: the program runs the zygote's
+ * interpreter). Then init execs pyexec-init (init-main.c), which reaps as
+ * the cold path's init does (reap.c) in a few pages of its own, so no run
+ * pays for a second copy of the zygote's page tables. Without pyexec-init
+ * (the service found none), init is a full copy of the zygote and forks the
+ * program from its copy. The program drops its uid, installs seccomp, sends READY
  * and waits on its work socket; it sends STARTED itself when the work
  * (files, argv, policy, rlimits, and stdin) arrives. The request's
  * supervisor (run_warm) sets the run's limits on the cgroup first, and
@@ -92,12 +100,14 @@
  */
 #include <errno.h>
 #include <dirent.h>
+#include <linux/capability.h>
 #include <linux/futex.h>
 #include <stdatomic.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <sched.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +124,7 @@
 #include "cgroup.h"
 #include "cred.h"
 #include "mount.h"
+#include "reap.h"
 #include "ns.h"
 #include "pyexec.h"
 #include "rlimit.h"
@@ -346,6 +357,11 @@ struct child_ctx {
         warm_main_fn warm_main;
         int work_r;
         int holder_w; /* the program tells init its holder's pid here */
+        /* The small init (exec_small_init below): init shares the zygote's
+         * memory and answers the service itself on ctl, then execs
+         * pyexec-init from init_fd. */
+        bool small_init;
+        int init_fd, ctl;
 };
 
 /*
@@ -479,6 +495,12 @@ _Noreturn static void run_program_warm(const struct child_ctx *c) {
         r = cred_drop(c->uid, c->gid, !c->userns);
         if (r < 0)
                 child_fail(c->status_w, "dropping privileges", r);
+        /* Not dumpable, like init: hidden in /proc, and its memory (the
+         * holder's too) closed to other processes of its uid. (A fork
+         * inherits the flag from init's memory, which with the small init
+         * is the zygote's, and a uid change inside a user namespace may
+         * leave it.) */
+        prctl(PR_SET_DUMPABLE, 0);
         r = seccomp_prog_apply(c->sb->seccomp);
         if (r < 0)
                 child_fail(c->status_w, "installing the seccomp filter", r);
@@ -486,51 +508,59 @@ _Noreturn static void run_program_warm(const struct child_ctx *c) {
         _exit(127);
 }
 
-/* init's SIGTERM (from the supervisor, on the wall-clock limit with a grace
- * period) goes to every process of the run; SIGKILL follows from outside.
- * Only a sender outside the PID namespace counts (the kernel reports its pid
- * as 0 here): the program itself cannot make init do anything. */
-static void init_forward_term(int sig, siginfo_t *si, void *ctx) {
-        if (si->si_pid == 0)
-                kill(-1, sig);
-}
+/*
+ * The warm path's init shares the zygote's memory until it has forked the
+ * program (pyexec_sandbox_spawn_warm), then becomes pyexec-init
+ * (init-main.c: init_reap() in a program of a few pages), so that nothing
+ * of the zygote's memory stays mapped in it. While they share it the
+ * zygote is stopped in clone() (CLONE_VFORK: until the exec or init's
+ * death), so init has that memory to itself: its own stack below, the
+ * zygote's context in warm_ctx, and the jump back into the zygote's frame
+ * that the program takes.
+ */
+static char small_init_stack[256 * 1024] __attribute__((aligned(64)));
+static struct child_ctx warm_ctx;
+static jmp_buf warm_resume;
+static pid_t small_init_pid;        /* CLONE_PARENT_SETTID: init's pid for the service */
+static _Atomic bool small_init_replied;
 
-/* Whether init's only child left is pid (its children, from /proc; false
- * when unreadable). */
-static bool only_child_left(pid_t pid) {
-        char buf[64], want[24];
-        int fd = open("/proc/1/task/1/children", O_RDONLY | O_CLOEXEC);
-        ssize_t n;
+_Noreturn static void exec_small_init(const struct child_ctx *c, int holder_r, pid_t prog) {
+        static char *const envp[] = { NULL };
+        char n_prog[16], n_uid[16], n_gid[16];
+        char *argv[] = { "pyexec-init", n_prog, n_uid, n_gid, c->userns ? "1" : "0", NULL };
+        /* Copies above the targets first, so the dup2s cannot clobber one
+         * another; everything else is close-on-exec. */
+        int s = fcntl(c->status_w, F_DUPFD_CLOEXEC, 10), h = fcntl(holder_r, F_DUPFD_CLOEXEC, 10),
+            e = fcntl(c->init_fd, F_DUPFD_CLOEXEC, 10);
 
-        if (fd < 0)
-                return false;
-        n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (n <= 0)
-                return false;
-        buf[n] = 0;
-        snprintf(want, sizeof want, "%d ", (int)pid);
-        return strcmp(buf, want) == 0;
-}
-
-static void send_exited(int status_w, struct msg *m, int status) {
-        struct rusage ru;
-
-        getrusage(RUSAGE_CHILDREN, &ru);
-        m->type = MSG_EXITED;
-        m->wstatus = status;
-        m->cpu_us = (uint64_t)ru.ru_utime.tv_sec * 1000000u + (uint64_t)ru.ru_utime.tv_usec +
-                    (uint64_t)ru.ru_stime.tv_sec * 1000000u + (uint64_t)ru.ru_stime.tv_usec;
-        m->maxrss_kb = (uint64_t)ru.ru_maxrss;
-        send_msg(status_w, m);
+        if (s < 0 || h < 0 || e < 0 || dup2(s, INIT_STATUS_FD) < 0 || dup2(h, INIT_HOLDER_FD) < 0)
+                child_fail(c->status_w, "setting up pyexec-init's descriptors", -errno);
+        /* In a user namespace init is not uid 0, so the exec clears its
+         * capabilities, and cred_drop() in pyexec-init could not empty the
+         * bounding set: CAP_SETPCAP goes across as an ambient capability,
+         * which cred_drop() clears with the rest. (Its privileges are
+         * dropped there, not here: a uid change would make the zygote's
+         * memory, this process's until the exec, dumpable for it.) */
+        if (c->userns) {
+                struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+                struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+                if (syscall(SYS_capget, &hdr, d) < 0 ||
+                    (d[0].inheritable |= 1u << CAP_SETPCAP, syscall(SYS_capset, &hdr, d)) < 0 ||
+                    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_SETPCAP, 0, 0) < 0)
+                        child_fail(c->status_w, "keeping CAP_SETPCAP for pyexec-init", -errno);
+        }
+        snprintf(n_prog, sizeof n_prog, "%d", (int)prog);
+        snprintf(n_uid, sizeof n_uid, "%u", (unsigned)c->uid);
+        snprintf(n_gid, sizeof n_gid, "%u", (unsigned)c->gid);
+        syscall(SYS_execveat, e, "", argv, envp, AT_EMPTY_PATH);
+        child_fail(c->status_w, "executing pyexec-init", -errno);
 }
 
 _Noreturn static void run_init(const struct child_ctx *c) {
         struct msg m = { 0 };
         const char *step = "?";
-        int status = 0, r, holder_pipe[2] = { -1, -1 };
-        pid_t prog, pid, holder = 0;
-        bool answered = false;
+        int r, holder_pipe[2] = { -1, -1 };
+        pid_t prog;
         char byte;
 
         /* Die with the supervisor. In a new PID namespace getppid() is 0,
@@ -566,8 +596,11 @@ _Noreturn static void run_init(const struct child_ctx *c) {
 
         /* Undumpable before the program exists: with /proc's hidepid the
          * program then cannot see init at all (its argv is the
-         * supervisor's, and so would leak the host's command line). */
-        prctl(PR_SET_DUMPABLE, 0);
+         * supervisor's, and so would leak the host's command line). Not
+         * the small init's: the flag belongs to the memory, here the
+         * zygote's; pyexec-init sets it itself. */
+        if (!c->small_init)
+                prctl(PR_SET_DUMPABLE, 0);
         prctl(PR_SET_NAME, "pyexec-init");
         if (c->warm_main) {
                 /* A real fork: the program continues the interpreter that
@@ -580,6 +613,19 @@ _Noreturn static void run_init(const struct child_ctx *c) {
                         child_fail(c->status_w, "creating a pipe", -errno);
                 close(p[0]);
                 close(p[1]);
+                if (c->small_init) {
+                        /* This is the zygote's memory, and the zygote waits
+                         * in clone(): the fork is the zygote's as of then,
+                         * and the program goes on where the zygote called
+                         * clone(), on its stack (warm_resume). */
+                        warm_ctx.holder_w = holder_pipe[1];
+                        prog = fork();
+                        if (prog == 0)
+                                longjmp(warm_resume, 1);
+                        if (prog < 0)
+                                child_fail(c->status_w, "forking the program", -errno);
+                        exec_small_init(c, holder_pipe[0], prog);
+                }
                 pc.holder_w = holder_pipe[1];
                 prog = fork();
                 if (prog == 0)
@@ -603,71 +649,8 @@ _Noreturn static void run_init(const struct child_ctx *c) {
                 close(c->work_fd);
         for (size_t i = 0; i < c->plan.n_binds; i++)
                 close(c->plan.binds[i].fd);
-        {
-                struct sigaction sa = { .sa_sigaction = init_forward_term, .sa_flags = SA_SIGINFO };
-                sigaction(SIGTERM, &sa, NULL);
-        }
-        /* init needs no privilege to reap; a program that somehow reached
-         * it finds an unprivileged, undumpable process. The uid change
-         * clears the parent-death signal and dumpability, so both are set
-         * again, and a supervisor that died in between is noticed through
-         * its end of the status pipe. */
-        if (cred_drop(c->uid, c->gid, !c->userns) == 0)
-                prctl(PR_SET_DUMPABLE, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        {
-                struct pollfd pfd = { .fd = c->status_w, .events = POLLOUT };
-                if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLERR | POLLHUP)))
-                        _exit(127); /* the namespace dies with us */
-        }
-        if (holder_pipe[0] >= 0) {
-                /* The warm program's holder (pyexec_warm_start_holder),
-                 * named before any program code ran; nothing on failure. */
-                int32_t v = 0;
-                ssize_t n;
-                do
-                        n = read(holder_pipe[0], &v, sizeof v);
-                while (n < 0 && errno == EINTR);
-                if (n == (ssize_t)sizeof v && v > 0)
-                        holder = v;
-                close(holder_pipe[0]);
-        }
-
-        for (;;) {
-                int st;
-                pid = waitpid(-1, &st, 0);
-                if (pid < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        break; /* ECHILD: everyone is reaped */
-                }
-                if (pid == holder)
-                        holder = 0;
-                if (pid == prog) {
-                        status = st;
-                        m.t_ns = now_ns();
-                        if (holder > 0 && only_child_left(holder)) {
-                                /* Everything but the holder (and what it
-                                 * may have started, if the program took
-                                 * it over) is reaped, its CPU time
-                                 * counted. Stop them all and answer: the
-                                 * service kills the namespace once the
-                                 * response is out, and the address space
-                                 * is torn down then, not now. */
-                                kill(-1, SIGSTOP);
-                                m.err = EXITED_REST_STOPPED;
-                                send_exited(c->status_w, &m, status);
-                                answered = true;
-                                continue; /* until the service's SIGKILL */
-                        }
-                        /* The main program is over: so is everything it
-                         * started. */
-                        kill(-1, SIGKILL);
-                }
-        }
-        if (!answered)
-                send_exited(c->status_w, &m, status);
-        _exit(0);
+        init_reap(&(struct reap_args){ .status_w = c->status_w, .holder_r = holder_pipe[0], .prog = prog,
+                                       .uid = c->uid, .gid = c->gid, .userns = c->userns });
 }
 
 /* ---- the supervisor ---------------------------------------------------- */
@@ -1369,14 +1352,34 @@ void pyexec_sandbox_host(const struct pyexec_sandbox *sb, struct sandbox_host_in
         };
 }
 
+int pyexec_warm_send_reply(int sock, const struct warm_reply *rep, int fd) {
+        return send_fds(sock, rep, sizeof *rep, &fd, fd >= 0);
+}
+
+/* The small init's first steps, on small_init_stack in the zygote's
+ * memory: the reply, with a pidfd of itself (pid 1 here), then run_init. */
+static int small_init_main(void *arg) {
+        const struct child_ctx *c = arg;
+        struct warm_reply rep = { .pid = small_init_pid };
+        int pidfd = (int)syscall(SYS_pidfd_open, 1, 0);
+
+        if (pidfd < 0 || pyexec_warm_send_reply(c->ctl, &rep, pidfd) < 0)
+                _exit(127); /* the zygote answers for it */
+        close(pidfd);
+        atomic_store(&small_init_replied, true);
+        run_init(c);
+}
+
 pid_t pyexec_sandbox_spawn_warm(const struct pyexec_sandbox *sb, const struct warm_request *req,
-                                const int fds[_WARM_FD_MAX], warm_main_fn fn) {
+                                const int fds[_WARM_FD_MAX], warm_main_fn fn, int ctl, int init_fd, bool *replied) {
         struct child_ctx c = { .sb = sb };
         struct mount_file etc[5];
         char passwd[512], group[256], hosts[160];
-        int keep[_WARM_FD_MAX];
+        int keep[_WARM_FD_MAX + 1];
+        unsigned long flags = NS_SANDBOX_FLAGS | (req->userns ? CLONE_NEWUSER : 0);
         pid_t pid;
 
+        *replied = false;
         c.uid = req->uid;
         c.gid = req->gid;
         c.userns = req->userns != 0;
@@ -1399,14 +1402,32 @@ pid_t pyexec_sandbox_spawn_warm(const struct pyexec_sandbox *sb, const struct wa
                 .etc = etc,
                 .n_etc = ELEMENTSOF(etc),
         };
-        memcpy(keep, fds, sizeof keep);
-        sort_fds(keep, _WARM_FD_MAX);
+        memcpy(keep, fds, _WARM_FD_MAX * sizeof(int));
         c.keep = keep;
         c.n_keep = _WARM_FD_MAX;
-        pid = ns_clone(NS_SANDBOX_FLAGS | (c.userns ? CLONE_NEWUSER : 0));
-        if (pid == 0)
-                run_init(&c);
-        return pid;
+        if (init_fd < 0) {
+                sort_fds(keep, c.n_keep);
+                pid = ns_clone(flags);
+                if (pid == 0)
+                        run_init(&c);
+                return pid;
+        }
+
+        c.small_init = true;
+        c.init_fd = init_fd;
+        c.ctl = ctl;
+        keep[c.n_keep++] = init_fd;
+        sort_fds(keep, c.n_keep);
+        warm_ctx = c;
+        atomic_store(&small_init_replied, false);
+        if (setjmp(warm_resume) != 0)
+                /* The program, forked by init from this memory as it is
+                 * while clone() below waits (run_init). */
+                run_program_warm(&warm_ctx);
+        pid = clone(small_init_main, small_init_stack + sizeof small_init_stack,
+                    (int)(flags | CLONE_VM | CLONE_VFORK | CLONE_PARENT_SETTID | SIGCHLD), &warm_ctx, &small_init_pid);
+        *replied = atomic_load(&small_init_replied);
+        return pid < 0 ? -errno : pid;
 }
 
 /* Whether a spec can run on a pre-built sandbox: a program (not a job),

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -206,12 +207,6 @@ bool utf8_is_valid(const char *in, size_t n) {
         return true;
 }
 
-uint64_t now_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 int read_file(const char *path, size_t max, struct buf *ret) {
         _cleanup_close_ int fd = -1;
         struct buf b;
@@ -315,4 +310,32 @@ bool module_name_is_valid(const char *s) {
                 if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_'))
                         return false;
         return true;
+}
+
+int send_fds(int sock, const void *data, size_t len, const int *fds, size_t n_fds) {
+        struct iovec iov = { (void *)data, len };
+        union {
+                char buf[CMSG_SPACE(8 * sizeof(int))];
+                struct cmsghdr align;
+        } u;
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+        ssize_t n;
+
+        if (n_fds > 8)
+                return -EINVAL;
+        if (n_fds > 0) {
+                struct cmsghdr *cm;
+                memset(u.buf, 0, sizeof u.buf);
+                mh.msg_control = u.buf;
+                mh.msg_controllen = CMSG_SPACE(n_fds * sizeof(int));
+                cm = CMSG_FIRSTHDR(&mh);
+                cm->cmsg_level = SOL_SOCKET;
+                cm->cmsg_type = SCM_RIGHTS;
+                cm->cmsg_len = CMSG_LEN(n_fds * sizeof(int));
+                memcpy(CMSG_DATA(cm), fds, n_fds * sizeof(int));
+        }
+        do
+                n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        return n == (ssize_t)len ? 0 : n < 0 ? -errno : -EIO;
 }

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
@@ -88,8 +89,18 @@ int utf8_repair(const char *in, size_t n, struct buf *out);
 /* Whether in[0..n) is valid UTF-8 by the same rules. */
 bool utf8_is_valid(const char *in, size_t n);
 
-/* CLOCK_MONOTONIC in nanoseconds. */
-uint64_t now_ns(void);
+/* One message of len bytes on a socket, with n_fds descriptors attached
+ * (SCM_RIGHTS; at most 8), retried on EINTR. Returns 0 when all of it went,
+ * else -errno (-EIO for a short send). */
+int send_fds(int sock, const void *data, size_t len, const int *fds, size_t n_fds);
+
+/* CLOCK_MONOTONIC in nanoseconds. (Inline: pyexec-init has no libc but
+ * the system call.) */
+static inline uint64_t now_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 /* Read a whole file of at most max bytes (-EFBIG beyond) into ret. */
 int read_file(const char *path, size_t max, struct buf *ret);

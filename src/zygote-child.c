@@ -29,7 +29,9 @@
 
 extern PyObject *runner_startup_modules;
 
-static int recv_fds(int sock, void *data, size_t len, int *fds, size_t max_fds, size_t *ret_n) {
+/* A message of exactly len bytes (up to len with ret_len, which gets its
+ * length) and up to max_fds descriptors (*ret_n of them; close-on-exec). */
+static int recv_fds(int sock, void *data, size_t len, size_t *ret_len, int *fds, size_t max_fds, size_t *ret_n) {
         struct iovec iov = { data, len };
         union {
                 char buf[CMSG_SPACE(8 * sizeof(int))];
@@ -56,38 +58,15 @@ static int recv_fds(int sock, void *data, size_t len, int *fds, size_t max_fds, 
                                 close(v[i]);
                 }
         }
-        if ((size_t)n != len || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+        if ((ret_len ? (size_t)n > len : (size_t)n != len) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
                 for (size_t i = 0; i < got; i++)
                         close(fds[i]);
                 return -EBADMSG;
         }
         *ret_n = got;
+        if (ret_len)
+                *ret_len = (size_t)n;
         return 0;
-}
-
-static int send_reply(int sock, const struct warm_reply *rep, int fd) {
-        struct iovec iov = { (void *)rep, sizeof *rep };
-        union {
-                char buf[CMSG_SPACE(sizeof(int))];
-                struct cmsghdr align;
-        } u;
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-        ssize_t n;
-
-        if (fd >= 0) {
-                memset(u.buf, 0, sizeof u.buf);
-                mh.msg_control = u.buf;
-                mh.msg_controllen = sizeof u.buf;
-                struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-                cm->cmsg_level = SOL_SOCKET;
-                cm->cmsg_type = SCM_RIGHTS;
-                cm->cmsg_len = CMSG_LEN(sizeof(int));
-                memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-        }
-        do
-                n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-        while (n < 0 && errno == EINTR);
-        return n == (ssize_t)sizeof *rep ? 0 : -errno;
 }
 
 _Noreturn static void warm_fail(int status_fd, const char *step, int err) {
@@ -370,7 +349,7 @@ static void warm_main(int status_fd, int work_fd, int holder_w) {
         pyexec_warm_start_holder(holder_w);
         m.t_ns = now_ns();
         msg_send(status_fd, &m);
-        r = recv_fds(work_fd, &byte, 1, fds, 2, &n);
+        r = recv_fds(work_fd, &byte, 1, NULL, fds, 2, &n);
         if (r < 0 || n != 2)
                 _exit(0); /* the service let the sandbox go unused */
         getrusage(RUSAGE_SELF, &ru);
@@ -528,6 +507,7 @@ static void huge_text(void) {
 int runner_zygote_main(int ctl) {
         struct pyexec_sandbox *sb = NULL;
         struct warm_reply hello = { 0 };
+        int init_fd = -1;
         PyConfig config;
         PyStatus st;
         int r;
@@ -568,14 +548,14 @@ int runner_zygote_main(int ctl) {
         {
                 static char list[8192];
                 struct buf failed;
-                ssize_t n;
-                do
-                        n = recv(ctl, list, sizeof list - 1, 0);
-                while (n < 0 && errno == EINTR);
-                if (n < 1 || list[0] != 'P') {
+                size_t n = 0, n_fds = 0;
+                /* With pyexec-init, if the service has it (supervise.c). */
+                if (recv_fds(ctl, list, sizeof list - 1, &n, &init_fd, 1, &n_fds) < 0 || n < 1 || list[0] != 'P') {
                         fprintf(stderr, "pyexec-runner --zygote: no list of modules to import from the service\n");
                         return 1;
                 }
+                if (n_fds == 0)
+                        init_fd = -1;
                 list[n] = 0;
                 buf_init(&failed, 4000);
                 buf_printf(&failed, "F");
@@ -588,7 +568,7 @@ int runner_zygote_main(int ctl) {
                 PyErr_Clear();
         if (runner_zygote_prefault)
                 learn_hot_pages();
-        if (send_reply(ctl, &hello, -1) < 0)
+        if (pyexec_warm_send_reply(ctl, &hello, -1) < 0)
                 return 1;
 
         for (;;) {
@@ -596,9 +576,10 @@ int runner_zygote_main(int ctl) {
                 struct warm_reply rep = { 0 };
                 int fds[_WARM_FD_MAX], pidfd = -1;
                 size_t n = 0;
+                bool replied;
                 pid_t pid;
 
-                r = recv_fds(ctl, &req, sizeof req, fds, _WARM_FD_MAX, &n);
+                r = recv_fds(ctl, &req, sizeof req, NULL, fds, _WARM_FD_MAX, &n);
                 if (r == -EPIPE)
                         return 0; /* the service is done with this zygote */
                 if (r < 0)
@@ -607,18 +588,22 @@ int runner_zygote_main(int ctl) {
                         for (size_t i = 0; i < n; i++)
                                 close(fds[i]);
                         rep.err = EBADMSG;
-                        if (send_reply(ctl, &rep, -1) < 0)
+                        if (pyexec_warm_send_reply(ctl, &rep, -1) < 0)
                                 return 1;
                         continue;
                 }
                 read_ahead = req.flags & WARM_READ_AHEAD;
                 PyOS_BeforeFork();
-                pid = pyexec_sandbox_spawn_warm(sb, &req, fds, warm_main);
+                pid = pyexec_sandbox_spawn_warm(sb, &req, fds, warm_main, ctl, init_fd, &replied);
                 PyOS_AfterFork_Parent();
                 for (size_t i = 0; i < n; i++)
                         close(fds[i]);
+                if (replied)
+                        continue; /* init answered */
                 if (pid < 0)
                         rep.err = -pid;
+                else if (init_fd >= 0)
+                        rep.err = ECHILD; /* init died before it answered */
                 else {
                         rep.pid = pid;
                         pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -627,7 +612,7 @@ int runner_zygote_main(int ctl) {
                                 kill(pid, SIGKILL);
                         }
                 }
-                r = send_reply(ctl, &rep, pidfd);
+                r = pyexec_warm_send_reply(ctl, &rep, pidfd);
                 if (pidfd >= 0)
                         close(pidfd);
                 if (r < 0)

@@ -83,6 +83,8 @@ struct warm_pool {
         struct warm_stats stats;
         pthread_t keeper;
         int exe_fd; /* the memfd copy of pyexec-runner the zygote is exec'd from */
+        int init_fd; /* pyexec-init's, for the zygote's inits; -1: none (looked for once) */
+        bool init_looked;
         bool stop, started, start_failed;
         int start_err;
         unsigned next_generation;
@@ -126,9 +128,10 @@ static void close_fd(int *fd) {
 /*
  * The zygote is exec'd from a sealed memfd copy of pyexec-runner, made once:
  * its programs' /proc/self/exe and maps then say "/memfd:pyexec-runner",
- * not where the host keeps pyexec.
+ * not where the host keeps pyexec. pyexec-init, which the zygote's inits
+ * exec, likewise.
  */
-static int runner_memfd(const char *path) {
+static int exe_memfd(const char *path, const char *name) {
         _cleanup_close_ int in = open(path, O_RDONLY | O_CLOEXEC);
         int fd, r = 0;
         struct stat st;
@@ -136,7 +139,7 @@ static int runner_memfd(const char *path) {
 
         if (in < 0 || fstat(in, &st) < 0)
                 return -errno;
-        fd = memfd_create("pyexec-runner", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
         if (fd < 0)
                 return -errno;
         while (off < st.st_size) {
@@ -162,10 +165,24 @@ static int zygote_spawn_process(struct warm_pool *p, struct zygote_proc *ret) {
         int sv[2], devnull, r;
         pid_t parent = getpid();
 
-        if (p->exe_fd < 0 && (p->exe_fd = runner_memfd(p->o.runner_path)) < 0) {
+        if (p->exe_fd < 0 && (p->exe_fd = exe_memfd(p->o.runner_path, "pyexec-runner")) < 0) {
                 r = p->exe_fd;
                 p->exe_fd = -1;
                 return r;
+        }
+        if (!p->init_looked) {
+                /* pyexec-init beside the runner (supervise.c: the small
+                 * init); without it, each init is a copy of the zygote. */
+                const char *slash = strrchr(p->o.runner_path, '/');
+                _cleanup_free_ char *path =
+                        slash ? strdup_printf("%.*s/pyexec-init", (int)(slash - p->o.runner_path), p->o.runner_path) : NULL;
+                p->init_looked = true;
+                p->init_fd = path ? exe_memfd(path, "pyexec-init") : -ENOENT;
+                if (p->init_fd < 0) {
+                        log_event(LOG_WARN, "pyexec-init not found beside pyexec-runner: each warm sandbox's init is a copy of the zygote",
+                                  json_pack("{s:s?,s:s}", "path", path, "error", strerror(-p->init_fd)));
+                        p->init_fd = -1;
+                }
         }
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
                 return -errno;
@@ -223,7 +240,7 @@ static int zygote_spawn_process(struct warm_pool *p, struct zygote_proc *ret) {
                         r = -ENOMEM;
                         goto fail;
                 }
-                if (send(z.ctl, msg, strlen(msg), MSG_NOSIGNAL) != (ssize_t)strlen(msg)) {
+                if (send_fds(z.ctl, msg, strlen(msg), &p->init_fd, p->init_fd >= 0) < 0) {
                         r = -ECHILD; /* it died already: its stderr says why */
                         goto fail;
                 }
@@ -287,25 +304,7 @@ static void zygote_end(struct warm_pool *p, struct zygote_proc *z) {
 /* ---- building a sandbox ------------------------------------------------ */
 
 static int send_request(int ctl, const struct warm_request *req, const int fds[_WARM_FD_MAX]) {
-        struct iovec iov = { (void *)req, sizeof *req };
-        union {
-                char buf[CMSG_SPACE(_WARM_FD_MAX * sizeof(int))];
-                struct cmsghdr align;
-        } u;
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
-        struct cmsghdr *cm;
-        ssize_t n;
-
-        memset(u.buf, 0, sizeof u.buf);
-        cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(_WARM_FD_MAX * sizeof(int));
-        memcpy(CMSG_DATA(cm), fds, _WARM_FD_MAX * sizeof(int));
-        do
-                n = sendmsg(ctl, &mh, MSG_NOSIGNAL);
-        while (n < 0 && errno == EINTR);
-        return n == (ssize_t)sizeof *req ? 0 : n < 0 ? -errno : -EIO;
+        return send_fds(ctl, req, sizeof *req, fds, _WARM_FD_MAX);
 }
 
 static int recv_reply(int ctl, struct warm_reply *rep, int *ret_pidfd) {
@@ -731,7 +730,7 @@ int warm_pool_start(struct pyexec_sandbox *sb, const struct warm_options *o, str
         p->o.runner_path = strdup(o->runner_path);
         p->o.preimport = strdup(o->preimport ? o->preimport : "");
         p->cur = (struct zygote_proc){ .pid = -1, .pidfd = -1, .ctl = -1 };
-        p->exe_fd = -1;
+        p->exe_fd = p->init_fd = -1;
         pyexec_sandbox_host(sb, &p->host);
         pthread_mutex_init(&p->lock, NULL);
         pthread_mutex_init(&p->ctl_lock, NULL);
@@ -758,6 +757,8 @@ int warm_pool_start(struct pyexec_sandbox *sb, const struct warm_options *o, str
                 pthread_join(p->keeper, NULL);
                 if (p->exe_fd >= 0)
                         close(p->exe_fd);
+                if (p->init_fd >= 0)
+                        close(p->init_fd);
                 free((char *)p->o.runner_path);
                 free((char *)p->o.preimport);
                 free(p);
@@ -901,6 +902,8 @@ struct warm_pool *warm_pool_free(struct warm_pool *p) {
         pthread_cond_destroy(&p->cond);
         if (p->exe_fd >= 0)
                 close(p->exe_fd);
+        if (p->init_fd >= 0)
+                close(p->init_fd);
         free((char *)p->o.runner_path);
         free((char *)p->o.preimport);
         free(p);

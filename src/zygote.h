@@ -10,6 +10,8 @@
  * is kept full by a thread, so a request only sends its work and watches.
  *
  * Process tree: service -> zygote -> init (PID 1 of the run) -> program.
+ * init shares the zygote's memory until the program is forked, then execs
+ * pyexec-init (supervise.c).
  * Parent-death signals run down the same chain: a dying service takes the
  * zygote along, a dying zygote its inits, a dying init its namespace.
  *
@@ -18,11 +20,16 @@
  *   service -> zygote: struct warm_request + SCM_RIGHTS { sync_r,
  *                      status_w, out_w, err_w, work_r }
  *   zygote -> service: struct warm_reply + SCM_RIGHTS { pidfd of init }
+ *                      (sent by that init itself when it is the small
+ *                      one, while the zygote waits; by the zygote when
+ *                      the clone failed or init died first)
  *   service -> zygote, once at start: "P" and the modules to import ahead,
  *                      comma-separated (ZYGOTE_PREIMPORT)
  *   zygote -> service, then, only if some failed: "F" and "name: Error:
  *                      text" for each, separated by "; " (logged)
  *   zygote -> service, once after start-up: struct warm_reply { .pid = 0 }
+ * The "P" message carries pyexec-init (an fd of it) when the service found
+ * one: init then answers the request itself (supervise.c).
  */
 #pragma once
 
@@ -72,9 +79,16 @@ typedef void (*warm_main_fn)(int status_fd, int work_fd, int holder_w);
 void pyexec_warm_start_holder(int holder_w);
 
 /* In the zygote: clone an init for the request (supervise.c). Returns its
- * pid or -errno. fds are closed in the caller afterwards. */
+ * pid or -errno. fds are closed in the caller afterwards. With init_fd
+ * (pyexec-init, >= 0), init shares the zygote's memory until it execs that
+ * (the zygote waits in here meanwhile) and sends the reply on ctl itself:
+ * *replied then says whether it did. */
 pid_t pyexec_sandbox_spawn_warm(const struct pyexec_sandbox *sb, const struct warm_request *req,
-                                const int fds[_WARM_FD_MAX], warm_main_fn fn);
+                                const int fds[_WARM_FD_MAX], warm_main_fn fn, int ctl, int init_fd, bool *replied);
+
+/* Send a reply on the zygote's control socket, with fd (a pidfd) if >= 0.
+ * Returns -errno. */
+int pyexec_warm_send_reply(int sock, const struct warm_reply *rep, int fd);
 
 /* What box construction needs to know of the host (supervise.c). */
 struct sandbox_host_info {

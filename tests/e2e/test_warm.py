@@ -787,6 +787,55 @@ def test_holder_is_confined_like_its_program(serve):
     wait_for(lambda: not alive(holder) and not alive(prog) and not alive(init), 5, "the used sandbox is gone")
 
 
+def test_init_of_a_warm_sandbox_is_the_small_init(serve):
+    """A warm sandbox's init shares the zygote's memory only until it has
+    forked the program, then execs pyexec-init (supervise.c): from the host,
+    a process of a few pages, unprivileged like its program, whose children
+    are the program and the holder."""
+    srv = serve(env={"WARM_POOL_SIZE": 1})
+    z = wait_pool_full(srv, 1)["zygotePid"]
+    (init,) = children(z)
+    prog, holder = program_and_holder(init)
+    i, p = proc_status(init), proc_status(prog)
+    assert i["Name"] == "pyexec-init", i["Name"]
+    assert int(i["VmRSS"].split()[0]) < 512, f"init maps {i['VmRSS']}: not the small init"
+    assert int(proc_status(z)["VmRSS"].split()[0]) > 8 * 1024
+    for key in ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs"):
+        assert i[key] == p[key], (key, i[key], p[key])
+    assert i["CapEff"] == i["CapAmb"] == i["CapBnd"] == "0000000000000000" and i["NoNewPrivs"] == "1", i
+    if os.geteuid() == 0:
+        # (Unprivileged, init is not dumpable to its own user either.)
+        assert "pyexec-init" in os.readlink(f"/proc/{init}/exe")
+        with open(f"/proc/{init}/maps") as f:
+            maps = f.read()
+        assert "pyexec-runner" not in maps and "libc" not in maps, maps
+        # The status pipe only (the holder pipe is read and closed).
+        assert os.listdir(f"/proc/{init}/fd") == ["3"], os.listdir(f"/proc/{init}/fd")
+    assert_ok(execute(srv, "import os\nprint(os.getpid(), os.getppid())"), "2 1\n")
+    wait_for(lambda: not alive(init), 5, "the used sandbox's init is gone")
+
+
+def test_warm_path_without_pyexec_init(serve, tmp_path):
+    """Without pyexec-init beside the runner, the service says so and each
+    init is a copy of the zygote, as before it; runs are unchanged."""
+    d = tmp_path / "runner"
+    d.mkdir()
+    runner = d / "pyexec-runner"
+    with open(os.path.join(os.path.dirname(os.path.realpath(PYEXEC)), "pyexec-runner"), "rb") as f:
+        runner.write_bytes(f.read())
+    runner.chmod(0o755)
+    os.chmod(tmp_path, 0o755)
+    os.chmod(d, 0o755)
+    srv = serve(env={"WARM_POOL_SIZE": 1, "PYEXEC_RUNNER": str(runner)})
+    z = wait_pool_full(srv, 1)["zygotePid"]
+    (init,) = children(z)
+    assert "pyexec-init not found beside pyexec-runner" in srv.log_text()
+    assert int(proc_status(init)["VmRSS"].split()[0]) > 4 * 1024, "init is not a copy of the zygote"
+    assert_ok(execute(srv, "import os\nprint(os.getpid(), os.getppid())"), "2 1\n")
+    assert_ok(execute(srv, "print('again')"), "again\n")
+    assert warm_stats(srv)["zygotePid"] == z
+
+
 def test_program_that_kills_its_holder(serve):
     """The program can signal its holder (same uid): the run still ends with
     its whole output, only without the early answer."""

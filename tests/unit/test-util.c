@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "util.h"
@@ -504,6 +505,53 @@ static void test_now_ns_monotonic(void **state) {
         assert_true(b - a < 2000000000ull);
 }
 
+/* The data arrives whole, with the descriptors in order and working; more
+ * than 8 is refused, and a peer that is gone is -EPIPE. */
+static void test_send_fds(void **state) {
+        int sv[2], p[2], q[2], got[4];
+        char data[8] = { 0 };
+        struct iovec iov = { data, sizeof data };
+        union {
+                char buf[CMSG_SPACE(4 * sizeof(int))];
+                struct cmsghdr align;
+        } u;
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+        struct cmsghdr *cm;
+        char c = 0;
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        assert_int_equal(pipe2(q, O_CLOEXEC), 0);
+        assert_int_equal(send_fds(sv[0], "hello", 5, (int[]){ p[1], q[1] }, 2), 0);
+        assert_int_equal(recvmsg(sv[1], &mh, MSG_CMSG_CLOEXEC), 5);
+        assert_memory_equal(data, "hello", 5);
+        cm = CMSG_FIRSTHDR(&mh);
+        assert_non_null(cm);
+        assert_int_equal(cm->cmsg_type, SCM_RIGHTS);
+        assert_int_equal(cm->cmsg_len, CMSG_LEN(2 * sizeof(int)));
+        memcpy(got, CMSG_DATA(cm), 2 * sizeof(int));
+        assert_int_equal(write(got[0], "a", 1), 1);
+        assert_int_equal(read(p[0], &c, 1), 1);
+        assert_int_equal(c, 'a');
+        assert_int_equal(write(got[1], "b", 1), 1);
+        assert_int_equal(read(q[0], &c, 1), 1);
+        assert_int_equal(c, 'b');
+        /* None attached: the plain message. */
+        assert_int_equal(send_fds(sv[0], "x", 1, NULL, 0), 0);
+        mh.msg_controllen = sizeof u.buf;
+        assert_int_equal(recvmsg(sv[1], &mh, 0), 1);
+        assert_int_equal(mh.msg_controllen, 0);
+        assert_int_equal(send_fds(sv[0], "x", 1, (int[9]){ 0 }, 9), -EINVAL);
+        close(sv[1]);
+        assert_int_equal(send_fds(sv[0], "x", 1, NULL, 0), -EPIPE);
+        for (int i = 0; i < 2; i++) {
+                close(got[i]);
+                close(p[i]);
+                close(q[i]);
+        }
+        close(sv[0]);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_buf_init_is_empty),
@@ -527,6 +575,7 @@ int main(void) {
                 cmocka_unit_test(test_write_control_file),
                 cmocka_unit_test(test_write_all_and_strdup_printf),
                 cmocka_unit_test(test_now_ns_monotonic),
+                cmocka_unit_test(test_send_fds),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
