@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <linux/limits.h> /* PIPE_BUF, also where limits.h is the compiler's own (-ffreestanding) */
 #include <stdint.h>
 #include <unistd.h>
 
