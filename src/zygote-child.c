@@ -338,14 +338,17 @@ static void warm_main(int status_fd, int work_fd, int holder_w) {
         size_t n = 0;
         int r;
 
-        PyOS_AfterFork_Child();
-        restore_signals();
+        /* First: what follows (the interpreter's after-fork steps, its
+         * at-fork hooks in Python) writes to pages of the zygote too, and
+         * copying them here, in one madvise, is cheaper than a fault apiece. */
         if (runner_zygote_prefault) {
                 if (n_hot)
                         prefault_hot_pages(read_ahead);
                 else
                         prefault_private_memory();
         }
+        PyOS_AfterFork_Child();
+        restore_signals();
         pyexec_warm_start_holder(holder_w);
         m.t_ns = now_ns();
         msg_send(status_fd, &m);
