@@ -361,6 +361,7 @@ struct child_ctx {
          * memory and answers the service itself on ctl, then execs
          * pyexec-init from init_fd. */
         bool small_init;
+        warm_prepare_fn warm_prepare;
         int init_fd, ctl;
 };
 
@@ -620,10 +621,28 @@ _Noreturn static void run_init(const struct child_ctx *c) {
                          * clone(), on its stack (warm_resume). */
                         warm_ctx.holder_w = holder_pipe[1];
                         prog = fork();
-                        if (prog == 0)
+                        if (prog == 0) {
+                                /* Stopped while init prepares its memory
+                                 * (warm_prepare), so that none of its own
+                                 * writes can race that. */
+                                if (c->warm_prepare)
+                                        kill(getpid(), SIGSTOP);
                                 longjmp(warm_resume, 1);
+                        }
                         if (prog < 0)
                                 child_fail(c->status_w, "forking the program", -errno);
+                        if (c->warm_prepare) {
+                                int st;
+                                pid_t w;
+                                do
+                                        w = waitpid(prog, &st, WUNTRACED);
+                                while (w < 0 && errno == EINTR);
+                                if (w != prog || !WIFSTOPPED(st))
+                                        child_fail(c->status_w, "waiting for the program to stop", w < 0 ? -errno : -ECHILD);
+                                c->warm_prepare(prog);
+                                if (kill(prog, SIGCONT) < 0)
+                                        child_fail(c->status_w, "resuming the program", -errno);
+                        }
                         exec_small_init(c, holder_pipe[0], prog);
                 }
                 pc.holder_w = holder_pipe[1];
@@ -1371,7 +1390,8 @@ static int small_init_main(void *arg) {
 }
 
 pid_t pyexec_sandbox_spawn_warm(const struct pyexec_sandbox *sb, const struct warm_request *req,
-                                const int fds[_WARM_FD_MAX], warm_main_fn fn, int ctl, int init_fd, bool *replied) {
+                                const int fds[_WARM_FD_MAX], const struct warm_program *program, int ctl, int init_fd,
+                                bool *replied) {
         struct child_ctx c = { .sb = sb };
         struct mount_file etc[5];
         char passwd[512], group[256], hosts[160];
@@ -1390,7 +1410,7 @@ pid_t pyexec_sandbox_spawn_warm(const struct pyexec_sandbox *sb, const struct wa
         c.out_w = fds[WARM_FD_OUT];
         c.err_w = fds[WARM_FD_ERR];
         c.work_r = fds[WARM_FD_WORK];
-        c.warm_main = fn;
+        c.warm_main = program->main;
         fill_etc(etc, passwd, sizeof passwd, group, sizeof group, hosts, sizeof hosts, c.uid, c.gid);
         c.plan = (struct mount_plan){
                 .staging = "/tmp",
@@ -1414,6 +1434,7 @@ pid_t pyexec_sandbox_spawn_warm(const struct pyexec_sandbox *sb, const struct wa
         }
 
         c.small_init = true;
+        c.warm_prepare = program->prepare;
         c.init_fd = init_fd;
         c.ctl = ctl;
         keep[c.n_keep++] = init_fd;

@@ -17,6 +17,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "policy.h"
@@ -277,13 +278,77 @@ static void read_pages(const volatile unsigned char *p, size_t len, size_t page)
         __asm__ volatile("" : : "r"(sum));
 }
 
+/*
+ * The copies of the pages a run writes are best made from outside the
+ * program. A copy-on-write fault replaces an entry the CPU may have cached,
+ * so the kernel flushes that page from the TLB of every CPU the memory is
+ * loaded on, and under this VM's paging a flush is a trip to the hypervisor:
+ * most of the copy's cost (README, Benchmarks). Made by another process
+ * into the memory of a program that is stopped, so loaded nowhere, the
+ * copies need no flush. The small init does it (supervise.c), right after
+ * the fork, with the program stopped, by reading one byte of each page and
+ * writing it back (process_vm_readv/writev); the last write sets
+ * hot_copied in the program, which then only populates the rest. Anything
+ * short of all of it (a page the program does not have, ptrace refused by
+ * the host's policy) leaves hot_copied false and the program copies them
+ * itself, as before.
+ */
+#define HOT_COPY_MAX 8192 /* pages */
+static struct iovec hot_remote[HOT_COPY_MAX + 1], hot_local[HOT_COPY_MAX + 1];
+static unsigned char hot_bytes[HOT_COPY_MAX];
+static size_t n_hot_copy; /* 0: too many pages, or none */
+static volatile bool hot_copied;
+
+static void plan_hot_copy(void) {
+        size_t page = (size_t)sysconf(_SC_PAGESIZE), n = 0;
+        static const bool yes = true;
+
+        for (size_t i = 0; i < n_hot; i++) {
+                if (hot[i][0] & HOT_READ_ONLY)
+                        continue;
+                for (uint64_t off = 0; off < hot[i][1]; off += page) {
+                        if (n == HOT_COPY_MAX)
+                                return;
+                        hot_remote[n] = (struct iovec){ (void *)(uintptr_t)(hot[i][0] + off), 1 };
+                        hot_local[n] = (struct iovec){ &hot_bytes[n], 1 };
+                        n++;
+                }
+        }
+        hot_remote[n] = (struct iovec){ (void *)&hot_copied, sizeof hot_copied };
+        hot_local[n] = (struct iovec){ (void *)&yes, sizeof yes };
+        n_hot_copy = n;
+}
+
+/* In the small init, in the zygote's memory, with the program stopped. */
+static void copy_hot_pages_into(pid_t pid) {
+        const size_t batch = 1024; /* IOV_MAX */
+
+        for (size_t i = 0; i < n_hot_copy; i += batch) {
+                size_t m = n_hot_copy - i < batch ? n_hot_copy - i : batch;
+                if (syscall(SYS_process_vm_readv, pid, hot_local + i, m, hot_remote + i, m, 0) != (long)m)
+                        return;
+        }
+        for (size_t i = 0; i <= n_hot_copy; i += batch) {
+                size_t m = n_hot_copy + 1 - i < batch ? n_hot_copy + 1 - i : batch;
+                /* hot_copied goes last, in the last batch. */
+                if (syscall(SYS_process_vm_writev, pid, hot_local + i, m, hot_remote + i, m, 0) < 0)
+                        return;
+        }
+}
+
 static void prefault_hot_pages(bool read_ahead) {
         size_t page = (size_t)sysconf(_SC_PAGESIZE);
         for (size_t i = 0; i < n_hot; i++) {
                 bool read_only = hot[i][0] & HOT_READ_ONLY;
                 void *start = (void *)(uintptr_t)(hot[i][0] & ~HOT_READ_ONLY);
                 /* The madvise also proves the range is still mapped as the
-                 * probe saw it, so the loads below cannot fault. */
+                 * probe saw it, so the loads below cannot fault (as does
+                 * hot_copied: init read every page of those ranges). */
+                if (!read_only && hot_copied) {
+                        if (read_ahead)
+                                read_pages(start, hot[i][1], page);
+                        continue;
+                }
                 if (madvise(start, hot[i][1], read_only ? MADV_POPULATE_READ : MADV_POPULATE_WRITE) == 0 &&
                     read_ahead)
                         read_pages(start, hot[i][1], page);
@@ -571,6 +636,7 @@ int runner_zygote_main(int ctl) {
                 PyErr_Clear();
         if (runner_zygote_prefault)
                 learn_hot_pages();
+        plan_hot_copy();
         if (pyexec_warm_send_reply(ctl, &hello, -1) < 0)
                 return 1;
 
@@ -597,7 +663,9 @@ int runner_zygote_main(int ctl) {
                 }
                 read_ahead = req.flags & WARM_READ_AHEAD;
                 PyOS_BeforeFork();
-                pid = pyexec_sandbox_spawn_warm(sb, &req, fds, warm_main, ctl, init_fd, &replied);
+                pid = pyexec_sandbox_spawn_warm(sb, &req, fds,
+                                                &(struct warm_program){ warm_main, n_hot_copy ? copy_hot_pages_into : NULL },
+                                                ctl, init_fd, &replied);
                 PyOS_AfterFork_Parent();
                 for (size_t i = 0; i < n; i++)
                         close(fds[i]);

@@ -78,13 +78,24 @@ typedef void (*warm_main_fn)(int status_fd, int work_fd, int holder_w);
  * on as well, an inter-processor interrupt apiece. */
 void pyexec_warm_start_holder(int holder_w);
 
+/* In the small init (supervise.c), in the zygote's memory, with the program
+ * just forked and stopped: prepare the program's memory from outside
+ * (zygote-child.c: the copies of the pages a run writes). */
+typedef void (*warm_prepare_fn)(pid_t program);
+
+struct warm_program {
+        warm_main_fn main;
+        warm_prepare_fn prepare; /* NULL: nothing to prepare */
+};
+
 /* In the zygote: clone an init for the request (supervise.c). Returns its
  * pid or -errno. fds are closed in the caller afterwards. With init_fd
  * (pyexec-init, >= 0), init shares the zygote's memory until it execs that
  * (the zygote waits in here meanwhile) and sends the reply on ctl itself:
  * *replied then says whether it did. */
 pid_t pyexec_sandbox_spawn_warm(const struct pyexec_sandbox *sb, const struct warm_request *req,
-                                const int fds[_WARM_FD_MAX], warm_main_fn fn, int ctl, int init_fd, bool *replied);
+                                const int fds[_WARM_FD_MAX], const struct warm_program *program, int ctl, int init_fd,
+                                bool *replied);
 
 /* Send a reply on the zygote's control socket, with fd (a pidfd) if >= 0.
  * Returns -errno. */
