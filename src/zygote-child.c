@@ -450,7 +450,7 @@ static void warm_main(int status_fd, int work_fd, int holder_w) {
  */
 static void preimport(const char *list, struct buf *failed) {
         const char *p = list;
-        PyObject *gc, *m;
+        PyObject *m;
 
         m = PyImport_ImportModule("_ast");
         Py_XDECREF(m);
@@ -486,9 +486,18 @@ static void preimport(const char *list, struct buf *failed) {
                 }
                 p += strcspn(p, ",");
         }
-        /* Move everything to the permanent generation: the children's
-         * collections then never touch (and copy) the zygote's objects. */
-        gc = PyImport_ImportModule("gc");
+}
+
+/*
+ * The last step of the zygote's start, when it holds all it will: every
+ * object moves to the garbage collector's permanent generation, which the
+ * children's collections do not walk, and the generations' counts start at
+ * 0. (Done after the pre-imports only, it left the runner's own objects
+ * made since in the young generations, for runs' collections to walk.)
+ */
+static void settle(void) {
+        PyObject *gc = PyImport_ImportModule("gc");
+
         if (gc) {
                 Py_XDECREF(PyObject_CallMethod(gc, "collect", NULL));
                 Py_XDECREF(PyObject_CallMethod(gc, "freeze", NULL));
@@ -634,6 +643,7 @@ int runner_zygote_main(int ctl) {
         }
         if (runner_prepare() < 0)
                 PyErr_Clear();
+        settle();
         if (runner_zygote_prefault)
                 learn_hot_pages();
         plan_hot_copy();
