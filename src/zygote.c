@@ -78,6 +78,7 @@ struct warm_pool {
         struct warm_box **ready;
         size_t n_ready;
         unsigned running; /* sandboxes taken by runs and not yet released */
+        unsigned on_demand; /* runs building their own sandbox (the pool had none) */
         struct warm_box **dying;
         size_t n_dying, cap_dying;
         struct warm_stats stats;
@@ -640,9 +641,10 @@ static void *keeper_main(void *arg) {
                                 i++;
                 }
                 need_box = pool_needs_box(p, now);
-                /* With as many runs going on as there are CPUs, the CPU is
-                 * what requests wait for: no read-ahead. */
-                read_ahead = p->running < p->ncpu;
+                /* With as many runs going on (or runs building their own
+                 * sandbox) as there are CPUs, the CPU is what requests wait
+                 * for: no read-ahead. */
+                read_ahead = p->running + p->on_demand < p->ncpu;
                 if (!need_box && p->quiet_until > now && p->quiet_until < wake_at)
                         wake_at = p->quiet_until;
                 pthread_mutex_unlock(&p->lock);
@@ -811,8 +813,12 @@ struct warm_box *warm_pool_take(struct warm_pool *p, int *ret_err) {
         }
         if (b)
                 return b;
+        pthread_mutex_lock(&p->lock);
+        p->on_demand++;
+        pthread_mutex_unlock(&p->lock);
         r = box_build(p, false, &b); /* taken at once */
         pthread_mutex_lock(&p->lock);
+        p->on_demand--;
         if (r == 0) {
                 p->stats.built_on_demand++;
                 p->stats.sandboxes++;
