@@ -330,8 +330,9 @@ static void copy_hot_pages_into(pid_t pid) {
         }
         for (size_t i = 0; i <= n_hot_copy; i += batch) {
                 size_t m = n_hot_copy + 1 - i < batch ? n_hot_copy + 1 - i : batch;
-                /* hot_copied goes last, in the last batch. */
-                if (syscall(SYS_process_vm_writev, pid, hot_local + i, m, hot_remote + i, m, 0) < 0)
+                /* hot_copied goes last, in the last batch; each iovec is
+                 * one byte. */
+                if (syscall(SYS_process_vm_writev, pid, hot_local + i, m, hot_remote + i, m, 0) != (long)m)
                         return;
         }
 }
