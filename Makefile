@@ -22,7 +22,7 @@ RUNNER_INSTALLED ?= /usr/local/libexec/pyexec/pyexec-runner
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 	@if [ "$$(id -u)" = 0 ]; then install -D -m 0755 $(BUILD)/pyexec-runner $(RUNNER_INSTALLED); \
-	  install -D -m 0755 $(BUILD)/pyexec-init $(dir $(RUNNER_INSTALLED))pyexec-init; fi
+	  if [ -e $(BUILD)/pyexec-init ]; then install -D -m 0755 $(BUILD)/pyexec-init $(dir $(RUNNER_INSTALLED))pyexec-init; fi; fi
 
 # The service on its defaults (127.0.0.1:3002); configuration: README.
 serve: build

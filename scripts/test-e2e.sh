@@ -8,8 +8,11 @@ export PYEXEC_BIN=$bin
 # The installed runner (make build installs it as root, pyexec-init beside
 # it), as a deployment has it; else the one beside the binary.
 installed=/usr/local/libexec/pyexec/pyexec-runner
+same_init() { # pyexec-init beside both, the same, or beside neither (not x86-64)
+  if [[ -e $2 ]]; then cmp -s "$1" "$2"; else [[ ! -e $1 ]]; fi
+}
 if [[ -x $installed ]] && cmp -s "$installed" "$(dirname "$bin")/pyexec-runner" &&
-  cmp -s "$(dirname "$installed")/pyexec-init" "$(dirname "$bin")/pyexec-init"; then
+  same_init "$(dirname "$installed")/pyexec-init" "$(dirname "$bin")/pyexec-init"; then
   export PYEXEC_RUNNER=$installed
 fi
 exec /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e tests/jobs "${@:2}"

@@ -21,7 +21,7 @@ chmod 755 "$work"
 mkdir -p "$work/build" "$work/tests"
 cp "$bin" "$work/build/pyexec"
 cp "$(dirname "$bin")/pyexec-runner" "$work/build/pyexec-runner"
-cp "$(dirname "$bin")/pyexec-init" "$work/build/pyexec-init"
+if [[ -e "$(dirname "$bin")/pyexec-init" ]]; then cp "$(dirname "$bin")/pyexec-init" "$work/build/pyexec-init"; fi
 cp -r tests/e2e "$work/tests/e2e"
 # The job scripts the jobs tests run (tests/e2e/test_jobs.py finds them at
 # jobs/ and tests/jobs/ beside tests/e2e).
@@ -32,7 +32,10 @@ cd "$work"
 # The installed runner when it is this build's (see test-e2e.sh).
 runner=$work/build/pyexec-runner
 installed=/usr/local/libexec/pyexec/pyexec-runner
+same_init() { # pyexec-init beside both, the same, or beside neither (not x86-64)
+  if [[ -e $2 ]]; then cmp -s "$1" "$2"; else [[ ! -e $1 ]]; fi
+}
 if [[ -x $installed ]] && cmp -s "$installed" "$runner" &&
-  cmp -s "$(dirname "$installed")/pyexec-init" "$work/build/pyexec-init"; then runner=$installed; fi
+  same_init "$(dirname "$installed")/pyexec-init" "$work/build/pyexec-init"; then runner=$installed; fi
 runuser -u "$user" -- env HOME="$work" PYEXEC_BIN="$work/build/pyexec" PYEXEC_RUNNER="$runner" \
   /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e "${@:2}"

@@ -33,6 +33,10 @@
 #include "reap.h"
 #include "sandbox-msg.h"
 
+#if !defined(__x86_64__)
+#error "pyexec-init's system calls and entry point are written for x86-64 (meson.build builds it there only)"
+#endif
+
 static long sys6(long n, long a, long b, long c, long d, long e, long f) {
         register long r10 __asm__("r10") = d, r8 __asm__("r8") = e, r9 __asm__("r9") = f;
         long r;
