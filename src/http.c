@@ -374,6 +374,8 @@ static void gauges(struct server *s, struct metrics_gauges *g) {
                         g->warm_failures = ws.failures;
                         g->zygotes = ws.zygotes;
                         g->zygote_deaths = ws.zygote_deaths;
+                        g->netns_made = ws.netns_made;
+                        g->netns_reused = ws.netns_reused;
                         g->zygote_pid = ws.zygote_pid;
                 }
         }

@@ -201,6 +201,10 @@ int metrics_render(struct metrics *m, const struct metrics_gauges *g, struct buf
                         { "pyexec_zygotes_started", "Zygotes started (the first, replacements, recycles).",
                           g->zygotes },
                         { "pyexec_zygote_deaths", "Zygotes that died and were replaced.", g->zygote_deaths },
+                        { "pyexec_warm_netns_made", "Network namespaces made for the pool (root only).",
+                          g->netns_made },
+                        { "pyexec_warm_netns_reused", "Sandboxes that joined a network namespace used before.",
+                          g->netns_reused },
                 };
                 int r = 0;
                 for (size_t i = 0; i < ELEMENTSOF(gauges) && r == 0; i++)
@@ -257,14 +261,16 @@ json_t *metrics_stats(struct metrics *m, const struct metrics_gauges *g) {
         pthread_mutex_unlock(&m->lock);
         if (o)
                 json_object_set_new(o, "warm",
-                                    g->warm ? json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "zygotePid",
+                                    g->warm ? json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:{s:I,s:I}}", "zygotePid",
                                                         (json_int_t)g->zygote_pid, "ready", (json_int_t)g->warm_ready,
                                                         "sandboxes", (json_int_t)g->warm_sandboxes, "takenReady",
                                                         (json_int_t)g->warm_taken_ready, "builtOnDemand",
                                                         (json_int_t)g->warm_on_demand, "failures",
                                                         (json_int_t)g->warm_failures, "zygotes",
                                                         (json_int_t)g->zygotes, "zygoteDeaths",
-                                                        (json_int_t)g->zygote_deaths)
+                                                        (json_int_t)g->zygote_deaths, "networkNamespaces", "made",
+                                                        (json_int_t)g->netns_made, "reused",
+                                                        (json_int_t)g->netns_reused)
                                             : json_null());
         return o;
 }

@@ -2,8 +2,11 @@
 #include "ns.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -48,4 +51,18 @@ bool ns_userns_works(void) {
         if (waitpid(pid, &status, 0) < 0)
                 return false;
         return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+int ns_new_net(int home_fd) {
+        int fd, r;
+
+        if (unshare(CLONE_NEWNET) < 0)
+                return -errno;
+        fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+        r = fd < 0 ? -errno : 0;
+        if (setns(home_fd, CLONE_NEWNET) < 0) {
+                fprintf(stderr, "pyexec: cannot return to the service's network namespace: %m\n");
+                abort();
+        }
+        return r < 0 ? r : fd;
 }

@@ -30,3 +30,13 @@ int ns_write_id_maps(pid_t pid, uid_t inside_uid, uid_t outside_uid, gid_t insid
 
 /* Whether this process can create a user namespace (probed with a child). */
 bool ns_userns_works(void);
+
+/*
+ * A new, empty network namespace (only a loopback device, down), returned
+ * as an fd to setns(2) into. Made by the calling thread, which unshares
+ * into it and goes back to home_fd, its own namespace: a network namespace
+ * is per thread, so the rest of the process never leaves its own. Needs
+ * CAP_SYS_ADMIN. Returns the fd (O_CLOEXEC) or -errno; a thread that could
+ * not go back aborts the process rather than serve from the wrong namespace.
+ */
+int ns_new_net(int home_fd);

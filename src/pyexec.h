@@ -178,6 +178,7 @@ bool pyexec_sandbox_is_warm(const struct pyexec_sandbox *s);
 struct pyexec_warm_stats {
         unsigned ready;
         uint64_t sandboxes, taken_ready, built_on_demand, failures, zygotes, zygote_deaths;
+        uint64_t netns_made, netns_reused; /* the pool of network namespaces (root only) */
         int zygote_pid;
 };
 int pyexec_sandbox_warm_stats(const struct pyexec_sandbox *s, struct pyexec_warm_stats *ret);

@@ -664,7 +664,7 @@ int runner_zygote_main(int ctl) {
                         return 0; /* the service is done with this zygote */
                 if (r < 0)
                         return 1;
-                if (n != _WARM_FD_MAX) {
+                if (n != (req.flags & WARM_JOIN_NET ? _WARM_FD_MAX : WARM_FD_NET)) {
                         for (size_t i = 0; i < n; i++)
                                 close(fds[i]);
                         rep.err = EBADMSG;
@@ -672,6 +672,8 @@ int runner_zygote_main(int ctl) {
                                 return 1;
                         continue;
                 }
+                if (!(req.flags & WARM_JOIN_NET))
+                        fds[WARM_FD_NET] = -1;
                 read_ahead = req.flags & WARM_READ_AHEAD;
                 PyOS_BeforeFork();
                 pid = pyexec_sandbox_spawn_warm(sb, &req, fds,

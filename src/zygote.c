@@ -92,7 +92,19 @@ struct warm_pool {
         unsigned counter;
         uint64_t quiet_until; /* no top-up before, unless the pool is low */
         unsigned ncpu;
+        /* Network namespaces for the sandboxes (root only: net_home >= 0).
+         * Each is used by one sandbox at a time and given back once that
+         * sandbox's init, and with it every process that was in it, is
+         * gone (box_free). Empty and down, with nothing a program without
+         * capabilities can leave in them (README, Security). */
+        int net_home; /* the service's own, to go back to after making one */
+        int *net_free;
+        size_t n_net_free;
+        bool net_failed; /* making one failed once: logged, each box makes its own */
 };
+
+/* Namespaces kept for reuse beyond this are closed. */
+#define MAX_NET_FREE 64
 
 static int poll_one(int fd, short events, int timeout_ms) {
         struct pollfd p = { .fd = fd, .events = events };
@@ -305,7 +317,7 @@ static void zygote_end(struct warm_pool *p, struct zygote_proc *z) {
 /* ---- building a sandbox ------------------------------------------------ */
 
 static int send_request(int ctl, const struct warm_request *req, const int fds[_WARM_FD_MAX]) {
-        return send_fds(ctl, req, sizeof *req, fds, _WARM_FD_MAX);
+        return send_fds(ctl, req, sizeof *req, fds, req->flags & WARM_JOIN_NET ? _WARM_FD_MAX : WARM_FD_NET);
 }
 
 static int recv_reply(int ctl, struct warm_reply *rep, int *ret_pidfd) {
@@ -334,7 +346,64 @@ static int recv_reply(int ctl, struct warm_reply *rep, int *ret_pidfd) {
         return 0;
 }
 
-static void box_free(struct warm_box *b) {
+/* A network namespace for a new sandbox: a pooled one, or a new one; -1
+ * when the sandbox is to make its own (unprivileged, or making failed). */
+static int net_take(struct warm_pool *p) {
+        int fd = -1;
+        bool log_it = false;
+
+        if (p->net_home < 0)
+                return -1;
+        pthread_mutex_lock(&p->lock);
+        if (p->n_net_free > 0) {
+                fd = p->net_free[--p->n_net_free];
+                p->stats.netns_reused++;
+        }
+        pthread_mutex_unlock(&p->lock);
+        if (fd >= 0)
+                return fd;
+        fd = ns_new_net(p->net_home);
+        if (fd >= 0) {
+                pthread_mutex_lock(&p->lock);
+                p->stats.netns_made++;
+                pthread_mutex_unlock(&p->lock);
+                return fd;
+        }
+        pthread_mutex_lock(&p->lock);
+        log_it = !p->net_failed;
+        p->net_failed = true;
+        pthread_mutex_unlock(&p->lock);
+        if (log_it)
+                log_event(LOG_WARN, "cannot make a network namespace for the pool: each warm sandbox makes its own",
+                          json_pack("{s:s}", "error", strerror(-fd)));
+        return -1;
+}
+
+/* Give a namespace back: only once nothing of its last sandbox is left. */
+static void net_give_back(struct warm_pool *p, int *fd) {
+        if (*fd < 0)
+                return;
+        pthread_mutex_lock(&p->lock);
+        if (p->n_net_free < MAX_NET_FREE && p->net_free) {
+                p->net_free[p->n_net_free++] = *fd;
+                *fd = -1;
+        }
+        pthread_mutex_unlock(&p->lock);
+        close_fd(fd);
+}
+
+static void net_pool_done(struct warm_pool *p) {
+        for (size_t i = 0; i < p->n_net_free; i++)
+                close(p->net_free[i]);
+        p->n_net_free = 0;
+        free(p->net_free);
+        p->net_free = NULL;
+        close_fd(&p->net_home);
+}
+
+static void box_free(struct warm_pool *p, struct warm_box *b) {
+        bool gone = true;
+
         if (!b)
                 return;
         close_fd(&b->status_r);
@@ -344,8 +413,16 @@ static void box_free(struct warm_box *b) {
         if (b->pidfd >= 0) {
                 syscall(SYS_pidfd_send_signal, b->pidfd, SIGKILL, NULL, 0);
                 /* The namespace must be gone before its cgroup can be. */
-                (void)poll_one(b->pidfd, POLLIN, 2000);
+                gone = poll_one(b->pidfd, POLLIN, 2000) == 1;
         }
+        /* init exits last of its PID namespace's processes (the kernel
+         * kills and waits for the others first), and every process of the
+         * sandbox is in it: once init has exited, nothing holds a socket
+         * in the network namespace any more. Not known to have exited
+         * (or never started): not reused. */
+        if (gone && b->pidfd >= 0)
+                net_give_back(p, &b->net_fd);
+        close_fd(&b->net_fd);
         if (b->use_cgroup)
                 cgroup_run_destroy(&b->cg);
         uidpool_release(&b->slot);
@@ -397,7 +474,7 @@ static int box_build(struct warm_pool *p, bool read_ahead, struct warm_box **ret
         if (!b)
                 return -ENOMEM;
         *b = (struct warm_box){ .pid = -1, .pidfd = -1, .status_r = -1, .out_r = -1, .err_r = -1, .work_w = -1,
-                                .slot = { .fd = -1 } };
+                                .net_fd = -1, .slot = { .fd = -1 } };
         if (p->host.privileged) {
                 r = uidpool_acquire(p->host.lock_dir, p->host.uid_base, p->host.uid_count, &b->slot);
                 if (r < 0)
@@ -423,11 +500,12 @@ static int box_build(struct warm_pool *p, bool read_ahead, struct warm_box **ret
                 r = -errno;
                 goto fail;
         }
+        b->net_fd = net_take(p);
         req = (struct warm_request){
                 .uid = b->uid,
                 .gid = b->gid,
                 .userns = !p->host.privileged,
-                .flags = read_ahead ? WARM_READ_AHEAD : 0,
+                .flags = (read_ahead ? WARM_READ_AHEAD : 0) | (b->net_fd >= 0 ? WARM_JOIN_NET : 0),
                 .disk_bytes = p->o.disk_mb * 1024 * 1024,
                 .inodes = 4096,
         };
@@ -439,7 +517,7 @@ static int box_build(struct warm_pool *p, bool read_ahead, struct warm_box **ret
         pthread_mutex_unlock(&p->lock);
         if (ctl < 0)
                 r = -ECHILD;
-        else if ((r = send_request(ctl, &req, (int[]){ sync[0], status[1], out[1], err[1], work[0] })) == 0)
+        else if ((r = send_request(ctl, &req, (int[]){ sync[0], status[1], out[1], err[1], work[0], b->net_fd })) == 0)
                 r = recv_reply(ctl, &rep, &b->pidfd);
         pthread_mutex_unlock(&p->ctl_lock);
         if (r < 0 && r != -ECHILD && zpidfd >= 0)
@@ -502,7 +580,7 @@ fail:
                 close_fd(&err[i]);
                 close_fd(&work[i]);
         }
-        box_free(b);
+        box_free(p, b);
         return r;
 }
 
@@ -654,13 +732,13 @@ static void *keeper_main(void *arg) {
                         syscall(SYS_pidfd_send_signal, end_list[i], SIGKILL, NULL, 0);
 
                 for (size_t i = 0; i < n_reap; i++)
-                        box_free(reap[i]); /* dead already: this only cleans up */
+                        box_free(p, reap[i]); /* dead already: this only cleans up */
                 free(reap);
                 for (size_t i = 0; i < n_kill; i++) {
                         pthread_mutex_lock(&p->lock);
                         generation_done(p, kill_list[i]->generation);
                         pthread_mutex_unlock(&p->lock);
-                        box_free(kill_list[i]);
+                        box_free(p, kill_list[i]);
                 }
                 /* The kills above may have let a retiring zygote go; it is
                  * seen on the next round. */
@@ -734,12 +812,19 @@ int warm_pool_start(struct pyexec_sandbox *sb, const struct warm_options *o, str
         p->cur = (struct zygote_proc){ .pid = -1, .pidfd = -1, .ctl = -1 };
         p->exe_fd = p->init_fd = -1;
         pyexec_sandbox_host(sb, &p->host);
+        p->net_home = -1;
+        if (p->host.privileged) {
+                p->net_free = calloc(MAX_NET_FREE, sizeof *p->net_free);
+                if (p->net_free)
+                        p->net_home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+        }
         pthread_mutex_init(&p->lock, NULL);
         pthread_mutex_init(&p->ctl_lock, NULL);
         pthread_cond_init(&p->cond, NULL);
         if (!p->o.runner_path || !p->o.preimport) {
                 free((char *)p->o.runner_path);
                 free((char *)p->o.preimport);
+                net_pool_done(p);
                 free(p);
                 return -ENOMEM;
         }
@@ -747,6 +832,7 @@ int warm_pool_start(struct pyexec_sandbox *sb, const struct warm_options *o, str
         if (r != 0) {
                 free((char *)p->o.runner_path);
                 free((char *)p->o.preimport);
+                net_pool_done(p);
                 free(p);
                 return -r;
         }
@@ -763,6 +849,7 @@ int warm_pool_start(struct pyexec_sandbox *sb, const struct warm_options *o, str
                         close(p->init_fd);
                 free((char *)p->o.runner_path);
                 free((char *)p->o.preimport);
+                net_pool_done(p);
                 free(p);
                 return r;
         }
@@ -863,7 +950,7 @@ void warm_pool_release(struct warm_pool *p, struct warm_box *b) {
                 if (!nv) {
                         generation_done(p, b->generation);
                         pthread_mutex_unlock(&p->lock);
-                        box_free(b); /* clean up here, slower */
+                        box_free(p, b); /* clean up here, slower */
                         return;
                 }
                 p->dying = nv;
@@ -895,9 +982,9 @@ struct warm_pool *warm_pool_free(struct warm_pool *p) {
         pthread_mutex_unlock(&p->lock);
         pthread_join(p->keeper, NULL);
         for (size_t i = 0; i < p->n_ready; i++)
-                box_free(p->ready[i]);
+                box_free(p, p->ready[i]);
         for (size_t i = 0; i < p->n_dying; i++)
-                box_free(p->dying[i]);
+                box_free(p, p->dying[i]);
         free(p->ready);
         free(p->dying);
         zygote_end(p, &p->cur);
@@ -912,6 +999,7 @@ struct warm_pool *warm_pool_free(struct warm_pool *p) {
                 close(p->init_fd);
         free((char *)p->o.runner_path);
         free((char *)p->o.preimport);
+        net_pool_done(p);
         free(p);
         return NULL;
 }

@@ -62,10 +62,14 @@ struct warm_reply {
  * CPU (~3 ms a sandbox here) than it saves the run, nor for a sandbox built
  * for a run that waits for it. */
 #define WARM_READ_AHEAD 1u
+/* The request carries a network namespace (WARM_FD_NET) for the sandbox to
+ * join instead of making its own: the service's pool of them (zygote.c). */
+#define WARM_JOIN_NET 2u
 
 #define WARM_EXTRA_PIDS 2
 
-enum { WARM_FD_SYNC, WARM_FD_STATUS, WARM_FD_OUT, WARM_FD_ERR, WARM_FD_WORK, _WARM_FD_MAX };
+/* WARM_FD_NET is sent only with WARM_JOIN_NET; it is -1 otherwise. */
+enum { WARM_FD_SYNC, WARM_FD_STATUS, WARM_FD_OUT, WARM_FD_ERR, WARM_FD_WORK, WARM_FD_NET, _WARM_FD_MAX };
 
 /* In the program of a warm sandbox: called with its uid dropped and seccomp
  * installed; it prepares, calls pyexec_warm_start_holder(holder_w) before it
@@ -130,6 +134,7 @@ struct warm_box {
         bool answered;        /* its init reported the run's end (EXITED) */
         uint64_t released_ns; /* when it was given back (warm_pool_release) */
         bool killed;          /* its init has been sent SIGKILL */
+        int net_fd;           /* its network namespace, from the pool; -1: its own */
 };
 
 struct warm_options {
@@ -151,6 +156,8 @@ struct warm_stats {
         uint64_t failures;    /* sandboxes that could not be built */
         uint64_t zygotes;     /* started (1 + restarts + recycles) */
         uint64_t zygote_deaths;
+        uint64_t netns_made;   /* network namespaces made for the pool */
+        uint64_t netns_reused; /* sandboxes that joined one used before */
         unsigned ready;
         pid_t zygote_pid;
 };

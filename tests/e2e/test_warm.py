@@ -391,6 +391,118 @@ def test_isolation_of_concurrent_runs(pooln):
         assert_ok(results[tag], f"{tag} ['{tag}'] ['main.py', '{tag}']\n")
 
 
+def sandbox_namespaces(zygote):
+    """From the host, in one pass: {pid namespace: {network namespaces}} of
+    every process under the zygote (each sandbox's init, program, holder)."""
+    seen = {}
+    for pid in descendants(zygote):
+        try:
+            seen.setdefault(os.readlink(f"/proc/{pid}/ns/pid"), set()).add(os.readlink(f"/proc/{pid}/ns/net"))
+        except OSError:
+            pass  # gone meanwhile
+    return seen
+
+
+# Run after run in the same service: what the network namespace holds when
+# the run starts (every socket table, from the program's side), then state
+# left behind on purpose: listening and bound sockets of each kind, an
+# abstract Unix name, and a child that keeps them open after main returns.
+NET_LEFTOVERS = """
+import json, os, socket, time
+def rows(name):
+    try:
+        with open('/proc/net/' + name) as f:
+            return len(f.read().splitlines()) - 1
+    except OSError as e:
+        return type(e).__name__
+found = {n: rows(n) for n in ('tcp', 'tcp6', 'udp', 'udp6', 'unix', 'raw', 'raw6', 'udplite', 'netlink')}
+t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+t.bind(('0.0.0.0', 40000))
+t.listen()
+t6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+t6.bind(('::', 40002))
+t6.listen()
+d = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+d.bind(('0.0.0.0', 40001))
+u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+u.bind('\\0pyexec-net-leftover')
+u.listen()
+a, b = socket.socketpair()
+print(os.readlink('/proc/self/ns/net'), json.dumps(found), flush=True)
+if os.fork() == 0:
+    os.close(1)
+    os.close(2)
+    time.sleep(60)
+    os._exit(0)
+"""
+
+
+def test_network_namespace_one_sandbox_at_a_time_and_left_empty(serve):
+    """Sandboxes get their network namespace from a pool on the root path
+    (zygote.c): made once, joined by a sandbox's init, reused only after
+    every process of its last sandbox is gone. Checked from the host: at
+    any moment each sandbox (PID namespace) is in one network namespace of
+    its own, never the host's nor another sandbox's. Checked run after run:
+    whatever a run leaves behind in its namespace (listening TCP and UDP
+    sockets, an abstract Unix name, a child holding them), the next run in
+    it finds its socket tables empty and binds the same ports and name.
+    Unprivileged, every sandbox makes its own (nothing is reused)."""
+    srv = serve(env={"WARM_POOL_SIZE": 3, "MAX_CONCURRENT_EXECUTIONS": 4})
+    wait_pool_full(srv, 3)
+    host_net = os.readlink("/proc/self/ns/net")
+    zygote = warm_stats(srv)["zygotePid"]
+
+    # Four runs at once (three taken ready, one built on demand) and the
+    # sandboxes built to replace them (two, while runs go on): nothing dies
+    # meanwhile, so no namespace changes hands while the host looks.
+    results = {}
+
+    def one(i):
+        results[i] = execute(srv, "import time\ntime.sleep(2.5)\nprint('done')\n", policy="permissive")
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: warm_stats(srv)["ready"] >= 2 and len(sandbox_namespaces(zygote)) >= 6, 10,
+             "four runs going and two sandboxes ready")
+    for _ in range(3):
+        seen = sandbox_namespaces(zygote)
+        assert len(seen) >= 6, seen
+        for pidns, nets in seen.items():
+            assert len(nets) == 1, f"one sandbox in several network namespaces: {pidns} {nets}"
+            assert host_net not in nets, f"a sandbox in the host's network namespace: {pidns}"
+        owners = [next(iter(nets)) for nets in seen.values()]
+        assert len(set(owners)) == len(owners), f"two sandboxes share a network namespace: {seen}"
+        time.sleep(0.2)
+    for t in threads:
+        t.join(30)
+    for i in range(4):
+        assert_ok(results[i], "done\n")
+
+    # Run after run: each finds nothing of the previous ones.
+    nets, netlink = [], {}
+    for _ in range(12):
+        res = execute(srv, NET_LEFTOVERS, policy="permissive")
+        assert_ok(res)
+        net, found = res["stdout"].split(" ", 1)
+        assert net != host_net
+        nets.append(net)
+        found = json.loads(found)
+        # netlink: the kernel's own sockets of a namespace, the same in each
+        kernel = found.pop("netlink")
+        assert kernel == netlink.setdefault("kernel", kernel), (found, kernel, netlink, nets)
+        for table, n in found.items():
+            assert n in (0, "FileNotFoundError"), f"{table} not empty at the start of a run: {found}\n{nets}"
+    w = warm_stats(srv)
+    netns = w["networkNamespaces"]
+    if os.geteuid() == 0:
+        # 4 + 2 at once above, then at most a few more: the rest reused.
+        assert netns["reused"] >= 8, w
+        assert netns["made"] <= 12, w
+    else:
+        assert netns == {"made": 0, "reused": 0}, w
+
+
 def test_runs_see_fresh_interpreter_state_not_zygote_leftovers(pool1):
     """The zygote's start-up (pre-imports, the static check) leaves no
     garbage the program can see: no pending exception, no traceback, and
