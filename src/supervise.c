@@ -108,6 +108,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <setjmp.h>
+#include <ucontext.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -520,11 +521,58 @@ _Noreturn static void run_program_warm(const struct child_ctx *c) {
  * zygote's context in warm_ctx, and the jump back into the zygote's frame
  * that the program takes.
  */
-static char small_init_stack[256 * 1024] __attribute__((aligned(64)));
+/* Only init uses these: kept out of the programs (see fork_stack). */
+static struct init_private {
+        char stack[256 * 1024];
+        ucontext_t fork_uc, fork_back_uc;
+} __attribute__((aligned(4096))) init_private;
 static struct child_ctx warm_ctx;
 static jmp_buf warm_resume;
 static pid_t small_init_pid;        /* CLONE_PARENT_SETTID: init's pid for the service */
 static _Atomic bool small_init_replied;
+
+/*
+ * The programs do not get init_private (MADV_DONTFORK): were init's stack
+ * copy-on-write in them, every page of it the next init writes (the deep
+ * frames of mount_build_root, say) would be copied first, a fault apiece,
+ * for nothing. So the program is forked from init on this other, shallow
+ * stack (fork_on_own_stack), where it returns from fork() and jumps into
+ * the zygote's frame.
+ */
+static char fork_stack[16 * 1024] __attribute__((aligned(4096)));
+static pid_t fork_pid;
+static int fork_errno;
+static bool init_private_dontfork; /* MADV_DONTFORK done */
+
+static void fork_on_own_stack(void) {
+        pid_t pid = fork();
+        if (pid == 0) {
+                /* Stopped while init prepares its memory (warm_prepare),
+                 * so that none of its own writes can race that. */
+                if (warm_ctx.warm_prepare)
+                        kill(getpid(), SIGSTOP);
+                longjmp(warm_resume, 1);
+        }
+        fork_errno = errno;
+        fork_pid = pid;
+        /* Back on init's stack (fork_back_uc: uc_link). */
+}
+
+/* The program, forked from init (the zygote's memory as of now) on
+ * fork_stack; -errno on failure. */
+static pid_t fork_program(void) {
+        ucontext_t *uc = &init_private.fork_uc, *back = &init_private.fork_back_uc;
+
+        if (getcontext(uc) < 0)
+                return -errno;
+        uc->uc_stack.ss_sp = fork_stack;
+        uc->uc_stack.ss_size = sizeof fork_stack;
+        uc->uc_link = back;
+        makecontext(uc, fork_on_own_stack, 0);
+        if (swapcontext(back, uc) < 0)
+                return -errno;
+        return fork_pid < 0 ? -fork_errno : fork_pid;
+}
 
 _Noreturn static void exec_small_init(const struct child_ctx *c, int holder_r, pid_t prog) {
         static char *const envp[] = { NULL };
@@ -626,17 +674,9 @@ _Noreturn static void run_init(const struct child_ctx *c) {
                          * and the program goes on where the zygote called
                          * clone(), on its stack (warm_resume). */
                         warm_ctx.holder_w = holder_pipe[1];
-                        prog = fork();
-                        if (prog == 0) {
-                                /* Stopped while init prepares its memory
-                                 * (warm_prepare), so that none of its own
-                                 * writes can race that. */
-                                if (c->warm_prepare)
-                                        kill(getpid(), SIGSTOP);
-                                longjmp(warm_resume, 1);
-                        }
+                        prog = fork_program();
                         if (prog < 0)
-                                child_fail(c->status_w, "forking the program", -errno);
+                                child_fail(c->status_w, "forking the program", prog);
                         if (c->warm_prepare) {
                                 int st;
                                 pid_t w;
@@ -1381,7 +1421,7 @@ int pyexec_warm_send_reply(int sock, const struct warm_reply *rep, int fd) {
         return send_fds(sock, rep, sizeof *rep, &fd, fd >= 0);
 }
 
-/* The small init's first steps, on small_init_stack in the zygote's
+/* The small init's first steps, on init_private.stack in the zygote's
  * memory: the reply, with a pidfd of itself (pid 1 here), then run_init. */
 static int small_init_main(void *arg) {
         const struct child_ctx *c = arg;
@@ -1448,6 +1488,11 @@ pid_t pyexec_sandbox_spawn_warm(const struct pyexec_sandbox *sb, const struct wa
                 return pid;
         }
 
+        if (!init_private_dontfork) {
+                /* Once: see fork_stack. Harmless if refused (only slower). */
+                (void)madvise(&init_private, sizeof init_private, MADV_DONTFORK);
+                init_private_dontfork = true;
+        }
         c.small_init = true;
         c.warm_prepare = program->prepare;
         c.init_fd = init_fd;
@@ -1460,7 +1505,7 @@ pid_t pyexec_sandbox_spawn_warm(const struct pyexec_sandbox *sb, const struct wa
                 /* The program, forked by init from this memory as it is
                  * while clone() below waits (run_init). */
                 run_program_warm(&warm_ctx);
-        pid = clone(small_init_main, small_init_stack + sizeof small_init_stack,
+        pid = clone(small_init_main, init_private.stack + sizeof init_private.stack,
                     (int)(flags | CLONE_VM | CLONE_VFORK | CLONE_PARENT_SETTID | SIGCHLD), &warm_ctx, &small_init_pid);
         *replied = atomic_load(&small_init_replied);
         return pid < 0 ? -errno : pid;

@@ -966,6 +966,42 @@ print(out)
 """
 
 
+def vmas(pid, flag=None):
+    """[(start, end)] of pid's mappings (those with VmFlags `flag` only)."""
+    out, cur = [], None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split(" ", 1)[0]
+            if "-" in head and not line.startswith("VmFlags"):
+                a, b = head.split("-")
+                cur = (int(a, 16), int(b, 16))
+            elif line.startswith("VmFlags") and (flag is None or flag in line.split()[1:]):
+                out.append(cur)
+    return out
+
+
+def test_programs_do_not_get_inits_stack(serve):
+    """init's stack in the zygote's memory is not copied into the programs
+    (MADV_DONTFORK, supervise.c: init forks the program on another stack),
+    so the next init's writes to it are not copy-on-write faults. From the
+    host: the zygote has that one do-not-copy mapping, of init's 256 KiB
+    stack and more; as root, a ready program maps nothing of it and runs."""
+    if not os.path.exists(os.path.join(os.path.dirname(os.path.realpath(PYEXEC)), "pyexec-init")):
+        pytest.skip("no pyexec-init beside pyexec: each init is a full copy of the zygote")
+    srv = serve(env={"WARM_POOL_SIZE": 1})
+    z = wait_pool_full(srv, 1)["zygotePid"]
+    dc = vmas(z, "dc")
+    assert len(dc) == 1 and dc[0][1] - dc[0][0] >= 256 * 1024, [(hex(a), hex(b)) for a, b in dc]
+    (lo, hi), = dc
+    if os.geteuid() == 0:  # a program's maps are closed to the service's user
+        (init,) = children(z)
+        prog, _ = program_and_holder(init)
+        inside = [(hex(a), hex(b)) for a, b in vmas(prog) if a < hi and b > lo]
+        assert inside == [], f"the program maps init's stack: {inside}"
+        assert vmas(prog, "dc") == []
+    assert_ok(execute(srv, "import sys\nprint(sum(range(10)))\n", policy="permissive"), "45\n")
+
+
 def test_warm_path_without_pyexec_init(serve, tmp_path):
     """Without pyexec-init beside the runner, the service says so and each
     init is a copy of the zygote, as before it; runs are unchanged."""
