@@ -356,7 +356,11 @@ static int net_take(struct warm_pool *p) {
                 return -1;
         pthread_mutex_lock(&p->lock);
         if (p->n_net_free > 0) {
-                fd = p->net_free[--p->n_net_free];
+                /* The one given back longest ago: whatever the kernel
+                 * frees after a sandbox's end (a Unix socket left in
+                 * flight, for its collector) has had the most time. */
+                fd = p->net_free[0];
+                memmove(p->net_free, p->net_free + 1, --p->n_net_free * sizeof *p->net_free);
                 p->stats.netns_reused++;
         }
         pthread_mutex_unlock(&p->lock);
