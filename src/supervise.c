@@ -539,7 +539,7 @@ static _Atomic bool small_init_replied;
  * stack (fork_on_own_stack), where it returns from fork() and jumps into
  * the zygote's frame.
  */
-static char fork_stack[16 * 1024] __attribute__((aligned(4096)));
+static char fork_stack[64 * 1024] __attribute__((aligned(4096))); /* fork's atfork handlers run here */
 static pid_t fork_pid;
 static int fork_errno;
 static bool init_private_dontfork; /* MADV_DONTFORK done */
