@@ -12,7 +12,9 @@
  *                outside every namespace.
  *   init         cloned by the supervisor into new mount, PID, network, IPC
  *                and UTS namespaces (plus a user namespace on the
- *                unprivileged path). It is PID 1 of the run. It builds the
+ *                unprivileged path; on the warm path as root it joins an
+ *                empty network namespace from the service's pool instead,
+ *                zygote.c). It is PID 1 of the run. It builds the
  *                filesystem (mount.c), forks the program, then only reaps
  *                (reap.c; on the warm path as pyexec-init, below).
  *   program      forked by init: PID 2. It drops to the run's uid with no
@@ -59,7 +61,8 @@
  * Order of construction (each step needs the one before):
  *   supervisor: uid slot, cgroups with limits, pipes, stdin memfd, clone
  *   supervisor: id maps (user namespace path), cgroup attach, sync byte
- *   init:       cgroup namespace (hides host cgroup paths), hostname,
+ *   init:       the pool's network namespace (warm, root), cgroup namespace
+ *               (hides host cgroup paths), hostname,
  *               filesystem (mount.c), pivot_root
  *   init:       fork program; STARTED; drop its own privileges
  *   program:    fds, work directory, rlimits, uid/gid/caps, no_new_privs,
