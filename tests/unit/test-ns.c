@@ -13,6 +13,9 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <grp.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "ns.h"
 
@@ -323,8 +326,65 @@ static void test_clone_all_sandbox_flags(void **state) {
         assert_status_exited(wait_child(pid, 5000), 0);
 }
 
+static ino_t ns_inode(const char *path) {
+        struct stat st;
+        assert_int_equal(stat(path, &st), 0);
+        return st.st_ino;
+}
+
+/* ns_new_net: a new namespace for others to join, the caller's thread
+ * back in its own. */
+static void test_new_net(void **state) {
+        int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC), fd;
+        ino_t mine = ns_inode("/proc/thread-self/ns/net");
+        struct stat st;
+        pid_t pid;
+
+        assert_true(home >= 0);
+        fd = ns_new_net(home);
+        assert_int_equal(ns_inode("/proc/thread-self/ns/net"), mine);
+        if (geteuid() != 0) {
+                assert_int_equal(fd, -EPERM);
+                close(home);
+                return;
+        }
+        assert_true(fd >= 0);
+        assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+        assert_int_equal(fstat(fd, &st), 0);
+        assert_true(st.st_ino != mine);
+        pid = ns_clone(0);
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                struct sockaddr_in lo = { .sin_family = AF_INET, .sin_port = htons(9),
+                                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+                struct stat in;
+                int s;
+                child_reset_signals();
+                CHILD_CHECK(setns(fd, CLONE_NEWNET) == 0, 1);
+                CHILD_CHECK(stat("/proc/thread-self/ns/net", &in) == 0 && in.st_ino == st.st_ino, 2);
+                /* empty: the loopback is down, so not even 127.0.0.1 routes */
+                s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                CHILD_CHECK(s >= 0, 3);
+                CHILD_CHECK_ERRNO(connect(s, (struct sockaddr *)&lo, sizeof lo), ENETUNREACH, 4);
+                _exit(0);
+        }
+        assert_status_exited(wait_child(pid, 5000), 0);
+        /* each call makes another */
+        {
+                int fd2 = ns_new_net(home);
+                struct stat st2;
+                assert_true(fd2 >= 0);
+                assert_int_equal(fstat(fd2, &st2), 0);
+                assert_true(st2.st_ino != st.st_ino && st2.st_ino != mine);
+                close(fd2);
+        }
+        close(fd);
+        close(home);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_new_net),
                 cmocka_unit_test(test_clone_plain),
                 cmocka_unit_test(test_clone_error),
                 cmocka_unit_test(test_clone_newpid),
