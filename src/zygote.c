@@ -407,7 +407,7 @@ static void net_pool_done(struct warm_pool *p) {
 }
 
 static void box_free(struct warm_pool *p, struct warm_box *b) {
-        bool gone = true;
+        bool exited = false;
 
         if (!b)
                 return;
@@ -418,14 +418,14 @@ static void box_free(struct warm_pool *p, struct warm_box *b) {
         if (b->pidfd >= 0) {
                 syscall(SYS_pidfd_send_signal, b->pidfd, SIGKILL, NULL, 0);
                 /* The namespace must be gone before its cgroup can be. */
-                gone = poll_one(b->pidfd, POLLIN, 2000) == 1;
+                exited = poll_one(b->pidfd, POLLIN, 2000) == 1;
         }
         /* init exits last of its PID namespace's processes (the kernel
          * kills and waits for the others first), and every process of the
          * sandbox is in it: once init has exited, nothing holds a socket
          * in the network namespace any more. Not known to have exited
          * (or never started): not reused. */
-        if (gone && b->pidfd >= 0)
+        if (exited)
                 net_give_back(p, &b->net_fd);
         close_fd(&b->net_fd);
         if (b->use_cgroup)

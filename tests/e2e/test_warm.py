@@ -499,6 +499,24 @@ def test_network_namespace_one_sandbox_at_a_time_and_left_empty(serve):
         # 4 + 2 at once above, then at most a few more: the rest reused.
         assert netns["reused"] >= 8, w
         assert netns["made"] <= 12, w
+        # From the host: the sandboxes now waiting sit in namespaces that
+        # runs above left their sockets in; their socket tables, read
+        # through a waiting program's /proc, are empty (the kernel's own
+        # netlink sockets aside), and nothing listens on the ports.
+        wait_pool_full(srv, 3)
+        waiting = {}
+        for pid in descendants(zygote):
+            try:
+                waiting.setdefault(os.readlink(f"/proc/{pid}/ns/net"), pid)
+            except OSError:
+                pass
+        reused = {net: pid for net, pid in waiting.items() if net in nets}
+        assert reused, (waiting, nets)
+        for net, pid in reused.items():
+            for table in ("tcp", "tcp6", "udp", "udp6", "unix"):
+                with open(f"/proc/{pid}/net/{table}") as f:
+                    rows = f.read().splitlines()[1:]
+                assert rows == [], f"{table} of {net}, reused, seen from the host: {rows}"
     else:
         assert netns == {"made": 0, "reused": 0}, w
 
