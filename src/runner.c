@@ -673,9 +673,27 @@ PyObject *runner_define(const char *src, const char *name) {
         return fn;
 }
 
+/* __main__'s loader, as python3 makes it for main.py: the same for every
+ * run, so made once, by the zygote (runner_prepare); each run has its own
+ * copy of the process and so of the object. */
+static PyObject *main_loader;
+
+static PyObject *make_main_loader(const char *path) {
+        PyObject *ext = PyImport_ImportModule("_frozen_importlib_external"), *loader = NULL;
+
+        if (ext) {
+                loader = PyObject_CallMethod(ext, "SourceFileLoader", "ss", "__main__", path);
+                Py_DECREF(ext);
+        }
+        PyErr_Clear();
+        return loader;
+}
+
 int runner_prepare(void) {
         PyObject *m;
 
+        if (!main_loader)
+                main_loader = make_main_loader(SANDBOX_WORKDIR "/" PYEXEC_MAIN_FILE);
         if (check_fn)
                 return 0;
         /* What the check imports, imported now. */
@@ -976,16 +994,17 @@ static int system_exit_code(void) {
 
 /* A fresh __main__ for the program, as `python3 main.py` sets it up. */
 static PyObject *new_main_dict(const char *path) {
-        PyObject *mod = PyModule_New("__main__"), *modules = PyImport_GetModuleDict(), *d, *ext, *loader = NULL;
+        PyObject *mod = PyModule_New("__main__"), *modules = PyImport_GetModuleDict(), *d, *loader;
         int r;
 
         if (!mod || PyDict_SetItemString(modules, "__main__", mod) < 0)
                 goto fail;
         d = PyModule_GetDict(mod);
         {
-                PyObject *b = PyImport_ImportModule("builtins");
+                /* From sys.modules, where start-up put it (an import
+                 * would go through importlib for nothing). */
+                PyObject *b = PyImport_AddModule("builtins"); /* borrowed */
                 r = b ? PyDict_SetItemString(d, "__builtins__", b) : -1;
-                Py_XDECREF(b);
                 if (r < 0)
                         goto fail;
         }
@@ -1003,11 +1022,8 @@ static PyObject *new_main_dict(const char *path) {
                 if (r < 0)
                         goto fail;
         }
-        ext = PyImport_ImportModule("_frozen_importlib_external");
-        if (ext) {
-                loader = PyObject_CallMethod(ext, "SourceFileLoader", "ss", "__main__", path);
-                Py_DECREF(ext);
-        }
+        loader = strcmp(path, SANDBOX_WORKDIR "/" PYEXEC_MAIN_FILE) == 0 && main_loader ? Py_NewRef(main_loader)
+                                                                                          : make_main_loader(path);
         if (loader) {
                 PyDict_SetItemString(d, "__loader__", loader);
                 Py_DECREF(loader);
