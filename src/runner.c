@@ -570,11 +570,11 @@ static int cmp_str(const void *a, const void *b) {
         return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static bool names_known; /* local_names scanned (once: static_check may scan twice) */
+
 /* The program's module names (local_names), from the work directory as it
  * is before the program runs; and, with want_files, its Python files as a
  * list (sorted, main.py first; else None). */
-static bool names_known; /* local_names scanned (once: the fallback below scans again) */
-
 static PyObject *scan_workdir(bool want_files) {
         DIR *d = opendir(".");
         struct dirent *de;
@@ -756,17 +756,11 @@ static bool static_check(int status_fd) {
 
         /* A policy that checks no imports leaves the check only python3's
          * compile of main.py: done from C, without the Python function's
-         * frames and file objects. Not a matter of style: every object a
-         * run touches is a page it maps or copies for itself (3 to 16 us
-         * each on this project's build machine), and this saved about
-         * 0.5 ms of a hello world's CPU (README, Benchmarks). */
+         * frames and file objects, whose pages each run would map or copy
+         * for itself (3 to 16 us a page on this project's build machine:
+         * about 0.5 ms of a hello world's CPU, README: Benchmarks). */
         if (!checked) {
-                files = scan_workdir(false);
-                Py_XDECREF(files);
-                if (!files) {
-                        PyErr_Clear();
-                        return true;
-                }
+                Py_XDECREF(scan_workdir(false));
                 main_code = compile_main();
                 if (main_code)
                         return true;
