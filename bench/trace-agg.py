@@ -7,6 +7,13 @@ T came from another process's clock message; h0 starts a request. For each
 step in ORDER, prints the median, mean and p90 of the time since the step
 before it, over the requests that have both, and the median h0 -> resp. The
 first three requests are skipped (warm-up).
+
+Then the warm program's own CPU per step: CPULABEL:MICROSECONDS:MINFLT
+tokens (trace_cpu: CLOCK_PROCESS_CPUTIME_ID since the program's fork, and
+its minor faults), each step's median CPU since the one before it. These
+show where a sandbox's CPU goes under load too (run the trace build at c8);
+the steps share first touches of pages, so a step's share moves when
+another changes: only an A/B of the totals decides (README, Benchmarks).
 """
 import re
 import statistics
@@ -17,7 +24,7 @@ ORDER = ["h0", "hsub", "wrun", "prun", "take0", "take1", "send", "sSTART", "Wrec
          "pdone", "wdone", "resp"]
 
 requests, cur = [], None
-for tok in open(sys.argv[1]).read().split():
+for tok in open(sys.argv[1], errors="replace").read().split():
     m = re.match(r"(\w+)(?:@(\d+))?=(\d+)$", tok)
     if not m:
         continue
@@ -38,3 +45,24 @@ for label in ORDER:
               f" (p90 {ds[int(len(ds) * .9)] / 1000:7.3f})")
     prev = label
 print("total h0->resp median", statistics.median(r["resp"] - r["h0"] for r in requests) / 1000, "ms")
+
+CPU_ORDER = ["cred", "secc", "pref", "afork", "hold", "Rin", "Rsys", "Rchk", "Rprep", "Reval", "Rfin"]
+programs, cur = [], None
+for tok in open(sys.argv[1], errors="replace").read().split():
+    m = re.match(r"CPU(\w+):(\d+):(\d+)", tok)
+    if not m:
+        continue
+    if m.group(1) == CPU_ORDER[0]:
+        cur = {}
+        programs.append(cur)
+    if cur is not None:
+        cur[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+programs = [p for p in programs if "Rfin" in p][3:]
+if programs:
+    print(len(programs), "programs: CPU per step (ms, median since the step before; minor faults)")
+    prev = None
+    for label in CPU_ORDER:
+        ds = [p[label][0] - (p[prev][0] if prev else 0) for p in programs if label in p and (prev is None or prev in p)]
+        if ds:
+            print(f"{label:8s} {statistics.median(ds) / 1000:7.3f} ms  faults {statistics.median(p[label][1] for p in programs if label in p):.0f}")
+        prev = label
