@@ -84,7 +84,7 @@ bwrap2() {
   t1=$(date +%s.%N)
   echo "$t0 $t1 $2" > "$1"
 }
-bwrap2 "$work/bwrap2-warmup.txt" 5
+bwrap2 "$work/bwrap2-warmup.txt" 5 # not counted: brings bwrap and python3 into the page cache
 
 # The ceiling of fork-per-run here: an unsandboxed fork server
 # (bench/forkserver.py) with the zygote's default modules imported, two at
