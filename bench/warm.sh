@@ -25,7 +25,16 @@
 # and, as a ceiling for target 2, what an unsandboxed fork server
 # (bench/forkserver.py) gives two at a time with the zygote's default
 # modules and with the whole allowlist and Pillow.
+# Knobs (positive integers): BENCH_SECONDS (10: wrk's runs; each of target
+# 2's rounds measures half of it), BENCH_ROUNDS (4), BENCH_PACED (300
+# requests at 20/s), BENCH_SLOTS (8).
 set -euo pipefail
+for knob in BENCH_SECONDS BENCH_ROUNDS BENCH_PACED BENCH_SLOTS; do
+  if [[ -n ${!knob:-} && ! ${!knob} =~ ^[1-9][0-9]{0,4}$ ]]; then
+    echo "bench/warm.sh: $knob must be a positive integer, got '${!knob}'" >&2
+    exit 2
+  fi
+done
 bin=$(realpath "${1:-build/pyexec}")
 secs=${BENCH_SECONDS:-10}
 py=/usr/bin/python3
@@ -226,9 +235,9 @@ def bwrap_round(i):
     return 2 * int(n), float(t1) - float(t0)
 def wrk_round(i):
     txt = open(f"{w}/warm-c8-{i}.txt").read()
-    n, t, unit = re.search(r"(\d+) requests in ([\d.]+)(ms|s)", txt).groups()
+    n, t, unit = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b", txt).groups()
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", txt)
-    return int(n), float(t) / (1000 if unit == "ms" else 1), int(bad.group(1)) if bad else 0
+    return int(n), float(t) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit], int(bad.group(1)) if bad else 0
 b_rounds = [bwrap_round(i) for i in range(1, rounds + 1)]
 w_rounds = [wrk_round(i) for i in range(1, rounds + 1)]
 # Pooled: all runs over all their time.
