@@ -16,6 +16,7 @@
 #
 #   bench/duel.sh A/pyexec B/pyexec
 set -euo pipefail
+lua=$(dirname "$(realpath "$0")")/hello-post.lua
 for knob in DUEL_SECONDS DUEL_ROUNDS; do
   if [[ -n ${!knob:-} && ! ${!knob} =~ ^[1-9][0-9]{0,4}$ ]]; then
     echo "bench/duel.sh: $knob must be a positive integer, got '${!knob}'" >&2
@@ -41,11 +42,6 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-cat > "$tmp/post.lua" <<'EOF'
-wrk.method = "POST"
-wrk.body = '{"code":"print(1)"}'
-wrk.headers["Content-Type"] = "application/json"
-EOF
 
 serve() { # BIN PORT
   RATE_LIMIT_MAX=0 MAX_CONCURRENT_EXECUTIONS=8 LOG_LEVEL=warn DEFAULT_POLICY=permissive \
@@ -62,9 +58,9 @@ ready() { # PORT
   return 1
 }
 load() { # SECONDS OUT: wrk -c8 on both at once
-  wrk -t1 -c8 -d"$1s" -s "$tmp/post.lua" http://127.0.0.1:18610/api/execute > "$2.18610" &
+  wrk -t1 -c8 -d"$1s" -s "$lua" http://127.0.0.1:18610/api/execute > "$2.18610" &
   local w=$!
-  wrk -t1 -c8 -d"$1s" -s "$tmp/post.lua" http://127.0.0.1:18611/api/execute > "$2.18611"
+  wrk -t1 -c8 -d"$1s" -s "$lua" http://127.0.0.1:18611/api/execute > "$2.18611"
   wait "$w"
 }
 rate() { awk '/Requests\/sec/{print $2}' "$1"; }

@@ -9,6 +9,7 @@
 # Targets (issue 3): HTTP adds <= 1 ms p50 over the execution itself;
 # /health >= 10,000 requests/s.
 set -euo pipefail
+lua=$(dirname "$(realpath "$0")")/hello-post.lua
 bin=$(realpath "${1:-build/pyexec}")
 secs=${BENCH_SECONDS:-10}
 py=/usr/bin/python3
@@ -17,11 +18,6 @@ port=$($py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(
 cleanup() { [[ -n "${pid:-}" ]] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-cat > "$work/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"code":"print(1)"}'
-wrk.headers["Content-Type"] = "application/json"
-LUA
 
 RATE_LIMIT_MAX=0 MAX_CONCURRENT_EXECUTIONS=${BENCH_SLOTS:-4} LOG_LEVEL=warn \
   "$bin" serve --port "$port" 2>"$work/server.log" &
@@ -37,9 +33,9 @@ hyperfine -N --style none --warmup 5 --runs 50 --export-json "$work/base.json" \
   -n bwrap "bwrap --unshare-all --die-with-parent --new-session --ro-bind /usr /usr --symlink usr/lib /lib --symlink usr/lib64 /lib64 --symlink usr/bin /bin --proc /proc --dev /dev --tmpfs /tmp --chdir /tmp $py -c print(1)" \
   >/dev/null
 
-wrk -t1 -c1 -d"${secs}s" --latency -s "$work/post.lua" "$url/api/execute" > "$work/seq.txt"
+wrk -t1 -c1 -d"${secs}s" --latency -s "$lua" "$url/api/execute" > "$work/seq.txt"
 curl -s "$url/api/stats" > "$work/stats.json"
-wrk -t2 -c8 -d"${secs}s" -s "$work/post.lua" "$url/api/execute" > "$work/c8.txt"
+wrk -t2 -c8 -d"${secs}s" -s "$lua" "$url/api/execute" > "$work/c8.txt"
 wrk -t2 -c32 -d5s "$url/health/live" > "$work/health.txt"
 
 $py - "$work" <<'PY'

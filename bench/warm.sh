@@ -29,6 +29,7 @@
 # 2's rounds measures half of it), BENCH_ROUNDS (4), BENCH_PACED (300
 # requests at 20/s), BENCH_SLOTS (8).
 set -euo pipefail
+lua=$(dirname "$(realpath "$0")")/hello-post.lua
 for knob in BENCH_SECONDS BENCH_ROUNDS BENCH_PACED BENCH_SLOTS; do
   if [[ -n ${!knob:-} && ! ${!knob} =~ ^[1-9][0-9]{0,4}$ ]]; then
     echo "bench/warm.sh: $knob must be a positive integer, got '${!knob}'" >&2
@@ -70,11 +71,6 @@ start() {
   echo "$port" > "$work/$name.port"
 }
 
-cat > "$work/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"code":"print(1)"}'
-wrk.headers["Content-Type"] = "application/json"
-LUA
 
 # ---- baselines ---------------------------------------------------------
 bwrap_cmd="bwrap --unshare-all --die-with-parent --new-session --ro-bind /usr /usr --symlink usr/lib /lib --symlink usr/lib64 /lib64 --symlink usr/bin /bin --proc /proc --dev /dev --tmpfs /tmp --chdir /tmp $py -c print(1)"
@@ -175,7 +171,7 @@ paced=$(dirname "$0")/paced.py
 $py "$paced" "$port" 20 100 /health/live > "$work/live-paced.json"
 $py "$paced" "$port" 20 "${BENCH_PACED:-300}" > "$work/warm-paced.json"
 $py "$paced" "$port" 20 "${BENCH_PACED:-300}" /api/execute education > "$work/warm-paced-edu.json"
-wrk -t1 -c1 -d"${secs}s" --latency -s "$work/post.lua" "$url/api/execute" > "$work/warm-seq.txt"
+wrk -t1 -c1 -d"${secs}s" --latency -s "$lua" "$url/api/execute" > "$work/warm-seq.txt"
 # Target 2 in alternated rounds (see the top). The machine's busy time
 # (every CPU, all processes: user, system, irq, softirq) over each measured
 # wrk, from /proc/stat, gives the CPU per run: a steadier figure than runs/s
@@ -184,9 +180,9 @@ rounds=${BENCH_ROUNDS:-4}
 round_secs=$(( (secs + 1) / 2 ))
 for i in $(seq "$rounds"); do
   bwrap2 "$work/bwrap2-$i.txt" 30
-  wrk -t2 -c8 -d1s -s "$work/post.lua" "$url/api/execute" >/dev/null
+  wrk -t2 -c8 -d1s -s "$lua" "$url/api/execute" >/dev/null
   awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat > "$work/c8-busy-$i.0"
-  wrk -t2 -c8 -d"${round_secs}s" -s "$work/post.lua" "$url/api/execute" > "$work/warm-c8-$i.txt"
+  wrk -t2 -c8 -d"${round_secs}s" -s "$lua" "$url/api/execute" > "$work/warm-c8-$i.txt"
   awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat > "$work/c8-busy-$i.1"
 done
 echo "$rounds" > "$work/rounds.txt"
@@ -218,12 +214,12 @@ PY
 # ---- for the record: cold, and warm without prefaulting ----------------
 start cold -- --cold
 cport=$(cat "$work/cold.port")
-wrk -t1 -c1 -d"${secs}s" --latency -s "$work/post.lua" "http://127.0.0.1:$cport/api/execute" > "$work/cold-seq.txt"
-wrk -t2 -c8 -d"${secs}s" -s "$work/post.lua" "http://127.0.0.1:$cport/api/execute" > "$work/cold-c8.txt"
+wrk -t1 -c1 -d"${secs}s" --latency -s "$lua" "http://127.0.0.1:$cport/api/execute" > "$work/cold-seq.txt"
+wrk -t2 -c8 -d"${secs}s" -s "$lua" "http://127.0.0.1:$cport/api/execute" > "$work/cold-c8.txt"
 start nopre ZYGOTE_PREFAULT=false
 nport=$(cat "$work/nopre.port")
-wrk -t1 -c1 -d"${secs}s" --latency -s "$work/post.lua" "http://127.0.0.1:$nport/api/execute" > "$work/nopre-seq.txt"
-wrk -t2 -c8 -d"${secs}s" -s "$work/post.lua" "http://127.0.0.1:$nport/api/execute" > "$work/nopre-c8.txt"
+wrk -t1 -c1 -d"${secs}s" --latency -s "$lua" "http://127.0.0.1:$nport/api/execute" > "$work/nopre-seq.txt"
+wrk -t2 -c8 -d"${secs}s" -s "$lua" "http://127.0.0.1:$nport/api/execute" > "$work/nopre-c8.txt"
 
 $py - "$work" <<'PY'
 import json, os, re, sys
