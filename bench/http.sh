@@ -18,7 +18,6 @@ port=$($py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(
 cleanup() { [[ -n "${pid:-}" ]] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-
 RATE_LIMIT_MAX=0 MAX_CONCURRENT_EXECUTIONS=${BENCH_SLOTS:-4} LOG_LEVEL=warn \
   "$bin" serve --port "$port" 2>"$work/server.log" &
 pid=$!

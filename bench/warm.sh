@@ -71,7 +71,6 @@ start() {
   echo "$port" > "$work/$name.port"
 }
 
-
 # ---- baselines ---------------------------------------------------------
 bwrap_cmd="bwrap --unshare-all --die-with-parent --new-session --ro-bind /usr /usr --symlink usr/lib /lib --symlink usr/lib64 /lib64 --symlink usr/bin /bin --proc /proc --dev /dev --tmpfs /tmp --chdir /tmp $py -c print(1)"
 hyperfine -N --style none --warmup 5 --runs 50 --export-json "$work/base.json" \
