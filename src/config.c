@@ -87,6 +87,9 @@ static const struct key {
         { "ZYGOTE_MAX_AGE", KEY_U64, 1, 604800, "3600", C(zygote_max_age), "replace the zygote after this many seconds" },
         { "ZYGOTE_PREFAULT", KEY_BOOL, 0, 0, "true", C(zygote_prefault),
           "waiting sandboxes copy the interpreter's pages ahead: faster runs, more memory per sandbox" },
+        { "ZYGOTE_HUGE_PAGES", KEY_BOOL, 0, 0, "true", C(zygote_huge_pages),
+          "the zygote's memory on 2 MiB hugetlb pages when the pool has room (as root the service reserves it: "
+          "vm.nr_hugepages); each sandbox then holds about 12 MiB of them" },
         { "ZYGOTE_PREIMPORT", KEY_STRING, 0, 0, ZYGOTE_PREIMPORT_DEFAULT, C(zygote_preimport),
           "modules the zygote imports ahead (comma-separated): warm runs find them imported; each one makes every "
           "sandbox dearer" },

@@ -75,6 +75,7 @@ struct config {
         uint64_t zygote_max_forks; /* recycle the zygote after this many sandboxes */
         uint64_t zygote_max_age;   /* ... or after this many seconds */
         bool zygote_prefault;      /* sandboxes copy the interpreter's pages while they wait */
+        bool zygote_huge_pages;    /* the zygote's memory on hugetlb pages (zygote-heap.c) */
         char *zygote_preimport;    /* modules the zygote imports ahead, comma-separated */
         char *policies;            /* names a request may pick */
         char *default_policy;

@@ -377,6 +377,7 @@ static void gauges(struct server *s, struct metrics_gauges *g) {
                         g->netns_made = ws.netns_made;
                         g->netns_reused = ws.netns_reused;
                         g->zygote_pid = ws.zygote_pid;
+                        g->zygote_huge_pages = ws.zygote_huge_pages;
                 }
         }
 }
@@ -868,6 +869,8 @@ int http_serve(const struct config *cfg) {
                         .max_age_s = cfg->zygote_max_age,
                         .prefault = cfg->zygote_prefault,
                         .preimport = cfg->zygote_preimport,
+                        .huge_pages = cfg->zygote_huge_pages,
+                        .max_running = (unsigned)cfg->max_concurrent,
                 };
                 uint64_t t0 = now_ns();
                 r = pyexec_sandbox_start_warm(s.sb, &wo);

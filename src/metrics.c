@@ -201,6 +201,9 @@ int metrics_render(struct metrics *m, const struct metrics_gauges *g, struct buf
                         { "pyexec_zygotes_started", "Zygotes started (the first, replacements, recycles).",
                           g->zygotes },
                         { "pyexec_zygote_deaths", "Zygotes that died and were replaced.", g->zygote_deaths },
+                        { "pyexec_zygote_huge_pages",
+                          "The zygote's 2 MiB hugetlb pages, each copied into every sandbox (0: none).",
+                          g->zygote_huge_pages },
                         { "pyexec_warm_netns_made", "Network namespaces made for the pool (root only).",
                           g->netns_made },
                         { "pyexec_warm_netns_reused", "Sandboxes that joined a network namespace used before.",
@@ -261,7 +264,7 @@ json_t *metrics_stats(struct metrics *m, const struct metrics_gauges *g) {
         pthread_mutex_unlock(&m->lock);
         if (o)
                 json_object_set_new(o, "warm",
-                                    g->warm ? json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:{s:I,s:I}}", "zygotePid",
+                                    g->warm ? json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:{s:I,s:I},s:I}", "zygotePid",
                                                         (json_int_t)g->zygote_pid, "ready", (json_int_t)g->warm_ready,
                                                         "sandboxes", (json_int_t)g->warm_sandboxes, "takenReady",
                                                         (json_int_t)g->warm_taken_ready, "builtOnDemand",
@@ -270,7 +273,8 @@ json_t *metrics_stats(struct metrics *m, const struct metrics_gauges *g) {
                                                         (json_int_t)g->zygotes, "zygoteDeaths",
                                                         (json_int_t)g->zygote_deaths, "networkNamespaces", "made",
                                                         (json_int_t)g->netns_made, "reused",
-                                                        (json_int_t)g->netns_reused)
+                                                        (json_int_t)g->netns_reused, "zygoteHugePages",
+                                                        (json_int_t)g->zygote_huge_pages)
                                             : json_null());
         return o;
 }

@@ -55,7 +55,7 @@ struct metrics_gauges {
         /* The warm path (zeros when the service runs cold). */
         bool warm;
         uint64_t warm_ready, warm_sandboxes, warm_taken_ready, warm_on_demand, warm_failures, zygotes,
-                zygote_deaths, netns_made, netns_reused;
+                zygote_deaths, netns_made, netns_reused, zygote_huge_pages;
         int64_t zygote_pid;
 };
 

@@ -171,6 +171,8 @@ struct pyexec_warm_options {
         uint64_t max_age_s;  /* ... or after this long */
         bool prefault;       /* copy the interpreter's pages ahead (zygote-child.c) */
         const char *preimport; /* modules the zygote imports ahead, comma-separated */
+        bool huge_pages;       /* the zygote's memory on hugetlb pages (zygote-heap.c) */
+        unsigned max_running;  /* runs at once (MAX_CONCURRENT_EXECUTIONS): sizes the hugetlb pool */
 };
 int pyexec_sandbox_start_warm(struct pyexec_sandbox *s, const struct pyexec_warm_options *o);
 bool pyexec_sandbox_is_warm(const struct pyexec_sandbox *s);
@@ -180,6 +182,7 @@ struct pyexec_warm_stats {
         uint64_t sandboxes, taken_ready, built_on_demand, failures, zygotes, zygote_deaths;
         uint64_t netns_made, netns_reused; /* the pool of network namespaces (root only) */
         int zygote_pid;
+        unsigned zygote_huge_pages; /* the zygote's memory on hugetlb pages */
 };
 int pyexec_sandbox_warm_stats(const struct pyexec_sandbox *s, struct pyexec_warm_stats *ret);
 

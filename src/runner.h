@@ -59,3 +59,6 @@ int runner_zygote_main(int control_fd);
 /* Whether the zygote's sandboxes copy the interpreter's pages while they
  * wait (--no-prefault turns it off). */
 extern bool runner_zygote_prefault;
+/* --huge-pages SETS: move the zygote's memory to hugetlb pages if the pool
+ * has room for SETS copies of it (zygote-heap.c); 0: never. */
+extern unsigned runner_zygote_huge_sets;

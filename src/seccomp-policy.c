@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
+#include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -43,6 +44,9 @@ enum cond {
         COND_ARG0_GT,     /* arg0 > value */
         COND_ARG0_NE,     /* arg0 != value */
         COND_ARG1_EQ32,   /* (uint32_t)arg1 == value (ioctl requests are ints) */
+        COND_ARG1_MASKED, /* (arg1 & value) == value */
+        COND_ARG2_MASKED,
+        COND_ARG3_MASKED,
 };
 
 struct seccomp_rule {
@@ -128,6 +132,14 @@ static const struct seccomp_rule rules[] = {
          * refused too; nothing in CPython or glibc makes it. */
         { "personality", EPERM, COND_ARG0_NE, PER_LINUX, "only PER_LINUX; flags weaken exploit mitigations" },
 
+        /* The host's pool of huge pages (vm.nr_hugepages) is shared by every
+         * sandbox and sits outside the memory cgroup: the zygote's memory
+         * lives there (zygote-heap.c), and a program taking pages from it
+         * would escape its memory limit and starve the next sandboxes. */
+        { "mmap", EPERM, COND_ARG3_MASKED, MAP_HUGETLB, "hugetlb pages: outside the memory cgroup, shared pool" },
+        { "memfd_create", EPERM, COND_ARG1_MASKED, MFD_HUGETLB, "hugetlb pages: outside the memory cgroup" },
+        { "shmget", EPERM, COND_ARG2_MASKED, SHM_HUGETLB, "hugetlb pages: outside the memory cgroup" },
+
         /* Injecting input into a terminal the sandbox might share. */
         { "ioctl", EPERM, COND_ARG1_EQ32, TIOCSTI, "pushes keystrokes into a terminal" },
         { "ioctl", EPERM, COND_ARG1_EQ32, TIOCLINUX, "console control: selection paste" },
@@ -185,6 +197,12 @@ static int add_rule(scmp_filter_ctx ctx, const struct seccomp_rule *r) {
                 return seccomp_rule_add(ctx, act, nr, 1, SCMP_A0(SCMP_CMP_NE, r->value));
         case COND_ARG1_EQ32:
                 return seccomp_rule_add(ctx, act, nr, 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, r->value));
+        case COND_ARG1_MASKED:
+                return seccomp_rule_add(ctx, act, nr, 1, SCMP_A1(SCMP_CMP_MASKED_EQ, r->value, r->value));
+        case COND_ARG2_MASKED:
+                return seccomp_rule_add(ctx, act, nr, 1, SCMP_A2(SCMP_CMP_MASKED_EQ, r->value, r->value));
+        case COND_ARG3_MASKED:
+                return seccomp_rule_add(ctx, act, nr, 1, SCMP_A3(SCMP_CMP_MASKED_EQ, r->value, r->value));
         }
         return -EINVAL;
 }

@@ -688,7 +688,11 @@ _Noreturn static void run_init(const struct child_ctx *c) {
                                 while (w < 0 && errno == EINTR);
                                 if (w != prog || !WIFSTOPPED(st))
                                         child_fail(c->status_w, "waiting for the program to stop", w < 0 ? -errno : -ECHILD);
-                                c->warm_prepare(prog);
+                                r = c->warm_prepare(prog);
+                                if (r < 0) {
+                                        kill(prog, SIGKILL);
+                                        child_fail(c->status_w, "copying the zygote's huge pages into the program", r);
+                                }
                                 if (kill(prog, SIGCONT) < 0)
                                         child_fail(c->status_w, "resuming the program", -errno);
                         }
@@ -1675,6 +1679,8 @@ int pyexec_sandbox_start_warm(struct pyexec_sandbox *sb, const struct pyexec_war
                 .max_age_s = o->max_age_s,
                 .prefault = o->prefault,
                 .preimport = o->preimport,
+                .huge_pages = o->huge_pages,
+                .max_running = o->max_running,
         };
         if (sb->runner_fd < 0)
                 return -ENOENT;
@@ -1722,6 +1728,7 @@ int pyexec_sandbox_warm_stats(const struct pyexec_sandbox *sb, struct pyexec_war
                 .netns_made = st.netns_made,
                 .netns_reused = st.netns_reused,
                 .zygote_pid = st.zygote_pid,
+                .zygote_huge_pages = st.zygote_huge_pages,
         };
         return 0;
 }

@@ -27,6 +27,7 @@
 #include "sandbox-msg.h"
 #include "util.h"
 #include "zygote.h"
+#include "zygote-heap.h"
 
 extern PyObject *runner_startup_modules;
 
@@ -116,6 +117,7 @@ static int write_program_files(const struct work *w) {
  */
 static char maps_buf[256 * 1024];
 bool runner_zygote_prefault = true;
+unsigned runner_zygote_huge_sets;
 
 /*
  * Which pages a run uses, learned once by a probe: a child of the zygote
@@ -198,6 +200,9 @@ static void report_exclusive_pages(int fd) {
                 /* The runner's code on huge pages (huge_text()): one
                  * touch maps 2 MiB, nothing to read ahead. */
                 if (k == MAP_OTHER || (start >= huge_text_lo && end <= huge_text_hi))
+                        continue;
+                /* On hugetlb pages (zygote-heap.c): init copies them whole. */
+                if (zygote_heap_contains(start, end))
                         continue;
                 for (unsigned long a = start; a < end; a += (unsigned long)page) {
                         uint64_t e;
@@ -292,23 +297,38 @@ static void read_pages(const volatile unsigned char *p, size_t len, size_t page)
  * short of all of it (a page the program does not have, ptrace refused by
  * the host's policy) leaves hot_copied false and the program copies them
  * itself, as before.
+ *
+ * The zygote's huge pages (zygote-heap.c) come first, and for them nothing
+ * short of all will do: a program must not share one with the zygote, so
+ * a failed copy fails the build.
  */
 #define HOT_COPY_MAX 8192 /* pages */
 static struct iovec hot_remote[HOT_COPY_MAX + 1], hot_local[HOT_COPY_MAX + 1];
 static unsigned char hot_bytes[HOT_COPY_MAX];
-static size_t n_hot_copy; /* 0: too many pages, or none */
+static size_t n_huge_copy; /* the first n_huge_copy entries */
+static size_t n_hot_copy;  /* all entries; 0: nothing to copy */
+static bool hot_flag;      /* entry n_hot_copy sets hot_copied (all 4 KiB pages fit) */
 static volatile bool hot_copied;
 
 static void plan_hot_copy(void) {
-        size_t page = (size_t)sysconf(_SC_PAGESIZE), n = 0;
+        size_t page = (size_t)sysconf(_SC_PAGESIZE), n = 0, n_ranges;
+        const uint64_t(*ranges)[2];
         static const bool yes = true;
 
+        n_ranges = zygote_heap_ranges(&ranges);
+        for (size_t i = 0; i < n_ranges; i++)
+                for (uint64_t off = 0; off < ranges[i][1] && n < HOT_COPY_MAX; off += ZYGOTE_HUGE_PAGE) {
+                        hot_remote[n] = (struct iovec){ (void *)(uintptr_t)(ranges[i][0] + off), 1 };
+                        hot_local[n] = (struct iovec){ &hot_bytes[n], 1 };
+                        n++;
+                }
+        n_huge_copy = n_hot_copy = n;
         for (size_t i = 0; i < n_hot; i++) {
                 if (hot[i][0] & HOT_READ_ONLY)
                         continue;
                 for (uint64_t off = 0; off < hot[i][1]; off += page) {
                         if (n == HOT_COPY_MAX)
-                                return;
+                                return; /* the huge pages alone */
                         hot_remote[n] = (struct iovec){ (void *)(uintptr_t)(hot[i][0] + off), 1 };
                         hot_local[n] = (struct iovec){ &hot_bytes[n], 1 };
                         n++;
@@ -317,24 +337,38 @@ static void plan_hot_copy(void) {
         hot_remote[n] = (struct iovec){ (void *)&hot_copied, sizeof hot_copied };
         hot_local[n] = (struct iovec){ (void *)&yes, sizeof yes };
         n_hot_copy = n;
+        hot_flag = true;
+}
+
+/* Entries [from, to) from this process's memory into the program's. */
+static int copy_entries(pid_t pid, size_t from, size_t to) {
+        const size_t batch = 1024; /* IOV_MAX */
+
+        for (size_t i = from; i < to; i += batch) {
+                size_t m = to - i < batch ? to - i : batch;
+                if (syscall(SYS_process_vm_readv, pid, hot_local + i, m, hot_remote + i, m, 0) != (long)m)
+                        return -EFAULT;
+        }
+        for (size_t i = from; i < to; i += batch) {
+                size_t m = to - i < batch ? to - i : batch;
+                /* Each iovec is one byte: a short count names the first
+                 * page that could not be copied (no pool page left). */
+                long w = syscall(SYS_process_vm_writev, pid, hot_local + i, m, hot_remote + i, m, 0);
+                if (w != (long)m)
+                        return w < 0 ? -errno : -ENOMEM;
+        }
+        return 0;
 }
 
 /* In the small init, in the zygote's memory, with the program stopped. */
-static void copy_hot_pages_into(pid_t pid) {
-        const size_t batch = 1024; /* IOV_MAX */
+static int copy_hot_pages_into(pid_t pid) {
+        int r = copy_entries(pid, 0, n_huge_copy);
 
-        for (size_t i = 0; i < n_hot_copy; i += batch) {
-                size_t m = n_hot_copy - i < batch ? n_hot_copy - i : batch;
-                if (syscall(SYS_process_vm_readv, pid, hot_local + i, m, hot_remote + i, m, 0) != (long)m)
-                        return;
-        }
-        for (size_t i = 0; i <= n_hot_copy; i += batch) {
-                size_t m = n_hot_copy + 1 - i < batch ? n_hot_copy + 1 - i : batch;
-                /* hot_copied goes last, in the last batch; each iovec is
-                 * one byte. */
-                if (syscall(SYS_process_vm_writev, pid, hot_local + i, m, hot_remote + i, m, 0) != (long)m)
-                        return;
-        }
+        if (r < 0)
+                return r; /* the program must not run: see above */
+        /* hot_copied goes last, in the last batch. */
+        (void)copy_entries(pid, n_huge_copy, n_hot_copy + hot_flag);
+        return 0;
 }
 
 static void prefault_hot_pages(bool read_ahead) {
@@ -404,6 +438,9 @@ static void warm_main(int status_fd, int work_fd, int holder_w) {
         size_t n = 0;
         int r;
 
+        /* Its huge pages are its own now (init copied them): a fork moves
+         * them back to ordinary pages first (zygote-heap.c). */
+        zygote_heap_enter_program();
         /* First: what follows (the interpreter's after-fork steps, its
          * at-fork hooks in Python) writes to pages of the zygote too, and
          * copying them here, in one madvise, is cheaper than a fault apiece. */
@@ -525,7 +562,7 @@ static void settle(void) {
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
 #endif
-#define HUGE_PAGE (2ul << 20)
+#define HUGE_PAGE ZYGOTE_HUGE_PAGE
 
 
 /* The executable's non-writable PT_LOAD segments, if they are contiguous:
@@ -592,6 +629,7 @@ int runner_zygote_main(int ctl) {
 
         signal(SIGPIPE, SIG_IGN);
         huge_text();
+        zygote_heap_reserve();
         r = pyexec_sandbox_new(&sb);
         if (r < 0) {
                 fprintf(stderr, "pyexec-runner --zygote: %s\n", strerror(-r));
@@ -645,6 +683,18 @@ int runner_zygote_main(int ctl) {
         if (runner_prepare() < 0)
                 PyErr_Clear();
         settle();
+        {
+                /* Only with pyexec-init: it is the one that copies them
+                 * into each sandbox (zygote-heap.c). */
+                const char *why = NULL;
+                char msg[256];
+                hello.huge_pages = zygote_heap_freeze(init_fd >= 0 ? runner_zygote_huge_sets : 0, &why);
+                if (why && runner_zygote_huge_sets > 0) {
+                        int n = snprintf(msg, sizeof msg, "H%s", why);
+                        if (send(ctl, msg, (size_t)n, MSG_NOSIGNAL) < 0)
+                                return 1;
+                }
+        }
         if (runner_zygote_prefault)
                 learn_hot_pages();
         plan_hot_copy();

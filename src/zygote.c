@@ -63,6 +63,7 @@ struct zygote_proc {
         uint64_t forks;
         uint64_t started_ns;
         unsigned outstanding; /* its sandboxes still alive */
+        unsigned huge_pages; /* its memory on hugetlb pages (zygote-heap.c) */
 };
 
 struct warm_pool {
@@ -102,6 +103,9 @@ struct warm_pool {
         int *net_free;
         size_t n_net_free;
         bool net_failed; /* making one failed once: logged, each box makes its own */
+        /* The hugetlb pool (huge_pool_reserve). */
+        unsigned huge_per_set; /* pages per copy of the zygote's memory: last seen, or a guess */
+        uint64_t huge_added;   /* pages this service added to vm.nr_hugepages */
 };
 
 /* Namespaces kept for reuse beyond this are closed. */
@@ -172,13 +176,107 @@ static int exe_memfd(const char *path, const char *name) {
         return fd;
 }
 
+/* ---- the hugetlb pool --------------------------------------------------- */
+
+#define NR_HUGEPAGES "/proc/sys/vm/nr_hugepages"
+
+int warm_hugetlb_free_pages(uint64_t *ret) {
+        struct buf b;
+        uint64_t free_pages = 0, size_kb = 0;
+        bool have_free = false, have_size = false;
+        int r = read_file("/proc/meminfo", 1 << 16, &b);
+
+        if (r < 0)
+                return r;
+        for (char *line = b.data; line && *line;) {
+                char *nl = strchr(line, '\n');
+                unsigned long long v;
+                if (sscanf(line, "HugePages_Free: %llu", &v) == 1) {
+                        free_pages = v;
+                        have_free = true;
+                } else if (sscanf(line, "Hugepagesize: %llu kB", &v) == 1) {
+                        size_kb = v;
+                        have_size = true;
+                }
+                line = nl ? nl + 1 : NULL;
+        }
+        buf_done(&b);
+        if (!have_free || !have_size)
+                return -ENOENT;
+        /* MAP_HUGETLB takes the default size: another (1 GiB) is of no use. */
+        *ret = size_kb == 2048 ? free_pages : 0;
+        return 0;
+}
+
+static int read_nr_hugepages(uint64_t *ret) {
+        _cleanup_free_ char *s = NULL;
+        int r = read_small_file(NR_HUGEPAGES, &s);
+        if (r < 0)
+                return r;
+        s[strcspn(s, "\n")] = 0;
+        return parse_u64(s, 0, UINT64_MAX, ret);
+}
+
+static int write_nr_hugepages(uint64_t n) {
+        char v[32];
+        snprintf(v, sizeof v, "%llu", (unsigned long long)n);
+        return write_control_file(NR_HUGEPAGES, v);
+}
+
+/*
+ * Before a zygote starts: make sure the pool has a page for each huge page
+ * of the zygote, of its probe, of every sandbox ready or running, of the
+ * sandboxes being torn down, and of the zygote that may be retiring with
+ * its own. Only root can raise vm.nr_hugepages; this service does, by the
+ * shortfall, and gives back what it added when it stops (warm_pool_free).
+ * Elsewhere the pool is the operator's, and a zygote that finds too few
+ * free pages keeps its memory on ordinary ones (zygote-heap.c).
+ */
+static unsigned huge_sets(const struct warm_pool *p) {
+        return p->o.huge_pages ? p->o.target + p->o.max_running + 2 : 0;
+}
+
+static void huge_pool_reserve(struct warm_pool *p) {
+        uint64_t want = (uint64_t)p->huge_per_set * (huge_sets(p) + p->o.max_running + 1), free_pages, before, after;
+
+        if (!p->o.huge_pages || warm_hugetlb_free_pages(&free_pages) < 0 || free_pages >= want ||
+            read_nr_hugepages(&before) < 0)
+                return;
+        if (write_nr_hugepages(before + (want - free_pages)) < 0 || read_nr_hugepages(&after) < 0)
+                return; /* not root: the operator's pool, as it is */
+        if (after > before)
+                p->huge_added += after - before;
+        log_event(LOG_INFO, "reserved huge pages for the zygote's memory",
+                  json_pack("{s:I,s:I,s:I}", "added", (json_int_t)(after > before ? after - before : 0), "nrHugepages",
+                            (json_int_t)after, "wanted", (json_int_t)(before + (want - free_pages))));
+}
+
+static void huge_pool_give_back(struct warm_pool *p) {
+        uint64_t now;
+        if (p->huge_added == 0 || read_nr_hugepages(&now) < 0)
+                return;
+        (void)write_nr_hugepages(now > p->huge_added ? now - p->huge_added : 0);
+        p->huge_added = 0;
+}
+
 static int zygote_spawn_process(struct warm_pool *p, struct zygote_proc *ret) {
-        char *argv[] = { "pyexec-runner", "--zygote", "3", p->o.prefault ? NULL : "--no-prefault", NULL };
+        char sets[16];
+        char *argv[8];
+        size_t n_argv = 0;
         struct zygote_proc z = { .pid = -1, .pidfd = -1, .ctl = -1 };
         struct warm_reply hello;
         int sv[2], devnull, r;
         pid_t parent = getpid();
 
+        snprintf(sets, sizeof sets, "%u", huge_sets(p));
+        argv[n_argv++] = "pyexec-runner";
+        argv[n_argv++] = "--zygote";
+        argv[n_argv++] = "3";
+        if (!p->o.prefault)
+                argv[n_argv++] = "--no-prefault";
+        argv[n_argv++] = "--huge-pages";
+        argv[n_argv++] = sets;
+        argv[n_argv] = NULL;
         if (p->exe_fd < 0 && (p->exe_fd = exe_memfd(p->o.runner_path, "pyexec-runner")) < 0) {
                 r = p->exe_fd;
                 p->exe_fd = -1;
@@ -198,6 +296,10 @@ static int zygote_spawn_process(struct warm_pool *p, struct zygote_proc *ret) {
                         p->init_fd = -1;
                 }
         }
+        if (p->init_fd < 0)
+                snprintf(sets, sizeof sets, "0"); /* nothing would copy them into sandboxes */
+        else
+                huge_pool_reserve(p);
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
                 return -errno;
         devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -276,6 +378,12 @@ static int zygote_spawn_process(struct warm_pool *p, struct zygote_proc *ret) {
                                   json_pack("{s:s}", "failed", buf + 1));
                         continue;
                 }
+                if (n > 1 && buf[0] == 'H') {
+                        buf[n] = 0;
+                        log_event(LOG_INFO, "the zygote's memory stays on ordinary pages",
+                                  json_pack("{s:s}", "reason", buf + 1));
+                        continue;
+                }
                 if (n != (ssize_t)sizeof hello) {
                         r = -ECHILD; /* it died: its stderr says why */
                         goto fail;
@@ -285,6 +393,9 @@ static int zygote_spawn_process(struct warm_pool *p, struct zygote_proc *ret) {
                         r = -ECHILD;
                         goto fail;
                 }
+                z.huge_pages = hello.huge_pages;
+                if (hello.huge_pages > 0)
+                        p->huge_per_set = hello.huge_pages;
                 break;
         }
         z.started_ns = now_ns();
@@ -811,6 +922,7 @@ int warm_pool_start(struct pyexec_sandbox *sb, const struct warm_options *o, str
                 return -ENOMEM;
         p->sb = sb;
         p->o = *o;
+        p->huge_per_set = 8; /* a guess until the first zygote says (6 here) */
         p->ncpu = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? (unsigned)sysconf(_SC_NPROCESSORS_ONLN) : 1;
         p->o.runner_path = strdup(o->runner_path);
         p->o.preimport = strdup(o->preimport ? o->preimport : "");
@@ -971,6 +1083,7 @@ void warm_pool_get_stats(struct warm_pool *p, struct warm_stats *ret) {
         *ret = p->stats;
         ret->ready = (unsigned)p->n_ready;
         ret->zygote_pid = p->cur.pid;
+        ret->zygote_huge_pages = p->cur.pid > 0 ? p->cur.huge_pages : 0;
         pthread_mutex_unlock(&p->lock);
 }
 
@@ -1005,6 +1118,7 @@ struct warm_pool *warm_pool_free(struct warm_pool *p) {
         free((char *)p->o.runner_path);
         free((char *)p->o.preimport);
         net_pool_done(p);
+        huge_pool_give_back(p);
         free(p);
         return NULL;
 }

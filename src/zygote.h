@@ -27,6 +27,8 @@
  *                      comma-separated (ZYGOTE_PREIMPORT)
  *   zygote -> service, then, only if some failed: "F" and "name: Error:
  *                      text" for each, separated by "; " (logged)
+ *   zygote -> service, then, if asked for huge pages and it could not use
+ *                      them: "H" and why (logged)
  *   zygote -> service, once after start-up: struct warm_reply { .pid = 0 }
  * The "P" message carries pyexec-init (an fd of it) when the service found
  * one: init then answers the request itself (supervise.c).
@@ -53,6 +55,7 @@ struct warm_request {
 struct warm_reply {
         int32_t pid; /* init, in the service's PID namespace; 0: the hello */
         int32_t err; /* errno when the clone failed */
+        uint32_t huge_pages; /* the hello: the zygote's pages on hugetlb (zygote-heap.c) */
 };
 
 /* A warm sandbox's processes beyond the program's own: init and the holder
@@ -84,8 +87,10 @@ void pyexec_warm_start_holder(int holder_w);
 
 /* In the small init (supervise.c), in the zygote's memory, with the program
  * just forked and stopped: prepare the program's memory from outside
- * (zygote-child.c: the copies of the pages a run writes). */
-typedef void (*warm_prepare_fn)(pid_t program);
+ * (zygote-child.c: the copies of the pages a run writes). -errno: the
+ * program must not run (it would share huge pages with the zygote); init
+ * kills it and fails the build. */
+typedef int (*warm_prepare_fn)(pid_t program);
 
 struct warm_program {
         warm_main_fn main;
@@ -147,6 +152,8 @@ struct warm_options {
         uint64_t max_age_s;    /* ... or after this long */
         bool prefault;         /* sandboxes copy the interpreter's pages while they wait */
         const char *preimport; /* modules to import ahead, comma-separated */
+        bool huge_pages;       /* the zygote's memory on hugetlb pages (zygote-heap.c) */
+        unsigned max_running;  /* sandboxes running at once, for sizing their pool */
 };
 
 struct warm_stats {
@@ -160,9 +167,14 @@ struct warm_stats {
         uint64_t netns_reused; /* sandboxes that joined one used before */
         unsigned ready;
         pid_t zygote_pid;
+        unsigned zygote_huge_pages; /* the current zygote's, on hugetlb */
 };
 
 struct warm_pool;
+
+/* The free pages of the host's hugetlb pool (/proc/meminfo), if its default
+ * page size is the 2 MiB zygote-heap.c cuts to (else 0), or -errno. */
+int warm_hugetlb_free_pages(uint64_t *ret);
 
 /* Start the zygote (waits for its hello) and the thread that keeps target
  * sandboxes ready. */

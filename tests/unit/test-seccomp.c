@@ -23,7 +23,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/personality.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -255,6 +257,21 @@ static long call_mount_setattr(void) {
         return syscall(SYS_mount_setattr, -1, NONEXISTENT, 0, NULL, 0);
 }
 
+/* The hugetlb pool: refused whether the host has one (the call would
+ * succeed) or not (ENOMEM). */
+static long call_mmap_hugetlb(void) {
+        return (long)mmap(NULL, 2u << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+}
+static long call_memfd_hugetlb(void) {
+        return syscall(SYS_memfd_create, "x", MFD_CLOEXEC | MFD_HUGETLB);
+}
+static long call_shmget_hugetlb(void) {
+        long id = syscall(SYS_shmget, IPC_PRIVATE, 2u << 20, IPC_CREAT | 0600 | SHM_HUGETLB);
+        if (id >= 0) /* the unfiltered control: leave nothing behind */
+                shmctl((int)id, IPC_RMID, NULL);
+        return id;
+}
+
 struct denial {
         const char *name;
         long (*call)(void);
@@ -315,6 +332,9 @@ static const struct denial denials[] = {
         { "open_tree", call_open_tree, EPERM },
         { "fsopen", call_fsopen, EPERM },
         { "mount_setattr", call_mount_setattr, EPERM },
+        { "mmap(MAP_HUGETLB)", call_mmap_hugetlb, EPERM },
+        { "memfd_create(MFD_HUGETLB)", call_memfd_hugetlb, EPERM },
+        { "shmget(SHM_HUGETLB)", call_shmget_hugetlb, EPERM },
 };
 
 static void apply_filter_or_die(void) {
@@ -429,6 +449,19 @@ static int allowed_child(void *arg) {
         CHILD_CHECK(fd >= 0, 15);
         close(fd);
         CHILD_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, 16);
+
+        /* memory without hugetlb: anonymous, memfd, System V */
+        {
+                void *m = mmap(NULL, 1u << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                int id;
+                CHILD_CHECK(m != MAP_FAILED, 20);
+                fd = (int)syscall(SYS_memfd_create, "x", MFD_CLOEXEC);
+                CHILD_CHECK(fd >= 0, 21);
+                close(fd);
+                id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+                CHILD_CHECK(id >= 0, 22);
+                shmctl(id, IPC_RMID, NULL);
+        }
 
         /* no_new_privs is set and the filter is in place */
         CHILD_CHECK(prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1, 17);
