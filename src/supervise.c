@@ -1496,7 +1496,11 @@ pid_t pyexec_sandbox_spawn_warm(const struct pyexec_sandbox *sb, const struct wa
         }
 
         if (!init_private_dontfork) {
-                /* Once: see fork_stack. Harmless if refused (only slower). */
+                /* Once: see fork_stack. Harmless if refused (only slower).
+                 * Refused when the zygote's data is on hugetlb pages
+                 * (zygote-heap.c: one cannot be split), and needless: init
+                 * copies every such page into the program, after which the
+                 * zygote's is its own again and init's writes copy nothing. */
                 (void)madvise(&init_private, sizeof init_private, MADV_DONTFORK);
                 init_private_dontfork = true;
         }

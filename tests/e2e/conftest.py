@@ -76,6 +76,23 @@ def privileged():
     return PRIVILEGED
 
 
+@pytest.fixture(scope="session", autouse=True)
+def hugetlb_pool_restored():
+    """Services reserve huge pages as root (vm.nr_hugepages) and give them
+    back when they stop; tests that kill a service leave them reserved. The
+    session leaves the pool as it found it."""
+    path = "/proc/sys/vm/nr_hugepages"
+    try:
+        with open(path) as f:
+            before = f.read()
+    except OSError:
+        before = None
+    yield
+    if PRIVILEGED and before is not None:
+        with open(path, "w") as f:
+            f.write(before)
+
+
 def host_pids_with_uid_range(lo, hi):
     """Host pids whose real uid is in [lo, hi): sandbox uids as root."""
     found = []

@@ -1213,6 +1213,10 @@ calls = {
     "setuid_0": (105, 0),
     "setgid_0": (106, 0),
     "ioctl_tiocsti": (16, 0, 0x5412, B),
+    # The host's hugetlb pool (the zygote's memory lives there).
+    "mmap_hugetlb": (9, 0, 2 << 20, 3, 0x22 | 0x40000, -1, 0),
+    "memfd_hugetlb": (319, s(b"x"), 1 | 4),
+    "shmget_hugetlb": (29, 0, 2 << 20, 0o1000 | 0o600 | 0o4000),
 }
 out = {name: sc(*args) for name, args in calls.items()}
 # The filter is inherited: a thread and a forked child are bound too.
@@ -1238,11 +1242,35 @@ EPERM_CALLS = [
     "kexec_load", "init_module", "finit_module", "delete_module", "reboot", "syslog", "swapon", "acct", "iopl",
     "ioperm", "settimeofday", "clock_settime", "kcmp", "pidfd_getfd", "fsopen", "open_tree", "move_mount",
     "mount_setattr", "ioctl_tiocsti", "thread", "thread_ptrace", "child_unshare", "child_mount",
+    "mmap_hugetlb", "memfd_hugetlb", "shmget_hugetlb",
 ]
 ENOSYS_CALLS = ["clone3", "io_uring_setup", "io_uring_enter"]
 
 
-def test_dangerous_syscalls_fail_with_exact_errnos(run, privileged):
+def hugetlb_counters():
+    with open("/proc/meminfo") as f:
+        return {k: v.strip() for k, v in (line.split(":", 1) for line in f) if k.startswith("HugePages_")}
+
+
+@pytest.fixture
+def huge_pages_free():
+    """As root: a few free pages in the host's hugetlb pool during the test,
+    so that a hugetlb call the filter let through would succeed (without a
+    pool the kernel itself refuses, with ENOMEM)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    with open("/proc/sys/vm/nr_hugepages") as f:
+        before = int(f.read())
+    with open("/proc/sys/vm/nr_hugepages", "w") as f:
+        f.write(str(before + 4))
+    yield
+    with open("/proc/sys/vm/nr_hugepages", "w") as f:
+        f.write(str(before))
+
+
+def test_dangerous_syscalls_fail_with_exact_errnos(run, privileged, huge_pages_free):
+    huge_before = hugetlb_counters()
     res = run(SYSCALL_PROG)
     out = lines_json(res)
     wrong = {}
@@ -1260,6 +1288,8 @@ def test_dangerous_syscalls_fail_with_exact_errnos(run, privileged):
             wrong[name] = out[name]
     assert not wrong, f"calls that did not fail as they should (name: [return, errno]): {wrong}"
     assert not Path("/tmp/acct").exists()
+    # Nothing taken from the pool, not even reserved.
+    assert hugetlb_counters() == huge_before
 
 
 def test_x32_syscall_kills_the_process(run):

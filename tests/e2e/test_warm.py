@@ -1003,10 +1003,13 @@ def test_programs_do_not_get_inits_stack(serve):
     (MADV_DONTFORK, supervise.c: init forks the program on another stack),
     so the next init's writes to it are not copy-on-write faults. From the
     host: the zygote has that one do-not-copy mapping, of init's 256 KiB
-    stack and more; as root, a ready program maps nothing of it and runs."""
+    stack and more; as root, a ready program maps nothing of it and runs.
+    With the zygote's data on huge pages the madvise is refused (a hugetlb
+    page cannot be split), and needs not be: see
+    test_zygote_memory_on_huge_pages_never_shared_with_a_sandbox."""
     if not os.path.exists(os.path.join(os.path.dirname(os.path.realpath(PYEXEC)), "pyexec-init")):
         pytest.skip("no pyexec-init beside pyexec: each init is a full copy of the zygote")
-    srv = serve(env={"WARM_POOL_SIZE": 1})
+    srv = serve(env={"WARM_POOL_SIZE": 1, "ZYGOTE_HUGE_PAGES": "false"})
     z = wait_pool_full(srv, 1)["zygotePid"]
     dc = vmas(z, "dc")
     assert len(dc) == 1 and dc[0][1] - dc[0][0] >= 256 * 1024, [(hex(a), hex(b)) for a, b in dc]
@@ -1322,7 +1325,10 @@ def test_zygote_environment_argv_fds(serve):
     assert env.split(b"\0")[:-1] == [f"{k}={v}".encode() for k, v in SANDBOX_ENV.items()], env
     with open(f"/proc/{z}/cmdline", "rb") as f:
         cmdline = f.read()
-    assert cmdline.split(b"\0")[:-1] == [b"pyexec-runner", b"--zygote", b"3"], cmdline
+    # --huge-pages: room in the hugetlb pool for this many copies of its
+    # memory (zygote-heap.c): the pool's 2, MAX_CONCURRENT_EXECUTIONS (5)
+    # running, itself and its probe.
+    assert cmdline.split(b"\0")[:-1] == [b"pyexec-runner", b"--zygote", b"3", b"--huge-pages", b"9"], cmdline
     # Exec'd from a sealed memfd copy: its programs' /proc/self/exe and maps
     # name no host path.
     assert os.readlink(f"/proc/{z}/exe") == "/memfd:pyexec-runner (deleted)"
@@ -1805,3 +1811,183 @@ def test_nothing_survives_the_service(tmp_path):
         if srv.proc.poll() is None:
             srv.proc.kill()
             srv.proc.wait(10)
+
+
+# ---------------------------------------------------------------------------
+# The zygote's memory on hugetlb pages (zygote-heap.c)
+# ---------------------------------------------------------------------------
+
+HUGE_PAGE_KB = 2048
+
+
+def meminfo():
+    with open("/proc/meminfo") as f:
+        return {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in f)}
+
+
+def nr_hugepages():
+    with open("/proc/sys/vm/nr_hugepages") as f:
+        return int(f.read())
+
+
+def hugetlb_kb(pid):
+    """(private, shared) hugetlb memory of pid in KiB, from its smaps."""
+    priv = shared = 0
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            if line.startswith("Private_Hugetlb:"):
+                priv += int(line.split()[1])
+            elif line.startswith("Shared_Hugetlb:"):
+                shared += int(line.split()[1])
+    return priv, shared
+
+
+# The program's own view: its hugetlb memory, private and shared.
+OWN_HUGETLB = r'''
+def own_hugetlb():
+    priv = shared = 0
+    for line in open("/proc/self/smaps"):
+        if line.startswith("Private_Hugetlb:"):
+            priv += int(line.split()[1])
+        elif line.startswith("Shared_Hugetlb:"):
+            shared += int(line.split()[1])
+    return priv, shared
+'''
+
+
+def huge_server(serve, **env):
+    """A service with the zygote's memory on huge pages: as root it reserves
+    the pool itself; an unprivileged run has none to use (skip)."""
+    if os.geteuid() != 0:
+        pytest.skip("only root can reserve the hugetlb pool (vm.nr_hugepages)")
+    srv = serve(env={"WARM_POOL_SIZE": 1, **env})
+    w = wait_pool_full(srv, 1)
+    assert w["zygoteHugePages"] > 0, srv.log_text()[-3000:]
+    return srv, w
+
+
+def test_zygote_memory_on_huge_pages_never_shared_with_a_sandbox(serve):
+    """The zygote moves its arenas, heap and static data to 2 MiB hugetlb
+    pages, and init copies every one of them into the program before it
+    runs. From the host: the zygote and a ready program each hold exactly
+    the zygote's pages, privately, none shared; the program's own view
+    agrees; the service raised vm.nr_hugepages and gives the pages back when
+    it stops."""
+    before = nr_hugepages()
+    srv, w = huge_server(serve)
+    pages = w["zygoteHugePages"]
+    z = w["zygotePid"]
+    assert nr_hugepages() >= before
+    assert "reserved huge pages" in srv.log_text() or before > 0
+    assert hugetlb_kb(z) == (pages * HUGE_PAGE_KB, 0)
+    (init,) = children(z)
+    prog, holder = program_and_holder(init)
+    assert hugetlb_kb(prog) == (pages * HUGE_PAGE_KB, 0)
+    assert hugetlb_kb(init) == (0, 0)  # pyexec-init: exec'd, none of the zygote's memory
+    res = execute(srv, OWN_HUGETLB + "print(*own_hugetlb())\n", policy="permissive")
+    assert_ok(res, f"{pages * HUGE_PAGE_KB} 0\n")
+    assert srv.sample("pyexec_zygote_huge_pages") == pages
+    added = nr_hugepages() - before
+    stop_ok(srv)
+    assert nr_hugepages() == before, f"the service added {added} pages and did not give them back"
+
+
+def test_huge_pages_off_and_without_a_pool(serve):
+    """ZYGOTE_HUGE_PAGES=false leaves the pool alone and the zygote on
+    ordinary pages; so does a pool the service cannot fill (unprivileged),
+    and the log says why. Runs are unchanged."""
+    before = nr_hugepages()
+    env = {"WARM_POOL_SIZE": 1}
+    if os.geteuid() == 0:
+        env["ZYGOTE_HUGE_PAGES"] = "false"
+    elif meminfo()["HugePages_Free"] > 0:
+        pytest.skip("the host has a hugetlb pool this unprivileged service may use")
+    srv = serve(env=env)
+    w = wait_pool_full(srv, 1)
+    assert w["zygoteHugePages"] == 0
+    assert hugetlb_kb(w["zygotePid"]) == (0, 0)
+    assert nr_hugepages() == before
+    if os.geteuid() != 0:
+        assert "the zygote's memory stays on ordinary pages" in srv.log_text()
+    assert_ok(execute(srv, "print(sum(range(10)))"), "45\n")
+
+
+FORK_MOVES_BACK = OWN_HUGETLB + r'''
+import os
+before = own_hugetlb()
+data = [str(i) for i in range(50000)]
+kids = []
+for k in range(3):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        mine = [x * 2 for x in data]  # writes all over the copied heap
+        os.write(w, repr((own_hugetlb(), len(mine), mine[-1])).encode())
+        os._exit(10 + k)
+    os.close(w)
+    kids.append((pid, r))
+data.append("parent")
+for k, (pid, r) in enumerate(kids):
+    got = os.read(r, 1000).decode()
+    assert os.waitpid(pid, 0)[1] >> 8 == 10 + k
+    print(got)
+print(before[1], own_hugetlb(), len(data))
+'''
+
+
+def test_fork_in_a_program_moves_its_huge_pages_back(serve):
+    """A program's huge pages would be shared with a forked child, and each
+    write would take a page from the pool: fork() first moves them back to
+    ordinary pages, in the parent and so in every child. Seen from inside
+    (no hugetlb left, no data lost) and from the host (the pool's free
+    pages are the same before and after)."""
+    srv, w = huge_server(serve)
+    free_before = meminfo()["HugePages_Free"]
+    res = execute(srv, FORK_MOVES_BACK, policy="permissive")
+    assert_ok(res)
+    lines = res["stdout"].splitlines()
+    assert lines[:3] == [repr(((0, 0), 50000, "4999949999"))] * 3, lines
+    assert lines[3] == "0 (0, 0) 50001", lines
+    wait_pool_full(srv, 1)
+    assert meminfo()["HugePages_Free"] == free_before
+
+
+def take_free_huge_pages():
+    """Map and touch every free huge page of the pool (the host's own
+    process): a pool exhausted by someone else."""
+    import mmap
+    n = meminfo()["HugePages_Free"]
+    if n == 0:
+        return None
+    m = mmap.mmap(-1, n * HUGE_PAGE_KB * 1024, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x40000)
+    for off in range(0, len(m), HUGE_PAGE_KB * 1024):
+        m[off] = 1
+    assert meminfo()["HugePages_Free"] == 0
+    return m
+
+
+def test_exhausted_pool_fails_builds_never_runs(serve):
+    """With no free huge page left, init cannot copy the zygote's pages into
+    a new sandbox: the build fails (the program is killed before it runs,
+    never left sharing pages with the zygote), and every request is still
+    answered correctly, on the cold path. Given the pages back, the pool
+    refills."""
+    srv, w = huge_server(serve)
+    z = w["zygotePid"]
+    hog = take_free_huge_pages()
+    try:
+        failures = warm_stats(srv)["failures"]
+        for i in range(4):
+            assert_ok(execute(srv, f"print({i} * 7)"), f"{i * 7}\n")
+        wait_for(lambda: warm_stats(srv)["failures"] > failures, 10, "a sandbox build failed")
+        # The zygote kept its pages and shares none.
+        assert warm_stats(srv)["zygotePid"] == z
+        assert hugetlb_kb(z) == (w["zygoteHugePages"] * HUGE_PAGE_KB, 0)
+    finally:
+        if hog is not None:
+            hog.close()
+    wait_pool_full(srv, 1, timeout=20)
+    (init,) = children(z)
+    prog, _ = program_and_holder(init)
+    assert hugetlb_kb(prog) == (w["zygoteHugePages"] * HUGE_PAGE_KB, 0)
+    assert_ok(execute(srv, "print('back')"), "back\n")
