@@ -149,11 +149,19 @@ def kids(pid):
             pass
     return out
 def mem(pid):
-    d = {}
+    # hugetlb pages (the zygote's memory, zygote-heap.c, and each sandbox's
+    # copy) are not in Rss or Pss: added to both (never shared: the tests
+    # check it), and shown apart.
+    d = {"Hugetlb": 0}
     for line in open(f"/proc/{pid}/smaps_rollup"):
         k, _, v = line.partition(":")
         if k in ("Rss", "Pss"):
-            d[k] = int(v.split()[0])
+            d[k] = d.get(k, 0) + int(v.split()[0])
+        elif k in ("Private_Hugetlb", "Shared_Hugetlb"):
+            n = int(v.split()[0])
+            d["Rss"] = d.get("Rss", 0) + n
+            d["Pss"] = d.get("Pss", 0) + n
+            d["Hugetlb"] += n
     return d
 zyg = [p for p in kids(server) if b"--zygote" in open(f"/proc/{p}/cmdline", "rb").read()]
 z = zyg[0]
@@ -164,7 +172,11 @@ while todo:
     boxes.append(p)
     todo += kids(p)
 box_pss = sum(mem(p)["Pss"] for p in boxes)
-print(json.dumps({"server": mem(server), "zygote": mem(z), "sandbox_procs": len(boxes), "sandbox_pss": box_pss}))
+box_huge = sum(mem(p)["Hugetlb"] for p in boxes)
+with open("/proc/sys/vm/nr_hugepages") as f:
+    nr_huge = int(f.read())
+print(json.dumps({"server": mem(server), "zygote": mem(z), "sandbox_procs": len(boxes), "sandbox_pss": box_pss,
+                  "sandbox_hugetlb": box_huge, "nr_hugepages": nr_huge}))
 PY
 paced=$(dirname "$0")/paced.py
 $py "$paced" "$port" 20 100 /health/live > "$work/live-paced.json"
@@ -284,7 +296,11 @@ print(f"3. CPU-bound program (~1 s)             bare {cpu_bare*1e3:8.1f} ms  war
 srv, zyg = mem["server"], mem["zygote"]
 print(f"4. idle service: server RSS {srv['Rss']/1024:.1f} MB + zygote RSS {zyg['Rss']/1024:.1f} MB"
       f" = {(srv['Rss']+zyg['Rss'])/1024:.1f} MB (PSS {(srv['Pss']+zyg['Pss'])/1024:.1f} MB; target <= 40 MB)")
-print(f"   {mem['sandbox_procs']} processes of the waiting sandboxes add PSS {mem['sandbox_pss']/1024:.1f} MB")
+print(f"   of which the zygote's hugetlb pages {zyg['Hugetlb']/1024:.1f} MB (counted in both)")
+print(f"   {mem['sandbox_procs']} processes of the waiting sandboxes add PSS {mem['sandbox_pss']/1024:.1f} MB"
+      f" (of which hugetlb {mem['sandbox_hugetlb']/1024:.1f} MB)")
+print(f"   the host's hugetlb pool: {mem['nr_hugepages']} pages = {mem['nr_hugepages']*2} MB reserved"
+      " (vm.nr_hugepages, raised by the service to what its sandboxes may need)")
 w_ = stats.get("warm") or {}
 print(f"   pool: {w_.get('sandboxes')} sandboxes built, {w_.get('takenReady')} runs found one ready, "
       f"{w_.get('builtOnDemand')} built on demand, {w_.get('failures')} failures")

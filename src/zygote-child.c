@@ -340,8 +340,9 @@ static void plan_hot_copy(void) {
         hot_flag = true;
 }
 
-/* Entries [from, to) from this process's memory into the program's. */
-static int copy_entries(pid_t pid, size_t from, size_t to) {
+/* The pages of entries [from, to): a byte of each read from the program and
+ * written back, and then, with flag, entry `to` (hot_copied) written. */
+static int copy_entries(pid_t pid, size_t from, size_t to, bool flag) {
         const size_t batch = 1024; /* IOV_MAX */
 
         for (size_t i = from; i < to; i += batch) {
@@ -349,6 +350,7 @@ static int copy_entries(pid_t pid, size_t from, size_t to) {
                 if (syscall(SYS_process_vm_readv, pid, hot_local + i, m, hot_remote + i, m, 0) != (long)m)
                         return -EFAULT;
         }
+        to += flag;
         for (size_t i = from; i < to; i += batch) {
                 size_t m = to - i < batch ? to - i : batch;
                 /* Each iovec is one byte: a short count names the first
@@ -362,12 +364,12 @@ static int copy_entries(pid_t pid, size_t from, size_t to) {
 
 /* In the small init, in the zygote's memory, with the program stopped. */
 static int copy_hot_pages_into(pid_t pid) {
-        int r = copy_entries(pid, 0, n_huge_copy);
+        int r = copy_entries(pid, 0, n_huge_copy, false);
 
         if (r < 0)
                 return r; /* the program must not run: see above */
         /* hot_copied goes last, in the last batch. */
-        (void)copy_entries(pid, n_huge_copy, n_hot_copy + hot_flag);
+        (void)copy_entries(pid, n_huge_copy, n_hot_copy, hot_flag);
         return 0;
 }
 
