@@ -148,6 +148,13 @@ def kids(pid):
         except OSError:
             pass
     return out
+def holder(pid):
+    # A sandbox's holder shares its program's memory (CLONE_VM): counting it
+    # too would count that memory twice. It blocks every signal.
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("SigBlk:"):
+            return int(line.split()[1], 16) != 0
+    return False
 def mem(pid):
     # hugetlb pages (the zygote's memory, zygote-heap.c, and each sandbox's
     # copy) are not in Rss or Pss: added to both (never shared: the tests
@@ -171,6 +178,7 @@ while todo:
     p = todo.pop()
     boxes.append(p)
     todo += kids(p)
+boxes = [p for p in boxes if not holder(p)]
 box_pss = sum(mem(p)["Pss"] for p in boxes)
 box_huge = sum(mem(p)["Hugetlb"] for p in boxes)
 with open("/proc/sys/vm/nr_hugepages") as f:
@@ -297,7 +305,7 @@ srv, zyg = mem["server"], mem["zygote"]
 print(f"4. idle service: server RSS {srv['Rss']/1024:.1f} MB + zygote RSS {zyg['Rss']/1024:.1f} MB"
       f" = {(srv['Rss']+zyg['Rss'])/1024:.1f} MB (PSS {(srv['Pss']+zyg['Pss'])/1024:.1f} MB; target <= 40 MB)")
 print(f"   of which the zygote's hugetlb pages {zyg['Hugetlb']/1024:.1f} MB (counted in both)")
-print(f"   {mem['sandbox_procs']} processes of the waiting sandboxes add PSS {mem['sandbox_pss']/1024:.1f} MB"
+print(f"   {mem['sandbox_procs']} processes of the waiting sandboxes (not their holders) add PSS {mem['sandbox_pss']/1024:.1f} MB"
       f" (of which hugetlb {mem['sandbox_hugetlb']/1024:.1f} MB)")
 print(f"   the host's hugetlb pool: {mem['nr_hugepages']} pages = {mem['nr_hugepages']*2} MB reserved"
       " (vm.nr_hugepages, raised by the service to what its sandboxes may need)")

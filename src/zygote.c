@@ -106,6 +106,7 @@ struct warm_pool {
         /* The hugetlb pool (huge_pool_reserve). */
         unsigned huge_per_set; /* pages per copy of the zygote's memory: last seen, or a guess */
         uint64_t huge_added;   /* pages this service added to vm.nr_hugepages */
+        uint64_t huge_wanted;  /* what it reserved for, at huge_per_set */
 };
 
 /* Namespaces kept for reuse beyond this are closed. */
@@ -236,9 +237,14 @@ static unsigned huge_sets(const struct warm_pool *p) {
         return p->o.huge_pages ? p->o.target + p->o.max_running + 2 : 0;
 }
 
-static void huge_pool_reserve(struct warm_pool *p) {
-        uint64_t want = (uint64_t)p->huge_per_set * (huge_sets(p) + p->o.max_running + 1), free_pages, before, after;
+static uint64_t huge_pool_want(const struct warm_pool *p) {
+        return (uint64_t)p->huge_per_set * (huge_sets(p) + p->o.max_running + 1);
+}
 
+static void huge_pool_reserve(struct warm_pool *p) {
+        uint64_t want = huge_pool_want(p), free_pages, before, after;
+
+        p->huge_wanted = want;
         if (!p->o.huge_pages || warm_hugetlb_free_pages(&free_pages) < 0 || free_pages >= want ||
             read_nr_hugepages(&before) < 0)
                 return;
@@ -249,6 +255,20 @@ static void huge_pool_reserve(struct warm_pool *p) {
         log_event(LOG_INFO, "reserved huge pages for the zygote's memory",
                   json_pack("{s:I,s:I,s:I}", "added", (json_int_t)(after > before ? after - before : 0), "nrHugepages",
                             (json_int_t)after, "wanted", (json_int_t)(before + (want - free_pages))));
+}
+
+/* The zygote said how many pages it has: what was reserved for a larger
+ * guess goes back (no more than this service added). */
+static void huge_pool_trim(struct warm_pool *p) {
+        uint64_t want = huge_pool_want(p), excess, now;
+
+        if (p->huge_added == 0 || want >= p->huge_wanted || read_nr_hugepages(&now) < 0)
+                return;
+        excess = p->huge_wanted - want < p->huge_added ? p->huge_wanted - want : p->huge_added;
+        if (excess > now || write_nr_hugepages(now - excess) < 0)
+                return;
+        p->huge_added -= excess;
+        p->huge_wanted = want;
 }
 
 static void huge_pool_give_back(struct warm_pool *p) {
@@ -394,8 +414,10 @@ static int zygote_spawn_process(struct warm_pool *p, struct zygote_proc *ret) {
                         goto fail;
                 }
                 z.huge_pages = hello.huge_pages;
-                if (hello.huge_pages > 0)
+                if (hello.huge_pages > 0) {
                         p->huge_per_set = hello.huge_pages;
+                        huge_pool_trim(p);
+                }
                 break;
         }
         z.started_ns = now_ns();
