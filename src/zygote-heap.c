@@ -7,8 +7,8 @@
  * object): each is copied (by init, zygote-child.c, or by the program), and
  * under the shadow paging of VMs like this project's build machine every
  * first touch of a page costs a new process 3 to 5 us more. On 2 MiB pages
- * the copies are six, and so are the touches: a hello world took 13.4
- * instead of 16.4 ms of CPU at concurrency 8 (README, Benchmarks).
+ * the copies are six, and so are the touches: a hello world took about 18%
+ * less CPU at concurrency 8 (README, Benchmarks).
  *
  * Why hugetlb and not transparent huge pages: a transparent huge page comes
  * fresh from the buddy allocator, and on a host that reports freed memory
@@ -38,9 +38,11 @@
  *    service builds another sandbox or runs the request cold. The zygote
  *    itself then never needs a page: its pages are its own again.
  *  - A program that forks (os.fork, multiprocessing) first moves its huge
- *    ranges back to ordinary pages (a pthread_atfork handler, once, about
- *    3 ms for 12 MiB); vfork and posix_spawn (subprocess) share the memory
- *    and copy nothing. The move copies while other threads may run: a
+ *    ranges back to ordinary pages (a pthread_atfork handler, once: its
+ *    first fork took about 30 ms instead of 2 to 9 here, the 12 MiB being
+ *    fresh memory that this VM's host faults in; populated in one mmap, not
+ *    page by page, which took 76 ms); vfork and posix_spawn (subprocess)
+ *    share the memory and copy nothing. The move copies while other threads may run: a
  *    thread that writes into the moved ranges during it, with the GIL
  *    released (a readinto() into a small buffer), can lose that write. A
  *    raw clone() skips the handler: its writes take pages from the pool
@@ -193,7 +195,8 @@ static void move_back_before_fork(void) {
                 return;
         for (size_t i = 0; i < n_ranges; i++) {
                 size_t len = (size_t)ranges[i][1];
-                void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1,
+                               0);
                 if (p == MAP_FAILED)
                         continue; /* the fork's copies then come from the pool */
                 memcpy(p, (const void *)(uintptr_t)ranges[i][0], len);
