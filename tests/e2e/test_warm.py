@@ -1857,11 +1857,14 @@ def own_hugetlb():
 
 def huge_server(serve, **env):
     """A service with the zygote's memory on huge pages: as root it reserves
-    the pool itself; an unprivileged run has none to use (skip)."""
-    if os.geteuid() != 0:
-        pytest.skip("only root can reserve the hugetlb pool (vm.nr_hugepages)")
+    the pool itself; unprivileged it uses the host's, if that has room for
+    the zygote's copies (scripts/test-unprivileged.sh makes one)."""
+    if os.geteuid() != 0 and meminfo()["HugePages_Free"] < 64:
+        pytest.skip("no hugetlb pool with room, and only root can reserve one (vm.nr_hugepages)")
     srv = serve(env={"WARM_POOL_SIZE": 1, **env})
     w = wait_pool_full(srv, 1)
+    if os.geteuid() != 0 and w["zygoteHugePages"] == 0:
+        pytest.skip("the host's hugetlb pool had too little room: " + srv.log_text()[-500:])
     assert w["zygoteHugePages"] > 0, srv.log_text()[-3000:]
     return srv, w
 
@@ -1880,10 +1883,11 @@ def test_zygote_memory_on_huge_pages_never_shared_with_a_sandbox(serve):
     assert nr_hugepages() >= before
     assert "reserved huge pages" in srv.log_text() or before > 0
     assert hugetlb_kb(z) == (pages * HUGE_PAGE_KB, 0)
-    (init,) = children(z)
-    prog, holder = program_and_holder(init)
-    assert hugetlb_kb(prog) == (pages * HUGE_PAGE_KB, 0)
-    assert hugetlb_kb(init) == (0, 0)  # pyexec-init: exec'd, none of the zygote's memory
+    if os.geteuid() == 0:  # a program's maps are closed to the service's user
+        (init,) = children(z)
+        prog, holder = program_and_holder(init)
+        assert hugetlb_kb(prog) == (pages * HUGE_PAGE_KB, 0)
+        assert hugetlb_kb(init) == (0, 0)  # pyexec-init: exec'd, none of the zygote's memory
     res = execute(srv, OWN_HUGETLB + "print(*own_hugetlb())\n", policy="permissive")
     assert_ok(res, f"{pages * HUGE_PAGE_KB} 0\n")
     assert srv.sample("pyexec_zygote_huge_pages") == pages
@@ -1987,9 +1991,10 @@ def test_exhausted_pool_fails_builds_never_runs(serve):
         if hog is not None:
             hog.close()
     wait_pool_full(srv, 1, timeout=20)
-    (init,) = children(z)
-    prog, _ = program_and_holder(init)
-    assert hugetlb_kb(prog) == (w["zygoteHugePages"] * HUGE_PAGE_KB, 0)
+    if os.geteuid() == 0:
+        (init,) = children(z)
+        prog, _ = program_and_holder(init)
+        assert hugetlb_kb(prog) == (w["zygoteHugePages"] * HUGE_PAGE_KB, 0)
     assert_ok(execute(srv, "print('back')"), "back\n")
 
 
