@@ -42,10 +42,11 @@
  *    first fork took about 30 ms instead of 2 to 9 here, the 12 MiB being
  *    fresh memory that this VM's host faults in; populated in one mmap, not
  *    page by page, which took 76 ms); vfork and posix_spawn (subprocess)
- *    share the memory and copy nothing. The move copies while other threads may run: a
- *    thread that writes into the moved ranges during it, with the GIL
- *    released (a readinto() into a small buffer), can lose that write. A
- *    raw clone() skips the handler: its writes take pages from the pool
+ *    share the memory and copy nothing. The move copies while other
+ *    threads may run: a thread that writes into the moved ranges during it,
+ *    with the GIL released (a readinto() into a small buffer), can lose
+ *    that write. A raw clone() skips the handler: its writes take pages
+ *    from the pool
  *    (SIGBUS in that program when it is empty; other sandboxes then fail to
  *    build and run cold). Programs cannot ask for hugetlb memory themselves:
  *    seccomp refuses MAP_HUGETLB, MFD_HUGETLB and SHM_HUGETLB.

@@ -1984,9 +1984,20 @@ def test_exhausted_pool_fails_builds_never_runs(serve):
         for i in range(4):
             assert_ok(execute(srv, f"print({i} * 7)"), f"{i * 7}\n")
         wait_for(lambda: warm_stats(srv)["failures"] > failures, 10, "a sandbox build failed")
-        # The zygote kept its pages and shares none.
+        # The zygote kept its pages and shares none; no process of a failed
+        # build was left holding (and so sharing) any of them.
         assert warm_stats(srv)["zygotePid"] == z
         assert hugetlb_kb(z) == (w["zygoteHugePages"] * HUGE_PAGE_KB, 0)
+        if os.geteuid() == 0:  # a program's maps are closed to the service's user
+            shared = {}
+            for p in descendants(z):
+                try:
+                    kb = hugetlb_kb(p)
+                except OSError:
+                    continue  # gone meanwhile
+                if kb[1] or kb[0] not in (0, w["zygoteHugePages"] * HUGE_PAGE_KB):
+                    shared[p] = kb
+            assert shared == {}, f"processes holding part of the zygote's pages, or sharing them: {shared}"
     finally:
         if hog is not None:
             hog.close()
