@@ -46,10 +46,10 @@
  *    threads may run: a thread that writes into the moved ranges during it,
  *    with the GIL released (a readinto() into a small buffer), can lose
  *    that write. A raw clone() skips the handler: its writes take pages
- *    from the pool
- *    (SIGBUS in that program when it is empty; other sandboxes then fail to
- *    build and run cold). Programs cannot ask for hugetlb memory themselves:
- *    seccomp refuses MAP_HUGETLB, MFD_HUGETLB and SHM_HUGETLB.
+ *    from the pool (SIGBUS in that program when it is empty; other
+ *    sandboxes then fail to build and run cold). Programs cannot ask for
+ *    hugetlb memory themselves: seccomp refuses MAP_HUGETLB, MFD_HUGETLB
+ *    and SHM_HUGETLB.
  *  - Pool pages are not charged to the memory cgroup: each sandbox holds
  *    the zygote's count of them beyond its memory limit, no more.
  */
