@@ -228,15 +228,15 @@ static void detect_v2(struct cgroup_host *h, const struct cg_mount *m) {
 }
 
 /* Create <hierarchy of controller>/<our cgroup>/pyexec; NULL when unusable. */
-static char *v1_parent(char *mountinfo, char *proc_cgroup, const char *controller, struct cgroup_host *h) {
+static char *v1_parent(char *mountinfo, char *proc_cgroup, const char *controller, char *reason, size_t size) {
         struct cg_mount m = { 0 };
         _cleanup_free_ char *own = NULL, *dir = NULL;
         char *parent = NULL;
         int r;
 
         if (find_mount(mountinfo, false, controller, &m) < 0) {
-                snprintf(h->reason + strlen(h->reason), sizeof h->reason - strlen(h->reason),
-                         "%sno v1 %s hierarchy", h->reason[0] ? "; " : "", controller);
+                snprintf(reason + strlen(reason), size - strlen(reason), "%sno v1 %s hierarchy",
+                         reason[0] ? "; " : "", controller);
                 return NULL;
         }
         if (own_cgroup(proc_cgroup, controller, &own) < 0 || !(dir = hierarchy_dir(&m, own)))
@@ -249,14 +249,91 @@ static char *v1_parent(char *mountinfo, char *proc_cgroup, const char *controlle
         if (r >= 0 && access(parent, W_OK | X_OK) < 0)
                 r = -errno;
         if (r < 0) {
-                snprintf(h->reason + strlen(h->reason), sizeof h->reason - strlen(h->reason),
-                         "%scannot use %s: %s", h->reason[0] ? "; " : "", parent, strerror(-r));
+                snprintf(reason + strlen(reason), size - strlen(reason), "%scannot use %s: %s",
+                         reason[0] ? "; " : "", parent, strerror(-r));
                 free(parent);
                 parent = NULL;
         }
 out:
         cg_mount_done(&m);
         return parent;
+}
+
+
+/*
+ * The hugetlb controller, for the 2 MiB pages of the pool only (the size
+ * the zygote's heap uses: zygote-heap.c). First on the cgroup2 hierarchy,
+ * where hybrid hosts leave it (and a v2 host has it beside memory), in the
+ * same parent as detect_v2's; then on a v1 hierarchy of its own.
+ */
+static void detect_hugetlb_v2(struct cgroup_host *h, const struct cg_mount *m) {
+        _cleanup_free_ char *controllers = NULL, *parent = NULL;
+        const char *env = getenv("PYEXEC_CGROUP");
+        char p[4096];
+        int r;
+
+        snprintf(p, sizeof p, "%s/cgroup.controllers", m->target);
+        if (read_small_file(p, &controllers) < 0 || !list_has_space(controllers, "hugetlb")) {
+                snprintf(h->hugetlb_reason, sizeof h->hugetlb_reason, "no hugetlb controller on the cgroup2 hierarchy at %s",
+                         m->target);
+                return;
+        }
+        if (env && *env)
+                parent = env[0] == '/' && strncmp(env, m->target, strlen(m->target)) == 0 ? strdup(env)
+                                                                                         : strdup_printf("%s/%s", m->target, env);
+        else
+                parent = strdup_printf("%s/pyexec", m->target);
+        if (!parent)
+                return;
+        r = 0;
+        if (!(env && *env)) {
+                snprintf(p, sizeof p, "%s/cgroup.subtree_control", m->target);
+                r = write_control_file(p, "+hugetlb");
+        }
+        if (r >= 0)
+                r = mkdir_p1(parent);
+        if (r >= 0 && access(parent, W_OK | X_OK) < 0)
+                r = -errno;
+        if (r >= 0) {
+                snprintf(p, sizeof p, "%s/cgroup.subtree_control", parent);
+                r = write_control_file(p, "+hugetlb");
+        }
+        if (r >= 0 && !file_exists(parent, "hugetlb.2MB.max"))
+                r = -ENOENT;
+        if (r < 0) {
+                snprintf(h->hugetlb_reason, sizeof h->hugetlb_reason, "cannot use %s for hugetlb cgroups: %s", parent,
+                         strerror(-r));
+                return;
+        }
+        h->hugetlb_parent = TAKE_PTR(parent);
+        h->hugetlb_v2 = true;
+}
+
+static void detect_hugetlb(struct cgroup_host *h, char *mountinfo) {
+        struct cg_mount m = { 0 };
+        struct buf proc_cgroup;
+        char *parent;
+
+        if (find_mount(mountinfo, true, NULL, &m) >= 0) {
+                detect_hugetlb_v2(h, &m);
+                cg_mount_done(&m);
+                if (h->hugetlb_parent)
+                        return;
+        }
+        if (read_file("/proc/self/cgroup", 1 << 16, &proc_cgroup) < 0)
+                return;
+        parent = v1_parent(mountinfo, proc_cgroup.data, "hugetlb", h->hugetlb_reason, sizeof h->hugetlb_reason);
+        buf_done(&proc_cgroup);
+        if (parent && !file_exists(parent, "hugetlb.2MB.limit_in_bytes")) {
+                snprintf(h->hugetlb_reason + strlen(h->hugetlb_reason), sizeof h->hugetlb_reason - strlen(h->hugetlb_reason),
+                         "%s%s has no hugetlb.2MB.limit_in_bytes", h->hugetlb_reason[0] ? "; " : "", parent);
+                free(parent);
+                parent = NULL;
+        }
+        if (parent) {
+                h->hugetlb_parent = parent;
+                h->hugetlb_reason[0] = 0;
+        }
 }
 
 void cgroup_host_detect(struct cgroup_host *h) {
@@ -273,15 +350,21 @@ void cgroup_host_detect(struct cgroup_host *h) {
                 cg_mount_done(&m);
         }
         if (h->version != CGROUP_V2 && read_file("/proc/self/cgroup", 1 << 16, &proc_cgroup) >= 0) {
-                h->memory_parent = v1_parent(mountinfo.data, proc_cgroup.data, "memory", h);
-                h->pids_parent = v1_parent(mountinfo.data, proc_cgroup.data, "pids", h);
-                h->cpu_parent = v1_parent(mountinfo.data, proc_cgroup.data, "cpuacct", h);
+                h->memory_parent = v1_parent(mountinfo.data, proc_cgroup.data, "memory", h->reason, sizeof h->reason);
+                h->pids_parent = v1_parent(mountinfo.data, proc_cgroup.data, "pids", h->reason, sizeof h->reason);
+                h->cpu_parent = v1_parent(mountinfo.data, proc_cgroup.data, "cpuacct", h->reason, sizeof h->reason);
                 if (h->memory_parent || h->pids_parent) {
                         h->version = CGROUP_V1;
                         h->memsw = h->memory_parent && file_exists(h->memory_parent, "memory.memsw.limit_in_bytes");
                 }
                 buf_done(&proc_cgroup);
         }
+        /* Without a memory or pids cgroup a run gets none (rlimits only),
+         * so a hugetlb one alone would bound nothing. */
+        if (h->version != CGROUP_NONE)
+                detect_hugetlb(h, mountinfo.data);
+        else
+                snprintf(h->hugetlb_reason, sizeof h->hugetlb_reason, "no usable memory or pids cgroup");
         buf_done(&mountinfo);
 }
 
@@ -289,6 +372,7 @@ void cgroup_host_done(struct cgroup_host *h) {
         free(h->memory_parent);
         free(h->pids_parent);
         free(h->cpu_parent);
+        free(h->hugetlb_parent);
         *h = (struct cgroup_host){ 0 };
 }
 
@@ -398,6 +482,37 @@ static int make_run_dir(const char *parent, const char *name, char **ret) {
         return 0;
 }
 
+/* The hugetlb file of a run (2 MiB pages) in the host's flavour. */
+static const char *hugetlb_file(bool v2, const char *v2_name, const char *v1_name) {
+        return v2 ? v2_name : v1_name;
+}
+
+/* The run's hugetlb cgroup, limited to no page: on v2 hosts the run's one
+ * directory when the hugetlb parent is the memory one, else its own. */
+static int create_hugetlb(const struct cgroup_host *h, const char *name, struct cgroup_run *c) {
+        int r;
+
+        if (!h->hugetlb_parent)
+                return 0;
+        if (c->memory && h->memory_parent && strcmp(h->hugetlb_parent, h->memory_parent) == 0) {
+                c->hugetlb = strdup(c->memory);
+                if (!c->hugetlb)
+                        return -ENOMEM;
+        } else if ((r = make_run_dir(h->hugetlb_parent, name, &c->hugetlb)) < 0)
+                return r;
+        c->hugetlb_v2 = h->hugetlb_v2;
+        return cgroup_run_set_hugetlb(c, 0);
+}
+
+int cgroup_run_set_hugetlb(const struct cgroup_run *c, uint64_t bytes) {
+        char v[32];
+
+        if (!c->hugetlb)
+                return -EOPNOTSUPP;
+        snprintf(v, sizeof v, "%llu", (unsigned long long)bytes);
+        return set_file(c->hugetlb, hugetlb_file(c->hugetlb_v2, "hugetlb.2MB.max", "hugetlb.2MB.limit_in_bytes"), v);
+}
+
 int cgroup_run_create(const struct cgroup_host *h, const char *name, uint64_t memory_bytes, uint64_t pids_max,
                       struct cgroup_run *ret) {
         struct cgroup_run c = { .version = h->version };
@@ -423,6 +538,8 @@ int cgroup_run_create(const struct cgroup_host *h, const char *name, uint64_t me
                         (void)set_file(c.memory, "memory.oom.group", "1");
                 if ((r = set_file(c.memory, "pids.max", pids)) < 0)
                         goto fail;
+                if ((r = create_hugetlb(h, name, &c)) < 0)
+                        goto fail;
                 *ret = c;
                 return 0;
         }
@@ -446,6 +563,8 @@ int cgroup_run_create(const struct cgroup_host *h, const char *name, uint64_t me
                         goto fail;
         }
         if (h->cpu_parent && (r = make_run_dir(h->cpu_parent, name, &c.cpu)) < 0)
+                goto fail;
+        if ((r = create_hugetlb(h, name, &c)) < 0)
                 goto fail;
         *ret = c;
         return 0;
@@ -486,9 +605,13 @@ int cgroup_run_set_limits(const struct cgroup_host *h, const struct cgroup_run *
         return 0;
 }
 
-void cgroup_run_reset_peak(const struct cgroup_run *c) {
+void cgroup_run_reset_peak(struct cgroup_run *c) {
         if (c->version == CGROUP_V1 && c->memory)
                 (void)set_file(c->memory, "memory.max_usage_in_bytes", "0");
+        if (c->hugetlb && !c->hugetlb_v2)
+                (void)set_file(c->hugetlb, "hugetlb.2MB.max_usage_in_bytes", "0");
+        else if (c->hugetlb && read_u64(c->hugetlb, "hugetlb.2MB.current", &c->hugetlb_base) < 0)
+                c->hugetlb_base = 0;
 }
 
 static int attach_one(const char *dir, pid_t pid) {
@@ -499,9 +622,16 @@ static int attach_one(const char *dir, pid_t pid) {
         return set_file(dir, "cgroup.procs", v);
 }
 
+static bool hugetlb_is_memory_dir(const struct cgroup_run *c) {
+        return c->hugetlb && c->memory && strcmp(c->hugetlb, c->memory) == 0;
+}
+
 int cgroup_run_attach(const struct cgroup_run *c, pid_t pid) {
         int r;
         if ((r = attach_one(c->memory, pid)) < 0)
+                return r;
+        /* Before anything of the run can fault in a huge page. */
+        if (!hugetlb_is_memory_dir(c) && (r = attach_one(c->hugetlb, pid)) < 0)
                 return r;
         if (c->version == CGROUP_V2)
                 return 0;
@@ -530,6 +660,36 @@ int cgroup_run_oom_kills(const struct cgroup_run *c, uint64_t *ret) {
         if (c->version == CGROUP_V2)
                 return read_keyed(c->memory, "memory.events", "oom_kill", ret) < 0 ? -ENODATA : 0;
         return read_keyed(c->memory, "memory.oom_control", "oom_kill", ret) < 0 ? -ENODATA : 0;
+}
+
+static void hugetlb_stats(const struct cgroup_run *c, struct cgroup_stats *s) {
+        uint64_t v;
+
+        if (!c->hugetlb)
+                return;
+        if (!c->hugetlb_v2) {
+                if (read_u64(c->hugetlb, "hugetlb.2MB.max_usage_in_bytes", &v) == 0) {
+                        s->have_hugetlb = true;
+                        s->hugetlb_peak_bytes = v;
+                }
+                if (read_u64(c->hugetlb, "hugetlb.2MB.failcnt", &v) == 0 && v > 0)
+                        s->hugetlb_limit_hit = true;
+                return;
+        }
+        /* v2 keeps no high-water mark: what the run held when it started
+         * (a warm sandbox's copy of the zygote's pages, all it may hold),
+         * what it holds now, and the limit once a task reached it. */
+        if (read_u64(c->hugetlb, "hugetlb.2MB.current", &v) == 0) {
+                s->have_hugetlb = true;
+                s->hugetlb_peak_bytes = v > c->hugetlb_base ? v : c->hugetlb_base;
+        }
+        if (read_keyed(c->hugetlb, "hugetlb.2MB.events", "max", &v) == 0 && v > 0) {
+                _cleanup_free_ char *p = strdup_printf("%s/hugetlb.2MB.max", c->hugetlb), *lim = NULL;
+                s->hugetlb_limit_hit = true;
+                if (p && read_small_file(p, &lim) >= 0 && parse_u64(lim, 0, UINT64_MAX, &v) == 0 &&
+                    v > s->hugetlb_peak_bytes)
+                        s->hugetlb_peak_bytes = v;
+        }
 }
 
 int cgroup_run_stats(const struct cgroup_run *c, struct cgroup_stats *ret) {
@@ -562,6 +722,9 @@ int cgroup_run_stats(const struct cgroup_run *c, struct cgroup_stats *ret) {
         }
         if (s.oom_kills > 0)
                 s.memory_limit_hit = true;
+        hugetlb_stats(c, &s);
+        if (s.have_hugetlb && s.have_peak)
+                s.peak_bytes += s.hugetlb_peak_bytes;
         *ret = s;
         return 0;
 }
@@ -578,11 +741,16 @@ int cgroup_run_kill(const struct cgroup_run *c) {
                 kill_procs(c->pids);
         if (c->cpu)
                 kill_procs(c->cpu);
+        if (c->hugetlb)
+                kill_procs(c->hugetlb);
         return 0;
 }
 
 void cgroup_run_destroy(struct cgroup_run *c) {
-        char *dirs[] = { c->memory, c->pids, c->cpu };
+        char *dirs[] = { c->memory, c->pids, c->cpu, hugetlb_is_memory_dir(c) ? NULL : c->hugetlb };
+
+        if (hugetlb_is_memory_dir(c))
+                free(c->hugetlb);
         for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
                 if (!dirs[i])
                         continue;

@@ -221,8 +221,10 @@ int check_report(struct pyexec_sandbox *sb, const char *python, const struct job
         if (!seccomp_available())
                 json_array_append_new(problems, json_string("the kernel has no seccomp filter support"));
         json_object_set_new(o, "cgroup",
-                            json_pack("{s:s,s:s?,s:s?,s:s?,s:s}", "version", info.cgroup, "memory", info.memory_cgroup,
-                                      "pids", info.pids_cgroup, "cpu", info.cpu_cgroup, "note", info.cgroup_reason));
+                            json_pack("{s:s,s:s?,s:s?,s:s?,s:s?,s:s,s:s,s:s}", "version", info.cgroup, "memory",
+                                      info.memory_cgroup, "pids", info.pids_cgroup, "cpu", info.cpu_cgroup, "hugetlb",
+                                      info.hugetlb_cgroup, "hugetlbBy", info.hugetlb_by, "hugetlbNote",
+                                      info.hugetlb_reason, "note", info.cgroup_reason));
         if (info.privileged)
                 json_object_set_new(o, "uids", json_pack("{s:I,s:I}", "base", (json_int_t)info.uid_base, "count",
                                                          (json_int_t)info.uid_count));
@@ -299,6 +301,9 @@ void check_print(json_t *r, FILE *f) {
         fprintf(f, "  memory:         %s\n", str_or(cg, "memory", "-"));
         fprintf(f, "  pids:           %s\n", str_or(cg, "pids", "-"));
         fprintf(f, "  cpu accounting: %s\n", str_or(cg, "cpu", "-"));
+        fprintf(f, "  huge pages:     %s (%s)\n", str_or(cg, "hugetlb", "-"), str_or(cg, "hugetlbBy", "?"));
+        if (*str_or(cg, "hugetlbNote", ""))
+                fprintf(f, "  hugetlb note:   %s\n", str_or(cg, "hugetlbNote", ""));
         if (*str_or(cg, "note", ""))
                 fprintf(f, "  note:           %s\n", str_or(cg, "note", ""));
         fprintf(f, "self-test:        %s", json_is_true(json_object_get(st, "ok")) ? "passed" : "FAILED");

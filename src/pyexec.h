@@ -196,6 +196,9 @@ struct pyexec_sandbox_info {
         const char *cpu_by;
         const char *cgroup_reason; /* why something is missing, or "" */
         const char *memory_cgroup, *pids_cgroup, *cpu_cgroup; /* parents, or NULL */
+        const char *hugetlb_by;     /* what bounds a run's pages of the hugetlb pool */
+        const char *hugetlb_cgroup; /* parent, or NULL (hugetlb_reason says why) */
+        const char *hugetlb_reason;
         unsigned uid_base, uid_count;
         size_t seccomp_rules;
         size_t seccomp_insns;

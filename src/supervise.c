@@ -286,6 +286,11 @@ void pyexec_sandbox_get_info(const struct pyexec_sandbox *s, struct pyexec_sandb
                 .memory_cgroup = h->memory_parent,
                 .pids_cgroup = h->pids_parent,
                 .cpu_cgroup = h->cpu_parent,
+                .hugetlb_by = h->hugetlb_parent ? (h->hugetlb_v2 ? "cgroup v2 hugetlb.2MB.max"
+                                                                 : "cgroup v1 hugetlb.2MB.limit_in_bytes")
+                                                : "none: the warm path keeps the zygote's memory on ordinary pages",
+                .hugetlb_cgroup = h->hugetlb_parent,
+                .hugetlb_reason = h->hugetlb_reason,
                 .uid_base = (unsigned)s->uid_base,
                 .uid_count = s->uid_count,
                 .seccomp_rules = seccomp_rule_count(),
@@ -1277,6 +1282,16 @@ static void classify(const struct pyexec_spec *spec, const struct watch *w, cons
                                              (unsigned long long)lim->memory_mb);
                 return;
         }
+        if (res->signal == SIGBUS && cs->hugetlb_limit_hit) {
+                /* Its huge pages are its copy of the zygote's; a process
+                 * that shares them after a raw clone() (not os.fork, which
+                 * moves them back) and writes one needs another page, which
+                 * the run's hugetlb cgroup refuses. */
+                res->status = PYEXEC_MEMORY_LIMIT;
+                res->message = strdup("memory limit exceeded: a process of the run wrote to a huge page it shared "
+                                      "after a raw clone() (killed by SIGBUS; use os.fork or subprocess)");
+                return;
+        }
         last = last_line(&res->err, &ll);
         if (res->exit_code > 0 && res->err.data && (starts_with(last, ll, "MemoryError") && (ll == 11 || last[11] == ':'))) {
                 res->status = PYEXEC_MEMORY_LIMIT;
@@ -1694,11 +1709,12 @@ int pyexec_sandbox_start_warm(struct pyexec_sandbox *sb, const struct pyexec_war
 }
 
 void pyexec_sandbox_forget_host(struct pyexec_sandbox *sb) {
-        char **paths[] = { &sb->cg.memory_parent, &sb->cg.pids_parent, &sb->cg.cpu_parent };
+        char **paths[] = { &sb->cg.memory_parent, &sb->cg.pids_parent, &sb->cg.cpu_parent, &sb->cg.hugetlb_parent };
         for (size_t i = 0; i < ELEMENTSOF(paths); i++)
                 if (*paths[i])
                         explicit_bzero(*paths[i], strlen(*paths[i]));
         explicit_bzero(sb->cg.reason, sizeof sb->cg.reason);
+        explicit_bzero(sb->cg.hugetlb_reason, sizeof sb->cg.hugetlb_reason);
         cgroup_host_done(&sb->cg);
         explicit_bzero(sb->runner_path, sizeof sb->runner_path);
 }

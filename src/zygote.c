@@ -35,6 +35,7 @@
 #include "pyexec.h"
 #include "sandbox-msg.h"
 #include "util.h"
+#include "zygote-heap.h"
 
 /* Same as the cold path's program environment (supervise.c): the warm
  * program's os.environ is the zygote's. */
@@ -107,6 +108,7 @@ struct warm_pool {
         unsigned huge_per_set; /* pages per copy of the zygote's memory: last seen, or a guess */
         uint64_t huge_added;   /* pages this service added to vm.nr_hugepages */
         uint64_t huge_wanted;  /* what it reserved for, at huge_per_set */
+        bool huge_short;       /* a build found no free page for its copy (huge_pool_refill) */
 };
 
 /* Namespaces kept for reuse beyond this are closed. */
@@ -183,7 +185,7 @@ static int exe_memfd(const char *path, const char *name) {
 
 int warm_hugetlb_free_pages(uint64_t *ret) {
         struct buf b;
-        uint64_t free_pages = 0, size_kb = 0;
+        uint64_t free_pages = 0, rsvd = 0, size_kb = 0;
         bool have_free = false, have_size = false;
         int r = read_file("/proc/meminfo", 1 << 16, &b);
 
@@ -195,6 +197,8 @@ int warm_hugetlb_free_pages(uint64_t *ret) {
                 if (sscanf(line, "HugePages_Free: %llu", &v) == 1) {
                         free_pages = v;
                         have_free = true;
+                } else if (sscanf(line, "HugePages_Rsvd: %llu", &v) == 1) {
+                        rsvd = v;
                 } else if (sscanf(line, "Hugepagesize: %llu kB", &v) == 1) {
                         size_kb = v;
                         have_size = true;
@@ -204,8 +208,11 @@ int warm_hugetlb_free_pages(uint64_t *ret) {
         buf_done(&b);
         if (!have_free || !have_size)
                 return -ENOENT;
-        /* MAP_HUGETLB takes the default size: another (1 GiB) is of no use. */
-        *ret = size_kb == 2048 ? free_pages : 0;
+        /* MAP_HUGETLB takes the default size: another (1 GiB) is of no use.
+         * Free pages promised to a mapping (reserved at mmap, not yet
+         * faulted in) are not free to anyone else: the kernel keeps them
+         * when vm.nr_hugepages is lowered. */
+        *ret = size_kb == 2048 && free_pages > rsvd ? free_pages - rsvd : 0;
         return 0;
 }
 
@@ -228,54 +235,128 @@ static int write_nr_hugepages(uint64_t n) {
  * Before a zygote starts: make sure the pool has a page for each huge page
  * of the zygote, of its probe, of every sandbox ready or running, of the
  * sandboxes being torn down, and of the zygote that may be retiring with
- * its own. Only root can raise vm.nr_hugepages; this service does, by the
- * shortfall, and gives back what it added when it stops (warm_pool_free).
- * Elsewhere the pool is the operator's, and a zygote that finds too few
- * free pages keeps its memory on ordinary ones (zygote-heap.c).
+ * its own. Only root can raise vm.nr_hugepages; this service does, by all
+ * it needs, whatever else the pool holds: free pages that another service
+ * (or the operator) added are theirs, and may go when they stop, taking
+ * the pages this service's sandboxes copy into with them. When it stops
+ * (warm_pool_free) it lowers vm.nr_hugepages by what it added, and never
+ * by more than the pool's free pages, so that pages another service holds
+ * are never taken from it; what it cannot give back is logged. A build that
+ * fails for want of a free page (someone took them) makes it reserve
+ * again (huge_pool_refill). Elsewhere the pool is the operator's, and a
+ * zygote that finds too few free pages keeps its memory on ordinary ones
+ * (zygote-heap.c).
+ *
+ * Each sandbox may hold no more huge pages than its copy of the zygote's:
+ * its hugetlb cgroup's limit (box_build). A host where no hugetlb cgroup can
+ * be made leaves nothing to bound them (a program's raw clone() children
+ * would each take another copy from the pool), so there the zygote keeps
+ * its memory on ordinary pages (huge_bounded).
  */
+static bool huge_bounded(const struct warm_pool *p) {
+        return p->host.cg->version != CGROUP_NONE && p->host.cg->hugetlb_parent;
+}
+
 static unsigned huge_sets(const struct warm_pool *p) {
-        return p->o.huge_pages ? p->o.target + p->o.max_running + 2 : 0;
+        return p->o.huge_pages && huge_bounded(p) ? p->o.target + p->o.max_running + 2 : 0;
 }
 
 static uint64_t huge_pool_want(const struct warm_pool *p) {
         return (uint64_t)p->huge_per_set * (huge_sets(p) + p->o.max_running + 1);
 }
 
+/* Add n pages to vm.nr_hugepages; how many the kernel gave (it may find
+ * too little memory for all), or -errno (not root). */
+static int64_t huge_pool_add(struct warm_pool *p, uint64_t n) {
+        uint64_t before, after;
+        int r;
+
+        if ((r = read_nr_hugepages(&before)) < 0 || (r = write_nr_hugepages(before + n)) < 0 ||
+            (r = read_nr_hugepages(&after)) < 0)
+                return r;
+        if (after <= before)
+                return 0;
+        p->huge_added += after - before;
+        return (int64_t)(after - before);
+}
+
+/* Lower vm.nr_hugepages by up to n pages this service added, no more than
+ * are free (not reserved): what another service holds stays. Returns how
+ * many went. */
+static uint64_t huge_pool_remove(struct warm_pool *p, uint64_t n) {
+        uint64_t now, free_pages;
+
+        if (n > p->huge_added)
+                n = p->huge_added;
+        if (n == 0 || warm_hugetlb_free_pages(&free_pages) < 0 || read_nr_hugepages(&now) < 0)
+                return 0;
+        if (n > free_pages)
+                n = free_pages;
+        if (n > now)
+                n = now;
+        if (n == 0 || write_nr_hugepages(now - n) < 0)
+                return 0;
+        p->huge_added -= n;
+        return n;
+}
+
 static void huge_pool_reserve(struct warm_pool *p) {
-        uint64_t want = huge_pool_want(p), free_pages, before, after;
+        uint64_t want = huge_pool_want(p), nr = 0;
+        int64_t got;
 
         p->huge_wanted = want;
-        if (!p->o.huge_pages || warm_hugetlb_free_pages(&free_pages) < 0 || free_pages >= want ||
-            read_nr_hugepages(&before) < 0)
+        if (!p->o.huge_pages || p->huge_added >= want)
                 return;
-        if (write_nr_hugepages(before + (want - free_pages)) < 0 || read_nr_hugepages(&after) < 0)
+        got = huge_pool_add(p, want - p->huge_added);
+        if (got < 0)
                 return; /* not root: the operator's pool, as it is */
-        if (after > before)
-                p->huge_added += after - before;
+        (void)read_nr_hugepages(&nr);
         log_event(LOG_INFO, "reserved huge pages for the zygote's memory",
-                  json_pack("{s:I,s:I,s:I}", "added", (json_int_t)(after > before ? after - before : 0), "nrHugepages",
-                            (json_int_t)after, "wanted", (json_int_t)(before + (want - free_pages))));
+                  json_pack("{s:I,s:I,s:I,s:I}", "added", (json_int_t)got, "addedInAll", (json_int_t)p->huge_added,
+                            "nrHugepages", (json_int_t)nr, "wanted", (json_int_t)want));
 }
 
 /* The zygote said how many pages it has: what was reserved for a larger
  * guess goes back (no more than this service added). */
 static void huge_pool_trim(struct warm_pool *p) {
-        uint64_t want = huge_pool_want(p), excess, now;
+        uint64_t want = huge_pool_want(p);
 
-        if (p->huge_added == 0 || want >= p->huge_wanted || read_nr_hugepages(&now) < 0)
+        if (p->huge_added <= want || want >= p->huge_wanted)
                 return;
-        excess = p->huge_wanted - want < p->huge_added ? p->huge_wanted - want : p->huge_added;
-        if (excess > now || write_nr_hugepages(now - excess) < 0)
-                return;
-        p->huge_added -= excess;
+        huge_pool_remove(p, p->huge_added - want);
         p->huge_wanted = want;
 }
 
-static void huge_pool_give_back(struct warm_pool *p) {
-        uint64_t now;
-        if (p->huge_added == 0 || read_nr_hugepages(&now) < 0)
+/* A sandbox could not be built for want of free huge pages although this
+ * service reserved its need: something else took them. Reserve the need
+ * again, once more at most (a host that keeps taking them gets sandboxes
+ * built on ordinary pages when the zygote is next replaced). */
+static void huge_pool_refill(struct warm_pool *p) {
+        uint64_t free_pages, want = huge_pool_want(p), add;
+        int64_t got;
+
+        if (!huge_sets(p) || p->huge_added == 0 || warm_hugetlb_free_pages(&free_pages) < 0 ||
+            free_pages >= p->huge_per_set || p->huge_added >= 2 * want)
                 return;
-        (void)write_nr_hugepages(now > p->huge_added ? now - p->huge_added : 0);
+        add = 2 * want - p->huge_added < want ? 2 * want - p->huge_added : want;
+        got = huge_pool_add(p, add);
+        log_event(LOG_WARN, "the hugetlb pool had no free page for a sandbox: reserved again",
+                  json_pack("{s:I,s:I}", "added", (json_int_t)(got > 0 ? got : 0), "addedInAll",
+                            (json_int_t)p->huge_added));
+}
+
+static void huge_pool_give_back(struct warm_pool *p) {
+        uint64_t added = p->huge_added, gone;
+
+        if (added == 0)
+                return;
+        gone = huge_pool_remove(p, added);
+        if (gone < added)
+                log_event(LOG_WARN, "some of the huge pages this service reserved are in use by others: left in the pool",
+                          json_pack("{s:I,s:I}", "gaveBack", (json_int_t)gone, "added", (json_int_t)added));
+        else
+                log_event(LOG_INFO, "gave back the huge pages this service reserved",
+                          json_pack("{s:I}", "gaveBack", (json_int_t)gone));
         p->huge_added = 0;
 }
 
@@ -606,7 +687,7 @@ static int box_build(struct warm_pool *p, bool read_ahead, struct warm_box **ret
         struct warm_request req = { 0 };
         struct warm_reply rep = { 0 };
         char cgname[64], why[256] = "";
-        unsigned gen;
+        unsigned gen, huge_pages;
         int ctl, zpidfd, r;
 
         if (!b)
@@ -651,6 +732,7 @@ static int box_build(struct warm_pool *p, bool read_ahead, struct warm_box **ret
         pthread_mutex_lock(&p->lock);
         ctl = p->cur.ctl;
         gen = p->cur.generation;
+        huge_pages = p->cur.huge_pages;
         zpidfd = p->cur.pidfd >= 0 ? fcntl(p->cur.pidfd, F_DUPFD_CLOEXEC, 3) : -1;
         pthread_mutex_unlock(&p->lock);
         if (ctl < 0)
@@ -691,6 +773,13 @@ static int box_build(struct warm_pool *p, bool read_ahead, struct warm_box **ret
         if (!p->host.privileged)
                 r = ns_write_id_maps(b->pid, SANDBOX_INNER_ID, p->host.outer_uid, SANDBOX_INNER_ID,
                                      p->host.outer_gid, true);
+        /* The sandbox's huge pages: exactly its copy of the zygote's, which
+         * init makes (charged to init: it faults them in), and not one
+         * more. A process of the program that writes to a page it shares
+         * after a raw clone() (glibc's fork moves the pages back first,
+         * zygote-heap.c) then gets SIGBUS instead of a page of the pool. */
+        if (r == 0 && huge_pages > 0)
+                r = b->use_cgroup ? cgroup_run_set_hugetlb(&b->cg, (uint64_t)huge_pages * ZYGOTE_HUGE_PAGE) : -EOPNOTSUPP;
         if (r == 0 && b->use_cgroup)
                 r = cgroup_run_attach(&b->cg, b->pid);
         if (r == 0 && write(sync[1], "x", 1) != 1)
@@ -704,6 +793,11 @@ static int box_build(struct warm_pool *p, bool read_ahead, struct warm_box **ret
         if (r == 0)
                 r = box_wait_ready(b, why, sizeof why);
         if (r < 0) {
+                if (huge_pages > 0 && strstr(why, "huge pages")) {
+                        pthread_mutex_lock(&p->lock);
+                        p->huge_short = true;
+                        pthread_mutex_unlock(&p->lock);
+                }
                 warm_pool_release(p, b);
                 return r;
         }
@@ -789,7 +883,7 @@ static void *keeper_main(void *arg) {
                 size_t n_reap = 0, n_kill = 0, n_end = 0;
                 struct zygote_proc ended[MAX_RETIRING];
                 size_t n_ended = 0;
-                bool need_box, read_ahead, restart = false, recycle = false;
+                bool need_box, read_ahead, restart = false, recycle = false, huge_short;
                 int end_list[64];
                 uint64_t now = now_ns(), wake_at = now + KEEPER_TICK_NS;
 
@@ -882,6 +976,12 @@ static void *keeper_main(void *arg) {
                  * seen on the next round. */
                 for (size_t i = 0; i < n_ended; i++)
                         zygote_end(p, &ended[i]);
+                pthread_mutex_lock(&p->lock);
+                huge_short = p->huge_short;
+                p->huge_short = false;
+                pthread_mutex_unlock(&p->lock);
+                if (huge_short)
+                        huge_pool_refill(p);
                 if (restart || recycle) {
                         if (start_zygote(p) < 0) {
                                 /* Try again shortly; requests fall back to
@@ -951,6 +1051,10 @@ int warm_pool_start(struct pyexec_sandbox *sb, const struct warm_options *o, str
         p->cur = (struct zygote_proc){ .pid = -1, .pidfd = -1, .ctl = -1 };
         p->exe_fd = p->init_fd = -1;
         pyexec_sandbox_host(sb, &p->host);
+        if (p->o.huge_pages && !huge_bounded(p))
+                log_event(LOG_WARN, "the zygote's memory stays on ordinary pages: no hugetlb cgroup can bound each "
+                                    "sandbox's huge pages",
+                          json_pack("{s:s}", "reason", p->host.cg->hugetlb_reason));
         p->net_home = -1;
         if (p->host.privileged) {
                 p->net_free = calloc(MAX_NET_FREE, sizeof *p->net_free);
