@@ -356,7 +356,7 @@ static void huge_pool_give_back(struct warm_pool *p) {
                           json_pack("{s:I,s:I}", "gaveBack", (json_int_t)gone, "added", (json_int_t)added));
         else
                 log_event(LOG_INFO, "gave back the huge pages this service reserved",
-                          json_pack("{s:I}", "gaveBack", (json_int_t)gone));
+                          json_pack("{s:I,s:I}", "gaveBack", (json_int_t)gone, "added", (json_int_t)added));
         p->huge_added = 0;
 }
 
