@@ -45,13 +45,17 @@
  *    share the memory and copy nothing. The move copies while other
  *    threads may run: a thread that writes into the moved ranges during it,
  *    with the GIL released (a readinto() into a small buffer), can lose
- *    that write. A raw clone() skips the handler: its writes take pages
- *    from the pool (SIGBUS in that program when it is empty; other
- *    sandboxes then fail to build and run cold). Programs cannot ask for
- *    hugetlb memory themselves: seccomp refuses MAP_HUGETLB, MFD_HUGETLB
- *    and SHM_HUGETLB.
+ *    that write. A raw clone() skips the handler, and a page its child or
+ *    parent then writes would need another page of the pool: the run's
+ *    hugetlb cgroup allows its copy of the zygote's pages and not one more
+ *    (zygote.c, box_build), so the writer gets SIGBUS and the pool keeps
+ *    its pages. Programs cannot ask for hugetlb memory themselves: seccomp
+ *    refuses MAP_HUGETLB, MFD_HUGETLB and SHM_HUGETLB.
  *  - Pool pages are not charged to the memory cgroup: each sandbox holds
- *    the zygote's count of them beyond its memory limit, no more.
+ *    the zygote's count of them beyond its memory limit, no more (its
+ *    hugetlb cgroup's limit), and its peak memory counts them (cgroup.h).
+ *    Where no hugetlb cgroup can be made nothing would bound them, and the
+ *    zygote keeps its memory on ordinary pages (zygote.c, huge_bounded).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
