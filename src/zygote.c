@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
@@ -265,25 +266,49 @@ static uint64_t huge_pool_want(const struct warm_pool *p) {
         return (uint64_t)p->huge_per_set * (huge_sets(p) + p->o.max_running + 1);
 }
 
+/* vm.nr_hugepages is read, changed and written back: two services doing
+ * it at once would lose one's change, and count the other's as their own.
+ * A lock file beside the uid slots' (root's, as is the sysctl) serializes
+ * the services of the host; -1 when it cannot be had (then unserialized). */
+static int huge_pool_lock(const struct warm_pool *p) {
+        _cleanup_free_ char *path = NULL;
+        int fd;
+
+        if (!p->host.privileged || !p->host.lock_dir || !*p->host.lock_dir)
+                return -1;
+        if (mkdir(p->host.lock_dir, 0700) < 0 && errno != EEXIST)
+                return -1;
+        path = strdup_printf("%s/hugetlb-pool.lock", p->host.lock_dir);
+        fd = path ? open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600) : -1;
+        if (fd >= 0 && flock(fd, LOCK_EX) < 0) {
+                close(fd);
+                return -1;
+        }
+        return fd;
+}
+
 /* Add n pages to vm.nr_hugepages; how many the kernel gave (it may find
  * too little memory for all), or -errno (not root). */
 static int64_t huge_pool_add(struct warm_pool *p, uint64_t n) {
-        uint64_t before, after;
+        _cleanup_close_ int lock = huge_pool_lock(p);
+        uint64_t before, after, got;
         int r;
 
         if ((r = read_nr_hugepages(&before)) < 0 || (r = write_nr_hugepages(before + n)) < 0 ||
             (r = read_nr_hugepages(&after)) < 0)
                 return r;
-        if (after <= before)
-                return 0;
-        p->huge_added += after - before;
-        return (int64_t)(after - before);
+        got = after > before ? after - before : 0;
+        if (got > n)
+                got = n; /* someone else's, meanwhile */
+        p->huge_added += got;
+        return (int64_t)got;
 }
 
 /* Lower vm.nr_hugepages by up to n pages this service added, no more than
  * are free (not reserved): what another service holds stays. Returns how
  * many went. */
 static uint64_t huge_pool_remove(struct warm_pool *p, uint64_t n) {
+        _cleanup_close_ int lock = huge_pool_lock(p);
         uint64_t now, free_pages;
 
         if (n > p->huge_added)
