@@ -307,11 +307,12 @@ static int resolve_request_time_limit(struct config *c, char *err, size_t errlen
         }
         if (c->request_time_limit < c->execution_timeout) {
                 snprintf(err, errlen,
-                         "REQUEST_TIME_LIMIT (%s) is %llu ms, less than EXECUTION_TIMEOUT (%s), %llu ms: one run may "
-                         "take that long; raise REQUEST_TIME_LIMIT, lower EXECUTION_TIMEOUT, or set "
-                         "REQUEST_TIME_LIMIT=0 for 3 x EXECUTION_TIMEOUT",
-                         source_names[c->source[k - keys]], (unsigned long long)c->request_time_limit,
-                         source_names[c->source[t - keys]], (unsigned long long)c->execution_timeout);
+                         "REQUEST_TIME_LIMIT is %llu ms (%s), less than EXECUTION_TIMEOUT, %llu ms (%s), the time one "
+                         "run may take: raise REQUEST_TIME_LIMIT or lower EXECUTION_TIMEOUT (REQUEST_TIME_LIMIT=0 is "
+                         "%d x EXECUTION_TIMEOUT)",
+                         (unsigned long long)c->request_time_limit, source_names[c->source[k - keys]],
+                         (unsigned long long)c->execution_timeout, source_names[c->source[t - keys]],
+                         REQUEST_TIME_LIMIT_FACTOR);
                 return -EINVAL;
         }
         return 0;
