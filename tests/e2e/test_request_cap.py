@@ -109,6 +109,8 @@ def test_total_timeout_validation(serve):
     assert_error(r, 400, "totalTimeout", message=["needs tests"])
     r = srv.execute({"code": "print(1)", "totalTimeout": 20000, "tests": cases(2, "1")})
     assert r.status == 200 and statuses(r.json()) == ["passed", "passed"], r
+    # every case ran: the summary is the three counts alone
+    assert r.json()["summary"] == {"passed": 2, "failed": 0, "total": 2}
 
 
 def test_request_time_limit_config_refused_below_execution_timeout(tmp_path):
