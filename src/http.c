@@ -936,6 +936,11 @@ int http_serve(const struct config *cfg) {
                                   json_pack("{s:I,s:f}", "pool", (json_int_t)wo.pool, "startMs",
                                             (double)(now_ns() - t0) / 1e6));
         }
+        if (cfg->rate_limit_max && cfg->max_tests > cfg->rate_limit_max)
+                log_event(LOG_WARN, "MAX_TESTS is above RATE_LIMIT_MAX: requests with more test cases than "
+                                    "RATE_LIMIT_MAX are always refused (429), since each case counts once",
+                          json_pack("{s:I,s:I}", "maxTests", (json_int_t)cfg->max_tests, "rateLimitMax",
+                                    (json_int_t)cfg->rate_limit_max));
         s.metrics = metrics_new();
         s.rl = ratelimit_new(cfg->rate_limit_window, cfg->rate_limit_max, 100000);
         pthread_mutex_init(&s.env_lock, NULL);

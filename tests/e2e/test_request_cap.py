@@ -184,3 +184,5 @@ def test_rate_limit_counts_cases(serve):
     st = srv.stats()
     assert st["executions"] == 5 and st["rateLimited"] == 3
     assert srv.sample("pyexec_rate_limited_total") == 3
+    # the operator was told that MAX_TESTS (50) cannot fit under RATE_LIMIT_MAX (5)
+    assert [e for e in srv.logs() if e["message"].startswith("MAX_TESTS is above RATE_LIMIT_MAX")]
