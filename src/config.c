@@ -104,7 +104,6 @@ static const struct key {
           "operator jobs (YAML); empty: PYEXEC_JOBS, else jobs/jobs.yaml beside the binary's directory" },
 };
 
-
 /* API_KEYS is parsed after loading: its raw string is kept here. */
 struct raw {
         char *api_keys;
