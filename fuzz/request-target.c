@@ -38,6 +38,7 @@ static const struct config fuzz_configs[] = {
                 .max_code_length = 50000,
                 .max_request_size = 2097152,
                 .max_tests = 50,
+                .request_time_limit = 30000,
         },
         /* Tight: the smallest values config_load() accepts, or close. */
         {
@@ -47,6 +48,7 @@ static const struct config fuzz_configs[] = {
                 .max_code_length = 8,
                 .max_request_size = 1024,
                 .max_tests = 2,
+                .request_time_limit = 1000,
         },
 };
 
@@ -149,6 +151,7 @@ static void fuzz_check_request(const struct api_request *r, const struct config 
         FUZZ_CHECK(r->stdin_data || r->stdin_len == 0);
         fuzz_check_cstrings(r->args, r->n_args);
         FUZZ_CHECK(r->n_cases <= cfg->max_tests);
+        FUZZ_CHECK(r->total_ms >= 1 && r->total_ms <= cfg->request_time_limit);
         FUZZ_CHECK(r->n_cases == 0 || r->cases);
         for (size_t i = 0; i < r->n_cases; i++) {
                 const struct api_case *c = &r->cases[i];

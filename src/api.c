@@ -54,7 +54,7 @@ json_t *api_error_json(const struct api_error *e) {
 /* The fields a request may carry; anything else is a typo to report. */
 static const char *const known_fields[] = {
         "code", "exerciseId", "runTests", "testCode", "moduleName", "timeout", "cpuTimeout", "memoryLimit",
-        "maxOutput", "files", "stdin", "args", "tests", "policy",
+        "maxOutput", "files", "stdin", "args", "tests", "totalTimeout", "policy",
 };
 
 /* Deepest nesting of arrays and objects, without parsing (strings skipped),
@@ -519,6 +519,20 @@ int api_parse_execute(const char *body, size_t len, const struct config *cfg, st
                 goto fail;
         if ((v = json_object_get(r.doc, "tests")) && parse_cases(v, cfg, &r, err) < 0)
                 goto fail;
+        /* One sandbox per case, each up to `timeout`: without a bound on
+         * their sum, one request of many cases would hold a slot for
+         * MAX_TESTS timeouts. A request may ask for less, never more. */
+        r.total_ms = cfg->request_time_limit ? cfg->request_time_limit
+                                             : REQUEST_TIME_LIMIT_FACTOR * cfg->execution_timeout;
+        if ((v = json_object_get(r.doc, "totalTimeout"))) {
+                if (r.n_cases == 0) {
+                        api_error_set(err, 400, "invalid_request", "totalTimeout",
+                                      "totalTimeout bounds the test cases together: it needs tests");
+                        goto fail;
+                }
+                if (want_uint(v, "totalTimeout", 1, r.total_ms, "ms", &r.total_ms, err) < 0)
+                        goto fail;
+        }
         *ret = r;
         return 0;
 fail:
@@ -553,10 +567,10 @@ char *api_normalize_output(const char *s, size_t n, size_t *ret_len) {
 }
 
 static void run_one(struct pyexec_sandbox *sb, const struct config *cfg, const struct api_request *r,
-                    const char *stdin_data, size_t stdin_len, const char **args, size_t n_args, api_run_observer observe,
-                    void *userdata, struct pyexec_result *res) {
+                    const struct pyexec_limits *limits, const char *stdin_data, size_t stdin_len, const char **args,
+                    size_t n_args, const struct api_hooks *hooks, struct pyexec_result *res) {
         struct pyexec_spec spec = {
-                .limits = r->limits,
+                .limits = *limits,
                 .python = cfg->python,
                 .files = r->files,
                 .n_files = r->n_files,
@@ -571,8 +585,24 @@ static void run_one(struct pyexec_sandbox *sb, const struct config *cfg, const s
         };
         uint64_t t0 = now_ns();
         pyexec_run(sb, &spec, res);
-        if (observe)
-                observe(userdata, res, (double)(now_ns() - t0) / 1e6);
+        if (hooks && hooks->observe)
+                hooks->observe(hooks->userdata, res, (double)(now_ns() - t0) / 1e6);
+}
+
+uint64_t api_case_timeout(uint64_t timeout_ms, uint64_t start_ns, uint64_t total_ms, uint64_t now_ns) {
+        uint64_t deadline = start_ns + total_ms * 1000000ull, left_ms;
+
+        if (now_ns >= deadline)
+                return 0;
+        left_ms = (deadline - now_ns) / 1000000ull;
+        return left_ms < timeout_ms ? left_ms : timeout_ms;
+}
+
+/* The entry of a test case that was never started. */
+static json_t *case_not_run_json(const struct api_case *c, const char *why) {
+        return json_pack("{s:s,s:s,s:s,s:o,s:f,s:s}", "name", c->name, "status", "not_run", "stdout", "",
+                         "expectedOutput", result_json_string(c->expected, c->expected_len), "timeMs", 0.0, "message",
+                         why);
 }
 
 static void add_exercise_id(json_t *o, const struct api_request *r) {
@@ -580,13 +610,14 @@ static void add_exercise_id(json_t *o, const struct api_request *r) {
 }
 
 json_t *api_execute(struct pyexec_sandbox *sb, const struct config *cfg, const struct api_request *r, const char *id,
-                    api_run_observer observe, void *userdata, struct api_outcome *ret) {
+                    const struct api_hooks *hooks, struct api_outcome *ret) {
         struct pyexec_result res;
         struct api_outcome out = { 0 };
         json_t *o;
 
         if (r->n_cases == 0) {
-                run_one(sb, cfg, r, r->stdin_data, r->stdin_len, r->args, r->n_args, observe, userdata, &res);
+                run_one(sb, cfg, r, &r->limits, r->stdin_data, r->stdin_len, r->args, r->n_args, hooks, &res);
+                out.runs = 1;
                 o = result_to_json(&res, &r->limits, id);
                 if (o)
                         add_exercise_id(o, r);
@@ -600,15 +631,54 @@ json_t *api_execute(struct pyexec_sandbox *sb, const struct config *cfg, const s
                  * first case whose run was not ok, else the last case. */
                 json_t *cases = json_array(), *top = NULL;
                 size_t passed = 0;
+                uint64_t start = now_ns();
+                char why[160] = "";
                 for (size_t i = 0; i < r->n_cases; i++) {
                         const struct api_case *c = &r->cases[i];
+                        struct pyexec_limits lim = r->limits;
                         size_t got_len, want_len;
                         char *got, *want;
                         bool pass;
                         json_t *cj;
 
-                        run_one(sb, cfg, r, c->stdin_data, c->stdin_len, c->n_args ? c->args : r->args,
-                                c->n_args ? c->n_args : r->n_args, observe, userdata, &res);
+                        /* Once one case is stopped, the rest are not run;
+                         * each is checked, so none runs after the client
+                         * left or past the request's time. */
+                        if (!why[0] && i > 0 && hooks && hooks->client_gone && hooks->client_gone(hooks->userdata)) {
+                                out.client_gone = true;
+                                snprintf(why, sizeof why, "not run: the client went away");
+                        }
+                        if (!why[0]) {
+                                lim.timeout_ms = api_case_timeout(r->limits.timeout_ms, start, r->total_ms, now_ns());
+                                if (lim.timeout_ms == 0) {
+                                        out.time_limit_reached = true;
+                                        snprintf(why, sizeof why,
+                                                 "not run: the request's total time limit of %llu ms was reached",
+                                                 (unsigned long long)r->total_ms);
+                                }
+                        }
+                        if (why[0]) {
+                                json_array_append_new(cases, case_not_run_json(c, why));
+                                out.not_run++;
+                                continue;
+                        }
+                        run_one(sb, cfg, r, &lim, c->stdin_data, c->stdin_len, c->n_args ? c->args : r->args,
+                                c->n_args ? c->n_args : r->n_args, hooks, &res);
+                        out.runs++;
+                        /* Cut short by the request's limit, not its own:
+                         * say so, rather than blame the case's timeout. */
+                        if (res.status == PYEXEC_TIMEOUT && lim.timeout_ms < r->limits.timeout_ms &&
+                            api_case_timeout(r->limits.timeout_ms, start, r->total_ms, now_ns()) == 0) {
+                                char *m = strdup_printf("stopped: the request's total time limit of %llu ms was "
+                                                        "reached while this case ran (its own limit is %llu ms)",
+                                                        (unsigned long long)r->total_ms,
+                                                        (unsigned long long)r->limits.timeout_ms);
+                                if (m) {
+                                        free(res.message);
+                                        res.message = m;
+                                }
+                                out.time_limit_reached = true;
+                        }
                         got = api_normalize_output(res.out.data ? res.out.data : "", res.out.len, &got_len);
                         want = api_normalize_output(c->expected, c->expected_len, &want_len);
                         pass = res.status == PYEXEC_OK && got && want && got_len == want_len &&
@@ -631,7 +701,7 @@ json_t *api_execute(struct pyexec_sandbox *sb, const struct config *cfg, const s
                          * first such case, else the last, stays on top. */
                         if (!top || out.status == PYEXEC_OK) {
                                 json_decref(top);
-                                top = result_to_json(&res, &r->limits, id);
+                                top = result_to_json(&res, &lim, id);
                                 out.status = res.status;
                                 out.wall_ms = res.wall_ms;
                                 out.cpu_ms = res.cpu_ms;
@@ -642,9 +712,15 @@ json_t *api_execute(struct pyexec_sandbox *sb, const struct config *cfg, const s
                 if (o) {
                         add_exercise_id(o, r);
                         json_object_set_new(o, "tests", cases);
-                        json_object_set_new(o, "summary", json_pack("{s:I,s:I,s:I}", "passed", (json_int_t)passed,
-                                                                    "failed", (json_int_t)(r->n_cases - passed),
-                                                                    "total", (json_int_t)r->n_cases));
+                        /* failed counts every case that did not pass, the
+                         * ones not run included: passed + failed = total,
+                         * and a client that knows only those three still
+                         * never takes a cut request for a full pass. */
+                        json_t *sum = json_pack("{s:I,s:I,s:I}", "passed", (json_int_t)passed, "failed",
+                                                (json_int_t)(r->n_cases - passed), "total", (json_int_t)r->n_cases);
+                        if (sum && out.not_run)
+                                json_object_set_new(sum, "notRun", json_integer((json_int_t)out.not_run));
+                        json_object_set_new(o, "summary", sum);
                 } else
                         json_decref(cases);
         }

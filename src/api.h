@@ -50,6 +50,9 @@ struct api_request {
         struct api_case *cases;
         size_t n_cases;
         char *module_file; /* "starter.py" or moduleName + ".py", with runTests */
+        /* ms all the test cases' runs may take together, from the first
+         * case's start: totalTimeout, else REQUEST_TIME_LIMIT. */
+        uint64_t total_ms;
         const char *policy_line; /* the chosen policy (borrowed from the config) */
 };
 
@@ -71,14 +74,32 @@ struct api_outcome {
         double wall_ms, cpu_ms;
         bool sandbox_failed;       /* any run ended in internal_error */
         unsigned http;             /* 200, or 500 for internal_error */
+        size_t runs;               /* sandbox runs made */
+        size_t not_run;            /* test cases never started */
+        bool time_limit_reached;   /* the request's total time limit stopped cases */
+        bool client_gone;          /* the client left: the remaining cases were not run */
 };
 
-/* Observer called after each sandbox run (metrics). */
-typedef void (*api_run_observer)(void *userdata, const struct pyexec_result *res, double run_ms);
+/* The caller's side of api_execute(), called on its thread. */
+struct api_hooks {
+        /* After each sandbox run (metrics). May be NULL. */
+        void (*observe)(void *userdata, const struct pyexec_result *res, double run_ms);
+        /* Before each test case after the first: whether the client went
+         * away, so the remaining cases are not run. May be NULL. */
+        bool (*client_gone)(void *userdata);
+        void *userdata;
+};
 
-/* Run the request: one run, or one per test case. Returns the response. */
+/* Run the request: one run, or one per test case, the cases together
+ * within r->total_ms. Returns the response. */
 json_t *api_execute(struct pyexec_sandbox *sb, const struct config *cfg, const struct api_request *r, const char *id,
-                    api_run_observer observe, void *userdata, struct api_outcome *ret);
+                    const struct api_hooks *hooks, struct api_outcome *ret);
+
+/* The wall-clock limit of the next test case of a request whose cases
+ * started at start_ns with a budget of total_ms: the case's own timeout_ms,
+ * cut to what is left of the budget; 0 when less than 1 ms is left (the
+ * case is not run). Pure, for the unit tests. */
+uint64_t api_case_timeout(uint64_t timeout_ms, uint64_t start_ns, uint64_t total_ms, uint64_t now_ns);
 
 /* Normalise output for grading: trailing whitespace removed from each line,
  * trailing blank lines dropped. Exposed for the unit tests. */

@@ -58,7 +58,10 @@ static const struct key {
           "longest `code` or `testCode`, in characters (413 beyond)" },
         { "MAX_REQUEST_SIZE", KEY_U64, 1024, 268435456, "2097152", C(max_request_size),
           "largest request body in bytes (413 beyond, without reading the rest)" },
-        { "MAX_TESTS", KEY_U64, 1, 1000, "50", C(max_tests), "graded test cases per request" },
+        { "MAX_TESTS", KEY_U64, 1, 1000, "50", C(max_tests), "graded test cases per request (400 beyond)" },
+        { "REQUEST_TIME_LIMIT", KEY_U64, 0, 3600000, "0", C(request_time_limit),
+          "ms all the test cases of one request may take together (at least EXECUTION_TIMEOUT): a case still "
+          "running then is stopped, later ones are reported not run; 0: 3 x EXECUTION_TIMEOUT" },
         { "RATE_LIMIT_WINDOW", KEY_U64, 1, 86400000, "60000", C(rate_limit_window), "rate-limit window in ms" },
         { "RATE_LIMIT_MAX", KEY_U64, 0, 100000000, "100", C(rate_limit_max),
           "executions per window per client (API key, else address); 0 turns it off" },
@@ -100,8 +103,6 @@ static const struct key {
         { "JOBS_FILE", KEY_STRING, 0, 0, "", C(jobs_file),
           "operator jobs (YAML); empty: PYEXEC_JOBS, else jobs/jobs.yaml beside the binary's directory" },
 };
-
-_Static_assert(sizeof keys / sizeof keys[0] <= 32, "struct config.source is too small");
 
 /* API_KEYS is parsed after loading: its raw string is kept here. */
 struct raw {
@@ -291,6 +292,29 @@ static const struct key *find_key(const char *name) {
                 if (strcmp(keys[i].name, name) == 0)
                         return &keys[i];
         return NULL;
+}
+
+/* REQUEST_TIME_LIMIT bounds the slot time of a whole request; the first
+ * case always runs under the request's own timeout, so the limit can never
+ * be below the longest timeout a request may ask for. 0 derives it. */
+static int resolve_request_time_limit(struct config *c, char *err, size_t errlen) {
+        const struct key *k = find_key("REQUEST_TIME_LIMIT"), *t = find_key("EXECUTION_TIMEOUT");
+
+        if (c->request_time_limit == 0) {
+                c->request_time_limit = REQUEST_TIME_LIMIT_FACTOR * c->execution_timeout;
+                return 0;
+        }
+        if (c->request_time_limit < c->execution_timeout) {
+                snprintf(err, errlen,
+                         "REQUEST_TIME_LIMIT is %llu ms (%s), less than EXECUTION_TIMEOUT, %llu ms (%s), the time one "
+                         "run may take: raise REQUEST_TIME_LIMIT or lower EXECUTION_TIMEOUT (REQUEST_TIME_LIMIT=0 is "
+                         "%d x EXECUTION_TIMEOUT)",
+                         (unsigned long long)c->request_time_limit, source_names[c->source[k - keys]],
+                         (unsigned long long)c->execution_timeout, source_names[c->source[t - keys]],
+                         REQUEST_TIME_LIMIT_FACTOR);
+                return -EINVAL;
+        }
+        return 0;
 }
 
 /* "EXECUTION_TIMEOUT" <-> "execution-timeout" */
@@ -623,6 +647,8 @@ int config_load(struct config *c, int argc, char **argv, FILE *out, char *err, s
                 goto out;
         }
         if ((r = check_preimport(c->zygote_preimport, err, errlen)) < 0)
+                goto out;
+        if ((r = resolve_request_time_limit(c, err, errlen)) < 0)
                 goto out;
         if ((r = config_build_policies(c, err, errlen)) < 0)
                 goto out;

@@ -25,6 +25,11 @@
         "operator,typing,dataclasses,enum,unittest,abc,array,struct,textwrap,keyword,numbers,reprlib," \
         "types,weakref,warnings,io,json.decoder,traceback,contextlib,fractions,statistics"
 
+/* REQUEST_TIME_LIMIT=0 (its default) means this many EXECUTION_TIMEOUTs:
+ * room for a few cases that use their whole limit, and for many that do
+ * not. */
+#define REQUEST_TIME_LIMIT_FACTOR 3
+
 enum log_level {
         LOG_DEBUG,
         LOG_INFO,
@@ -52,6 +57,7 @@ struct config {
         uint64_t max_code_length;   /* characters of `code` (and testCode) */
         uint64_t max_request_size;  /* bytes of a request body */
         uint64_t max_tests;         /* graded cases per request */
+        uint64_t request_time_limit; /* ms all of one request's cases may take; never 0 once loaded */
         uint64_t rate_limit_window; /* ms */
         uint64_t rate_limit_max;    /* executions per window per client; 0 = off */
         uint64_t max_concurrent;    /* execution slots */

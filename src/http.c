@@ -11,7 +11,12 @@
  * executions never block the event loop.
  *
  * Before a worker runs a queued request it peeks at the client's socket: a
- * client that went away is dropped without running.
+ * client that went away is dropped without running. It peeks again before
+ * each test case of a graded request, and does not run the remaining cases
+ * of a client that left. The cases of one request together take at most
+ * its total time limit (REQUEST_TIME_LIMIT, or less with totalTimeout), and
+ * each case counts once against the rate limit, so one request cannot hold
+ * a slot much longer, or run more often, than separate requests could.
  *
  * Shutdown (SIGTERM/SIGINT): stop accepting connections, refuse new
  * executions with 503, finish every admitted one, wait for their responses
@@ -452,6 +457,12 @@ static void observe_run(void *userdata, const struct pyexec_result *res, double 
         metrics_execution(rq->s->metrics, res->status, res->wall_ms, run_ms);
 }
 
+static bool client_gone(struct request *rq);
+
+static bool case_client_gone(void *userdata) {
+        return client_gone(userdata);
+}
+
 static void work_run(struct work *j) {
         struct request *rq = (struct request *)((char *)j - offsetof(struct request, work));
         struct server *s = rq->s;
@@ -471,8 +482,21 @@ static void work_run(struct work *j) {
                 } else
                         metrics_execution(s->metrics, rq->outcome.status, rq->outcome.wall_ms,
                                           (double)(now_ns() - t0) / 1e6);
-        } else
-                rq->response = api_execute(s->sb, s->cfg, &rq->req, rq->id, observe_run, rq, &rq->outcome);
+        } else {
+                const struct api_hooks hooks = { .observe = observe_run, .client_gone = case_client_gone, .userdata = rq };
+                struct api_outcome *o = &rq->outcome;
+                rq->response = api_execute(s->sb, s->cfg, &rq->req, rq->id, &hooks, o);
+                if (o->not_run > 0) {
+                        metrics_cases_not_run(s->metrics, o->client_gone ? NOT_RUN_CLIENT_GONE : NOT_RUN_TIME_LIMIT,
+                                              o->not_run);
+                        log_event(LOG_INFO,
+                                  o->client_gone ? "client went away: the remaining test cases were not run"
+                                                 : "request time limit reached: the remaining test cases were not run",
+                                  json_pack("{s:s,s:s,s:I,s:I,s:I}", "requestId", rq->id, "client", rq->client, "run",
+                                            (json_int_t)o->runs, "notRun", (json_int_t)o->not_run, "totalTimeoutMs",
+                                            (json_int_t)rq->req.total_ms));
+                }
+        }
         executor_report(s->ex, rq->outcome.sandbox_failed);
         atomic_store(&rq->state, REQ_DONE);
 }
@@ -482,9 +506,12 @@ static void work_complete(struct work *j) {
         MHD_resume_connection(rq->conn);
 }
 
-/* A client that closed its end shows EOF to a peek. */
-static bool work_abandoned(struct work *j) {
-        struct request *rq = (struct request *)((char *)j - offsetof(struct request, work));
+/* A client that closed its end shows EOF to a peek (a reset, an error).
+ * The connection is suspended while its request is queued or running, so
+ * libmicrohttpd neither reads from nor closes the socket meanwhile: the
+ * worker may peek at it, before the request runs and between its test
+ * cases. */
+static bool client_gone(struct request *rq) {
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         char c;
         ssize_t n;
@@ -493,6 +520,10 @@ static bool work_abandoned(struct work *j) {
                 return false;
         n = recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
         return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+static bool work_abandoned(struct work *j) {
+        return client_gone((struct request *)((char *)j - offsetof(struct request, work)));
 }
 
 static void work_drop(struct work *j) {
@@ -550,7 +581,7 @@ static int parse_job_request(struct request *rq, struct api_error *err) {
 static enum MHD_Result start_execution(struct request *rq) {
         struct server *s = rq->s;
         struct api_error err;
-        uint64_t retry = 0;
+        uint64_t retry = 0, units, remaining = 0;
         enum submit_result sr;
 
         if (rq->too_large)
@@ -564,8 +595,28 @@ static enum MHD_Result start_execution(struct request *rq) {
         } else if (api_parse_execute(rq->body.data ? rq->body.data : "", rq->body.len, s->cfg, &rq->req, &err) < 0)
                 return respond_json(rq, err.http, api_error_json(&err), 0,
                                     json_pack("{s:s,s:s}", "error", err.message, "field", err.field));
-        if (!ratelimit_take(s->rl, rq->client, now_ns() / 1000000ull, &retry)) {
+        /* Each test case is a sandbox run: a request of N cases costs N. */
+        units = rq->req.n_cases ? rq->req.n_cases : 1;
+        if (s->cfg->rate_limit_max && units > s->cfg->rate_limit_max) {
                 metrics_rate_limited(s->metrics);
+                return respond_error(rq, 429, "rate_limited", "tests", ms_to_s(s->cfg->rate_limit_window),
+                                     "this request has %llu test cases and each counts as one execution, but the rate "
+                                     "limit is %llu executions per %llu ms: it can never be admitted; send at most %llu "
+                                     "cases",
+                                     (unsigned long long)units, (unsigned long long)s->cfg->rate_limit_max,
+                                     (unsigned long long)s->cfg->rate_limit_window,
+                                     (unsigned long long)s->cfg->rate_limit_max);
+        }
+        if (!ratelimit_take(s->rl, rq->client, units, now_ns() / 1000000ull, &retry, &remaining)) {
+                metrics_rate_limited(s->metrics);
+                if (units > 1)
+                        return respond_error(rq, 429, "rate_limited", "tests", ms_to_s(retry),
+                                             "rate limit of %llu executions per %llu ms exceeded: this request's %llu "
+                                             "test cases count as %llu executions and %llu remain; retry in %llu ms",
+                                             (unsigned long long)s->cfg->rate_limit_max,
+                                             (unsigned long long)s->cfg->rate_limit_window, (unsigned long long)units,
+                                             (unsigned long long)units, (unsigned long long)remaining,
+                                             (unsigned long long)retry);
                 return respond_error(rq, 429, "rate_limited", NULL, ms_to_s(retry),
                                      "rate limit of %llu executions per %llu ms exceeded; retry in %llu ms",
                                      (unsigned long long)s->cfg->rate_limit_max,
@@ -618,6 +669,8 @@ static enum MHD_Result finish_execution(struct request *rq) {
                 json_object_set(extra, "exerciseId", rq->req.exercise_id);
         if (extra && rq->job)
                 json_object_set_new(extra, "job", json_string(rq->job->name));
+        if (extra && o->not_run)
+                json_object_set_new(extra, "notRun", json_integer((json_int_t)o->not_run));
         return respond_json(rq, o->http, json_incref(rq->response), 0, extra);
 }
 
@@ -883,6 +936,11 @@ int http_serve(const struct config *cfg) {
                                   json_pack("{s:I,s:f}", "pool", (json_int_t)wo.pool, "startMs",
                                             (double)(now_ns() - t0) / 1e6));
         }
+        if (cfg->rate_limit_max && cfg->max_tests > cfg->rate_limit_max)
+                log_event(LOG_WARN, "MAX_TESTS is above RATE_LIMIT_MAX: requests with more test cases than "
+                                    "RATE_LIMIT_MAX are always refused (429), since each case counts once",
+                          json_pack("{s:I,s:I}", "maxTests", (json_int_t)cfg->max_tests, "rateLimitMax",
+                                    (json_int_t)cfg->rate_limit_max));
         s.metrics = metrics_new();
         s.rl = ratelimit_new(cfg->rate_limit_window, cfg->rate_limit_max, 100000);
         pthread_mutex_init(&s.env_lock, NULL);

@@ -29,6 +29,11 @@ static const char *const reject_names[_REJECT_MAX] = {
         [REJECT_SHUTTING_DOWN] = "shutting_down",
 };
 
+static const char *const not_run_names[_NOT_RUN_MAX] = {
+        [NOT_RUN_TIME_LIMIT] = "time_limit",
+        [NOT_RUN_CLIENT_GONE] = "client_gone",
+};
+
 /* Histogram bucket upper bounds, seconds. */
 static const double buckets[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300 };
 #define N_BUCKETS (sizeof buckets / sizeof buckets[0])
@@ -54,6 +59,7 @@ struct metrics {
         } http[_ROUTE_MAX][MAX_CODES];
         uint64_t rate_limited;
         uint64_t rejected[_REJECT_MAX];
+        uint64_t not_run[_NOT_RUN_MAX];
         struct histogram exec_wall, queue_wait;
         double recent_wall[RECENT], recent_run[RECENT];
         size_t recent_n, recent_next;
@@ -129,6 +135,13 @@ void metrics_rejected(struct metrics *m, enum reject_reason why) {
         pthread_mutex_unlock(&m->lock);
 }
 
+void metrics_cases_not_run(struct metrics *m, enum not_run_reason why, uint64_t n) {
+        pthread_mutex_lock(&m->lock);
+        if (why < _NOT_RUN_MAX)
+                m->not_run[why] += n;
+        pthread_mutex_unlock(&m->lock);
+}
+
 double metrics_uptime_seconds(struct metrics *m) {
         return (double)(now_ns() - m->start_ns) / 1e9;
 }
@@ -173,6 +186,11 @@ int metrics_render(struct metrics *m, const struct metrics_gauges *g, struct buf
         for (int i = 0; i < _REJECT_MAX; i++)
                 buf_printf(o, "pyexec_rejected_total{reason=\"%s\"} %llu\n", reject_names[i],
                            (unsigned long long)m->rejected[i]);
+        buf_printf(o, "# HELP pyexec_cases_not_run_total Test cases of admitted requests never started.\n"
+                      "# TYPE pyexec_cases_not_run_total counter\n");
+        for (int i = 0; i < _NOT_RUN_MAX; i++)
+                buf_printf(o, "pyexec_cases_not_run_total{reason=\"%s\"} %llu\n", not_run_names[i],
+                           (unsigned long long)m->not_run[i]);
         render_histogram(o, "pyexec_execution_duration_seconds", "Wall time of executions.", &m->exec_wall);
         render_histogram(o, "pyexec_queue_wait_seconds", "Time executions waited for a slot.", &m->queue_wait);
         pthread_mutex_unlock(&m->lock);
@@ -261,6 +279,10 @@ json_t *metrics_stats(struct metrics *m, const struct metrics_gauges *g) {
                       "capacity", (json_int_t)g->queue_capacity, "active", (json_int_t)g->active, "slots",
                       (json_int_t)g->slots, "ready", g->ready, "breakerOpen", g->breaker_open, "uptimeSeconds",
                       (double)(now_ns() - m->start_ns) / 1e9);
+        if (o)
+                json_object_set_new(o, "casesNotRun",
+                                    json_pack("{s:I,s:I}", "timeLimit", (json_int_t)m->not_run[NOT_RUN_TIME_LIMIT],
+                                              "clientGone", (json_int_t)m->not_run[NOT_RUN_CLIENT_GONE]));
         pthread_mutex_unlock(&m->lock);
         if (o)
                 json_object_set_new(o, "warm",

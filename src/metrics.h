@@ -35,6 +35,13 @@ enum reject_reason {
         _REJECT_MAX,
 };
 
+/* Why a request's test case was never started. */
+enum not_run_reason {
+        NOT_RUN_TIME_LIMIT,  /* the request's total time limit was reached */
+        NOT_RUN_CLIENT_GONE, /* the client went away */
+        _NOT_RUN_MAX,
+};
+
 struct metrics;
 
 struct metrics *metrics_new(void);
@@ -47,6 +54,8 @@ void metrics_execution(struct metrics *m, enum pyexec_status s, double wall_ms, 
 void metrics_queue_wait(struct metrics *m, double seconds);
 void metrics_rate_limited(struct metrics *m);
 void metrics_rejected(struct metrics *m, enum reject_reason why);
+/* n test cases of one request were never started. */
+void metrics_cases_not_run(struct metrics *m, enum not_run_reason why, uint64_t n);
 
 /* Gauges are read from the executor at render time. */
 struct metrics_gauges {

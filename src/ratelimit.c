@@ -65,7 +65,8 @@ static void sweep(struct ratelimit *rl, uint64_t now) {
                 }
 }
 
-bool ratelimit_take(struct ratelimit *rl, const char *client, uint64_t now, uint64_t *ret_retry_after_ms) {
+bool ratelimit_take(struct ratelimit *rl, const char *client, uint64_t units, uint64_t now, uint64_t *ret_retry_after_ms,
+                    uint64_t *ret_remaining) {
         uint32_t b;
         struct entry *e;
         bool ok;
@@ -83,6 +84,8 @@ bool ratelimit_take(struct ratelimit *rl, const char *client, uint64_t now, uint
                 if (rl->n >= rl->max_clients || !(e = malloc(sizeof *e + len + 1))) {
                         pthread_mutex_unlock(&rl->lock);
                         *ret_retry_after_ms = rl->window;
+                        if (ret_remaining)
+                                *ret_remaining = 0;
                         return false;
                 }
                 memcpy(e->client, client, len + 1);
@@ -96,11 +99,15 @@ bool ratelimit_take(struct ratelimit *rl, const char *client, uint64_t now, uint
                 e->window_start = now;
                 e->count = 0;
         }
-        ok = e->count < rl->max;
+        /* All or nothing: a request is admitted with every unit it needs. */
+        ok = units <= rl->max - e->count;
         if (ok)
-                e->count++;
-        else
+                e->count += units;
+        else {
                 *ret_retry_after_ms = rl->window - (now - e->window_start);
+                if (ret_remaining)
+                        *ret_remaining = rl->max - e->count;
+        }
         pthread_mutex_unlock(&rl->lock);
         return ok;
 }

@@ -26,6 +26,7 @@ static struct config def_cfg = {
         .max_code_length = 50000,
         .max_request_size = 2097152,
         .max_tests = 50,
+        .request_time_limit = 30000,
 };
 
 /* ---- helpers ---- */
@@ -832,6 +833,74 @@ static void test_cases_count(void **state) {
                        "tests has 3 cases; at most 2 are allowed");
 }
 
+/* ---- the request's total time ---- */
+
+static void test_total_timeout(void **state) {
+        struct api_request r;
+        struct config cfg = def_cfg;
+        const char *one = "{\"code\":\"1\",\"tests\":[{\"expectedOutput\":\"\"}]";
+        char body[256];
+
+        /* REQUEST_TIME_LIMIT by default */
+        snprintf(body, sizeof body, "%s}", one);
+        parse_ok(body, &r);
+        assert_int_equal(r.total_ms, 30000);
+        api_request_done(&r);
+        cfg.request_time_limit = 0; /* not loaded: the documented default */
+        parse_ok_n(&cfg, body, strlen(body), &r);
+        assert_int_equal(r.total_ms, 3 * 10000);
+        api_request_done(&r);
+
+        /* a request may ask for less, down to 1 ms, and less than its timeout */
+        snprintf(body, sizeof body, "%s,\"totalTimeout\":1,\"timeout\":5000}", one);
+        parse_ok(body, &r);
+        assert_int_equal(r.total_ms, 1);
+        assert_int_equal(r.limits.timeout_ms, 5000);
+        api_request_done(&r);
+        snprintf(body, sizeof body, "%s,\"totalTimeout\":30000}", one);
+        parse_ok(body, &r);
+        assert_int_equal(r.total_ms, 30000);
+        api_request_done(&r);
+
+        /* never more than the service's limit */
+        snprintf(body, sizeof body, "%s,\"totalTimeout\":30001}", one);
+        expect_400(body, "totalTimeout", "totalTimeout must be between 1 and 30000 (ms), got 30001");
+        snprintf(body, sizeof body, "%s,\"totalTimeout\":0}", one);
+        expect_400(body, "totalTimeout", "totalTimeout must be between 1 and 30000 (ms), got 0");
+        snprintf(body, sizeof body, "%s,\"totalTimeout\":\"5s\"}", one);
+        expect_400(body, "totalTimeout",
+                   "totalTimeout must be a whole number between 1 and 30000 (ms), got a string");
+        cfg.request_time_limit = 4000;
+        snprintf(body, sizeof body, "%s,\"totalTimeout\":4001}", one);
+        expect_error_n(&cfg, body, strlen(body), 400, "invalid_request", "totalTimeout",
+                       "totalTimeout must be between 1 and 4000 (ms), got 4001");
+
+        /* it bounds test cases: a single run has its timeout */
+        expect_400("{\"code\":\"1\",\"totalTimeout\":1000}", "totalTimeout",
+                   "totalTimeout bounds the test cases together: it needs tests");
+}
+
+/* The next case's wall-clock limit: its own, cut to what is left. */
+static void test_case_timeout(void **state) {
+        const uint64_t ms = 1000000, t0 = 5000 * ms;
+
+        /* plenty left: the case's own */
+        assert_int_equal(api_case_timeout(10000, t0, 30000, t0), 10000);
+        assert_int_equal(api_case_timeout(10000, t0, 30000, t0 + 20000 * ms), 10000);
+        /* less left than the case's own: what is left, whole ms down */
+        assert_int_equal(api_case_timeout(10000, t0, 30000, t0 + 20000 * ms + 1), 9999);
+        assert_int_equal(api_case_timeout(10000, t0, 30000, t0 + 29999 * ms), 1);
+        /* under 1 ms left, or none, or past it: not run */
+        assert_int_equal(api_case_timeout(10000, t0, 30000, t0 + 29999 * ms + 1), 0);
+        assert_int_equal(api_case_timeout(10000, t0, 30000, t0 + 30000 * ms), 0);
+        assert_int_equal(api_case_timeout(10000, t0, 30000, t0 + 90000 * ms), 0);
+        /* a budget below the timeout cuts even the first case */
+        assert_int_equal(api_case_timeout(10000, t0, 1, t0), 1);
+        /* the largest values config and requests allow do not overflow */
+        assert_int_equal(api_case_timeout(600000, t0, 3600000, t0), 600000);
+        assert_int_equal(api_case_timeout(600000, t0, 3600000, t0 + 3599999 * ms), 1);
+}
+
 /* ---- bugs the fuzzer found: what the client must get ---- */
 
 /* Error messages quote the client's input; cut at a byte limit they must
@@ -1034,6 +1103,8 @@ int main(void) {
                 cmocka_unit_test(test_cases_valid),
                 cmocka_unit_test(test_cases_errors),
                 cmocka_unit_test(test_cases_count),
+                cmocka_unit_test(test_total_timeout),
+                cmocka_unit_test(test_case_timeout),
                 cmocka_unit_test(test_error_utf8_bad_escape),
                 cmocka_unit_test(test_error_utf8_unknown_field),
                 cmocka_unit_test(test_error_utf8_unknown_file_field),

@@ -25,6 +25,7 @@ static const char *const env_keys[] = {
         "MAX_CODE_LENGTH",
         "MAX_REQUEST_SIZE",
         "MAX_TESTS",
+        "REQUEST_TIME_LIMIT",
         "RATE_LIMIT_WINDOW",
         "RATE_LIMIT_MAX",
         "MAX_CONCURRENT_EXECUTIONS",
@@ -147,6 +148,7 @@ static void test_defaults(void **state) {
         assert_int_equal(l.c.max_code_length, 50000);
         assert_int_equal(l.c.max_request_size, 2097152);
         assert_int_equal(l.c.max_tests, 50);
+        assert_int_equal(l.c.request_time_limit, 30000); /* 3 x EXECUTION_TIMEOUT */
         assert_int_equal(l.c.rate_limit_window, 60000);
         assert_int_equal(l.c.rate_limit_max, 100);
         assert_int_equal(l.c.max_concurrent, 5);
@@ -363,6 +365,73 @@ static void test_invalid_values(void **state) {
 
         /* the interpreter must be an absolute path */
         EXPECT_FAIL("PYEXEC_PYTHON must be an absolute path under /usr, got 'python3'", "--pyexec-python", "python3");
+}
+
+/* REQUEST_TIME_LIMIT: from every source; 0 (the default) derives it from
+ * EXECUTION_TIMEOUT; below EXECUTION_TIMEOUT is refused, since the first
+ * case alone may take that long. */
+static void test_request_time_limit(void **state) {
+        struct load l;
+        const char *path;
+
+        LOAD(&l, "--execution-timeout", "2000", "--print-config");
+        assert_int_equal(l.r, 1);
+        assert_int_equal(l.c.request_time_limit, 6000);
+        assert_printed(&l, "REQUEST_TIME_LIMIT=6000  # default");
+        load_done(&l);
+        LOAD(&l, "--request-time-limit=0");
+        assert_int_equal(l.r, 0);
+        assert_int_equal(l.c.request_time_limit, 30000);
+        load_done(&l);
+
+        setenv("REQUEST_TIME_LIMIT", "45000", 1);
+        LOAD(&l, "--print-config");
+        assert_int_equal(l.r, 1);
+        assert_int_equal(l.c.request_time_limit, 45000);
+        assert_printed(&l, "REQUEST_TIME_LIMIT=45000  # environment");
+        load_done(&l);
+        /* flag over environment; equal to EXECUTION_TIMEOUT is enough */
+        LOAD(&l, "--request-time-limit", "10000");
+        assert_int_equal(l.r, 0);
+        assert_int_equal(l.c.request_time_limit, 10000);
+        load_done(&l);
+        unsetenv("REQUEST_TIME_LIMIT");
+        path = write_tmp("rtl.conf", "REQUEST_TIME_LIMIT=20000\nEXECUTION_TIMEOUT=20000\n");
+        LOAD(&l, "--config", path);
+        assert_int_equal(l.r, 0);
+        assert_int_equal(l.c.request_time_limit, 20000);
+        load_done(&l);
+
+        /* below EXECUTION_TIMEOUT, wherever each came from */
+        EXPECT_FAIL("REQUEST_TIME_LIMIT is 9999 ms (flag), less than EXECUTION_TIMEOUT, 10000 ms (default), the time "
+                    "one run may take: raise REQUEST_TIME_LIMIT or lower EXECUTION_TIMEOUT (REQUEST_TIME_LIMIT=0 is "
+                    "3 x EXECUTION_TIMEOUT)",
+                    "--request-time-limit=9999");
+        setenv("EXECUTION_TIMEOUT", "60000", 1);
+        path = write_tmp("rtl2.conf", "REQUEST_TIME_LIMIT=20000\n");
+        EXPECT_FAIL("REQUEST_TIME_LIMIT is 20000 ms (file), less than EXECUTION_TIMEOUT, 60000 ms (environment), the "
+                    "time one run may take: raise REQUEST_TIME_LIMIT or lower EXECUTION_TIMEOUT (REQUEST_TIME_LIMIT=0 "
+                    "is 3 x EXECUTION_TIMEOUT)",
+                    "--config", path);
+        /* the derived default follows a raised EXECUTION_TIMEOUT */
+        LOAD0(&l);
+        assert_int_equal(l.r, 0);
+        assert_int_equal(l.c.request_time_limit, 180000);
+        load_done(&l);
+        unsetenv("EXECUTION_TIMEOUT");
+
+        /* range and form */
+        EXPECT_FAIL("REQUEST_TIME_LIMIT (--request-time-limit) must be a whole number between 0 and 3600000, got "
+                    "'3600001'",
+                    "--request-time-limit", "3600001");
+        setenv("REQUEST_TIME_LIMIT", "30s", 1);
+        EXPECT_FAIL0("REQUEST_TIME_LIMIT (environment variable REQUEST_TIME_LIMIT) must be a whole number between 0 "
+                     "and 3600000, got '30s'");
+        unsetenv("REQUEST_TIME_LIMIT");
+        LOAD(&l, "--help");
+        assert_non_null(strstr(l.out, "--request-time-limit"));
+        assert_non_null(strstr(l.out, "REQUEST_TIME_LIMIT"));
+        load_done(&l);
 }
 
 static void test_policies_and_warm_keys(void **state) {
@@ -625,6 +694,7 @@ int main(void) {
                 T(test_flag_forms),
                 T(test_help),
                 T(test_invalid_values),
+                T(test_request_time_limit),
                 T(test_file_errors),
                 T(test_arguments),
                 T(test_policies_and_warm_keys),

@@ -86,6 +86,9 @@ static void test_render_empty(void **state) {
         assert_line(t, "pyexec_rejected_total{reason=\"breaker_open\"} 0");
         assert_line(t, "pyexec_rejected_total{reason=\"client_gone\"} 0");
         assert_line(t, "pyexec_rejected_total{reason=\"shutting_down\"} 0");
+        assert_line(t, "# TYPE pyexec_cases_not_run_total counter");
+        assert_line(t, "pyexec_cases_not_run_total{reason=\"time_limit\"} 0");
+        assert_line(t, "pyexec_cases_not_run_total{reason=\"client_gone\"} 0");
         assert_line(t, "# TYPE pyexec_execution_duration_seconds histogram");
         assert_line(t, "# TYPE pyexec_queue_wait_seconds histogram");
         for (size_t i = 0; i < ELEMENTSOF(bucket_labels); i++) {
@@ -147,6 +150,10 @@ static void test_render_counts(void **state) {
         metrics_rejected(m, REJECT_CLIENT_GONE);
         metrics_rejected(m, REJECT_CLIENT_GONE);
         metrics_rejected(m, _REJECT_MAX); /* out of range: ignored */
+        metrics_cases_not_run(m, NOT_RUN_TIME_LIMIT, 7);
+        metrics_cases_not_run(m, NOT_RUN_TIME_LIMIT, 1);
+        metrics_cases_not_run(m, NOT_RUN_CLIENT_GONE, 40);
+        metrics_cases_not_run(m, _NOT_RUN_MAX, 5); /* out of range: ignored */
 
         t = render(m, &gauges);
         assert_line(t, "pyexec_executions_total{status=\"ok\"} 3");
@@ -164,6 +171,8 @@ static void test_render_counts(void **state) {
         assert_line(t, "pyexec_rejected_total{reason=\"queue_full\"} 1");
         assert_line(t, "pyexec_rejected_total{reason=\"client_gone\"} 2");
         assert_line(t, "pyexec_rejected_total{reason=\"breaker_open\"} 0");
+        assert_line(t, "pyexec_cases_not_run_total{reason=\"time_limit\"} 8");
+        assert_line(t, "pyexec_cases_not_run_total{reason=\"client_gone\"} 40");
         assert_line(t, "pyexec_execution_duration_seconds_count 5");
         free(t);
         metrics_free(m);
@@ -264,9 +273,14 @@ static void test_stats_shape(void **state) {
         metrics_execution(m, PYEXEC_OK, 10, 20);
         metrics_execution(m, PYEXEC_SYNTAX_ERROR, 30, 40);
         metrics_rate_limited(m);
+        metrics_cases_not_run(m, NOT_RUN_TIME_LIMIT, 3);
+        metrics_cases_not_run(m, NOT_RUN_CLIENT_GONE, 4);
         s = metrics_stats(m, &gauges);
         assert_non_null(s);
         assert_int_equal(json_integer_value(json_object_get(s, "executions")), 2);
+        /* cases never started are not executions */
+        assert_int_equal(json_integer_value(json_object_get(json_object_get(s, "casesNotRun"), "timeLimit")), 3);
+        assert_int_equal(json_integer_value(json_object_get(json_object_get(s, "casesNotRun"), "clientGone")), 4);
         by = json_object_get(s, "byStatus");
         assert_int_equal(json_object_size(by), _PYEXEC_STATUS_MAX);
         for (size_t i = 0; i < ELEMENTSOF(statuses); i++)

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * ratelimit: fixed windows per client, the exact Retry-After, and the bounded
- * table (sweep when full, refuse new clients while it stays full). Time is
- * the caller's, so every test drives it explicitly.
+ * ratelimit: fixed windows per client, the exact Retry-After, requests of
+ * several units (all or none), and the bounded table (sweep when full,
+ * refuse new clients while it stays full). Time is the caller's, so every
+ * test drives it explicitly.
  */
 #include "test-helpers.h"
 
@@ -19,19 +20,41 @@ static struct ratelimit *new_rl(uint64_t window, uint64_t max, size_t clients) {
         return rl;
 }
 
+/* taking units must succeed and leave retry and remaining alone. */
+static void take_n_ok(struct ratelimit *rl, const char *client, uint64_t units, uint64_t now) {
+        uint64_t retry = NO_RETRY, remaining = NO_RETRY;
+        if (!ratelimit_take(rl, client, units, now, &retry, &remaining))
+                fail_msg("'%s' x%llu at %llu: refused (retry %llu, %llu remain), expected admitted", client,
+                         (unsigned long long)units, (unsigned long long)now, (unsigned long long)retry,
+                         (unsigned long long)remaining);
+        assert_int_equal(retry, NO_RETRY);
+        assert_int_equal(remaining, NO_RETRY);
+}
+
+/* taking units must be refused with exactly this retry time and this many
+ * units left. */
+static void take_n_refused(struct ratelimit *rl, const char *client, uint64_t units, uint64_t now,
+                           uint64_t want_retry, uint64_t want_remaining) {
+        uint64_t retry = NO_RETRY, remaining = NO_RETRY;
+        if (ratelimit_take(rl, client, units, now, &retry, &remaining))
+                fail_msg("'%s' x%llu at %llu: admitted, expected refused", client, (unsigned long long)units,
+                         (unsigned long long)now);
+        if (retry != want_retry || remaining != want_remaining)
+                fail_msg("'%s' x%llu at %llu: retry after %llu ms with %llu remaining, expected %llu ms and %llu",
+                         client, (unsigned long long)units, (unsigned long long)now, (unsigned long long)retry,
+                         (unsigned long long)remaining, (unsigned long long)want_retry,
+                         (unsigned long long)want_remaining);
+}
+
 /* take must succeed and leave retry alone. */
 static void take_ok(struct ratelimit *rl, const char *client, uint64_t now) {
-        uint64_t retry = NO_RETRY;
-        if (!ratelimit_take(rl, client, now, &retry))
-                fail_msg("'%s' at %llu: refused (retry %llu), expected admitted", client, (unsigned long long)now,
-                         (unsigned long long)retry);
-        assert_int_equal(retry, NO_RETRY);
+        take_n_ok(rl, client, 1, now);
 }
 
 /* take must be refused with exactly this retry time. */
 static void take_refused(struct ratelimit *rl, const char *client, uint64_t now, uint64_t want_retry) {
         uint64_t retry = NO_RETRY;
-        if (ratelimit_take(rl, client, now, &retry))
+        if (ratelimit_take(rl, client, 1, now, &retry, NULL))
                 fail_msg("'%s' at %llu: admitted, expected refused", client, (unsigned long long)now);
         if (retry != want_retry)
                 fail_msg("'%s' at %llu: retry after %llu ms, expected %llu", client, (unsigned long long)now,
@@ -170,7 +193,7 @@ static void *hammer_thread(void *arg) {
         struct hammer *h = arg;
         uint64_t retry;
         for (int i = 0; i < 2000; i++)
-                if (ratelimit_take(h->rl, "shared", 7, &retry))
+                if (ratelimit_take(h->rl, "shared", 1, 7, &retry, NULL))
                         h->admitted++;
         return NULL;
 }
@@ -194,6 +217,63 @@ static void test_concurrent_exact(void **state) {
         ratelimit_free(rl);
 }
 
+/* A request of N graded cases takes N units, all or none: one that does
+ * not fit takes nothing, so smaller ones still fit after it. */
+static void test_units(void **state) {
+        struct ratelimit *rl = new_rl(1000, 5, 16);
+
+        take_n_refused(rl, "a", 6, 0, 1000, 5); /* more than the window holds */
+        take_n_ok(rl, "a", 3, 0);
+        take_n_refused(rl, "a", 3, 10, 990, 2);
+        take_n_ok(rl, "a", 2, 20); /* exactly what is left */
+        take_n_refused(rl, "a", 1, 30, 970, 0);
+        /* a fresh window holds max again */
+        take_n_ok(rl, "a", 5, 1000);
+        take_n_refused(rl, "a", 1, 1000, 1000, 0);
+        /* units and single takes share one count */
+        take_n_ok(rl, "b", 4, 0);
+        take_ok(rl, "b", 1);
+        take_refused(rl, "b", 2, 998);
+        /* a refused new client in a full table: nothing remains */
+        ratelimit_free(rl);
+        rl = new_rl(1000, 5, 1);
+        take_n_ok(rl, "a", 1, 0);
+        take_n_refused(rl, "b", 1, 0, 1000, 0);
+        ratelimit_free(rl);
+        /* with the limit off, any number of units */
+        rl = new_rl(1000, 0, 1);
+        take_n_ok(rl, "a", 1000000, 0);
+        ratelimit_free(rl);
+}
+
+/* Concurrent callers taking several units each: never more than max. */
+static void *hammer_units_thread(void *arg) {
+        struct hammer *h = arg;
+        uint64_t retry;
+        for (int i = 0; i < 2000; i++)
+                if (ratelimit_take(h->rl, "shared", 7, 7, &retry, NULL))
+                        h->admitted += 7;
+        return NULL;
+}
+
+static void test_concurrent_units(void **state) {
+        struct hammer h[4];
+        pthread_t t[4];
+        struct ratelimit *rl = new_rl(1000, 150, 16);
+        int total = 0;
+
+        for (int i = 0; i < 4; i++) {
+                h[i] = (struct hammer){ rl, 0 };
+                assert_int_equal(pthread_create(&t[i], NULL, hammer_units_thread, &h[i]), 0);
+        }
+        for (int i = 0; i < 4; i++) {
+                assert_int_equal(pthread_join(t[i], NULL), 0);
+                total += h[i].admitted;
+        }
+        assert_int_equal(total, 147); /* 21 requests of 7; the 3 left fit none */
+        ratelimit_free(rl);
+}
+
 static void test_free_null(void **state) {
         assert_null(ratelimit_free(NULL));
         assert_null(ratelimit_free(new_rl(1, 1, 1)));
@@ -209,6 +289,8 @@ int main(void) {
                 cmocka_unit_test(test_expired_entries_swept),
                 cmocka_unit_test(test_many_clients),
                 cmocka_unit_test(test_concurrent_exact),
+                cmocka_unit_test(test_units),
+                cmocka_unit_test(test_concurrent_units),
                 cmocka_unit_test(test_free_null),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
