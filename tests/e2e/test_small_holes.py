@@ -84,3 +84,54 @@ def test_warm_program_memory_holds_no_host_mountinfo(serve):
     res = execute(srv, "print(open('/proc/self/mountinfo').read())", policy="permissive")
     assert res["status"] == "ok", res
     assert not [n for n in needles if n in res["stdout"]], res["stdout"]
+
+
+# ---------------------------------------------------------------------------
+# /proc/locks shows nothing of the host
+# ---------------------------------------------------------------------------
+
+# The program takes a lock of its own (a POSIX lock, listed in its own PID
+# namespace), then reads /proc/locks.
+READ_LOCKS = r"""
+import fcntl, os
+fd = os.open('/tmp/lockme', os.O_RDWR | os.O_CREAT)
+fcntl.lockf(fd, fcntl.LOCK_EX)
+print(repr(open('/proc/locks').read()))
+print(os.stat('/proc/locks').st_size)
+"""
+
+
+def uid_slot_lock_inode():
+    """The inode of the service's uid-slot lock file (root only), or None."""
+    try:
+        return os.stat("/run/pyexec/uid-slots.lock").st_ino
+    except OSError:
+        return None
+
+
+def host_locks():
+    with open("/proc/locks") as f:
+        return f.read()
+
+
+def assert_no_locks_seen(res):
+    assert res["status"] == "ok", res
+    assert res["stdout"] == "''\n0\n", res["stdout"]
+
+
+def test_proc_locks_is_empty_in_the_sandbox_cold(run):
+    res = run(READ_LOCKS)
+    assert_no_locks_seen(res)
+
+
+def test_proc_locks_is_empty_in_the_sandbox_warm(serve):
+    srv = serve(env={"WARM_POOL_SIZE": 1})
+    wait_pool_full(srv, 1)
+    ino = uid_slot_lock_inode()
+    if PRIVILEGED:
+        # The control, from the host: the pool's sandboxes hold uid slots,
+        # and the host's /proc/locks lists them.
+        assert ino is not None
+        assert re.search(rf":{ino} ", host_locks()), host_locks()
+    res = execute(srv, READ_LOCKS, policy="permissive")
+    assert_no_locks_seen(res)
