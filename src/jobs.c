@@ -832,6 +832,18 @@ static int prepare_input(const struct job_param *p, json_t *v, struct slot *s, s
                 close(fd);
                 return perr(err, p, "'%s' is %s; a regular file is required", path, file_kind(st.st_mode));
         }
+        /* A hard link is the file itself under a second name, which may lie
+         * outside the allowed roots: anyone who can write into a root could
+         * link any file they can name there (protected_hardlinks allows it
+         * for files they can read, and root links anything). The root says
+         * nothing about where such a file came from, so it is refused. */
+        if (st.st_nlink > 1) {
+                close(fd);
+                return perr(err, p,
+                            "'%s' has %ju hard links; an input must have exactly one (another link may name "
+                            "a file outside the allowed roots)",
+                            path, (uintmax_t)st.st_nlink);
+        }
         if ((uint64_t)st.st_size > p->max_bytes) {
                 close(fd);
                 return perr(err, p, "'%s' is %lld bytes; the limit is %llu", path, (long long)st.st_size,

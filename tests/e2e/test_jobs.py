@@ -1596,3 +1596,47 @@ def test_staging_tree_of_any_depth_is_removed_under_the_service(lay, tmp_path):
     finally:
         assert srv.stop() == 0
     assert_deep_tree_removed(lay, victim)
+
+
+def hard_linked_input(lay):
+    """A design outside every root, hard-linked into the uploads root, and a
+    plain copy of it there (the control)."""
+    secret = lay.base / "secret.png"
+    shutil.copyfile(lay.design, secret)
+    secret.chmod(0o644)
+    os.link(secret, lay.uploads / "linked.png")
+    shutil.copyfile(lay.design, lay.uploads / "copy.png")
+    (lay.uploads / "copy.png").chmod(0o644)
+    return lay.uploads / "linked.png"
+
+
+LINK_MESSAGE = "has 2 hard links; an input must have exactly one"
+
+
+def test_hard_linked_input_refused_cli(lay):
+    linked = hard_linked_input(lay)
+    out = lay.composed / "out.png"
+    p = cli(lay.jobs_file, "compose", lay.compose_params(design=linked, output=out))
+    err = p.stderr.decode()
+    assert p.returncode == EXIT_USAGE, (p.returncode, err, p.stdout[:500])
+    assert f"parameter 'design': '{linked}' {LINK_MESSAGE}" in err, err
+    assert not out.exists() and staging_leftovers(*lay.output_roots()) == []
+    # The control: the same bytes with one link are accepted and read.
+    doc = cli_json(lay.jobs_file, "compose", lay.compose_params(design=lay.uploads / "copy.png", output=out))
+    assert doc["status"] == "ok", doc
+    assert out.is_file()
+
+
+def test_hard_linked_input_refused_http(lay, tmp_path):
+    linked = hard_linked_input(lay)
+    out = lay.composed / "out.png"
+    srv = start_server(tmp_path, env={"JOBS_FILE": lay.jobs_file})
+    try:
+        r = run_job(srv, "compose", lay.compose_params(design=linked, output=out))
+        assert r.status == 400, r
+        err = r.error()
+        assert err["code"] == "invalid_parameter" and err["field"] == "params.design", err
+        assert f"'{linked}' {LINK_MESSAGE}" in err["message"], err
+    finally:
+        assert srv.stop() == 0
+    assert not out.exists() and staging_leftovers(*lay.output_roots()) == []
