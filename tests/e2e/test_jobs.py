@@ -1561,8 +1561,15 @@ def deep_layout(lay):
 
 def assert_deep_tree_removed(lay, victim):
     """From the host: no staging directory left, nothing of the tree
-    published, and the symlinks' host targets untouched."""
-    assert staging_leftovers(*lay.output_roots()) == []
+    published, and the symlinks' host targets untouched. A tree left behind
+    is removed here (rm walks any depth; pytest's cleanup recurses)."""
+    # Staging directories sit in the output's directory: two levels down
+    # at most (os.walk recurses, and would not reach the bottom of a tree
+    # left behind).
+    left = [str(p) for root in lay.output_roots() for p in [*root.glob(".pyexec-*"), *root.glob("*/.pyexec-*")]]
+    if left:
+        subprocess.run(["rm", "-rf", "--one-file-system", *left], check=False)
+    assert left == []
     assert [p for p in lay.composed.rglob("*")] == []
     assert [p.name for p in lay.renders.rglob("*")] in ([], ["out"], ["out", "result.txt"])
     assert sorted(os.listdir(victim)) == ["keep.txt"]
