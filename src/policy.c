@@ -532,15 +532,23 @@ bool policy_path_writable(const struct policy *p, const char *path) {
 /* As the kernel's path walk (fs/namei.c): MAXSYMLINKS. */
 #define POLICY_MAX_SYMLINKS 40
 
-int policy_resolve_path(const char *base, const char *path, bool follow_final, char *out, size_t n) {
-        char todo[2 * PATH_MAX], tmp[2 * PATH_MAX], target[PATH_MAX];
+/* Copy the resolved path out, if it fits. */
+static int resolved(const char *cur, char *out, size_t n) {
+        size_t l = strlen(cur);
+        if (l >= n)
+                return -ENAMETOOLONG;
+        memcpy(out, cur, l + 1);
+        return 0;
+}
+
+int policy_resolve_path(const char *base, const char *path, bool follow_final, char *ret, size_t n) {
+        /* Built here: a path on the way can be longer than the result. */
+        char todo[2 * PATH_MAX], tmp[2 * PATH_MAX], target[PATH_MAX], out[2 * PATH_MAX];
         unsigned links = 0;
         const char *s;
         size_t len;
         int k;
 
-        if (n < 2)
-                return -ENAMETOOLONG;
         k = path[0] == '/' ? snprintf(todo, sizeof todo, "%s", path) : snprintf(todo, sizeof todo, "%s/%s", base, path);
         if (k < 0 || (size_t)k >= sizeof todo)
                 return -ENAMETOOLONG;
@@ -558,7 +566,7 @@ int policy_resolve_path(const char *base, const char *path, bool follow_final, c
                 while (*s == '/')
                         s++;
                 if (!*s)
-                        return 0;
+                        return resolved(out, ret, n);
                 e = strchr(s, '/');
                 seg = e ? (size_t)(e - s) : strlen(s);
                 rest = s + seg;
@@ -577,7 +585,7 @@ int policy_resolve_path(const char *base, const char *path, bool follow_final, c
                         continue;
                 }
                 save = len;
-                if (len + (len > 1) + seg >= n)
+                if (len + (len > 1) + seg >= sizeof out)
                         return -ENAMETOOLONG;
                 if (len > 1)
                         out[len++] = '/';
@@ -591,15 +599,14 @@ int policy_resolve_path(const char *base, const char *path, bool follow_final, c
                         /* Missing (or not ours to look at): the rest as written. */
                         while (*s == '/')
                                 s++;
-                        if (!policy_normalize_path(out, s, tmp, sizeof tmp) || strlen(tmp) >= n)
+                        if (!policy_normalize_path(out, s, tmp, sizeof tmp))
                                 return -ENAMETOOLONG;
-                        memcpy(out, tmp, strlen(tmp) + 1);
-                        return 0;
+                        return resolved(tmp, ret, n);
                 }
                 if (!S_ISLNK(st.st_mode))
                         continue;
                 if (last && path_is_writable_exact(out))
-                        return 0;
+                        return resolved(out, ret, n);
                 if (++links > POLICY_MAX_SYMLINKS)
                         return -ELOOP;
                 t = readlink(out, target, sizeof target - 1);

@@ -94,4 +94,4 @@ bool policy_normalize_path(const char *cwd, const char *path, char *out, size_t 
  * this and the call it is for: the policy is friendly, the kernel sandbox
  * is what holds.
  */
-int policy_resolve_path(const char *base, const char *path, bool follow_final, char *out, size_t n);
+int policy_resolve_path(const char *base, const char *path, bool follow_final, char *ret, size_t n);
