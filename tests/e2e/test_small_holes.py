@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from conftest import PRIVILEGED, PYEXEC
+from conftest import PRIVILEGED
 from test_warm import children, execute, program_and_holder, start, wait_pool_full
 from test_serve import serving
 
