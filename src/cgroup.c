@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,10 +32,80 @@ struct cg_mount {
         bool memory, pids, cpuacct;
 };
 
+/* Free a string naming part of the host's layout, erased first: the
+ * zygote detects the host too, and every warm program is a copy of its
+ * memory (free() leaves the text in the heap). */
+static void erase_free(char *s) {
+        if (s)
+                explicit_bzero(s, strlen(s));
+        free(s);
+}
+
+static void erase_freep(char **s) {
+        erase_free(*s);
+        *s = NULL;
+}
+
+#define _cleanup_erase_free_ _cleanup_(erase_freep)
+
 static void cg_mount_done(struct cg_mount *m) {
-        free(m->root);
-        free(m->target);
+        erase_free(m->root);
+        erase_free(m->target);
         *m = (struct cg_mount){ 0 };
+}
+
+/*
+ * The text of a /proc file that describes the host (mountinfo, cgroup),
+ * read into an anonymous mapping of its own rather than the heap or a stack
+ * buffer: the kernel copies it straight there, and erase_text() zeroes and
+ * unmaps it, so no copy of it is left in the process (see erase_free).
+ */
+struct host_text {
+        char *data;
+        size_t len, size;
+};
+
+static int host_text_read(const char *path, size_t max, struct host_text *ret) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        struct host_text t = { .size = max + 1 };
+
+        if (fd < 0)
+                return -errno;
+        /* Pages are only allocated as they are written. */
+        t.data = mmap(NULL, t.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (t.data == MAP_FAILED)
+                return -errno;
+        for (;;) {
+                ssize_t n;
+                if (t.len == max) {
+                        explicit_bzero(t.data, t.len);
+                        munmap(t.data, t.size);
+                        return -EFBIG;
+                }
+                n = read(fd, t.data + t.len, max - t.len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        int r = -errno;
+                        explicit_bzero(t.data, t.len);
+                        munmap(t.data, t.size);
+                        return r;
+                }
+                if (n == 0)
+                        break;
+                t.len += (size_t)n;
+        }
+        t.data[t.len] = 0;
+        *ret = t;
+        return 0;
+}
+
+static void host_text_erase(struct host_text *t) {
+        if (!t->data)
+                return;
+        explicit_bzero(t->data, t->len);
+        munmap(t->data, t->size);
+        *t = (struct host_text){ 0 };
 }
 
 /* Does the comma-separated list contain word? */
@@ -85,23 +156,32 @@ struct mount_query {
         int r;
 };
 
+/* The fields of one mountinfo line, erased after use (erase_free). */
+struct mount_fields {
+        char root[4096], target[4096], fstype[64], super[1024];
+};
+
+static void mount_fields_erase(struct mount_fields *f) {
+        explicit_bzero(f, sizeof *f);
+}
+
 static bool match_mount(char *line, void *userdata) {
         struct mount_query *q = userdata;
-        char root[4096], target[4096], fstype[64], super[1024];
+        _cleanup_(mount_fields_erase) struct mount_fields f;
         const char *sep = strstr(line, " - ");
 
         if (!sep)
                 return false;
-        if (sscanf(line, "%*s %*s %*s %4095s %4095s", root, target) != 2)
+        if (sscanf(line, "%*s %*s %*s %4095s %4095s", f.root, f.target) != 2)
                 return false;
-        if (sscanf(sep + 3, "%63s %*s %1023s", fstype, super) != 2)
+        if (sscanf(sep + 3, "%63s %*s %1023s", f.fstype, f.super) != 2)
                 return false;
-        if (q->want_v2 ? strcmp(fstype, "cgroup2") != 0 : strcmp(fstype, "cgroup") != 0)
+        if (q->want_v2 ? strcmp(f.fstype, "cgroup2") != 0 : strcmp(f.fstype, "cgroup") != 0)
                 return false;
-        if (!q->want_v2 && !list_has(super, q->controller))
+        if (!q->want_v2 && !list_has(f.super, q->controller))
                 return false;
-        q->ret->root = strdup(root);
-        q->ret->target = strdup(target);
+        q->ret->root = strdup(f.root);
+        q->ret->target = strdup(f.target);
         q->ret->v2 = q->want_v2;
         if (!q->ret->root || !q->ret->target) {
                 cg_mount_done(q->ret);
@@ -183,7 +263,7 @@ static int v2_enable_controllers(const char *dir) {
 }
 
 static void detect_v2(struct cgroup_host *h, const struct cg_mount *m) {
-        _cleanup_free_ char *controllers = NULL, *parent = NULL;
+        _cleanup_erase_free_ char *controllers = NULL, *parent = NULL;
         const char *env = getenv("PYEXEC_CGROUP");
         char p[4096];
         int r;
@@ -230,7 +310,7 @@ static void detect_v2(struct cgroup_host *h, const struct cg_mount *m) {
 /* Create <hierarchy of controller>/<our cgroup>/pyexec; NULL when unusable. */
 static char *v1_parent(char *mountinfo, char *proc_cgroup, const char *controller, char *reason, size_t size) {
         struct cg_mount m = { 0 };
-        _cleanup_free_ char *own = NULL, *dir = NULL;
+        _cleanup_erase_free_ char *own = NULL, *dir = NULL;
         char *parent = NULL;
         int r;
 
@@ -311,7 +391,7 @@ static void detect_hugetlb_v2(struct cgroup_host *h, const struct cg_mount *m) {
 
 static void detect_hugetlb(struct cgroup_host *h, char *mountinfo) {
         struct cg_mount m = { 0 };
-        struct buf proc_cgroup;
+        struct host_text proc_cgroup;
         char *parent;
 
         if (find_mount(mountinfo, true, NULL, &m) >= 0) {
@@ -320,10 +400,10 @@ static void detect_hugetlb(struct cgroup_host *h, char *mountinfo) {
                 if (h->hugetlb_parent)
                         return;
         }
-        if (read_file("/proc/self/cgroup", 1 << 16, &proc_cgroup) < 0)
+        if (host_text_read("/proc/self/cgroup", 1 << 16, &proc_cgroup) < 0)
                 return;
         parent = v1_parent(mountinfo, proc_cgroup.data, "hugetlb", h->hugetlb_reason, sizeof h->hugetlb_reason);
-        buf_done(&proc_cgroup);
+        host_text_erase(&proc_cgroup);
         if (parent && !file_exists(parent, "hugetlb.2MB.limit_in_bytes")) {
                 snprintf(h->hugetlb_reason + strlen(h->hugetlb_reason), sizeof h->hugetlb_reason - strlen(h->hugetlb_reason),
                          "%s%s has no hugetlb.2MB.limit_in_bytes", h->hugetlb_reason[0] ? "; " : "", parent);
@@ -338,10 +418,10 @@ static void detect_hugetlb(struct cgroup_host *h, char *mountinfo) {
 
 void cgroup_host_detect(struct cgroup_host *h) {
         struct cg_mount m = { 0 };
-        struct buf mountinfo, proc_cgroup;
+        struct host_text mountinfo, proc_cgroup;
 
         *h = (struct cgroup_host){ .version = CGROUP_NONE };
-        if (read_file("/proc/self/mountinfo", 1 << 20, &mountinfo) < 0) {
+        if (host_text_read("/proc/self/mountinfo", 1 << 20, &mountinfo) < 0) {
                 snprintf(h->reason, sizeof h->reason, "cannot read /proc/self/mountinfo");
                 return;
         }
@@ -349,7 +429,7 @@ void cgroup_host_detect(struct cgroup_host *h) {
                 detect_v2(h, &m);
                 cg_mount_done(&m);
         }
-        if (h->version != CGROUP_V2 && read_file("/proc/self/cgroup", 1 << 16, &proc_cgroup) >= 0) {
+        if (h->version != CGROUP_V2 && host_text_read("/proc/self/cgroup", 1 << 16, &proc_cgroup) >= 0) {
                 h->memory_parent = v1_parent(mountinfo.data, proc_cgroup.data, "memory", h->reason, sizeof h->reason);
                 h->pids_parent = v1_parent(mountinfo.data, proc_cgroup.data, "pids", h->reason, sizeof h->reason);
                 h->cpu_parent = v1_parent(mountinfo.data, proc_cgroup.data, "cpuacct", h->reason, sizeof h->reason);
@@ -357,7 +437,7 @@ void cgroup_host_detect(struct cgroup_host *h) {
                         h->version = CGROUP_V1;
                         h->memsw = h->memory_parent && file_exists(h->memory_parent, "memory.memsw.limit_in_bytes");
                 }
-                buf_done(&proc_cgroup);
+                host_text_erase(&proc_cgroup);
         }
         /* Without a memory or pids cgroup a run gets none (rlimits only),
          * so a hugetlb one alone would bound nothing. */
@@ -365,7 +445,7 @@ void cgroup_host_detect(struct cgroup_host *h) {
                 detect_hugetlb(h, mountinfo.data);
         else
                 snprintf(h->hugetlb_reason, sizeof h->hugetlb_reason, "no usable memory or pids cgroup");
-        buf_done(&mountinfo);
+        host_text_erase(&mountinfo);
 }
 
 void cgroup_host_done(struct cgroup_host *h) {

@@ -832,6 +832,18 @@ static int prepare_input(const struct job_param *p, json_t *v, struct slot *s, s
                 close(fd);
                 return perr(err, p, "'%s' is %s; a regular file is required", path, file_kind(st.st_mode));
         }
+        /* A hard link is the file itself under a second name, which may lie
+         * outside the allowed roots: anyone who can write into a root could
+         * link any file they can name there (protected_hardlinks allows it
+         * for files they can read, and root links anything). The root says
+         * nothing about where such a file came from, so it is refused. */
+        if (st.st_nlink > 1) {
+                close(fd);
+                return perr(err, p,
+                            "'%s' has %ju hard links; an input must have exactly one (another link may name "
+                            "a file outside the allowed roots)",
+                            path, (uintmax_t)st.st_nlink);
+        }
         if ((uint64_t)st.st_size > p->max_bytes) {
                 close(fd);
                 return perr(err, p, "'%s' is %lld bytes; the limit is %llu", path, (long long)st.st_size,
@@ -1009,33 +1021,187 @@ static int prepare_value(const struct job_param *p, json_t *v, struct slot *s, s
         }
 }
 
-/* Remove a staging directory and what the run left in it, never following
- * a symlink. */
-static void remove_tree_at(int parent, const char *name, int depth) {
-        int fd;
-        DIR *d;
-        struct dirent *de;
+/*
+ * Remove a staging directory and what the run left in it, at any depth,
+ * never following a symlink and never leaving the staging directory's file
+ * system. No recursion and one directory open at a time: the way back up
+ * is "..", checked against the device and inode recorded on the way down
+ * (a tree changed meanwhile restarts the walk from the top). A directory
+ * that cannot be emptied is remembered and skipped, so the walk ends.
+ * The run is over: nothing adds to the tree while it is removed.
+ */
+struct tree_id {
+        dev_t dev;
+        ino_t ino;
+};
 
-        if (depth > 32 || unlinkat(parent, name, 0) == 0 || (errno != EISDIR && errno != EPERM))
-                return;
-        fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+struct tree_ids {
+        struct tree_id *v;
+        size_t n, cap;
+};
+
+static int tree_ids_push(struct tree_ids *t, const struct stat *st) {
+        if (t->n == t->cap) {
+                size_t cap = t->cap ? t->cap * 2 : 64;
+                struct tree_id *v = reallocarray(t->v, cap, sizeof *v);
+                if (!v)
+                        return -ENOMEM;
+                t->v = v;
+                t->cap = cap;
+        }
+        t->v[t->n++] = (struct tree_id){ st->st_dev, st->st_ino };
+        return 0;
+}
+
+static bool tree_ids_has(const struct tree_ids *t, const struct stat *st) {
+        for (size_t i = 0; i < t->n; i++)
+                if (t->v[i].dev == st->st_dev && t->v[i].ino == st->st_ino)
+                        return true;
+        return false;
+}
+
+/* Open the subdirectory name of dir to empty it; a directory the run made
+ * unreadable or unwritable is made 0700 first (the service owns it, or
+ * is root). */
+static int open_subdir(int dir, const char *name) {
+        int fd = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0 || errno != EACCES)
+                return fd;
+        if (fchmodat(dir, name, 0700, 0) < 0)
+                return -1;
+        return openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/* Unlink what dir holds except directories; ret_sub: the name of the first
+ * subdirectory to descend into (not in skip, on dev), "" if none. */
+static int empty_files(int dir, dev_t dev, const struct tree_ids *skip, char ret_sub[static NAME_MAX + 1]) {
+        int fd = dup(dir);
+        struct dirent *de;
+        struct stat st;
+        DIR *d;
+
+        ret_sub[0] = 0;
         if (fd < 0)
-                return;
+                return -errno;
         d = fdopendir(fd);
         if (!d) {
                 close(fd);
+                return -ENOMEM;
+        }
+        /* The directory was read before through this description. */
+        rewinddir(d);
+        /* Writable for unlinking when the run made it read-only. */
+        (void)fchmod(dir, 0700);
+        while ((de = readdir(d))) {
+                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                        continue;
+                if (unlinkat(dir, de->d_name, 0) == 0 || (errno != EISDIR && errno != EPERM))
+                        continue;
+                if (fstatat(dir, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+                        continue;
+                if (st.st_dev != dev || tree_ids_has(skip, &st))
+                        continue;
+                if (unlinkat(dir, de->d_name, AT_REMOVEDIR) == 0)
+                        continue;
+                snprintf(ret_sub, NAME_MAX + 1, "%s", de->d_name);
+                break;
+        }
+        closedir(d);
+        return 0;
+}
+
+/* Find dir's entry for the inode ino (not "." nor ".."); "" if none. */
+static void name_of_inode(int dir, ino_t ino, char ret[static NAME_MAX + 1]) {
+        int fd = dup(dir);
+        DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+        struct dirent *de;
+
+        ret[0] = 0;
+        if (!d) {
+                if (fd >= 0)
+                        close(fd);
                 return;
         }
+        rewinddir(d);
         while ((de = readdir(d)))
-                if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-                        remove_tree_at(dirfd(d), de->d_name, depth + 1);
+                if (de->d_ino == ino && strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+                        snprintf(ret, NAME_MAX + 1, "%s", de->d_name);
+                        break;
+                }
         closedir(d);
+}
+
+static void remove_tree_at(int parent, const char *name) {
+        struct tree_ids path = { 0 }, skip = { 0 };
+        char sub[NAME_MAX + 1];
+        struct stat top, st;
+        unsigned restarts = 0;
+        int cur = -1;
+
+        if (unlinkat(parent, name, 0) == 0 || (errno != EISDIR && errno != EPERM))
+                return;
+restart:
+        if (cur >= 0)
+                close(cur);
+        path.n = 0;
+        /* The tree keeps changing under the walk: nothing a finished run
+         * can do, so give up rather than loop. */
+        if (restarts++ > 16)
+                goto out;
+        cur = open_subdir(parent, name);
+        if (cur < 0 || fstat(cur, &top) < 0 || tree_ids_push(&path, &top) < 0)
+                goto out;
+        for (;;) {
+                if (empty_files(cur, top.st_dev, &skip, sub) < 0)
+                        goto out;
+                if (sub[0]) {
+                        int next = open_subdir(cur, sub);
+                        if (next < 0 || fstat(next, &st) < 0 || tree_ids_push(&path, &st) < 0) {
+                                if (next >= 0)
+                                        close(next);
+                                /* Not to be emptied: skip it from now on. */
+                                if (fstatat(cur, sub, &st, AT_SYMLINK_NOFOLLOW) < 0 || tree_ids_push(&skip, &st) < 0)
+                                        goto out;
+                                continue;
+                        }
+                        close(cur);
+                        cur = next;
+                        continue;
+                }
+                /* cur is as empty as it gets: go up and remove it there. */
+                if (path.n == 1)
+                        break;
+                {
+                        struct tree_id me = path.v[path.n - 1], want = path.v[path.n - 2];
+                        int up = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+                        if (up < 0 || fstat(up, &st) < 0 || st.st_dev != want.dev || st.st_ino != want.ino) {
+                                if (up >= 0)
+                                        close(up);
+                                goto restart;
+                        }
+                        close(cur);
+                        cur = up;
+                        path.n--;
+                        name_of_inode(cur, me.ino, sub);
+                        if (!sub[0] || unlinkat(cur, sub, AT_REMOVEDIR) < 0) {
+                                st = (struct stat){ .st_dev = me.dev, .st_ino = me.ino };
+                                if (tree_ids_push(&skip, &st) < 0)
+                                        goto out;
+                        }
+                }
+        }
+out:
+        if (cur >= 0)
+                close(cur);
         unlinkat(parent, name, AT_REMOVEDIR);
+        free(path.v);
+        free(skip.v);
 }
 
 static void slot_done(struct slot *s) {
         if (s->staging && s->parent_fd >= 0)
-                remove_tree_at(s->parent_fd, s->staging, 0);
+                remove_tree_at(s->parent_fd, s->staging);
         if (s->fd >= 0)
                 close(s->fd);
         if (s->parent_fd >= 0)

@@ -54,6 +54,18 @@ static const struct {
         { "stderr", "/proc/self/fd/2" },
 };
 
+/* Files of the run's /proc that show the host rather than the run: each is
+ * covered by /dev/null (reads are empty, writes go nowhere). */
+static const struct {
+        const char *name;
+        const char *why;
+} masked_proc[] = {
+        /* Not filtered by PID namespace for open file description locks:
+         * it lists every service's uid-slot locks (uidpool.c), with device
+         * and inode numbers, to every program. */
+        { "locks", "file locks of the whole host" },
+};
+
 #define STEP(s)                     \
         do {                        \
                 *ret_step = (s);    \
@@ -289,6 +301,20 @@ static int bind_host(const char *root, const struct mount_bind *b, int here) {
         return 0;
 }
 
+/* Cover root/proc/name with the host's /dev/null (still reachable: this
+ * runs before pivot_root). A bind needs no remount: /dev/null discards
+ * what is written, and the program cannot unmount it. */
+static int mask_proc_file(const char *root, const char *name) {
+        char dst[4096];
+        int n = snprintf(dst, sizeof dst, "%s/proc/%s", root, name);
+
+        if (n < 0 || (size_t)n >= sizeof dst)
+                return -ENAMETOOLONG;
+        if (mount("/dev/null", dst, NULL, MS_BIND, NULL) < 0)
+                return -errno;
+        return 0;
+}
+
 int mount_build_root(const struct mount_plan *p, const char **ret_step) {
         const char *root = p->staging;
         char path[4096];
@@ -342,6 +368,11 @@ int mount_build_root(const struct mount_plan *p, const char **ret_step) {
          * the undumpable init (whose argv is the supervisor's) is not. */
         if (mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2") < 0)
                 return -errno;
+        for (size_t i = 0; i < ELEMENTSOF(masked_proc); i++) {
+                *ret_step = masked_proc[i].why;
+                if ((r = mask_proc_file(root, masked_proc[i].name)) < 0)
+                        return r;
+        }
 
         STEP("mounting /tmp");
         if ((r = mount_tmpfs(root, "/tmp", p->tmp_bytes, p->inodes, "1777", (uid_t)-1, (gid_t)-1)) < 0)

@@ -3,9 +3,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -502,9 +505,19 @@ bool policy_event_denied(const struct policy *p, const char *event, const char *
         return false;
 }
 
+/* Files a restricted program may write besides its directories: the
+ * sandbox's own /dev entries (mount.c), which lead nowhere else. */
+static const char *const writable_exact[] = { "/dev/null", "/dev/stdout", "/dev/stderr" };
+
+static bool path_is_writable_exact(const char *path) {
+        for (size_t i = 0; i < ELEMENTSOF(writable_exact); i++)
+                if (strcmp(path, writable_exact[i]) == 0)
+                        return true;
+        return false;
+}
+
 bool policy_path_writable(const struct policy *p, const char *path) {
         static const char *const under[] = { POLICY_WORKDIR, "/tmp" };
-        static const char *const exact[] = { "/dev/null", "/dev/stdout", "/dev/stderr" };
 
         if (!p->restrict_writes)
                 return true;
@@ -513,10 +526,103 @@ bool policy_path_writable(const struct policy *p, const char *path) {
                 if (strncmp(path, under[i], n) == 0 && (path[n] == 0 || path[n] == '/'))
                         return true;
         }
-        for (size_t i = 0; i < ELEMENTSOF(exact); i++)
-                if (strcmp(path, exact[i]) == 0)
-                        return true;
-        return false;
+        return path_is_writable_exact(path);
+}
+
+/* As the kernel's path walk (fs/namei.c): MAXSYMLINKS. */
+#define POLICY_MAX_SYMLINKS 40
+
+/* Copy the resolved path out, if it fits. */
+static int resolved(const char *cur, char *out, size_t n) {
+        size_t l = strlen(cur);
+        if (l >= n)
+                return -ENAMETOOLONG;
+        memcpy(out, cur, l + 1);
+        return 0;
+}
+
+int policy_resolve_path(const char *base, const char *path, bool follow_final, char *ret, size_t n) {
+        /* Built here: a path on the way can be longer than the result. */
+        char todo[2 * PATH_MAX], tmp[2 * PATH_MAX], target[PATH_MAX], out[2 * PATH_MAX];
+        unsigned links = 0;
+        const char *s;
+        size_t len;
+        int k;
+
+        k = path[0] == '/' ? snprintf(todo, sizeof todo, "%s", path) : snprintf(todo, sizeof todo, "%s/%s", base, path);
+        if (k < 0 || (size_t)k >= sizeof todo)
+                return -ENAMETOOLONG;
+        out[0] = '/';
+        out[1] = 0;
+        len = 1;
+        s = todo;
+        for (;;) {
+                const char *e, *rest;
+                struct stat st;
+                size_t seg, save;
+                ssize_t t;
+                bool last;
+
+                while (*s == '/')
+                        s++;
+                if (!*s)
+                        return resolved(out, ret, n);
+                e = strchr(s, '/');
+                seg = e ? (size_t)(e - s) : strlen(s);
+                rest = s + seg;
+                last = rest[strspn(rest, "/")] == 0;
+                if (seg == 1 && s[0] == '.') {
+                        s = rest;
+                        continue;
+                }
+                if (seg == 2 && s[0] == '.' && s[1] == '.') {
+                        while (len > 1 && out[len - 1] != '/')
+                                len--;
+                        if (len > 1)
+                                len--;
+                        out[len] = 0;
+                        s = rest;
+                        continue;
+                }
+                save = len;
+                if (len + (len > 1) + seg >= sizeof out)
+                        return -ENAMETOOLONG;
+                if (len > 1)
+                        out[len++] = '/';
+                memcpy(out + len, s, seg);
+                len += seg;
+                out[len] = 0;
+                s = rest;
+                if (last && !follow_final)
+                        continue;
+                if (lstat(out, &st) < 0) {
+                        /* Missing (or not ours to look at): the rest as written. */
+                        while (*s == '/')
+                                s++;
+                        if (!policy_normalize_path(out, s, tmp, sizeof tmp))
+                                return -ENAMETOOLONG;
+                        return resolved(tmp, ret, n);
+                }
+                if (!S_ISLNK(st.st_mode))
+                        continue;
+                if (last && path_is_writable_exact(out))
+                        return resolved(out, ret, n);
+                if (++links > POLICY_MAX_SYMLINKS)
+                        return -ELOOP;
+                t = readlink(out, target, sizeof target - 1);
+                if (t < 0)
+                        continue;
+                target[t] = 0;
+                /* The link's own name is replaced by its target, which
+                 * starts from the root or from the link's directory. */
+                len = target[0] == '/' ? 1 : save;
+                out[len] = 0;
+                k = snprintf(tmp, sizeof tmp, "%s/%s", target, s);
+                if (k < 0 || (size_t)k >= sizeof tmp)
+                        return -ENAMETOOLONG;
+                memcpy(todo, tmp, (size_t)k + 1);
+                s = todo;
+        }
 }
 
 bool policy_normalize_path(const char *cwd, const char *path, char *out, size_t n) {

@@ -83,3 +83,15 @@ bool policy_path_writable(const struct policy *p, const char *path);
 /* Lexically normalize path against cwd (".", "..", "//"); out has size n.
  * Returns false when it does not fit. */
 bool policy_normalize_path(const char *cwd, const char *path, char *out, size_t n);
+/*
+ * Resolve path (relative to base, an absolute directory) to where the
+ * kernel would write: "." and ".." after each symlink is followed, as
+ * path resolution does, at most 40 symlinks; the final component is
+ * followed only with follow_final (open without O_NOFOLLOW, chmod), and
+ * never when it is a file the policy names exactly (/dev/stdout, a link
+ * into the program's own /proc). What does not exist is taken as written.
+ * Returns 0, -ELOOP or -ENAMETOOLONG. The file system can change between
+ * this and the call it is for: the policy is friendly, the kernel sandbox
+ * is what holds.
+ */
+int policy_resolve_path(const char *base, const char *path, bool follow_final, char *ret, size_t n);

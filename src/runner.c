@@ -203,26 +203,75 @@ static int refuse_operation(const char *fmt, ...) {
 
 /* ---- writes ---------------------------------------------------------- */
 
-/* The events that change the file system, and which arguments are the
- * paths changed. */
+/*
+ * The events that change the file system, which arguments are the paths
+ * changed and which the directory descriptors they are relative to (Python
+ * passes -1 or None for none), and whether the call follows a symlink in
+ * the final component (chmod does; remove, rename and the creating calls
+ * act on the link itself). Every path is resolved as the kernel would
+ * (policy_resolve_path): a symlink made in the work directory, or a
+ * descriptor of a directory elsewhere, does not move a write outside it.
+ * os.open's "open" event carries no dir_fd: os.open is wrapped
+ * (checked_os_open) instead.
+ */
 static const struct {
         const char *event;
-        int paths[2]; /* argument indexes; -1 = none */
+        int paths[2];   /* argument indexes; -1 = none */
+        int dir_fds[2]; /* the dir_fd argument of each path; -1 = none */
+        bool follow;    /* a final symlink is followed */
 } write_events[] = {
-        { "os.mkdir", { 0, -1 } },    { "os.rmdir", { 0, -1 } },    { "os.remove", { 0, -1 } },
-        { "os.rename", { 0, 1 } },    { "os.link", { 1, -1 } },     { "os.symlink", { 1, -1 } },
-        { "os.chmod", { 0, -1 } },    { "os.chown", { 0, -1 } },    { "os.truncate", { 0, -1 } },
-        { "os.utime", { 0, -1 } },    { "os.chflags", { 0, -1 } },  { "os.lchown", { 0, -1 } },
-        { "shutil.rmtree", { 0, -1 } }, { "os.mkfifo", { 0, -1 } }, { "os.mknod", { 0, -1 } },
+        { "os.mkdir", { 0, -1 }, { 2, -1 }, false },
+        { "os.rmdir", { 0, -1 }, { 1, -1 }, false },
+        { "os.remove", { 0, -1 }, { 1, -1 }, false },
+        { "os.rename", { 0, 1 }, { 2, 3 }, false },
+        { "os.link", { 1, -1 }, { 3, -1 }, false },
+        { "os.symlink", { 1, -1 }, { 2, -1 }, false },
+        { "os.chmod", { 0, -1 }, { 2, -1 }, true },
+        { "os.chown", { 0, -1 }, { 3, -1 }, true },
+        { "os.truncate", { 0, -1 }, { -1, -1 }, true },
+        { "os.utime", { 0, -1 }, { 3, -1 }, true },
+        { "os.chflags", { 0, -1 }, { -1, -1 }, true },
+        { "os.lchown", { 0, -1 }, { -1, -1 }, false },
+        { "shutil.rmtree", { 0, -1 }, { 1, -1 }, false },
+        { "os.mkfifo", { 0, -1 }, { 2, -1 }, false },
+        { "os.mknod", { 0, -1 }, { 3, -1 }, false },
 };
 
-/* 1: path (an argument) is outside what the policy lets the program write
- * (and out gets it normalized); 0: fine or not a path (a descriptor);
- * -1: error set. */
-static int path_outside(PyObject *arg, char *out, size_t n) {
+/* Set while checked_os_open calls the real os.open, which it has checked
+ * with its dir_fd: the "open" event that call raises is not checked again
+ * relative to the working directory. Per thread: the event comes in the
+ * calling thread, and another may run while path arguments convert. */
+static _Thread_local bool open_checked;
+
+/* The directory a path argument is relative to: the working directory,
+ * or what the descriptor dir_fd (a Python int; -1 or None: none) names. */
+static bool base_dir(PyObject *dir_fd, char *out, size_t n) {
+        long fd = dir_fd && PyLong_Check(dir_fd) ? PyLong_AsLong(dir_fd) : -1;
+        char link[64];
+        ssize_t k;
+
+        if (fd == -1 && PyErr_Occurred())
+                PyErr_Clear();
+        if (fd < 0 || fd > INT_MAX) {
+                if (!getcwd(out, n))
+                        snprintf(out, n, "/");
+                return true;
+        }
+        snprintf(link, sizeof link, "/proc/self/fd/%ld", fd);
+        k = readlink(link, out, n - 1);
+        if (k <= 0 || out[0] != '/')
+                return false; /* not a directory of the file tree */
+        out[k] = 0;
+        return true;
+}
+
+/* 1: path (an argument, relative to dir_fd) is outside what the policy lets
+ * the program write (and out gets where it leads); 0: fine or not a path (a
+ * descriptor); -1: error set. */
+static int path_outside(PyObject *arg, PyObject *dir_fd, bool follow, char *out, size_t n) {
         PyObject *fs, *bytes = NULL;
         const char *p;
-        char cwd[PATH_MAX];
+        char base[PATH_MAX];
         int r = 0;
 
         if (PyLong_Check(arg) || arg == Py_None)
@@ -244,13 +293,31 @@ static int path_outside(PyObject *arg, char *out, size_t n) {
                 p = PyBytes_AsString(fs);
         else
                 p = NULL;
-        if (p && !getcwd(cwd, sizeof cwd))
-                snprintf(cwd, sizeof cwd, "/");
-        if (p && (!policy_normalize_path(cwd, p, out, n) || !policy_path_writable(active, out)))
+        if (p && p[0] != '/' && !base_dir(dir_fd, base, sizeof base)) {
+                snprintf(out, n, "%s (relative to descriptor %ld)", p, PyLong_AsLong(dir_fd));
+                PyErr_Clear();
+                r = 1;
+        } else if (p && (policy_resolve_path(base, p, follow, out, n) < 0 || !policy_path_writable(active, out)))
                 r = 1;
         Py_XDECREF(bytes);
         Py_DECREF(fs);
         return r;
+}
+
+/* The flags of an open that writes, or may create or change a file. */
+static bool open_writes(long flags) {
+        return flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND);
+}
+
+/* An open follows a final symlink unless O_NOFOLLOW, or O_CREAT|O_EXCL
+ * (which fails on any existing name). */
+static bool open_follows(long flags) {
+        return !(flags & O_NOFOLLOW) && (flags & (O_CREAT | O_EXCL)) != (O_CREAT | O_EXCL);
+}
+
+static int refuse_write(const char *path) {
+        return refuse_operation("writing to '%s' is not allowed by policy '%s': only %s and /tmp are writable", path,
+                                active->name, POLICY_WORKDIR);
 }
 
 static int check_write(const char *event, PyObject *args) {
@@ -258,35 +325,136 @@ static int check_write(const char *event, PyObject *args) {
         Py_ssize_t nargs = PyTuple_Size(args);
 
         if (strcmp(event, "open") == 0) {
-                /* ("open", path, mode, flags) */
+                /* ("open", path, mode, flags); relative to the working
+                 * directory, but for os.open (checked_os_open) */
                 long flags;
                 PyObject *f;
-                if (nargs < 3)
+                if (nargs < 3 || open_checked)
                         return 0;
                 f = PyTuple_GetItem(args, 2);
                 flags = f && PyLong_Check(f) ? PyLong_AsLong(f) : 0;
-                if (!(flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND)))
+                if (!open_writes(flags))
                         return 0;
-                if (path_outside(PyTuple_GetItem(args, 0), path, sizeof path) == 1)
-                        return refuse_operation("writing to '%s' is not allowed by policy '%s': only %s and /tmp are "
-                                                "writable",
-                                                path, active->name, POLICY_WORKDIR);
+                if (path_outside(PyTuple_GetItem(args, 0), NULL, open_follows(flags), path, sizeof path) == 1)
+                        return refuse_write(path);
                 return 0;
         }
         for (size_t i = 0; i < ELEMENTSOF(write_events); i++) {
                 if (strcmp(event, write_events[i].event) != 0)
                         continue;
                 for (int k = 0; k < 2; k++) {
-                        int idx = write_events[i].paths[k];
+                        int idx = write_events[i].paths[k], fdx = write_events[i].dir_fds[k];
+                        PyObject *dir_fd = fdx >= 0 && fdx < nargs ? PyTuple_GetItem(args, fdx) : NULL;
                         if (idx < 0 || idx >= nargs)
                                 continue;
-                        if (path_outside(PyTuple_GetItem(args, idx), path, sizeof path) == 1)
+                        if (path_outside(PyTuple_GetItem(args, idx), dir_fd, write_events[i].follow, path,
+                                         sizeof path) == 1)
                                 return refuse_operation("changing '%s' (%s) is not allowed by policy '%s': only %s "
                                                         "and /tmp are writable",
                                                         path, event, active->name, POLICY_WORKDIR);
                 }
                 return 0;
         }
+        return 0;
+}
+
+/*
+ * os.open(path, flags, mode=0o777, *, dir_fd=None) while a policy restricts
+ * writes: its audit event does not say which directory dir_fd names, so
+ * the wrapper checks the path against it before the call; and afterwards
+ * what the descriptor actually is (/proc/self/fd), which no rename or
+ * symlink swapped in meanwhile can change: a write descriptor for a file
+ * outside is closed and refused. The real os.open stays in C.
+ */
+static PyObject *orig_os_open;
+
+static PyObject *checked_os_open(PyObject *self, PyObject *args, PyObject *kwargs) {
+        static char *kwlist[] = { "path", "flags", "mode", "dir_fd", NULL };
+        PyObject *path, *flags_o, *mode = NULL, *dir_fd = Py_None, *fs, *call_args, *call_kw = NULL, *res;
+        char where[PATH_MAX], link[64];
+        long flags, fd;
+        bool check;
+        ssize_t k;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|O$O:open", kwlist, &path, &flags_o, &mode, &dir_fd))
+                return NULL;
+        /* Converted once, here: a path-like object's __fspath__ runs no
+         * code between the check and the call (and so opens nothing
+         * while the "open" event is taken as checked). */
+        fs = PyOS_FSPath(path);
+        if (!fs)
+                return NULL;
+        flags = PyLong_Check(flags_o) ? PyLong_AsLong(flags_o) : 0;
+        if (flags == -1 && PyErr_Occurred())
+                PyErr_Clear();
+        check = enforcing && active && active->restrict_writes && open_writes(flags);
+        if (check && path_outside(fs, dir_fd, open_follows(flags), where, sizeof where) == 1) {
+                Py_DECREF(fs);
+                refuse_write(where);
+                return NULL;
+        }
+        call_args = mode ? PyTuple_Pack(3, fs, flags_o, mode) : PyTuple_Pack(2, fs, flags_o);
+        Py_DECREF(fs);
+        if (!call_args)
+                return NULL;
+        if (dir_fd != Py_None && !(call_kw = Py_BuildValue("{s:O}", "dir_fd", dir_fd))) {
+                Py_DECREF(call_args);
+                return NULL;
+        }
+        open_checked = true;
+        res = PyObject_Call(orig_os_open, call_args, call_kw);
+        open_checked = false;
+        Py_DECREF(call_args);
+        Py_XDECREF(call_kw);
+        if (!check || !res || !PyLong_Check(res))
+                return res;
+        fd = PyLong_AsLong(res);
+        snprintf(link, sizeof link, "/proc/self/fd/%ld", fd);
+        k = readlink(link, where, sizeof where - 1);
+        /* Pipes and sockets (/dev/stdout) have no path. */
+        if (k <= 0 || where[0] != '/')
+                return res;
+        where[k] = 0;
+        if (policy_path_writable(active, where))
+                return res;
+        close((int)fd);
+        Py_DECREF(res);
+        refuse_write(where);
+        return NULL;
+}
+
+static PyMethodDef checked_os_open_def = {
+        "open", (PyCFunction)(void (*)(void))checked_os_open, METH_VARARGS | METH_KEYWORDS,
+        "open(path, flags, mode=0o777, *, dir_fd=None): os.open, with writes checked against pyexec's policy"
+};
+
+/* Put checked_os_open in place of open in posix and os. */
+static int wrap_os_open(void) {
+        static const char *const modules[] = { "posix", "os" };
+        PyObject *f;
+
+        PyObject *posix = PyImport_ImportModule("posix");
+        if (!posix)
+                return -1;
+        orig_os_open = PyObject_GetAttrString(posix, "open");
+        Py_DECREF(posix);
+        if (!orig_os_open)
+                return -1;
+        f = PyCFunction_New(&checked_os_open_def, NULL);
+        if (!f)
+                return -1;
+        for (size_t i = 0; i < ELEMENTSOF(modules); i++) {
+                PyObject *m = PyImport_ImportModule(modules[i]);
+                PyObject *cur = m ? PyObject_GetAttrString(m, "open") : NULL;
+                int r = cur == orig_os_open ? PyObject_SetAttrString(m, "open", f) : 0;
+                Py_XDECREF(cur);
+                Py_XDECREF(m);
+                if (!m || !cur || r < 0) {
+                        Py_DECREF(f);
+                        return -1;
+                }
+        }
+        Py_DECREF(f);
         return 0;
 }
 
@@ -1190,6 +1358,10 @@ _Noreturn void runner_run(struct work *w, int status_fd, int work_fd) {
                         PyErr_Print();
                         _exit(127);
                 }
+        }
+        if (active && active->restrict_writes && wrap_os_open() < 0) {
+                PyErr_Print();
+                _exit(127);
         }
         if (active && !active->check_imports && active->n_deny == 0 && active->n_deny_events == 0 &&
             !active->restrict_writes)

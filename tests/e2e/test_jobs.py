@@ -1495,3 +1495,155 @@ def test_missing_explicit_jobs_file_stops_serve(tmp_path):
         s = subprocess.run([PYEXEC, "serve", "--port", str(free_port()), "--jobs-file", str(f)],
                            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, env=CLEAN_ENV, timeout=30)
     assert s.returncode != 0 and str(f) in log.read_text()
+
+
+# ---------------------------------------------------------------------------
+# staging trees of any depth; inputs with more than one link
+# ---------------------------------------------------------------------------
+
+DEEP_JOBS = """
+  deepfile:
+    interpreter: /usr/bin/python3
+    script: @SCRIPTS@/deep.py
+    args: ["{script}", "{depth}", "{output}", "@BASE@/victim"]
+    params:
+      depth: {type: int, min: 1, max: 100000}
+      output: {type: output_file, roots: ["@COMPOSED@"], extensions: [png]}
+  deepdir:
+    interpreter: /usr/bin/python3
+    script: @SCRIPTS@/deep.py
+    args: ["{script}", "{depth}", "{outdir}", "@BASE@/victim"]
+    params:
+      depth: {type: int, min: 1, max: 100000}
+      outdir: {type: output_dir, roots: ["@RENDERS@"]}
+"""
+
+# A chain of `depth` directories below the output's staging directory, built
+# through descriptors (the whole path is longer than PATH_MAX), each level
+# holding a file, a symlink to a host directory and one to a host file, and
+# a read-only directory with a file in it; in an output_dir, one real output.
+DEEP = r"""
+import os, sys
+depth, out, victim = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+d = os.path.dirname(out) if out.endswith(".png") else out
+fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+os.mkdir("d", dir_fd=fd)
+for i in range(depth):
+    nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+    os.close(fd)
+    fd = nfd
+    if i + 1 < depth:
+        os.mkdir("d", dir_fd=fd)
+    os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    os.symlink(victim, "to-dir", dir_fd=fd)
+    os.symlink(victim + "/keep.txt", "to-file", dir_fd=fd)
+os.mkdir("ro", dir_fd=fd)
+os.close(os.open("ro/inside", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+os.chmod("ro", 0o500, dir_fd=fd)
+os.chmod(".", 0o500, dir_fd=fd)
+if not out.endswith(".png"):
+    with open(os.path.join(out, "result.txt"), "w") as f:
+        f.write("done")
+print("built", depth)
+"""
+
+
+def deep_layout(lay):
+    lay.write_jobs(DEEP_JOBS)
+    lay.add_script("deep.py", DEEP)
+    victim = lay.base / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("keep")
+    victim.chmod(0o755)
+    (victim / "keep.txt").chmod(0o644)
+    return victim
+
+
+def assert_deep_tree_removed(lay, victim):
+    """From the host: no staging directory left, nothing of the tree
+    published, and the symlinks' host targets untouched. A tree left behind
+    is removed here (rm walks any depth; pytest's cleanup recurses)."""
+    # Staging directories sit in the output's directory: two levels down
+    # at most (os.walk recurses, and would not reach the bottom of a tree
+    # left behind).
+    left = [str(p) for root in lay.output_roots() for p in [*root.glob(".pyexec-*"), *root.glob("*/.pyexec-*")]]
+    if left:
+        subprocess.run(["rm", "-rf", "--one-file-system", *left], check=False)
+    assert left == []
+    assert [p for p in lay.composed.rglob("*")] == []
+    assert [p.name for p in lay.renders.rglob("*")] in ([], ["out"], ["out", "result.txt"])
+    assert sorted(os.listdir(victim)) == ["keep.txt"]
+    assert (victim / "keep.txt").read_text() == "keep"
+
+
+@pytest.mark.parametrize("depth", [33, 40, 3000])
+@pytest.mark.parametrize("kind", ["output_file", "output_dir"])
+def test_staging_tree_of_any_depth_is_removed(lay, kind, depth):
+    victim = deep_layout(lay)
+    if kind == "output_file":
+        doc = json.loads(cli(lay.jobs_file, "deepfile", {"depth": depth, "output": lay.composed / "out.png"}).stdout)
+        assert doc["stdout"] == f"built {depth}\n", doc
+        assert doc["status"] == "runtime_error" and "was not produced" in doc["message"], doc
+    else:
+        doc = json.loads(cli(lay.jobs_file, "deepdir", {"depth": depth, "outdir": lay.renders / "out"}).stdout)
+        assert doc["stdout"] == f"built {depth}\n", doc
+        assert doc["status"] == "ok", doc
+        assert [o["path"] for o in doc["outputs"]] == [str(lay.renders / "out" / "result.txt")], doc
+    assert_deep_tree_removed(lay, victim)
+
+
+def test_staging_tree_of_any_depth_is_removed_under_the_service(lay, tmp_path):
+    victim = deep_layout(lay)
+    srv = start_server(tmp_path, env={"JOBS_FILE": lay.jobs_file})
+    try:
+        r = run_job(srv, "deepdir", {"depth": "100", "outdir": str(lay.renders / "out")})
+        assert r.status == 200, r
+        doc = r.json()
+        assert doc["stdout"] == "built 100\n" and doc["status"] == "ok", doc
+    finally:
+        assert srv.stop() == 0
+    assert_deep_tree_removed(lay, victim)
+
+
+def hard_linked_input(lay):
+    """A design outside every root, hard-linked into the uploads root, and a
+    plain copy of it there (the control)."""
+    secret = lay.base / "secret.png"
+    shutil.copyfile(lay.design, secret)
+    secret.chmod(0o644)
+    os.link(secret, lay.uploads / "linked.png")
+    shutil.copyfile(lay.design, lay.uploads / "copy.png")
+    (lay.uploads / "copy.png").chmod(0o644)
+    return lay.uploads / "linked.png"
+
+
+LINK_MESSAGE = "has 2 hard links; an input must have exactly one"
+
+
+def test_hard_linked_input_refused_cli(lay):
+    linked = hard_linked_input(lay)
+    out = lay.composed / "out.png"
+    p = cli(lay.jobs_file, "compose", lay.compose_params(design=linked, output=out))
+    err = p.stderr.decode()
+    assert p.returncode == EXIT_USAGE, (p.returncode, err, p.stdout[:500])
+    assert f"parameter 'design': '{linked}' {LINK_MESSAGE}" in err, err
+    assert not out.exists() and staging_leftovers(*lay.output_roots()) == []
+    # The control: the same bytes with one link are accepted and read.
+    doc = cli_json(lay.jobs_file, "compose", lay.compose_params(design=lay.uploads / "copy.png", output=out))
+    assert doc["status"] == "ok", doc
+    assert out.is_file()
+
+
+def test_hard_linked_input_refused_http(lay, tmp_path):
+    linked = hard_linked_input(lay)
+    out = lay.composed / "out.png"
+    srv = start_server(tmp_path, env={"JOBS_FILE": lay.jobs_file})
+    try:
+        r = run_job(srv, "compose", lay.compose_params(design=linked, output=out))
+        assert r.status == 400, r
+        err = r.error()
+        assert err["code"] == "invalid_parameter" and err["field"] == "params.design", err
+        assert f"'{linked}' {LINK_MESSAGE}" in err["message"], err
+    finally:
+        assert srv.stop() == 0
+    assert not out.exists() and staging_leftovers(*lay.output_roots()) == []

@@ -16,6 +16,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 
 #include "mount.h"
 
@@ -159,11 +160,25 @@ static size_t fill(const char *dir, int code) {
         return total;
 }
 
+/* How many bytes reading path gives; -1 when it cannot be read. */
+static ssize_t count_bytes(const char *path) {
+        char b[4096];
+        ssize_t n, total = 0;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0)
+                return -1;
+        while ((n = read(fd, b, sizeof b)) > 0)
+                total += n;
+        close(fd);
+        return n < 0 ? -1 : total;
+}
+
 /* Every mount point in the new namespace is one the plan made. */
 static void check_mounts(int code) {
         static const char *const allowed[] = { "/", "/usr", "/etc/ld.so.cache", "/etc/localtime", "/etc/python3",
                                                "/etc/python3.11", "/etc/alternatives", "/dev", "/dev/null", "/dev/zero", "/dev/full",
-                                               "/dev/random", "/dev/urandom", "/proc", "/tmp", "/sandbox" };
+                                               "/dev/random", "/dev/urandom", "/proc", "/proc/locks", "/tmp", "/sandbox" };
         char line[4096];
         FILE *f = fopen("/proc/self/mountinfo", "re");
         int n = 0;
@@ -211,6 +226,16 @@ static int sandbox_pid1(void) {
         int r, fd;
 
         CHILD_CHECK(getpid() == 1, 1);
+        /* A lock of the host's, open file description style: such locks
+         * are listed in every PID namespace's /proc/locks. */
+        {
+                struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
+                int lfd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+                CHILD_CHECK(lfd >= 0, 71);
+                fl.l_type = F_RDLCK;
+                CHILD_CHECK(fcntl(lfd, F_OFD_SETLK, &fl) == 0, 72);
+                CHILD_CHECK(count_bytes("/proc/locks") > 0, 73); /* the control */
+        }
         r = mount_build_root(&plan, &step);
         if (r < 0) {
                 errno = -r;
@@ -295,6 +320,9 @@ static int sandbox_pid1(void) {
         CHILD_CHECK(strcmp(b, "1") == 0, 46);
         CHILD_CHECK(stat("/proc/2", &st) < 0, 47);
         check_mounts(48);
+        /* /proc/locks lists the host's locks: covered, it reads empty */
+        CHILD_CHECK(stat("/proc/locks", &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3), 74);
+        CHILD_CHECK(count_bytes("/proc/locks") == 0, 75);
 
         /* /tmp: writable by everyone, size-limited */
         CHILD_CHECK(stat("/tmp", &st) == 0 && (st.st_mode & 07777) == 01777, 50);

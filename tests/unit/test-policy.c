@@ -7,6 +7,10 @@
  */
 #include "test-helpers.h"
 
+#include <errno.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -819,6 +823,92 @@ static void test_parse_garbage(void **state) {
                             "unknown item 'base' (known: base, allow, deny, deny-events, allow-events, imports, writes)");
 }
 
+/* policy_resolve_path on a real tree: symlinks (absolute, relative,
+ * chained, into a directory, dangling, looping), ".." applied after a
+ * symlink as the kernel applies it, the final component followed only when
+ * asked, and /dev/stdout kept by name. */
+static void test_resolve_path(void **state) {
+        char dir[] = "/tmp/pyexec-test-resolve-XXXXXX", d[PATH_MAX], work[PATH_MAX + 8], p[2 * PATH_MAX], want[2 * PATH_MAX];
+        char out[PATH_MAX];
+        static const char *const links[][2] = {
+                { "work/z", "/dev/zero" },        { "work/zz", "z" },
+                { "work/rel", "../target/file" }, { "work/dd", "@/target" },
+                { "work/dangling", "@/nowhere/new" }, { "work/loop1", "loop2" },
+                { "work/loop2", "loop1" },        { "work/stdout", "/dev/stdout" },
+        };
+        const struct {
+                const char *path;
+                bool follow;
+                int r;
+                const char *want; /* @ is the test directory */
+        } cases[] = {
+                { "z", true, 0, "/dev/zero" },
+                { "z", false, 0, "@/work/z" },
+                { "zz", true, 0, "/dev/zero" },
+                { "./zz", true, 0, "/dev/zero" },
+                { "rel", true, 0, "@/target/file" },
+                { "dd/zero", true, 0, "@/target/zero" },
+                { "dd/../file", true, 0, "@/file" },
+                { "dd/x/../y", false, 0, "@/target/y" },
+                { "dangling", true, 0, "@/nowhere/new" },
+                { "dangling", false, 0, "@/work/dangling" },
+                { "loop1", true, -ELOOP, NULL },
+                { "loop1", false, 0, "@/work/loop1" },
+                { "stdout", true, 0, "/dev/stdout" },
+                { "/dev/stdout", true, 0, "/dev/stdout" },
+                { "missing/../x", true, 0, "@/work/x" },
+                { "@/work/z", true, 0, "/dev/zero" },
+                { "/", true, 0, "/" },
+        };
+
+        assert_non_null(mkdtemp(dir));
+        assert_non_null(realpath(dir, d));
+        snprintf(work, sizeof work, "%s/work", d);
+        assert_int_equal(mkdir(work, 0755), 0);
+        snprintf(p, sizeof p, "%s/target", d);
+        assert_int_equal(mkdir(p, 0755), 0);
+        for (size_t i = 0; i < ELEMENTSOF(links); i++) {
+                char target[PATH_MAX + 32], at[2 * PATH_MAX];
+                if (links[i][1][0] == '@')
+                        snprintf(target, sizeof target, "%s%s", d, links[i][1] + 1);
+                else
+                        snprintf(target, sizeof target, "%s", links[i][1]);
+                snprintf(at, sizeof at, "%s/%s", d, links[i][0]);
+                assert_int_equal(symlink(target, at), 0);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                const char *path = cases[i].path;
+                int r;
+                if (path[0] == '@') {
+                        snprintf(p, sizeof p, "%s%s", d, path + 1);
+                        path = p;
+                }
+                r = policy_resolve_path(work, path, cases[i].follow, out, sizeof out);
+                if (r != cases[i].r)
+                        fail_msg("'%s' (follow %d): %d, expected %d", cases[i].path, cases[i].follow, r, cases[i].r);
+                if (!cases[i].want)
+                        continue;
+                if (cases[i].want[0] == '@')
+                        snprintf(want, sizeof want, "%s%s", d, cases[i].want + 1);
+                else
+                        snprintf(want, sizeof want, "%s", cases[i].want);
+                if (strcmp(out, want) != 0)
+                        fail_msg("'%s' (follow %d): '%s', expected '%s'", cases[i].path, cases[i].follow, out, want);
+        }
+        /* What does not fit is refused, not cut. */
+        assert_int_equal(policy_resolve_path(work, "z", true, out, 6), -ENAMETOOLONG);
+        assert_int_equal(policy_resolve_path(work, "z", true, out, 10), 0);
+        assert_string_equal(out, "/dev/zero");
+        for (size_t i = 0; i < ELEMENTSOF(links); i++) {
+                snprintf(p, sizeof p, "%s/%s", d, links[i][0]);
+                unlink(p);
+        }
+        snprintf(p, sizeof p, "%s/target", d);
+        rmdir(p);
+        rmdir(work);
+        rmdir(d);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_builtins, set_setup, set_teardown),
@@ -840,6 +930,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_format_parse_round_trip, set_setup, set_teardown),
                 cmocka_unit_test(test_parse_fields),
                 cmocka_unit_test(test_parse_garbage),
+                cmocka_unit_test(test_resolve_path),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
