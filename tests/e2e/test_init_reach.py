@@ -310,9 +310,9 @@ def run_attack(srv, code):
     doc = r.json()
     assert doc["status"] == "ok", brief(doc)
     assert doc["stdout"].count("released") == 1 and doc["stdout"].endswith("done\n"), brief(doc)
-    if srv.stats().get("warm"):
-        # One sandbox: the run was not tried again elsewhere.
-        assert sandboxes_used(srv) - before == 1
+    # At most one warm sandbox (none when the pool was empty and the run
+    # went cold): a retry would have taken a second one.
+    assert sandboxes_used(srv) - before <= 1
     return doc, lines(doc)
 
 
@@ -354,8 +354,7 @@ def test_forged_sigterm_to_init_refused_and_ignored(services, mode):
     assert got["rt_sigqueueinfo"] == "EPERM", brief(doc)
     assert got["self"] == "ok", brief(doc)  # a program may still queue signals to itself
     assert got["child"] == "running", brief(doc)
-    if srv.stats().get("warm"):
-        assert sandboxes_used(srv) - before == 1
+    assert sandboxes_used(srv) - before <= 1
     assert_service_healthy(srv)
 
 
@@ -384,16 +383,15 @@ def test_attacks_on_init_never_open_the_breaker(tmp_path, mode):
     still get 200."""
     srv = start(tmp_path, mode)
     try:
-        before = sandboxes_used(srv)
         for i in range(THRESHOLD + 2):
+            before = sandboxes_used(srv)
             r = execute(srv, FLOOD, ["unused"])
             assert r.status == 200, r
             doc = r.json()
             assert doc["status"] == "ok", brief(doc)
             got = lines(doc)
             assert got["prlimit"] == "EPERM" and got["rt_sigqueueinfo"] == "EPERM", brief(doc)
-        if mode == "warm":
-            assert sandboxes_used(srv) - before == THRESHOLD + 2
+            assert sandboxes_used(srv) - before <= 1
         assert_service_healthy(srv)
     finally:
         code = srv.stop()
@@ -430,9 +428,10 @@ def test_sandbox_lost_while_running_is_the_programs_verdict(tmp_path, mode):
             doc = r.json()
             assert doc["status"] == "runtime_error", brief(doc)
             assert "init was killed" in doc["message"], brief(doc)
+            # Run once: run again, it would have printed "started" twice,
+            # or waited for a SIGUSR1 that never comes.
             assert doc["stdout"] == "started\n", brief(doc)
-            if mode == "warm":
-                assert sandboxes_used(srv) - before == 1
+            assert sandboxes_used(srv) - before <= 1
         assert srv.stats()["byStatus"]["runtime_error"] == THRESHOLD + 1
         assert_service_healthy(srv)
     finally:
