@@ -345,6 +345,7 @@ def test_forged_sigterm_to_init_refused_and_ignored(services, mode):
             kids += [int(k) for k in f.read().split()]
     assert len(kids) == 1 and alive(kids[0]), f"the program's child: {kids}"
     assert_init_untouched(init, int(proc_status(init)["PPid"]))
+    assert_ids_apart(prog, init)
     os.kill(prog, signal.SIGUSR1)
     r = run.result()
     assert r.status == 200, r
