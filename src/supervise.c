@@ -110,9 +110,10 @@
  * prlimit, pidfd_open, scheduling). On both paths init is undumpable (hidden
  * by hidepid, its /proc files root's), outside the program's session and
  * process group (the program calls setsid()), and counts only SI_USER
- * signals from outside its PID namespace (reap.c). A sandbox lost anyway while the
- * program ran is that program's verdict (runtime_error, classify), never a
- * retry nor an internal_error counted by the circuit breaker.
+ * signals from outside its PID namespace (reap.c). A sandbox lost anyway
+ * while the program ran is that program's verdict (runtime_error,
+ * classify), never a retry nor an internal_error counted by the circuit
+ * breaker.
  */
 #include <errno.h>
 #include <dirent.h>
@@ -1600,7 +1601,9 @@ static int run_warm_once(struct pyexec_sandbox *sb, const struct pyexec_spec *sp
                 .file_size = spec->limits.file_size_mb * 1024 * 1024,
                 .open_files = spec->limits.open_files,
                 .address_space = box->cg.memory ? 0 : spec->limits.memory_mb * 1024 * 1024,
-                .nproc = box->cg.pids ? 0 : spec->limits.pids + WARM_EXTRA_PIDS,
+                /* RLIMIT_NPROC counts the processes of the real uid: the
+                 * holder's, and init's only where it shares the program's. */
+                .nproc = box->cg.pids ? 0 : spec->limits.pids + WARM_EXTRA_PIDS - (box->init_uid != box->uid),
         };
         rlimit_plan_values(&rp, wk.rlimits, &wk.n_rlimits);
         argv = calloc(spec->n_args + 2, sizeof *argv);
@@ -1839,7 +1842,9 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
                 .file_size = spec->limits.file_size_mb * 1024 * 1024,
                 .open_files = spec->limits.open_files,
                 .address_space = cg.memory ? 0 : spec->limits.memory_mb * 1024 * 1024,
-                .nproc = cg.pids ? 0 : spec->limits.pids + 1,
+                /* RLIMIT_NPROC counts init only where it shares the
+                 * program's real uid (a user namespace). */
+                .nproc = cg.pids ? 0 : spec->limits.pids + (c.init_uid == c.uid),
         };
         rlimit_plan_values(&rp, c.rlimits, &c.n_rlimits);
 
