@@ -14,13 +14,13 @@
  * are not there, and would wait for them forever. The raw call changes the
  * calling thread, which in a sandbox child is the whole process.
  */
-int cred_drop(uid_t uid, gid_t gid, bool can_setgroups) {
+static int drop(uid_t own_uid, gid_t own_gid, uid_t uid, gid_t gid, bool can_setgroups) {
         struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
         struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = { 0 };
 
         if (can_setgroups && syscall(SYS_setgroups, 0, NULL) < 0)
                 return -errno;
-        if (syscall(SYS_setresgid, gid, gid, gid) < 0)
+        if (syscall(SYS_setresgid, own_gid, gid, own_gid) < 0)
                 return -errno;
         /* The bounding set caps what any later execve could grant; dropping
          * needs CAP_SETPCAP, so it comes before the uid change clears it. */
@@ -32,7 +32,7 @@ int cred_drop(uid_t uid, gid_t gid, bool can_setgroups) {
                 }
         if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
                 return -errno;
-        if (syscall(SYS_setresuid, uid, uid, uid) < 0)
+        if (syscall(SYS_setresuid, own_uid, uid, own_uid) < 0)
                 return -errno;
         /* Leaving uid 0 clears the sets already; inside a user namespace the
          * process was never uid 0 there, so clear them explicitly. */
@@ -41,6 +41,14 @@ int cred_drop(uid_t uid, gid_t gid, bool can_setgroups) {
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
                 return -errno;
         return 0;
+}
+
+int cred_drop(uid_t uid, gid_t gid, bool can_setgroups) {
+        return drop(uid, gid, uid, gid, can_setgroups);
+}
+
+int cred_drop_apart(uid_t own_uid, gid_t own_gid, uid_t uid, gid_t gid, bool can_setgroups) {
+        return drop(own_uid, own_gid, uid, gid, can_setgroups);
 }
 
 bool cred_has_any_capability(void) {

@@ -16,5 +16,16 @@
  */
 int cred_drop(uid_t uid, gid_t gid, bool can_setgroups);
 
+/*
+ * Drop everything as cred_drop() does, but with real and saved ids
+ * own_uid/own_gid and effective (so filesystem) ids uid/gid: a run's init,
+ * which must signal every process of the program's uid (the kernel
+ * compares the sender's real or effective uid with the target's real or
+ * saved one) while no process of that uid can signal it, set its rlimits
+ * (prlimit wants all three uids and gids equal) or trace it. Async-signal-
+ * safe. Returns -errno.
+ */
+int cred_drop_apart(uid_t own_uid, gid_t own_gid, uid_t uid, gid_t gid, bool can_setgroups);
+
 /* Whether the calling thread holds any capability in any set. */
 bool cred_has_any_capability(void);

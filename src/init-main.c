@@ -187,15 +187,16 @@ _Noreturn void init_main(long *sp) {
         static struct msg m;
         int argc = (int)sp[0];
         char **argv = (char **)(sp + 1);
-        unsigned long prog, uid, gid, userns;
+        unsigned long prog, uid, gid, own_uid, own_gid, userns;
 
         /* First: until its privileges are dropped, this process is what a
          * program of the same user could otherwise attach to (an exec
          * makes a process dumpable again). */
         prctl(PR_SET_DUMPABLE, 0);
         prctl(PR_SET_NAME, "pyexec-init");
-        if (argc != 5 || !parse_id(argv[1], INT32_MAX, &prog) || !parse_id(argv[2], UINT32_MAX - 1, &uid) ||
-            !parse_id(argv[3], UINT32_MAX - 1, &gid) || !parse_id(argv[4], 1, &userns)) {
+        if (argc != 7 || !parse_id(argv[1], INT32_MAX, &prog) || !parse_id(argv[2], UINT32_MAX - 1, &uid) ||
+            !parse_id(argv[3], UINT32_MAX - 1, &gid) || !parse_id(argv[4], UINT32_MAX - 1, &own_uid) ||
+            !parse_id(argv[5], UINT32_MAX - 1, &own_gid) || !parse_id(argv[6], 1, &userns)) {
                 static const char step[] = "starting pyexec-init: bad arguments";
                 m.type = MSG_ERROR;
                 m.err = EINVAL;
@@ -204,7 +205,8 @@ _Noreturn void init_main(long *sp) {
                 _exit(127);
         }
         init_reap(&(struct reap_args){ .status_w = INIT_STATUS_FD, .holder_r = INIT_HOLDER_FD, .prog = (pid_t)prog,
-                                       .uid = (uid_t)uid, .gid = (gid_t)gid, .userns = userns != 0 });
+                                       .uid = (uid_t)uid, .gid = (gid_t)gid, .own_uid = (uid_t)own_uid,
+                                       .own_gid = (gid_t)own_gid, .userns = userns != 0 });
 }
 
 /* The entry point: the kernel leaves argc, argv and the environment on the

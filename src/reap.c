@@ -17,10 +17,13 @@
 
 /* init's SIGTERM (from the supervisor, on the wall-clock limit with a grace
  * period) goes to every process of the run; SIGKILL follows from outside.
- * Only a sender outside the PID namespace counts (the kernel reports its pid
- * as 0 here): the program itself cannot make init do anything. */
+ * Only a sender outside the PID namespace counts: kill(2) or
+ * pidfd_send_signal(2) without siginfo, whose pid the kernel reports as 0
+ * here (SI_USER). The program cannot make init do anything: its own kill()
+ * carries its pid, and rt_sigqueueinfo(2) lets it choose the pid (0 too)
+ * but not SI_USER, which the kernel refuses to queue for another process. */
 static void forward_term(int sig, siginfo_t *si, void *ctx) {
-        if (si->si_pid == 0)
+        if (si->si_code == SI_USER && si->si_pid == 0)
                 kill(-1, sig);
 }
 
@@ -70,11 +73,18 @@ _Noreturn void init_reap(const struct reap_args *a) {
 
         sigaction(SIGTERM, &sa, NULL);
         /* init needs no privilege to reap; a program that somehow reached
-         * it finds an unprivileged, undumpable process. The uid change
-         * clears the parent-death signal and dumpability, so both are set
-         * again, and a supervisor that died in between is noticed through
-         * its end of the status pipe. */
-        if (cred_drop(a->uid, a->gid, !a->userns) == 0)
+         * it finds an unprivileged, undumpable process. As root its real
+         * and saved uid (and gid) are its own (own_uid), not the
+         * program's, so nothing the program runs can signal it, set its
+         * rlimits (prlimit) or trace it; its effective uid is the
+         * program's, so that it can still signal every process of the run.
+         * In a user namespace only one id is mapped and they share it: the
+         * program's seccomp filter refuses those calls on pid 1 instead
+         * (seccomp-policy.c). The uid change clears the parent-death
+         * signal and dumpability, so both are set again, and a supervisor
+         * that died in between is noticed through its end of the status
+         * pipe. */
+        if (cred_drop_apart(a->own_uid, a->own_gid, a->uid, a->gid, !a->userns) == 0)
                 prctl(PR_SET_DUMPABLE, 0);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         {

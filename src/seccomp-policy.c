@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -43,6 +44,7 @@ enum cond {
         COND_ARG0_EQ,     /* arg0 == value */
         COND_ARG0_GT,     /* arg0 > value */
         COND_ARG0_NE,     /* arg0 != value */
+        COND_ARG0_EQ32,   /* (uint32_t)arg0 == value (a pid_t or int, as the kernel reads it) */
         COND_ARG1_EQ32,   /* (uint32_t)arg1 == value (ioctl requests are ints) */
         COND_ARG1_MASKED, /* (arg1 & value) == value */
         COND_ARG2_MASKED,
@@ -64,6 +66,34 @@ static const struct seccomp_rule rules[] = {
         { "process_vm_writev", EPERM, COND_NONE, 0, "writes another process's memory" },
         { "kcmp", EPERM, COND_NONE, 0, "compares kernel objects of other processes (pointer leak)" },
         { "pidfd_getfd", EPERM, COND_NONE, 0, "steals file descriptors from another process" },
+
+        /* The run's init, PID 1 of the program's namespace. As root init's
+         * real and saved uid are not the program's, so the kernel already
+         * refuses it signals and prlimit (reap.c); in a user namespace
+         * only one id is mapped and init shares it, and nothing else stops
+         * the program from ending init: RLIMIT_CPU 0 kills it at its next
+         * tick, a forged siginfo (rt_sigqueueinfo) poses as the
+         * supervisor. The scheduler calls check the effective uid, which
+         * init shares with the program on both paths: they would stop or
+         * starve it. Pids are ints: the kernel reads the low 32 bits, and
+         * so do these comparisons. */
+        { "prlimit64", EPERM, COND_ARG0_EQ32, 1, "init's rlimits: RLIMIT_CPU 0 kills it" },
+        { "kill", EPERM, COND_ARG0_EQ32, 1, "signals to init" },
+        { "tkill", EPERM, COND_ARG0_EQ32, 1, "signals to init's thread" },
+        { "tgkill", EPERM, COND_ARG0_EQ32, 1, "signals to init's thread group" },
+        { "tgkill", EPERM, COND_ARG1_EQ32, 1, "signals to init's thread" },
+        { "rt_sigqueueinfo", EPERM, COND_ARG0_EQ32, 1, "signals to init with a forged siginfo" },
+        { "rt_tgsigqueueinfo", EPERM, COND_ARG0_EQ32, 1, "signals to init with a forged siginfo" },
+        { "rt_tgsigqueueinfo", EPERM, COND_ARG1_EQ32, 1, "signals to init with a forged siginfo" },
+        { "pidfd_open", EPERM, COND_ARG0_EQ32, 1, "a pidfd of init: pidfd_send_signal and the like" },
+        { "sched_setaffinity", EPERM, COND_ARG0_EQ32, 1, "pins init to a CPU the program keeps busy" },
+        { "sched_setscheduler", EPERM, COND_ARG0_EQ32, 1, "SCHED_IDLE starves init" },
+        { "sched_setparam", EPERM, COND_ARG0_EQ32, 1, "init's scheduling" },
+        { "sched_setattr", EPERM, COND_ARG0_EQ32, 1, "init's scheduling" },
+        { "setpriority", EPERM, COND_ARG1_EQ32, 1, "PRIO_PROCESS 1: init's nice value" },
+        { "setpriority", EPERM, COND_ARG0_EQ32, PRIO_USER, "every process of the uid, init's too" },
+        { "ioprio_set", EPERM, COND_ARG1_EQ32, 1, "IOPRIO_WHO_PROCESS 1: init's I/O priority" },
+        { "ioprio_set", EPERM, COND_ARG0_EQ32, 3 /* IOPRIO_WHO_USER */, "every process of the uid, init's too" },
 
         /* The filesystem view is fixed once the sandbox is built. */
         { "mount", EPERM, COND_NONE, 0, "mount family: the root must stay as built" },
@@ -195,6 +225,8 @@ static int add_rule(scmp_filter_ctx ctx, const struct seccomp_rule *r) {
                 return seccomp_rule_add(ctx, act, nr, 1, SCMP_A0(SCMP_CMP_GT, r->value));
         case COND_ARG0_NE:
                 return seccomp_rule_add(ctx, act, nr, 1, SCMP_A0(SCMP_CMP_NE, r->value));
+        case COND_ARG0_EQ32:
+                return seccomp_rule_add(ctx, act, nr, 1, SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffu, r->value));
         case COND_ARG1_EQ32:
                 return seccomp_rule_add(ctx, act, nr, 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, r->value));
         case COND_ARG1_MASKED:

@@ -97,9 +97,23 @@
  * (files, argv, policy, rlimits, and stdin) arrives. The request's
  * supervisor (run_warm) sets the run's limits on the cgroup first, and
  * answers at EXITED and EOF, leaving init's exit and the namespace's
- * teardown to the pool (the keeper, or the next take). A sandbox lost before the program's exit
- * is reported (init killed from outside: the program cannot kill its init)
+ * teardown to the pool (the keeper, or the next take). A sandbox lost before
+ * the program started, or with its zygote (whose death kills its inits),
  * means the program runs again elsewhere: nothing it did left the sandbox.
+ *
+ * Nothing the program does reaches its init. As root, init's real and saved
+ * uid and gid are a second id of the run's uid slot (uidpool.h), and only
+ * its effective ids are the program's (cred_drop_apart): init can signal the
+ * program's processes, and the kernel refuses the program's signals, prlimit
+ * and ptrace on init. In a user namespace one id is mapped and init shares
+ * it: the seccomp policy refuses the calls that name pid 1 (signals,
+ * prlimit, pidfd_open, scheduling). On both paths init is undumpable (hidden
+ * by hidepid, its /proc files root's), outside the program's session and
+ * process group (the program calls setsid()), and counts only SI_USER
+ * signals from outside its PID namespace (reap.c). A sandbox lost anyway
+ * while the program ran is that program's verdict (runtime_error,
+ * classify), never a retry nor an internal_error counted by the circuit
+ * breaker.
  */
 #include <errno.h>
 #include <dirent.h>
@@ -349,6 +363,8 @@ struct child_ctx {
         int n_rlimits;
         uid_t uid;
         gid_t gid;
+        uid_t init_uid; /* init's real and saved ids (reap.h: own_uid) */
+        gid_t init_gid;
         bool userns;
         bool cgroup_ns;
         const char *python;
@@ -584,8 +600,8 @@ static pid_t fork_program(void) {
 
 _Noreturn static void exec_small_init(const struct child_ctx *c, int holder_r, pid_t prog) {
         static char *const envp[] = { NULL };
-        char n_prog[16], n_uid[16], n_gid[16];
-        char *argv[] = { "pyexec-init", n_prog, n_uid, n_gid, c->userns ? "1" : "0", NULL };
+        char n_prog[16], n_uid[16], n_gid[16], n_init_uid[16], n_init_gid[16];
+        char *argv[] = { "pyexec-init", n_prog, n_uid, n_gid, n_init_uid, n_init_gid, c->userns ? "1" : "0", NULL };
         /* Copies above the targets first, so the dup2s cannot clobber one
          * another; everything else is close-on-exec. */
         int s = fcntl(c->status_w, F_DUPFD_CLOEXEC, 10), h = fcntl(holder_r, F_DUPFD_CLOEXEC, 10),
@@ -610,6 +626,8 @@ _Noreturn static void exec_small_init(const struct child_ctx *c, int holder_r, p
         snprintf(n_prog, sizeof n_prog, "%d", (int)prog);
         snprintf(n_uid, sizeof n_uid, "%u", (unsigned)c->uid);
         snprintf(n_gid, sizeof n_gid, "%u", (unsigned)c->gid);
+        snprintf(n_init_uid, sizeof n_init_uid, "%u", (unsigned)c->init_uid);
+        snprintf(n_init_gid, sizeof n_init_gid, "%u", (unsigned)c->init_gid);
         syscall(SYS_execveat, e, "", argv, envp, AT_EMPTY_PATH);
         child_fail(c->status_w, "executing pyexec-init", -errno);
 }
@@ -727,7 +745,8 @@ _Noreturn static void run_init(const struct child_ctx *c) {
         for (size_t i = 0; i < c->plan.n_binds; i++)
                 close(c->plan.binds[i].fd);
         init_reap(&(struct reap_args){ .status_w = c->status_w, .holder_r = holder_pipe[0], .prog = prog,
-                                       .uid = c->uid, .gid = c->gid, .userns = c->userns });
+                                       .uid = c->uid, .gid = c->gid, .own_uid = c->init_uid,
+                                       .own_gid = c->init_gid, .userns = c->userns });
 }
 
 /* ---- the supervisor ---------------------------------------------------- */
@@ -1249,11 +1268,17 @@ static void classify(const struct pyexec_spec *spec, const struct watch *w, cons
         if (!w->exited_msg && !w->killed_wall && !w->killed_cpu && !w->killed_output && !w->killed_oom &&
             cs->oom_kills == 0) {
                 /* init died without reporting the program's exit, and
-                 * nothing of ours killed it: the sandbox was lost (its
-                 * zygote died, or someone outside killed it). */
-                res->status = PYEXEC_INTERNAL_ERROR;
-                res->message = strdup("the sandbox was lost before the program's exit was reported (its init was "
-                                      "killed from outside)");
+                 * nothing of ours killed it, while the program ran. The
+                 * program has no way to reach its init (reap.c, the
+                 * seccomp policy), so this is the program's run going
+                 * wrong in a way the sandbox contained: its verdict, not
+                 * a failure of pyexec, never a reason to run it again
+                 * elsewhere nor one for the circuit breaker (internal_error
+                 * would be both). A warm sandbox lost with its zygote is
+                 * run again instead (run_warm_once). */
+                res->status = PYEXEC_RUNTIME_ERROR;
+                res->message = strdup("the run's sandbox ended before the program's exit was reported (its init was "
+                                      "killed while the program ran)");
                 res->exit_code = -1;
                 res->signal = 0;
                 return;
@@ -1476,6 +1501,8 @@ pid_t pyexec_sandbox_spawn_warm(const struct pyexec_sandbox *sb, const struct wa
         *replied = false;
         c.uid = req->uid;
         c.gid = req->gid;
+        c.init_uid = req->init_uid;
+        c.init_gid = req->init_gid;
         c.userns = req->userns != 0;
         c.cgroup_ns = true;
         c.runner_fd = c.work_fd = c.stdin_fd = -1;
@@ -1589,7 +1616,9 @@ static int run_warm_once(struct pyexec_sandbox *sb, const struct pyexec_spec *sp
                 .file_size = spec->limits.file_size_mb * 1024 * 1024,
                 .open_files = spec->limits.open_files,
                 .address_space = box->cg.memory ? 0 : spec->limits.memory_mb * 1024 * 1024,
-                .nproc = box->cg.pids ? 0 : spec->limits.pids + WARM_EXTRA_PIDS,
+                /* RLIMIT_NPROC counts the processes of the real uid: the
+                 * holder's, and init's only where it shares the program's. */
+                .nproc = box->cg.pids ? 0 : spec->limits.pids + WARM_EXTRA_PIDS - (box->init_uid != box->uid),
         };
         rlimit_plan_values(&rp, wk.rlimits, &wk.n_rlimits);
         argv = calloc(spec->n_args + 2, sizeof *argv);
@@ -1656,11 +1685,13 @@ static int run_warm_once(struct pyexec_sandbox *sb, const struct pyexec_spec *sp
                         cs.oom_kills -= w.oom_base;
         }
         if (!w.exited_msg && !w.killed_wall && !w.killed_cpu && !w.killed_output && !w.killed_oom &&
-            cs.oom_kills == 0) {
-                /* The sandbox was lost under the program (its zygote died,
-                 * or it was killed from outside: the program cannot kill
-                 * its init). Whatever it did stayed in that sandbox, so it
-                 * runs again from the start elsewhere. */
+            cs.oom_kills == 0 && (!w.started || warm_pool_box_zygote_died(sb->warm, box))) {
+                /* The sandbox was lost before the program ran (a dead
+                 * one), or under it with its zygote, whose death takes its
+                 * inits along: nothing the program did. Whatever it did
+                 * stayed in that sandbox, so it runs again from the start
+                 * elsewhere. Any other loss while the program ran is the
+                 * program's (classify). */
                 buf_done(&res->out);
                 buf_done(&res->err);
                 buf_done(&res->merged);
@@ -1803,10 +1834,12 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
                 }
                 c.uid = slot.uid;
                 c.gid = slot.uid;
+                c.init_uid = slot.init_uid;
+                c.init_gid = slot.init_uid;
                 snprintf(cgname, sizeof cgname, "box-%u", slot.index);
         } else {
-                c.uid = SANDBOX_INNER_ID;
-                c.gid = SANDBOX_INNER_ID;
+                c.uid = c.init_uid = SANDBOX_INNER_ID;
+                c.gid = c.init_gid = SANDBOX_INNER_ID;
                 snprintf(cgname, sizeof cgname, "run-%d-%u", (int)getpid(), run_counter++);
         }
         c.userns = !sb->privileged;
@@ -1825,7 +1858,9 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
                 .file_size = spec->limits.file_size_mb * 1024 * 1024,
                 .open_files = spec->limits.open_files,
                 .address_space = cg.memory ? 0 : spec->limits.memory_mb * 1024 * 1024,
-                .nproc = cg.pids ? 0 : spec->limits.pids + 1,
+                /* RLIMIT_NPROC counts init only where it shares the
+                 * program's real uid (a user namespace). */
+                .nproc = cg.pids ? 0 : spec->limits.pids + (c.init_uid == c.uid),
         };
         rlimit_plan_values(&rp, c.rlimits, &c.n_rlimits);
 

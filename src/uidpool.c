@@ -21,7 +21,8 @@ int uidpool_config(uid_t *ret_base, unsigned *ret_count) {
                 return -EINVAL;
         if (c && parse_u64(c, 1, 65536, &count) < 0)
                 return -EINVAL;
-        if (base + count > 4294967294ull)
+        /* count ids for the programs and count more for their inits. */
+        if (base + 2 * count > 4294967294ull)
                 return -EINVAL;
         *ret_base = (uid_t)base;
         *ret_count = (unsigned)count;
@@ -56,6 +57,7 @@ int uidpool_acquire(const char *lock_dir, uid_t base, unsigned count, struct uid
                                 .fd = TAKE_FD(fd),
                                 .index = idx,
                                 .uid = base + idx,
+                                .init_uid = base + count + idx,
                         };
                         return 0;
                 }

@@ -724,9 +724,10 @@ static int box_build(struct warm_pool *p, bool read_ahead, struct warm_box **ret
                 if (r < 0)
                         goto fail;
                 b->uid = b->gid = b->slot.uid;
+                b->init_uid = b->slot.init_uid;
                 snprintf(cgname, sizeof cgname, "box-%u", b->slot.index);
         } else {
-                b->uid = b->gid = SANDBOX_INNER_ID;
+                b->uid = b->gid = b->init_uid = SANDBOX_INNER_ID;
                 pthread_mutex_lock(&p->lock);
                 snprintf(cgname, sizeof cgname, "warm-%d-%u", (int)getpid(), p->counter++);
                 pthread_mutex_unlock(&p->lock);
@@ -748,6 +749,8 @@ static int box_build(struct warm_pool *p, bool read_ahead, struct warm_box **ret
         req = (struct warm_request){
                 .uid = b->uid,
                 .gid = b->gid,
+                .init_uid = b->init_uid,
+                .init_gid = b->init_uid,
                 .userns = !p->host.privileged,
                 .flags = (read_ahead ? WARM_READ_AHEAD : 0) | (b->net_fd >= 0 ? WARM_JOIN_NET : 0),
                 .disk_bytes = p->o.disk_mb * 1024 * 1024,
@@ -1227,6 +1230,22 @@ void warm_pool_release(struct warm_pool *p, struct warm_box *b) {
         p->dying[p->n_dying++] = b;
         pthread_cond_broadcast(&p->cond);
         pthread_mutex_unlock(&p->lock);
+}
+
+bool warm_pool_box_zygote_died(struct warm_pool *p, const struct warm_box *b) {
+        /* Not found: the keeper let its zygote go, which it does with a
+         * sandbox still taken only once the zygote is dead. */
+        bool died = true;
+
+        pthread_mutex_lock(&p->lock);
+        if (p->cur.pid > 0 && p->cur.generation == b->generation)
+                died = pidfd_exited(p->cur.pidfd);
+        else
+                for (size_t i = 0; i < p->n_retiring; i++)
+                        if (p->retiring[i].generation == b->generation)
+                                died = pidfd_exited(p->retiring[i].pidfd);
+        pthread_mutex_unlock(&p->lock);
+        return died;
 }
 
 void warm_pool_get_stats(struct warm_pool *p, struct warm_stats *ret) {

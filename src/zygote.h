@@ -46,6 +46,7 @@ struct pyexec_sandbox;
 
 struct warm_request {
         uint32_t uid, gid;
+        uint32_t init_uid, init_gid; /* init's real and saved ids (reap.h) */
         uint32_t userns;
         uint32_t flags; /* WARM_READ_AHEAD */
         uint64_t disk_bytes; /* size of /sandbox and /tmp */
@@ -134,6 +135,7 @@ struct warm_box {
         uint64_t memory_bytes, pids_max; /* the limits its cgroup has now */
         uid_t uid;
         gid_t gid;
+        uid_t init_uid; /* its init's own (uidpool.h) */
         unsigned generation; /* of the zygote that made it */
         uint64_t born_ns;
         bool answered;        /* its init reported the run's end (EXITED) */
@@ -184,6 +186,9 @@ int warm_pool_start(struct pyexec_sandbox *sb, const struct warm_options *o, str
 struct warm_box *warm_pool_take(struct warm_pool *p, int *ret_err);
 /* The run is over: kill what is left and clean up in the background. */
 void warm_pool_release(struct warm_pool *p, struct warm_box *b);
+/* Whether the zygote that made b (taken by a run) has died: its death
+ * kills the sandboxes it made (their inits' parent-death signal). */
+bool warm_pool_box_zygote_died(struct warm_pool *p, const struct warm_box *b);
 void warm_pool_get_stats(struct warm_pool *p, struct warm_stats *ret);
 const struct warm_options *warm_pool_options(const struct warm_pool *p);
 struct warm_pool *warm_pool_free(struct warm_pool *p);

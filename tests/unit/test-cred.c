@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 
 #include "cred.h"
@@ -101,6 +102,76 @@ static void test_drop_uid_and_gid_differ(void **state) {
         assert_status_exited(run_in_child(distinct_gid_child, NULL, 5000), 0);
 }
 
+/*
+ * cred_drop_apart, as a run's init uses it: real and saved ids of its own,
+ * the program's as effective ids. A "program" (cred_drop to the same uid)
+ * cannot signal it, queue it a forged signal or touch its rlimits, and the
+ * "init" can still signal the program.
+ */
+#define INIT_ID (SANDBOX_ID + 1000)
+
+static int apart_child(void *arg) {
+        int ready[2], done[2], r, st;
+        pid_t init, prog;
+        char c;
+
+        CHILD_CHECK(pipe2(ready, O_CLOEXEC) == 0 && pipe2(done, O_CLOEXEC) == 0, 1);
+        init = fork();
+        CHILD_CHECK(init >= 0, 2);
+        if (init == 0) {
+                uid_t ru, eu, su;
+                gid_t rg, eg, sg;
+                r = cred_drop_apart(INIT_ID, INIT_ID, SANDBOX_ID, SANDBOX_ID, true);
+                if (r < 0) {
+                        errno = -r;
+                        CHILD_FAIL(10, "cred_drop_apart");
+                }
+                CHILD_CHECK(getresuid(&ru, &eu, &su) == 0 && ru == INIT_ID && eu == SANDBOX_ID && su == INIT_ID, 11);
+                CHILD_CHECK(getresgid(&rg, &eg, &sg) == 0 && rg == INIT_ID && eg == SANDBOX_ID && sg == INIT_ID, 12);
+                CHILD_CHECK(!cred_has_any_capability(), 13);
+                CHILD_CHECK(prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1, 14);
+                CHILD_CHECK(write(ready[1], "i", 1) == 1, 15);
+                /* the program's pid, once it has dropped its privileges */
+                CHILD_CHECK(read(done[0], &prog, sizeof prog) == (ssize_t)sizeof prog, 16);
+                CHILD_CHECK(kill(prog, 0) == 0, 17);
+                CHILD_CHECK(kill(prog, SIGKILL) == 0, 18);
+                _exit(0);
+        }
+        CHILD_CHECK(read(ready[0], &c, 1) == 1, 3);
+        prog = fork();
+        CHILD_CHECK(prog >= 0, 4);
+        if (prog == 0) {
+                siginfo_t si;
+                struct rlimit lim = { 0, 0 };
+                r = cred_drop(SANDBOX_ID, SANDBOX_ID, true);
+                if (r < 0) {
+                        errno = -r;
+                        CHILD_FAIL(20, "cred_drop");
+                }
+                memset(&si, 0, sizeof si);
+                si.si_code = SI_QUEUE;
+                CHILD_CHECK_ERRNO(kill(init, SIGTERM), EPERM, 21);
+                CHILD_CHECK_ERRNO(syscall(SYS_rt_sigqueueinfo, init, SIGTERM, &si), EPERM, 22);
+                CHILD_CHECK_ERRNO(syscall(SYS_prlimit64, init, RLIMIT_CPU, &lim, NULL), EPERM, 23);
+                CHILD_CHECK_ERRNO(syscall(SYS_prlimit64, init, RLIMIT_CPU, NULL, &lim), EPERM, 24);
+                prog = getpid();
+                CHILD_CHECK(write(done[1], &prog, sizeof prog) == (ssize_t)sizeof prog, 25);
+                for (;;)
+                        pause(); /* until the "init" kills it */
+        }
+        st = wait_child(prog, 5000);
+        if (st < 0 || !WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL)
+                CHILD_FAIL(5, "the program: status 0x%x (expected SIGKILL from the init)", st);
+        st = wait_child(init, 5000);
+        CHILD_CHECK(st == 0, 6);
+        return 0;
+}
+
+static void test_drop_apart_keeps_init_out_of_reach(void **state) {
+        SKIP_UNLESS_ROOT();
+        assert_status_exited(run_in_child(apart_child, NULL, 10000), 0);
+}
+
 static void test_root_has_capabilities(void **state) {
         SKIP_UNLESS_ROOT();
         /* the predicate can say yes */
@@ -179,6 +250,7 @@ int main(void) {
                 cmocka_unit_test(test_root_has_capabilities),
                 cmocka_unit_test(test_drop_as_root),
                 cmocka_unit_test(test_drop_uid_and_gid_differ),
+                cmocka_unit_test(test_drop_apart_keeps_init_out_of_reach),
                 cmocka_unit_test(test_drop_in_user_namespace),
                 cmocka_unit_test(test_drop_setgroups_denied),
         };

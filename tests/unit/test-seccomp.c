@@ -25,6 +25,7 @@
 #include <sys/personality.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -202,6 +203,98 @@ static long call_kcmp(void) {
 static long call_pidfd_getfd(void) {
         return syscall(SYS_pidfd_getfd, -1, 0, 0);
 }
+
+/*
+ * The calls that name pid 1, the run's init in a sandbox (the host's init
+ * here). Unfiltered, as root, each passes the permission check and then
+ * changes nothing: signal 0, a query, or arguments the kernel refuses after
+ * finding the process (EINVAL); a pid or tid that is not there gives ESRCH.
+ * Pids are ints: 1 with garbage in the upper half is pid 1 to the kernel.
+ */
+#define PID1_UPPER ((1L << 32) | 1)
+#define NO_SUCH_ID 0x7ffffff0
+/* A queued signal's siginfo as a program would forge it: SI_QUEUE (which
+ * the kernel lets a process send to another) with "from outside" as pid. */
+static siginfo_t forged_siginfo(void) {
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        si.si_code = SI_QUEUE;
+        si.si_pid = 0;
+        si.si_uid = 0;
+        return si;
+}
+static long call_kill_pid1(void) {
+        return syscall(SYS_kill, 1, 0);
+}
+static long call_kill_pid1_upper_bits(void) {
+        return syscall(SYS_kill, PID1_UPPER, 0);
+}
+static long call_tkill_pid1(void) {
+        return syscall(SYS_tkill, 1, 0);
+}
+static long call_tgkill_pid1(void) {
+        return syscall(SYS_tgkill, 1, 1, 0);
+}
+static long call_tgkill_tid1(void) {
+        return syscall(SYS_tgkill, getpid(), 1, 0); /* not our thread: ESRCH */
+}
+static long call_rt_sigqueueinfo_pid1(void) {
+        siginfo_t si = forged_siginfo();
+        return syscall(SYS_rt_sigqueueinfo, 1, 0, &si);
+}
+static long call_rt_sigqueueinfo_pid1_upper_bits(void) {
+        siginfo_t si = forged_siginfo();
+        return syscall(SYS_rt_sigqueueinfo, PID1_UPPER, 0, &si);
+}
+static long call_rt_tgsigqueueinfo_pid1(void) {
+        siginfo_t si = forged_siginfo();
+        return syscall(SYS_rt_tgsigqueueinfo, 1, 1, 0, &si);
+}
+static long call_rt_tgsigqueueinfo_tid1(void) {
+        siginfo_t si = forged_siginfo();
+        return syscall(SYS_rt_tgsigqueueinfo, getpid(), 1, 0, &si); /* ESRCH */
+}
+static long call_prlimit_pid1(void) {
+        struct rlimit old;
+        return syscall(SYS_prlimit64, 1, RLIMIT_CPU, NULL, &old);
+}
+static long call_prlimit_pid1_upper_bits(void) {
+        struct rlimit old;
+        return syscall(SYS_prlimit64, PID1_UPPER, RLIMIT_CPU, NULL, &old);
+}
+static long call_pidfd_open_pid1(void) {
+        long fd = syscall(SYS_pidfd_open, 1, 0);
+        if (fd >= 0)
+                close((int)fd);
+        return fd >= 0 ? 0 : fd;
+}
+static long call_sched_setaffinity_pid1(void) {
+        return syscall(SYS_sched_setaffinity, 1, 0, NULL); /* an empty mask: EINVAL */
+}
+static long call_sched_setscheduler_pid1(void) {
+        return syscall(SYS_sched_setscheduler, 1, SCHED_IDLE, NULL); /* no param: EINVAL */
+}
+static long call_sched_setparam_pid1(void) {
+        return syscall(SYS_sched_setparam, 1, NULL);
+}
+static long call_sched_setattr_pid1(void) {
+        return syscall(SYS_sched_setattr, 1, NULL, 0);
+}
+static long call_setpriority_pid1(void) {
+        return syscall(SYS_setpriority, 99, 1, 19); /* no such "which": EINVAL */
+}
+static long call_setpriority_user(void) {
+        return syscall(SYS_setpriority, PRIO_USER, NO_SUCH_ID, 19); /* nobody has it: ESRCH */
+}
+#define IOPRIO_WHO_PROCESS_ 1
+#define IOPRIO_WHO_USER_ 3
+#define IOPRIO_BAD_CLASS (7 << 13)
+static long call_ioprio_set_pid1(void) {
+        return syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS_, 1, IOPRIO_BAD_CLASS);
+}
+static long call_ioprio_set_user(void) {
+        return syscall(SYS_ioprio_set, IOPRIO_WHO_USER_, NO_SUCH_ID, IOPRIO_BAD_CLASS);
+}
 static long ioctl_devnull(unsigned long req) {
         char c = 'x';
         int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -318,6 +411,26 @@ static const struct denial denials[] = {
         { "process_vm_writev", call_process_vm_writev, EPERM },
         { "kcmp", call_kcmp, EPERM },
         { "pidfd_getfd", call_pidfd_getfd, EPERM },
+        { "kill(1)", call_kill_pid1, EPERM },
+        { "kill((1<<32)|1)", call_kill_pid1_upper_bits, EPERM },
+        { "tkill(1)", call_tkill_pid1, EPERM },
+        { "tgkill(1, 1)", call_tgkill_pid1, EPERM },
+        { "tgkill(self, 1)", call_tgkill_tid1, EPERM },
+        { "rt_sigqueueinfo(1)", call_rt_sigqueueinfo_pid1, EPERM },
+        { "rt_sigqueueinfo((1<<32)|1)", call_rt_sigqueueinfo_pid1_upper_bits, EPERM },
+        { "rt_tgsigqueueinfo(1, 1)", call_rt_tgsigqueueinfo_pid1, EPERM },
+        { "rt_tgsigqueueinfo(self, 1)", call_rt_tgsigqueueinfo_tid1, EPERM },
+        { "prlimit64(1)", call_prlimit_pid1, EPERM },
+        { "prlimit64((1<<32)|1)", call_prlimit_pid1_upper_bits, EPERM },
+        { "pidfd_open(1)", call_pidfd_open_pid1, EPERM },
+        { "sched_setaffinity(1)", call_sched_setaffinity_pid1, EPERM },
+        { "sched_setscheduler(1)", call_sched_setscheduler_pid1, EPERM },
+        { "sched_setparam(1)", call_sched_setparam_pid1, EPERM },
+        { "sched_setattr(1)", call_sched_setattr_pid1, EPERM },
+        { "setpriority(_, 1)", call_setpriority_pid1, EPERM },
+        { "setpriority(PRIO_USER)", call_setpriority_user, EPERM },
+        { "ioprio_set(IOPRIO_WHO_PROCESS, 1)", call_ioprio_set_pid1, EPERM },
+        { "ioprio_set(IOPRIO_WHO_USER)", call_ioprio_set_user, EPERM },
         { "ioctl(TIOCSTI)", call_ioctl_tiocsti, EPERM },
         { "ioctl((1<<32)|TIOCSTI)", call_ioctl_tiocsti_upper_bits, EPERM },
         { "ioctl(TIOCLINUX)", call_ioctl_tioclinux, EPERM },
@@ -469,6 +582,42 @@ static int allowed_child(void *arg) {
         return 0;
 }
 
+/* The pid-1 rules leave the program's own process, its threads and every
+ * other pid alone. */
+static int pid1_rules_child(void *arg) {
+        pid_t self = getpid(), tid = (pid_t)syscall(SYS_gettid);
+        siginfo_t si = forged_siginfo();
+        struct rlimit lim;
+        cpu_set_t cpus;
+        long fd;
+
+        apply_filter_or_die();
+        CHILD_CHECK(syscall(SYS_kill, 0, 0) == 0, 1);
+        CHILD_CHECK(syscall(SYS_kill, self, 0) == 0, 2);
+        CHILD_CHECK(syscall(SYS_kill, 2, 0) == 0 || errno == ESRCH, 3); /* only pid 1 is refused */
+        CHILD_CHECK(syscall(SYS_tkill, tid, 0) == 0, 4);
+        CHILD_CHECK(syscall(SYS_tgkill, self, tid, 0) == 0, 5);
+        CHILD_CHECK(syscall(SYS_rt_sigqueueinfo, self, 0, &si) == 0, 6);
+        CHILD_CHECK(syscall(SYS_rt_tgsigqueueinfo, self, tid, 0, &si) == 0, 7);
+        /* Python's resource.setrlimit, and prlimit on itself */
+        CHILD_CHECK(syscall(SYS_prlimit64, 0, RLIMIT_CPU, NULL, &lim) == 0, 8);
+        CHILD_CHECK(syscall(SYS_prlimit64, 0, RLIMIT_CPU, &lim, NULL) == 0, 9);
+        CHILD_CHECK(syscall(SYS_prlimit64, self, RLIMIT_NOFILE, NULL, &lim) == 0, 10);
+        fd = syscall(SYS_pidfd_open, self, 0);
+        CHILD_CHECK(fd >= 0, 11);
+        close((int)fd);
+        CHILD_CHECK(sched_getaffinity(0, sizeof cpus, &cpus) == 0, 12);
+        CHILD_CHECK(syscall(SYS_sched_setaffinity, 0, sizeof cpus, &cpus) == 0, 13);
+        CHILD_CHECK(syscall(SYS_sched_setaffinity, self, sizeof cpus, &cpus) == 0, 14);
+        CHILD_CHECK(syscall(SYS_setpriority, PRIO_PROCESS, 0, 5) == 0, 15);
+        CHILD_CHECK(syscall(SYS_setpriority, PRIO_PROCESS, self, 6) == 0, 16);
+        return 0;
+}
+
+static void test_pid1_rules_leave_self_alone(void **state) {
+        assert_status_exited(run_in_child(pid1_rules_child, NULL, 5000), 0);
+}
+
 static void test_allowed_calls_work(void **state) {
         assert_status_exited(run_in_child(allowed_child, NULL, 10000), 0);
 }
@@ -608,6 +757,7 @@ int main(void) {
                 cmocka_unit_test(test_apply_rejects_oversized),
                 cmocka_unit_test(test_apply_sets_no_new_privs),
                 cmocka_unit_test(test_allowed_calls_work),
+                cmocka_unit_test(test_pid1_rules_leave_self_alone),
                 cmocka_unit_test(test_filter_inherited_by_children),
                 cmocka_unit_test(test_x32_syscall_killed),
                 cmocka_unit_test(test_int80_syscall_killed),

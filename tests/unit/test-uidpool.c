@@ -57,6 +57,8 @@ static void acquire_ok(const char *dir, unsigned count, struct uidpool_slot *s) 
         assert_true(s->fd >= 0);
         assert_true(s->index < count);
         assert_int_equal(s->uid, BASE + s->index);
+        /* the init's id: the same slot in the block above */
+        assert_int_equal(s->init_uid, BASE + count + s->index);
 }
 
 static void test_two_acquires_differ(void **state) {
