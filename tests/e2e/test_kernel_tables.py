@@ -5,9 +5,10 @@ to its sandbox: IPv6 flow labels sit in one host-wide table (4096 entries
 for every network namespace together, ENOBUFS for unprivileged users once
 3072 are taken) and linger up to 150 s after their socket, in a network
 namespace that the warm path as root reuses for later runs (zygote.c);
-inotify instances are counted per host uid, which on the unprivileged path
-is the service's for every run. The seccomp policy refuses both
-(seccomp-policy.c). Each test looks from the host: at the flow labels of
+inotify instances and queued signals are counted per host uid, which on
+the unprivileged path is the service's for every run. The seccomp policy
+refuses flow labels and inotify (seccomp-policy.c); RLIMIT_SIGPENDING
+bounds a run's queued signals (rlimit.c). Each test looks from the host: at the flow labels of
 the sandboxes' namespaces (root: through their processes' /proc), at what
 an unprivileged host user can still do while a run tries to take
 everything, and at what a later run in a reused namespace finds. Cold and
@@ -350,3 +351,78 @@ def test_inotify_quota_not_taken_by_a_run(serve, path):
     assert held == 0, f"the sandbox held {held} inotify instances"
     assert [e for e in host if e] == [], f"the service's user could not make an inotify instance: {host}"
     assert out == {"made": 0, "errno": errno.EPERM, "fanotify": errno.EPERM}, out
+
+
+# Queued signals are counted per host user: a run queues real-time signals
+# to itself until the kernel refuses, and holds them.
+SIGQUEUE = r'''
+import ctypes, json, os, signal, time
+libc = ctypes.CDLL(None, use_errno=True)
+class sigval(ctypes.Union):
+    _fields_ = [('i', ctypes.c_int), ('p', ctypes.c_void_p)]
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGRTMIN})
+n, err = 0, 0
+while n < 200000:
+    if libc.sigqueue(os.getpid(), signal.SIGRTMIN, sigval(1)) != 0:
+        err = ctypes.get_errno()
+        break
+    n += 1
+print(json.dumps({'queued': n, 'errno': err}), flush=True)
+time.sleep(%(hold)s)
+'''
+
+# The host user queues one signal to itself: the errno (0: queued).
+SIGPROBE = r'''
+import ctypes, os, signal
+libc = ctypes.CDLL(None, use_errno=True)
+class sigval(ctypes.Union):
+    _fields_ = [('i', ctypes.c_int), ('p', ctypes.c_void_p)]
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGRTMIN})
+print(0 if libc.sigqueue(os.getpid(), signal.SIGRTMIN, sigval(1)) == 0 else ctypes.get_errno())
+'''
+
+
+def host_sigqueue_works():
+    """Whether this host user (on the unprivileged path, the service's and
+    every run's uid) can still queue a signal: its errno."""
+    p = subprocess.run([PYTHON, "-c", SIGPROBE], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    return int(p.stdout)
+
+
+def queued_signals(root_pid):
+    """From the host (root): the largest per-user count of queued signals
+    (SigQ) among processes under root_pid outside the host's namespaces."""
+    most = 0
+    for pid in descendants(root_pid):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("SigQ:"):
+                        most = max(most, int(line.split()[1].split("/")[0]))
+        except OSError:
+            pass
+    return most
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_queued_signals_bounded_per_run(serve, path):
+    """A run queues at most RLIMIT_SIGPENDING (256) signals, then EAGAIN.
+    From the host while it holds them: root sees at most that many queued
+    for the sandbox's user; the unprivileged service's user still queues
+    one of its own."""
+    flags, env = PATHS[path]
+    srv = serve(*flags, env=env)
+    assert host_sigqueue_works() == 0
+    t, box = in_background(execute, srv, SIGQUEUE % {"hold": 2})
+    most, host = 0, []
+    while t.is_alive():
+        if PRIVILEGED:
+            most = max(most, queued_signals(srv.proc.pid))
+        else:
+            host.append(host_sigqueue_works())
+        time.sleep(0.1)
+    out = program_output(joined(t, box))
+    assert most <= 256, f"the sandbox's user had {most} signals queued"
+    assert [e for e in host if e] == [], f"the service's user could not queue a signal: {host}"
+    assert out["errno"] == errno.EAGAIN and out["queued"] <= 256, out
