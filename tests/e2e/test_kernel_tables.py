@@ -426,3 +426,58 @@ def test_queued_signals_bounded_per_run(serve, path):
     assert most <= 256, f"the sandbox's user had {most} signals queued"
     assert [e for e in host if e] == [], f"the service's user could not queue a signal: {host}"
     assert out["errno"] == errno.EAGAIN and out["queued"] <= 256, out
+
+
+# System V IPC objects and a POSIX message queue, left behind on purpose;
+# what the IPC namespace held when the run started.
+IPC_LEFTOVERS = r'''
+import ctypes, json, os
+libc = ctypes.CDLL(None, use_errno=True)
+def rows(name):
+    with open('/proc/sysvipc/' + name) as f:
+        return f.read().splitlines()[1:]
+before = {n: rows(n) for n in ('shm', 'msg', 'sem')}
+made = [libc.shmget(0x5059, 4096, 0o1666), libc.msgget(0x5059, 0o1666), libc.semget(0x5059, 1, 0o1666)]
+libc.mq_open.restype = ctypes.c_int
+mq = libc.mq_open(b'/pyexec-left', 0o102, 0o600, None)
+print(json.dumps({'ipc': os.readlink('/proc/self/ns/ipc'), 'before': before, 'made': made,
+                  'mq': ctypes.get_errno() if mq < 0 else 0}))
+'''
+
+
+def host_ipc_keys():
+    keys = set()
+    for name in ("shm", "msg", "sem"):
+        with open(f"/proc/sysvipc/{name}") as f:
+            keys |= {int(line.split()[0]) for line in f.read().splitlines()[1:]}
+    return keys
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_ipc_objects_stay_in_the_run(serve, path):
+    """Each run has an IPC namespace of its own on every path: the System V
+    objects a run leaves are gone for the next runs, and never in the
+    host's; a POSIX message queue is refused (RLIMIT_MSGQUEUE 0)."""
+    flags, env = PATHS[path]
+    srv = serve(*flags, env=env)
+    host_ipc = os.readlink("/proc/self/ns/ipc")
+    assert 0x5059 not in host_ipc_keys(), "the host already has an object with the test's key"
+    seen = []
+    for _ in range(6):
+        out = program_output(execute(srv, IPC_LEFTOVERS))
+        assert out["before"] == {"shm": [], "msg": [], "sem": []}, f"a run found an earlier run's objects: {out}"
+        assert all(i >= 0 for i in out["made"]), out
+        assert out["mq"] == errno.EMFILE, out
+        assert out["ipc"] != host_ipc, out
+        seen.append(out["ipc"])
+    assert 0x5059 not in host_ipc_keys(), "a run's object is in the host's IPC namespace"
+    if PRIVILEGED:
+        # Every process of a sandbox (its own PID namespace: not the
+        # zygote) is outside the host's IPC namespace.
+        host_pid = os.readlink("/proc/self/ns/pid")
+        for pid in descendants(srv.proc.pid):
+            try:
+                if os.readlink(f"/proc/{pid}/ns/pid") != host_pid:
+                    assert os.readlink(f"/proc/{pid}/ns/ipc") != host_ipc, f"sandbox process {pid} in the host's IPC namespace"
+            except FileNotFoundError:
+                pass
