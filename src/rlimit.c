@@ -46,8 +46,8 @@ void rlimit_plan_values(const struct rlimit_plan *p, struct rlimit_value ret[RLI
         /* Queued signals (sigqueue, real-time signals, POSIX timers) are
          * counted per host user, against the limit of the user that made
          * the user namespace: on the unprivileged path every run is the
-         * service's uid, and one run could queue all of them (about 96,000
-         * here) so that the service's own queued signals fail with EAGAIN.
+         * service's uid, and one run could queue all of them (the default is
+         * tens of thousands) so that the service's own fail with EAGAIN.
          * Ordinary signals are still delivered past the limit, without
          * their siginfo; Python queues none. */
         SET(RLIMIT_SIGPENDING, 256, 256);

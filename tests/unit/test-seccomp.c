@@ -286,7 +286,7 @@ struct flowlabel_req { /* struct in6_flowlabel_req */
         uint16_t flags, expires, linger;
         uint32_t pad;
 };
-static long flowlabel_sockopt(bool get, unsigned long level_bits, int optname) {
+static long flowlabel_sockopt(bool get, unsigned long level_bits, unsigned long name_bits, int optname) {
         struct flowlabel_req req = { .dst = IN6ADDR_LOOPBACK_INIT,
                                      .label = htonl(0xabcde),
                                      .action = 0 /* IPV6_FL_A_GET */,
@@ -303,26 +303,29 @@ static long flowlabel_sockopt(bool get, unsigned long level_bits, int optname) {
         if (fd < 0)
                 return -3;
         if (optname == IPV6_FLOWINFO_SEND)
-                r = syscall(SYS_setsockopt, fd, level_bits | IPPROTO_IPV6, optname, &one, sizeof one);
+                r = syscall(SYS_setsockopt, fd, level_bits | IPPROTO_IPV6, name_bits | optname, &one, sizeof one);
         else if (get) /* no label on this socket: ENOENT unfiltered */
-                r = syscall(SYS_getsockopt, fd, level_bits | IPPROTO_IPV6, optname, &req, &len);
+                r = syscall(SYS_getsockopt, fd, level_bits | IPPROTO_IPV6, name_bits | optname, &req, &len);
         else /* a new label, shared with any socket: succeeds unfiltered */
-                r = syscall(SYS_setsockopt, fd, level_bits | IPPROTO_IPV6, optname, &req, sizeof req);
+                r = syscall(SYS_setsockopt, fd, level_bits | IPPROTO_IPV6, name_bits | optname, &req, sizeof req);
         close(fd);
         return r;
 }
 static long call_setsockopt_flowlabel_mgr(void) {
-        return flowlabel_sockopt(false, 0, IPV6_FLOWLABEL_MGR);
+        return flowlabel_sockopt(false, 0, 0, IPV6_FLOWLABEL_MGR);
 }
 static long call_setsockopt_flowlabel_mgr_upper_bits(void) {
-        /* the kernel's level is an int: upper bits do not hide it */
-        return flowlabel_sockopt(false, 1UL << 32, IPV6_FLOWLABEL_MGR);
+        /* the kernel's level and name are ints: upper bits do not hide them */
+        return flowlabel_sockopt(false, 1UL << 32, 0, IPV6_FLOWLABEL_MGR);
+}
+static long call_setsockopt_flowlabel_mgr_name_upper_bits(void) {
+        return flowlabel_sockopt(false, 0, 1UL << 32, IPV6_FLOWLABEL_MGR);
 }
 static long call_getsockopt_flowlabel_mgr(void) {
-        return flowlabel_sockopt(true, 0, IPV6_FLOWLABEL_MGR);
+        return flowlabel_sockopt(true, 0, 0, IPV6_FLOWLABEL_MGR);
 }
 static long call_setsockopt_flowinfo_send(void) {
-        return flowlabel_sockopt(false, 0, IPV6_FLOWINFO_SEND);
+        return flowlabel_sockopt(false, 0, 0, IPV6_FLOWINFO_SEND);
 }
 static long call_inotify_init1(void) {
         return close_if_fd(syscall(SYS_inotify_init1, IN_CLOEXEC));
@@ -396,6 +399,7 @@ static const struct denial denials[] = {
         { "shmget(SHM_HUGETLB)", call_shmget_hugetlb, EPERM },
         { "setsockopt(IPV6_FLOWLABEL_MGR)", call_setsockopt_flowlabel_mgr, EPERM },
         { "setsockopt((1<<32)|IPPROTO_IPV6, IPV6_FLOWLABEL_MGR)", call_setsockopt_flowlabel_mgr_upper_bits, EPERM },
+        { "setsockopt(IPPROTO_IPV6, (1<<32)|IPV6_FLOWLABEL_MGR)", call_setsockopt_flowlabel_mgr_name_upper_bits, EPERM },
         { "getsockopt(IPV6_FLOWLABEL_MGR)", call_getsockopt_flowlabel_mgr, EPERM },
         { "setsockopt(IPV6_FLOWINFO_SEND)", call_setsockopt_flowinfo_send, EPERM },
         { "inotify_init1", call_inotify_init1, EPERM },
