@@ -43,6 +43,14 @@ void rlimit_plan_values(const struct rlimit_plan *p, struct rlimit_value ret[RLI
         SET(RLIMIT_RTPRIO, 0, 0);
         SET(RLIMIT_NICE, 0, 0);
         SET(RLIMIT_MEMLOCK, 64 * 1024, 64 * 1024);
+        /* Queued signals (sigqueue, real-time signals, POSIX timers) are
+         * counted per host user, against the limit of the user that made
+         * the user namespace: on the unprivileged path every run is the
+         * service's uid, and one run could queue all of them (the default is
+         * tens of thousands) so that the service's own fail with EAGAIN.
+         * Ordinary signals are still delivered past the limit, without
+         * their siginfo; Python queues none. */
+        SET(RLIMIT_SIGPENDING, 256, 256);
         /* Fallbacks for hosts where no cgroup can be used. */
         if (p->address_space)
                 SET(RLIMIT_AS, p->address_space, p->address_space);
@@ -81,6 +89,8 @@ const char *rlimit_name(int resource) {
                 return "RLIMIT_NICE";
         case RLIMIT_MEMLOCK:
                 return "RLIMIT_MEMLOCK";
+        case RLIMIT_SIGPENDING:
+                return "RLIMIT_SIGPENDING";
         default:
                 return "RLIMIT_?";
         }

@@ -16,6 +16,8 @@
 #include <sys/resource.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <linux/in6.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -49,7 +51,11 @@ enum cond {
         COND_ARG1_MASKED, /* (arg1 & value) == value */
         COND_ARG2_MASKED,
         COND_ARG3_MASKED,
+        COND_SOCKOPT,     /* (uint32_t)arg1 == value >> 32 && (uint32_t)arg2 == (uint32_t)value */
 };
+
+/* A socket option for COND_SOCKOPT: level and name, both ints to the kernel. */
+#define SOCKOPT(level, name) (((uint64_t)(uint32_t)(level) << 32) | (uint32_t)(name))
 
 struct seccomp_rule {
         const char *syscall;
@@ -151,6 +157,13 @@ static const struct seccomp_rule rules[] = {
         { "add_key", EPERM, COND_NONE, 0, "keyrings are not namespaced" },
         { "request_key", EPERM, COND_NONE, 0, "keyrings are not namespaced" },
         { "keyctl", EPERM, COND_NONE, 0, "keyrings are not namespaced" },
+        /* inotify instances and watches, and fanotify groups, are counted
+         * per host uid (ucounts, fs.inotify.max_user_instances: 128): on
+         * the unprivileged path every run is the service's uid, so one run
+         * could take them all from the others and from the service. */
+        { "inotify_init", EPERM, COND_NONE, 0, "per-host-uid instance quota shared by every run" },
+        { "inotify_init1", EPERM, COND_NONE, 0, "per-host-uid instance quota shared by every run" },
+        { "fanotify_init", EPERM, COND_NONE, 0, "per-host-uid group quota; watches other processes' I/O" },
         /* ENOSYS so that libraries fall back to ordinary I/O. */
         { "io_uring_setup", ENOSYS, COND_NONE, 0, "io_uring: many escalations, bypasses seccomp for its ops" },
         { "io_uring_enter", ENOSYS, COND_NONE, 0, "io_uring" },
@@ -169,6 +182,22 @@ static const struct seccomp_rule rules[] = {
         { "mmap", EPERM, COND_ARG3_MASKED, MAP_HUGETLB, "hugetlb pages: outside the memory cgroup, shared pool" },
         { "memfd_create", EPERM, COND_ARG1_MASKED, MFD_HUGETLB, "hugetlb pages: outside the memory cgroup" },
         { "shmget", EPERM, COND_ARG2_MASKED, SHM_HUGETLB, "hugetlb pages: outside the memory cgroup" },
+
+        /* IPv6 flow labels live in one host-wide table (4096 entries for
+         * every network namespace together, ENOBUFS for unprivileged users
+         * once 3072 are taken), outlive their socket by a linger of up to
+         * 150 s, and with share IPV6_FL_S_ANY any socket of the namespace
+         * may join one: a program could fill the host's table, and leave a
+         * label to the next run of a pooled network namespace (zygote.c).
+         * Without the manager no socket holds a label, so sending one
+         * (IPV6_FLOWINFO_SEND, or the IPV6_FLOWINFO control message) fails
+         * in the kernel; the flag is refused as well, being useless. */
+        { "setsockopt", EPERM, COND_SOCKOPT, SOCKOPT(IPPROTO_IPV6, IPV6_FLOWLABEL_MGR),
+          "IPv6 flow labels: a host-wide table, state outliving the run" },
+        { "getsockopt", EPERM, COND_SOCKOPT, SOCKOPT(IPPROTO_IPV6, IPV6_FLOWLABEL_MGR),
+          "IPv6 flow labels: the manager's read side" },
+        { "setsockopt", EPERM, COND_SOCKOPT, SOCKOPT(IPPROTO_IPV6, IPV6_FLOWINFO_SEND),
+          "IPv6 flow labels: sending needs a label from the manager" },
 
         /* Injecting input into a terminal the sandbox might share. */
         { "ioctl", EPERM, COND_ARG1_EQ32, TIOCSTI, "pushes keystrokes into a terminal" },
@@ -235,6 +264,11 @@ static int add_rule(scmp_filter_ctx ctx, const struct seccomp_rule *r) {
                 return seccomp_rule_add(ctx, act, nr, 1, SCMP_A2(SCMP_CMP_MASKED_EQ, r->value, r->value));
         case COND_ARG3_MASKED:
                 return seccomp_rule_add(ctx, act, nr, 1, SCMP_A3(SCMP_CMP_MASKED_EQ, r->value, r->value));
+        case COND_SOCKOPT:
+                /* Level and name are ints: the kernel ignores the upper
+                 * halves, so the filter must too. */
+                return seccomp_rule_add(ctx, act, nr, 2, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, r->value >> 32),
+                                        SCMP_A2(SCMP_CMP_MASKED_EQ, 0xffffffffu, r->value & 0xffffffffu));
         }
         return -EINVAL;
 }

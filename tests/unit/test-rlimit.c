@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <signal.h>
 #include <sys/resource.h>
 
 #include "rlimit.h"
@@ -40,7 +41,7 @@ static void test_plan_table(void **state) {
 
         memset(v, 0xa5, sizeof v);
         rlimit_plan_values(&p, v, &n);
-        assert_int_equal(n, 8);
+        assert_int_equal(n, 9);
         /* application order, exactly */
         assert_int_equal(v[0].resource, RLIMIT_CORE);
         assert_int_equal(v[0].lim.rlim_cur, 0);
@@ -64,6 +65,10 @@ static void test_plan_table(void **state) {
         assert_int_equal(v[6].lim.rlim_max, 0);
         assert_int_equal(v[7].resource, RLIMIT_MEMLOCK);
         assert_int_equal(v[7].lim.rlim_max, 64 * 1024);
+        /* queued signals are counted per host user: a few per run */
+        assert_int_equal(v[8].resource, RLIMIT_SIGPENDING);
+        assert_int_equal(v[8].lim.rlim_cur, 256);
+        assert_int_equal(v[8].lim.rlim_max, 256);
         /* AS and NPROC are left alone when a cgroup does the job */
         assert_null(find(v, n, RLIMIT_AS));
         assert_null(find(v, n, RLIMIT_NPROC));
@@ -105,24 +110,24 @@ static void test_plan_fallbacks(void **state) {
         int n = -1;
 
         rlimit_plan_values(&p, v, &n);
-        assert_int_equal(n, 10);
-        assert_int_equal(v[8].resource, RLIMIT_AS);
-        assert_int_equal(v[8].lim.rlim_cur, 256ull << 20);
-        assert_int_equal(v[8].lim.rlim_max, 256ull << 20);
-        assert_int_equal(v[9].resource, RLIMIT_NPROC);
-        assert_int_equal(v[9].lim.rlim_cur, 64);
-        assert_int_equal(v[9].lim.rlim_max, 64);
+        assert_int_equal(n, 11);
+        assert_int_equal(v[9].resource, RLIMIT_AS);
+        assert_int_equal(v[9].lim.rlim_cur, 256ull << 20);
+        assert_int_equal(v[9].lim.rlim_max, 256ull << 20);
+        assert_int_equal(v[10].resource, RLIMIT_NPROC);
+        assert_int_equal(v[10].lim.rlim_cur, 64);
+        assert_int_equal(v[10].lim.rlim_max, 64);
 
         p.nproc = 0;
         rlimit_plan_values(&p, v, &n);
-        assert_int_equal(n, 9);
+        assert_int_equal(n, 10);
         assert_non_null(x = find(v, n, RLIMIT_AS));
         assert_null(find(v, n, RLIMIT_NPROC));
 
         p.nproc = 5;
         p.address_space = 0;
         rlimit_plan_values(&p, v, &n);
-        assert_int_equal(n, 9);
+        assert_int_equal(n, 10);
         assert_null(find(v, n, RLIMIT_AS));
         assert_non_null(x = find(v, n, RLIMIT_NPROC));
         assert_int_equal(x->lim.rlim_cur, 5);
@@ -156,6 +161,7 @@ static void test_names(void **state) {
         assert_string_equal(rlimit_name(RLIMIT_MSGQUEUE), "RLIMIT_MSGQUEUE");
         assert_string_equal(rlimit_name(RLIMIT_AS), "RLIMIT_AS");
         assert_string_equal(rlimit_name(RLIMIT_NPROC), "RLIMIT_NPROC");
+        assert_string_equal(rlimit_name(RLIMIT_SIGPENDING), "RLIMIT_SIGPENDING");
         assert_string_equal(rlimit_name(RLIMIT_STACK), "RLIMIT_?");
 }
 
@@ -456,6 +462,40 @@ static void test_nproc_eagain(void **state) {
         assert_status_exited(run_in_child(nproc_child, &a, 5000), 0);
 }
 
+/* Queued signals are counted per user: with the plan, a program queues at
+ * most RLIMIT_SIGPENDING (256) and then gets EAGAIN; without it (the
+ * control), the same loop queues far more. Returns how many it queued. */
+static int sigqueue_count(bool planned) {
+        struct rlimit_plan p = { .cpu_ms = 10000, .file_size = 1 << 20, .open_files = 64 };
+        union sigval val = { .sival_int = 1 };
+        sigset_t set;
+        int n = 0;
+
+        if (planned)
+                apply_plan(&p);
+        sigemptyset(&set);
+        sigaddset(&set, SIGRTMIN);
+        if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+                return -1;
+        while (n < 2000 && sigqueue(getpid(), SIGRTMIN, val) == 0)
+                n++;
+        return n < 2000 && errno != EAGAIN ? -1 : n;
+}
+
+static int sigpending_child(void *arg) {
+        int n = sigqueue_count(arg != NULL);
+        if (arg == NULL) /* control: far more than the plan's limit */
+                CHILD_CHECK(n > 256, 1);
+        else
+                CHILD_CHECK(n >= 0 && n <= 256 && errno == EAGAIN, 2);
+        return 0;
+}
+
+static void test_sigpending_eagain(void **state) {
+        assert_status_exited(run_in_child(sigpending_child, NULL, 5000), 0);
+        assert_status_exited(run_in_child(sigpending_child, (void *)1, 5000), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_plan_table),
@@ -472,6 +512,7 @@ int main(void) {
                 cmocka_unit_test(test_cpu_sigxcpu),
                 cmocka_unit_test(test_cpu_hard_limit_kills),
                 cmocka_unit_test(test_nproc_eagain),
+                cmocka_unit_test(test_sigpending_eagain),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -32,6 +32,10 @@
 #include <sys/uio.h>
 #include <linux/if_ether.h>
 #include <linux/netlink.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <linux/in6.h>
+#include <sys/inotify.h>
 
 #include "seccomp.h"
 #include "seccomp-policy.h"
@@ -365,6 +369,64 @@ static long call_shmget_hugetlb(void) {
         return id;
 }
 
+/* IPv6 flow labels. The unfiltered control runs in a network namespace of
+ * its own where it can make one (as root), so the label it creates dies
+ * with the child instead of lingering in the host's table. */
+struct flowlabel_req { /* struct in6_flowlabel_req */
+        struct in6_addr dst;
+        uint32_t label;
+        uint8_t action, share;
+        uint16_t flags, expires, linger;
+        uint32_t pad;
+};
+static long flowlabel_sockopt(bool get, unsigned long level_bits, unsigned long name_bits, int optname) {
+        struct flowlabel_req req = { .dst = IN6ADDR_LOOPBACK_INIT,
+                                     .label = htonl(0xabcde),
+                                     .action = 0 /* IPV6_FL_A_GET */,
+                                     .share = 255 /* IPV6_FL_S_ANY */,
+                                     .flags = 1 /* IPV6_FL_F_CREATE */,
+                                     .expires = 6,
+                                     .linger = 6 };
+        socklen_t len = sizeof req;
+        int one = 1, fd;
+        long r;
+
+        (void)syscall(SYS_unshare, CLONE_NEWNET); /* the filter refuses it: the label is refused too */
+        fd = (int)syscall(SYS_socket, AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -3;
+        if (optname == IPV6_FLOWINFO_SEND)
+                r = syscall(SYS_setsockopt, fd, level_bits | IPPROTO_IPV6, name_bits | optname, &one, sizeof one);
+        else if (get) /* no label on this socket: ENOENT unfiltered */
+                r = syscall(SYS_getsockopt, fd, level_bits | IPPROTO_IPV6, name_bits | optname, &req, &len);
+        else /* a new label, shared with any socket: succeeds unfiltered */
+                r = syscall(SYS_setsockopt, fd, level_bits | IPPROTO_IPV6, name_bits | optname, &req, sizeof req);
+        close(fd);
+        return r;
+}
+static long call_setsockopt_flowlabel_mgr(void) {
+        return flowlabel_sockopt(false, 0, 0, IPV6_FLOWLABEL_MGR);
+}
+static long call_setsockopt_flowlabel_mgr_upper_bits(void) {
+        /* the kernel's level and name are ints: upper bits do not hide them */
+        return flowlabel_sockopt(false, 1UL << 32, 0, IPV6_FLOWLABEL_MGR);
+}
+static long call_setsockopt_flowlabel_mgr_name_upper_bits(void) {
+        return flowlabel_sockopt(false, 0, 1UL << 32, IPV6_FLOWLABEL_MGR);
+}
+static long call_getsockopt_flowlabel_mgr(void) {
+        return flowlabel_sockopt(true, 0, 0, IPV6_FLOWLABEL_MGR);
+}
+static long call_setsockopt_flowinfo_send(void) {
+        return flowlabel_sockopt(false, 0, 0, IPV6_FLOWINFO_SEND);
+}
+static long call_inotify_init1(void) {
+        return close_if_fd(syscall(SYS_inotify_init1, IN_CLOEXEC));
+}
+static long call_fanotify_init(void) {
+        return syscall(SYS_fanotify_init, 0x80000000u, 0); /* unknown flag: EINVAL unfiltered */
+}
+
 struct denial {
         const char *name;
         long (*call)(void);
@@ -448,6 +510,13 @@ static const struct denial denials[] = {
         { "mmap(MAP_HUGETLB)", call_mmap_hugetlb, EPERM },
         { "memfd_create(MFD_HUGETLB)", call_memfd_hugetlb, EPERM },
         { "shmget(SHM_HUGETLB)", call_shmget_hugetlb, EPERM },
+        { "setsockopt(IPV6_FLOWLABEL_MGR)", call_setsockopt_flowlabel_mgr, EPERM },
+        { "setsockopt((1<<32)|IPPROTO_IPV6, IPV6_FLOWLABEL_MGR)", call_setsockopt_flowlabel_mgr_upper_bits, EPERM },
+        { "setsockopt(IPPROTO_IPV6, (1<<32)|IPV6_FLOWLABEL_MGR)", call_setsockopt_flowlabel_mgr_name_upper_bits, EPERM },
+        { "getsockopt(IPV6_FLOWLABEL_MGR)", call_getsockopt_flowlabel_mgr, EPERM },
+        { "setsockopt(IPV6_FLOWINFO_SEND)", call_setsockopt_flowinfo_send, EPERM },
+        { "inotify_init1", call_inotify_init1, EPERM },
+        { "fanotify_init", call_fanotify_init, EPERM },
 };
 
 static void apply_filter_or_die(void) {
