@@ -824,6 +824,7 @@ struct watch {
         struct pyexec_result *res;
         const struct pyexec_spec *spec;
         bool started, exited_msg, init_gone;
+        bool rest_stopped; /* EXITED said stopped processes are left */
         bool killed_wall, killed_cpu, killed_output, killed_oom;
         bool setup_failed;
         struct msg error_msg;
@@ -874,8 +875,10 @@ static void handle_msgs(struct watch *w) {
                         break;
                 case MSG_EXITED:
                         w->exited_msg = true;
-                        if (m.err == EXITED_REST_STOPPED)
+                        if (m.err == EXITED_REST_STOPPED) {
+                                w->rest_stopped = true;
                                 w->rest_deadline = now_ns() + REST_GRACE_NS;
+                        }
                         w->t_end = m.t_ns;
                         w->wstatus = m.wstatus;
                         w->cpu_us = m.cpu_us;
@@ -925,6 +928,21 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                 struct pollfd pfd[4];
                 int n = 0, timeout_ms;
                 uint64_t now = now_ns(), deadline, next_cpu_check = UINT64_MAX;
+                /* Which pipes no process of the run can write to any more:
+                 * what they hold now is all they will ever hold. Their
+                 * write ends may still be open, in flight in a Unix socket
+                 * that is itself in flight (a program can send a socket
+                 * into its own queue, with its stdout beside it, and
+                 * exit): end-of-file would then wait for the kernel's
+                 * collector, which runs whenever some unrelated process
+                 * closes a Unix socket. So these are read until nothing is
+                 * left and closed, and end-of-file is never waited for.
+                 * Once init is gone, every process of its PID namespace is
+                 * (the kernel kills and reaps them before init's exit is
+                 * reported); EXITED without stopped processes left comes
+                 * after init reaped every other process. */
+                bool out_final = w->init_gone || (w->exited_msg && !w->rest_stopped);
+                bool drain[3] = { out_final && fds[0] >= 0, out_final && fds[1] >= 0, w->init_gone && fds[2] >= 0 };
 
                 if (fds[0] < 0 && fds[1] < 0 && (w->init_gone ? fds[2] < 0 : w->warm && w->exited_msg))
                         break;
@@ -997,6 +1015,8 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                 if (next_cpu_check < deadline)
                         deadline = next_cpu_check;
                 timeout_ms = deadline == UINT64_MAX ? -1 : (int)((deadline - now + 999999) / 1000000);
+                if (drain[0] || drain[1] || drain[2])
+                        timeout_ms = 0;
 
                 for (int i = 0; i < 4; i++)
                         if (fds[i] >= 0 && !(i == 3 && w->init_gone))
@@ -1011,10 +1031,15 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                 for (int k = 0; k < n; k++) {
                         int i;
                         ssize_t got;
-                        if (!pfd[k].revents)
-                                continue;
                         for (i = 0; i < 4 && fds[i] != pfd[k].fd; i++)
                                 ;
+                        if (!pfd[k].revents) {
+                                if (i < 3 && drain[i]) {
+                                        close(fds[i]); /* empty, and nothing can fill it */
+                                        fds[i] = -1;
+                                }
+                                continue;
+                        }
                         if (i == 3) {
                                 w->init_gone = true;
                                 continue;
@@ -1633,8 +1658,12 @@ static int run_warm_once(struct pyexec_sandbox *sb, const struct pyexec_spec *sp
         box->out_r = box->err_r = box->status_r = -1;
         /* init answered: the run's processes are reaped or stopped, and
          * the pool may leave the namespace's teardown until the response
-         * is out. */
+         * is out. Reaped: what they left in flight in a cycle of Unix
+         * sockets is released now (the pool does it again once the
+         * namespace is gone, zygote.c). */
         box->answered = w.exited_msg;
+        if (w.exited_msg && !w.rest_stopped)
+                (void)unix_gc_schedule();
         if (box->use_cgroup) {
                 cgroup_run_stats(&box->cg, &cs);
                 if (cs.oom_kills >= w.oom_base)
@@ -1975,6 +2004,11 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
         p.out[0] = p.err[0] = p.status[0] = -1;
         while (wait4(pid, &ws, 0, &ru) < 0 && errno == EINTR)
                 ;
+        /* Nothing of the run is left but descriptors it may have put in
+         * flight in a cycle of Unix sockets (its output pipes, memfds with
+         * their pages): the collector releases them now, not whenever some
+         * other process closes a Unix socket. */
+        (void)unix_gc_schedule();
 
         if (use_cgroup)
                 cgroup_run_stats(&cg, &cs);

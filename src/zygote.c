@@ -558,8 +558,13 @@ static void box_free(struct warm_pool *p, struct warm_box *b) {
          * sandbox is in it: once init has exited, nothing holds a socket
          * in the network namespace any more. Not known to have exited
          * (or never started): not reused. */
-        if (exited)
+        if (exited) {
                 net_give_back(p, &b->net_fd);
+                /* What the run put in flight in a cycle of Unix sockets
+                 * (its pipes, memfds and their pages) has no owner left:
+                 * the collector releases it now (util.h). */
+                (void)unix_gc_schedule();
+        }
         close_fd(&b->net_fd);
         if (b->use_cgroup)
                 cgroup_run_destroy(&b->cg);
