@@ -36,6 +36,11 @@
  *                 (the program's wait status, when, rusage of the tree).
  *   stdout, stderr pipes   program -> supervisor, read concurrently by
  *                 poll(2), so neither can fill up and deadlock the other.
+ *                 Read until no process of the run is left (init gone, or
+ *                 its EXITED with every other process reaped), then until
+ *                 empty, and closed: end-of-file may never come, as their
+ *                 write ends can outlive every process, in flight in a
+ *                 cycle of Unix sockets (below).
  *   stdin         a sealed memfd: seekable like a file, read-only, and it
  *                 needs no pump.
  *   pidfd         of init, so the supervisor's poll also sees it exit.
@@ -53,6 +58,13 @@
  * PR_SET_PDEATHSIG=SIGKILL, so a supervisor that dies takes its runs along.
  * The kernel tears a PID namespace down completely before its init can be
  * reaped, so once the supervisor has reaped init, nothing of the run runs.
+ * What can outlive it: descriptors a program sent over a Unix socket that
+ * is itself in flight (a socket sent into its own queue), which only the
+ * kernel's collector of such cycles closes, and that collector runs when
+ * some AF_UNIX socket is released, anywhere. The supervisor releases one
+ * of its own after the run (the pool after a warm sandbox's teardown), so
+ * what they hold (memfds and their pages, the output pipes) goes with the
+ * run.
  * One exception in order, on the warm path: when the program exits and only
  * its holder (below) is left, init stops what is left (kill(-1, SIGSTOP))
  * instead, and reports; the pool SIGKILLs init a few milliseconds later,
@@ -96,9 +108,10 @@
  * and waits on its work socket; it sends STARTED itself when the work
  * (files, argv, policy, rlimits, and stdin) arrives. The request's
  * supervisor (run_warm) sets the run's limits on the cgroup first, and
- * answers at EXITED and EOF, leaving init's exit and the namespace's
- * teardown to the pool (the keeper, or the next take). A sandbox lost before the program's exit
- * is reported (init killed from outside: the program cannot kill its init)
+ * answers at EXITED with what the pipes hold then, leaving init's exit
+ * and the namespace's teardown to the pool (the keeper, or the next
+ * take). A sandbox lost before the program's exit is reported (init
+ * killed from outside: the program cannot kill its init)
  * means the program runs again elsewhere: nothing it did left the sandbox.
  */
 #include <errno.h>
@@ -840,8 +853,8 @@ struct watch {
         pid_t init_pid;
         bool sample_before_kill; /* no cgroup accounts for the run */
         struct tree_sample sample;
-        /* The warm path: the run is over at EXITED and EOF (init's own
-         * exit and the namespace's teardown happen after the answer), and
+        /* The warm path: the run is over at EXITED (init's own exit and
+         * the namespace's teardown happen after the answer), and
          * the sandbox's cgroup already counted its construction. */
         bool warm;
         uint64_t cpu_base_ns, oom_base;
