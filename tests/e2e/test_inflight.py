@@ -14,7 +14,8 @@ service's default), as root and (scripts/test-unprivileged.sh) unprivileged:
 - the cycle program answers within a bound far below the time the cycle can
   stay open, with its real verdict and the output it wrote before;
 - the same while a host process holds a reference to the cycle (so no
-  collector can close it): the answer cannot depend on the collector;
+  collector can close it): the answer cannot depend on the collector; at
+  the program's end, and at its time limit;
 - memfds left in the cycle are released when the run ends: the service
   makes the collector run then (other processes' socket releases make it
   run too, at intervals from milliseconds to minutes: on a busy host this
@@ -149,22 +150,44 @@ def take_sockets(pid):
     return taken
 
 
-def hold_cycle_then_end(marker, answered):
-    """Wait for the program named marker, take its sockets, end it; then
-    wait for the answer (answered: an Event) while holding them. Returns
-    (seconds from the program's end to the answer or None, held fds)."""
-    deadline = time.monotonic() + 30
-    while not (pids := pids_named(marker)):
-        assert time.monotonic() < deadline, "the program never made its cycle"
-        assert not answered.is_set(), "answered before the program made its cycle"
-        time.sleep(0.01)
-    (pid,) = pids
-    held = take_sockets(pid)
-    assert len(held) == 2, held
-    t = time.monotonic()
-    os.kill(pid, signal.SIGUSR1)
-    got = answered.wait(ANSWER_BOUND_S)
-    return (time.monotonic() - t if got else None), held
+def run_holding_the_cycle(submit, timeout_ms, end_it):
+    """submit(code, timeout_ms) runs HELD_CYCLE and returns its result.
+    Once the program has made its cycle, the test takes references to its
+    sockets (no collector can close the cycle while it holds them), ends
+    the program (end_it) or leaves it to its time limit, and waits for the
+    answer. Returns the result."""
+    marker = "pxc-" + uuid.uuid4().hex[:8]
+    answered = threading.Event()
+    out = {}
+
+    def go():
+        try:
+            out["res"] = submit(HELD_CYCLE.replace("MARKER", marker), timeout_ms)
+        finally:
+            answered.set()
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    held = []
+    try:
+        deadline = time.monotonic() + 30
+        while not (pids := pids_named(marker)):
+            assert time.monotonic() < deadline, "the program never made its cycle"
+            assert not answered.is_set(), f"answered before the program made its cycle: {out}"
+            time.sleep(0.01)
+        (pid,) = pids
+        held = take_sockets(pid)
+        assert len(held) == 2, held
+        if end_it:
+            os.kill(pid, signal.SIGUSR1)
+        bound = ANSWER_BOUND_S + (0 if end_it else timeout_ms / 1000)
+        got = answered.wait(bound)
+    finally:
+        for fd in held:
+            os.close(fd)
+        thread.join(200)
+    assert got, f"no answer within {bound:.0f} s while the host held the run's cycle; once it let go: {out}"
+    return out["res"]
 
 
 # ---------------------------------------------------------------------------
@@ -181,34 +204,29 @@ def test_cycle_program_answers_in_time_cold(run):
     assert took < ANSWER_BOUND_S, f"answered after {took:.1f} s"
 
 
-def test_cycle_held_by_the_host_does_not_hold_the_run_cold(tmp_path):
+@pytest.fixture
+def submit_cold(tmp_path):
+    def submit(code, timeout_ms):
+        prog = tmp_path / f"held-{uuid.uuid4().hex[:6]}.py"
+        prog.write_text(code)
+        p = subprocess.run([PYEXEC, "run", "--json", "--timeout", str(timeout_ms), "--policy", "permissive", str(prog)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+        assert p.stdout, p.stderr
+        return json.loads(p.stdout)
+    return submit
+
+
+def test_cycle_held_by_the_host_does_not_hold_the_run_cold(submit_cold):
     """A host process holds the cycle (no collector can close it): the run
-    still answers at its end, with its verdict and output."""
-    marker = "pxc-" + uuid.uuid4().hex[:8]
-    prog = tmp_path / "held.py"
-    prog.write_text(HELD_CYCLE.replace("MARKER", marker))
-    p = subprocess.Popen([PYEXEC, "run", "--json", "--timeout", "30000", "--policy", "permissive", str(prog)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    answered = threading.Event()
-    out = {}
-
-    def wait():
-        out["stdout"], out["stderr"] = p.communicate()
-        answered.set()
-
-    waiter = threading.Thread(target=wait, daemon=True)
-    waiter.start()
-    held = []
-    try:
-        took, held = hold_cycle_then_end(marker, answered)
-    finally:
-        for fd in held:
-            os.close(fd)
-        waiter.join(200)
-    assert took is not None, (f"no answer within {ANSWER_BOUND_S} s of the program's end while the host held its "
-                              f"cycle; then: {out}")
-    res = json.loads(out["stdout"])
+    still answers at the program's end, with its verdict and output."""
+    res = run_holding_the_cycle(submit_cold, 30000, end_it=True)
     assert res["status"] == "ok" and res["exitCode"] == 0, brief(res)
+    assert res["stdout"] == "before the cycle\n", brief(res)
+
+
+def test_cycle_held_by_the_host_at_the_time_limit_cold(submit_cold):
+    res = run_holding_the_cycle(submit_cold, 2000, end_it=False)
+    assert res["status"] == "timeout", brief(res)
     assert res["stdout"] == "before the cycle\n", brief(res)
 
 
@@ -272,31 +290,19 @@ def test_cycle_program_answers_in_time_warm(warm):
     assert execute(warm, "print('next')")["stdout"] == "next\n"
 
 
+def submit_warm(srv):
+    return lambda code, timeout_ms: execute(srv, code, client_timeout=300, timeout=timeout_ms, policy="permissive")
+
+
 def test_cycle_held_by_the_host_does_not_hold_the_run_warm(warm):
-    marker = "pxw-" + uuid.uuid4().hex[:8]
-    answered = threading.Event()
-    out = {}
-
-    def request():
-        try:
-            out["res"] = execute(warm, HELD_CYCLE.replace("MARKER", marker), client_timeout=200, timeout=30000,
-                                 policy="permissive")
-        finally:
-            answered.set()
-
-    thread = threading.Thread(target=request, daemon=True)
-    thread.start()
-    held = []
-    try:
-        took, held = hold_cycle_then_end(marker, answered)
-    finally:
-        for fd in held:
-            os.close(fd)
-        thread.join(200)
-    assert took is not None, (f"no answer within {ANSWER_BOUND_S} s of the program's end while the host held its "
-                              f"cycle; then: {out}")
-    res = out["res"]
+    res = run_holding_the_cycle(submit_warm(warm), 30000, end_it=True)
     assert res["status"] == "ok" and res["exitCode"] == 0, brief(res)
+    assert res["stdout"] == "before the cycle\n", brief(res)
+
+
+def test_cycle_held_by_the_host_at_the_time_limit_warm(warm):
+    res = run_holding_the_cycle(submit_warm(warm), 2000, end_it=False)
+    assert res["status"] == "timeout", brief(res)
     assert res["stdout"] == "before the cycle\n", brief(res)
 
 
