@@ -847,9 +847,12 @@ struct watch {
         int wstatus;
         uint64_t cpu_us, maxrss_kb;
         uint64_t term_deadline; /* SIGTERM sent: SIGKILL at this time */
-        /* EXITED with the rest stopped (warm): a stopped process that
-         * still holds stdout or stderr open is killed at this time. */
+        /* EXITED with the rest stopped (warm): until this time the
+         * pipes' end is awaited (it is there unless a stopped process or
+         * a cycle in flight holds a write end); after it, what they hold
+         * is all there is (rest_settled). */
         uint64_t rest_deadline;
+        bool rest_settled;
         pid_t init_pid;
         bool sample_before_kill; /* no cgroup accounts for the run */
         struct tree_sample sample;
@@ -953,8 +956,9 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                  * Once init is gone, every process of its PID namespace is
                  * (the kernel kills and reaps them before init's exit is
                  * reported); EXITED without stopped processes left comes
-                 * after init reaped every other process. */
-                bool out_final = w->init_gone || (w->exited_msg && !w->rest_stopped);
+                 * after init reaped every other process; with them, the
+                 * stop has long taken effect once rest_deadline passed. */
+                bool out_final = w->init_gone || (w->exited_msg && (!w->rest_stopped || w->rest_settled));
                 bool drain[3] = { out_final && fds[0] >= 0, out_final && fds[1] >= 0, w->init_gone && fds[2] >= 0 };
 
                 if (fds[0] < 0 && fds[1] < 0 && (w->init_gone ? fds[2] < 0 : w->warm && w->exited_msg))
@@ -976,12 +980,13 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                 }
                 if (w->rest_deadline && !w->init_gone) {
                         /* Only a program that took its holder over and
-                         * had it reopen its output gets here: what was
-                         * written is in the pipes, and stopped processes
-                         * write no more. */
+                         * had it reopen its output, or that left its
+                         * output in flight, gets here: what was written
+                         * is in the pipes, and stopped processes write no
+                         * more. The pool kills them after the answer. */
                         if (now >= w->rest_deadline) {
                                 w->rest_deadline = 0;
-                                kill_init(pidfd);
+                                w->rest_settled = true;
                                 continue;
                         }
                         if (w->rest_deadline < deadline)
@@ -1671,11 +1676,11 @@ static int run_warm_once(struct pyexec_sandbox *sb, const struct pyexec_spec *sp
         box->out_r = box->err_r = box->status_r = -1;
         /* init answered: the run's processes are reaped or stopped, and
          * the pool may leave the namespace's teardown until the response
-         * is out. Reaped: what they left in flight in a cycle of Unix
-         * sockets is released now (the pool does it again once the
-         * namespace is gone, zygote.c). */
+         * is out. What they left in flight in a cycle of Unix sockets is
+         * released now (and again once the namespace is gone, zygote.c:
+         * a stopped process may hold part of it until then). */
         box->answered = w.exited_msg;
-        if (w.exited_msg && !w.rest_stopped)
+        if (w.exited_msg)
                 (void)unix_gc_schedule();
         if (box->use_cgroup) {
                 cgroup_run_stats(&box->cg, &cs);
