@@ -162,7 +162,8 @@
 /* A run whose sandbox is not built by then is broken, not slow. */
 #define SETUP_TIMEOUT_NS (10ull * 1000000000ull)
 /* After EXITED with the rest stopped, the output's end is already there
- * unless a stopped process holds it. */
+ * unless a stopped process or a cycle in flight holds it; by this time the
+ * stop has taken effect, and what the pipes hold is all there is. */
 #define REST_GRACE_NS (50ull * 1000000ull)
 
 struct pyexec_sandbox {
