@@ -556,14 +556,15 @@ static void box_free(struct warm_pool *p, struct warm_box *b) {
         /* init exits last of its PID namespace's processes (the kernel
          * kills and waits for the others first), and every process of the
          * sandbox is in it: once init has exited, nothing holds a socket
-         * in the network namespace any more. Not known to have exited
-         * (or never started): not reused. */
+         * in the network namespace any more but a cycle of Unix sockets in
+         * flight, which has no owner left: the collector releases it now
+         * (util.h), with what it holds (pipes, memfds and their pages),
+         * long before the namespace is taken again (the oldest first, in
+         * net_take). Not known to have exited (or never started): not
+         * reused. */
         if (exited) {
-                net_give_back(p, &b->net_fd);
-                /* What the run put in flight in a cycle of Unix sockets
-                 * (its pipes, memfds and their pages) has no owner left:
-                 * the collector releases it now (util.h). */
                 (void)unix_gc_schedule();
+                net_give_back(p, &b->net_fd);
         }
         close_fd(&b->net_fd);
         if (b->use_cgroup)
