@@ -557,11 +557,11 @@ static void box_free(struct warm_pool *p, struct warm_box *b) {
          * kills and waits for the others first), and every process of the
          * sandbox is in it: once init has exited, nothing holds a socket
          * in the network namespace any more but a cycle of Unix sockets in
-         * flight, which has no owner left: the collector releases it now
-         * (util.h), with what it holds (pipes, memfds and their pages),
-         * long before the namespace is taken again (the oldest first, in
-         * net_take). Not known to have exited (or never started): not
-         * reused. */
+         * flight, which has no owner left: the collector is scheduled
+         * now (util.h) to release it, with what it holds (pipes, memfds
+         * and their pages); the namespace taken next is the one given
+         * back longest ago (net_take). Not known to have exited (or never
+         * started): not reused. */
         if (exited) {
                 (void)unix_gc_schedule();
                 net_give_back(p, &b->net_fd);
