@@ -23,12 +23,10 @@ service's default), as root and (scripts/test-unprivileged.sh) unprivileged:
 - a normal program's whole output still arrives, and a background process
   still writing after the program's exit is killed as before.
 """
-import array
 import ctypes
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -106,7 +104,7 @@ def released_after(run_once, runs=3, wait_s=2):
     it. After each answer the run's memory must come back within wait_s
     (the service makes the collector run at the run's end, in
     milliseconds; left to other processes, the cycle can pin it for
-    minutes). Runs several times: the pinned memory of runs adds up."""
+    minutes). Several runs: on a quiet host, each would pin its own."""
     for i in range(runs):
         res, before = run_once()
         assert res["status"] == "ok" and res["stdout"] == "pinned\n", brief(res)
