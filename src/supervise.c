@@ -36,6 +36,11 @@
  *                 (the program's wait status, when, rusage of the tree).
  *   stdout, stderr pipes   program -> supervisor, read concurrently by
  *                 poll(2), so neither can fill up and deadlock the other.
+ *                 Read until no process of the run is left (init gone, or
+ *                 its EXITED with every other process reaped), then until
+ *                 empty, and closed: end-of-file may never come, as their
+ *                 write ends can outlive every process, in flight in a
+ *                 cycle of Unix sockets (below).
  *   stdin         a sealed memfd: seekable like a file, read-only, and it
  *                 needs no pump.
  *   pidfd         of init, so the supervisor's poll also sees it exit.
@@ -53,6 +58,13 @@
  * PR_SET_PDEATHSIG=SIGKILL, so a supervisor that dies takes its runs along.
  * The kernel tears a PID namespace down completely before its init can be
  * reaped, so once the supervisor has reaped init, nothing of the run runs.
+ * What can outlive it: descriptors a program sent over a Unix socket that
+ * is itself in flight (a socket sent into its own queue), which only the
+ * kernel's collector of such cycles closes, and that collector runs when
+ * some AF_UNIX socket is released, anywhere. The supervisor releases one
+ * of its own after the run (the pool after a warm sandbox's teardown), so
+ * what they hold (memfds and their pages, the output pipes) goes with the
+ * run.
  * One exception in order, on the warm path: when the program exits and only
  * its holder (below) is left, init stops what is left (kill(-1, SIGSTOP))
  * instead, and reports; the pool SIGKILLs init a few milliseconds later,
@@ -96,9 +108,10 @@
  * and waits on its work socket; it sends STARTED itself when the work
  * (files, argv, policy, rlimits, and stdin) arrives. The request's
  * supervisor (run_warm) sets the run's limits on the cgroup first, and
- * answers at EXITED and EOF, leaving init's exit and the namespace's
- * teardown to the pool (the keeper, or the next take). A sandbox lost before
- * the program started, or with its zygote (whose death kills its inits),
+ * answers at EXITED with what the pipes hold then, leaving init's exit
+ * and the namespace's teardown to the pool (the keeper, or the next
+ * take). A sandbox lost before the program started, or with its zygote
+ * (whose death kills its inits),
  * means the program runs again elsewhere: nothing it did left the sandbox.
  *
  * Nothing the program does reaches its init. As root, init's real and saved
@@ -163,7 +176,8 @@
 /* A run whose sandbox is not built by then is broken, not slow. */
 #define SETUP_TIMEOUT_NS (10ull * 1000000000ull)
 /* After EXITED with the rest stopped, the output's end is already there
- * unless a stopped process holds it. */
+ * unless a stopped process or a cycle in flight holds it; by this time the
+ * stop has taken effect, and what the pipes hold is all there is. */
 #define REST_GRACE_NS (50ull * 1000000ull)
 
 struct pyexec_sandbox {
@@ -848,6 +862,7 @@ struct watch {
         struct pyexec_result *res;
         const struct pyexec_spec *spec;
         bool started, exited_msg, init_gone;
+        bool rest_stopped; /* EXITED said stopped processes are left */
         bool killed_wall, killed_cpu, killed_output, killed_oom;
         bool setup_failed;
         struct msg error_msg;
@@ -857,14 +872,17 @@ struct watch {
         int wstatus;
         uint64_t cpu_us, maxrss_kb;
         uint64_t term_deadline; /* SIGTERM sent: SIGKILL at this time */
-        /* EXITED with the rest stopped (warm): a stopped process that
-         * still holds stdout or stderr open is killed at this time. */
+        /* EXITED with the rest stopped (warm): until this time the
+         * pipes' end is awaited (it is there unless a stopped process or
+         * a cycle in flight holds a write end); after it, what they hold
+         * is all there is (rest_settled). */
         uint64_t rest_deadline;
+        bool rest_settled;
         pid_t init_pid;
         bool sample_before_kill; /* no cgroup accounts for the run */
         struct tree_sample sample;
-        /* The warm path: the run is over at EXITED and EOF (init's own
-         * exit and the namespace's teardown happen after the answer), and
+        /* The warm path: the run is over at EXITED (init's own exit and
+         * the namespace's teardown happen after the answer), and
          * the sandbox's cgroup already counted its construction. */
         bool warm;
         uint64_t cpu_base_ns, oom_base;
@@ -898,8 +916,10 @@ static void handle_msgs(struct watch *w) {
                         break;
                 case MSG_EXITED:
                         w->exited_msg = true;
-                        if (m.err == EXITED_REST_STOPPED)
+                        if (m.err == EXITED_REST_STOPPED) {
+                                w->rest_stopped = true;
                                 w->rest_deadline = now_ns() + REST_GRACE_NS;
+                        }
                         w->t_end = m.t_ns;
                         w->wstatus = m.wstatus;
                         w->cpu_us = m.cpu_us;
@@ -949,6 +969,22 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                 struct pollfd pfd[4];
                 int n = 0, timeout_ms;
                 uint64_t now = now_ns(), deadline, next_cpu_check = UINT64_MAX;
+                /* Which pipes no process of the run can write to any more:
+                 * what they hold now is all they will ever hold. Their
+                 * write ends may still be open, in flight in a Unix socket
+                 * that is itself in flight (a program can send a socket
+                 * into its own queue, with its stdout beside it, and
+                 * exit): end-of-file would then wait for the kernel's
+                 * collector, which runs whenever some unrelated process
+                 * closes a Unix socket. So these are read until nothing is
+                 * left and closed, and end-of-file is never waited for.
+                 * Once init is gone, every process of its PID namespace is
+                 * (the kernel kills and reaps them before init's exit is
+                 * reported); EXITED without stopped processes left comes
+                 * after init reaped every other process; with them, the
+                 * stop has long taken effect once rest_deadline passed. */
+                bool out_final = w->init_gone || (w->exited_msg && (!w->rest_stopped || w->rest_settled));
+                bool drain[3] = { out_final && fds[0] >= 0, out_final && fds[1] >= 0, w->init_gone && fds[2] >= 0 };
 
                 if (fds[0] < 0 && fds[1] < 0 && (w->init_gone ? fds[2] < 0 : w->warm && w->exited_msg))
                         break;
@@ -969,12 +1005,13 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                 }
                 if (w->rest_deadline && !w->init_gone) {
                         /* Only a program that took its holder over and
-                         * had it reopen its output gets here: what was
-                         * written is in the pipes, and stopped processes
-                         * write no more. */
+                         * had it reopen its output, or that left its
+                         * output in flight, gets here: what was written
+                         * is in the pipes, and stopped processes write no
+                         * more. The pool kills them after the answer. */
                         if (now >= w->rest_deadline) {
                                 w->rest_deadline = 0;
-                                kill_init(pidfd);
+                                w->rest_settled = true;
                                 continue;
                         }
                         if (w->rest_deadline < deadline)
@@ -1021,6 +1058,8 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                 if (next_cpu_check < deadline)
                         deadline = next_cpu_check;
                 timeout_ms = deadline == UINT64_MAX ? -1 : (int)((deadline - now + 999999) / 1000000);
+                if (drain[0] || drain[1] || drain[2])
+                        timeout_ms = 0;
 
                 for (int i = 0; i < 4; i++)
                         if (fds[i] >= 0 && !(i == 3 && w->init_gone))
@@ -1035,10 +1074,15 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                 for (int k = 0; k < n; k++) {
                         int i;
                         ssize_t got;
-                        if (!pfd[k].revents)
-                                continue;
                         for (i = 0; i < 4 && fds[i] != pfd[k].fd; i++)
                                 ;
+                        if (!pfd[k].revents) {
+                                if (i < 3 && drain[i]) {
+                                        close(fds[i]); /* empty, and nothing can fill it */
+                                        fds[i] = -1;
+                                }
+                                continue;
+                        }
                         if (i == 3) {
                                 w->init_gone = true;
                                 continue;
@@ -1677,8 +1721,12 @@ static int run_warm_once(struct pyexec_sandbox *sb, const struct pyexec_spec *sp
         box->out_r = box->err_r = box->status_r = -1;
         /* init answered: the run's processes are reaped or stopped, and
          * the pool may leave the namespace's teardown until the response
-         * is out. */
+         * is out. What they left in flight in a cycle of Unix sockets is
+         * released now (and again once the namespace is gone, zygote.c:
+         * a stopped process may hold part of it until then). */
         box->answered = w.exited_msg;
+        if (w.exited_msg)
+                (void)unix_gc_schedule();
         if (box->use_cgroup) {
                 cgroup_run_stats(&box->cg, &cs);
                 if (cs.oom_kills >= w.oom_base)
@@ -2026,6 +2074,11 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
         p.out[0] = p.err[0] = p.status[0] = -1;
         while (wait4(pid, &ws, 0, &ru) < 0 && errno == EINTR)
                 ;
+        /* Nothing of the run is left but descriptors it may have put in
+         * flight in a cycle of Unix sockets (its output pipes, memfds with
+         * their pages): the collector releases them now, not whenever some
+         * other process closes a Unix socket. */
+        (void)unix_gc_schedule();
 
         if (use_cgroup)
                 cgroup_run_stats(&cg, &cs);

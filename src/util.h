@@ -94,6 +94,14 @@ bool utf8_is_valid(const char *in, size_t n);
  * else -errno (-EIO for a short send). */
 int send_fds(int sock, const void *data, size_t len, const int *fds, size_t n_fds);
 
+/* Have the kernel's collector of AF_UNIX descriptors in flight run soon
+ * (asynchronously). Descriptors sent over a Unix socket that is itself in
+ * flight in a cycle (a socket sent into its own queue) have no owner once
+ * their processes are gone: they stay open, with whatever they hold (a
+ * pipe's write end, a memfd's pages), until that collector runs, which only
+ * the release of some AF_UNIX socket triggers. */
+int unix_gc_schedule(void);
+
 /* CLOCK_MONOTONIC in nanoseconds. (Inline: pyexec-init has no libc but
  * the system call.) */
 static inline uint64_t now_ns(void) {

@@ -717,10 +717,16 @@ static void box_free(struct warm_pool *p, struct warm_box *b) {
         /* init exits last of its PID namespace's processes (the kernel
          * kills and waits for the others first), and every process of the
          * sandbox is in it: once init has exited, nothing holds a socket
-         * in the network namespace any more. Not known to have exited
-         * (or never started): not reused. */
-        if (exited)
+         * in the network namespace any more but a cycle of Unix sockets in
+         * flight, which has no owner left: the collector is scheduled
+         * now (util.h) to release it, with what it holds (pipes, memfds
+         * and their pages); the namespace taken next is the one given
+         * back longest ago (net_take). Not known to have exited (or never
+         * started): not reused. */
+        if (exited) {
+                (void)unix_gc_schedule();
                 net_give_back(p, &b->net_fd);
+        }
         close_fd(&b->net_fd);
         if (b->use_cgroup)
                 cgroup_run_destroy(&b->cg);
