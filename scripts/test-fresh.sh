@@ -53,7 +53,7 @@ child_of() {
 # HTTP status of GET /health/ready, with bash's /dev/tcp (no curl in the root).
 ready_status() {
   local line
-  exec 3<>"/dev/tcp/127.0.0.1/$1" 2>/dev/null || return 1
+  { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
   printf 'GET /health/ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
   IFS=' ' read -r -t 5 _ line _ <&3 || line=
   exec 3<&-
@@ -185,7 +185,8 @@ free_port() {
   local p i
   for i in $(seq 50); do
     p=$((20000 + RANDOM % 30000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+    if ! { exec 3<>"/dev/tcp/127.0.0.1/$p"; } 2>/dev/null; then echo "$p"; return; fi
+    exec 3<&-
   done
   die "no free port found on 127.0.0.1"
 }
