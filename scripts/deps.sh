@@ -13,6 +13,8 @@ packages=(
   libpython3.11-dev python3.11-dev
   # tests
   libcmocka-dev python3 python3-pytest python3-pil python3-prometheus-client
+  # ip: the network deny test probes the host's own addresses, listed by ip
+  iproute2
   # make fuzz: clang with libFuzzer and the sanitizer runtimes;
   # llvm for llvm-symbolizer (symbolised crash reports)
   clang libclang-rt-14-dev llvm
