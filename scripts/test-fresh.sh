@@ -25,6 +25,7 @@
 # mount is made inside that namespace, so none outlives the run.
 set -euo pipefail
 
+run= # this run's directory under $cache (the overlay's upper and work)
 cache=${PYEXEC_FRESH_CACHE:-/var/cache/pyexec-fresh}
 suite=bookworm
 include=make,gcc,libc6-dev,git,ca-certificates
@@ -192,7 +193,7 @@ free_port() {
 }
 
 main() {
-  local mode=${FRESH:-all} repo rev base mirror stamp run t0 rc
+  local mode=${FRESH:-all} repo rev base mirror stamp t0 rc
   while (($#)); do
     case $1 in
     --serve-only) mode=serve ;;
@@ -234,10 +235,10 @@ main() {
   flock -s 9
 
   run=$(mktemp -d "$cache/run.XXXXXX")
-  mkdir "$run/upper" "$run/work" "$run/root"
   # The mounts live in the namespace below and go with it; this removes
   # what the run wrote (no mount is visible here, so nothing else).
   trap 'rm -rf --one-file-system "$run"' EXIT
+  mkdir "$run/upper" "$run/work" "$run/root"
   say "HEAD $rev, mode $mode, run dir $run"
   t0=$SECONDS
   unshare --mount --propagation private -- "$0" __enter "$run" "$base" "$repo" "$rev" "$mode" "$(free_port)" && rc=0 || rc=$?
@@ -248,8 +249,13 @@ main() {
   say "passed (mode $mode) in $((SECONDS - t0))s"
 }
 
-case ${1:-} in
-__inside) shift; inside "$@" ;;
-__enter) shift; enter "$@" ;;
-*) main "$@" ;;
-esac
+# One compound command, read whole before it runs: an edit of this file
+# during a run does not change what the run executes.
+{
+  case ${1:-} in
+  __inside) shift; inside "$@" ;;
+  __enter) shift; enter "$@" ;;
+  *) main "$@" ;;
+  esac
+  exit
+}
