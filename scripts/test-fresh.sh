@@ -238,6 +238,8 @@ main() {
   # The mounts live in the namespace below and go with it; this removes
   # what the run wrote (no mount is visible here, so nothing else).
   trap 'rm -rf --one-file-system "$run"' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
   mkdir "$run/upper" "$run/work" "$run/root"
   say "HEAD $rev, mode $mode, run dir $run"
   t0=$SECONDS
