@@ -21,8 +21,9 @@
 # The root is entered with pivot_root in a private mount namespace, not a
 # plain chroot: the kernel refuses CLONE_NEWUSER to a chrooted process, and
 # the unprivileged tests need it. The network namespace is the host's (apt
-# reaches the mirror, the service listens on the host's loopback). Every
-# mount is made inside that namespace, so none outlives the run.
+# reaches the mirror, the service listens on the host's loopback), and so is
+# /run/pyexec (see enter). Every mount is made inside that namespace, so
+# none outlives the run.
 set -euo pipefail
 
 run= # this run's directory under $cache (the overlay's upper and work)
@@ -136,6 +137,12 @@ enter() {
   mount --rbind /dev "$r/dev"
   mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs "$r/dev/shm"
   mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs "$r/run"
+  # The root shares the host's kernel: its cgroups, its uids, its huge-page
+  # pool. Every pyexec on it must see the same locks that hand those out
+  # (uid slots and box-N cgroups, the hugetlb pool), or a sandbox here and
+  # one of another service on the host take the same uid and cgroup.
+  mkdir -p -m 0700 /run/pyexec "$r/run/pyexec"
+  mount --bind /run/pyexec "$r/run/pyexec"
   mkdir -p "$r/var/cache/apt/archives" "$cache/apt-archives/partial"
   mount --bind "$cache/apt-archives" "$r/var/cache/apt/archives"
   rm -f "$r/etc/resolv.conf"
