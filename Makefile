@@ -3,7 +3,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 MESON ?= meson
 
-.PHONY: all deps build serve test test-unit test-e2e test-unpriv test-asan fuzz fuzz-merge bench check clean
+.PHONY: all deps build serve test test-unit test-e2e test-unpriv test-asan test-fresh fuzz fuzz-merge bench check clean
 
 all: build
 
@@ -43,6 +43,12 @@ test-e2e: build
 
 test-unpriv: build
 	scripts/test-unprivileged.sh $(BUILD)/pyexec
+
+# The README's two commands in a clean clone of HEAD on a pristine Debian 12
+# root (debootstrap, cached in /var/cache/pyexec-fresh): what finds a package
+# scripts/deps.sh misses. FRESH=serve or FRESH=test runs one half.
+test-fresh:
+	scripts/test-fresh.sh
 
 $(ASAN_BUILD)/build.ninja:
 	$(MESON) setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug

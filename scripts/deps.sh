@@ -8,10 +8,13 @@ packages=(
   # build
   gcc make pkg-config meson ninja-build
   libseccomp-dev libjansson-dev libmicrohttpd-dev libyaml-dev
-  # pyexec-runner embeds CPython 3.11 (the runner and the zygote)
-  libpython3.11-dev
+  # pyexec-runner embeds CPython 3.11 (the runner and the zygote); meson.build
+  # asks python3.11-config for its flags (python3.11-dev)
+  libpython3.11-dev python3.11-dev
   # tests
   libcmocka-dev python3 python3-pytest python3-pil python3-prometheus-client
+  # ip: the network deny test probes the host's own addresses, listed by ip
+  iproute2
   # make fuzz: clang with libFuzzer and the sanitizer runtimes;
   # llvm for llvm-symbolizer (symbolised crash reports)
   clang libclang-rt-14-dev llvm

@@ -1452,22 +1452,47 @@ class TestApiKeys:
 # ---------------------------------------------------------------------------
 
 
+def probe_listener(port):
+    """One connection and a GET /health/live on it: "refused" when nothing
+    listens, "dropped" when the connection was reset or closed unanswered (it
+    raced the listener's close: it sat in the accept queue when the socket
+    was closed), else the answer's status line."""
+    try:
+        c = socket.create_connection((HOST, port), timeout=1)
+    except ConnectionRefusedError:
+        return "refused"
+    except ConnectionResetError:
+        return "dropped"
+    try:
+        c.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        line = c.makefile("rb").readline()
+    except (ConnectionResetError, BrokenPipeError, socket.timeout):
+        return "dropped"
+    finally:
+        c.close()
+    return line.decode(errors="replace").strip() or "dropped"
+
+
 def test_graceful_shutdown(serve):
     srv = serve()
     t, out = run_in_thread(slow_execute, srv.port, 2, None, "finished")
     srv.wait_state(lambda st: st["queue"]["active"] == 1)
     srv.signal(signal.SIGTERM)
-    refused = False
+    # Until the signal is handled a probe may still be answered; one that
+    # races the close of the listening socket may be reset instead of
+    # refused. What must happen: the listener closes while the admitted
+    # execution still runs, and from then on no connection is accepted.
+    seen = []
     deadline = time.monotonic() + 1.5
     while time.monotonic() < deadline:
-        try:
-            socket.create_connection((HOST, srv.port), timeout=1).close()
-        except ConnectionRefusedError:
-            refused = True
+        seen.append(probe_listener(srv.port))
+        if seen[-1] == "refused":
             break
         time.sleep(0.02)
-    assert refused, "new connections still accepted after SIGTERM"
+    assert seen and seen[-1] == "refused", f"new connections still accepted after SIGTERM: {seen}"
     assert t.is_alive(), "the execution should still be running when connections are refused"
+    after = [probe_listener(srv.port) for _ in range(5)]
+    assert after == ["refused"] * 5, f"a connection was accepted after the listener closed: {after}"
     t.join(30)
     assert "error" not in out, out
     r = out["value"]
