@@ -986,12 +986,13 @@ int http_serve(const struct config *cfg) {
         pthread_join(s.selftest_thread, NULL);
         MHD_stop_daemon(s.daemon);
         executor_free(s.ex);
-        log_event(LOG_INFO, "stopped", NULL);
         json_decref(s.environment);
         pthread_mutex_destroy(&s.env_lock);
         ratelimit_free(s.rl);
         metrics_free(s.metrics);
+        /* Stops the zygote and gives its huge pages back, which logs. */
         pyexec_sandbox_free(s.sb);
         jobs_done(&s.jobs);
+        log_event(LOG_INFO, "stopped", NULL);
         return 0;
 }
