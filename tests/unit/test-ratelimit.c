@@ -186,35 +186,42 @@ static void test_many_clients(void **state) {
 
 struct hammer {
         struct ratelimit *rl;
-        int admitted;
+        unsigned units; /* per take */
+        int admitted;   /* units admitted */
 };
 
 static void *hammer_thread(void *arg) {
         struct hammer *h = arg;
         uint64_t retry;
         for (int i = 0; i < 2000; i++)
-                if (ratelimit_take(h->rl, "shared", 1, 7, &retry, NULL))
-                        h->admitted++;
+                if (ratelimit_take(h->rl, "shared", h->units, 7, &retry, NULL))
+                        h->admitted += (int)h->units;
         return NULL;
 }
 
-/* Concurrent callers: exactly max admitted in the window, no more. */
-static void test_concurrent_exact(void **state) {
+/* Four threads taking `units` at a time from one client's window of max;
+ * returns the units admitted in all. */
+static int hammer_total(unsigned max, unsigned units) {
         struct hammer h[4];
         pthread_t t[4];
-        struct ratelimit *rl = new_rl(1000, 150, 16);
+        struct ratelimit *rl = new_rl(1000, max, 16);
         int total = 0;
 
         for (int i = 0; i < 4; i++) {
-                h[i] = (struct hammer){ rl, 0 };
+                h[i] = (struct hammer){ rl, units, 0 };
                 assert_int_equal(pthread_create(&t[i], NULL, hammer_thread, &h[i]), 0);
         }
         for (int i = 0; i < 4; i++) {
                 assert_int_equal(pthread_join(t[i], NULL), 0);
                 total += h[i].admitted;
         }
-        assert_int_equal(total, 150);
         ratelimit_free(rl);
+        return total;
+}
+
+/* Concurrent callers: exactly max admitted in the window, no more. */
+static void test_concurrent_exact(void **state) {
+        assert_int_equal(hammer_total(150, 1), 150);
 }
 
 /* A request of N graded cases takes N units, all or none: one that does
@@ -247,31 +254,8 @@ static void test_units(void **state) {
 }
 
 /* Concurrent callers taking several units each: never more than max. */
-static void *hammer_units_thread(void *arg) {
-        struct hammer *h = arg;
-        uint64_t retry;
-        for (int i = 0; i < 2000; i++)
-                if (ratelimit_take(h->rl, "shared", 7, 7, &retry, NULL))
-                        h->admitted += 7;
-        return NULL;
-}
-
 static void test_concurrent_units(void **state) {
-        struct hammer h[4];
-        pthread_t t[4];
-        struct ratelimit *rl = new_rl(1000, 150, 16);
-        int total = 0;
-
-        for (int i = 0; i < 4; i++) {
-                h[i] = (struct hammer){ rl, 0 };
-                assert_int_equal(pthread_create(&t[i], NULL, hammer_units_thread, &h[i]), 0);
-        }
-        for (int i = 0; i < 4; i++) {
-                assert_int_equal(pthread_join(t[i], NULL), 0);
-                total += h[i].admitted;
-        }
-        assert_int_equal(total, 147); /* 21 requests of 7; the 3 left fit none */
-        ratelimit_free(rl);
+        assert_int_equal(hammer_total(150, 7), 147); /* 21 requests of 7; the 3 left fit none */
 }
 
 static void test_free_null(void **state) {
