@@ -331,7 +331,8 @@ static void huge_pool_reserve(struct warm_pool *p) {
         int64_t got;
 
         p->huge_wanted = want;
-        if (!p->o.huge_pages || p->huge_added >= want)
+        /* Without a hugetlb cgroup to bound them the zygote takes none. */
+        if (!huge_sets(p) || p->huge_added >= want)
                 return;
         got = huge_pool_add(p, want - p->huge_added);
         if (got < 0)
