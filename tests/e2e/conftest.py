@@ -38,6 +38,24 @@ def pyexec(*args, stdin=None, timeout=120, env=None):
     )
 
 
+def readable_mappings(pid):
+    """The contents of every readable mapping of pid, read from the host
+    through /proc/PID/mem (root, or the process's own user): a list of bytes."""
+    chunks = []
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+        for line in maps:
+            parts = line.split()
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            if not parts[1].startswith("r") or (len(parts) > 5 and parts[5] in ("[vvar]", "[vsyscall]")):
+                continue
+            try:
+                mem.seek(lo)
+                chunks.append(mem.read(hi - lo))
+            except OSError:
+                continue
+    return chunks
+
+
 @pytest.fixture
 def run(tmp_path):
     """run(code, *options) -> Result: `pyexec run --json OPTIONS main.py` with code."""

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from conftest import PRIVILEGED
+from conftest import PRIVILEGED, readable_mappings
 from test_warm import children, execute, program_and_holder, start, wait_pool_full
 from test_serve import serving
 
@@ -40,19 +40,7 @@ def host_cgroup_mount_lines():
 
 def read_memory(pid):
     """Every readable mapping of pid, from the host (root)."""
-    chunks = []
-    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
-        for line in maps:
-            parts = line.split()
-            lo, hi = (int(x, 16) for x in parts[0].split("-"))
-            if not parts[1].startswith("r") or (len(parts) > 5 and parts[5] in ("[vvar]", "[vsyscall]")):
-                continue
-            try:
-                mem.seek(lo)
-                chunks.append(mem.read(hi - lo))
-            except OSError:
-                continue
-    return b"\x00".join(chunks)
+    return b"\x00".join(readable_mappings(pid))
 
 
 @pytest.mark.skipif(not PRIVILEGED, reason="reads other processes' memory (root)")

@@ -32,7 +32,7 @@ import uuid
 
 import pytest
 
-from conftest import PYEXEC, Listener, host_pids_matching
+from conftest import PYEXEC, Listener, host_pids_matching, readable_mappings
 from test_serve import serving, start_server
 
 # The program's environment on both paths (zygote.c, supervise.c).
@@ -1385,21 +1385,8 @@ def test_zygote_memory_holds_no_service_secret(serve):
     cgroup_dir = (check.get("cgroup") or {}).get("memory")
 
     def scan(pid, needle):
-        found, scanned = False, 0
-        with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
-            for line in maps:
-                parts = line.split()
-                lo, hi = (int(x, 16) for x in parts[0].split("-"))
-                if not parts[1].startswith("r") or (len(parts) > 5 and parts[5] in ("[vvar]", "[vsyscall]")):
-                    continue
-                try:
-                    mem.seek(lo)
-                    data = mem.read(hi - lo)
-                except OSError:
-                    continue
-                scanned += len(data)
-                found = found or needle.encode() in data
-        return found, scanned
+        chunks = readable_mappings(pid)
+        return any(needle.encode() in c for c in chunks), sum(map(len, chunks))
 
     try:
         found, scanned = scan(srv.proc.pid, secret)
