@@ -1454,14 +1454,16 @@ class TestApiKeys:
 
 def probe_listener(port):
     """One connection and a GET /health/live on it: "refused" when nothing
-    listens, "dropped" when the connection was reset or closed unanswered (it
-    raced the listener's close: it sat in the accept queue when the socket
-    was closed), else the answer's status line."""
+    listens, "dropped" when the connection was reset, closed or left
+    unanswered (it raced the listener's close: it sat in the accept queue of
+    a listener no longer accepting, or its SYN went unanswered there), else
+    the answer's status line. Short timeouts, so that several probes fit
+    before the execution under way ends."""
     try:
-        c = socket.create_connection((HOST, port), timeout=1)
+        c = socket.create_connection((HOST, port), timeout=0.5)
     except ConnectionRefusedError:
         return "refused"
-    except ConnectionResetError:
+    except (ConnectionResetError, socket.timeout):
         return "dropped"
     try:
         c.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
