@@ -5,10 +5,10 @@
 # printed. DUEL_ROUNDS (6) duels, the order of the two swapped every round,
 # then the mean and range of B/A.
 #
-# Why: on the project's build VM one build's runs/s move 10-20% from one
+# Why: on a virtual machine one build's runs/s can move 10-20% from one
 # minute to the next, so consecutive runs (A then B) need many pairs to show
-# a 3% effect; two services loaded together share the minute, and duels
-# scatter about +-3% (README, Benchmarks, session 10). Each program gets an
+# a 3% effect; two services loaded together share the minute, and a build
+# dueling itself scatters about +-3% on a 2-core virtualized Xeon. Each program gets an
 # autogroup of its own (setsid), so the two services' programs share the
 # CPUs evenly and the build whose runs cost less CPU completes more of them.
 # Not for changes to scheduling itself (priorities, policies): those tilt the

@@ -6,7 +6,7 @@
 #     of the whole run in the library (GET /api/stats runMs.p50)
 #   - POST /api/execute throughput at concurrency 8 (wrk -c8)
 #   - GET /health/live throughput (wrk -c32)
-# Targets (issue 3): HTTP adds <= 1 ms p50 over the execution itself;
+# Targets: HTTP adds <= 1 ms p50 over the execution itself;
 # /health >= 10,000 requests/s.
 set -euo pipefail
 lua=$(dirname "$(realpath "$0")")/hello-post.lua

@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
 """CPU per run by process and by kind of work, from a system-wide perf profile.
 
-Used in sessions 5 and 6 to find where a warm run's CPU goes (README,
-Benchmarks). Steps, with the service under load (wrk -c8, as bench/warm.sh):
+Finds where a warm run's CPU goes (README, Benchmarks). Steps, with the service under load (wrk -c8, as bench/warm.sh):
 
     perf record -a -g -e cpu-clock -o p.data -- sleep 6     # 4000 samples/s per CPU
     perf script -i p.data -F comm,pid,ip,sym > p.txt
@@ -24,7 +23,8 @@ paravirtual interface (pvm_* on this project's build machine: interrupts are
 re-enabled through it, so a timer sample taken while they were off lands
 there) by the first ordinary function above it: context switches, TLB
 shootdowns, page faults, the BPF JIT's text patching (each seccomp filter),
-idle. On this VM that is about a quarter of a run's CPU (README, Benchmarks).
+idle. On a paravirtualized 2-core Xeon that was about a quarter of a run's
+CPU (README, Benchmarks).
 """
 import collections
 import re

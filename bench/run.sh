@@ -4,7 +4,7 @@
 #   2. the same under bubblewrap, every namespace unshared
 #   3. pyexec run hello.py                         (full sandbox, limits, JSON-free)
 # measured in one run with hyperfine, and reported as ratios to the baseline.
-# Targets (issue 2): pyexec <= 1.2x bare python3, and faster than bubblewrap.
+# Targets: pyexec <= 1.2x bare python3, and faster than bubblewrap.
 set -euo pipefail
 bin=$(realpath "${1:-build/pyexec}")
 runs=${BENCH_RUNS:-100}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The warm path's benchmark (issue 4), every figure a ratio against a
+# The warm path's benchmark, every figure a ratio against a
 # baseline measured in this same run on this machine:
 #   1. p50 of POST /api/execute hello world on a warm service against the
 #      median wall time of bare `python3 -c 'print(1)'` (hyperfine); target
@@ -12,7 +12,7 @@
 #      two at a time (two parallel loops, timed); target >= 5x, aim 10x.
 #      Alternated round by round (BENCH_ROUNDS, 4 by default: bubblewrap's
 #      two loops, then wrk -c8 after a one-second warm-up that drains the
-#      pool), so that this VM's drift (runs/s of one build move by 10-20%
+#      pool), so that the machine's drift (runs/s of one build move by 10-20%
 #      from one minute to the next) falls on both alike; the ratio is of the
 #      pooled rates (all runs over all their time), each round's beside it.
 #   3. a CPU-bound program of about 1 s: the request's wall time on the
@@ -207,7 +207,7 @@ done
 echo "$rounds" > "$work/rounds.txt"
 curl -s "$url/api/stats" > "$work/warm-stats.json"
 # Bare and warm alternated, one pair at a time, so that the machine's drift
-# (large on this VM) affects both alike; medians of 7 pairs after one.
+# (large on virtual machines) affects both alike; medians of 7 pairs after one.
 $py - "$url" "$work/cpu.py" "$py" > "$work/cpu.json" <<'PY'
 import json, subprocess, sys, time, urllib.request
 url, path, py = sys.argv[1], sys.argv[2], sys.argv[3]

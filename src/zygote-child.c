@@ -287,7 +287,7 @@ static void read_pages(const volatile unsigned char *p, size_t len, size_t page)
  * The copies of the pages a run writes are best made from outside the
  * program. A copy-on-write fault replaces an entry the CPU may have cached,
  * so the kernel flushes that page from the TLB of every CPU the memory is
- * loaded on, and under this VM's paging a flush is a trip to the hypervisor:
+ * loaded on, and under shadow paging a flush is a trip to the hypervisor:
  * most of the copy's cost (README, Benchmarks). Made by another process
  * into the memory of a program that is stopped, so loaded nowhere, the
  * copies need no flush. The small init does it (supervise.c), right after

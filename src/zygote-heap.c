@@ -13,7 +13,7 @@
  * Why hugetlb and not transparent huge pages: a transparent huge page comes
  * fresh from the buddy allocator, and on a host that reports freed memory
  * back to the hypervisor (page reporting) each one is faulted in by the
- * hypervisor again, which ate the gain (session 6). Pages of the hugetlb
+ * hypervisor again, which ate the gain. Pages of the hugetlb
  * pool stay with the guest. The pool is the service's to size
  * (vm.nr_hugepages, zygote.c); without one nothing moves.
  *
@@ -39,8 +39,8 @@
  *    itself then never needs a page: its pages are its own again.
  *  - A program that forks (os.fork, multiprocessing) first moves its huge
  *    ranges back to ordinary pages (a pthread_atfork handler, once: its
- *    first fork took about 30 ms instead of 2 to 9 here, the 12 MiB being
- *    fresh memory that this VM's host faults in; populated in one mmap, not
+ *    first fork took about 30 ms instead of 2 to 9 on a paravirtualized
+ *    host, the 12 MiB being fresh memory that the host faults in; populated in one mmap, not
  *    page by page, which took 76 ms); vfork and posix_spawn (subprocess)
  *    share the memory and copy nothing. The move copies while other
  *    threads may run: a thread that writes into the moved ranges during it,
