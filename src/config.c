@@ -514,6 +514,13 @@ static void usage(FILE *f) {
                 fprintf(f, "  --%-27s %-26s %s (default: %s)\n", flag, keys[i].name, keys[i].help,
                         keys[i].def[0] ? keys[i].def : "empty");
         }
+        fprintf(f, "\n  --config FILE                 PYEXEC_CONFIG              the config file (KEY=value lines) (default: none)\n"
+                   "  --print-config                                           print the resolved configuration and exit\n"
+                   "  --cold                                                   short for --execution-mode cold\n"
+                   "  --help                                                   print this help and exit\n"
+                   "\nPolicies beyond the built-in ones are defined as POLICY_<NAME>=spec (environment or file).\n"
+                   "\nExit status: 0 after a graceful shutdown (SIGTERM, SIGINT) or --print-config/--help;\n"
+                   "1 when the service cannot start; 2 for a bad option, value or config file.\n");
 }
 
 int config_load(struct config *c, int argc, char **argv, FILE *out, char *err, size_t errlen) {

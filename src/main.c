@@ -3,6 +3,7 @@
  * The pyexec command: parse arguments, call the library, map the outcome to
  * an exit code. Nothing else lives here.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -42,12 +43,131 @@ static const char usage_run[] =
         "                  [--stdin FILE] [--arg ARG]... [--file NAME=PATH]... [--test FILE [--module NAME]]\n"
         "                  FILE|-\n";
 
+/* What each of run's own options means; the limits follow from
+ * pyexec_limit_table (print_run_help), so their ranges and defaults stay
+ * the library's. */
+static const char help_run_options[] =
+        "  --json                 print the result as one JSON object on stdout; exit 0 unless pyexec failed\n"
+        "  --stdin FILE           the program's standard input (- for pyexec's own); default: empty\n"
+        "  --arg ARG              append ARG to sys.argv (repeatable, at most 256)\n"
+        "  --file NAME=PATH       copy the host file PATH into the work directory as NAME (repeatable, at most 64)\n"
+        "  --test FILE            run FILE as main.py, with the program saved as starter.py beside it\n"
+        "  --module NAME          with --test: save the program as NAME.py instead of starter.py\n"
+        "  --python PATH          run this interpreter (under /usr) as is, without the runner or a policy\n"
+        "  --policy NAME          run under policy education or permissive (default: none, as permissive)\n"
+        "  --service URL          run on a running `pyexec serve` (http://HOST:PORT), on its warm path\n"
+        "  --help                 print this help and exit\n";
+
+static const char help_run_tail[] =
+        "\n"
+        "Exit status (without --json):\n"
+        "  0-255     the program's own exit status (ok, runtime_error, syntax_error)\n"
+        "  128+N     the program was killed by signal N\n"
+        "  2         usage error\n"
+        "  121       policy_violation\n"
+        "  122       memory_limit\n"
+        "  123       output_limit\n"
+        "  124       timeout (wall clock or CPU)\n"
+        "  125       internal_error: pyexec itself failed\n"
+        "With --json: 0, or 125 when pyexec itself failed, or 2 for a usage error.\n"
+        "\n"
+        "Environment:\n"
+        "  PYEXEC_PYTHON      the interpreter --python defaults to (default: /usr/bin/python3)\n"
+        "  PYEXEC_RUNNER      absolute path of pyexec-runner (default: beside pyexec, else\n"
+        "                     /usr/local/libexec/pyexec/pyexec-runner)\n"
+        "  PYEXEC_UID_BASE    first host uid of the per-run uid pool (default: 1900000000)\n"
+        "  PYEXEC_UID_COUNT   uid slots in the pool, 1-65536 (default: 1024)\n"
+        "  PYEXEC_CGROUP      the delegated cgroup2 parent runs are placed under\n"
+        "  PYEXEC_API_KEY     with --service: sent as the bearer API key\n";
+
+static const char help_job[] =
+        "\n"
+        "Runs a script job an operator registered in the jobs file, with parameters\n"
+        "given as key=value (checked against the job's schema), in a sandbox.\n"
+        "\n"
+        "  list          list the jobs: name, description, and whether each is ready here\n"
+        "  NAME k=v...   run job NAME with these parameters\n"
+        "  --jobs FILE   the jobs file (default: $PYEXEC_JOBS, else ../jobs/jobs.yaml beside pyexec)\n"
+        "  --json        print the job list, or the run's result, as JSON\n"
+        "  --help        print this help and exit\n"
+        "\n"
+        "Exit status:\n"
+        "  0     the job ran and succeeded (or: list; with --json: the result was printed)\n"
+        "  1     the job's script failed (runtime_error, syntax_error, policy_violation)\n"
+        "  2     usage error: unknown job or option, bad parameter, no jobs file\n"
+        "  122   memory_limit    123   output_limit    124   timeout\n"
+        "  125   internal_error: pyexec itself failed\n"
+        "\n"
+        "Environment:\n"
+        "  PYEXEC_JOBS        the jobs file when --jobs is not given\n"
+        "  PYEXEC_RUNNER, PYEXEC_UID_BASE, PYEXEC_UID_COUNT, PYEXEC_CGROUP: as for pyexec run\n";
+
+static const char usage_check[] = "usage: pyexec check [--json] [--python PATH]\n";
+
+static const char help_check[] =
+        "\n"
+        "Reports what this machine can enforce: a sandboxed self-test of the interpreter,\n"
+        "user namespaces, seccomp, the cgroup version and parents, the mechanism behind\n"
+        "each limit, and the readiness of the operator jobs.\n"
+        "\n"
+        "  --json          print the report as JSON\n"
+        "  --python PATH   check this interpreter (under /usr) instead of /usr/bin/python3\n"
+        "  --help          print this help and exit\n"
+        "\n"
+        "Exit status:\n"
+        "  0   the sandbox can run here\n"
+        "  1   it cannot: each problem is named\n"
+        "  2   usage error\n"
+        "\n"
+        "Environment:\n"
+        "  PYEXEC_PYTHON      the interpreter checked when --python is not given\n"
+        "  PYEXEC_JOBS        the jobs file whose readiness is reported\n"
+        "  PYEXEC_RUNNER, PYEXEC_UID_BASE, PYEXEC_UID_COUNT, PYEXEC_CGROUP: as for pyexec run\n";
+
+/* What each limit of pyexec_limit_table means to a user; its range and
+ * default are printed from the table itself. */
+static const struct {
+        const char *option, *meaning;
+} limit_meanings[] = {
+        { "timeout", "wall-clock time of the run" },
+        { "cpu-time", "CPU time of the whole process tree (unset: the --timeout value)" },
+        { "memory", "memory of the whole process tree" },
+        { "max-output", "stdout+stderr together; the run is killed at the cap" },
+        { "pids", "processes and threads at once" },
+        { "disk", "size of the work directory /sandbox, and of /tmp" },
+        { "file-size", "largest file the program may write" },
+        { "open-files", "open file descriptors per process" },
+};
+
+static void print_run_help(FILE *f) {
+        fputs(usage_run, f);
+        fputs("\nRuns one Python program (FILE, or standard input for -) in a fresh sandbox.\n\n", f);
+        fputs(help_run_options, f);
+        for (size_t i = 0; i < pyexec_limit_count; i++) {
+                const struct pyexec_limit_info *in = &pyexec_limit_table[i];
+                const char *meaning = in->enforced_by;
+                char flag[48], arg[16];
+                size_t k;
+
+                for (k = 0; k < ELEMENTSOF(limit_meanings); k++)
+                        if (strcmp(limit_meanings[k].option, in->option) == 0)
+                                meaning = limit_meanings[k].meaning;
+                snprintf(arg, sizeof arg, "%s", in->unit[0] ? in->unit : "N");
+                for (k = 0; arg[k]; k++)
+                        arg[k] = (char)toupper((unsigned char)arg[k]);
+                snprintf(flag, sizeof flag, "--%s %s", in->option, arg);
+                fprintf(f, "  %-22s %s: %llu-%llu%s%s, default %llu\n", flag, meaning, (unsigned long long)in->min,
+                        (unsigned long long)in->max, in->unit[0] ? " " : "", in->unit, (unsigned long long)in->def);
+        }
+        fputs(help_run_tail, f);
+}
+
 static const char usage_main[] =
         "usage: pyexec run [OPTIONS] FILE|-   run a Python program in a sandbox (pyexec run --help)\n"
         "       pyexec check [--json]         report what this machine can enforce\n"
         "       pyexec serve [OPTIONS]        the HTTP service (pyexec serve --help)\n"
         "       pyexec job list | NAME k=v... run an operator script job (pyexec job --help)\n"
-        "       pyexec --version\n";
+        "       pyexec --version              print the version and exit\n";
 
 _Noreturn _printf_(1, 2) static void usage_error(const char *fmt, ...) {
         va_list ap;
@@ -333,7 +453,7 @@ static int cmd_run(int argc, char **argv) {
                         service = optarg;
                         break;
                 case OPT_HELP:
-                        fputs(usage_run, stdout);
+                        print_run_help(stdout);
                         return 0;
                 case ':':
                         usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -534,6 +654,7 @@ static int cmd_job_params(int argc, char **argv, json_t *params) {
                         path = strdup(argv[++i]);
                 } else if (!strcmp(argv[i], "--help")) {
                         fputs(usage_job, stdout);
+                        fputs(help_job, stdout);
                         return 0;
                 } else if (argv[i][0] == '-') {
                         fprintf(stderr, "pyexec job: unknown option '%s'\n%s", argv[i], usage_job);
@@ -650,7 +771,11 @@ static int cmd_check(int argc, char **argv) {
         for (int i = 1; i < argc; i++) {
                 if (strcmp(argv[i], "--json") == 0)
                         json = true;
-                else if (strcmp(argv[i], "--python") == 0) {
+                else if (strcmp(argv[i], "--help") == 0) {
+                        fputs(usage_check, stdout);
+                        fputs(help_check, stdout);
+                        return 0;
+                } else if (strcmp(argv[i], "--python") == 0) {
                         if (i + 1 >= argc) {
                                 fprintf(stderr, "pyexec check: option '--python' needs a path\n");
                                 return EXIT_USAGE;
@@ -658,8 +783,7 @@ static int cmd_check(int argc, char **argv) {
                         python_opt = argv[++i];
                 }
                 else {
-                        fprintf(stderr, "pyexec check: unknown argument '%s'\nusage: pyexec check [--json] [--python PATH]\n",
-                                argv[i]);
+                        fprintf(stderr, "pyexec check: unknown argument '%s'\n%s", argv[i], usage_check);
                         return EXIT_USAGE;
                 }
         }

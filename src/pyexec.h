@@ -21,7 +21,7 @@
 
 #include "util.h"
 
-#define PYEXEC_VERSION "0.1.0"
+/* PYEXEC_VERSION ("0.1.0") comes from meson.build's project() version. */
 
 /* Verdicts, exactly as the contract (shared/DESIGN.md) names them. */
 enum pyexec_status {
