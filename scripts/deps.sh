@@ -8,6 +8,8 @@ packages=(
   # build
   gcc make pkg-config meson ninja-build
   libseccomp-dev libjansson-dev libmicrohttpd-dev libyaml-dev
+  # the pyexec(1) man page (docs/pyexec.1.scd)
+  scdoc
   # pyexec-runner embeds CPython 3.11 (the runner and the zygote); meson.build
   # asks python3.11-config for its flags (python3.11-dev)
   libpython3.11-dev python3.11-dev
