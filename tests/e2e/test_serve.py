@@ -1089,7 +1089,8 @@ class TestConfig:
         assert conf["METRICS_ENABLED"] == ("true", "default")
         # every key of --help is shown
         helptext = config_output("--help").stdout.decode()
-        keys = set(re.findall(r"^\s+--[a-z-]+\s+([A-Z_]+)\s", helptext, re.M))
+        # (a key column: two spaces or more after the option; "--config FILE" is no key)
+        keys = set(re.findall(r"^\s+--[a-z-]+\s{2,}([A-Z_]+)\s", helptext, re.M))
         assert len(keys) >= 20 and keys == set(conf), keys ^ set(conf)
         # and the running server follows the same precedence
         srv = serve("--config", cfg, "--execution-timeout", "4000", env=env)
