@@ -15,6 +15,8 @@ packages=(
   libpython3.11-dev python3.11-dev
   # tests
   libcmocka-dev python3 python3-pytest python3-pil python3-prometheus-client
+  # the documents' test parses Markdown (tests/e2e/test_docs.py)
+  python3-markdown-it
   # ip: the network deny test probes the host's own addresses, listed by ip
   iproute2
   # make fuzz: clang with libFuzzer and the sanitizer runtimes;
