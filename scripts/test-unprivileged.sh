@@ -23,10 +23,10 @@ cp "$bin" "$work/build/pyexec"
 cp "$(dirname "$bin")/pyexec-runner" "$work/build/pyexec-runner"
 if [[ -e "$(dirname "$bin")/pyexec-init" ]]; then cp "$(dirname "$bin")/pyexec-init" "$work/build/pyexec-init"; fi
 cp -r tests/e2e "$work/tests/e2e"
-# The job scripts the jobs tests run (tests/e2e/test_jobs.py finds them at
-# jobs/ and tests/jobs/ beside tests/e2e).
+# The job scripts the jobs tests run, and jobs/make_shirt_blend.py, which
+# builds their .blend template (tests/e2e/test_jobs.py finds them in jobs/
+# beside tests/e2e).
 cp -r jobs "$work/jobs"
-cp -r tests/jobs "$work/tests/jobs"
 # The sources test_cli_docs.py and test_docs.py hold the help texts against.
 cp meson.build "$work/meson.build"
 cp -r src "$work/src"

@@ -8,12 +8,12 @@ from the host side: the published file's bytes, hash, owner and mode; the
 absence of staging directories, planted files and marker files; the
 listener that must see no connection; the process that must not survive.
 
-The scripts are found beside this checkout (jobs/ and tests/jobs/), or where
-PYEXEC_JOBS_DIR and PYEXEC_JOBS_TESTS_DIR say; they are copied into the
-test's own directory so that the sandbox's throwaway uid (as root) and an
-unprivileged user (scripts/test-unprivileged.sh copies them too) can read
-them. Blender renders a 64x64 template in one or two seconds; the render
-tests skip when /usr/bin/blender is missing.
+The scripts (and jobs/make_shirt_blend.py, which builds the .blend
+template) are found in jobs/ beside this checkout, or where PYEXEC_JOBS_DIR
+says; they are copied into the test's own directory so that the sandbox's
+throwaway uid (as root) and an unprivileged user (scripts/test-unprivileged.sh
+copies them too) can read them. Blender renders a 64x64 template in one or
+two seconds; the render tests skip when /usr/bin/blender is missing.
 """
 import hashlib
 import json
@@ -37,10 +37,9 @@ from PIL import Image  # noqa: E402
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 JOBS_DIR = pathlib.Path(os.environ.get("PYEXEC_JOBS_DIR") or ROOT / "jobs")
-JOBS_TESTS_DIR = pathlib.Path(os.environ.get("PYEXEC_JOBS_TESTS_DIR") or ROOT / "tests" / "jobs")
 COMPOSE_SRC = JOBS_DIR / "compose_design.py"
 RENDER_SRC = JOBS_DIR / "render_design.py"
-MAKE_TEMPLATE_SRC = JOBS_TESTS_DIR / "make_template.py"
+MAKE_TEMPLATE_SRC = JOBS_DIR / "make_shirt_blend.py"
 BLENDER = "/usr/bin/blender"
 HAVE_BLENDER = os.access(BLENDER, os.X_OK)
 CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -60,8 +59,8 @@ def _readable(p):
 
 for _src in (COMPOSE_SRC, RENDER_SRC, MAKE_TEMPLATE_SRC):
     if not _readable(_src):
-        pytest.skip(f"job script {_src} is missing or unreadable by uid {os.geteuid()} (set PYEXEC_JOBS_DIR / "
-                    "PYEXEC_JOBS_TESTS_DIR, or copy jobs/ and tests/jobs/ beside tests/e2e)",
+        pytest.skip(f"job script {_src} is missing or unreadable by uid {os.geteuid()} (set PYEXEC_JOBS_DIR, "
+                    "or copy jobs/ beside tests/e2e)",
                     allow_module_level=True)
 
 needs_blender = pytest.mark.skipif(not HAVE_BLENDER, reason=f"{BLENDER} is not installed")
@@ -342,7 +341,7 @@ def assets(tmp_path_factory):
         scratch.mkdir()
         blend = base / "shirt.blend"
         p = subprocess.run([BLENDER, "--background", "--factory-startup", "--python",
-                            str(a.scripts / "make_template.py"), "--", str(blend)],
+                            str(a.scripts / "make_shirt_blend.py"), "--", str(blend)],
                            env=blender_env(scratch), capture_output=True, text=True, timeout=180,
                            stdin=subprocess.DEVNULL)
         assert p.returncode == 0 and blend.is_file(), p.stdout[-2000:] + p.stderr[-2000:]

@@ -1,7 +1,7 @@
 """Tests of the `render` job's Blender script, jobs/render_design.py.
 
 Blender is run directly here (no sandbox; the sandboxed job is tested
-elsewhere) on a tiny template built by make_template.py: 64x64, Cycles CPU.
+elsewhere) on a tiny template built by jobs/make_shirt_blend.py: 64x64, Cycles CPU.
 Run with Debian's interpreter: /usr/bin/python3 -m pytest tests/jobs
 """
 
@@ -23,9 +23,9 @@ if not os.access(BLENDER, os.X_OK):
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-MAKE_TEMPLATE = HERE / "make_template.py"
+MAKE_TEMPLATE = ROOT / "jobs" / "make_shirt_blend.py"
 RENDER_SCRIPT = ROOT / "jobs" / "render_design.py"
-SIZE = (64, 64)          # make_template.py's resolution
+SIZE = (64, 64)          # make_shirt_blend.py's default resolution
 SAMPLES = "4"
 TIMEOUT = 180
 
@@ -45,8 +45,8 @@ def run_blender(args, scratch):
                           text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL)
 
 
-def make_template(path, scratch, broken=None):
-    extra = [f"--broken={broken}"] if broken else []
+def make_template(path, scratch, broken=None, *extra):
+    extra = [*extra, f"--broken={broken}"] if broken else list(extra)
     p = run_blender(["--background", "--factory-startup", "--python", str(MAKE_TEMPLATE),
                      "--", str(path), *extra], scratch)
     assert p.returncode == 0 and path.is_file(), p.stdout + p.stderr
@@ -206,6 +206,24 @@ def test_colour_follows_texture(red_run, green_run):
     assert dominant_fraction(green, 1) > 0.8, "shirt centre is not green"
     assert dominant_fraction(green, 0) < 0.05
     assert dominant_fraction(red, 1) < 0.05
+
+
+def test_template_size_option(env, tmp_path):
+    blend = make_template(tmp_path / "small.blend", env["scratch"], None, "--size=32")
+    out = tmp_path / "out"
+    out.mkdir()
+    p = render(blend, env["red"], out, SAMPLES, "--no-animation", scratch=env["scratch"])
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert Image.open(out / "render.png").size == (32, 32)
+
+
+@pytest.mark.parametrize("size", ["15", "33", "9000", "x"])
+def test_template_size_must_be_even_and_in_range(env, tmp_path, size):
+    p = run_blender(["--background", "--factory-startup", "--python", str(MAKE_TEMPLATE), "--",
+                     str(tmp_path / "t.blend"), f"--size={size}"], env["scratch"])
+    assert p.returncode != 0
+    assert "--size must be an even number of pixels between 16 and 8192" in p.stdout + p.stderr
+    assert not (tmp_path / "t.blend").exists()
 
 
 def test_no_animation_flag(green_run):

@@ -1,18 +1,24 @@
-"""Build a tiny t-shirt template scene for the `render` job and save it.
+"""Build a minimal t-shirt template for the `render` job (render_design.py).
 
-Run with Blender itself:
+Run with Blender itself (Blender's own Python; nothing else is needed):
 
-    blender --background --factory-startup --python make_template.py -- OUT.blend [--broken=WHAT]
+    blender --background --factory-startup --python make_shirt_blend.py -- \
+        OUT.blend [--size=N] [--broken=WHAT]
 
-The scene has
-  * a camera looking at the shirt (orthographic, so the shirt fills the frame),
-  * a sun light,
+The scene has everything render_design.py looks for, and nothing more:
   * a flat T-shirt-shaped mesh object named ``Shirt`` facing the camera, UV
-    mapped to the unit square, with a material ``ShirtMaterial`` whose Base
-    Color comes from an Image Texture node named ``DesignTexture``,
-and small render settings (64x64, Cycles on the CPU, 4 samples, no
-denoising, Standard view transform) so that tests are fast and colours are
-reproduced faithfully.
+    mapped so that the unit square of texture space spans x in [-1.5, 1.5]
+    and z in [-1.5, 1.5] (make_shirt_png.py draws the same outline at the
+    same place, so a PNG template composed by the `compose` job lines up
+    with the mesh), with a material ``ShirtMaterial`` whose Base Color comes
+    from an Image Texture node named ``DesignTexture``;
+  * a scene camera looking at the shirt (orthographic, so the shirt fills
+    the frame);
+  * a sun light and a dark grey world;
+  * render settings: N x N pixels (--size, default 64: small so that the
+    render is quick; 512 makes a usable preview; even, as H.264 needs),
+    Cycles on the CPU, 4 samples (the job sets its own), no denoising,
+    Standard view transform (colours as in the texture), 12 fps.
 
 ``--broken=no-shirt|no-material|no-texture`` saves a template missing the
 corresponding piece (for render_design.py's error tests).
@@ -41,21 +47,28 @@ OUTLINE = [
 
 def parse_args(argv):
     args = argv[argv.index("--") + 1:] if "--" in argv else []
-    out, broken = None, None
+    out, broken, size = None, None, 64
     for a in args:
         if a.startswith("--broken="):
             broken = a.split("=", 1)[1]
             if broken not in ("no-shirt", "no-material", "no-texture"):
-                raise SystemExit(f"make_template: unknown --broken value {broken!r}")
+                raise SystemExit(f"make_shirt_blend: unknown --broken value {broken!r}")
+        elif a.startswith("--size="):
+            v = a.split("=", 1)[1]
+            if not (v.isascii() and v.isdigit() and 16 <= int(v) <= 8192 and int(v) % 2 == 0):
+                raise SystemExit(f"make_shirt_blend: --size must be an even number of pixels "
+                                 f"between 16 and 8192, got {v!r}")
+            size = int(v)
         elif a.startswith("-"):
-            raise SystemExit(f"make_template: unknown option {a!r}")
+            raise SystemExit(f"make_shirt_blend: unknown option {a!r}")
         elif out is None:
             out = a
         else:
-            raise SystemExit("make_template: too many arguments")
+            raise SystemExit("make_shirt_blend: too many arguments")
     if out is None:
-        raise SystemExit("usage: blender -b --factory-startup --python make_template.py -- OUT.blend")
-    return out, broken
+        raise SystemExit("usage: blender --background --factory-startup --python make_shirt_blend.py -- "
+                         "OUT.blend [--size=N] [--broken=no-shirt|no-material|no-texture]")
+    return out, broken, size
 
 
 def clear_scene():
@@ -103,7 +116,7 @@ def make_material(with_texture):
 
 
 def main():
-    out, broken = parse_args(sys.argv)
+    out, broken, size = parse_args(sys.argv)
     clear_scene()
     scene = bpy.context.scene
     coll = scene.collection
@@ -144,7 +157,7 @@ def main():
 
     r = scene.render
     r.engine = "CYCLES"
-    r.resolution_x = r.resolution_y = 64
+    r.resolution_x = r.resolution_y = size
     r.resolution_percentage = 100
     r.fps = 12
     scene.frame_start, scene.frame_end, scene.frame_current = 1, 12, 1
@@ -157,7 +170,7 @@ def main():
     scene.view_settings.look = "None"
 
     bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath(out), compress=False)
-    print(f"make_template: wrote {out}" + (f" ({broken})" if broken else ""))
+    print(f"make_shirt_blend: wrote {out}" + (f" ({broken})" if broken else ""))
 
 
 try:
@@ -167,4 +180,4 @@ except SystemExit:
 except Exception as e:  # Blender would otherwise exit 0 after a traceback.
     import traceback
     traceback.print_exc()
-    sys.exit(f"make_template: {e}")
+    sys.exit(f"make_shirt_blend: {e}")
