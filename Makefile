@@ -24,7 +24,7 @@ build: deps $(BUILD)/build.ninja
 	@if [ "$$(id -u)" = 0 ]; then install -D -m 0755 $(BUILD)/pyexec-runner $(RUNNER_INSTALLED); \
 	  if [ -e $(BUILD)/pyexec-init ]; then install -D -m 0755 $(BUILD)/pyexec-init $(dir $(RUNNER_INSTALLED))pyexec-init; fi; fi
 
-# The service on its defaults (127.0.0.1:3002); configuration: README.
+# The service on its defaults (127.0.0.1:3002); configuration: docs/configuration.md.
 serve: build
 	@if [ "$$(id -u)" = 0 ]; then mkdir -p /srv/pyexec/templates /srv/pyexec/uploads /srv/pyexec/composed /srv/pyexec/renders; fi
 	PYEXEC_RUNNER=$$( [ -x $(RUNNER_INSTALLED) ] && echo $(RUNNER_INSTALLED) ) exec $(BUILD)/pyexec serve

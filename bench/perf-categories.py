@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """CPU per run by process and by kind of work, from a system-wide perf profile.
 
-Finds where a warm run's CPU goes (README, Benchmarks). Steps, with the service under load (wrk -c8, as bench/warm.sh):
+Finds where a warm run's CPU goes (docs/benchmarks.md). Steps, with the service under load (wrk -c8, as bench/warm.sh):
 
     perf record -a -g -e cpu-clock -o p.data -- sleep 6     # 4000 samples/s per CPU
     perf script -i p.data -F comm,pid,ip,sym > p.txt
@@ -24,7 +24,7 @@ re-enabled through it, so a timer sample taken while they were off lands
 there) by the first ordinary function above it: context switches, TLB
 shootdowns, page faults, the BPF JIT's text patching (each seccomp filter),
 idle. On a paravirtualized 2-core Xeon that was about a quarter of a run's
-CPU (README, Benchmarks).
+CPU (docs/benchmarks.md).
 """
 import collections
 import re

@@ -13,7 +13,7 @@ tokens (trace_cpu: CLOCK_PROCESS_CPUTIME_ID since the program's fork, and
 its minor faults), each step's median CPU since the one before it. These
 show where a sandbox's CPU goes under load too (run the trace build at c8);
 the steps share first touches of pages, so a step's share moves when
-another changes: only an A/B of the totals decides (README, Benchmarks).
+another changes: only an A/B of the totals decides (docs/benchmarks.md).
 """
 import re
 import statistics

@@ -27,12 +27,9 @@ cp -r tests/e2e "$work/tests/e2e"
 # builds their .blend template (tests/e2e/test_jobs.py finds them in jobs/
 # beside tests/e2e).
 cp -r jobs "$work/jobs"
-# The sources test_cli_docs.py and test_docs.py hold the help texts against.
+# The sources test_cli_docs.py holds the help texts against.
 cp meson.build "$work/meson.build"
 cp -r src "$work/src"
-# The documents test_docs.py checks (links, configuration keys).
-cp README.md "$work/README.md"
-cp -r docs "$work/docs"
 chmod -R a+rX "$work"
 cd "$work"
 # The installed runner when it is this build's (see test-e2e.sh).

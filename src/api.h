@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * api: the JSON contract of POST /api/execute (shared/DESIGN.md). Parsing
+ * api: the JSON contract of POST /api/execute (docs/api.md). Parsing
  * and validation are pure (no I/O), so the fuzz target drives exactly what
  * the server runs; api_execute() turns a valid request into sandbox runs and
  * the response object.

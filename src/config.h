@@ -18,7 +18,7 @@
 #include "policy.h"
 
 /* What the zygote imports ahead by default: the modules exercises use most,
- * and none that makes every fork much dearer (measured, README: Pillow
+ * and none that makes every fork much dearer (measured, docs/benchmarks.md: Pillow
  * and its libraries, threading's at-fork handler, hashlib's libcrypto). */
 #define ZYGOTE_PREIMPORT_DEFAULT \
         "math,random,re,json,collections,itertools,functools,string,time,datetime,heapq,bisect,copy,"   \

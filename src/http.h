@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * http: the HTTP service (`pyexec serve`); the contract is shared/DESIGN.md.
+ * http: the HTTP service (`pyexec serve`); the contract is docs/api.md.
  */
 #pragma once
 

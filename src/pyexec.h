@@ -23,7 +23,7 @@
 
 /* PYEXEC_VERSION ("0.1.0") comes from meson.build's project() version. */
 
-/* Verdicts, exactly as the contract (shared/DESIGN.md) names them. */
+/* Verdicts, exactly as the contract (docs/api.md) names them. */
 enum pyexec_status {
         PYEXEC_OK,
         PYEXEC_RUNTIME_ERROR,
@@ -50,7 +50,7 @@ struct pyexec_limits {
 };
 
 /* One limit's name, range and default; the table drives CLI parsing, HTTP
- * validation, messages and the README. */
+ * validation, messages and the documents. */
 struct pyexec_limit_info {
         const char *option; /* CLI option without dashes: "memory" */
         const char *json;   /* result "limits" key: "memoryMb" */

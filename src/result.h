@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * result: the one result schema (shared/DESIGN.md) that the CLI's --json,
+ * result: the one result schema (docs/api.md) that the CLI's --json,
  * the HTTP API and jobs all print.
  */
 #pragma once

@@ -926,7 +926,7 @@ static bool static_check(int status_fd) {
          * compile of main.py: done from C, without the Python function's
          * frames and file objects, whose pages each run would map or copy
          * for itself (3 to 16 us a page on this project's build machine:
-         * about 0.5 ms of a hello world's CPU, README: Benchmarks). */
+         * about 0.5 ms of a hello world's CPU, docs/benchmarks.md). */
         if (!checked) {
                 Py_XDECREF(scan_workdir(false));
                 main_code = compile_main();

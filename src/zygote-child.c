@@ -110,8 +110,7 @@ static int write_program_files(const struct work *w) {
  * process pays for the first access to each page again, even to a page
  * whose entry fork copied or the prefault made: 3 to 5 us each, invisible
  * to the guest's fault counters. A hello world's check and run touch
- * about 1500 pages; read here, they cost the request 2 to 3 ms less (README,
- * Benchmarks). They are done only when the pool asks (WARM_READ_AHEAD: the
+ * about 1500 pages; read here, they cost the request 2 to 3 ms less (docs/benchmarks.md). They are done only when the pool asks (WARM_READ_AHEAD: the
  * CPU has time for them); under load they cost more CPU than they save. On
  * ordinary hardware the reads are cheap and change little.
  */
@@ -288,7 +287,7 @@ static void read_pages(const volatile unsigned char *p, size_t len, size_t page)
  * program. A copy-on-write fault replaces an entry the CPU may have cached,
  * so the kernel flushes that page from the TLB of every CPU the memory is
  * loaded on, and under shadow paging a flush is a trip to the hypervisor:
- * most of the copy's cost (README, Benchmarks). Made by another process
+ * most of the copy's cost (docs/benchmarks.md). Made by another process
  * into the memory of a program that is stopped, so loaded nowhere, the
  * copies need no flush. The small init does it (supervise.c), right after
  * the fork, with the program stopped, by reading one byte of each page and
@@ -548,7 +547,7 @@ static void settle(void) {
 
 /*
  * The runner's code on huge pages. Under shadow paging (this project's
- * build machine, README: Benchmarks) a new process pays 3 to 5 us for its
+ * build machine, docs/benchmarks.md) a new process pays 3 to 5 us for its
  * first touch of each 4 KiB page, and a run touches about 850 pages of the
  * runner's code and constants; a page of 2 MiB is paid for once. So the
  * zygote copies the 2 MiB-aligned part of its non-writable segments (the

@@ -8,7 +8,7 @@
  * under the shadow paging of VMs like this project's build machine every
  * first touch of a page costs a new process 3 to 5 us more. On 2 MiB pages
  * the copies are six, and so are the touches: a hello world took about 18%
- * less CPU at concurrency 8 (README, Benchmarks).
+ * less CPU at concurrency 8 (docs/benchmarks.md).
  *
  * Why hugetlb and not transparent huge pages: a transparent huge page comes
  * fresh from the buddy allocator, and on a host that reports freed memory

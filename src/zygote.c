@@ -100,7 +100,7 @@ struct warm_pool {
          * Each is used by one sandbox at a time and given back once that
          * sandbox's init, and with it every process that was in it, is
          * gone (box_free). Empty and down, with nothing a program without
-         * capabilities can leave in them (README: the warm path's
+         * capabilities can leave in them (docs/security.md: the warm path's
          * trade-offs). */
         int net_home; /* the service's own, to go back to after making one */
         int *net_free;

@@ -39,6 +39,11 @@ from conftest import PRIVILEGED, PYEXEC, ROOT, pyexec
 
 markdown_it = pytest.importorskip("markdown_it")
 
+if not (ROOT / "docs").is_dir():
+    # The unprivileged suite runs from a copy without the documents: they
+    # are static, checked once, by the suite that runs as root.
+    pytest.skip("the documents are not beside the tests", allow_module_level=True)
+
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 DEFAULT_ADDRESSES = ("localhost:3002", "127.0.0.1:3002")
 EXIT_LINE = re.compile(r"^\[exit (\d+)\]$")

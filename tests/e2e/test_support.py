@@ -461,7 +461,7 @@ class TestOutput:
         """The cap counts stdout and stderr together; each kept part is a prefix of its stream.
         (stderr is written first and given time to be read: how writes that
         alternate faster than the supervisor reads the two pipes are split
-        between them is not specified, see README Limits.)"""
+        between them is not specified, see docs/operations.md, Limits.)"""
         r = run(
             code("""
                 import sys, time

@@ -534,7 +534,7 @@ def test_runs_see_fresh_interpreter_state_not_zygote_leftovers(pool1):
 
 
 def test_warm_runs_share_the_zygotes_hash_secret(pool1):
-    """A documented trade-off of the warm path (README, security): every run
+    """A documented trade-off of the warm path (docs/security.md): every run
     forked from one zygote has the str hash secret the zygote drew when it
     initialized CPython, so hash('abc') and set order repeat across its
     runs until it is recycled; cold runs draw a fresh secret each time."""

@@ -9,7 +9,7 @@ static void test_defaults_are_documented(void **state) {
         struct pyexec_limits l;
         memset(&l, 0xff, sizeof l);
         pyexec_limits_default(&l);
-        /* shared/DESIGN.md and the original service's environment defaults */
+        /* docs/api.md and the original service's environment defaults */
         assert_int_equal(l.timeout_ms, 10000);
         assert_int_equal(l.cpu_time_ms, 10000);
         assert_int_equal(l.memory_mb, 128);
