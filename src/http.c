@@ -949,12 +949,16 @@ int http_serve(const struct config *cfg) {
                 return 1;
         }
 
+        /* libmicrohttpd's default is SO_REUSEADDR alone: a restart binds at
+         * once past TIME_WAIT, while a second instance on a port in use
+         * fails here. (SO_REUSEPORT would let it share the port and take
+         * half of the first one's connections.) */
         s.daemon = MHD_start_daemon(
                 flags, (uint16_t)cfg->port, NULL, NULL, on_request, &s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, &s, MHD_OPTION_CONNECTION_TIMEOUT,
                 (unsigned)cfg->connection_timeout, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, &s,
-                MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
+                MHD_OPTION_END);
         if (!s.daemon) {
                 log_event(LOG_ERROR, "cannot listen",
                           json_pack("{s:s,s:I}", "bind", cfg->bind, "port", (json_int_t)cfg->port));

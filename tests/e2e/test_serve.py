@@ -1010,6 +1010,19 @@ class TestConfig:
         listening = [e for e in srv.logs() if e["message"] == "listening"]
         assert listening and listening[0]["port"] == port
 
+    def test_a_port_in_use_is_refused(self, serve, tmp_path):
+        """A second service on a port the first one listens on exits 1
+        naming it; the first keeps every connection."""
+        first = serve()
+        second = subprocess.run([PYEXEC, "serve", "--port", str(first.port)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60,
+                                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+        assert second.returncode == 1, second.stderr.decode()[-2000:]
+        line = [json.loads(x) for x in second.stderr.decode().splitlines() if '"cannot listen"' in x]
+        assert line and line[0]["port"] == first.port
+        for _ in range(8):
+            assert first.get("/health/live").status == 200
+
     def test_env_limits(self, serve):
         srv = serve(env={"EXECUTION_TIMEOUT": 1500, "MEMORY_LIMIT": 64, "MAX_OUTPUT_LENGTH": 120})
         doc = srv.execute({"code": "print('x' * 1000)"}).json()
