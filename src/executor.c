@@ -49,14 +49,7 @@ static void *worker(void *arg) {
 
                 if (j->abandoned && j->abandoned(j)) {
                         j->drop(j);
-                        /* A dropped job never reports: if it was the
-                         * half-open probe, let the next submission probe. */
-                        pthread_mutex_lock(&e->lock);
-                        if (e->breaker == BREAKER_HALF_OPEN) {
-                                e->breaker = BREAKER_OPEN;
-                                e->opened_ns = 0; /* cooldown already over */
-                        }
-                        pthread_mutex_unlock(&e->lock);
+                        executor_report_nothing_ran(e);
                 } else
                         j->run(j);
 
@@ -181,6 +174,15 @@ enum submit_result executor_submit(struct executor *e, struct work *j, uint64_t 
         if (r != SUBMIT_OK && ret_retry_after_ms)
                 *ret_retry_after_ms = retry;
         return r;
+}
+
+void executor_report_nothing_ran(struct executor *e) {
+        pthread_mutex_lock(&e->lock);
+        if (e->breaker == BREAKER_HALF_OPEN) {
+                e->breaker = BREAKER_OPEN;
+                e->opened_ns = 0; /* cooldown already over */
+        }
+        pthread_mutex_unlock(&e->lock);
 }
 
 void executor_report(struct executor *e, bool sandbox_failed) {

@@ -58,6 +58,9 @@ enum submit_result executor_submit(struct executor *e, struct work *j, uint64_t 
 
 /* Feed the breaker: whether a run's sandbox failed to start (internal_error). */
 void executor_report(struct executor *e, bool sandbox_failed);
+/* An admitted job that tried no sandbox (dropped, or refused before its
+ * run): if it was the half-open probe, the next submission probes. */
+void executor_report_nothing_ran(struct executor *e);
 
 /* Stop admitting new jobs (graceful shutdown begins); admitted jobs still run. */
 void executor_close(struct executor *e);

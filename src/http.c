@@ -174,6 +174,7 @@ struct request {
         /* jobs */
         const struct job *job;
         json_t *job_doc;
+        struct api_error job_refused; /* .http set: refused on the worker, nothing ran */
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -479,9 +480,14 @@ static void work_run(struct work *j) {
                         json_decref(rq->response);
                         rq->response = api_error_json(&err);
                         rq->outcome = (struct api_outcome){ .status = PYEXEC_OK, .http = err.http };
-                } else
-                        metrics_execution(s->metrics, rq->outcome.status, rq->outcome.wall_ms,
-                                          (double)(now_ns() - t0) / 1e6);
+                        rq->job_refused = err;
+                        /* No sandbox was tried: nothing to tell the breaker. */
+                        executor_report_nothing_ran(s->ex);
+                        atomic_store(&rq->state, REQ_DONE);
+                        return;
+                }
+                metrics_execution(s->metrics, rq->outcome.status, rq->outcome.wall_ms,
+                                  (double)(now_ns() - t0) / 1e6);
         } else {
                 const struct api_hooks hooks = { .observe = observe_run, .client_gone = case_client_gone, .userdata = rq };
                 struct api_outcome *o = &rq->outcome;
@@ -663,6 +669,10 @@ static enum MHD_Result finish_execution(struct request *rq) {
 
         if (!rq->response)
                 return respond_error(rq, 500, "internal_error", NULL, 0, "could not build the response");
+        if (rq->job_refused.http)
+                return respond_json(rq, o->http, json_incref(rq->response), 0,
+                                    json_pack("{s:s,s:s,s:s}", "job", rq->job->name, "error",
+                                              rq->job_refused.message, "field", rq->job_refused.field));
         extra = json_pack("{s:s,s:f,s:f,s:f}", "status", pyexec_status_to_string(o->status), "wallMs", o->wall_ms,
                           "cpuMs", o->cpu_ms, "queueMs", rq->queue_wait_s * 1e3);
         if (extra && rq->req.exercise_id)

@@ -1693,3 +1693,36 @@ def test_circuit_breaker(serve):
     assert srv.get("/health").json()["status"] == "ok"
     assert srv.sample("pyexec_breaker_open") == 0
     assert srv.execute({"code": "print('again')"}).status == 200
+
+
+@pytest.mark.skipif(not PRIVILEGED, reason="the uid pool (and its lock file) is used only as root")
+def test_a_refused_job_does_not_close_the_breaker(serve):
+    """A job whose parameters fail on the worker tried no sandbox: as the
+    half-open probe it leaves the breaker open (the next run probes), and
+    its log line names the refusal, not a status."""
+    srv = serve(env={"PYEXEC_UID_COUNT": 1, "BREAKER_THRESHOLD": 1, "BREAKER_COOLDOWN": 500,
+                     "EXECUTION_MODE": "cold"})
+    fd = os.open(UID_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        ofd_lock_byte0(fd)
+        assert srv.execute({"code": "print('never')"}).status == 500
+        assert srv.stats()["breakerOpen"] is True
+    finally:
+        os.close(fd)
+    time.sleep(0.6)
+    missing = f"/srv/pyexec/templates/missing-{uuid.uuid4().hex}.png"
+    r = srv.post("/api/jobs/compose", {"params": {"template": missing, "design": "/srv/pyexec/uploads/x.png",
+                                                  "preset": "chest-large", "output": "/srv/pyexec/composed/x.png"}})
+    assert_error(r, 400, "params.template", "invalid_parameter", "does not exist")
+    assert srv.get("/health/ready").status == 503
+    assert srv.stats()["breakerOpen"] is True
+    [line] = srv.log_for(r.headers["X-Request-Id"])
+    assert "status" not in line and line["field"] == "params.template" and "does not exist" in line["error"]
+    # The next run is the probe; it succeeds and closes the breaker.
+    for attempt in range(3):  # another pyexec on this host may hold the slot for a moment
+        r = srv.execute({"code": "print('recovered')"})
+        if r.status == 200:
+            break
+        time.sleep(0.6)
+    assert r.status == 200 and r.json()["stdout"] == "recovered\n"
+    assert srv.get("/health/ready").status == 200
