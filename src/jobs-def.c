@@ -35,7 +35,11 @@ const char *job_param_type_to_string(enum job_param_type t) {
 static json_t *yaml_to_json(yaml_document_t *doc, yaml_node_t *node, int depth, const char *where, char *err,
                             size_t errlen) {
         json_t *o;
-        if (!node || depth > YAML_MAX_DEPTH) {
+        if (!node) {
+                snprintf(err, errlen, "empty document");
+                return NULL;
+        }
+        if (depth > YAML_MAX_DEPTH) {
                 snprintf(err, errlen, "nested deeper than %d levels", YAML_MAX_DEPTH);
                 return NULL;
         }
@@ -161,7 +165,11 @@ static bool known_keys(struct ctx *c, json_t *o, const char *where, const char *
                 for (const char *const *p = keys; *p; p++)
                         ok = ok || strcmp(k, *p) == 0;
                 if (!ok) {
-                        fail(c, "%s: unknown key '%s'", where, k);
+                        /* where: "params.x." or "" (the job's own keys). */
+                        if (where[0])
+                                fail(c, "%s: unknown key '%s'", where, k);
+                        else
+                                fail(c, "unknown key '%s'", k);
                         return false;
                 }
         }
