@@ -3,7 +3,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 MESON ?= meson
 
-.PHONY: all deps build serve test test-unit test-e2e test-unpriv test-asan test-fresh fuzz fuzz-merge bench check clean
+.PHONY: all deps build serve test test-unit test-e2e test-unpriv test-asan test-fresh fuzz fuzz-merge fuzz-jobs fuzz-jobs-merge bench check clean
 
 all: build
 
@@ -82,6 +82,21 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 fuzz-merge: deps $(FUZZ_BUILD)/build.ninja
 	ninja -C $(FUZZ_BUILD) fuzz-request
 	$(FUZZ_BUILD)/fuzz-request -merge=1 -max_len=4096 $(FUZZ_CORPUS) $(FUZZ_BUILD)/corpus-new
+
+# The same for job parameters (fuzz/job-params-target.c): inputs are the
+# params object of a job request, validated against fuzz/job-params.yaml.
+FUZZ_JOBS_CORPUS = fuzz/corpus/job-params
+
+fuzz-jobs: deps $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD) fuzz-job-params
+	mkdir -p $(FUZZ_BUILD)/corpus-new-job-params
+	$(FUZZ_BUILD)/fuzz-job-params -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
+		-dict=fuzz/job-params.dict -artifact_prefix=$(FUZZ_BUILD)/job-params- $(FUZZ_FLAGS) \
+		$(FUZZ_BUILD)/corpus-new-job-params $(FUZZ_JOBS_CORPUS)
+
+fuzz-jobs-merge: deps $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD) fuzz-job-params
+	$(FUZZ_BUILD)/fuzz-job-params -merge=1 -max_len=4096 $(FUZZ_JOBS_CORPUS) $(FUZZ_BUILD)/corpus-new-job-params
 
 bench: build
 	bench/run.sh $(BUILD)/pyexec

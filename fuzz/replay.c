@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Replays a fuzz corpus through the fuzz target's own body
- * (request-target.c) without libFuzzer, so the corpus is a regression test
- * of the gcc build and, in `make test-asan`, of the ASAN+UBSAN build.
+ * (request-target.c, or job-params-target.c) without libFuzzer, so the
+ * corpus is a regression test of the gcc build and, in `make test-asan`,
+ * of the ASAN+UBSAN build.
  *
  *     fuzz-replay DIR|FILE...
  *
@@ -18,7 +19,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "request-target.c"
+/* The target whose body is replayed: the request parser's unless the
+ * build names another (FUZZ_TARGET, with FUZZ_ONE its per-input function). */
+#ifndef FUZZ_TARGET
+#define FUZZ_TARGET "request-target.c"
+#define FUZZ_ONE fuzz_request_one
+#endif
+#include FUZZ_TARGET
 
 /* Larger than any useful corpus entry (libFuzzer's -max_len is 4096 here);
  * the default MAX_REQUEST_SIZE is 2 MiB. */
@@ -42,7 +49,7 @@ static int replay_file(const char *path) {
         if (b.len)
                 memcpy(exact, b.data, b.len);
         fprintf(stderr, "replay: %s (%zu bytes)\n", path, b.len);
-        fuzz_request_one(exact, b.len);
+        FUZZ_ONE(exact, b.len);
         free(exact);
         buf_done(&b);
         return 0;

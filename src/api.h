@@ -13,18 +13,12 @@
 
 #include "config.h"
 #include "pyexec.h"
+#include "reply.h"
 
 /* Deepest JSON nesting accepted (a request needs 3). */
 #define API_MAX_DEPTH 16
 #define API_MAX_FILES 64
 #define API_MAX_ARGS 256
-
-struct api_error {
-        unsigned http;      /* 400, 413, ... */
-        const char *code;   /* "invalid_request", "payload_too_large", ... */
-        char field[96];     /* "timeout", "files[2].name", or "" */
-        char message[512];
-};
 
 struct api_case {
         char *name;
@@ -61,24 +55,6 @@ struct api_request {
 int api_parse_execute(const char *body, size_t len, const struct config *cfg, struct api_request *ret,
                       struct api_error *err);
 void api_request_done(struct api_request *r);
-
-/* The error response object {"error": {"code", "message", "field"}}. */
-json_t *api_error_json(const struct api_error *e);
-/* Fill e (formatting the message). */
-void api_error_set(struct api_error *e, unsigned http, const char *code, const char *field, const char *fmt, ...)
-        _printf_(5, 6);
-
-/* What one request did, for logs, metrics and the breaker. */
-struct api_outcome {
-        enum pyexec_status status; /* of the reported run */
-        double wall_ms, cpu_ms;
-        bool sandbox_failed;       /* any run ended in internal_error */
-        unsigned http;             /* 200, or 500 for internal_error */
-        size_t runs;               /* sandbox runs made */
-        size_t not_run;            /* test cases never started */
-        bool time_limit_reached;   /* the request's total time limit stopped cases */
-        bool client_gone;          /* the client left: the remaining cases were not run */
-};
 
 /* The caller's side of api_execute(), called on its thread. */
 struct api_hooks {

@@ -1,0 +1,427 @@
+/* SPDX-License-Identifier: MIT */
+#include "jobs-path.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int job_param_error(struct api_error *err, const struct job_param *p, const char *fmt, ...) {
+        char field[96], msg[400];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        snprintf(field, sizeof field, "params.%s", p->name);
+        api_error_set(err, 400, "invalid_parameter", field, "parameter '%s': %s", p->name, msg);
+        return -EINVAL;
+}
+
+/*
+ * Resolve rel beneath dirfd with no symlink in any component and no escape.
+ * openat2 does it in one call; kernels before 5.6 get the equivalent walk,
+ * one component at a time with O_NOFOLLOW.
+ */
+int job_open_beneath(int dirfd, const char *rel, int flags) {
+        struct open_how how = {
+                .flags = (uint64_t)(flags | O_CLOEXEC),
+                .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+        };
+        long fd = syscall(SYS_openat2, dirfd, rel, &how, sizeof how);
+        char comp[NAME_MAX + 1];
+        int cur;
+
+        if (fd >= 0 || errno != ENOSYS)
+                return fd >= 0 ? (int)fd : -errno;
+        cur = dup(dirfd);
+        for (const char *p = rel; cur >= 0;) {
+                size_t l = strcspn(p, "/");
+                int next;
+                bool last = p[l] == 0;
+                if (l == 0 || l > NAME_MAX) {
+                        close(cur);
+                        return l ? -ENAMETOOLONG : -EINVAL;
+                }
+                memcpy(comp, p, l);
+                comp[l] = 0;
+                if (!strcmp(comp, "..") || !strcmp(comp, ".")) {
+                        close(cur);
+                        return -EXDEV;
+                }
+                next = openat(cur, comp, (last ? flags : O_PATH | O_DIRECTORY) | O_NOFOLLOW | O_CLOEXEC);
+                if (next < 0 && errno == ENOTDIR && !last)
+                        errno = ENOTDIR;
+                close(cur);
+                if (next < 0)
+                        return -(errno == ENOTDIR && last ? ELOOP : errno);
+                if (last)
+                        return next;
+                cur = next;
+                p += l + 1;
+        }
+        return -EBADF;
+}
+
+static const char *file_kind(mode_t m) {
+        if (S_ISDIR(m))
+                return "a directory";
+        if (S_ISFIFO(m))
+                return "a FIFO";
+        if (S_ISCHR(m) || S_ISBLK(m))
+                return "a device";
+        if (S_ISSOCK(m))
+                return "a socket";
+        if (S_ISLNK(m))
+                return "a symlink";
+        return "not a regular file";
+}
+
+const char *job_beneath_error(int r) {
+        switch (r) {
+        case -ENOENT:
+                return "does not exist";
+        case -ELOOP:
+                return "has a symlink in its path (symlinks are not followed)";
+        case -EXDEV:
+                return "escapes its allowed root";
+        case -ENOTDIR:
+                return "has a component that is not a directory";
+        case -EACCES:
+                return "is not readable";
+        default:
+                return "cannot be opened";
+        }
+}
+
+/* Find the root path lies in; ret_rel points into path. */
+static const char *root_of(const struct job_param *p, const char *path, const char **ret_rel) {
+        for (size_t i = 0; i < p->n_roots; i++) {
+                size_t l = strlen(p->roots[i]);
+                if (strncmp(path, p->roots[i], l) == 0 && path[l] == '/' && path[l + 1]) {
+                        *ret_rel = path + l + 1;
+                        return p->roots[i];
+                }
+        }
+        return NULL;
+}
+
+static bool extension_ok(const struct job_param *p, const char *base) {
+        const char *dot = strrchr(base, '.');
+        if (p->n_extensions == 0)
+                return true;
+        if (!dot || dot == base)
+                return false;
+        for (size_t i = 0; i < p->n_extensions; i++)
+                if (strcasecmp(dot + 1, p->extensions[i]) == 0)
+                        return true;
+        return false;
+}
+
+static char *join_list(char **l, size_t n) {
+        struct buf b;
+        buf_init(&b, 65536);
+        for (size_t i = 0; i < n; i++)
+                buf_printf(&b, "%s%s", i ? ", " : "", l[i]);
+        return buf_steal(&b);
+}
+
+/* Common checks of a path value; ret_rel: the part beneath its root. */
+static int check_path(const struct job_param *p, json_t *v, const char **ret_path, const char **ret_rel,
+                      const char **ret_root, struct api_error *err) {
+        const char *path;
+        if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
+                return job_param_error(err, p, "must be a path (text)");
+        path = json_string_value(v);
+        if (path[0] != '/')
+                return job_param_error(err, p, "'%s' must be an absolute path", path);
+        if (job_path_has_dotdot(path))
+                return job_param_error(err, p, "'%s': '..' is not allowed in paths", path);
+        if (strlen(path) >= PATH_MAX)
+                return job_param_error(err, p, "the path is too long");
+        *ret_root = root_of(p, path, ret_rel);
+        if (!*ret_root) {
+                _cleanup_free_ char *roots = join_list(p->roots, p->n_roots);
+                return job_param_error(err, p, "'%s' is outside the allowed roots (%s)", path, roots ? roots : "");
+        }
+        *ret_path = path;
+        return 0;
+}
+
+static int prepare_input(const struct job_param *p, json_t *v, struct job_slot *s, struct api_error *err) {
+        const char *path, *rel, *root, *base;
+        _cleanup_close_ int rootfd = -1;
+        struct stat st;
+        int fd;
+
+        if (check_path(p, v, &path, &rel, &root, err) < 0)
+                return -EINVAL;
+        base = strrchr(path, '/') + 1;
+        if (!extension_ok(p, base)) {
+                _cleanup_free_ char *exts = join_list(p->extensions, p->n_extensions);
+                return job_param_error(err, p, "'%s' does not have an allowed extension (%s)", path, exts ? exts : "");
+        }
+        rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (rootfd < 0)
+                return job_param_error(err, p, "its root %s is not available", root);
+        fd = job_open_beneath(rootfd, rel, O_PATH);
+        if (fd < 0)
+                return job_param_error(err, p, "'%s' %s", path, job_beneath_error(fd));
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                close(fd);
+                return job_param_error(err, p, "'%s' is %s; a regular file is required", path, file_kind(st.st_mode));
+        }
+        /* A hard link is the file itself under a second name, which may lie
+         * outside the allowed roots: anyone who can write into a root could
+         * link any file they can name there (protected_hardlinks allows it
+         * for files they can read, and root links anything). The root says
+         * nothing about where such a file came from, so it is refused. */
+        if (st.st_nlink > 1) {
+                close(fd);
+                return job_param_error(err, p,
+                            "'%s' has %ju hard links; an input must have exactly one (another link may name "
+                            "a file outside the allowed roots)",
+                            path, (uintmax_t)st.st_nlink);
+        }
+        if ((uint64_t)st.st_size > p->max_bytes) {
+                close(fd);
+                return job_param_error(err, p, "'%s' is %lld bytes; the limit is %llu", path, (long long)st.st_size,
+                            (unsigned long long)p->max_bytes);
+        }
+        s->fd = fd;
+        s->host = strdup(path);
+        s->dest = strdup_printf("/job/in/%s/%s", p->name, base);
+        s->arg = s->dest ? strdup(s->dest) : NULL;
+        return s->dest && s->arg && s->host ? 0 : -ENOMEM;
+}
+
+static int prepare_output(const struct job_param *p, json_t *v, struct job_slot *s, struct api_error *err) {
+        const char *path, *rel, *root;
+        _cleanup_close_ int rootfd = -1;
+        _cleanup_free_ char *parent_rel = NULL;
+        struct stat st;
+        const char *base;
+
+        if (check_path(p, v, &path, &rel, &root, err) < 0)
+                return -EINVAL;
+        rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (rootfd < 0)
+                return job_param_error(err, p, "its root %s is not available", root);
+        s->host = strdup(path);
+        if (p->type == JOB_OUTPUT_DIR) {
+                /* The directory, made if its parent exists. */
+                int fd = job_open_beneath(rootfd, rel, O_PATH | O_DIRECTORY);
+                if (fd == -ENOENT) {
+                        /* Made later, once every parameter is valid: a
+                         * refused request changes nothing on disk. */
+                        const char *slash = strrchr(rel, '/');
+                        int pfd = slash ? -1 : dup(rootfd);
+                        if (slash) {
+                                parent_rel = strndup(rel, (size_t)(slash - rel));
+                                pfd = parent_rel ? job_open_beneath(rootfd, parent_rel, O_PATH | O_DIRECTORY) : -ENOMEM;
+                        }
+                        if (pfd < 0)
+                                return job_param_error(err, p, "the parent of '%s' %s", path, job_beneath_error(pfd));
+                        s->mkdir_parent_fd = pfd;
+                        s->mkdir_name = strdup(slash ? slash + 1 : rel);
+                        s->dest = strdup_printf("/job/out/%s", p->name);
+                        s->arg = s->dest ? strdup(s->dest) : NULL;
+                        return s->mkdir_name && s->arg ? 0 : -ENOMEM;
+                }
+                if (fd < 0)
+                        return job_param_error(err, p, "'%s' %s", path, fd == -ENOTDIR ? "is not a directory" : job_beneath_error(fd));
+                s->parent_fd = fd;
+                s->dest = strdup_printf("/job/out/%s", p->name);
+                s->arg = s->dest ? strdup(s->dest) : NULL;
+                return s->arg ? 0 : -ENOMEM;
+        }
+        /* output_file: an allowed name in an existing directory. */
+        base = strrchr(path, '/') + 1;
+        if (!filename_is_plain(base, strlen(base)) || base[0] == '.')
+                return job_param_error(err, p, "'%s' must end in a plain file name", path);
+        if (!extension_ok(p, base)) {
+                _cleanup_free_ char *exts = join_list(p->extensions, p->n_extensions);
+                return job_param_error(err, p, "'%s' does not have an allowed extension (%s)", path, exts ? exts : "");
+        }
+        if (base - 1 == path + strlen(root))
+                s->parent_fd = dup(rootfd);
+        else {
+                parent_rel = strndup(rel, (size_t)(base - 1 - rel));
+                s->parent_fd = parent_rel ? job_open_beneath(rootfd, parent_rel, O_PATH | O_DIRECTORY) : -ENOMEM;
+        }
+        if (s->parent_fd < 0)
+                return job_param_error(err, p, "the directory of '%s' %s", path, job_beneath_error(s->parent_fd));
+        if (fstatat(s->parent_fd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode))
+                return job_param_error(err, p, "'%s' exists and is %s", path, file_kind(st.st_mode));
+        s->base = strdup(base);
+        s->dest = strdup_printf("/job/out/%s", p->name);
+        s->arg = s->dest ? strdup_printf("%s/%s", s->dest, base) : NULL;
+        return s->arg && s->base ? 0 : -ENOMEM;
+}
+
+
+static int prepare_value(const struct job_param *p, json_t *v, struct job_slot *s, struct api_error *err) {
+        char buf[64], *end;
+        const char *text = json_is_string(v) ? json_string_value(v) : NULL;
+
+        switch (p->type) {
+        case JOB_ENUM:
+                for (size_t i = 0; text && i < p->n_values; i++)
+                        if (strcmp(text, p->values[i]) == 0)
+                                return (s->arg = strdup(text)) ? 0 : -ENOMEM;
+                {
+                        _cleanup_free_ char *vals = join_list(p->values, p->n_values);
+                        return job_param_error(err, p, "must be one of: %s", vals ? vals : "");
+                }
+        case JOB_INT: {
+                long long x;
+                if (json_is_integer(v))
+                        x = json_integer_value(v);
+                else if (text && *text) {
+                        errno = 0;
+                        x = strtoll(text, &end, 10);
+                        if (*end || errno)
+                                return job_param_error(err, p, "must be a whole number, got '%.64s'", text);
+                } else
+                        return job_param_error(err, p, "must be a whole number");
+                if ((double)x < p->min || (double)x > p->max)
+                        return job_param_error(err, p, "must be between %g and %g, got %lld", p->min, p->max, x);
+                snprintf(buf, sizeof buf, "%lld", x);
+                return (s->arg = strdup(buf)) ? 0 : -ENOMEM;
+        }
+        case JOB_NUMBER: {
+                double x;
+                if (json_is_number(v))
+                        x = json_number_value(v);
+                else if (text && *text) {
+                        x = strtod(text, &end);
+                        if (*end)
+                                return job_param_error(err, p, "must be a number, got '%.64s'", text);
+                } else
+                        return job_param_error(err, p, "must be a number");
+                if (!isfinite(x) || x < p->min || x > p->max)
+                        return job_param_error(err, p, "must be between %g and %g, got %g", p->min, p->max, x);
+                snprintf(buf, sizeof buf, "%.17g", x);
+                return (s->arg = strdup(buf)) ? 0 : -ENOMEM;
+        }
+        case JOB_BOOL: {
+                bool on;
+                if (json_is_boolean(v))
+                        on = json_is_true(v);
+                else if (text && (!strcasecmp(text, "true") || !strcmp(text, "1") || !strcasecmp(text, "yes")))
+                        on = true;
+                else if (text && (!strcasecmp(text, "false") || !strcmp(text, "0") || !strcasecmp(text, "no")))
+                        on = false;
+                else
+                        return job_param_error(err, p, "must be true or false");
+                s->arg = on ? strdup(p->flag) : NULL;
+                return on && !s->arg ? -ENOMEM : 0;
+        }
+        case JOB_STRING:
+                if (!text || strlen(text) != json_string_length(v))
+                        return job_param_error(err, p, "must be text without NUL characters");
+                if (json_string_length(v) > p->max_length)
+                        return job_param_error(err, p, "must be at most %llu bytes", (unsigned long long)p->max_length);
+                if (p->has_re && regexec(&p->re, text, 0, NULL, 0) != 0)
+                        return job_param_error(err, p, "'%.64s' does not match the pattern %s", text, p->pattern);
+                return (s->arg = strdup(text)) ? 0 : -ENOMEM;
+        default:
+                return -EINVAL;
+        }
+}
+
+void job_slot_init(struct job_slot *s) {
+        *s = (struct job_slot){ .fd = -1, .parent_fd = -1, .mkdir_parent_fd = -1 };
+}
+
+void job_slot_done(struct job_slot *s) {
+        if (s->fd >= 0)
+                close(s->fd);
+        if (s->parent_fd >= 0)
+                close(s->parent_fd);
+        if (s->mkdir_parent_fd >= 0)
+                close(s->mkdir_parent_fd);
+        free(s->mkdir_name);
+        free(s->arg);
+        free(s->dest);
+        free(s->host);
+        free(s->base);
+        free(s->staging);
+        job_slot_init(s);
+}
+
+/* Every key of params names a parameter of j. */
+static int check_known(const struct job *j, json_t *params, struct api_error *err) {
+        const char *key;
+        json_t *v;
+
+        json_object_foreach(params, key, v) {
+                bool known = false;
+                for (size_t p = 0; p < j->n_params; p++)
+                        known = known || strcmp(j->params[p].name, key) == 0;
+                if (!known) {
+                        char field[96], *names;
+                        struct buf b;
+                        buf_init(&b, 4096);
+                        for (size_t p = 0; p < j->n_params; p++)
+                                buf_printf(&b, "%s%s", p ? ", " : "", j->params[p].name);
+                        names = buf_steal(&b);
+                        snprintf(field, sizeof field, "params.%.80s", key);
+                        api_error_set(err, 400, "invalid_parameter", field,
+                                      "unknown parameter '%.80s' for job '%s' (its parameters: %s)", key, j->name,
+                                      names ? names : "");
+                        free(names);
+                        return -EINVAL;
+                }
+        }
+        return 0;
+}
+
+int job_params_validate(const struct job *j, json_t *params, struct job_slot slots[static JOB_MAX_PARAMS],
+                        struct api_error *err) {
+        int r = 0;
+
+        for (size_t p = 0; p < JOB_MAX_PARAMS; p++)
+                job_slot_init(&slots[p]);
+        if (!json_is_object(params)) {
+                api_error_set(err, 400, "invalid_request", "params", "params must be an object of parameter values");
+                return -EINVAL;
+        }
+        if ((r = check_known(j, params, err)) < 0)
+                return r;
+        for (size_t p = 0; p < j->n_params; p++) {
+                const struct job_param *q = &j->params[p];
+                json_t *val = json_object_get(params, q->name);
+                if (!val)
+                        val = q->def;
+                if (!val && q->type == JOB_BOOL)
+                        continue; /* absent flag: false */
+                if (!val) {
+                        r = job_param_error(err, q, "is required");
+                        break;
+                }
+                if (q->type == JOB_INPUT_FILE)
+                        r = prepare_input(q, val, &slots[p], err);
+                else if (q->type == JOB_OUTPUT_FILE || q->type == JOB_OUTPUT_DIR)
+                        r = prepare_output(q, val, &slots[p], err);
+                else
+                        r = prepare_value(q, val, &slots[p], err);
+                if (r < 0) {
+                        if (r == -ENOMEM)
+                                api_error_set(err, 500, "internal_error", NULL, "out of memory");
+                        break;
+                }
+        }
+        if (r < 0)
+                for (size_t p = 0; p < j->n_params; p++)
+                        job_slot_done(&slots[p]);
+        return r;
+}
