@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <assert.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -423,7 +424,17 @@ const char *job_placeholder(const char *tok, size_t *ret_len) {
 }
 
 /* limits: the service's sandbox limits, with defaults for a job (longer
- * and larger than an /api/execute run's). */
+ * and larger than an /api/execute run's). Each key's range is the limits
+ * table's (src/limits.c), which every run is validated against: a value a
+ * run would refuse is refused here, when the file is loaded. */
+static const struct {
+        const char *key, *option; /* jobs.yaml key, limits table option */
+} job_limit_keys[] = {
+        { "timeout", "timeout" }, { "cpu_time", "cpu-time" },   { "memory", "memory" },
+        { "pids", "pids" },       { "output", "max-output" },   { "disk", "disk" },
+        { "file_size", "file-size" }, { "open_files", "open-files" },
+};
+
 static int parse_limits(struct ctx *c, json_t *o, struct job *j) {
         static const char *const limit_keys[] = { "timeout", "cpu_time", "memory", "pids", "output", "disk",
                                                   "file_size", "open_files", NULL };
@@ -441,15 +452,14 @@ static int parse_limits(struct ctx *c, json_t *o, struct job *j) {
                         return fail(c, "limits must be a mapping");
                 if (!known_keys(c, limits, "limits.", limit_keys))
                         return -EINVAL;
-                if ((r = get_u64(c, limits, "timeout", "limits.", 1, 3600000, &j->limits.timeout_ms)) < 0 ||
-                    (r = get_u64(c, limits, "cpu_time", "limits.", 1, 3600000, &j->limits.cpu_time_ms)) < 0 ||
-                    (r = get_u64(c, limits, "memory", "limits.", 16, 65536, &j->limits.memory_mb)) < 0 ||
-                    (r = get_u64(c, limits, "pids", "limits.", 1, 4096, &j->limits.pids)) < 0 ||
-                    (r = get_u64(c, limits, "output", "limits.", 1, 67108864, &j->limits.max_output)) < 0 ||
-                    (r = get_u64(c, limits, "disk", "limits.", 1, 65536, &j->limits.disk_mb)) < 0 ||
-                    (r = get_u64(c, limits, "file_size", "limits.", 1, 65536, &j->limits.file_size_mb)) < 0 ||
-                    (r = get_u64(c, limits, "open_files", "limits.", 16, 65536, &j->limits.open_files)) < 0)
-                        return r;
+                for (size_t i = 0; i < ELEMENTSOF(job_limit_keys); i++) {
+                        const struct pyexec_limit_info *info = pyexec_limit_find(job_limit_keys[i].option);
+                        uint64_t *v;
+                        assert(info);
+                        v = (uint64_t *)((char *)&j->limits + info->offset);
+                        if ((r = get_u64(c, limits, job_limit_keys[i].key, "limits.", info->min, info->max, v)) < 0)
+                                return r;
+                }
         }
         if (!j->limits.cpu_time_ms)
                 j->limits.cpu_time_ms = j->limits.timeout_ms;

@@ -278,9 +278,12 @@ static const struct bad_case {
         { "unknown-limit", JOB_HEAD "    args: [\"{script}\"]\n    limits: {memry: 64}\n", "bad",
           "limits.: unknown key 'memry'" },
         { "limit-range", JOB_HEAD "    args: [\"{script}\"]\n    limits: {memory: 8}\n", "bad",
-          "limits.memory must be a whole number between 16 and 65536" },
+          "limits.memory must be a whole number between 16 and 4096" },
+        /* A value the run would refuse (src/limits.c) is refused at load. */
+        { "limit-above-run-max", JOB_HEAD "    args: [\"{script}\"]\n    limits: {timeout: 900000}\n", "bad",
+          "limits.timeout must be a whole number between 1 and 600000" },
         { "limit-not-number", JOB_HEAD "    args: [\"{script}\"]\n    limits: {timeout: 5s}\n", "bad",
-          "limits.timeout must be a whole number between 1 and 3600000" },
+          "limits.timeout must be a whole number between 1 and 600000" },
         /* The template. */
         { "placeholder-names-nothing", JOB_HEAD "    args: [\"{script}\", \"{y}\"]\n", "bad",
           "args[1] '{y}' names no parameter" },
