@@ -328,6 +328,29 @@ static int parse_string_param(struct ctx *c, json_t *o, const char *where, struc
         return 0;
 }
 
+/* The keys each type takes besides type, description and default: a key
+ * of another type (extensions on an output_dir, say) would be ignored, so
+ * it is refused. */
+static const char *const param_type_keys[_JOB_PARAM_MAX][4] = {
+        [JOB_INPUT_FILE] = { "roots", "extensions", "max_bytes", NULL },
+        [JOB_OUTPUT_FILE] = { "roots", "extensions", NULL },
+        [JOB_OUTPUT_DIR] = { "roots", NULL },
+        [JOB_ENUM] = { "values", NULL },
+        [JOB_INT] = { "min", "max", NULL },
+        [JOB_NUMBER] = { "min", "max", NULL },
+        [JOB_BOOL] = { "flag", NULL },
+        [JOB_STRING] = { "pattern", "max_length", NULL },
+};
+
+static bool key_applies(enum job_param_type t, const char *key) {
+        if (strcmp(key, "type") == 0 || strcmp(key, "description") == 0 || strcmp(key, "default") == 0)
+                return true;
+        for (const char *const *k = param_type_keys[t]; *k; k++)
+                if (strcmp(key, *k) == 0)
+                        return true;
+        return false;
+}
+
 static int parse_param(struct ctx *c, const char *name, json_t *o, struct job_param *p) {
         static const char *const keys[] = { "type",   "description", "default", "roots", "extensions", "max_bytes",
                                             "values", "min",         "max",     "pattern", "max_length", "flag", NULL };
@@ -352,6 +375,14 @@ static int parse_param(struct ctx *c, const char *name, json_t *o, struct job_pa
         if (p->type == _JOB_PARAM_MAX)
                 return fail(c, "%stype must be one of input_file, output_file, output_dir, enum, int, number, bool, string",
                             where);
+        {
+                const char *k;
+                json_t *v;
+                json_object_foreach(o, k, v)
+                        if (!key_applies(p->type, k))
+                                return fail(c, "%s%s does not apply to a parameter of type %s", where, k,
+                                            job_param_type_to_string(p->type));
+        }
         if ((r = get_str(c, o, "description", where, false, &p->description)) < 0)
                 return r;
         p->def = json_incref(json_object_get(o, "default"));

@@ -1424,6 +1424,8 @@ INVALID = {
     "invalid-regex": (bad_job(BAD_BASE.replace("{type: string}", '{type: string, pattern: "([a-z"}')), True,
                       ["params.x.pattern is not a valid POSIX extended regular expression"]),
     "unknown-limit": (bad_job(BAD_BASE + "limits: {memry: 64}\n"), True, ["unknown key 'memry'"]),
+    "key-of-another-type": (bad_job(BAD_BASE.replace("{type: string}", "{type: output_dir, roots: [/srv], extensions: [png]}")),
+                            True, ["params.x.extensions does not apply to a parameter of type output_dir"]),
     "limit-out-of-range": (bad_job(BAD_BASE + "limits: {memory: 8}\n"), True,
                            ["limits.memory must be a whole number between 16 and 4096"]),
     "limit-above-run-max": (bad_job(BAD_BASE + "limits: {memory: 8192}\n"), True,

@@ -275,6 +275,11 @@ static const struct bad_case {
         /* limits. */
         { "limits-not-mapping", JOB_HEAD "    args: [\"{script}\"]\n    limits: 5\n", "bad",
           "limits must be a mapping" },
+        /* A key of another type would be ignored: refused. */
+        { "extensions-on-output-dir", BAD_PARAM("{type: output_dir, roots: [/srv], extensions: [png]}"), "bad",
+          "params.x.extensions does not apply to a parameter of type output_dir" },
+        { "values-on-int", BAD_PARAM("{type: int, values: [a]}"), "bad",
+          "params.x.values does not apply to a parameter of type int" },
         { "unknown-limit", JOB_HEAD "    args: [\"{script}\"]\n    limits: {memry: 64}\n", "bad",
           "limits.: unknown key 'memry'" },
         { "limit-range", JOB_HEAD "    args: [\"{script}\"]\n    limits: {memory: 8}\n", "bad",
