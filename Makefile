@@ -3,7 +3,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 MESON ?= meson
 
-.PHONY: all deps build serve test test-unit test-e2e test-unpriv test-asan test-fresh fuzz fuzz-merge bench check clean
+.PHONY: all deps build serve test test-unit test-e2e test-unpriv test-asan test-fresh fuzz fuzz-merge bench check check-format clean
 
 all: build
 
@@ -100,6 +100,11 @@ bench: build
 
 check: build
 	$(BUILD)/pyexec check
+
+# The C lines changed since the merge base with main (on main: since the
+# previous commit) formatted as .clang-format says; BASE=<commit> to choose.
+check-format: deps
+	scripts/check-format.sh $(BASE)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
