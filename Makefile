@@ -3,7 +3,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 MESON ?= meson
 
-.PHONY: all deps build serve test test-unit test-e2e test-unpriv test-asan test-fresh fuzz fuzz-merge fuzz-jobs fuzz-jobs-merge bench check clean
+.PHONY: all deps build serve test test-unit test-e2e test-unpriv test-asan test-fresh fuzz fuzz-merge fuzz-jobs fuzz-jobs-merge bench check check-format clean
 
 all: build
 
@@ -13,6 +13,14 @@ deps:
 $(BUILD)/build.ninja:
 	$(MESON) setup $(BUILD)
 
+# Every warning an error (meson's werror; the bug-catching -Werror=...
+# flags of meson.build are on in every build) in the test targets, and so
+# in CI; a plain build only warns, so a newer compiler's new warning does
+# not stop a user. Set on the build directory each time: `make serve`
+# after `make test` turns it off again (a rebuild), and back.
+WERROR ?= false
+test test-asan: WERROR = true
+
 # As root the runner is also installed where the sandbox sees it (under
 # /usr, bound read-only into every sandbox): programs then exec it by a path
 # that says nothing about this checkout. The tests use that copy. pyexec-init
@@ -20,6 +28,7 @@ $(BUILD)/build.ninja:
 RUNNER_INSTALLED ?= /usr/local/libexec/pyexec/pyexec-runner
 
 build: deps $(BUILD)/build.ninja
+	$(MESON) configure $(BUILD) -Dwerror=$(WERROR)
 	ninja -C $(BUILD)
 	@if [ "$$(id -u)" = 0 ]; then install -D -m 0755 $(BUILD)/pyexec-runner $(RUNNER_INSTALLED); \
 	  if [ -e $(BUILD)/pyexec-init ]; then install -D -m 0755 $(BUILD)/pyexec-init $(dir $(RUNNER_INSTALLED))pyexec-init; fi; fi
@@ -54,6 +63,7 @@ $(ASAN_BUILD)/build.ninja:
 	$(MESON) setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
 
 test-asan: $(ASAN_BUILD)/build.ninja
+	$(MESON) configure $(ASAN_BUILD) -Dwerror=$(WERROR)
 	ninja -C $(ASAN_BUILD)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		$(MESON) test -C $(ASAN_BUILD) --suite unit --print-errorlogs
@@ -105,6 +115,11 @@ bench: build
 
 check: build
 	$(BUILD)/pyexec check
+
+# The C lines changed since the merge base with main (on main: since the
+# previous commit) formatted as .clang-format says; BASE=<commit> to choose.
+check-format: deps
+	scripts/check-format.sh $(BASE)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -15,6 +15,8 @@ packages=(
   libpython3.11-dev python3.11-dev
   # tests
   libcmocka-dev python3 python3-pytest python3-pil python3-prometheus-client
+  # the format check of changed lines (scripts/check-format.sh: git clang-format)
+  clang-format
   # the documents' test parses Markdown (tests/e2e/test_docs.py)
   python3-markdown-it
   # ip: the network deny test probes the host's own addresses, listed by ip

@@ -9,29 +9,6 @@
 
 #include "result.h"
 
-/* Messages quote what the client sent (keys, jansson's "near '...'") and
- * are cut to fit: repair invalid or cut UTF-8 so the error JSON can always
- * be built. */
-static void make_valid_utf8(char *s, size_t size) {
-        size_t n = strlen(s);
-        struct buf b;
-
-        if (utf8_is_valid(s, n))
-                return;
-        buf_init(&b, n * 3 + 3);
-        if (utf8_repair(s, n, &b) < 0) {
-                buf_done(&b);
-                snprintf(s, size, "(unprintable)");
-                return;
-        }
-        n = b.len < size - 1 ? b.len : size - 1;
-        while (n > 0 && !utf8_is_valid(b.data, n))
-                n--; /* never split the replacement characters */
-        memcpy(s, b.data, n);
-        s[n] = 0;
-        buf_done(&b);
-}
-
 void api_error_set(struct api_error *e, unsigned http, const char *code, const char *field, const char *fmt, ...) {
         va_list ap;
         e->http = http;
@@ -40,8 +17,11 @@ void api_error_set(struct api_error *e, unsigned http, const char *code, const c
         va_start(ap, fmt);
         vsnprintf(e->message, sizeof e->message, fmt, ap);
         va_end(ap);
-        make_valid_utf8(e->field, sizeof e->field);
-        make_valid_utf8(e->message, sizeof e->message);
+        /* Messages quote what the client sent (keys, jansson's "near
+         * '...'") and are cut to fit: repair invalid or cut UTF-8 so the
+         * error JSON can always be built. */
+        utf8_make_valid(e->field, sizeof e->field);
+        utf8_make_valid(e->message, sizeof e->message);
 }
 
 json_t *api_error_json(const struct api_error *e) {
@@ -78,14 +58,6 @@ static unsigned json_depth(const char *p, size_t n) {
                         depth--;
         }
         return max;
-}
-
-static size_t utf8_length(const char *s, size_t n) {
-        size_t c = 0;
-        for (size_t i = 0; i < n; i++)
-                if (((unsigned char)s[i] & 0xc0) != 0x80)
-                        c++;
-        return c;
 }
 
 static const char *type_name(const json_t *v) {

@@ -16,7 +16,7 @@ enum breaker {
 struct executor {
         pthread_mutex_t lock;
         pthread_cond_t work, idle;
-        struct work *head, *tail;
+        struct executor_task *head, *tail;
         size_t queued, active;
         struct executor_config cfg;
         bool closed;
@@ -31,7 +31,7 @@ static void *worker(void *arg) {
         struct executor *e = arg;
 
         for (;;) {
-                struct work *j;
+                struct executor_task *j;
                 pthread_mutex_lock(&e->lock);
                 while (!e->head && !(e->closed && e->queued == 0))
                         pthread_cond_wait(&e->work, &e->lock);
@@ -148,7 +148,7 @@ static bool breaker_admits(struct executor *e, uint64_t now, uint64_t *ret_retry
         return true;
 }
 
-enum submit_result executor_submit(struct executor *e, struct work *j, uint64_t *ret_retry_after_ms) {
+enum submit_result executor_submit(struct executor *e, struct executor_task *j, uint64_t *ret_retry_after_ms) {
         uint64_t now = now_ns(), retry = 1000;
         enum submit_result r = SUBMIT_OK;
 

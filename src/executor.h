@@ -18,19 +18,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct work {
+/* One job for a slot (http.c: a request's runs), embedded in the caller's
+ * own struct: the callbacks get it back and find their struct around it. */
+struct executor_task {
         /* Runs on a worker thread. */
-        void (*run)(struct work *j);
+        void (*run)(struct executor_task *j);
         /* Whether the client went away (checked just before running). */
-        bool (*abandoned)(struct work *j);
+        bool (*abandoned)(struct executor_task *j);
         /* Instead of run, for an abandoned job. */
-        void (*drop)(struct work *j);
+        void (*drop)(struct executor_task *j);
         /* After run or drop, once the job's slot is free again: publish the
          * outcome here (a client told before the slot is freed could come
          * back and find it still taken). */
-        void (*complete)(struct work *j);
+        void (*complete)(struct executor_task *j);
         uint64_t enqueued_ns;
-        struct work *next;
+        struct executor_task *next;
 };
 
 enum submit_result {
@@ -54,7 +56,7 @@ int executor_new(const struct executor_config *c, struct executor **ret);
 struct executor *executor_free(struct executor *e);
 
 /* On refusal, *ret_retry_after_ms says when trying again makes sense. */
-enum submit_result executor_submit(struct executor *e, struct work *j, uint64_t *ret_retry_after_ms);
+enum submit_result executor_submit(struct executor *e, struct executor_task *j, uint64_t *ret_retry_after_ms);
 
 /* Feed the breaker: whether a run's sandbox failed to start (internal_error). */
 void executor_report(struct executor *e, bool sandbox_failed);

@@ -164,7 +164,7 @@ struct request {
         uint64_t discarded;
         _Atomic int state;
         /* execution */
-        struct work work;
+        struct executor_task work;
         struct api_request req;
         json_t *response;
         struct api_outcome outcome;
@@ -464,7 +464,7 @@ static bool case_client_gone(void *userdata) {
         return client_gone(userdata);
 }
 
-static void work_run(struct work *j) {
+static void work_run(struct executor_task *j) {
         struct request *rq = (struct request *)((char *)j - offsetof(struct request, work));
         struct server *s = rq->s;
 
@@ -507,7 +507,7 @@ static void work_run(struct work *j) {
         atomic_store(&rq->state, REQ_DONE);
 }
 
-static void work_complete(struct work *j) {
+static void work_complete(struct executor_task *j) {
         struct request *rq = (struct request *)((char *)j - offsetof(struct request, work));
         MHD_resume_connection(rq->conn);
 }
@@ -528,11 +528,11 @@ static bool client_gone(struct request *rq) {
         return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
-static bool work_abandoned(struct work *j) {
+static bool work_abandoned(struct executor_task *j) {
         return client_gone((struct request *)((char *)j - offsetof(struct request, work)));
 }
 
-static void work_drop(struct work *j) {
+static void work_drop(struct executor_task *j) {
         struct request *rq = (struct request *)((char *)j - offsetof(struct request, work));
         metrics_rejected(rq->s->metrics, REJECT_CLIENT_GONE);
         log_event(LOG_INFO, "client went away before its turn: not run",
@@ -628,7 +628,9 @@ static enum MHD_Result start_execution(struct request *rq) {
                                      (unsigned long long)s->cfg->rate_limit_max,
                                      (unsigned long long)s->cfg->rate_limit_window, (unsigned long long)retry);
         }
-        rq->work = (struct work){ .run = work_run, .abandoned = work_abandoned, .drop = work_drop, .complete = work_complete };
+        rq->work = (struct executor_task){
+                .run = work_run, .abandoned = work_abandoned, .drop = work_drop, .complete = work_complete
+        };
         atomic_store(&rq->state, REQ_QUEUED);
         /* Suspend before submitting: a fast worker may resume at once. A
          * refusal is answered on the call that follows the resume, so a

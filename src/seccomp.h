@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * seccomp: the system-call filter applied last, just before execve, in every
- * sandboxed process. The policy is the table in seccomp.c; the filter is
- * compiled once per process with libseccomp and installed in the child with
- * the bare seccomp(2) call, so the child (forked from a possibly
- * multi-threaded parent) never allocates.
+ * seccomp: the sandbox's system-call filter, the last restriction a
+ * sandboxed program gets: on the cold path just before it execs the runner
+ * or the interpreter, on the warm path once the pre-built program has
+ * dropped its uid, before it waits for work. The policy is the commented
+ * table in seccomp-policy.c; tools/seccomp-gen compiles it to BPF at build
+ * time and the program is embedded here (seccomp-filter.inc), so a run
+ * never loads libseccomp, and installing the filter is a prctl and one
+ * seccomp(2) call, which a child forked from a multi-threaded parent can
+ * make without allocating.
  */
 #pragma once
 
@@ -16,10 +20,7 @@ struct seccomp_prog {
         size_t len;
 };
 
-/*
- * Compile the sandbox policy (once; later calls return the same program).
- * Thread-safe. Returns -errno.
- */
+/* The embedded program, in *ret. Returns 0. */
 int seccomp_prog_get(const struct seccomp_prog **ret);
 
 /*

@@ -207,6 +207,34 @@ bool utf8_is_valid(const char *in, size_t n) {
         return true;
 }
 
+size_t utf8_length(const char *s, size_t n) {
+        size_t c = 0;
+        for (size_t i = 0; i < n; i++)
+                if (((unsigned char)s[i] & 0xc0) != 0x80)
+                        c++;
+        return c;
+}
+
+void utf8_make_valid(char *s, size_t size) {
+        size_t n = strlen(s);
+        struct buf b;
+
+        if (utf8_is_valid(s, n))
+                return;
+        buf_init(&b, n * 3 + 3);
+        if (utf8_repair(s, n, &b) < 0) {
+                buf_done(&b);
+                snprintf(s, size, "(unprintable)");
+                return;
+        }
+        n = b.len < size - 1 ? b.len : size - 1;
+        while (n > 0 && !utf8_is_valid(b.data, n))
+                n--; /* never split the replacement characters */
+        memcpy(s, b.data, n);
+        s[n] = 0;
+        buf_done(&b);
+}
+
 int read_file(const char *path, size_t max, struct buf *ret) {
         _cleanup_close_ int fd = -1;
         struct buf b;

@@ -88,6 +88,15 @@ int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
 int utf8_repair(const char *in, size_t n, struct buf *out);
 /* Whether in[0..n) is valid UTF-8 by the same rules. */
 bool utf8_is_valid(const char *in, size_t n);
+/* Characters in s[0..n), valid UTF-8: the bytes that are not continuation
+ * bytes (10xxxxxx). */
+size_t utf8_length(const char *s, size_t n);
+/* Make the NUL-terminated string in s (a buffer of size bytes, size > 0)
+ * valid UTF-8 in place: invalid sequences repaired as utf8_repair() does,
+ * the result cut to fit without splitting a character; "(unprintable)" if
+ * the repair cannot allocate. For messages that quote what a client sent
+ * and must still become JSON. */
+void utf8_make_valid(char *s, size_t size);
 
 /* One message of len bytes on a socket, with n_fds descriptors attached
  * (SCM_RIGHTS; at most 8), retried on EINTR. Returns 0 when all of it went,

@@ -59,8 +59,6 @@ struct warm_reply {
         uint32_t huge_pages; /* the hello: the zygote's pages on hugetlb (zygote-heap.c) */
 };
 
-/* A warm sandbox's processes beyond the program's own: init and the holder
- * of the program's address space (supervise.c). */
 /* The waiting program reads the pages a run reads (zygote-child.c): when
  * the CPU has time for it, not under load, where the read-ahead costs more
  * CPU (~3 ms a sandbox here) than it saves the run, nor for a sandbox built
@@ -70,6 +68,8 @@ struct warm_reply {
  * join instead of making its own: the service's pool of them (zygote.c). */
 #define WARM_JOIN_NET 2u
 
+/* The processes a warm sandbox has beyond the program's own, which its pids
+ * limit counts too: init, and the holder of the program's address space. */
 #define WARM_EXTRA_PIDS 2
 
 /* WARM_FD_NET is sent only with WARM_JOIN_NET; it is -1 otherwise. */

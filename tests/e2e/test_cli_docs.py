@@ -2,9 +2,10 @@
 each command's --help names every option its parser accepts (one line each, with a
 meaning), and the man page, when built, covers every command and the exit status.
 
-The option lists below are what src/main.c (and src/config.c, for serve) accept;
-each is also checked against those sources, so an option added there without help
-fails here, and so does an option line removed from a --help text."""
+The option lists below are what the commands' parsers accept (src/cmd-run.c,
+src/cmd-job.c, src/cmd-check.c; serve: src/config.c); each is also checked against
+those sources, so an option added there without help fails here, and so does an
+option line removed from a --help text."""
 import pathlib
 import re
 
@@ -12,7 +13,7 @@ import pytest
 
 from conftest import PYEXEC, ROOT, pyexec
 
-# What each command's parser accepts (src/main.c; serve: src/config.c).
+# What each command's parser accepts (src/cmd-*.c; serve: src/config.c).
 RUN_OPTIONS = {
     "--json", "--stdin", "--arg", "--file", "--test", "--module", "--python",
     "--policy", "--service", "--help",
@@ -58,16 +59,20 @@ def test_version_is_meson_project_version():
     assert p.stdout.decode() == f"pyexec {version}\n"
 
 
+def function_body(text, head):
+    """The body of the function whose definition starts with head."""
+    body = text[text.index(head):]
+    return body[:body.index("\n}\n")]
+
+
 def test_option_lists_match_the_parsers():
-    main = source("main.c")
     limits = re.findall(r'^\s+\{ "([a-z-]+)", "[A-Za-z]+", "', source("limits.c"), re.M)
-    run = {"--" + o for o in re.findall(r'\(struct option\)\{ "([a-z-]+)"', main)}
+    body = function_body(source("cmd-run.c"), "static bool run_parse_options(")
+    run = {"--" + o for o in re.findall(r'\(struct option\)\{ "([a-z-]+)"', body)}
     assert run | {"--" + o for o in limits} == RUN_OPTIONS
-    body = main[main.index("static int cmd_job_params(int argc, char **argv, json_t *params) {"):]
-    body = body[:body.index("\n}\n")]
+    body = function_body(source("cmd-job.c"), "static int job_parse_args(")
     assert set(re.findall(r'!strcmp\(argv\[i\], "(--[a-z-]+)"\)', body)) == JOB_OPTIONS
-    body = main[main.index("static int cmd_check("):]
-    body = body[:body.index("\n}\n")]
+    body = function_body(source("cmd-check.c"), "int cmd_check(")
     assert set(re.findall(r'strcmp\(argv\[i\], "(--[a-z-]+)"\) == 0', body)) == CHECK_OPTIONS
     assert len(serve_keys()) > 20
 

@@ -32,7 +32,7 @@ enum report { REPORT_NONE, REPORT_OK, REPORT_FAILED };
 
 
 struct tjob {
-        struct work job; /* first: run() gets &job */
+        struct executor_task job; /* first: run() gets &job */
         int id;
         bool released;          /* run() may return; under ctl.lock */
         atomic_bool abandon;    /* what abandoned() answers */
@@ -81,7 +81,7 @@ static void log_locked(int v) {
                 ctl.log[ctl.n_log++] = v;
 }
 
-static void tjob_run(struct work *j) {
+static void tjob_run(struct executor_task *j) {
         struct tjob *t = (struct tjob *)j;
         struct timespec ts;
 
@@ -102,13 +102,13 @@ static void tjob_run(struct work *j) {
                 executor_report(t->ex, t->report == REPORT_FAILED);
 }
 
-static bool tjob_abandoned(struct work *j) {
+static bool tjob_abandoned(struct executor_task *j) {
         struct tjob *t = (struct tjob *)j;
         atomic_fetch_add(&t->asked, 1);
         return atomic_load(&t->abandon);
 }
 
-static void tjob_drop(struct work *j) {
+static void tjob_drop(struct executor_task *j) {
         struct tjob *t = (struct tjob *)j;
         pthread_mutex_lock(&ctl.lock);
         log_locked(-t->id);
@@ -116,7 +116,6 @@ static void tjob_drop(struct work *j) {
         pthread_cond_broadcast(&ctl.cond);
         pthread_mutex_unlock(&ctl.lock);
 }
-
 
 static struct tjob *new_job(int id, bool blocking, struct executor *ex) {
         struct tjob *t;
@@ -502,7 +501,7 @@ static struct {
         atomic_int calls;
 } done_ctl;
 
-static void tjob_complete(struct work *j) {
+static void tjob_complete(struct executor_task *j) {
         struct executor_state s;
 
         executor_get_state(done_ctl.e, &s);

@@ -346,6 +346,51 @@ static void test_utf8_repair_respects_cap(void **state) {
         buf_done(&b);
 }
 
+static void test_utf8_length(void **state) {
+        assert_int_equal(utf8_length("", 0), 0);
+        assert_int_equal(utf8_length("plain", 5), 5);
+        assert_int_equal(utf8_length("h\xc3\xa9llo", 6), 5);      /* U+00E9: 2 bytes, 1 character */
+        assert_int_equal(utf8_length("\xe2\x82\xac", 3), 1);      /* U+20AC */
+        assert_int_equal(utf8_length("\xf0\x9f\x98\x80!", 5), 2); /* U+1F600 */
+        assert_int_equal(utf8_length("a\0b", 3), 3);              /* NUL counts */
+        /* n, not the NUL, ends the string */
+        assert_int_equal(utf8_length("\xc3\xa9\xc3\xa9", 2), 1);
+}
+
+/* Messages that quote a client's bytes are repaired in place and cut to
+ * their buffer without splitting a character. */
+static void test_utf8_make_valid(void **state) {
+        char s[16];
+
+        snprintf(s, sizeof s, "%s", "ok \xc3\xa9");
+        utf8_make_valid(s, sizeof s);
+        assert_string_equal(s, "ok \xc3\xa9"); /* valid: untouched */
+
+        snprintf(s, sizeof s, "%s", "a\xff!");
+        utf8_make_valid(s, sizeof s);
+        assert_string_equal(s, "a" FFFD "!");
+
+        /* a character cut by an earlier snprintf: repaired, not dropped */
+        snprintf(s, sizeof s, "%s", "x\xe2\x82");
+        utf8_make_valid(s, sizeof s);
+        assert_string_equal(s, "x" FFFD);
+
+        /* "ab" + U+FFFD is 5 bytes: in 6 it fits, in 5 (4 + NUL) the
+         * replacement goes whole */
+        snprintf(s, 6, "%s", "ab\xff");
+        utf8_make_valid(s, 6);
+        assert_string_equal(s, "ab" FFFD);
+        snprintf(s, 5, "%s", "ab\xff");
+        utf8_make_valid(s, 5);
+        assert_string_equal(s, "ab");
+
+        /* more replacements than fit: cut between them */
+        snprintf(s, sizeof s, "%s", "\xff\xff\xff\xff\xff\xff");
+        utf8_make_valid(s, sizeof s);
+        assert_string_equal(s, FFFD FFFD FFFD FFFD FFFD);
+        assert_true(utf8_is_valid(s, strlen(s)));
+}
+
 /* ---- filename_is_plain ---- */
 
 static void test_filename_is_plain(void **state) {
@@ -606,6 +651,8 @@ int main(void) {
                 cmocka_unit_test(test_utf8_repair),
                 cmocka_unit_test(test_utf8_repair_truncated_at_end),
                 cmocka_unit_test(test_utf8_repair_respects_cap),
+                cmocka_unit_test(test_utf8_length),
+                cmocka_unit_test(test_utf8_make_valid),
                 cmocka_unit_test(test_filename_is_plain),
                 cmocka_unit_test(test_read_file),
                 cmocka_unit_test(test_read_small_file),
