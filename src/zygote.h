@@ -11,7 +11,7 @@
  *
  * Process tree: service -> zygote -> init (PID 1 of the run) -> program.
  * init shares the zygote's memory until the program is forked, then execs
- * pyexec-init (supervise.c).
+ * pyexec-init (sandbox-child.c).
  * Parent-death signals run down the same chain: a dying service takes the
  * zygote along, a dying zygote its inits, a dying init its namespace.
  *
@@ -31,7 +31,7 @@
  *                      them: "H" and why (logged)
  *   zygote -> service, once after start-up: struct warm_reply { .pid = 0 }
  * The "P" message carries pyexec-init (an fd of it) when the service found
- * one: init then answers the request itself (supervise.c).
+ * one: init then answers the request itself (sandbox-child.c).
  */
 #pragma once
 
@@ -41,6 +41,7 @@
 
 #include "cgroup.h"
 #include "uidpool.h"
+#include "util.h"
 
 struct pyexec_sandbox;
 
@@ -60,7 +61,7 @@ struct warm_reply {
 };
 
 /* A warm sandbox's processes beyond the program's own: init and the holder
- * of the program's address space (supervise.c). */
+ * of the program's address space (sandbox-child.c). */
 /* The waiting program reads the pages a run reads (zygote-child.c): when
  * the CPU has time for it, not under load, where the read-ahead costs more
  * CPU (~3 ms a sandbox here) than it saves the run, nor for a sandbox built
@@ -76,17 +77,11 @@ struct warm_reply {
 enum { WARM_FD_SYNC, WARM_FD_STATUS, WARM_FD_OUT, WARM_FD_ERR, WARM_FD_WORK, WARM_FD_NET, _WARM_FD_MAX };
 
 /* In the program of a warm sandbox: called with its uid dropped and seccomp
- * installed; it prepares, calls pyexec_warm_start_holder(holder_w) before it
+ * installed; it prepares, calls sandbox_program_start_holder(holder_w) before it
  * says READY, and waits on work_fd for a program to run. */
 typedef void (*warm_main_fn)(int status_fd, int work_fd, int holder_w);
 
-/* In the program of a warm sandbox: start the holder of its address space
- * and tell init its pid (supervise.c). After the prefault: while the holder
- * exists, each copy-on-write fault must flush the TLB of the CPU it last ran
- * on as well, an inter-processor interrupt apiece. */
-void pyexec_warm_start_holder(int holder_w);
-
-/* In the small init (supervise.c), in the zygote's memory, with the program
+/* In the small init (sandbox-child.c), in the zygote's memory, with the program
  * just forked and stopped: prepare the program's memory from outside
  * (zygote-child.c: the copies of the pages a run writes). -errno: the
  * program must not run (it would share huge pages with the zygote); init
@@ -98,18 +93,11 @@ struct warm_program {
         warm_prepare_fn prepare; /* NULL: nothing to prepare */
 };
 
-/* In the zygote: clone an init for the request (supervise.c). Returns its
- * pid or -errno. fds are closed in the caller afterwards. With init_fd
- * (pyexec-init, >= 0), init shares the zygote's memory until it execs that
- * (the zygote waits in here meanwhile) and sends the reply on ctl itself:
- * *replied then says whether it did. */
-pid_t pyexec_sandbox_spawn_warm(const struct pyexec_sandbox *sb, const struct warm_request *req,
-                                const int fds[_WARM_FD_MAX], const struct warm_program *program, int ctl, int init_fd,
-                                bool *replied);
-
 /* Send a reply on the zygote's control socket, with fd (a pidfd) if >= 0.
- * Returns -errno. */
-int pyexec_warm_send_reply(int sock, const struct warm_reply *rep, int fd);
+ * Returns -errno. (From the zygote, and from the small init.) */
+static inline int warm_send_reply(int sock, const struct warm_reply *rep, int fd) {
+        return send_fds(sock, rep, sizeof *rep, &fd, fd >= 0);
+}
 
 /* What box construction needs to know of the host (supervise.c). */
 struct sandbox_host_info {
