@@ -126,7 +126,7 @@
  * process group (the program calls setsid()), and counts only SI_USER
  * signals from outside its PID namespace (reap.c). A sandbox lost anyway
  * while the program ran is that program's verdict (runtime_error,
- * classify), never a retry nor an internal_error counted by the circuit
+ * verdict.c), never a retry nor an internal_error counted by the circuit
  * breaker.
  */
 #include <errno.h>
@@ -160,6 +160,7 @@
 #include "seccomp.h"
 #include "uidpool.h"
 #include "util.h"
+#include "verdict.h"
 
 /* Where the cold path shows pyexec-runner inside the sandbox. */
 #define SANDBOX_RUNNER_PATH "/.pyexec/runner"
@@ -188,20 +189,6 @@ struct pyexec_sandbox {
         bool runner_in_usr; /* so the sandbox has it at the same path */
         struct warm_pool *warm; /* the warm path, when started */
 };
-
-const char *pyexec_status_to_string(enum pyexec_status s) {
-        static const char *const names[_PYEXEC_STATUS_MAX] = {
-                [PYEXEC_OK] = "ok",
-                [PYEXEC_RUNTIME_ERROR] = "runtime_error",
-                [PYEXEC_SYNTAX_ERROR] = "syntax_error",
-                [PYEXEC_TIMEOUT] = "timeout",
-                [PYEXEC_MEMORY_LIMIT] = "memory_limit",
-                [PYEXEC_OUTPUT_LIMIT] = "output_limit",
-                [PYEXEC_POLICY_VIOLATION] = "policy_violation",
-                [PYEXEC_INTERNAL_ERROR] = "internal_error",
-        };
-        return s < _PYEXEC_STATUS_MAX ? names[s] : "internal_error";
-}
 
 void pyexec_result_done(struct pyexec_result *r) {
         buf_done(&r->out);
@@ -678,278 +665,6 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                         close(fds[i]);
 }
 
-/* ---- classification ---------------------------------------------------- */
-
-static const char *signal_name(int sig, char *buf, size_t n) {
-        const char *abbrev = sigabbrev_np(sig);
-        if (abbrev)
-                snprintf(buf, n, "SIG%s", abbrev);
-        else
-                snprintf(buf, n, "signal %d", sig);
-        return buf;
-}
-
-/* The last line of s (without its newline). */
-static const char *last_line(const struct buf *s, size_t *ret_len) {
-        size_t end = s->len;
-        while (end > 0 && s->data[end - 1] == '\n')
-                end--;
-        size_t start = end;
-        while (start > 0 && s->data[start - 1] != '\n')
-                start--;
-        *ret_len = end - start;
-        return s->data ? s->data + start : "";
-}
-
-static bool starts_with(const char *p, size_t n, const char *prefix) {
-        size_t l = strlen(prefix);
-        return n >= l && memcmp(p, prefix, l) == 0;
-}
-
-/* Line n (1-based) of f, without its newline; NULL when f is shorter. */
-static const char *file_line(const struct pyexec_file *f, unsigned long n, size_t *ret_len) {
-        const char *p = f->data, *end = f->data + f->len;
-        for (unsigned long i = 1; p && p < end && i < n; i++) {
-                p = memchr(p, '\n', (size_t)(end - p));
-                if (p)
-                        p++;
-        }
-        if (!p || p > end || (p == end && n > 1))
-                return NULL;
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        *ret_len = (size_t)((nl ? nl : end) - p);
-        return p;
-}
-
-/* Characters (UTF-8 lead bytes) in p[0..n). */
-static size_t utf8_chars(const char *p, size_t n) {
-        size_t c = 0;
-        for (size_t i = 0; i < n; i++)
-                if (((unsigned char)p[i] & 0xc0) != 0x80)
-                        c++;
-        return c;
-}
-
-/*
- * A compile error prints no "in <function>" on its frame line: CPython
- * reports the file and line of the code it could not compile, without a
- * "Traceback" header for the main script and as the last frame below one for
- * an imported module. A SyntaxError raised by running code (eval, exec, a
- * parser exercise raising it) has a frame with ", in ...", and is a runtime
- * error. The frame must be a file of the program.
- */
-static bool classify_syntax_error(const struct pyexec_spec *spec, struct pyexec_result *res) {
-        const struct buf *e = &res->err;
-        size_t ll, col = 0;
-        const char *last = last_line(e, &ll);
-        const char *frame = NULL, *p, *base;
-        const struct pyexec_file *src = NULL;
-        char file[256] = "", rest[4] = "";
-        unsigned long line = 0;
-
-        if (!e->data || !(starts_with(last, ll, "SyntaxError: ") || starts_with(last, ll, "IndentationError: ") ||
-                          starts_with(last, ll, "TabError: ")))
-                return false;
-        /* A file python3 cannot decode is reported on one line, with no
-         * frame: "... in file /sandbox/main.py on line 1, but no encoding
-         * declared; ...". */
-        if (starts_with(last, ll, "SyntaxError: Non-UTF-8 code starting with ")) {
-                const char *in = strstr(last, " in file " SANDBOX_WORKDIR "/");
-                if (!in || in > last + ll)
-                        return false;
-                free(res->message);
-                res->message = strdup_printf("%.*s", (int)(ll > 300 ? 300 : ll), last);
-                res->status = PYEXEC_SYNTAX_ERROR;
-                return true;
-        }
-        for (p = e->data; (p = strstr(p, "  File \"")) && p < last; p++)
-                frame = p;
-        if (!frame || sscanf(frame, "  File \"%255[^\"]\", line %lu%3[^\n]", file, &line, rest) < 2 || rest[0])
-                return false;
-        if (file[0] == '/' && strncmp(file, SANDBOX_WORKDIR "/", strlen(SANDBOX_WORKDIR) + 1) != 0)
-                return false;
-        base = strrchr(file, '/');
-        base = base ? base + 1 : file;
-        for (size_t i = 0; i < spec->n_files; i++)
-                if (strcmp(spec->files[i].name, base) == 0)
-                        src = &spec->files[i];
-        if (!src)
-                return false;
-
-        /* Below the frame: the source line, stripped of its indentation and
-         * re-indented by four, then a caret under the offending byte. The
-         * column counts characters of the real line, as SyntaxError.offset. */
-        {
-                const char *sl = strchr(frame, '\n');
-                const char *cl = sl ? strchr(sl + 1, '\n') : NULL;
-                size_t len;
-                const char *text = file_line(src, line, &len);
-                if (sl && cl && cl < last && text) {
-                        const char *c = cl + 1;
-                        size_t printed_indent = strspn(sl + 1, " "), caret = strspn(c, " ");
-                        size_t indent = strspn(text, " \t\f");
-                        if (c[caret] == '^' && caret >= printed_indent) {
-                                size_t byte = indent + (caret - printed_indent);
-                                if (byte <= len)
-                                        col = utf8_chars(text, byte) + 1;
-                        }
-                }
-        }
-        free(res->message);
-        if (col)
-                res->message = strdup_printf("%.*s (%s, line %lu, column %zu)", (int)ll, last, base, line, col);
-        else
-                res->message = strdup_printf("%.*s (%s, line %lu)", (int)ll, last, base, line);
-        res->status = PYEXEC_SYNTAX_ERROR;
-        return true;
-}
-
-/*
- * An uncaught refusal of the policy's audit hook: the traceback's last line
- * is "PolicyImportError: ..." or "PolicyPermissionError: ...". The message
- * gains the program's line it came from (the last frame in a file of the
- * program).
- */
-static bool classify_policy_error(const struct pyexec_spec *spec, struct pyexec_result *res) {
-        const struct buf *e = &res->err;
-        size_t ll;
-        const char *last = last_line(e, &ll), *p, *frame = NULL, *text;
-        static const char *const kinds[] = { "PolicyImportError: ", "PolicyPermissionError: " };
-        char file[256] = "";
-        unsigned long line = 0;
-        size_t skip = 0;
-
-        if (!spec->runner || !spec->policy || !e->data)
-                return false;
-        for (size_t i = 0; i < ELEMENTSOF(kinds); i++)
-                if (starts_with(last, ll, kinds[i]))
-                        skip = strlen(kinds[i]);
-        if (!skip)
-                return false;
-        text = last + skip;
-        for (p = e->data; (p = strstr(p, "  File \"" SANDBOX_WORKDIR "/")) && p < last; p++)
-                frame = p;
-        free(res->message);
-        if (frame && sscanf(frame, "  File \"" SANDBOX_WORKDIR "/%255[^\"]\", line %lu", file, &line) == 2)
-                res->message = strdup_printf("%.*s (%s, line %lu)", (int)(ll - skip), text, file, line);
-        else
-                res->message = strdup_printf("%.*s", (int)(ll - skip), text);
-        res->status = PYEXEC_POLICY_VIOLATION;
-        return true;
-}
-
-static void classify(const struct pyexec_spec *spec, const struct watch *w, const struct cgroup_stats *cs,
-                     bool have_cgroup_memory, struct pyexec_result *res) {
-        const struct pyexec_limits *lim = &spec->limits;
-        char sig[32];
-        size_t ll;
-        const char *last;
-
-        res->exit_code = -1;
-        res->signal = 0;
-        if (w->exited_msg) {
-                if (WIFEXITED(w->wstatus))
-                        res->exit_code = WEXITSTATUS(w->wstatus);
-                else if (WIFSIGNALED(w->wstatus))
-                        res->signal = WTERMSIG(w->wstatus);
-        } else if (w->killed_wall || w->killed_cpu || w->killed_output || w->killed_oom || cs->oom_kills > 0)
-                res->signal = SIGKILL;
-
-        if (w->setup_failed || !w->started) {
-                res->status = PYEXEC_INTERNAL_ERROR;
-                if (w->error_msg.type == MSG_ERROR)
-                        res->message = strdup_printf("sandbox setup failed: %s: %s", w->error_msg.step,
-                                                     strerror(w->error_msg.err));
-                else
-                        res->message = strdup("sandbox setup failed: the sandbox did not start");
-                res->exit_code = -1;
-                res->signal = 0;
-                return;
-        }
-        if (!w->exited_msg && !w->killed_wall && !w->killed_cpu && !w->killed_output && !w->killed_oom &&
-            cs->oom_kills == 0) {
-                /* init died without reporting the program's exit, and
-                 * nothing of ours killed it, while the program ran. The
-                 * program has no way to reach its init (reap.c, the
-                 * seccomp policy), so this is the program's run going
-                 * wrong in a way the sandbox contained: its verdict, not
-                 * a failure of pyexec, never a reason to run it again
-                 * elsewhere nor one for the circuit breaker (internal_error
-                 * would be both). A warm sandbox lost with its zygote is
-                 * run again instead (run_warm_once). */
-                res->status = PYEXEC_RUNTIME_ERROR;
-                res->message = strdup("the run's sandbox ended before the program's exit was reported (its init was "
-                                      "killed while the program ran)");
-                res->exit_code = -1;
-                res->signal = 0;
-                return;
-        }
-        if (w->killed_output) {
-                res->status = PYEXEC_OUTPUT_LIMIT;
-                res->message = strdup_printf("output limit of %llu bytes exceeded (stdout and stderr together)",
-                                             (unsigned long long)lim->max_output);
-                return;
-        }
-        if (w->killed_wall) {
-                res->status = PYEXEC_TIMEOUT;
-                res->message = strdup_printf("wall-clock time limit of %llu ms exceeded",
-                                             (unsigned long long)lim->timeout_ms);
-                return;
-        }
-        if (w->killed_cpu || res->signal == SIGXCPU ||
-            (res->signal == SIGKILL && res->cpu_ms >= (double)lim->cpu_time_ms)) {
-                res->status = PYEXEC_TIMEOUT;
-                res->message = strdup_printf("CPU time limit of %llu ms exceeded", (unsigned long long)lim->cpu_time_ms);
-                return;
-        }
-        if (w->killed_oom || cs->oom_kills > 0) {
-                res->status = PYEXEC_MEMORY_LIMIT;
-                res->message = strdup_printf("memory limit of %llu MB exceeded (killed by the kernel's OOM killer)",
-                                             (unsigned long long)lim->memory_mb);
-                return;
-        }
-        if (res->signal == SIGBUS && cs->hugetlb_limit_hit) {
-                /* Its huge pages are its copy of the zygote's; a process
-                 * that shares them after a raw clone() (not os.fork, which
-                 * moves them back) and writes one needs another page, which
-                 * the run's hugetlb cgroup refuses. */
-                res->status = PYEXEC_MEMORY_LIMIT;
-                res->message = strdup("memory limit exceeded: a process of the run wrote to a huge page it shared "
-                                      "after a raw clone() (killed by SIGBUS; use os.fork or subprocess)");
-                return;
-        }
-        last = last_line(&res->err, &ll);
-        if (res->exit_code > 0 && res->err.data && (starts_with(last, ll, "MemoryError") && (ll == 11 || last[11] == ':'))) {
-                res->status = PYEXEC_MEMORY_LIMIT;
-                res->message = strdup_printf("memory limit of %llu MB exceeded (MemoryError%s)",
-                                             (unsigned long long)lim->memory_mb,
-                                             have_cgroup_memory ? "" : " under RLIMIT_AS");
-                return;
-        }
-        if (res->exit_code == 0) {
-                res->status = PYEXEC_OK;
-                return;
-        }
-        if (res->exit_code == 1 && w->verdict.type == MSG_VERDICT &&
-            (w->verdict.err == PYEXEC_SYNTAX_ERROR || w->verdict.err == PYEXEC_POLICY_VIOLATION)) {
-                /* The runner's static check refused it before it ran. */
-                res->status = (enum pyexec_status)w->verdict.err;
-                res->message = strndup(w->verdict.step, sizeof w->verdict.step - 1);
-                return;
-        }
-        if (res->exit_code == 1 && classify_policy_error(spec, res))
-                return;
-        if (res->exit_code == 1 && classify_syntax_error(spec, res))
-                return;
-        res->status = PYEXEC_RUNTIME_ERROR;
-        if (res->signal)
-                res->message = strdup_printf("killed by signal %s", signal_name(res->signal, sig, sizeof sig));
-        else if (res->exit_code > 0 && ll > 0 && res->err.data)
-                res->message = strdup_printf("exited with code %d: %.*s", res->exit_code, (int)(ll > 300 ? 300 : ll), last);
-        else
-                res->message = strdup_printf("exited with code %d", res->exit_code);
-}
-
 /* Measurements, then the verdict. ru: init's rusage, when it was reaped. */
 static void finish_result(const struct pyexec_spec *spec, struct watch *w, const struct cgroup_stats *cs,
                           bool have_cgroup_memory, const struct rusage *ru, struct pyexec_result *res) {
@@ -976,7 +691,23 @@ static void finish_result(const struct pyexec_spec *spec, struct watch *w, const
                 if (w->sample.peak_kb > res->peak_kb)
                         res->peak_kb = w->sample.peak_kb;
         }
-        classify(spec, w, cs, have_cgroup_memory, res);
+        verdict_classify(spec,
+                         &(struct verdict_facts){
+                                 .started = w->started,
+                                 .setup_failed = w->setup_failed,
+                                 .error = w->error_msg.type == MSG_ERROR ? &w->error_msg : NULL,
+                                 .exited = w->exited_msg,
+                                 .wstatus = w->wstatus,
+                                 .killed_wall = w->killed_wall,
+                                 .killed_cpu = w->killed_cpu,
+                                 .killed_output = w->killed_output,
+                                 .killed_oom = w->killed_oom,
+                                 .verdict = w->verdict.type == MSG_VERDICT ? &w->verdict : NULL,
+                                 .oom_kills = cs->oom_kills,
+                                 .hugetlb_limit_hit = cs->hugetlb_limit_hit,
+                                 .have_cgroup_memory = have_cgroup_memory,
+                         },
+                         res);
 }
 
 
@@ -1182,7 +913,7 @@ static int run_warm_once(struct pyexec_sandbox *sb, const struct pyexec_spec *sp
                  * inits along: nothing the program did. Whatever it did
                  * stayed in that sandbox, so it runs again from the start
                  * elsewhere. Any other loss while the program ran is the
-                 * program's (classify). */
+                 * program's (verdict.c). */
                 buf_done(&res->out);
                 buf_done(&res->err);
                 buf_done(&res->merged);
