@@ -768,17 +768,6 @@ static void fail_internal(struct pyexec_result *res, const char *what, int r) {
 
 /* ---- the warm path ----------------------------------------------------- */
 
-void pyexec_sandbox_host(const struct pyexec_sandbox *sb, struct sandbox_host_info *ret) {
-        *ret = (struct sandbox_host_info){
-                .privileged = sb->privileged,
-                .uid_base = sb->uid_base,
-                .uid_count = sb->uid_count,
-                .lock_dir = sb->lock_dir,
-                .cg = &sb->cg,
-                .outer_uid = sb->outer_uid,
-                .outer_gid = sb->outer_gid,
-        };
-}
 
 
 
@@ -868,9 +857,7 @@ static int run_warm_once(struct pyexec_sandbox *sb, const struct pyexec_spec *sp
                 /* Most requests keep the defaults the sandbox was built
                  * with: no writes to the cgroup then. */
                 if (mem != box->memory_bytes || pids != box->pids_max) {
-                        struct sandbox_host_info h;
-                        pyexec_sandbox_host(sb, &h);
-                        if (cgroup_run_set_limits(h.cg, &box->cg, mem, pids) < 0) {
+                        if (cgroup_run_set_limits(&sb->cg, &box->cg, mem, pids) < 0) {
                                 r = -EAGAIN;
                                 goto out;
                         }
@@ -958,7 +945,16 @@ int pyexec_sandbox_start_warm(struct pyexec_sandbox *sb, const struct pyexec_war
                 return -ENOENT;
         if (sb->warm)
                 return -EALREADY;
-        return warm_pool_start(sb, &wo, &sb->warm);
+        return warm_pool_start(&(struct warm_host){
+                                       .privileged = sb->privileged,
+                                       .uid_base = sb->uid_base,
+                                       .uid_count = sb->uid_count,
+                                       .lock_dir = sb->lock_dir,
+                                       .cg = &sb->cg,
+                                       .outer_uid = sb->outer_uid,
+                                       .outer_gid = sb->outer_gid,
+                               },
+                               &wo, &sb->warm);
 }
 
 bool pyexec_sandbox_runner_path(const struct pyexec_sandbox *sb, char *buf, size_t n) {

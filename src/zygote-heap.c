@@ -71,7 +71,7 @@
 #include <unistd.h>
 
 #include "util.h"
-#include "zygote.h"
+#include "hugetlb.h"
 
 #ifndef MAP_HUGETLB
 #define MAP_HUGETLB 0x40000
@@ -245,7 +245,7 @@ unsigned zygote_heap_freeze(unsigned sets, const char **ret_why) {
                 *ret_why = "nothing to move";
                 return 0;
         }
-        if (warm_hugetlb_free_pages(&free_pages) < 0) {
+        if (hugetlb_free_pages(&free_pages) < 0) {
                 *ret_why = "cannot read the hugetlb pool's size from /proc/meminfo";
                 return 0;
         }

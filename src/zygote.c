@@ -32,9 +32,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "hugetlb.h"
 #include "log.h"
 #include "ns.h"
-#include "pyexec.h"
 #include "sandbox-msg.h"
 #include "util.h"
 #include "zygote-heap.h"
@@ -70,9 +70,8 @@ struct zygote_proc {
 };
 
 struct warm_pool {
-        struct pyexec_sandbox *sb;
         struct warm_options o;
-        struct sandbox_host_info host;
+        struct warm_host host;
         pthread_mutex_t lock; /* everything below */
         pthread_cond_t cond;
         pthread_mutex_t ctl_lock; /* one request at a time to the zygote */
@@ -183,56 +182,6 @@ static int exe_memfd(const char *path, const char *name) {
 
 /* ---- the hugetlb pool --------------------------------------------------- */
 
-#define NR_HUGEPAGES "/proc/sys/vm/nr_hugepages"
-
-int warm_hugetlb_free_pages(uint64_t *ret) {
-        struct buf b;
-        uint64_t free_pages = 0, rsvd = 0, size_kb = 0;
-        bool have_free = false, have_size = false;
-        int r = read_file("/proc/meminfo", 1 << 16, &b);
-
-        if (r < 0)
-                return r;
-        for (char *line = b.data; line && *line;) {
-                char *nl = strchr(line, '\n');
-                unsigned long long v;
-                if (sscanf(line, "HugePages_Free: %llu", &v) == 1) {
-                        free_pages = v;
-                        have_free = true;
-                } else if (sscanf(line, "HugePages_Rsvd: %llu", &v) == 1) {
-                        rsvd = v;
-                } else if (sscanf(line, "Hugepagesize: %llu kB", &v) == 1) {
-                        size_kb = v;
-                        have_size = true;
-                }
-                line = nl ? nl + 1 : NULL;
-        }
-        buf_done(&b);
-        if (!have_free || !have_size)
-                return -ENOENT;
-        /* MAP_HUGETLB takes the default size: another (1 GiB) is of no use.
-         * Free pages promised to a mapping (reserved at mmap, not yet
-         * faulted in) are not free to anyone else: the kernel keeps them
-         * when vm.nr_hugepages is lowered. */
-        *ret = size_kb == 2048 && free_pages > rsvd ? free_pages - rsvd : 0;
-        return 0;
-}
-
-static int read_nr_hugepages(uint64_t *ret) {
-        _cleanup_free_ char *s = NULL;
-        int r = read_small_file(NR_HUGEPAGES, &s);
-        if (r < 0)
-                return r;
-        s[strcspn(s, "\n")] = 0;
-        return parse_u64(s, 0, UINT64_MAX, ret);
-}
-
-static int write_nr_hugepages(uint64_t n) {
-        char v[32];
-        snprintf(v, sizeof v, "%llu", (unsigned long long)n);
-        return write_control_file(NR_HUGEPAGES, v);
-}
-
 /*
  * Before a zygote starts: make sure the pool has a page for each huge page
  * of the zygote, of its probe, of every sandbox ready or running, of the
@@ -295,8 +244,8 @@ static int64_t huge_pool_add(struct warm_pool *p, uint64_t n) {
         uint64_t before, after, got;
         int r;
 
-        if ((r = read_nr_hugepages(&before)) < 0 || (r = write_nr_hugepages(before + n)) < 0 ||
-            (r = read_nr_hugepages(&after)) < 0)
+        if ((r = hugetlb_nr_pages_get(&before)) < 0 || (r = hugetlb_nr_pages_set(before + n)) < 0 ||
+            (r = hugetlb_nr_pages_get(&after)) < 0)
                 return r;
         got = after > before ? after - before : 0;
         if (got > n)
@@ -314,13 +263,13 @@ static uint64_t huge_pool_remove(struct warm_pool *p, uint64_t n) {
 
         if (n > p->huge_added)
                 n = p->huge_added;
-        if (n == 0 || warm_hugetlb_free_pages(&free_pages) < 0 || read_nr_hugepages(&now) < 0)
+        if (n == 0 || hugetlb_free_pages(&free_pages) < 0 || hugetlb_nr_pages_get(&now) < 0)
                 return 0;
         if (n > free_pages)
                 n = free_pages;
         if (n > now)
                 n = now;
-        if (n == 0 || write_nr_hugepages(now - n) < 0)
+        if (n == 0 || hugetlb_nr_pages_set(now - n) < 0)
                 return 0;
         p->huge_added -= n;
         return n;
@@ -337,7 +286,7 @@ static void huge_pool_reserve(struct warm_pool *p) {
         got = huge_pool_add(p, want - p->huge_added);
         if (got < 0)
                 return; /* not root: the operator's pool, as it is */
-        (void)read_nr_hugepages(&nr);
+        (void)hugetlb_nr_pages_get(&nr);
         log_event(LOG_INFO, "reserved huge pages for the zygote's memory",
                   json_pack("{s:I,s:I,s:I,s:I}", "added", (json_int_t)got, "addedInAll", (json_int_t)p->huge_added,
                             "nrHugepages", (json_int_t)nr, "wanted", (json_int_t)want));
@@ -362,7 +311,7 @@ static void huge_pool_refill(struct warm_pool *p) {
         uint64_t free_pages, want = huge_pool_want(p), add;
         int64_t got;
 
-        if (!huge_sets(p) || p->huge_added == 0 || warm_hugetlb_free_pages(&free_pages) < 0 ||
+        if (!huge_sets(p) || p->huge_added == 0 || hugetlb_free_pages(&free_pages) < 0 ||
             free_pages >= p->huge_per_set || p->huge_added >= 2 * want)
                 return;
         add = 2 * want - p->huge_added < want ? 2 * want - p->huge_added : want;
@@ -1126,13 +1075,13 @@ static void *keeper_main(void *arg) {
 
 /* ---- the interface ----------------------------------------------------- */
 
-int warm_pool_start(struct pyexec_sandbox *sb, const struct warm_options *o, struct warm_pool **ret) {
+int warm_pool_start(const struct warm_host *host, const struct warm_options *o, struct warm_pool **ret) {
         struct warm_pool *p = calloc(1, sizeof *p);
         int r;
 
         if (!p)
                 return -ENOMEM;
-        p->sb = sb;
+        p->host = *host;
         p->o = *o;
         p->huge_per_set = 8; /* a guess until the first zygote says (6 here) */
         p->ncpu = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? (unsigned)sysconf(_SC_NPROCESSORS_ONLN) : 1;
@@ -1140,7 +1089,6 @@ int warm_pool_start(struct pyexec_sandbox *sb, const struct warm_options *o, str
         p->o.preimport = strdup(o->preimport ? o->preimport : "");
         p->cur = (struct zygote_proc){ .pid = -1, .pidfd = -1, .ctl = -1 };
         p->exe_fd = p->init_fd = -1;
-        pyexec_sandbox_host(sb, &p->host);
         if (p->o.huge_pages && !huge_bounded(p))
                 log_event(LOG_WARN, "the zygote's memory stays on ordinary pages: no hugetlb cgroup can bound each "
                                     "sandbox's huge pages",

@@ -43,8 +43,6 @@
 #include "uidpool.h"
 #include "util.h"
 
-struct pyexec_sandbox;
-
 struct warm_request {
         uint32_t uid, gid;
         uint32_t init_uid, init_gid; /* init's real and saved ids (reap.h) */
@@ -99,8 +97,10 @@ static inline int warm_send_reply(int sock, const struct warm_reply *rep, int fd
         return send_fds(sock, rep, sizeof *rep, &fd, fd >= 0);
 }
 
-/* What box construction needs to know of the host (supervise.c). */
-struct sandbox_host_info {
+/* What the pool needs to know of the host, handed over as data when it
+ * starts (supervise.c fills it from what it detected). The pointers are
+ * the caller's and must outlive the pool. */
+struct warm_host {
         bool privileged;
         uid_t uid_base;
         unsigned uid_count;
@@ -109,7 +109,6 @@ struct sandbox_host_info {
         uid_t outer_uid;
         gid_t outer_gid;
 };
-void pyexec_sandbox_host(const struct pyexec_sandbox *sb, struct sandbox_host_info *ret);
 
 /* A sandbox built ahead of time, as the service holds it. */
 struct warm_box {
@@ -162,13 +161,9 @@ struct warm_stats {
 
 struct warm_pool;
 
-/* The free pages of the host's hugetlb pool (/proc/meminfo), if its default
- * page size is the 2 MiB zygote-heap.c cuts to (else 0), or -errno. */
-int warm_hugetlb_free_pages(uint64_t *ret);
-
 /* Start the zygote (waits for its hello) and the thread that keeps target
  * sandboxes ready. */
-int warm_pool_start(struct pyexec_sandbox *sb, const struct warm_options *o, struct warm_pool **ret);
+int warm_pool_start(const struct warm_host *host, const struct warm_options *o, struct warm_pool **ret);
 /* A ready sandbox, or one built now; NULL (with *ret_err) when none can be
  * built. */
 struct warm_box *warm_pool_take(struct warm_pool *p, int *ret_err);
