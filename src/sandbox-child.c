@@ -30,10 +30,9 @@
 #include "ns.h"
 #include "reap.h"
 #include "runner.h"
+#include "sandbox-env.h"
 #include "sandbox-msg.h"
 #include "util.h"
-
-#define SANDBOX_HOSTNAME "sandbox"
 
 /* ---- messages from the sandbox ---------------------------------------- */
 
@@ -436,23 +435,6 @@ _Noreturn void sandbox_init_main(const struct sandbox_child *c) {
         init_reap(&(struct reap_args){ .status_w = c->status_w, .holder_r = holder_pipe[0], .prog = prog,
                                        .uid = c->uid, .gid = c->gid, .own_uid = c->init_uid,
                                        .own_gid = c->init_gid, .userns = c->userns });
-}
-
-/* The generated /etc of a sandbox whose program is uid/gid. */
-void sandbox_fill_etc(struct mount_file etc[5], char *passwd, size_t np, char *group, size_t ng, char *hosts,
-                      size_t nh, uid_t uid, gid_t gid) {
-        snprintf(passwd, np,
-                 "root:x:0:0:root:/root:/usr/sbin/nologin\n"
-                 "sandbox:x:%u:%u:sandbox:" SANDBOX_WORKDIR ":/usr/sbin/nologin\n"
-                 "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
-                 (unsigned)uid, (unsigned)gid);
-        snprintf(group, ng, "root:x:0:\nsandbox:x:%u:\nnogroup:x:65534:\n", (unsigned)gid);
-        snprintf(hosts, nh, "127.0.0.1\tlocalhost " SANDBOX_HOSTNAME "\n::1\tlocalhost ip6-localhost\n");
-        etc[0] = (struct mount_file){ "passwd", passwd, strlen(passwd) };
-        etc[1] = (struct mount_file){ "group", group, strlen(group) };
-        etc[2] = (struct mount_file){ "hosts", hosts, strlen(hosts) };
-        etc[3] = (struct mount_file){ "hostname", SANDBOX_HOSTNAME "\n", sizeof SANDBOX_HOSTNAME };
-        etc[4] = (struct mount_file){ "nsswitch.conf", "passwd: files\ngroup: files\nhosts: files\n", 41 };
 }
 
 /* The small init's first steps, on init_private.stack in the zygote's

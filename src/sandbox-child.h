@@ -66,11 +66,6 @@ _Noreturn void sandbox_init_main(const struct sandbox_child *c);
 /* Sort fds ascending (c->keep must be), without allocating. */
 void sandbox_sort_fds(int *v, size_t n);
 
-/* The generated /etc of a sandbox whose program is uid/gid, in the
- * caller's buffers (passwd 512, group 256, hosts 160 bytes suffice). */
-void sandbox_fill_etc(struct mount_file etc[5], char *passwd, size_t np, char *group, size_t ng, char *hosts,
-                      size_t nh, uid_t uid, gid_t gid);
-
 /* In the zygote: clone an init for the request. Returns its pid or -errno.
  * fds are closed in the caller afterwards. With init_fd (pyexec-init,
  * >= 0), init shares the zygote's memory until it execs that (the zygote

@@ -154,6 +154,7 @@
 #include "rlimit.h"
 #include "runner.h"
 #include "sandbox-child.h"
+#include "sandbox-env.h"
 #include "sandbox-msg.h"
 #include "work.h"
 #include "zygote.h"
@@ -165,8 +166,6 @@
 /* Where the cold path shows pyexec-runner inside the sandbox. */
 #define SANDBOX_RUNNER_PATH "/.pyexec/runner"
 
-/* Inside the sandbox on the user-namespace path, the program is this uid. */
-#define SANDBOX_INNER_ID 1000
 /* A run whose sandbox is not built by then is broken, not slow. */
 #define SETUP_TIMEOUT_NS (10ull * 1000000000ull)
 /* After EXITED with the rest stopped, the output's end is already there
@@ -1010,13 +1009,6 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
         pid_t pid;
         int r, ws;
         struct rusage ru;
-        static const char *const base_env[] = {
-                "PATH=/usr/local/bin:/usr/bin:/bin",
-                "HOME=" SANDBOX_WORKDIR,
-                "LANG=C.UTF-8",
-                "USER=sandbox",
-                "LOGNAME=sandbox",
-        };
 
         *res = (struct pyexec_result){ .exit_code = -1 };
         buf_init(&res->out, spec->limits.max_output);
@@ -1075,7 +1067,7 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
 
         work = calloc(spec->n_files ? spec->n_files : 1, sizeof *work);
         argv = calloc((spec->argv ? spec->n_argv : spec->n_args + 2) + 1, sizeof *argv);
-        envv = calloc(ELEMENTSOF(base_env) + spec->n_env + 1, sizeof *envv);
+        envv = calloc(SANDBOX_ENV_COUNT + spec->n_env + 1, sizeof *envv);
         mbinds = calloc(spec->n_binds + 1, sizeof *mbinds);
         keep = calloc(7 + spec->n_binds, sizeof *keep);
         if (!work || !argv || !envv || !mbinds || !keep) {
@@ -1093,10 +1085,10 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
                 for (size_t i = 0; i < spec->n_args; i++)
                         argv[i + 2] = (char *)spec->args[i];
         }
-        for (size_t i = 0; i < ELEMENTSOF(base_env); i++)
-                envv[i] = (char *)base_env[i];
+        for (size_t i = 0; i < SANDBOX_ENV_COUNT; i++)
+                envv[i] = sandbox_env[i];
         for (size_t i = 0; i < spec->n_env; i++)
-                envv[ELEMENTSOF(base_env) + i] = (char *)spec->env[i];
+                envv[SANDBOX_ENV_COUNT + i] = (char *)spec->env[i];
         for (size_t i = 0; i < spec->n_binds; i++) {
                 const struct pyexec_bind *b = &spec->binds[i];
                 mbinds[i] = (struct mount_bind){ .fd = b->fd, .dest = b->dest, .dir = b->dir, .writable = b->writable };
@@ -1211,7 +1203,7 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
         }
         r = 0;
         if (c.userns)
-                r = ns_write_id_maps(pid, SANDBOX_INNER_ID, sb->outer_uid, SANDBOX_INNER_ID, sb->outer_gid, true);
+                r = sandbox_map_inner_ids(pid, sb->outer_uid, sb->outer_gid);
         if (r == 0 && use_cgroup)
                 r = cgroup_run_attach(&cg, pid);
         if (r == 0 && write(p.sync[1], "x", 1) != 1)

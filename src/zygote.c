@@ -35,15 +35,10 @@
 #include "hugetlb.h"
 #include "log.h"
 #include "ns.h"
+#include "sandbox-env.h"
 #include "sandbox-msg.h"
 #include "util.h"
 #include "zygote-heap.h"
-
-/* Same as the cold path's program environment (supervise.c): the warm
- * program's os.environ is the zygote's. */
-static char *const zygote_env[] = {
-        "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/sandbox", "LANG=C.UTF-8", "USER=sandbox", "LOGNAME=sandbox", NULL,
-};
 
 #define ZYGOTE_START_TIMEOUT_MS 60000
 #define BOX_TIMEOUT_MS 10000
@@ -56,7 +51,6 @@ static char *const zygote_env[] = {
  * for milliseconds, and would otherwise preempt the thread answering.
  * Its processes are reaped or stopped meanwhile (supervise.c). */
 #define KILL_GRACE_NS (3ull * 1000000ull)
-#define SANDBOX_INNER_ID 1000
 
 struct zygote_proc {
         pid_t pid;
@@ -410,7 +404,9 @@ static int zygote_spawn_process(struct warm_pool *p, struct zygote_proc *ret) {
                         _exit(127);
                 syscall(SYS_close_range, 4, (unsigned)p->exe_fd - 1, 0);
                 syscall(SYS_close_range, (unsigned)p->exe_fd + 1, ~0u, 0);
-                syscall(SYS_execveat, p->exe_fd, "", argv, zygote_env, AT_EMPTY_PATH);
+                /* Every warm program's os.environ is the zygote's: the
+                 * cold path's environment (sandbox-env.h). */
+                syscall(SYS_execveat, p->exe_fd, "", argv, sandbox_env, AT_EMPTY_PATH);
                 _exit(127);
         }
         close(devnull);
@@ -810,8 +806,7 @@ static int box_build(struct warm_pool *p, bool read_ahead, struct warm_box **ret
 
         r = 0;
         if (!p->host.privileged)
-                r = ns_write_id_maps(b->pid, SANDBOX_INNER_ID, p->host.outer_uid, SANDBOX_INNER_ID,
-                                     p->host.outer_gid, true);
+                r = sandbox_map_inner_ids(b->pid, p->host.outer_uid, p->host.outer_gid);
         /* The sandbox's huge pages: exactly its copy of the zygote's, which
          * init makes (charged to init: it faults them in), and not one
          * more. A process of the program that writes to a page it shares
