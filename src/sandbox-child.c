@@ -320,6 +320,75 @@ _Noreturn static void exec_small_init(const struct sandbox_child *c, int holder_
         child_fail(c->status_w, "executing pyexec-init", -errno);
 }
 
+/* Start from a clean signal state, whatever the supervisor had: a service
+ * blocks SIGTERM in every thread and a CLI ignores SIGPIPE, and both would
+ * pass through execve to the program; any handler left installed (a
+ * sanitizer's, say) would also let the program signal init from inside. */
+static void init_reset_signals(void) {
+        struct sigaction dfl = { .sa_handler = SIG_DFL };
+        sigset_t none;
+        for (int sig = 1; sig < _NSIG; sig++)
+                if (sig != SIGKILL && sig != SIGSTOP)
+                        sigaction(sig, &dfl, NULL);
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* The small init: this is the zygote's memory, and the zygote waits in
+ * clone(): the fork is the zygote's as of then, and the program goes on
+ * where the zygote called clone(), on its stack (warm_resume). Then
+ * pyexec-init replaces init. */
+_Noreturn static void init_small_fork_and_exec(const struct sandbox_child *c, const int holder_pipe[2]) {
+        pid_t prog;
+        int r;
+
+        warm_ctx.holder_w = holder_pipe[1];
+        prog = fork_program();
+        if (prog < 0)
+                child_fail(c->status_w, "forking the program", prog);
+        if (c->warm_prepare) {
+                int st;
+                pid_t w;
+                do
+                        w = waitpid(prog, &st, WUNTRACED);
+                while (w < 0 && errno == EINTR);
+                if (w != prog || !WIFSTOPPED(st))
+                        child_fail(c->status_w, "waiting for the program to stop", w < 0 ? -errno : -ECHILD);
+                r = c->warm_prepare(prog);
+                if (r < 0) {
+                        kill(prog, SIGKILL);
+                        child_fail(c->status_w, "copying the zygote's huge pages into the program", r);
+                }
+                if (kill(prog, SIGCONT) < 0)
+                        child_fail(c->status_w, "resuming the program", -errno);
+        }
+        exec_small_init(c, holder_pipe[0], prog);
+}
+
+/* The warm path's program: a real fork, which continues the interpreter
+ * that init inherited from the zygote, with the holder's pipe (its read
+ * end stays in init, holder_pipe[0]). Returns its pid, or -1 (errno). */
+static pid_t init_fork_warm_program(const struct sandbox_child *c, int holder_pipe[2]) {
+        struct sandbox_child pc = *c;
+        int p[2];
+        pid_t prog;
+
+        /* Above 2 the pipe's fds survive the program's dup2s. */
+        if (pipe2(p, O_CLOEXEC) < 0 || (holder_pipe[0] = fcntl(p[0], F_DUPFD_CLOEXEC, 3)) < 0 ||
+            (holder_pipe[1] = fcntl(p[1], F_DUPFD_CLOEXEC, 3)) < 0)
+                child_fail(c->status_w, "creating a pipe", -errno);
+        close(p[0]);
+        close(p[1]);
+        if (c->small_init)
+                init_small_fork_and_exec(c, holder_pipe);
+        pc.holder_w = holder_pipe[1];
+        prog = fork();
+        if (prog == 0)
+                run_program_warm(&pc);
+        close(holder_pipe[1]);
+        return prog;
+}
+
 _Noreturn void sandbox_init_main(const struct sandbox_child *c) {
         struct msg m = { 0 };
         const char *step = "?";
@@ -331,20 +400,7 @@ _Noreturn void sandbox_init_main(const struct sandbox_child *c) {
          * so the race with its death is closed by the sync pipe instead: a
          * dead supervisor means EOF there. */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        /* Start from a clean signal state, whatever the supervisor had: a
-         * service blocks SIGTERM in every thread and a CLI ignores SIGPIPE,
-         * and both would pass through execve to the program; any handler
-         * left installed (a sanitizer's, say) would also let the program
-         * signal init from inside. */
-        {
-                struct sigaction dfl = { .sa_handler = SIG_DFL };
-                sigset_t none;
-                for (int sig = 1; sig < _NSIG; sig++)
-                        if (sig != SIGKILL && sig != SIGSTOP)
-                                sigaction(sig, &dfl, NULL);
-                sigemptyset(&none);
-                sigprocmask(SIG_SETMASK, &none, NULL);
-        }
+        init_reset_signals();
         close_all_except(c->keep, c->n_keep);
         if (read(c->sync_r, &byte, 1) != 1)
                 _exit(127);
@@ -371,50 +427,9 @@ _Noreturn void sandbox_init_main(const struct sandbox_child *c) {
         if (!c->small_init)
                 prctl(PR_SET_DUMPABLE, 0);
         prctl(PR_SET_NAME, "pyexec-init");
-        if (c->warm_main) {
-                /* A real fork: the program continues the interpreter that
-                 * init inherited from the zygote. Above 2 the pipe's fds
-                 * survive its dup2s. */
-                struct sandbox_child pc = *c;
-                int p[2];
-                if (pipe2(p, O_CLOEXEC) < 0 || (holder_pipe[0] = fcntl(p[0], F_DUPFD_CLOEXEC, 3)) < 0 ||
-                    (holder_pipe[1] = fcntl(p[1], F_DUPFD_CLOEXEC, 3)) < 0)
-                        child_fail(c->status_w, "creating a pipe", -errno);
-                close(p[0]);
-                close(p[1]);
-                if (c->small_init) {
-                        /* This is the zygote's memory, and the zygote waits
-                         * in clone(): the fork is the zygote's as of then,
-                         * and the program goes on where the zygote called
-                         * clone(), on its stack (warm_resume). */
-                        warm_ctx.holder_w = holder_pipe[1];
-                        prog = fork_program();
-                        if (prog < 0)
-                                child_fail(c->status_w, "forking the program", prog);
-                        if (c->warm_prepare) {
-                                int st;
-                                pid_t w;
-                                do
-                                        w = waitpid(prog, &st, WUNTRACED);
-                                while (w < 0 && errno == EINTR);
-                                if (w != prog || !WIFSTOPPED(st))
-                                        child_fail(c->status_w, "waiting for the program to stop", w < 0 ? -errno : -ECHILD);
-                                r = c->warm_prepare(prog);
-                                if (r < 0) {
-                                        kill(prog, SIGKILL);
-                                        child_fail(c->status_w, "copying the zygote's huge pages into the program", r);
-                                }
-                                if (kill(prog, SIGCONT) < 0)
-                                        child_fail(c->status_w, "resuming the program", -errno);
-                        }
-                        exec_small_init(c, holder_pipe[0], prog);
-                }
-                pc.holder_w = holder_pipe[1];
-                prog = fork();
-                if (prog == 0)
-                        run_program_warm(&pc);
-                close(holder_pipe[1]);
-        } else
+        if (c->warm_main)
+                prog = init_fork_warm_program(c, holder_pipe);
+        else
                 prog = clone(run_program_fn, program_stack + sizeof program_stack, CLONE_VM | CLONE_VFORK | SIGCHLD,
                              (void *)c);
         if (prog < 0)

@@ -128,6 +128,18 @@
  * while the program ran is that program's verdict (runtime_error,
  * verdict.c), never a retry nor an internal_error counted by the circuit
  * breaker.
+ *
+ * Where the code is, by the process it runs in:
+ *   supervisor   supervise.c (pyexec_run: the cold path's construction,
+ *                the watch loop, run_warm for a pool sandbox); verdict.c
+ *                turns what the watch saw into a status and a message.
+ *   init, program  sandbox-child.c, up to the program's exec (or, warm,
+ *                until it waits for work); then reap.c, in init or in
+ *                pyexec-init (init-main.c).
+ *   both paths   sandbox-env.c: the program's environment, user and ids.
+ *   the service's pool  zygote.c; the zygote process zygote-child.c and
+ *                zygote-heap.c, in pyexec-runner, which links only the
+ *                sandbox's side (libpyexec-sandbox in meson.build).
  */
 #include <errno.h>
 #include <dirent.h>
@@ -990,24 +1002,295 @@ int pyexec_sandbox_warm_stats(const struct pyexec_sandbox *sb, struct pyexec_war
         return 0;
 }
 
-int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct pyexec_result *res) {
+/* A cold run, from its uid slot to its reaped init: what pyexec_run()
+ * owns, released by cold_run_done(). */
+struct cold_run {
+        struct pipes p;
+        struct uidpool_slot slot;
+        bool use_cgroup;
+        struct cgroup_run cg;
+        struct sandbox_child c;
+        struct mount_file etc[5], *work;
+        struct mount_bind *mbinds;
+        char passwd[512], group[256], hosts[160], cgname[64];
+        char **argv, **envv;
+        int *keep;
+        int stdin_fd, work_fd;
+};
+
+static void cold_run_done(struct cold_run *cr) {
+        if (cr->use_cgroup)
+                cgroup_run_destroy(&cr->cg);
+        uidpool_release(&cr->slot);
+        close_pair(cr->p.out);
+        close_pair(cr->p.err);
+        close_pair(cr->p.status);
+        close_pair(cr->p.sync);
+        free(cr->work);
+        free(cr->argv);
+        free(cr->envv);
+        free(cr->mbinds);
+        free(cr->keep);
+        if (cr->stdin_fd >= 0)
+                close(cr->stdin_fd);
+        if (cr->work_fd >= 0)
+                close(cr->work_fd);
+}
+
+/* Who the run is, and its cgroups. -errno with res filled. */
+static int cold_identity(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct cold_run *cr,
+                         struct pyexec_result *res) {
         static _Atomic unsigned run_counter;
-        struct pipes p = { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 } };
-        struct uidpool_slot slot = { .fd = -1 };
-        struct cgroup_run cg = { 0 };
+        struct sandbox_child *c = &cr->c;
+        int r;
+
+        /* A host uid of its own as root, else ourselves mapped to
+         * SANDBOX_INNER_ID in a user namespace. */
+        if (sb->privileged) {
+                r = uidpool_acquire(sb->lock_dir, sb->uid_base, sb->uid_count, &cr->slot);
+                if (r < 0) {
+                        fail_internal(res, r == -EAGAIN ? "no free sandbox uid (all in use)" : "allocating a sandbox uid", r);
+                        return r;
+                }
+                c->uid = cr->slot.uid;
+                c->gid = cr->slot.uid;
+                c->init_uid = cr->slot.init_uid;
+                c->init_gid = cr->slot.init_uid;
+                snprintf(cr->cgname, sizeof cr->cgname, "box-%u", cr->slot.index);
+        } else {
+                c->uid = c->init_uid = SANDBOX_INNER_ID;
+                c->gid = c->init_gid = SANDBOX_INNER_ID;
+                snprintf(cr->cgname, sizeof cr->cgname, "run-%d-%u", (int)getpid(), run_counter++);
+        }
+        c->userns = !sb->privileged;
+
+        /* The pids cgroup also holds init: one task more than the program's. */
+        cr->use_cgroup = sb->cg.version != CGROUP_NONE;
+        if (cr->use_cgroup) {
+                r = cgroup_run_create(&sb->cg, cr->cgname, spec->limits.memory_mb * 1024 * 1024, spec->limits.pids + 1,
+                                      &cr->cg);
+                if (r < 0) {
+                        fail_internal(res, "creating the run's cgroup", r);
+                        return r;
+                }
+        }
+        return 0;
+}
+
+/* argv, the environment, the work directory's files and the binds. */
+static int cold_prepare_files(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct cold_run *cr,
+                              struct pyexec_result *res) {
+        cr->work = calloc(spec->n_files ? spec->n_files : 1, sizeof *cr->work);
+        cr->argv = calloc((spec->argv ? spec->n_argv : spec->n_args + 2) + 1, sizeof *cr->argv);
+        cr->envv = calloc(SANDBOX_ENV_COUNT + spec->n_env + 1, sizeof *cr->envv);
+        cr->mbinds = calloc(spec->n_binds + 1, sizeof *cr->mbinds);
+        cr->keep = calloc(7 + spec->n_binds, sizeof *cr->keep);
+        if (!cr->work || !cr->argv || !cr->envv || !cr->mbinds || !cr->keep) {
+                fail_internal(res, "preparing the run", -ENOMEM);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < spec->n_files; i++)
+                cr->work[i] = (struct mount_file){ spec->files[i].name, spec->files[i].data, spec->files[i].len };
+        if (spec->argv) {
+                for (size_t i = 0; i < spec->n_argv; i++)
+                        cr->argv[i] = (char *)spec->argv[i];
+        } else {
+                cr->argv[0] = (char *)spec->python;
+                cr->argv[1] = (char *)PYEXEC_MAIN_FILE;
+                for (size_t i = 0; i < spec->n_args; i++)
+                        cr->argv[i + 2] = (char *)spec->args[i];
+        }
+        for (size_t i = 0; i < SANDBOX_ENV_COUNT; i++)
+                cr->envv[i] = sandbox_env[i];
+        for (size_t i = 0; i < spec->n_env; i++)
+                cr->envv[SANDBOX_ENV_COUNT + i] = (char *)spec->env[i];
+        for (size_t i = 0; i < spec->n_binds; i++) {
+                const struct pyexec_bind *b = &spec->binds[i];
+                cr->mbinds[i] = (struct mount_bind){ .fd = b->fd, .dest = b->dest, .dir = b->dir, .writable = b->writable };
+                /* As root the run has a uid of its own: what it may write
+                 * must be its own. (Unprivileged, the caller's uid is the
+                 * run's already.) */
+                if (b->writable && sb->privileged && fchownat(b->fd, "", cr->c.uid, cr->c.gid, AT_EMPTY_PATH) < 0) {
+                        int r = -errno;
+                        fail_internal(res, "handing an output directory to the sandbox", r);
+                        return r;
+                }
+        }
+        return 0;
+}
+
+/* Everything init and the program need (struct sandbox_child), but the
+ * pipes. -errno with res filled. */
+static int cold_prepare(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct cold_run *cr,
+                        struct pyexec_result *res) {
+        struct sandbox_child *c = &cr->c;
+        struct rlimit_plan rp = {
+                .cpu_ms = spec->limits.cpu_time_ms,
+                .file_size = spec->limits.file_size_mb * 1024 * 1024,
+                .open_files = spec->limits.open_files,
+                .address_space = cr->cg.memory ? 0 : spec->limits.memory_mb * 1024 * 1024,
+                /* RLIMIT_NPROC counts init only where it shares the
+                 * program's real uid (a user namespace). */
+                .nproc = cr->cg.pids ? 0 : spec->limits.pids + (c->init_uid == c->uid),
+        };
+        int r;
+
+        rlimit_plan_values(&rp, c->rlimits, &c->n_rlimits);
+        sandbox_fill_etc(cr->etc, cr->passwd, sizeof cr->passwd, cr->group, sizeof cr->group, cr->hosts,
+                         sizeof cr->hosts, c->uid, c->gid);
+        r = cold_prepare_files(sb, spec, cr, res);
+        if (r < 0)
+                return r;
+        c->plan = (struct mount_plan){
+                .staging = "/tmp",
+                .work_bytes = spec->limits.disk_mb * 1024 * 1024,
+                .tmp_bytes = spec->limits.disk_mb * 1024 * 1024,
+                .inodes = 4096,
+                .uid = c->uid,
+                .gid = c->gid,
+                .etc = cr->etc,
+                .n_etc = ELEMENTSOF(cr->etc),
+                .work = cr->work,
+                .n_work = spec->n_files,
+                .binds = cr->mbinds,
+                .n_binds = spec->n_binds,
+        };
+        c->cgroup_ns = true;
+        c->python = cr->argv[0];
+        c->runner_fd = -1;
+        c->work_fd = -1;
+        c->net_fd = -1;
+        if (spec->runner && !spec->argv) {
+                struct work wk = { .policy = (char *)spec->policy, .argv = cr->argv + 1, .n_argv = spec->n_args + 1 };
+                if (sb->runner_fd < 0) {
+                        res->status = PYEXEC_INTERNAL_ERROR;
+                        res->message = strdup_printf("pyexec-runner was not found (last looked at %s); "
+                                                     "set PYEXEC_RUNNER to its path",
+                                                     sb->runner_path);
+                        return -ENOENT;
+                }
+                r = work_encode(&wk, &cr->work_fd);
+                if (r < 0) {
+                        fail_internal(res, "preparing the runner's work", r);
+                        return r;
+                }
+                c->runner_fd = sb->runner_fd;
+                c->work_fd = cr->work_fd;
+                /* An installed runner (under /usr) is in the sandbox at its
+                 * own path; one elsewhere (a build directory) is mounted at
+                 * SANDBOX_RUNNER_PATH, and /proc/self/mountinfo then names
+                 * its host directory. */
+                c->runner_path = sb->runner_in_usr ? sb->runner_path : SANDBOX_RUNNER_PATH;
+                if (!sb->runner_in_usr)
+                        cr->mbinds[c->plan.n_binds++] = (struct mount_bind){ .fd = sb->runner_fd,
+                                                                             .dest = SANDBOX_RUNNER_PATH, .exec = true };
+        }
+        c->argv = cr->argv;
+        c->envp = cr->envv;
+        return 0;
+}
+
+/* stdin and the pipes, then init: cloned, given its id maps and cgroups,
+ * and let go (the sync byte). Its pid and a pidfd, or -errno with res
+ * filled (and nothing of the run left running). */
+static int cold_start(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct cold_run *cr,
+                      struct pyexec_result *res, pid_t *ret_pid, int *ret_pidfd) {
+        struct sandbox_child *c = &cr->c;
+        struct pipes *p = &cr->p;
+        pid_t pid;
+        int pidfd, r;
+
+        cr->stdin_fd = make_stdin(spec->stdin_data, spec->stdin_len);
+        if (cr->stdin_fd < 0) {
+                fail_internal(res, "preparing stdin", cr->stdin_fd);
+                return cr->stdin_fd;
+        }
+        if (pipe2(p->out, O_CLOEXEC) < 0 || pipe2(p->err, O_CLOEXEC) < 0 || pipe2(p->status, O_CLOEXEC) < 0 ||
+            pipe2(p->sync, O_CLOEXEC) < 0) {
+                r = -errno;
+                fail_internal(res, "creating pipes", r);
+                return r;
+        }
+        c->sync_r = p->sync[0];
+        c->status_w = p->status[1];
+        c->out_w = p->out[1];
+        c->err_w = p->err[1];
+        c->stdin_fd = cr->stdin_fd;
+        cr->keep[0] = c->sync_r;
+        cr->keep[1] = c->status_w;
+        cr->keep[2] = c->out_w;
+        cr->keep[3] = c->err_w;
+        cr->keep[4] = c->stdin_fd;
+        cr->keep[5] = c->runner_fd;
+        cr->keep[6] = c->work_fd;
+        for (size_t i = 0; i < spec->n_binds; i++)
+                cr->keep[7 + i] = spec->binds[i].fd;
+        sandbox_sort_fds(cr->keep, 7 + spec->n_binds);
+        c->keep = cr->keep;
+        c->n_keep = 7 + spec->n_binds;
+
+        pid = ns_clone(NS_SANDBOX_FLAGS | (c->userns ? CLONE_NEWUSER : 0));
+        if (pid == 0)
+                sandbox_init_main(c);
+        if (pid < 0) {
+                fail_internal(res, "creating the sandbox's namespaces", pid);
+                return pid;
+        }
+        /* Only the children keep these ends. */
+        close(p->sync[0]);
+        p->sync[0] = -1;
+        close(p->status[1]);
+        p->status[1] = -1;
+        close(p->out[1]);
+        p->out[1] = -1;
+        close(p->err[1]);
+        p->err[1] = -1;
+
+        pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        if (pidfd < 0) {
+                r = -errno;
+                kill(pid, SIGKILL);
+                waitpid(pid, NULL, 0);
+                fail_internal(res, "opening a pidfd for the sandbox", r);
+                return r;
+        }
+        r = 0;
+        if (c->userns)
+                r = sandbox_map_inner_ids(pid, sb->outer_uid, sb->outer_gid);
+        if (r == 0 && cr->use_cgroup)
+                r = cgroup_run_attach(&cr->cg, pid);
+        if (r == 0 && write(p->sync[1], "x", 1) != 1)
+                r = -errno;
+        close(p->sync[1]);
+        p->sync[1] = -1;
+        if (r < 0) {
+                kill(pid, SIGKILL);
+                waitpid(pid, NULL, 0);
+                close(pidfd);
+                fail_internal(res, c->userns ? "mapping the sandbox's user namespace or joining its cgroup"
+                                             : "joining the run's cgroup",
+                              r);
+                return r;
+        }
+        *ret_pid = pid;
+        *ret_pidfd = pidfd;
+        return 0;
+}
+
+int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct pyexec_result *res) {
+        struct cold_run cr = {
+                .p = { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 } },
+                .slot = { .fd = -1 },
+                .c = { .seccomp = sb->seccomp },
+                .stdin_fd = -1,
+                .work_fd = -1,
+        };
         struct cgroup_stats cs = { 0 };
         struct watch w = { .res = res, .spec = spec };
-        struct sandbox_child c = { .seccomp = sb->seccomp };
-        struct rlimit_plan rp;
-        struct mount_file etc[5], *work = NULL;
-        struct mount_bind *mbinds = NULL;
-        char passwd[512], group[256], hosts[160], errbuf[512], cgname[64];
-        char **argv = NULL, **envv = NULL;
-        int *keep = NULL;
-        _cleanup_close_ int stdin_fd = -1, pidfd = -1, work_fd = -1;
-        bool use_cgroup = sb->cg.version != CGROUP_NONE;
-        pid_t pid;
-        int r, ws;
+        char errbuf[512];
+        _cleanup_close_ int pidfd = -1;
+        pid_t pid = -1;
+        int ws;
         struct rusage ru;
 
         *res = (struct pyexec_result){ .exit_code = -1 };
@@ -1023,206 +1306,15 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
         if (warm_eligible(sb, spec) && run_warm(sb, spec, res) == 0)
                 return 0;
 
-        /* Identity: a host uid of its own as root, else ourselves mapped to
-         * SANDBOX_INNER_ID in a user namespace. */
-        if (sb->privileged) {
-                r = uidpool_acquire(sb->lock_dir, sb->uid_base, sb->uid_count, &slot);
-                if (r < 0) {
-                        fail_internal(res, r == -EAGAIN ? "no free sandbox uid (all in use)" : "allocating a sandbox uid", r);
-                        return 0;
-                }
-                c.uid = slot.uid;
-                c.gid = slot.uid;
-                c.init_uid = slot.init_uid;
-                c.init_gid = slot.init_uid;
-                snprintf(cgname, sizeof cgname, "box-%u", slot.index);
-        } else {
-                c.uid = c.init_uid = SANDBOX_INNER_ID;
-                c.gid = c.init_gid = SANDBOX_INNER_ID;
-                snprintf(cgname, sizeof cgname, "run-%d-%u", (int)getpid(), run_counter++);
+        if (cold_identity(sb, spec, &cr, res) < 0 || cold_prepare(sb, spec, &cr, res) < 0 ||
+            cold_start(sb, spec, &cr, res, &pid, &pidfd) < 0) {
+                cold_run_done(&cr);
+                return 0;
         }
-        c.userns = !sb->privileged;
-
-        /* The pids cgroup also holds init: one task more than the program's. */
-        if (use_cgroup) {
-                r = cgroup_run_create(&sb->cg, cgname, spec->limits.memory_mb * 1024 * 1024, spec->limits.pids + 1, &cg);
-                if (r < 0) {
-                        fail_internal(res, "creating the run's cgroup", r);
-                        goto out;
-                }
-        }
-
-        rp = (struct rlimit_plan){
-                .cpu_ms = spec->limits.cpu_time_ms,
-                .file_size = spec->limits.file_size_mb * 1024 * 1024,
-                .open_files = spec->limits.open_files,
-                .address_space = cg.memory ? 0 : spec->limits.memory_mb * 1024 * 1024,
-                /* RLIMIT_NPROC counts init only where it shares the
-                 * program's real uid (a user namespace). */
-                .nproc = cg.pids ? 0 : spec->limits.pids + (c.init_uid == c.uid),
-        };
-        rlimit_plan_values(&rp, c.rlimits, &c.n_rlimits);
-
-        sandbox_fill_etc(etc, passwd, sizeof passwd, group, sizeof group, hosts, sizeof hosts, c.uid, c.gid);
-
-        work = calloc(spec->n_files ? spec->n_files : 1, sizeof *work);
-        argv = calloc((spec->argv ? spec->n_argv : spec->n_args + 2) + 1, sizeof *argv);
-        envv = calloc(SANDBOX_ENV_COUNT + spec->n_env + 1, sizeof *envv);
-        mbinds = calloc(spec->n_binds + 1, sizeof *mbinds);
-        keep = calloc(7 + spec->n_binds, sizeof *keep);
-        if (!work || !argv || !envv || !mbinds || !keep) {
-                fail_internal(res, "preparing the run", -ENOMEM);
-                goto out;
-        }
-        for (size_t i = 0; i < spec->n_files; i++)
-                work[i] = (struct mount_file){ spec->files[i].name, spec->files[i].data, spec->files[i].len };
-        if (spec->argv) {
-                for (size_t i = 0; i < spec->n_argv; i++)
-                        argv[i] = (char *)spec->argv[i];
-        } else {
-                argv[0] = (char *)spec->python;
-                argv[1] = (char *)PYEXEC_MAIN_FILE;
-                for (size_t i = 0; i < spec->n_args; i++)
-                        argv[i + 2] = (char *)spec->args[i];
-        }
-        for (size_t i = 0; i < SANDBOX_ENV_COUNT; i++)
-                envv[i] = sandbox_env[i];
-        for (size_t i = 0; i < spec->n_env; i++)
-                envv[SANDBOX_ENV_COUNT + i] = (char *)spec->env[i];
-        for (size_t i = 0; i < spec->n_binds; i++) {
-                const struct pyexec_bind *b = &spec->binds[i];
-                mbinds[i] = (struct mount_bind){ .fd = b->fd, .dest = b->dest, .dir = b->dir, .writable = b->writable };
-                /* As root the run has a uid of its own: what it may write
-                 * must be its own. (Unprivileged, the caller's uid is the
-                 * run's already.) */
-                if (b->writable && sb->privileged && fchownat(b->fd, "", c.uid, c.gid, AT_EMPTY_PATH) < 0) {
-                        fail_internal(res, "handing an output directory to the sandbox", -errno);
-                        goto out;
-                }
-        }
-
-        c.plan = (struct mount_plan){
-                .staging = "/tmp",
-                .work_bytes = spec->limits.disk_mb * 1024 * 1024,
-                .tmp_bytes = spec->limits.disk_mb * 1024 * 1024,
-                .inodes = 4096,
-                .uid = c.uid,
-                .gid = c.gid,
-                .etc = etc,
-                .n_etc = ELEMENTSOF(etc),
-                .work = work,
-                .n_work = spec->n_files,
-                .binds = mbinds,
-                .n_binds = spec->n_binds,
-        };
-        c.cgroup_ns = true;
-        c.python = argv[0];
-        c.runner_fd = -1;
-        c.work_fd = -1;
-        c.net_fd = -1;
-        if (spec->runner && !spec->argv) {
-                struct work wk = { .policy = (char *)spec->policy, .argv = argv + 1, .n_argv = spec->n_args + 1 };
-                if (sb->runner_fd < 0) {
-                        res->status = PYEXEC_INTERNAL_ERROR;
-                        res->message = strdup_printf("pyexec-runner was not found (last looked at %s); "
-                                                     "set PYEXEC_RUNNER to its path",
-                                                     sb->runner_path);
-                        goto out;
-                }
-                r = work_encode(&wk, &work_fd);
-                if (r < 0) {
-                        fail_internal(res, "preparing the runner's work", r);
-                        goto out;
-                }
-                c.runner_fd = sb->runner_fd;
-                c.work_fd = work_fd;
-                /* An installed runner (under /usr) is in the sandbox at its
-                 * own path; one elsewhere (a build directory) is mounted at
-                 * SANDBOX_RUNNER_PATH, and /proc/self/mountinfo then names
-                 * its host directory. */
-                c.runner_path = sb->runner_in_usr ? sb->runner_path : SANDBOX_RUNNER_PATH;
-                if (!sb->runner_in_usr)
-                        mbinds[c.plan.n_binds++] = (struct mount_bind){ .fd = sb->runner_fd,
-                                                                        .dest = SANDBOX_RUNNER_PATH, .exec = true };
-        }
-        c.argv = argv;
-        c.envp = envv;
-
-        stdin_fd = make_stdin(spec->stdin_data, spec->stdin_len);
-        if (stdin_fd < 0) {
-                fail_internal(res, "preparing stdin", stdin_fd);
-                goto out;
-        }
-        if (pipe2(p.out, O_CLOEXEC) < 0 || pipe2(p.err, O_CLOEXEC) < 0 || pipe2(p.status, O_CLOEXEC) < 0 ||
-            pipe2(p.sync, O_CLOEXEC) < 0) {
-                fail_internal(res, "creating pipes", -errno);
-                goto out;
-        }
-        c.sync_r = p.sync[0];
-        c.status_w = p.status[1];
-        c.out_w = p.out[1];
-        c.err_w = p.err[1];
-        c.stdin_fd = stdin_fd;
-        keep[0] = c.sync_r;
-        keep[1] = c.status_w;
-        keep[2] = c.out_w;
-        keep[3] = c.err_w;
-        keep[4] = c.stdin_fd;
-        keep[5] = c.runner_fd;
-        keep[6] = c.work_fd;
-        for (size_t i = 0; i < spec->n_binds; i++)
-                keep[7 + i] = spec->binds[i].fd;
-        sandbox_sort_fds(keep, 7 + spec->n_binds);
-        c.keep = keep;
-        c.n_keep = 7 + spec->n_binds;
-
-        pid = ns_clone(NS_SANDBOX_FLAGS | (c.userns ? CLONE_NEWUSER : 0));
-        if (pid == 0)
-                sandbox_init_main(&c);
-        if (pid < 0) {
-                fail_internal(res, "creating the sandbox's namespaces", pid);
-                goto out;
-        }
-        /* Only the children keep these ends. */
-        close(p.sync[0]);
-        p.sync[0] = -1;
-        close(p.status[1]);
-        p.status[1] = -1;
-        close(p.out[1]);
-        p.out[1] = -1;
-        close(p.err[1]);
-        p.err[1] = -1;
-
-        pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-        if (pidfd < 0) {
-                r = -errno;
-                kill(pid, SIGKILL);
-                waitpid(pid, NULL, 0);
-                fail_internal(res, "opening a pidfd for the sandbox", r);
-                goto out;
-        }
-        r = 0;
-        if (c.userns)
-                r = sandbox_map_inner_ids(pid, sb->outer_uid, sb->outer_gid);
-        if (r == 0 && use_cgroup)
-                r = cgroup_run_attach(&cg, pid);
-        if (r == 0 && write(p.sync[1], "x", 1) != 1)
-                r = -errno;
-        close(p.sync[1]);
-        p.sync[1] = -1;
-        if (r < 0) {
-                kill(pid, SIGKILL);
-                waitpid(pid, NULL, 0);
-                fail_internal(res, c.userns ? "mapping the sandbox's user namespace or joining its cgroup"
-                                            : "joining the run's cgroup",
-                              r);
-                goto out;
-        }
-
         w.init_pid = pid;
-        w.sample_before_kill = !use_cgroup || !cg.cpu;
-        watch_run(&w, p.out[0], p.err[0], p.status[0], pidfd, use_cgroup ? &cg : NULL, sb->ncpu);
-        p.out[0] = p.err[0] = p.status[0] = -1;
+        w.sample_before_kill = !cr.use_cgroup || !cr.cg.cpu;
+        watch_run(&w, cr.p.out[0], cr.p.err[0], cr.p.status[0], pidfd, cr.use_cgroup ? &cr.cg : NULL, sb->ncpu);
+        cr.p.out[0] = cr.p.err[0] = cr.p.status[0] = -1;
         while (wait4(pid, &ws, 0, &ru) < 0 && errno == EINTR)
                 ;
         /* Nothing of the run is left but descriptors it may have put in
@@ -1231,22 +1323,9 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
          * other process closes a Unix socket. */
         (void)unix_gc_schedule();
 
-        if (use_cgroup)
-                cgroup_run_stats(&cg, &cs);
-        finish_result(spec, &w, &cs, cg.memory != NULL, &ru, res);
-
-out:
-        if (use_cgroup)
-                cgroup_run_destroy(&cg);
-        uidpool_release(&slot);
-        close_pair(p.out);
-        close_pair(p.err);
-        close_pair(p.status);
-        close_pair(p.sync);
-        free(work);
-        free(argv);
-        free(envv);
-        free(mbinds);
-        free(keep);
+        if (cr.use_cgroup)
+                cgroup_run_stats(&cr.cg, &cs);
+        finish_result(spec, &w, &cs, cr.cg.memory != NULL, &ru, res);
+        cold_run_done(&cr);
         return 0;
 }
