@@ -21,7 +21,7 @@
 #include "mount.h"
 #include "rlimit.h"
 #include "seccomp.h"
-#include "zygote.h"
+#include "zygote-proto.h"
 
 /* Everything init and the program need, prepared before the clone. */
 struct sandbox_child {

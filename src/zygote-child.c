@@ -27,7 +27,7 @@
 #include "sandbox-child.h"
 #include "sandbox-msg.h"
 #include "util.h"
-#include "zygote.h"
+#include "zygote-proto.h"
 #include "zygote-heap.h"
 
 extern PyObject *runner_startup_modules;
