@@ -453,7 +453,7 @@ _Noreturn void sandbox_init_main(const struct sandbox_child *c) {
 }
 
 /* The small init's first steps, on init_private.stack in the zygote's
- * memory: the reply, with a pidfd of itself (pid 1 here), then run_init. */
+ * memory: the reply, with a pidfd of itself (pid 1 here), then sandbox_init_main. */
 static int small_init_main(void *arg) {
         const struct sandbox_child *c = arg;
         struct warm_reply rep = { .pid = small_init_pid };
@@ -474,7 +474,7 @@ pid_t sandbox_spawn_warm(const struct seccomp_prog *seccomp, const struct warm_r
         char passwd[512], group[256], hosts[160];
         int keep[_WARM_FD_MAX + 1]; /* + init_fd */
         /* A network namespace from the service's pool is joined by init
-         * (run_init) instead of made: making one and its teardown cost
+         * (sandbox_init_main) instead of made: making one and its teardown cost
          * ~0.8 ms of CPU a run here. Only without a user namespace: joining
          * needs CAP_SYS_ADMIN over the namespace's owner. */
         const bool join_net = fds[WARM_FD_NET] >= 0 && !req->userns;
@@ -540,7 +540,7 @@ pid_t sandbox_spawn_warm(const struct seccomp_prog *seccomp, const struct warm_r
         atomic_store(&small_init_replied, false);
         if (setjmp(warm_resume) != 0)
                 /* The program, forked by init from this memory as it is
-                 * while clone() below waits (run_init). */
+                 * while clone() below waits (sandbox_init_main). */
                 run_program_warm(&warm_ctx);
         pid = clone(small_init_main, init_private.stack + sizeof init_private.stack,
                     (int)(flags | CLONE_VM | CLONE_VFORK | CLONE_PARENT_SETTID | SIGCHLD), &warm_ctx, &small_init_pid);

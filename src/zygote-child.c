@@ -668,7 +668,7 @@ int runner_zygote_main(int ctl) {
                 static char list[8192];
                 struct buf failed;
                 size_t n = 0, n_fds = 0;
-                /* With pyexec-init, if the service has it (supervise.c). */
+                /* With pyexec-init, if the service has it (sandbox-child.c). */
                 if (recv_fds(ctl, list, sizeof list - 1, &n, &init_fd, 1, &n_fds) < 0 || n < 1 || list[0] != 'P') {
                         fprintf(stderr, "pyexec-runner --zygote: no list of modules to import from the service\n");
                         return 1;

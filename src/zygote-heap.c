@@ -34,7 +34,7 @@
  *  - No program shares a huge page with the zygote: with the program
  *    stopped right after its fork, init writes a byte into every one of
  *    them (process_vm_writev), which copies them all; if any copy fails,
- *    init kills the program and the build fails (supervise.c), and the
+ *    init kills the program and the build fails (sandbox-child.c), and the
  *    service builds another sandbox or runs the request cold. The zygote
  *    itself then never needs a page: its pages are its own again.
  *  - A program that forks (os.fork, multiprocessing) first moves its huge

@@ -49,7 +49,7 @@
  * after the run gave it back: the run's response goes out first. The
  * teardown of the program's address space and the build each take a CPU
  * for milliseconds, and would otherwise preempt the thread answering.
- * Its processes are reaped or stopped meanwhile (supervise.c). */
+ * Its processes are reaped or stopped meanwhile (reap.c). */
 #define KILL_GRACE_NS (3ull * 1000000ull)
 
 struct zygote_proc {
@@ -127,7 +127,7 @@ static bool pidfd_exited(int pidfd) {
 /* Whether a ready sandbox is lost: its init exited, or it said something
  * (a waiting sandbox is silent once READY). A program killed while it
  * waits leaves init reporting EXITED and then waiting to be killed, its
- * holder stopped (supervise.c). */
+ * holder stopped (reap.c). */
 static bool ready_box_lost(const struct warm_box *b) {
         return pidfd_exited(b->pidfd) || (b->status_r >= 0 && poll_one(b->status_r, POLLIN, 0) == 1);
 }
@@ -354,7 +354,7 @@ static int zygote_spawn_process(struct warm_pool *p, struct zygote_proc *ret) {
                 return r;
         }
         if (!p->init_looked) {
-                /* pyexec-init beside the runner (supervise.c: the small
+                /* pyexec-init beside the runner (sandbox-child.c: the small
                  * init); without it, each init is a copy of the zygote. */
                 const char *slash = strrchr(p->o.runner_path, '/');
                 _cleanup_free_ char *path =
