@@ -10,16 +10,6 @@
 
 #include "util.h"
 
-const char *log_level_to_string(enum log_level l) {
-        static const char *const names[_LOG_LEVEL_MAX] = {
-                [LOG_DEBUG] = "debug",
-                [LOG_INFO] = "info",
-                [LOG_WARN] = "warn",
-                [LOG_ERROR] = "error",
-        };
-        return l < _LOG_LEVEL_MAX ? names[l] : "info";
-}
-
 static const char *const source_names[_SOURCE_MAX] = {
         [SOURCE_DEFAULT] = "default",
         [SOURCE_FILE] = "file",

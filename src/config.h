@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "log.h"
 #include "policy.h"
 
 /* What the zygote imports ahead by default: the modules exercises use most,
@@ -29,16 +30,6 @@
  * room for a few cases that use their whole limit, and for many that do
  * not. */
 #define REQUEST_TIME_LIMIT_FACTOR 3
-
-enum log_level {
-        LOG_DEBUG,
-        LOG_INFO,
-        LOG_WARN,
-        LOG_ERROR,
-        _LOG_LEVEL_MAX,
-};
-
-const char *log_level_to_string(enum log_level l);
 
 enum config_source {
         SOURCE_DEFAULT,

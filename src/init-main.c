@@ -3,7 +3,7 @@
  * pyexec-init: the init of a warm sandbox once its program is forked.
  *
  * The zygote's init shares the zygote's memory while it builds the sandbox
- * and forks the program (supervise.c, pyexec_sandbox_spawn_warm), then
+ * and forks the program (sandbox-child.c, sandbox_spawn_warm), then
  * execs this, which only reaps (reap.c). A copy of the zygote per init,
  * which the old init was, cost each run a fork and an exit of all of the
  * zygote's page tables.

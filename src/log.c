@@ -8,6 +8,16 @@
 
 #include "util.h"
 
+const char *log_level_to_string(enum log_level l) {
+        static const char *const names[_LOG_LEVEL_MAX] = {
+                [LOG_DEBUG] = "debug",
+                [LOG_INFO] = "info",
+                [LOG_WARN] = "warn",
+                [LOG_ERROR] = "error",
+        };
+        return l < _LOG_LEVEL_MAX ? names[l] : "info";
+}
+
 static atomic_int min_level = LOG_INFO;
 
 void log_set_level(enum log_level level) {

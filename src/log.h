@@ -7,8 +7,18 @@
 #pragma once
 
 #include <jansson.h>
+#include <stdbool.h>
 
-#include "config.h"
+enum log_level {
+        LOG_DEBUG,
+        LOG_INFO,
+        LOG_WARN,
+        LOG_ERROR,
+        _LOG_LEVEL_MAX,
+};
+
+/* "debug", "info", "warn", "error" (LOG_LEVEL in the configuration). */
+const char *log_level_to_string(enum log_level l);
 
 void log_set_level(enum log_level level);
 bool log_enabled(enum log_level level);

@@ -204,10 +204,6 @@ struct pyexec_sandbox_info {
         size_t seccomp_insns;
 };
 void pyexec_sandbox_get_info(const struct pyexec_sandbox *s, struct pyexec_sandbox_info *ret);
-/* Erase what was detected of the host (cgroup paths): a process whose
- * memory sandboxed programs inherit (the zygote) runs no cgroup of its own. */
-void pyexec_sandbox_forget_host(struct pyexec_sandbox *s);
-
 /* Where pyexec-runner is (or was last looked for); false when not found. */
 bool pyexec_sandbox_runner_path(const struct pyexec_sandbox *s, char *buf, size_t n);
 bool pyexec_sandbox_has_runner(const struct pyexec_sandbox *s);

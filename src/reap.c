@@ -93,7 +93,7 @@ _Noreturn void init_reap(const struct reap_args *a) {
                         _exit(127); /* the namespace dies with us */
         }
         if (a->holder_r >= 0) {
-                /* The warm program's holder (pyexec_warm_start_holder),
+                /* The warm program's holder (sandbox_program_start_holder),
                  * named before any program code ran; nothing on failure. */
                 int32_t v = 0;
                 ssize_t n;

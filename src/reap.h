@@ -3,7 +3,7 @@
  * reap: init's life once the program is forked, until the run is over:
  * drop privileges, learn the warm program's holder, reap everything, and
  * report the program's end (supervise.c's theory of operation). Shared by
- * the cold path's init (supervise.c) and the warm path's, which is the
+ * the cold path's init (sandbox-child.c) and the warm path's, which is the
  * small pyexec-init exec'd in its place (init-main.c): so this file uses
  * nothing of libc beyond the system calls init-main.c provides.
  */

@@ -18,7 +18,7 @@ enum msg_type {
         MSG_STARTED,   /* the program starts: the wall clock starts (cpu_us: its CPU so far) */
         MSG_EXITED,    /* init reaped the program: wstatus, cpu_us, maxrss_kb; err is
                         * EXITED_REST_STOPPED when what is left was stopped,
-                        * not killed (the warm holder: supervise.c) */
+                        * not killed (the warm holder: sandbox-child.c) */
         MSG_VERDICT,   /* the runner's static check refused the program before it ran:
                         * err is the pyexec_status, step the message */
         MSG_READY,     /* warm path: the sandbox is built and waits for work */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * supervise: run one program in a fresh sandbox, watch it, kill it, measure
- * it, and classify what happened.
+ * it, and classify what happened. This file is the supervisor's side; what
+ * runs in init and in the program before its exec is sandbox-child.c.
  *
  * Theory of operation
  * ===================
@@ -93,7 +94,7 @@
  *
  * The warm path (zygote.h) builds the same sandbox from another process:
  * the zygote (single-threaded, an initialized interpreter) clones init with
- * pyexec_sandbox_spawn_warm(). That init shares the zygote's memory
+ * sandbox_spawn_warm() (sandbox-child.c). That init shares the zygote's memory
  * (CLONE_VM | CLONE_VFORK: the zygote waits in clone() meanwhile) and
  * answers the service itself, with a pidfd of itself; the service writes
  * the id maps, attaches the cgroup and sends the sync byte as above. init
@@ -125,26 +126,32 @@
  * process group (the program calls setsid()), and counts only SI_USER
  * signals from outside its PID namespace (reap.c). A sandbox lost anyway
  * while the program ran is that program's verdict (runtime_error,
- * classify), never a retry nor an internal_error counted by the circuit
+ * verdict.c), never a retry nor an internal_error counted by the circuit
  * breaker.
+ *
+ * Where the code is, by the process it runs in:
+ *   supervisor   supervise.c (pyexec_run: the cold path's construction,
+ *                the watch loop, run_warm for a pool sandbox); verdict.c
+ *                turns what the watch saw into a status and a message.
+ *   init, program  sandbox-child.c, up to the program's exec (or, warm,
+ *                until it waits for work); then reap.c, in init or in
+ *                pyexec-init (init-main.c).
+ *   both paths   sandbox-env.c: the program's environment, user and ids.
+ *   the service's pool  zygote.c; the zygote process zygote-child.c and
+ *                zygote-heap.c, in pyexec-runner, which links only the
+ *                sandbox's side (libpyexec-sandbox in meson.build).
  */
 #include <errno.h>
 #include <dirent.h>
-#include <linux/capability.h>
-#include <linux/futex.h>
-#include <stdatomic.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <sched.h>
-#include <setjmp.h>
-#include <ucontext.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -153,26 +160,24 @@
 #include <unistd.h>
 
 #include "cgroup.h"
-#include "cred.h"
 #include "mount.h"
-#include "reap.h"
 #include "ns.h"
 #include "pyexec.h"
 #include "rlimit.h"
 #include "runner.h"
+#include "sandbox-child.h"
+#include "sandbox-env.h"
 #include "sandbox-msg.h"
 #include "work.h"
 #include "zygote.h"
 #include "seccomp.h"
 #include "uidpool.h"
 #include "util.h"
+#include "verdict.h"
 
 /* Where the cold path shows pyexec-runner inside the sandbox. */
 #define SANDBOX_RUNNER_PATH "/.pyexec/runner"
 
-/* Inside the sandbox on the user-namespace path, the program is this uid. */
-#define SANDBOX_INNER_ID 1000
-#define SANDBOX_HOSTNAME "sandbox"
 /* A run whose sandbox is not built by then is broken, not slow. */
 #define SETUP_TIMEOUT_NS (10ull * 1000000000ull)
 /* After EXITED with the rest stopped, the output's end is already there
@@ -195,20 +200,6 @@ struct pyexec_sandbox {
         bool runner_in_usr; /* so the sandbox has it at the same path */
         struct warm_pool *warm; /* the warm path, when started */
 };
-
-const char *pyexec_status_to_string(enum pyexec_status s) {
-        static const char *const names[_PYEXEC_STATUS_MAX] = {
-                [PYEXEC_OK] = "ok",
-                [PYEXEC_RUNTIME_ERROR] = "runtime_error",
-                [PYEXEC_SYNTAX_ERROR] = "syntax_error",
-                [PYEXEC_TIMEOUT] = "timeout",
-                [PYEXEC_MEMORY_LIMIT] = "memory_limit",
-                [PYEXEC_OUTPUT_LIMIT] = "output_limit",
-                [PYEXEC_POLICY_VIOLATION] = "policy_violation",
-                [PYEXEC_INTERNAL_ERROR] = "internal_error",
-        };
-        return s < _PYEXEC_STATUS_MAX ? names[s] : "internal_error";
-}
 
 void pyexec_result_done(struct pyexec_result *r) {
         buf_done(&r->out);
@@ -326,442 +317,6 @@ void pyexec_sandbox_get_info(const struct pyexec_sandbox *s, struct pyexec_sandb
         };
 }
 
-/* ---- messages from the sandbox ---------------------------------------- */
-
-static void send_msg(int fd, const struct msg *m) {
-        msg_send(fd, m);
-}
-
-static void copy_str(char *dst, size_t n, const char *src) {
-        size_t i = 0;
-        for (; src && src[i] && i + 1 < n; i++)
-                dst[i] = src[i];
-        dst[i] = 0;
-}
-
-_Noreturn static void child_fail(int fd, const char *step, int err) {
-        struct msg m = { .type = MSG_ERROR, .err = err < 0 ? -err : err, .t_ns = now_ns() };
-        copy_str(m.step, sizeof m.step, step);
-        send_msg(fd, &m);
-        _exit(127);
-}
-
-/* Close every fd except the (ascending) ones in keep. */
-static void close_all_except(const int *keep, size_t n) {
-        unsigned next = 0;
-        for (size_t i = 0; i < n; i++) {
-                if (keep[i] < 0)
-                        continue;
-                if ((unsigned)keep[i] > next)
-                        syscall(SYS_close_range, next, (unsigned)keep[i] - 1, 0);
-                next = (unsigned)keep[i] + 1;
-        }
-        syscall(SYS_close_range, next, ~0u, 0);
-}
-
-/* Insertion sort: qsort may allocate, which the children must not. */
-static void sort_fds(int *v, size_t n) {
-        for (size_t i = 1; i < n; i++)
-                for (size_t j = i; j > 0 && v[j - 1] > v[j]; j--) {
-                        int t = v[j];
-                        v[j] = v[j - 1];
-                        v[j - 1] = t;
-                }
-}
-
-/* Everything init and the program need, prepared before the clone. */
-struct child_ctx {
-        const struct pyexec_sandbox *sb;
-        struct mount_plan plan;
-        struct rlimit_value rlimits[RLIMIT_PLAN_MAX];
-        int n_rlimits;
-        uid_t uid;
-        gid_t gid;
-        uid_t init_uid; /* init's real and saved ids (reap.h: own_uid) */
-        gid_t init_gid;
-        bool userns;
-        bool cgroup_ns;
-        const char *python;
-        int runner_fd; /* >= 0: exec pyexec-runner --cold */
-        const char *runner_path; /* its path inside the sandbox */
-        int work_fd;   /* the runner's work memfd */
-        char *const *argv;
-        char *const *envp;
-        int sync_r, status_w, out_w, err_w, stdin_fd;
-        int *keep; /* every fd init keeps (the above and the binds'), sorted */
-        size_t n_keep;
-        /* The warm path: the program is forked (a copy of the zygote's
-         * initialized interpreter), sends STARTED itself when work
-         * arrives on work_r, and runs warm_main. */
-        warm_main_fn warm_main;
-        int work_r;
-        int holder_w; /* the program tells init its holder's pid here */
-        /* The small init (exec_small_init below): init shares the zygote's
-         * memory and answers the service itself on ctl, then execs
-         * pyexec-init from init_fd. */
-        bool small_init;
-        warm_prepare_fn warm_prepare;
-        int init_fd, ctl;
-        int net_fd; /* >= 0: the network namespace to join (cloned without one) */
-};
-
-/*
- * The program is spawned from init with CLONE_VM | CLONE_VFORK on this stack,
- * as posix_spawn does: no page tables are copied and no copy-on-write faults
- * follow, and init sleeps until the program has exec'd (or failed). Each init
- * is its own process with its own copy of this array.
- */
-static char program_stack[64 * 1024] __attribute__((aligned(64)));
-
-_Noreturn static void run_program(const struct child_ctx *c) {
-        int status_fd = c->status_w, r;
-
-        if (dup2(c->stdin_fd, 0) < 0 || dup2(c->out_w, 1) < 0 || dup2(c->err_w, 2) < 0)
-                child_fail(status_fd, "setting up stdio", -errno);
-        if (c->runner_fd >= 0) {
-                /* The runner finds the status pipe at fd 3 and its work at
-                 * fd 4 (inherited: not close-on-exec); these high copies
-                 * keep the dup2s below from clobbering each other. */
-                int s = fcntl(c->status_w, F_DUPFD_CLOEXEC, 10), w = fcntl(c->work_fd, F_DUPFD_CLOEXEC, 10);
-                if (s < 0 || w < 0 || dup2(s, RUNNER_STATUS_FD) < 0 || dup2(w, RUNNER_WORK_FD) < 0)
-                        child_fail(status_fd, "setting up the runner's descriptors", -errno);
-                status_fd = RUNNER_STATUS_FD;
-                close_all_except((int[]){ 0, 1, 2, RUNNER_STATUS_FD, RUNNER_WORK_FD }, 5);
-        } else
-                close_all_except((int[]){ 0, 1, 2, c->status_w }, 4);
-        /* Its own session: no signal aimed at a host process group reaches
-         * it, and it cannot reach one. */
-        setsid();
-        if (chdir(SANDBOX_WORKDIR) < 0)
-                child_fail(status_fd, "entering " SANDBOX_WORKDIR, -errno);
-        r = rlimit_apply(c->rlimits, c->n_rlimits);
-        if (r < 0)
-                child_fail(status_fd, "setting rlimits", r);
-        r = cred_drop(c->uid, c->gid, !c->userns);
-        if (r < 0)
-                child_fail(status_fd, "dropping privileges", r);
-        /* Last: from here on the filter also applies to the steps above. */
-        r = seccomp_prog_apply(c->sb->seccomp);
-        if (r < 0)
-                child_fail(status_fd, "installing the seccomp filter", r);
-        if (c->runner_fd >= 0) {
-                /* By its path inside the sandbox (mounted there by init):
-                 * /proc/self/exe and maps then show that path, not where
-                 * the host keeps pyexec. */
-                static char *const runner_argv[] = { "pyexec-runner", "--cold", NULL };
-                execve(c->runner_path, runner_argv, c->envp);
-                child_fail(status_fd, "executing pyexec-runner", -errno);
-        }
-        execve(c->python, c->argv, c->envp);
-        child_fail(status_fd, "executing the interpreter", -errno);
-}
-
-static int run_program_fn(void *arg) {
-        run_program(arg);
-}
-
-/*
- * The warm program's address space outlives it, held by a second process:
- * the holder. A process's exit tears its address space down before it
- * closes its files, and a child of the zygote maps thousands of pages, so
- * the end of stdout and init's word that the program is gone would both
- * wait out the teardown (about 2 ms here, the largest step of a hello
- * world). With the holder, the program's exit only drops a reference:
- * init reaps it at once, stops the holder (and anything a program that
- * took it over started), answers, and the teardown happens when the pool
- * kills init, after the response.
- *
- * The holder is created by the program after seccomp, the uid change and
- * the prefault (zygote-child.c), so it can do nothing the program cannot
- * (the program can write its memory, and so could take it over). It is
- * init's child (CLONE_PARENT), invisible to the program's wait()s, closes
- * every descriptor, blocks every signal (SIGKILL and SIGSTOP cannot be),
- * and sleeps. It counts against the pids
- * limit, which the warm path raises by one for it. In /proc it is hidden
- * from the program like init (not dumpable: it shares the program's
- * memory, and with it that flag).
- */
-static char holder_stack[16 * 1024] __attribute__((aligned(64)));
-static _Atomic int holder_ready;
-
-/* System calls through syscall() only: the holder runs on the program's
- * thread-local storage, which libc's wrappers would write to (cancellation
- * state); syscall() writes errno only on failure, and none of these fails
- * (the blocked signals cannot interrupt ppoll). */
-static int holder_main(void *arg) {
-        uint64_t all = ~0ull;
-
-        (void)arg;
-        syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, sizeof all);
-        syscall(SYS_close_range, 0u, ~0u, 0u);
-        atomic_store(&holder_ready, 1);
-        syscall(SYS_futex, &holder_ready, FUTEX_WAKE, 1, NULL, NULL, 0);
-        for (;;)
-                syscall(SYS_ppoll, NULL, 0, NULL, NULL, 0);
-        return 0;
-}
-
-/* In the program: start the holder and tell init its pid (0: none; init
- * then waits out the teardown as before). Before any program code runs,
- * so init can trust the pid. */
-void pyexec_warm_start_holder(int holder_w) {
-        pid_t holder = clone(holder_main, holder_stack + sizeof holder_stack, CLONE_VM | CLONE_PARENT, NULL);
-        int32_t pid = holder > 0 ? holder : 0;
-
-        /* Its copies of the pipes must be closed before the run: stdout's
-         * end is seen when the last copy goes. */
-        for (int i = 0; holder > 0 && i < 100 && !atomic_load(&holder_ready); i++)
-                syscall(SYS_futex, &holder_ready, FUTEX_WAIT, 0, &(struct timespec){ 0, 10000000 }, NULL, 0);
-        if (holder > 0 && !atomic_load(&holder_ready)) {
-                kill(holder, SIGKILL);
-                pid = 0;
-        }
-        (void)write_all(holder_w, &pid, sizeof pid);
-        close(holder_w);
-}
-
-/* The warm path's program: everything of run_program up to the exec, then
- * the runner's loop instead (which waits for the work). stdin arrives with
- * the work. */
-_Noreturn static void run_program_warm(const struct child_ctx *c) {
-        int keep[] = { 0, 1, 2, c->status_w, c->work_r, c->holder_w }, r;
-
-        if (dup2(c->out_w, 1) < 0 || dup2(c->err_w, 2) < 0)
-                child_fail(c->status_w, "setting up stdio", -errno);
-        sort_fds(keep, ELEMENTSOF(keep));
-        close_all_except(keep, ELEMENTSOF(keep));
-        setsid();
-        if (chdir(SANDBOX_WORKDIR) < 0)
-                child_fail(c->status_w, "entering " SANDBOX_WORKDIR, -errno);
-        r = cred_drop(c->uid, c->gid, !c->userns);
-        if (r < 0)
-                child_fail(c->status_w, "dropping privileges", r);
-        /* Not dumpable, like init: hidden in /proc, and its memory (the
-         * holder's too) closed to other processes of its uid. (A fork
-         * inherits the flag from init's memory, which with the small init
-         * is the zygote's, and a uid change inside a user namespace may
-         * leave it.) */
-        prctl(PR_SET_DUMPABLE, 0);
-        r = seccomp_prog_apply(c->sb->seccomp);
-        if (r < 0)
-                child_fail(c->status_w, "installing the seccomp filter", r);
-        c->warm_main(c->status_w, c->work_r, c->holder_w);
-        _exit(127);
-}
-
-/*
- * The warm path's init shares the zygote's memory until it has forked the
- * program (pyexec_sandbox_spawn_warm), then becomes pyexec-init
- * (init-main.c: init_reap() in a program of a few pages), so that nothing
- * of the zygote's memory stays mapped in it. While they share it the
- * zygote is stopped in clone() (CLONE_VFORK: until the exec or init's
- * death), so init has that memory to itself: its own stack below, the
- * zygote's context in warm_ctx, and the jump back into the zygote's frame
- * that the program takes.
- */
-/* Only init uses these: kept out of the programs (see fork_stack). */
-static struct init_private {
-        char stack[256 * 1024];
-        ucontext_t fork_uc, fork_back_uc;
-} __attribute__((aligned(4096))) init_private;
-static struct child_ctx warm_ctx;
-static jmp_buf warm_resume;
-static pid_t small_init_pid;        /* CLONE_PARENT_SETTID: init's pid for the service */
-static _Atomic bool small_init_replied;
-
-/*
- * The programs do not get init_private (MADV_DONTFORK): were init's stack
- * copy-on-write in them, every page of it the next init writes (the deep
- * frames of mount_build_root, say) would be copied first, a fault apiece,
- * for nothing. So the program is forked from init on this other, shallow
- * stack (fork_on_own_stack), where it returns from fork() and jumps into
- * the zygote's frame.
- */
-static char fork_stack[64 * 1024] __attribute__((aligned(4096))); /* fork's atfork handlers run here */
-static pid_t fork_pid;
-static int fork_errno;
-static bool init_private_dontfork; /* MADV_DONTFORK done */
-
-static void fork_on_own_stack(void) {
-        pid_t pid = fork();
-        if (pid == 0) {
-                /* Stopped while init prepares its memory (warm_prepare),
-                 * so that none of its own writes can race that. */
-                if (warm_ctx.warm_prepare)
-                        kill(getpid(), SIGSTOP);
-                longjmp(warm_resume, 1);
-        }
-        fork_errno = errno;
-        fork_pid = pid;
-        /* Back on init's stack (fork_back_uc: uc_link). */
-}
-
-/* The program, forked from init (the zygote's memory as of now) on
- * fork_stack; -errno on failure. */
-static pid_t fork_program(void) {
-        ucontext_t *uc = &init_private.fork_uc, *back = &init_private.fork_back_uc;
-
-        if (getcontext(uc) < 0)
-                return -errno;
-        uc->uc_stack.ss_sp = fork_stack;
-        uc->uc_stack.ss_size = sizeof fork_stack;
-        uc->uc_link = back;
-        makecontext(uc, fork_on_own_stack, 0);
-        if (swapcontext(back, uc) < 0)
-                return -errno;
-        return fork_pid < 0 ? -fork_errno : fork_pid;
-}
-
-_Noreturn static void exec_small_init(const struct child_ctx *c, int holder_r, pid_t prog) {
-        static char *const envp[] = { NULL };
-        char n_prog[16], n_uid[16], n_gid[16], n_init_uid[16], n_init_gid[16];
-        char *argv[] = { "pyexec-init", n_prog, n_uid, n_gid, n_init_uid, n_init_gid, c->userns ? "1" : "0", NULL };
-        /* Copies above the targets first, so the dup2s cannot clobber one
-         * another; everything else is close-on-exec. */
-        int s = fcntl(c->status_w, F_DUPFD_CLOEXEC, 10), h = fcntl(holder_r, F_DUPFD_CLOEXEC, 10),
-            e = fcntl(c->init_fd, F_DUPFD_CLOEXEC, 10);
-
-        if (s < 0 || h < 0 || e < 0 || dup2(s, INIT_STATUS_FD) < 0 || dup2(h, INIT_HOLDER_FD) < 0)
-                child_fail(c->status_w, "setting up pyexec-init's descriptors", -errno);
-        /* In a user namespace init is not uid 0, so the exec clears its
-         * capabilities, and cred_drop() in pyexec-init could not empty the
-         * bounding set: CAP_SETPCAP goes across as an ambient capability,
-         * which cred_drop() clears with the rest. (Its privileges are
-         * dropped there, not here: a uid change would make the zygote's
-         * memory, this process's until the exec, dumpable for it.) */
-        if (c->userns) {
-                struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
-                struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
-                if (syscall(SYS_capget, &hdr, d) < 0 ||
-                    (d[0].inheritable |= 1u << CAP_SETPCAP, syscall(SYS_capset, &hdr, d)) < 0 ||
-                    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_SETPCAP, 0, 0) < 0)
-                        child_fail(c->status_w, "keeping CAP_SETPCAP for pyexec-init", -errno);
-        }
-        snprintf(n_prog, sizeof n_prog, "%d", (int)prog);
-        snprintf(n_uid, sizeof n_uid, "%u", (unsigned)c->uid);
-        snprintf(n_gid, sizeof n_gid, "%u", (unsigned)c->gid);
-        snprintf(n_init_uid, sizeof n_init_uid, "%u", (unsigned)c->init_uid);
-        snprintf(n_init_gid, sizeof n_init_gid, "%u", (unsigned)c->init_gid);
-        syscall(SYS_execveat, e, "", argv, envp, AT_EMPTY_PATH);
-        child_fail(c->status_w, "executing pyexec-init", -errno);
-}
-
-_Noreturn static void run_init(const struct child_ctx *c) {
-        struct msg m = { 0 };
-        const char *step = "?";
-        int r, holder_pipe[2] = { -1, -1 };
-        pid_t prog;
-        char byte;
-
-        /* Die with the supervisor. In a new PID namespace getppid() is 0,
-         * so the race with its death is closed by the sync pipe instead: a
-         * dead supervisor means EOF there. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        /* Start from a clean signal state, whatever the supervisor had: a
-         * service blocks SIGTERM in every thread and a CLI ignores SIGPIPE,
-         * and both would pass through execve to the program; any handler
-         * left installed (a sanitizer's, say) would also let the program
-         * signal init from inside. */
-        {
-                struct sigaction dfl = { .sa_handler = SIG_DFL };
-                sigset_t none;
-                for (int sig = 1; sig < _NSIG; sig++)
-                        if (sig != SIGKILL && sig != SIGSTOP)
-                                sigaction(sig, &dfl, NULL);
-                sigemptyset(&none);
-                sigprocmask(SIG_SETMASK, &none, NULL);
-        }
-        close_all_except(c->keep, c->n_keep);
-        if (read(c->sync_r, &byte, 1) != 1)
-                _exit(127);
-        close(c->sync_r);
-
-        if (c->net_fd >= 0) {
-                if (setns(c->net_fd, CLONE_NEWNET) < 0)
-                        child_fail(c->status_w, "joining the sandbox's network namespace", -errno);
-                close(c->net_fd);
-        }
-        if (c->cgroup_ns && unshare(CLONE_NEWCGROUP) < 0)
-                child_fail(c->status_w, "entering a cgroup namespace", -errno);
-        if (sethostname(SANDBOX_HOSTNAME, sizeof SANDBOX_HOSTNAME - 1) < 0)
-                child_fail(c->status_w, "setting the hostname", -errno);
-        r = mount_build_root(&c->plan, &step);
-        if (r < 0)
-                child_fail(c->status_w, step, r);
-
-        /* Undumpable before the program exists: with /proc's hidepid the
-         * program then cannot see init at all (its argv is the
-         * supervisor's, and so would leak the host's command line). Not
-         * the small init's: the flag belongs to the memory, here the
-         * zygote's; pyexec-init sets it itself. */
-        if (!c->small_init)
-                prctl(PR_SET_DUMPABLE, 0);
-        prctl(PR_SET_NAME, "pyexec-init");
-        if (c->warm_main) {
-                /* A real fork: the program continues the interpreter that
-                 * init inherited from the zygote. Above 2 the pipe's fds
-                 * survive its dup2s. */
-                struct child_ctx pc = *c;
-                int p[2];
-                if (pipe2(p, O_CLOEXEC) < 0 || (holder_pipe[0] = fcntl(p[0], F_DUPFD_CLOEXEC, 3)) < 0 ||
-                    (holder_pipe[1] = fcntl(p[1], F_DUPFD_CLOEXEC, 3)) < 0)
-                        child_fail(c->status_w, "creating a pipe", -errno);
-                close(p[0]);
-                close(p[1]);
-                if (c->small_init) {
-                        /* This is the zygote's memory, and the zygote waits
-                         * in clone(): the fork is the zygote's as of then,
-                         * and the program goes on where the zygote called
-                         * clone(), on its stack (warm_resume). */
-                        warm_ctx.holder_w = holder_pipe[1];
-                        prog = fork_program();
-                        if (prog < 0)
-                                child_fail(c->status_w, "forking the program", prog);
-                        if (c->warm_prepare) {
-                                int st;
-                                pid_t w;
-                                do
-                                        w = waitpid(prog, &st, WUNTRACED);
-                                while (w < 0 && errno == EINTR);
-                                if (w != prog || !WIFSTOPPED(st))
-                                        child_fail(c->status_w, "waiting for the program to stop", w < 0 ? -errno : -ECHILD);
-                                r = c->warm_prepare(prog);
-                                if (r < 0) {
-                                        kill(prog, SIGKILL);
-                                        child_fail(c->status_w, "copying the zygote's huge pages into the program", r);
-                                }
-                                if (kill(prog, SIGCONT) < 0)
-                                        child_fail(c->status_w, "resuming the program", -errno);
-                        }
-                        exec_small_init(c, holder_pipe[0], prog);
-                }
-                pc.holder_w = holder_pipe[1];
-                prog = fork();
-                if (prog == 0)
-                        run_program_warm(&pc);
-                close(holder_pipe[1]);
-        } else
-                prog = clone(run_program_fn, program_stack + sizeof program_stack, CLONE_VM | CLONE_VFORK | SIGCHLD,
-                             (void *)c);
-        if (prog < 0)
-                child_fail(c->status_w, "forking the program", -errno);
-
-        if (!c->warm_main) {
-                m = (struct msg){ .type = MSG_STARTED, .t_ns = now_ns() };
-                send_msg(c->status_w, &m);
-        } else
-                close(c->work_r);
-        close(c->out_w);
-        close(c->err_w);
-        close(c->stdin_fd);
-        if (c->work_fd >= 0)
-                close(c->work_fd);
-        for (size_t i = 0; i < c->plan.n_binds; i++)
-                close(c->plan.binds[i].fd);
-        init_reap(&(struct reap_args){ .status_w = c->status_w, .holder_r = holder_pipe[0], .prog = prog,
-                                       .uid = c->uid, .gid = c->gid, .own_uid = c->init_uid,
-                                       .own_gid = c->init_gid, .userns = c->userns });
-}
 
 /* ---- the supervisor ---------------------------------------------------- */
 
@@ -1121,278 +676,6 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                         close(fds[i]);
 }
 
-/* ---- classification ---------------------------------------------------- */
-
-static const char *signal_name(int sig, char *buf, size_t n) {
-        const char *abbrev = sigabbrev_np(sig);
-        if (abbrev)
-                snprintf(buf, n, "SIG%s", abbrev);
-        else
-                snprintf(buf, n, "signal %d", sig);
-        return buf;
-}
-
-/* The last line of s (without its newline). */
-static const char *last_line(const struct buf *s, size_t *ret_len) {
-        size_t end = s->len;
-        while (end > 0 && s->data[end - 1] == '\n')
-                end--;
-        size_t start = end;
-        while (start > 0 && s->data[start - 1] != '\n')
-                start--;
-        *ret_len = end - start;
-        return s->data ? s->data + start : "";
-}
-
-static bool starts_with(const char *p, size_t n, const char *prefix) {
-        size_t l = strlen(prefix);
-        return n >= l && memcmp(p, prefix, l) == 0;
-}
-
-/* Line n (1-based) of f, without its newline; NULL when f is shorter. */
-static const char *file_line(const struct pyexec_file *f, unsigned long n, size_t *ret_len) {
-        const char *p = f->data, *end = f->data + f->len;
-        for (unsigned long i = 1; p && p < end && i < n; i++) {
-                p = memchr(p, '\n', (size_t)(end - p));
-                if (p)
-                        p++;
-        }
-        if (!p || p > end || (p == end && n > 1))
-                return NULL;
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        *ret_len = (size_t)((nl ? nl : end) - p);
-        return p;
-}
-
-/* Characters (UTF-8 lead bytes) in p[0..n). */
-static size_t utf8_chars(const char *p, size_t n) {
-        size_t c = 0;
-        for (size_t i = 0; i < n; i++)
-                if (((unsigned char)p[i] & 0xc0) != 0x80)
-                        c++;
-        return c;
-}
-
-/*
- * A compile error prints no "in <function>" on its frame line: CPython
- * reports the file and line of the code it could not compile, without a
- * "Traceback" header for the main script and as the last frame below one for
- * an imported module. A SyntaxError raised by running code (eval, exec, a
- * parser exercise raising it) has a frame with ", in ...", and is a runtime
- * error. The frame must be a file of the program.
- */
-static bool classify_syntax_error(const struct pyexec_spec *spec, struct pyexec_result *res) {
-        const struct buf *e = &res->err;
-        size_t ll, col = 0;
-        const char *last = last_line(e, &ll);
-        const char *frame = NULL, *p, *base;
-        const struct pyexec_file *src = NULL;
-        char file[256] = "", rest[4] = "";
-        unsigned long line = 0;
-
-        if (!e->data || !(starts_with(last, ll, "SyntaxError: ") || starts_with(last, ll, "IndentationError: ") ||
-                          starts_with(last, ll, "TabError: ")))
-                return false;
-        /* A file python3 cannot decode is reported on one line, with no
-         * frame: "... in file /sandbox/main.py on line 1, but no encoding
-         * declared; ...". */
-        if (starts_with(last, ll, "SyntaxError: Non-UTF-8 code starting with ")) {
-                const char *in = strstr(last, " in file " SANDBOX_WORKDIR "/");
-                if (!in || in > last + ll)
-                        return false;
-                free(res->message);
-                res->message = strdup_printf("%.*s", (int)(ll > 300 ? 300 : ll), last);
-                res->status = PYEXEC_SYNTAX_ERROR;
-                return true;
-        }
-        for (p = e->data; (p = strstr(p, "  File \"")) && p < last; p++)
-                frame = p;
-        if (!frame || sscanf(frame, "  File \"%255[^\"]\", line %lu%3[^\n]", file, &line, rest) < 2 || rest[0])
-                return false;
-        if (file[0] == '/' && strncmp(file, SANDBOX_WORKDIR "/", strlen(SANDBOX_WORKDIR) + 1) != 0)
-                return false;
-        base = strrchr(file, '/');
-        base = base ? base + 1 : file;
-        for (size_t i = 0; i < spec->n_files; i++)
-                if (strcmp(spec->files[i].name, base) == 0)
-                        src = &spec->files[i];
-        if (!src)
-                return false;
-
-        /* Below the frame: the source line, stripped of its indentation and
-         * re-indented by four, then a caret under the offending byte. The
-         * column counts characters of the real line, as SyntaxError.offset. */
-        {
-                const char *sl = strchr(frame, '\n');
-                const char *cl = sl ? strchr(sl + 1, '\n') : NULL;
-                size_t len;
-                const char *text = file_line(src, line, &len);
-                if (sl && cl && cl < last && text) {
-                        const char *c = cl + 1;
-                        size_t printed_indent = strspn(sl + 1, " "), caret = strspn(c, " ");
-                        size_t indent = strspn(text, " \t\f");
-                        if (c[caret] == '^' && caret >= printed_indent) {
-                                size_t byte = indent + (caret - printed_indent);
-                                if (byte <= len)
-                                        col = utf8_chars(text, byte) + 1;
-                        }
-                }
-        }
-        free(res->message);
-        if (col)
-                res->message = strdup_printf("%.*s (%s, line %lu, column %zu)", (int)ll, last, base, line, col);
-        else
-                res->message = strdup_printf("%.*s (%s, line %lu)", (int)ll, last, base, line);
-        res->status = PYEXEC_SYNTAX_ERROR;
-        return true;
-}
-
-/*
- * An uncaught refusal of the policy's audit hook: the traceback's last line
- * is "PolicyImportError: ..." or "PolicyPermissionError: ...". The message
- * gains the program's line it came from (the last frame in a file of the
- * program).
- */
-static bool classify_policy_error(const struct pyexec_spec *spec, struct pyexec_result *res) {
-        const struct buf *e = &res->err;
-        size_t ll;
-        const char *last = last_line(e, &ll), *p, *frame = NULL, *text;
-        static const char *const kinds[] = { "PolicyImportError: ", "PolicyPermissionError: " };
-        char file[256] = "";
-        unsigned long line = 0;
-        size_t skip = 0;
-
-        if (!spec->runner || !spec->policy || !e->data)
-                return false;
-        for (size_t i = 0; i < ELEMENTSOF(kinds); i++)
-                if (starts_with(last, ll, kinds[i]))
-                        skip = strlen(kinds[i]);
-        if (!skip)
-                return false;
-        text = last + skip;
-        for (p = e->data; (p = strstr(p, "  File \"" SANDBOX_WORKDIR "/")) && p < last; p++)
-                frame = p;
-        free(res->message);
-        if (frame && sscanf(frame, "  File \"" SANDBOX_WORKDIR "/%255[^\"]\", line %lu", file, &line) == 2)
-                res->message = strdup_printf("%.*s (%s, line %lu)", (int)(ll - skip), text, file, line);
-        else
-                res->message = strdup_printf("%.*s", (int)(ll - skip), text);
-        res->status = PYEXEC_POLICY_VIOLATION;
-        return true;
-}
-
-static void classify(const struct pyexec_spec *spec, const struct watch *w, const struct cgroup_stats *cs,
-                     bool have_cgroup_memory, struct pyexec_result *res) {
-        const struct pyexec_limits *lim = &spec->limits;
-        char sig[32];
-        size_t ll;
-        const char *last;
-
-        res->exit_code = -1;
-        res->signal = 0;
-        if (w->exited_msg) {
-                if (WIFEXITED(w->wstatus))
-                        res->exit_code = WEXITSTATUS(w->wstatus);
-                else if (WIFSIGNALED(w->wstatus))
-                        res->signal = WTERMSIG(w->wstatus);
-        } else if (w->killed_wall || w->killed_cpu || w->killed_output || w->killed_oom || cs->oom_kills > 0)
-                res->signal = SIGKILL;
-
-        if (w->setup_failed || !w->started) {
-                res->status = PYEXEC_INTERNAL_ERROR;
-                if (w->error_msg.type == MSG_ERROR)
-                        res->message = strdup_printf("sandbox setup failed: %s: %s", w->error_msg.step,
-                                                     strerror(w->error_msg.err));
-                else
-                        res->message = strdup("sandbox setup failed: the sandbox did not start");
-                res->exit_code = -1;
-                res->signal = 0;
-                return;
-        }
-        if (!w->exited_msg && !w->killed_wall && !w->killed_cpu && !w->killed_output && !w->killed_oom &&
-            cs->oom_kills == 0) {
-                /* init died without reporting the program's exit, and
-                 * nothing of ours killed it, while the program ran. The
-                 * program has no way to reach its init (reap.c, the
-                 * seccomp policy), so this is the program's run going
-                 * wrong in a way the sandbox contained: its verdict, not
-                 * a failure of pyexec, never a reason to run it again
-                 * elsewhere nor one for the circuit breaker (internal_error
-                 * would be both). A warm sandbox lost with its zygote is
-                 * run again instead (run_warm_once). */
-                res->status = PYEXEC_RUNTIME_ERROR;
-                res->message = strdup("the run's sandbox ended before the program's exit was reported (its init was "
-                                      "killed while the program ran)");
-                res->exit_code = -1;
-                res->signal = 0;
-                return;
-        }
-        if (w->killed_output) {
-                res->status = PYEXEC_OUTPUT_LIMIT;
-                res->message = strdup_printf("output limit of %llu bytes exceeded (stdout and stderr together)",
-                                             (unsigned long long)lim->max_output);
-                return;
-        }
-        if (w->killed_wall) {
-                res->status = PYEXEC_TIMEOUT;
-                res->message = strdup_printf("wall-clock time limit of %llu ms exceeded",
-                                             (unsigned long long)lim->timeout_ms);
-                return;
-        }
-        if (w->killed_cpu || res->signal == SIGXCPU ||
-            (res->signal == SIGKILL && res->cpu_ms >= (double)lim->cpu_time_ms)) {
-                res->status = PYEXEC_TIMEOUT;
-                res->message = strdup_printf("CPU time limit of %llu ms exceeded", (unsigned long long)lim->cpu_time_ms);
-                return;
-        }
-        if (w->killed_oom || cs->oom_kills > 0) {
-                res->status = PYEXEC_MEMORY_LIMIT;
-                res->message = strdup_printf("memory limit of %llu MB exceeded (killed by the kernel's OOM killer)",
-                                             (unsigned long long)lim->memory_mb);
-                return;
-        }
-        if (res->signal == SIGBUS && cs->hugetlb_limit_hit) {
-                /* Its huge pages are its copy of the zygote's; a process
-                 * that shares them after a raw clone() (not os.fork, which
-                 * moves them back) and writes one needs another page, which
-                 * the run's hugetlb cgroup refuses. */
-                res->status = PYEXEC_MEMORY_LIMIT;
-                res->message = strdup("memory limit exceeded: a process of the run wrote to a huge page it shared "
-                                      "after a raw clone() (killed by SIGBUS; use os.fork or subprocess)");
-                return;
-        }
-        last = last_line(&res->err, &ll);
-        if (res->exit_code > 0 && res->err.data && (starts_with(last, ll, "MemoryError") && (ll == 11 || last[11] == ':'))) {
-                res->status = PYEXEC_MEMORY_LIMIT;
-                res->message = strdup_printf("memory limit of %llu MB exceeded (MemoryError%s)",
-                                             (unsigned long long)lim->memory_mb,
-                                             have_cgroup_memory ? "" : " under RLIMIT_AS");
-                return;
-        }
-        if (res->exit_code == 0) {
-                res->status = PYEXEC_OK;
-                return;
-        }
-        if (res->exit_code == 1 && w->verdict.type == MSG_VERDICT &&
-            (w->verdict.err == PYEXEC_SYNTAX_ERROR || w->verdict.err == PYEXEC_POLICY_VIOLATION)) {
-                /* The runner's static check refused it before it ran. */
-                res->status = (enum pyexec_status)w->verdict.err;
-                res->message = strndup(w->verdict.step, sizeof w->verdict.step - 1);
-                return;
-        }
-        if (res->exit_code == 1 && classify_policy_error(spec, res))
-                return;
-        if (res->exit_code == 1 && classify_syntax_error(spec, res))
-                return;
-        res->status = PYEXEC_RUNTIME_ERROR;
-        if (res->signal)
-                res->message = strdup_printf("killed by signal %s", signal_name(res->signal, sig, sizeof sig));
-        else if (res->exit_code > 0 && ll > 0 && res->err.data)
-                res->message = strdup_printf("exited with code %d: %.*s", res->exit_code, (int)(ll > 300 ? 300 : ll), last);
-        else
-                res->message = strdup_printf("exited with code %d", res->exit_code);
-}
-
 /* Measurements, then the verdict. ru: init's rusage, when it was reaped. */
 static void finish_result(const struct pyexec_spec *spec, struct watch *w, const struct cgroup_stats *cs,
                           bool have_cgroup_memory, const struct rusage *ru, struct pyexec_result *res) {
@@ -1419,25 +702,25 @@ static void finish_result(const struct pyexec_spec *spec, struct watch *w, const
                 if (w->sample.peak_kb > res->peak_kb)
                         res->peak_kb = w->sample.peak_kb;
         }
-        classify(spec, w, cs, have_cgroup_memory, res);
+        verdict_classify(spec,
+                         &(struct verdict_facts){
+                                 .started = w->started,
+                                 .setup_failed = w->setup_failed,
+                                 .error = w->error_msg.type == MSG_ERROR ? &w->error_msg : NULL,
+                                 .exited = w->exited_msg,
+                                 .wstatus = w->wstatus,
+                                 .killed_wall = w->killed_wall,
+                                 .killed_cpu = w->killed_cpu,
+                                 .killed_output = w->killed_output,
+                                 .killed_oom = w->killed_oom,
+                                 .verdict = w->verdict.type == MSG_VERDICT ? &w->verdict : NULL,
+                                 .oom_kills = cs->oom_kills,
+                                 .hugetlb_limit_hit = cs->hugetlb_limit_hit,
+                                 .have_cgroup_memory = have_cgroup_memory,
+                         },
+                         res);
 }
 
-/* The generated /etc of a sandbox whose program is uid/gid. */
-static void fill_etc(struct mount_file etc[5], char *passwd, size_t np, char *group, size_t ng, char *hosts, size_t nh,
-                     uid_t uid, gid_t gid) {
-        snprintf(passwd, np,
-                 "root:x:0:0:root:/root:/usr/sbin/nologin\n"
-                 "sandbox:x:%u:%u:sandbox:" SANDBOX_WORKDIR ":/usr/sbin/nologin\n"
-                 "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
-                 (unsigned)uid, (unsigned)gid);
-        snprintf(group, ng, "root:x:0:\nsandbox:x:%u:\nnogroup:x:65534:\n", (unsigned)gid);
-        snprintf(hosts, nh, "127.0.0.1\tlocalhost " SANDBOX_HOSTNAME "\n::1\tlocalhost ip6-localhost\n");
-        etc[0] = (struct mount_file){ "passwd", passwd, strlen(passwd) };
-        etc[1] = (struct mount_file){ "group", group, strlen(group) };
-        etc[2] = (struct mount_file){ "hosts", hosts, strlen(hosts) };
-        etc[3] = (struct mount_file){ "hostname", SANDBOX_HOSTNAME "\n", sizeof SANDBOX_HOSTNAME };
-        etc[4] = (struct mount_file){ "nsswitch.conf", "passwd: files\ngroup: files\nhosts: files\n", 41 };
-}
 
 /* ---- setup ------------------------------------------------------------- */
 
@@ -1496,117 +779,8 @@ static void fail_internal(struct pyexec_result *res, const char *what, int r) {
 
 /* ---- the warm path ----------------------------------------------------- */
 
-void pyexec_sandbox_host(const struct pyexec_sandbox *sb, struct sandbox_host_info *ret) {
-        *ret = (struct sandbox_host_info){
-                .privileged = sb->privileged,
-                .uid_base = sb->uid_base,
-                .uid_count = sb->uid_count,
-                .lock_dir = sb->lock_dir,
-                .cg = &sb->cg,
-                .outer_uid = sb->outer_uid,
-                .outer_gid = sb->outer_gid,
-        };
-}
 
-int pyexec_warm_send_reply(int sock, const struct warm_reply *rep, int fd) {
-        return send_fds(sock, rep, sizeof *rep, &fd, fd >= 0);
-}
 
-/* The small init's first steps, on init_private.stack in the zygote's
- * memory: the reply, with a pidfd of itself (pid 1 here), then run_init. */
-static int small_init_main(void *arg) {
-        const struct child_ctx *c = arg;
-        struct warm_reply rep = { .pid = small_init_pid };
-        int pidfd = (int)syscall(SYS_pidfd_open, 1, 0);
-
-        if (pidfd < 0 || pyexec_warm_send_reply(c->ctl, &rep, pidfd) < 0)
-                _exit(127); /* the zygote answers for it */
-        close(pidfd);
-        atomic_store(&small_init_replied, true);
-        run_init(c);
-}
-
-pid_t pyexec_sandbox_spawn_warm(const struct pyexec_sandbox *sb, const struct warm_request *req,
-                                const int fds[_WARM_FD_MAX], const struct warm_program *program, int ctl, int init_fd,
-                                bool *replied) {
-        struct child_ctx c = { .sb = sb };
-        struct mount_file etc[5];
-        char passwd[512], group[256], hosts[160];
-        int keep[_WARM_FD_MAX + 1]; /* + init_fd */
-        /* A network namespace from the service's pool is joined by init
-         * (run_init) instead of made: making one and its teardown cost
-         * ~0.8 ms of CPU a run here. Only without a user namespace: joining
-         * needs CAP_SYS_ADMIN over the namespace's owner. */
-        const bool join_net = fds[WARM_FD_NET] >= 0 && !req->userns;
-        const unsigned long flags = (NS_SANDBOX_FLAGS & ~(join_net ? (unsigned long)CLONE_NEWNET : 0ul)) |
-                                    (req->userns ? CLONE_NEWUSER : 0ul);
-        pid_t pid;
-
-        *replied = false;
-        c.uid = req->uid;
-        c.gid = req->gid;
-        c.init_uid = req->init_uid;
-        c.init_gid = req->init_gid;
-        c.userns = req->userns != 0;
-        c.cgroup_ns = true;
-        c.runner_fd = c.work_fd = c.stdin_fd = -1;
-        c.sync_r = fds[WARM_FD_SYNC];
-        c.status_w = fds[WARM_FD_STATUS];
-        c.out_w = fds[WARM_FD_OUT];
-        c.err_w = fds[WARM_FD_ERR];
-        c.work_r = fds[WARM_FD_WORK];
-        c.net_fd = join_net ? fds[WARM_FD_NET] : -1;
-        c.warm_main = program->main;
-        fill_etc(etc, passwd, sizeof passwd, group, sizeof group, hosts, sizeof hosts, c.uid, c.gid);
-        c.plan = (struct mount_plan){
-                .staging = "/tmp",
-                .work_bytes = req->disk_bytes,
-                .tmp_bytes = req->disk_bytes,
-                .inodes = req->inodes,
-                .uid = c.uid,
-                .gid = c.gid,
-                .etc = etc,
-                .n_etc = ELEMENTSOF(etc),
-        };
-        memcpy(keep, fds, WARM_FD_NET * sizeof(int));
-        c.keep = keep;
-        c.n_keep = WARM_FD_NET;
-        if (c.net_fd >= 0)
-                keep[c.n_keep++] = c.net_fd;
-        if (init_fd < 0) {
-                sort_fds(keep, c.n_keep);
-                pid = ns_clone(flags);
-                if (pid == 0)
-                        run_init(&c);
-                return pid;
-        }
-
-        if (!init_private_dontfork) {
-                /* Once: see fork_stack. Harmless if refused (only slower).
-                 * Refused when the zygote's data is on hugetlb pages
-                 * (zygote-heap.c: one cannot be split), and needless: init
-                 * copies every such page into the program, after which the
-                 * zygote's is its own again and init's writes copy nothing. */
-                (void)madvise(&init_private, sizeof init_private, MADV_DONTFORK);
-                init_private_dontfork = true;
-        }
-        c.small_init = true;
-        c.warm_prepare = program->prepare;
-        c.init_fd = init_fd;
-        c.ctl = ctl;
-        keep[c.n_keep++] = init_fd;
-        sort_fds(keep, c.n_keep);
-        warm_ctx = c;
-        atomic_store(&small_init_replied, false);
-        if (setjmp(warm_resume) != 0)
-                /* The program, forked by init from this memory as it is
-                 * while clone() below waits (run_init). */
-                run_program_warm(&warm_ctx);
-        pid = clone(small_init_main, init_private.stack + sizeof init_private.stack,
-                    (int)(flags | CLONE_VM | CLONE_VFORK | CLONE_PARENT_SETTID | SIGCHLD), &warm_ctx, &small_init_pid);
-        *replied = atomic_load(&small_init_replied);
-        return pid < 0 ? -errno : pid;
-}
 
 /* Whether a spec can run on a pre-built sandbox: a program (not a job),
  * through the runner, with the work directory the pool's sandboxes have. */
@@ -1694,9 +868,7 @@ static int run_warm_once(struct pyexec_sandbox *sb, const struct pyexec_spec *sp
                 /* Most requests keep the defaults the sandbox was built
                  * with: no writes to the cgroup then. */
                 if (mem != box->memory_bytes || pids != box->pids_max) {
-                        struct sandbox_host_info h;
-                        pyexec_sandbox_host(sb, &h);
-                        if (cgroup_run_set_limits(h.cg, &box->cg, mem, pids) < 0) {
+                        if (cgroup_run_set_limits(&sb->cg, &box->cg, mem, pids) < 0) {
                                 r = -EAGAIN;
                                 goto out;
                         }
@@ -1739,7 +911,7 @@ static int run_warm_once(struct pyexec_sandbox *sb, const struct pyexec_spec *sp
                  * inits along: nothing the program did. Whatever it did
                  * stayed in that sandbox, so it runs again from the start
                  * elsewhere. Any other loss while the program ran is the
-                 * program's (classify). */
+                 * program's (verdict.c). */
                 buf_done(&res->out);
                 buf_done(&res->err);
                 buf_done(&res->merged);
@@ -1784,18 +956,16 @@ int pyexec_sandbox_start_warm(struct pyexec_sandbox *sb, const struct pyexec_war
                 return -ENOENT;
         if (sb->warm)
                 return -EALREADY;
-        return warm_pool_start(sb, &wo, &sb->warm);
-}
-
-void pyexec_sandbox_forget_host(struct pyexec_sandbox *sb) {
-        char **paths[] = { &sb->cg.memory_parent, &sb->cg.pids_parent, &sb->cg.cpu_parent, &sb->cg.hugetlb_parent };
-        for (size_t i = 0; i < ELEMENTSOF(paths); i++)
-                if (*paths[i])
-                        explicit_bzero(*paths[i], strlen(*paths[i]));
-        explicit_bzero(sb->cg.reason, sizeof sb->cg.reason);
-        explicit_bzero(sb->cg.hugetlb_reason, sizeof sb->cg.hugetlb_reason);
-        cgroup_host_done(&sb->cg);
-        explicit_bzero(sb->runner_path, sizeof sb->runner_path);
+        return warm_pool_start(&(struct warm_host){
+                                       .privileged = sb->privileged,
+                                       .uid_base = sb->uid_base,
+                                       .uid_count = sb->uid_count,
+                                       .lock_dir = sb->lock_dir,
+                                       .cg = &sb->cg,
+                                       .outer_uid = sb->outer_uid,
+                                       .outer_gid = sb->outer_gid,
+                               },
+                               &wo, &sb->warm);
 }
 
 bool pyexec_sandbox_runner_path(const struct pyexec_sandbox *sb, char *buf, size_t n) {
@@ -1832,32 +1002,296 @@ int pyexec_sandbox_warm_stats(const struct pyexec_sandbox *sb, struct pyexec_war
         return 0;
 }
 
-int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct pyexec_result *res) {
+/* A cold run, from its uid slot to its reaped init: what pyexec_run()
+ * owns, released by cold_run_done(). */
+struct cold_run {
+        struct pipes p;
+        struct uidpool_slot slot;
+        bool use_cgroup;
+        struct cgroup_run cg;
+        struct sandbox_child c;
+        struct mount_file etc[5], *work;
+        struct mount_bind *mbinds;
+        char passwd[512], group[256], hosts[160], cgname[64];
+        char **argv, **envv;
+        int *keep;
+        int stdin_fd, work_fd;
+};
+
+static void cold_run_done(struct cold_run *cr) {
+        if (cr->use_cgroup)
+                cgroup_run_destroy(&cr->cg);
+        uidpool_release(&cr->slot);
+        close_pair(cr->p.out);
+        close_pair(cr->p.err);
+        close_pair(cr->p.status);
+        close_pair(cr->p.sync);
+        free(cr->work);
+        free(cr->argv);
+        free(cr->envv);
+        free(cr->mbinds);
+        free(cr->keep);
+        if (cr->stdin_fd >= 0)
+                close(cr->stdin_fd);
+        if (cr->work_fd >= 0)
+                close(cr->work_fd);
+}
+
+/* Who the run is, and its cgroups. -errno with res filled. */
+static int cold_identity(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct cold_run *cr,
+                         struct pyexec_result *res) {
         static _Atomic unsigned run_counter;
-        struct pipes p = { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 } };
-        struct uidpool_slot slot = { .fd = -1 };
-        struct cgroup_run cg = { 0 };
+        struct sandbox_child *c = &cr->c;
+        int r;
+
+        /* A host uid of its own as root, else ourselves mapped to
+         * SANDBOX_INNER_ID in a user namespace. */
+        if (sb->privileged) {
+                r = uidpool_acquire(sb->lock_dir, sb->uid_base, sb->uid_count, &cr->slot);
+                if (r < 0) {
+                        fail_internal(res, r == -EAGAIN ? "no free sandbox uid (all in use)" : "allocating a sandbox uid", r);
+                        return r;
+                }
+                c->uid = cr->slot.uid;
+                c->gid = cr->slot.uid;
+                c->init_uid = cr->slot.init_uid;
+                c->init_gid = cr->slot.init_uid;
+                snprintf(cr->cgname, sizeof cr->cgname, "box-%u", cr->slot.index);
+        } else {
+                c->uid = c->init_uid = SANDBOX_INNER_ID;
+                c->gid = c->init_gid = SANDBOX_INNER_ID;
+                snprintf(cr->cgname, sizeof cr->cgname, "run-%d-%u", (int)getpid(), run_counter++);
+        }
+        c->userns = !sb->privileged;
+
+        /* The pids cgroup also holds init: one task more than the program's. */
+        cr->use_cgroup = sb->cg.version != CGROUP_NONE;
+        if (cr->use_cgroup) {
+                r = cgroup_run_create(&sb->cg, cr->cgname, spec->limits.memory_mb * 1024 * 1024, spec->limits.pids + 1,
+                                      &cr->cg);
+                if (r < 0) {
+                        fail_internal(res, "creating the run's cgroup", r);
+                        return r;
+                }
+        }
+        return 0;
+}
+
+/* argv, the environment, the work directory's files and the binds. */
+static int cold_prepare_files(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct cold_run *cr,
+                              struct pyexec_result *res) {
+        cr->work = calloc(spec->n_files ? spec->n_files : 1, sizeof *cr->work);
+        cr->argv = calloc((spec->argv ? spec->n_argv : spec->n_args + 2) + 1, sizeof *cr->argv);
+        cr->envv = calloc(SANDBOX_ENV_COUNT + spec->n_env + 1, sizeof *cr->envv);
+        cr->mbinds = calloc(spec->n_binds + 1, sizeof *cr->mbinds);
+        cr->keep = calloc(7 + spec->n_binds, sizeof *cr->keep);
+        if (!cr->work || !cr->argv || !cr->envv || !cr->mbinds || !cr->keep) {
+                fail_internal(res, "preparing the run", -ENOMEM);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < spec->n_files; i++)
+                cr->work[i] = (struct mount_file){ spec->files[i].name, spec->files[i].data, spec->files[i].len };
+        if (spec->argv) {
+                for (size_t i = 0; i < spec->n_argv; i++)
+                        cr->argv[i] = (char *)spec->argv[i];
+        } else {
+                cr->argv[0] = (char *)spec->python;
+                cr->argv[1] = (char *)PYEXEC_MAIN_FILE;
+                for (size_t i = 0; i < spec->n_args; i++)
+                        cr->argv[i + 2] = (char *)spec->args[i];
+        }
+        for (size_t i = 0; i < SANDBOX_ENV_COUNT; i++)
+                cr->envv[i] = sandbox_env[i];
+        for (size_t i = 0; i < spec->n_env; i++)
+                cr->envv[SANDBOX_ENV_COUNT + i] = (char *)spec->env[i];
+        for (size_t i = 0; i < spec->n_binds; i++) {
+                const struct pyexec_bind *b = &spec->binds[i];
+                cr->mbinds[i] = (struct mount_bind){ .fd = b->fd, .dest = b->dest, .dir = b->dir, .writable = b->writable };
+                /* As root the run has a uid of its own: what it may write
+                 * must be its own. (Unprivileged, the caller's uid is the
+                 * run's already.) */
+                if (b->writable && sb->privileged && fchownat(b->fd, "", cr->c.uid, cr->c.gid, AT_EMPTY_PATH) < 0) {
+                        int r = -errno;
+                        fail_internal(res, "handing an output directory to the sandbox", r);
+                        return r;
+                }
+        }
+        return 0;
+}
+
+/* Everything init and the program need (struct sandbox_child), but the
+ * pipes. -errno with res filled. */
+static int cold_prepare(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct cold_run *cr,
+                        struct pyexec_result *res) {
+        struct sandbox_child *c = &cr->c;
+        struct rlimit_plan rp = {
+                .cpu_ms = spec->limits.cpu_time_ms,
+                .file_size = spec->limits.file_size_mb * 1024 * 1024,
+                .open_files = spec->limits.open_files,
+                .address_space = cr->cg.memory ? 0 : spec->limits.memory_mb * 1024 * 1024,
+                /* RLIMIT_NPROC counts init only where it shares the
+                 * program's real uid (a user namespace). */
+                .nproc = cr->cg.pids ? 0 : spec->limits.pids + (c->init_uid == c->uid),
+        };
+        int r;
+
+        rlimit_plan_values(&rp, c->rlimits, &c->n_rlimits);
+        sandbox_fill_etc(cr->etc, cr->passwd, sizeof cr->passwd, cr->group, sizeof cr->group, cr->hosts,
+                         sizeof cr->hosts, c->uid, c->gid);
+        r = cold_prepare_files(sb, spec, cr, res);
+        if (r < 0)
+                return r;
+        c->plan = (struct mount_plan){
+                .staging = "/tmp",
+                .work_bytes = spec->limits.disk_mb * 1024 * 1024,
+                .tmp_bytes = spec->limits.disk_mb * 1024 * 1024,
+                .inodes = 4096,
+                .uid = c->uid,
+                .gid = c->gid,
+                .etc = cr->etc,
+                .n_etc = ELEMENTSOF(cr->etc),
+                .work = cr->work,
+                .n_work = spec->n_files,
+                .binds = cr->mbinds,
+                .n_binds = spec->n_binds,
+        };
+        c->cgroup_ns = true;
+        c->python = cr->argv[0];
+        c->runner_fd = -1;
+        c->work_fd = -1;
+        c->net_fd = -1;
+        if (spec->runner && !spec->argv) {
+                struct work wk = { .policy = (char *)spec->policy, .argv = cr->argv + 1, .n_argv = spec->n_args + 1 };
+                if (sb->runner_fd < 0) {
+                        res->status = PYEXEC_INTERNAL_ERROR;
+                        res->message = strdup_printf("pyexec-runner was not found (last looked at %s); "
+                                                     "set PYEXEC_RUNNER to its path",
+                                                     sb->runner_path);
+                        return -ENOENT;
+                }
+                r = work_encode(&wk, &cr->work_fd);
+                if (r < 0) {
+                        fail_internal(res, "preparing the runner's work", r);
+                        return r;
+                }
+                c->runner_fd = sb->runner_fd;
+                c->work_fd = cr->work_fd;
+                /* An installed runner (under /usr) is in the sandbox at its
+                 * own path; one elsewhere (a build directory) is mounted at
+                 * SANDBOX_RUNNER_PATH, and /proc/self/mountinfo then names
+                 * its host directory. */
+                c->runner_path = sb->runner_in_usr ? sb->runner_path : SANDBOX_RUNNER_PATH;
+                if (!sb->runner_in_usr)
+                        cr->mbinds[c->plan.n_binds++] = (struct mount_bind){ .fd = sb->runner_fd,
+                                                                             .dest = SANDBOX_RUNNER_PATH, .exec = true };
+        }
+        c->argv = cr->argv;
+        c->envp = cr->envv;
+        return 0;
+}
+
+/* stdin and the pipes, then init: cloned, given its id maps and cgroups,
+ * and let go (the sync byte). Its pid and a pidfd, or -errno with res
+ * filled (and nothing of the run left running). */
+static int cold_start(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct cold_run *cr,
+                      struct pyexec_result *res, pid_t *ret_pid, int *ret_pidfd) {
+        struct sandbox_child *c = &cr->c;
+        struct pipes *p = &cr->p;
+        pid_t pid;
+        int pidfd, r;
+
+        cr->stdin_fd = make_stdin(spec->stdin_data, spec->stdin_len);
+        if (cr->stdin_fd < 0) {
+                fail_internal(res, "preparing stdin", cr->stdin_fd);
+                return cr->stdin_fd;
+        }
+        if (pipe2(p->out, O_CLOEXEC) < 0 || pipe2(p->err, O_CLOEXEC) < 0 || pipe2(p->status, O_CLOEXEC) < 0 ||
+            pipe2(p->sync, O_CLOEXEC) < 0) {
+                r = -errno;
+                fail_internal(res, "creating pipes", r);
+                return r;
+        }
+        c->sync_r = p->sync[0];
+        c->status_w = p->status[1];
+        c->out_w = p->out[1];
+        c->err_w = p->err[1];
+        c->stdin_fd = cr->stdin_fd;
+        cr->keep[0] = c->sync_r;
+        cr->keep[1] = c->status_w;
+        cr->keep[2] = c->out_w;
+        cr->keep[3] = c->err_w;
+        cr->keep[4] = c->stdin_fd;
+        cr->keep[5] = c->runner_fd;
+        cr->keep[6] = c->work_fd;
+        for (size_t i = 0; i < spec->n_binds; i++)
+                cr->keep[7 + i] = spec->binds[i].fd;
+        sandbox_sort_fds(cr->keep, 7 + spec->n_binds);
+        c->keep = cr->keep;
+        c->n_keep = 7 + spec->n_binds;
+
+        pid = ns_clone(NS_SANDBOX_FLAGS | (c->userns ? CLONE_NEWUSER : 0));
+        if (pid == 0)
+                sandbox_init_main(c);
+        if (pid < 0) {
+                fail_internal(res, "creating the sandbox's namespaces", pid);
+                return pid;
+        }
+        /* Only the children keep these ends. */
+        close(p->sync[0]);
+        p->sync[0] = -1;
+        close(p->status[1]);
+        p->status[1] = -1;
+        close(p->out[1]);
+        p->out[1] = -1;
+        close(p->err[1]);
+        p->err[1] = -1;
+
+        pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        if (pidfd < 0) {
+                r = -errno;
+                kill(pid, SIGKILL);
+                waitpid(pid, NULL, 0);
+                fail_internal(res, "opening a pidfd for the sandbox", r);
+                return r;
+        }
+        r = 0;
+        if (c->userns)
+                r = sandbox_map_inner_ids(pid, sb->outer_uid, sb->outer_gid);
+        if (r == 0 && cr->use_cgroup)
+                r = cgroup_run_attach(&cr->cg, pid);
+        if (r == 0 && write(p->sync[1], "x", 1) != 1)
+                r = -errno;
+        close(p->sync[1]);
+        p->sync[1] = -1;
+        if (r < 0) {
+                kill(pid, SIGKILL);
+                waitpid(pid, NULL, 0);
+                close(pidfd);
+                fail_internal(res, c->userns ? "mapping the sandbox's user namespace or joining its cgroup"
+                                             : "joining the run's cgroup",
+                              r);
+                return r;
+        }
+        *ret_pid = pid;
+        *ret_pidfd = pidfd;
+        return 0;
+}
+
+int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct pyexec_result *res) {
+        struct cold_run cr = {
+                .p = { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 } },
+                .slot = { .fd = -1 },
+                .c = { .seccomp = sb->seccomp },
+                .stdin_fd = -1,
+                .work_fd = -1,
+        };
         struct cgroup_stats cs = { 0 };
         struct watch w = { .res = res, .spec = spec };
-        struct child_ctx c = { .sb = sb };
-        struct rlimit_plan rp;
-        struct mount_file etc[5], *work = NULL;
-        struct mount_bind *mbinds = NULL;
-        char passwd[512], group[256], hosts[160], errbuf[512], cgname[64];
-        char **argv = NULL, **envv = NULL;
-        int *keep = NULL;
-        _cleanup_close_ int stdin_fd = -1, pidfd = -1, work_fd = -1;
-        bool use_cgroup = sb->cg.version != CGROUP_NONE;
-        pid_t pid;
-        int r, ws;
+        char errbuf[512];
+        _cleanup_close_ int pidfd = -1;
+        pid_t pid = -1;
+        int ws;
         struct rusage ru;
-        static const char *const base_env[] = {
-                "PATH=/usr/local/bin:/usr/bin:/bin",
-                "HOME=" SANDBOX_WORKDIR,
-                "LANG=C.UTF-8",
-                "USER=sandbox",
-                "LOGNAME=sandbox",
-        };
 
         *res = (struct pyexec_result){ .exit_code = -1 };
         buf_init(&res->out, spec->limits.max_output);
@@ -1872,206 +1306,15 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
         if (warm_eligible(sb, spec) && run_warm(sb, spec, res) == 0)
                 return 0;
 
-        /* Identity: a host uid of its own as root, else ourselves mapped to
-         * SANDBOX_INNER_ID in a user namespace. */
-        if (sb->privileged) {
-                r = uidpool_acquire(sb->lock_dir, sb->uid_base, sb->uid_count, &slot);
-                if (r < 0) {
-                        fail_internal(res, r == -EAGAIN ? "no free sandbox uid (all in use)" : "allocating a sandbox uid", r);
-                        return 0;
-                }
-                c.uid = slot.uid;
-                c.gid = slot.uid;
-                c.init_uid = slot.init_uid;
-                c.init_gid = slot.init_uid;
-                snprintf(cgname, sizeof cgname, "box-%u", slot.index);
-        } else {
-                c.uid = c.init_uid = SANDBOX_INNER_ID;
-                c.gid = c.init_gid = SANDBOX_INNER_ID;
-                snprintf(cgname, sizeof cgname, "run-%d-%u", (int)getpid(), run_counter++);
+        if (cold_identity(sb, spec, &cr, res) < 0 || cold_prepare(sb, spec, &cr, res) < 0 ||
+            cold_start(sb, spec, &cr, res, &pid, &pidfd) < 0) {
+                cold_run_done(&cr);
+                return 0;
         }
-        c.userns = !sb->privileged;
-
-        /* The pids cgroup also holds init: one task more than the program's. */
-        if (use_cgroup) {
-                r = cgroup_run_create(&sb->cg, cgname, spec->limits.memory_mb * 1024 * 1024, spec->limits.pids + 1, &cg);
-                if (r < 0) {
-                        fail_internal(res, "creating the run's cgroup", r);
-                        goto out;
-                }
-        }
-
-        rp = (struct rlimit_plan){
-                .cpu_ms = spec->limits.cpu_time_ms,
-                .file_size = spec->limits.file_size_mb * 1024 * 1024,
-                .open_files = spec->limits.open_files,
-                .address_space = cg.memory ? 0 : spec->limits.memory_mb * 1024 * 1024,
-                /* RLIMIT_NPROC counts init only where it shares the
-                 * program's real uid (a user namespace). */
-                .nproc = cg.pids ? 0 : spec->limits.pids + (c.init_uid == c.uid),
-        };
-        rlimit_plan_values(&rp, c.rlimits, &c.n_rlimits);
-
-        fill_etc(etc, passwd, sizeof passwd, group, sizeof group, hosts, sizeof hosts, c.uid, c.gid);
-
-        work = calloc(spec->n_files ? spec->n_files : 1, sizeof *work);
-        argv = calloc((spec->argv ? spec->n_argv : spec->n_args + 2) + 1, sizeof *argv);
-        envv = calloc(ELEMENTSOF(base_env) + spec->n_env + 1, sizeof *envv);
-        mbinds = calloc(spec->n_binds + 1, sizeof *mbinds);
-        keep = calloc(7 + spec->n_binds, sizeof *keep);
-        if (!work || !argv || !envv || !mbinds || !keep) {
-                fail_internal(res, "preparing the run", -ENOMEM);
-                goto out;
-        }
-        for (size_t i = 0; i < spec->n_files; i++)
-                work[i] = (struct mount_file){ spec->files[i].name, spec->files[i].data, spec->files[i].len };
-        if (spec->argv) {
-                for (size_t i = 0; i < spec->n_argv; i++)
-                        argv[i] = (char *)spec->argv[i];
-        } else {
-                argv[0] = (char *)spec->python;
-                argv[1] = (char *)PYEXEC_MAIN_FILE;
-                for (size_t i = 0; i < spec->n_args; i++)
-                        argv[i + 2] = (char *)spec->args[i];
-        }
-        for (size_t i = 0; i < ELEMENTSOF(base_env); i++)
-                envv[i] = (char *)base_env[i];
-        for (size_t i = 0; i < spec->n_env; i++)
-                envv[ELEMENTSOF(base_env) + i] = (char *)spec->env[i];
-        for (size_t i = 0; i < spec->n_binds; i++) {
-                const struct pyexec_bind *b = &spec->binds[i];
-                mbinds[i] = (struct mount_bind){ .fd = b->fd, .dest = b->dest, .dir = b->dir, .writable = b->writable };
-                /* As root the run has a uid of its own: what it may write
-                 * must be its own. (Unprivileged, the caller's uid is the
-                 * run's already.) */
-                if (b->writable && sb->privileged && fchownat(b->fd, "", c.uid, c.gid, AT_EMPTY_PATH) < 0) {
-                        fail_internal(res, "handing an output directory to the sandbox", -errno);
-                        goto out;
-                }
-        }
-
-        c.plan = (struct mount_plan){
-                .staging = "/tmp",
-                .work_bytes = spec->limits.disk_mb * 1024 * 1024,
-                .tmp_bytes = spec->limits.disk_mb * 1024 * 1024,
-                .inodes = 4096,
-                .uid = c.uid,
-                .gid = c.gid,
-                .etc = etc,
-                .n_etc = ELEMENTSOF(etc),
-                .work = work,
-                .n_work = spec->n_files,
-                .binds = mbinds,
-                .n_binds = spec->n_binds,
-        };
-        c.cgroup_ns = true;
-        c.python = argv[0];
-        c.runner_fd = -1;
-        c.work_fd = -1;
-        c.net_fd = -1;
-        if (spec->runner && !spec->argv) {
-                struct work wk = { .policy = (char *)spec->policy, .argv = argv + 1, .n_argv = spec->n_args + 1 };
-                if (sb->runner_fd < 0) {
-                        res->status = PYEXEC_INTERNAL_ERROR;
-                        res->message = strdup_printf("pyexec-runner was not found (last looked at %s); "
-                                                     "set PYEXEC_RUNNER to its path",
-                                                     sb->runner_path);
-                        goto out;
-                }
-                r = work_encode(&wk, &work_fd);
-                if (r < 0) {
-                        fail_internal(res, "preparing the runner's work", r);
-                        goto out;
-                }
-                c.runner_fd = sb->runner_fd;
-                c.work_fd = work_fd;
-                /* An installed runner (under /usr) is in the sandbox at its
-                 * own path; one elsewhere (a build directory) is mounted at
-                 * SANDBOX_RUNNER_PATH, and /proc/self/mountinfo then names
-                 * its host directory. */
-                c.runner_path = sb->runner_in_usr ? sb->runner_path : SANDBOX_RUNNER_PATH;
-                if (!sb->runner_in_usr)
-                        mbinds[c.plan.n_binds++] = (struct mount_bind){ .fd = sb->runner_fd,
-                                                                        .dest = SANDBOX_RUNNER_PATH, .exec = true };
-        }
-        c.argv = argv;
-        c.envp = envv;
-
-        stdin_fd = make_stdin(spec->stdin_data, spec->stdin_len);
-        if (stdin_fd < 0) {
-                fail_internal(res, "preparing stdin", stdin_fd);
-                goto out;
-        }
-        if (pipe2(p.out, O_CLOEXEC) < 0 || pipe2(p.err, O_CLOEXEC) < 0 || pipe2(p.status, O_CLOEXEC) < 0 ||
-            pipe2(p.sync, O_CLOEXEC) < 0) {
-                fail_internal(res, "creating pipes", -errno);
-                goto out;
-        }
-        c.sync_r = p.sync[0];
-        c.status_w = p.status[1];
-        c.out_w = p.out[1];
-        c.err_w = p.err[1];
-        c.stdin_fd = stdin_fd;
-        keep[0] = c.sync_r;
-        keep[1] = c.status_w;
-        keep[2] = c.out_w;
-        keep[3] = c.err_w;
-        keep[4] = c.stdin_fd;
-        keep[5] = c.runner_fd;
-        keep[6] = c.work_fd;
-        for (size_t i = 0; i < spec->n_binds; i++)
-                keep[7 + i] = spec->binds[i].fd;
-        sort_fds(keep, 7 + spec->n_binds);
-        c.keep = keep;
-        c.n_keep = 7 + spec->n_binds;
-
-        pid = ns_clone(NS_SANDBOX_FLAGS | (c.userns ? CLONE_NEWUSER : 0));
-        if (pid == 0)
-                run_init(&c);
-        if (pid < 0) {
-                fail_internal(res, "creating the sandbox's namespaces", pid);
-                goto out;
-        }
-        /* Only the children keep these ends. */
-        close(p.sync[0]);
-        p.sync[0] = -1;
-        close(p.status[1]);
-        p.status[1] = -1;
-        close(p.out[1]);
-        p.out[1] = -1;
-        close(p.err[1]);
-        p.err[1] = -1;
-
-        pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-        if (pidfd < 0) {
-                r = -errno;
-                kill(pid, SIGKILL);
-                waitpid(pid, NULL, 0);
-                fail_internal(res, "opening a pidfd for the sandbox", r);
-                goto out;
-        }
-        r = 0;
-        if (c.userns)
-                r = ns_write_id_maps(pid, SANDBOX_INNER_ID, sb->outer_uid, SANDBOX_INNER_ID, sb->outer_gid, true);
-        if (r == 0 && use_cgroup)
-                r = cgroup_run_attach(&cg, pid);
-        if (r == 0 && write(p.sync[1], "x", 1) != 1)
-                r = -errno;
-        close(p.sync[1]);
-        p.sync[1] = -1;
-        if (r < 0) {
-                kill(pid, SIGKILL);
-                waitpid(pid, NULL, 0);
-                fail_internal(res, c.userns ? "mapping the sandbox's user namespace or joining its cgroup"
-                                            : "joining the run's cgroup",
-                              r);
-                goto out;
-        }
-
         w.init_pid = pid;
-        w.sample_before_kill = !use_cgroup || !cg.cpu;
-        watch_run(&w, p.out[0], p.err[0], p.status[0], pidfd, use_cgroup ? &cg : NULL, sb->ncpu);
-        p.out[0] = p.err[0] = p.status[0] = -1;
+        w.sample_before_kill = !cr.use_cgroup || !cr.cg.cpu;
+        watch_run(&w, cr.p.out[0], cr.p.err[0], cr.p.status[0], pidfd, cr.use_cgroup ? &cr.cg : NULL, sb->ncpu);
+        cr.p.out[0] = cr.p.err[0] = cr.p.status[0] = -1;
         while (wait4(pid, &ws, 0, &ru) < 0 && errno == EINTR)
                 ;
         /* Nothing of the run is left but descriptors it may have put in
@@ -2080,22 +1323,9 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
          * other process closes a Unix socket. */
         (void)unix_gc_schedule();
 
-        if (use_cgroup)
-                cgroup_run_stats(&cg, &cs);
-        finish_result(spec, &w, &cs, cg.memory != NULL, &ru, res);
-
-out:
-        if (use_cgroup)
-                cgroup_run_destroy(&cg);
-        uidpool_release(&slot);
-        close_pair(p.out);
-        close_pair(p.err);
-        close_pair(p.status);
-        close_pair(p.sync);
-        free(work);
-        free(argv);
-        free(envv);
-        free(mbinds);
-        free(keep);
+        if (cr.use_cgroup)
+                cgroup_run_stats(&cr.cg, &cs);
+        finish_result(spec, &w, &cs, cr.cg.memory != NULL, &ru, res);
+        cold_run_done(&cr);
         return 0;
 }

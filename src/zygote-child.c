@@ -24,9 +24,10 @@
 #include "pyexec.h"
 #include "rlimit.h"
 #include "runner.h"
+#include "sandbox-child.h"
 #include "sandbox-msg.h"
 #include "util.h"
-#include "zygote.h"
+#include "zygote-proto.h"
 #include "zygote-heap.h"
 
 extern PyObject *runner_startup_modules;
@@ -289,7 +290,7 @@ static void read_pages(const volatile unsigned char *p, size_t len, size_t page)
  * loaded on, and under shadow paging a flush is a trip to the hypervisor:
  * most of the copy's cost (docs/benchmarks.md). Made by another process
  * into the memory of a program that is stopped, so loaded nowhere, the
- * copies need no flush. The small init does it (supervise.c), right after
+ * copies need no flush. The small init does it (sandbox-child.c), right after
  * the fork, with the program stopped, by reading one byte of each page and
  * writing it back (process_vm_readv/writev); the last write sets
  * hot_copied in the program, which then only populates the rest. Anything
@@ -402,7 +403,7 @@ static void prefault_private_memory(void) {
 }
 
 /*
- * init starts from default signal dispositions (supervise.c), and the warm
+ * init starts from default signal dispositions (sandbox-child.c), and the warm
  * program is its fork: the interpreter's own settings, made when the zygote
  * started it (SIGINT raises KeyboardInterrupt, SIGPIPE and SIGXFSZ ignored
  * so that writes fail with an error), are put back as they were, from a
@@ -453,7 +454,7 @@ static void warm_main(int status_fd, int work_fd, int holder_w) {
         }
         PyOS_AfterFork_Child();
         restore_signals();
-        pyexec_warm_start_holder(holder_w);
+        sandbox_program_start_holder(holder_w);
         m.t_ns = now_ns();
         msg_send(status_fd, &m);
         r = recv_fds(work_fd, &byte, 1, NULL, fds, 2, &n);
@@ -621,7 +622,7 @@ static void huge_text(void) {
 }
 
 int runner_zygote_main(int ctl) {
-        struct pyexec_sandbox *sb = NULL;
+        const struct seccomp_prog *seccomp = NULL;
         struct warm_reply hello = { 0 };
         int init_fd = -1;
         PyConfig config;
@@ -631,14 +632,15 @@ int runner_zygote_main(int ctl) {
         signal(SIGPIPE, SIG_IGN);
         huge_text();
         zygote_heap_reserve();
-        r = pyexec_sandbox_new(&sb);
+        /* The only thing of the host the zygote needs: the seccomp
+         * filter its programs install. Every program is a copy of this
+         * process, so it holds nothing else of the host (the service
+         * handles cgroups and uids). */
+        r = seccomp_prog_get(&seccomp);
         if (r < 0) {
-                fprintf(stderr, "pyexec-runner --zygote: %s\n", strerror(-r));
+                fprintf(stderr, "pyexec-runner --zygote: loading the seccomp filter: %s\n", strerror(-r));
                 return 1;
         }
-        /* Every program is a copy of this process: it keeps nothing of the
-         * host it does not need (the service handles cgroups). */
-        pyexec_sandbox_forget_host(sb);
         if (runner_setup() < 0)
                 return 1;
         PyConfig_InitPythonConfig(&config);
@@ -666,7 +668,7 @@ int runner_zygote_main(int ctl) {
                 static char list[8192];
                 struct buf failed;
                 size_t n = 0, n_fds = 0;
-                /* With pyexec-init, if the service has it (supervise.c). */
+                /* With pyexec-init, if the service has it (sandbox-child.c). */
                 if (recv_fds(ctl, list, sizeof list - 1, &n, &init_fd, 1, &n_fds) < 0 || n < 1 || list[0] != 'P') {
                         fprintf(stderr, "pyexec-runner --zygote: no list of modules to import from the service\n");
                         return 1;
@@ -699,7 +701,7 @@ int runner_zygote_main(int ctl) {
         if (runner_zygote_prefault)
                 learn_hot_pages();
         plan_hot_copy();
-        if (pyexec_warm_send_reply(ctl, &hello, -1) < 0)
+        if (warm_send_reply(ctl, &hello, -1) < 0)
                 return 1;
 
         for (;;) {
@@ -719,7 +721,7 @@ int runner_zygote_main(int ctl) {
                         for (size_t i = 0; i < n; i++)
                                 close(fds[i]);
                         rep.err = EBADMSG;
-                        if (pyexec_warm_send_reply(ctl, &rep, -1) < 0)
+                        if (warm_send_reply(ctl, &rep, -1) < 0)
                                 return 1;
                         continue;
                 }
@@ -727,9 +729,9 @@ int runner_zygote_main(int ctl) {
                         fds[WARM_FD_NET] = -1;
                 read_ahead = req.flags & WARM_READ_AHEAD;
                 PyOS_BeforeFork();
-                pid = pyexec_sandbox_spawn_warm(sb, &req, fds,
-                                                &(struct warm_program){ warm_main, n_hot_copy ? copy_hot_pages_into : NULL },
-                                                ctl, init_fd, &replied);
+                pid = sandbox_spawn_warm(seccomp, &req, fds,
+                                         &(struct warm_program){ warm_main, n_hot_copy ? copy_hot_pages_into : NULL },
+                                         ctl, init_fd, &replied);
                 PyOS_AfterFork_Parent();
                 for (size_t i = 0; i < n; i++)
                         close(fds[i]);
@@ -747,7 +749,7 @@ int runner_zygote_main(int ctl) {
                                 kill(pid, SIGKILL);
                         }
                 }
-                r = pyexec_warm_send_reply(ctl, &rep, pidfd);
+                r = warm_send_reply(ctl, &rep, pidfd);
                 if (pidfd >= 0)
                         close(pidfd);
                 if (r < 0)

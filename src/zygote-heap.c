@@ -34,7 +34,7 @@
  *  - No program shares a huge page with the zygote: with the program
  *    stopped right after its fork, init writes a byte into every one of
  *    them (process_vm_writev), which copies them all; if any copy fails,
- *    init kills the program and the build fails (supervise.c), and the
+ *    init kills the program and the build fails (sandbox-child.c), and the
  *    service builds another sandbox or runs the request cold. The zygote
  *    itself then never needs a page: its pages are its own again.
  *  - A program that forks (os.fork, multiprocessing) first moves its huge
@@ -71,7 +71,7 @@
 #include <unistd.h>
 
 #include "util.h"
-#include "zygote.h"
+#include "hugetlb.h"
 
 #ifndef MAP_HUGETLB
 #define MAP_HUGETLB 0x40000
@@ -245,7 +245,7 @@ unsigned zygote_heap_freeze(unsigned sets, const char **ret_why) {
                 *ret_why = "nothing to move";
                 return 0;
         }
-        if (warm_hugetlb_free_pages(&free_pages) < 0) {
+        if (hugetlb_free_pages(&free_pages) < 0) {
                 *ret_why = "cannot read the hugetlb pool's size from /proc/meminfo";
                 return 0;
         }

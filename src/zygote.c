@@ -32,18 +32,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "hugetlb.h"
 #include "log.h"
 #include "ns.h"
-#include "pyexec.h"
+#include "sandbox-env.h"
 #include "sandbox-msg.h"
 #include "util.h"
 #include "zygote-heap.h"
-
-/* Same as the cold path's program environment (supervise.c): the warm
- * program's os.environ is the zygote's. */
-static char *const zygote_env[] = {
-        "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/sandbox", "LANG=C.UTF-8", "USER=sandbox", "LOGNAME=sandbox", NULL,
-};
 
 #define ZYGOTE_START_TIMEOUT_MS 60000
 #define BOX_TIMEOUT_MS 10000
@@ -54,9 +49,8 @@ static char *const zygote_env[] = {
  * after the run gave it back: the run's response goes out first. The
  * teardown of the program's address space and the build each take a CPU
  * for milliseconds, and would otherwise preempt the thread answering.
- * Its processes are reaped or stopped meanwhile (supervise.c). */
+ * Its processes are reaped or stopped meanwhile (reap.c). */
 #define KILL_GRACE_NS (3ull * 1000000ull)
-#define SANDBOX_INNER_ID 1000
 
 struct zygote_proc {
         pid_t pid;
@@ -70,9 +64,8 @@ struct zygote_proc {
 };
 
 struct warm_pool {
-        struct pyexec_sandbox *sb;
         struct warm_options o;
-        struct sandbox_host_info host;
+        struct warm_host host;
         pthread_mutex_t lock; /* everything below */
         pthread_cond_t cond;
         pthread_mutex_t ctl_lock; /* one request at a time to the zygote */
@@ -134,7 +127,7 @@ static bool pidfd_exited(int pidfd) {
 /* Whether a ready sandbox is lost: its init exited, or it said something
  * (a waiting sandbox is silent once READY). A program killed while it
  * waits leaves init reporting EXITED and then waiting to be killed, its
- * holder stopped (supervise.c). */
+ * holder stopped (reap.c). */
 static bool ready_box_lost(const struct warm_box *b) {
         return pidfd_exited(b->pidfd) || (b->status_r >= 0 && poll_one(b->status_r, POLLIN, 0) == 1);
 }
@@ -182,56 +175,6 @@ static int exe_memfd(const char *path, const char *name) {
 }
 
 /* ---- the hugetlb pool --------------------------------------------------- */
-
-#define NR_HUGEPAGES "/proc/sys/vm/nr_hugepages"
-
-int warm_hugetlb_free_pages(uint64_t *ret) {
-        struct buf b;
-        uint64_t free_pages = 0, rsvd = 0, size_kb = 0;
-        bool have_free = false, have_size = false;
-        int r = read_file("/proc/meminfo", 1 << 16, &b);
-
-        if (r < 0)
-                return r;
-        for (char *line = b.data; line && *line;) {
-                char *nl = strchr(line, '\n');
-                unsigned long long v;
-                if (sscanf(line, "HugePages_Free: %llu", &v) == 1) {
-                        free_pages = v;
-                        have_free = true;
-                } else if (sscanf(line, "HugePages_Rsvd: %llu", &v) == 1) {
-                        rsvd = v;
-                } else if (sscanf(line, "Hugepagesize: %llu kB", &v) == 1) {
-                        size_kb = v;
-                        have_size = true;
-                }
-                line = nl ? nl + 1 : NULL;
-        }
-        buf_done(&b);
-        if (!have_free || !have_size)
-                return -ENOENT;
-        /* MAP_HUGETLB takes the default size: another (1 GiB) is of no use.
-         * Free pages promised to a mapping (reserved at mmap, not yet
-         * faulted in) are not free to anyone else: the kernel keeps them
-         * when vm.nr_hugepages is lowered. */
-        *ret = size_kb == 2048 && free_pages > rsvd ? free_pages - rsvd : 0;
-        return 0;
-}
-
-static int read_nr_hugepages(uint64_t *ret) {
-        _cleanup_free_ char *s = NULL;
-        int r = read_small_file(NR_HUGEPAGES, &s);
-        if (r < 0)
-                return r;
-        s[strcspn(s, "\n")] = 0;
-        return parse_u64(s, 0, UINT64_MAX, ret);
-}
-
-static int write_nr_hugepages(uint64_t n) {
-        char v[32];
-        snprintf(v, sizeof v, "%llu", (unsigned long long)n);
-        return write_control_file(NR_HUGEPAGES, v);
-}
 
 /*
  * Before a zygote starts: make sure the pool has a page for each huge page
@@ -295,8 +238,8 @@ static int64_t huge_pool_add(struct warm_pool *p, uint64_t n) {
         uint64_t before, after, got;
         int r;
 
-        if ((r = read_nr_hugepages(&before)) < 0 || (r = write_nr_hugepages(before + n)) < 0 ||
-            (r = read_nr_hugepages(&after)) < 0)
+        if ((r = hugetlb_nr_pages_get(&before)) < 0 || (r = hugetlb_nr_pages_set(before + n)) < 0 ||
+            (r = hugetlb_nr_pages_get(&after)) < 0)
                 return r;
         got = after > before ? after - before : 0;
         if (got > n)
@@ -314,13 +257,13 @@ static uint64_t huge_pool_remove(struct warm_pool *p, uint64_t n) {
 
         if (n > p->huge_added)
                 n = p->huge_added;
-        if (n == 0 || warm_hugetlb_free_pages(&free_pages) < 0 || read_nr_hugepages(&now) < 0)
+        if (n == 0 || hugetlb_free_pages(&free_pages) < 0 || hugetlb_nr_pages_get(&now) < 0)
                 return 0;
         if (n > free_pages)
                 n = free_pages;
         if (n > now)
                 n = now;
-        if (n == 0 || write_nr_hugepages(now - n) < 0)
+        if (n == 0 || hugetlb_nr_pages_set(now - n) < 0)
                 return 0;
         p->huge_added -= n;
         return n;
@@ -337,7 +280,7 @@ static void huge_pool_reserve(struct warm_pool *p) {
         got = huge_pool_add(p, want - p->huge_added);
         if (got < 0)
                 return; /* not root: the operator's pool, as it is */
-        (void)read_nr_hugepages(&nr);
+        (void)hugetlb_nr_pages_get(&nr);
         log_event(LOG_INFO, "reserved huge pages for the zygote's memory",
                   json_pack("{s:I,s:I,s:I,s:I}", "added", (json_int_t)got, "addedInAll", (json_int_t)p->huge_added,
                             "nrHugepages", (json_int_t)nr, "wanted", (json_int_t)want));
@@ -362,7 +305,7 @@ static void huge_pool_refill(struct warm_pool *p) {
         uint64_t free_pages, want = huge_pool_want(p), add;
         int64_t got;
 
-        if (!huge_sets(p) || p->huge_added == 0 || warm_hugetlb_free_pages(&free_pages) < 0 ||
+        if (!huge_sets(p) || p->huge_added == 0 || hugetlb_free_pages(&free_pages) < 0 ||
             free_pages >= p->huge_per_set || p->huge_added >= 2 * want)
                 return;
         add = 2 * want - p->huge_added < want ? 2 * want - p->huge_added : want;
@@ -411,7 +354,7 @@ static int zygote_spawn_process(struct warm_pool *p, struct zygote_proc *ret) {
                 return r;
         }
         if (!p->init_looked) {
-                /* pyexec-init beside the runner (supervise.c: the small
+                /* pyexec-init beside the runner (sandbox-child.c: the small
                  * init); without it, each init is a copy of the zygote. */
                 const char *slash = strrchr(p->o.runner_path, '/');
                 _cleanup_free_ char *path =
@@ -461,7 +404,9 @@ static int zygote_spawn_process(struct warm_pool *p, struct zygote_proc *ret) {
                         _exit(127);
                 syscall(SYS_close_range, 4, (unsigned)p->exe_fd - 1, 0);
                 syscall(SYS_close_range, (unsigned)p->exe_fd + 1, ~0u, 0);
-                syscall(SYS_execveat, p->exe_fd, "", argv, zygote_env, AT_EMPTY_PATH);
+                /* Every warm program's os.environ is the zygote's: the
+                 * cold path's environment (sandbox-env.h). */
+                syscall(SYS_execveat, p->exe_fd, "", argv, sandbox_env, AT_EMPTY_PATH);
                 _exit(127);
         }
         close(devnull);
@@ -861,8 +806,7 @@ static int box_build(struct warm_pool *p, bool read_ahead, struct warm_box **ret
 
         r = 0;
         if (!p->host.privileged)
-                r = ns_write_id_maps(b->pid, SANDBOX_INNER_ID, p->host.outer_uid, SANDBOX_INNER_ID,
-                                     p->host.outer_gid, true);
+                r = sandbox_map_inner_ids(b->pid, p->host.outer_uid, p->host.outer_gid);
         /* The sandbox's huge pages: exactly its copy of the zygote's, which
          * init makes (charged to init: it faults them in), and not one
          * more. A process of the program that writes to a page it shares
@@ -1126,13 +1070,13 @@ static void *keeper_main(void *arg) {
 
 /* ---- the interface ----------------------------------------------------- */
 
-int warm_pool_start(struct pyexec_sandbox *sb, const struct warm_options *o, struct warm_pool **ret) {
+int warm_pool_start(const struct warm_host *host, const struct warm_options *o, struct warm_pool **ret) {
         struct warm_pool *p = calloc(1, sizeof *p);
         int r;
 
         if (!p)
                 return -ENOMEM;
-        p->sb = sb;
+        p->host = *host;
         p->o = *o;
         p->huge_per_set = 8; /* a guess until the first zygote says (6 here) */
         p->ncpu = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? (unsigned)sysconf(_SC_NPROCESSORS_ONLN) : 1;
@@ -1140,7 +1084,6 @@ int warm_pool_start(struct pyexec_sandbox *sb, const struct warm_options *o, str
         p->o.preimport = strdup(o->preimport ? o->preimport : "");
         p->cur = (struct zygote_proc){ .pid = -1, .pidfd = -1, .ctl = -1 };
         p->exe_fd = p->init_fd = -1;
-        pyexec_sandbox_host(sb, &p->host);
         if (p->o.huge_pages && !huge_bounded(p))
                 log_event(LOG_WARN, "the zygote's memory stays on ordinary pages: no hugetlb cgroup can bound each "
                                     "sandbox's huge pages",

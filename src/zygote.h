@@ -11,27 +11,11 @@
  *
  * Process tree: service -> zygote -> init (PID 1 of the run) -> program.
  * init shares the zygote's memory until the program is forked, then execs
- * pyexec-init (supervise.c).
+ * pyexec-init (sandbox-child.c).
  * Parent-death signals run down the same chain: a dying service takes the
  * zygote along, a dying zygote its inits, a dying init its namespace.
  *
- * Protocol on the zygote's control socket (SOCK_SEQPACKET, one request
- * then one reply at a time, under the pool's lock):
- *   service -> zygote: struct warm_request + SCM_RIGHTS { sync_r,
- *                      status_w, out_w, err_w, work_r }
- *   zygote -> service: struct warm_reply + SCM_RIGHTS { pidfd of init }
- *                      (sent by that init itself when it is the small
- *                      one, while the zygote waits; by the zygote when
- *                      the clone failed or init died first)
- *   service -> zygote, once at start: "P" and the modules to import ahead,
- *                      comma-separated (ZYGOTE_PREIMPORT)
- *   zygote -> service, then, only if some failed: "F" and "name: Error:
- *                      text" for each, separated by "; " (logged)
- *   zygote -> service, then, if asked for huge pages and it could not use
- *                      them: "H" and why (logged)
- *   zygote -> service, once after start-up: struct warm_reply { .pid = 0 }
- * The "P" message carries pyexec-init (an fd of it) when the service found
- * one: init then answers the request itself (supervise.c).
+ * The protocol between the service and the zygote is zygote-proto.h.
  */
 #pragma once
 
@@ -41,78 +25,16 @@
 
 #include "cgroup.h"
 #include "uidpool.h"
+#include "zygote-proto.h"
 
-struct pyexec_sandbox;
-
-struct warm_request {
-        uint32_t uid, gid;
-        uint32_t init_uid, init_gid; /* init's real and saved ids (reap.h) */
-        uint32_t userns;
-        uint32_t flags; /* WARM_READ_AHEAD */
-        uint64_t disk_bytes; /* size of /sandbox and /tmp */
-        uint64_t inodes;
-};
-
-struct warm_reply {
-        int32_t pid; /* init, in the service's PID namespace; 0: the hello */
-        int32_t err; /* errno when the clone failed */
-        uint32_t huge_pages; /* the hello: the zygote's pages on hugetlb (zygote-heap.c) */
-};
-
-/* The waiting program reads the pages a run reads (zygote-child.c): when
- * the CPU has time for it, not under load, where the read-ahead costs more
- * CPU (~3 ms a sandbox here) than it saves the run, nor for a sandbox built
- * for a run that waits for it. */
-#define WARM_READ_AHEAD 1u
-/* The request carries a network namespace (WARM_FD_NET) for the sandbox to
- * join instead of making its own: the service's pool of them (zygote.c). */
-#define WARM_JOIN_NET 2u
-
-/* The processes a warm sandbox has beyond the program's own, which its pids
- * limit counts too: init, and the holder of the program's address space. */
+/* A warm sandbox's processes beyond the program's own: init and the holder
+ * of the program's address space (sandbox-child.c). */
 #define WARM_EXTRA_PIDS 2
 
-/* WARM_FD_NET is sent only with WARM_JOIN_NET; it is -1 otherwise. */
-enum { WARM_FD_SYNC, WARM_FD_STATUS, WARM_FD_OUT, WARM_FD_ERR, WARM_FD_WORK, WARM_FD_NET, _WARM_FD_MAX };
-
-/* In the program of a warm sandbox: called with its uid dropped and seccomp
- * installed; it prepares, calls pyexec_warm_start_holder(holder_w) before it
- * says READY, and waits on work_fd for a program to run. */
-typedef void (*warm_main_fn)(int status_fd, int work_fd, int holder_w);
-
-/* In the program of a warm sandbox: start the holder of its address space
- * and tell init its pid (supervise.c). After the prefault: while the holder
- * exists, each copy-on-write fault must flush the TLB of the CPU it last ran
- * on as well, an inter-processor interrupt apiece. */
-void pyexec_warm_start_holder(int holder_w);
-
-/* In the small init (supervise.c), in the zygote's memory, with the program
- * just forked and stopped: prepare the program's memory from outside
- * (zygote-child.c: the copies of the pages a run writes). -errno: the
- * program must not run (it would share huge pages with the zygote); init
- * kills it and fails the build. */
-typedef int (*warm_prepare_fn)(pid_t program);
-
-struct warm_program {
-        warm_main_fn main;
-        warm_prepare_fn prepare; /* NULL: nothing to prepare */
-};
-
-/* In the zygote: clone an init for the request (supervise.c). Returns its
- * pid or -errno. fds are closed in the caller afterwards. With init_fd
- * (pyexec-init, >= 0), init shares the zygote's memory until it execs that
- * (the zygote waits in here meanwhile) and sends the reply on ctl itself:
- * *replied then says whether it did. */
-pid_t pyexec_sandbox_spawn_warm(const struct pyexec_sandbox *sb, const struct warm_request *req,
-                                const int fds[_WARM_FD_MAX], const struct warm_program *program, int ctl, int init_fd,
-                                bool *replied);
-
-/* Send a reply on the zygote's control socket, with fd (a pidfd) if >= 0.
- * Returns -errno. */
-int pyexec_warm_send_reply(int sock, const struct warm_reply *rep, int fd);
-
-/* What box construction needs to know of the host (supervise.c). */
-struct sandbox_host_info {
+/* What the pool needs to know of the host, handed over as data when it
+ * starts (supervise.c fills it from what it detected). The pointers are
+ * the caller's and must outlive the pool. */
+struct warm_host {
         bool privileged;
         uid_t uid_base;
         unsigned uid_count;
@@ -121,7 +43,6 @@ struct sandbox_host_info {
         uid_t outer_uid;
         gid_t outer_gid;
 };
-void pyexec_sandbox_host(const struct pyexec_sandbox *sb, struct sandbox_host_info *ret);
 
 /* A sandbox built ahead of time, as the service holds it. */
 struct warm_box {
@@ -174,13 +95,9 @@ struct warm_stats {
 
 struct warm_pool;
 
-/* The free pages of the host's hugetlb pool (/proc/meminfo), if its default
- * page size is the 2 MiB zygote-heap.c cuts to (else 0), or -errno. */
-int warm_hugetlb_free_pages(uint64_t *ret);
-
 /* Start the zygote (waits for its hello) and the thread that keeps target
  * sandboxes ready. */
-int warm_pool_start(struct pyexec_sandbox *sb, const struct warm_options *o, struct warm_pool **ret);
+int warm_pool_start(const struct warm_host *host, const struct warm_options *o, struct warm_pool **ret);
 /* A ready sandbox, or one built now; NULL (with *ret_err) when none can be
  * built. */
 struct warm_box *warm_pool_take(struct warm_pool *p, int *ret_err);

@@ -931,7 +931,7 @@ def test_init_of_a_warm_sandbox_is_the_small_init(serve):
     i, p = proc_status(init), proc_status(prog)
     assert i["Name"] == "pyexec-init", i["Name"]
     assert int(i["VmRSS"].split()[0]) < 512, f"init maps {i['VmRSS']}: not the small init"
-    assert int(proc_status(z)["VmRSS"].split()[0]) > 8 * 1024
+    assert int(proc_status(z)["VmRSS"].split()[0]) > 4 * 1024
     for key in ("Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs"):
         assert i[key] == p[key], (key, i[key], p[key])
     # Its effective ids are the program's (it signals the run); as root its

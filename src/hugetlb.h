@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hugetlb: the host's pool of huge pages, as /proc shows it. Read by the
+ * zygote before it moves its memory onto huge pages (zygote-heap.c), and
+ * read and sized by the service for its zygotes and their sandboxes
+ * (zygote.c, the hugetlb pool). A leaf: it uses util.c only.
+ */
+#pragma once
+
+#include <stdint.h>
+
+/* The free pages of the pool (/proc/meminfo) that no mapping has reserved,
+ * if its default page size is the 2 MiB the zygote cuts to (else 0), or
+ * -errno. */
+int hugetlb_free_pages(uint64_t *ret);
+
+/* vm.nr_hugepages: the pool's size in pages. -errno on failure; only root
+ * can set it, and the kernel may give fewer pages than asked. */
+int hugetlb_nr_pages_get(uint64_t *ret);
+int hugetlb_nr_pages_set(uint64_t n);
