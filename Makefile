@@ -1,9 +1,11 @@
 # Thin wrapper over meson: the two commands of the README, and a few more.
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 MESON ?= meson
 
-.PHONY: all deps build serve test test-unit test-e2e test-unpriv test-asan test-fresh fuzz fuzz-merge bench check clean
+.PHONY: all deps build serve test test-unit test-e2e test-unpriv test-asan test-e2e-asan test-tsan test-fresh fuzz \
+	fuzz-merge bench check clean
 
 all: build
 
@@ -34,6 +36,8 @@ test: build
 	scripts/test-e2e.sh $(BUILD)/pyexec
 	scripts/test-unprivileged.sh $(BUILD)/pyexec
 	$(MAKE) test-asan
+	$(MAKE) test-e2e-asan
+	$(MAKE) test-tsan
 
 test-unit: build
 	$(MESON) test -C $(BUILD) --suite unit --print-errorlogs
@@ -57,6 +61,25 @@ test-asan: $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		$(MESON) test -C $(ASAN_BUILD) --suite unit --print-errorlogs
+
+# The end-to-end suites against the sanitized pyexec (the CLI and the
+# service); pyexec-runner and pyexec-init are $(BUILD)'s, unsanitized
+# (scripts/test-sanitized.sh says why). Any sanitizer report fails the run.
+test-e2e-asan: build $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD) pyexec
+	scripts/test-sanitized.sh asan $(ASAN_BUILD)/pyexec $(BUILD)
+
+# ThreadSanitizer on what runs the service's threads: the HTTP layer, the
+# warm pool and its keeper, the executor, jobs through the service.
+TSAN_TESTS ?= tests/e2e/test_serve.py tests/e2e/test_warm.py tests/e2e/test_jobs.py tests/e2e/test_request_cap.py \
+	tests/e2e/test_kernel_tables.py tests/e2e/test_small_holes.py tests/e2e/test_hugetlb_bounds.py
+
+$(TSAN_BUILD)/build.ninja:
+	$(MESON) setup $(TSAN_BUILD) -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug
+
+test-tsan: build $(TSAN_BUILD)/build.ninja
+	ninja -C $(TSAN_BUILD) pyexec
+	E2E_TESTS="$(TSAN_TESTS)" scripts/test-sanitized.sh tsan $(TSAN_BUILD)/pyexec $(BUILD)
 
 # libFuzzer on the request parser (fuzz/): a separate clang build with
 # ASAN+UBSAN, every UB report fatal. -Wno-error: the gcc build polices
@@ -92,4 +115,4 @@ check: build
 	$(BUILD)/pyexec check
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
