@@ -1,9 +1,11 @@
 # Thin wrapper over meson: the two commands of the README, and a few more.
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 MESON ?= meson
 
-.PHONY: all deps build serve test test-unit test-e2e test-unpriv test-asan test-fresh fuzz fuzz-merge fuzz-jobs fuzz-jobs-merge bench check check-format clean
+.PHONY: all deps build serve test test-unit test-e2e test-unpriv test-asan test-e2e-asan test-tsan test-fresh \
+	fuzz fuzz-merge fuzz-jobs fuzz-jobs-merge bench check check-format clean
 
 all: build
 
@@ -19,7 +21,7 @@ $(BUILD)/build.ninja:
 # not stop a user. Set on the build directory each time: `make serve`
 # after `make test` turns it off again (a rebuild), and back.
 WERROR ?= false
-test test-asan: WERROR = true
+test test-asan test-e2e-asan test-tsan: WERROR = true
 
 # As root the runner is also installed where the sandbox sees it (under
 # /usr, bound read-only into every sandbox): programs then exec it by a path
@@ -43,6 +45,8 @@ test: build
 	scripts/test-e2e.sh $(BUILD)/pyexec
 	scripts/test-unprivileged.sh $(BUILD)/pyexec
 	$(MAKE) test-asan
+	$(MAKE) test-e2e-asan
+	$(MAKE) test-tsan
 
 test-unit: build
 	$(MESON) test -C $(BUILD) --suite unit --print-errorlogs
@@ -67,6 +71,27 @@ test-asan: $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		$(MESON) test -C $(ASAN_BUILD) --suite unit --print-errorlogs
+
+# The end-to-end suites against the sanitized pyexec (the CLI and the
+# service); pyexec-runner and pyexec-init are $(BUILD)'s, unsanitized
+# (scripts/test-sanitized.sh says why). Any sanitizer report fails the run.
+test-e2e-asan: build $(ASAN_BUILD)/build.ninja
+	$(MESON) configure $(ASAN_BUILD) -Dwerror=$(WERROR)
+	ninja -C $(ASAN_BUILD) pyexec
+	scripts/test-sanitized.sh asan $(ASAN_BUILD)/pyexec $(BUILD)
+
+# ThreadSanitizer on what runs the service's threads: the HTTP layer, the
+# warm pool and its keeper, the executor, jobs through the service.
+TSAN_TESTS ?= tests/e2e/test_serve.py tests/e2e/test_warm.py tests/e2e/test_jobs.py tests/e2e/test_request_cap.py \
+	tests/e2e/test_kernel_tables.py tests/e2e/test_small_holes.py tests/e2e/test_hugetlb_bounds.py
+
+$(TSAN_BUILD)/build.ninja:
+	$(MESON) setup $(TSAN_BUILD) -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug
+
+test-tsan: build $(TSAN_BUILD)/build.ninja
+	$(MESON) configure $(TSAN_BUILD) -Dwerror=$(WERROR)
+	ninja -C $(TSAN_BUILD) pyexec
+	E2E_TESTS="$(TSAN_TESTS)" scripts/test-sanitized.sh tsan $(TSAN_BUILD)/pyexec $(BUILD)
 
 # libFuzzer on the request parser (fuzz/): a separate clang build with
 # ASAN+UBSAN, every UB report fatal. -Wno-error: the gcc build polices
@@ -122,4 +147,4 @@ check-format: deps
 	scripts/check-format.sh $(BASE)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

@@ -15,4 +15,6 @@ if [[ -x $installed ]] && cmp -s "$installed" "$(dirname "$bin")/pyexec-runner" 
   same_init "$(dirname "$installed")/pyexec-init" "$(dirname "$bin")/pyexec-init"; then
   export PYEXEC_RUNNER=$installed
 fi
-exec /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e tests/jobs "${@:2}"
+# E2E_TESTS: which test files or directories (default: all of them).
+read -ra tests <<<"${E2E_TESTS:-tests/e2e tests/jobs}"
+exec /usr/bin/python3 -m pytest -q -p no:cacheprovider "${tests[@]}" "${@:2}"
