@@ -65,7 +65,7 @@ static const char help_run_tail[] =
         "Environment:\n"
         "  PYEXEC_PYTHON      the interpreter --python defaults to (default: /usr/bin/python3)\n"
         "  PYEXEC_RUNNER      absolute path of pyexec-runner (default: beside pyexec, else\n"
-        "                     /usr/local/libexec/pyexec/pyexec-runner)\n"
+        "                     " PYEXEC_LIBEXECDIR "/pyexec-runner)\n"
         "  PYEXEC_UID_BASE    first host uid of the per-run uid pool (default: 1900000000)\n"
         "  PYEXEC_UID_COUNT   uid slots in the pool, 1-65536 (default: 1024)\n"
         "  PYEXEC_CGROUP      the delegated cgroup2 parent runs are placed under\n"

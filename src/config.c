@@ -91,7 +91,8 @@ static const struct key {
         { "DEFAULT_POLICY", KEY_STRING, 0, 0, "education", C(default_policy),
           "the policy of a request that names none (one of POLICIES)" },
         { "JOBS_FILE", KEY_STRING, 0, 0, "", C(jobs_file),
-          "operator jobs (YAML); empty: PYEXEC_JOBS, else jobs/jobs.yaml beside the binary's directory" },
+          "operator jobs (YAML); empty: PYEXEC_JOBS, else jobs/jobs.yaml beside the binary's directory, else "
+          PYEXEC_DATADIR "/jobs/jobs.yaml" },
 };
 
 /* API_KEYS is parsed after loading: its raw string is kept here. */

@@ -660,14 +660,21 @@ char *jobs_default_path(void) {
 
         if (env && *env)
                 return strdup(env);
+        /* A build directory in a checkout: the checkout's jobs. */
         n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-        if (n <= 0)
-                return strdup("jobs/jobs.yaml");
-        exe[n] = 0;
-        slash = strrchr(exe, '/');
-        if (slash)
-                *slash = 0;
-        return strdup_printf("%s/../jobs/jobs.yaml", exe);
+        if (n > 0) {
+                char *p;
+                exe[n] = 0;
+                slash = strrchr(exe, '/');
+                if (slash)
+                        *slash = 0;
+                p = strdup_printf("%s/../jobs/jobs.yaml", exe);
+                if (!p || access(p, F_OK) == 0)
+                        return p;
+                free(p);
+        }
+        /* An installed pyexec: the jobs meson installed. */
+        return strdup(PYEXEC_DATADIR "/jobs/jobs.yaml");
 }
 
 /* ---- describing ---------------------------------------------------------- */

@@ -232,7 +232,7 @@ static int runner_locate(char *buf, size_t n) {
                                 return 0;
                 }
         }
-        snprintf(buf, n, "/usr/local/libexec/pyexec/pyexec-runner");
+        snprintf(buf, n, "%s/pyexec-runner", PYEXEC_LIBEXECDIR);
         return access(buf, X_OK) == 0 ? 0 : -errno;
 }
 
