@@ -33,7 +33,7 @@ cd "$(dirname "$0")/.."
 # runner beside /proc/self/exe, which a symlink would resolve to the
 # sanitized build's own), and the plain runner and init beside both (the
 # tests look for them beside the binary they run). e2e/jobs: pyexec's
-# default jobs file is ../jobs/jobs.yaml from its binary (jobs.c).
+# default jobs file is ../jobs/jobs.yaml from its binary (jobs-def.c).
 stage=$(dirname "$bin")/e2e
 rm -rf "$stage"
 mkdir -p "$stage/bin"

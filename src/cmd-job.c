@@ -2,7 +2,8 @@
 /*
  * `pyexec job`: list the script jobs an operator registered in the jobs
  * file, or run one with key=value parameters (checked against its schema by
- * jobs.c) in a sandbox of its own, printing its output and its output files.
+ * jobs-path.c) in a sandbox of its own, printing its output and its output
+ * files.
  */
 #include <errno.h>
 #include <stdio.h>

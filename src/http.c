@@ -861,6 +861,45 @@ static void *selftest(void *arg) {
 
 /* ---- serve ------------------------------------------------------------------- */
 
+/* The listening socket, made before anything costly (the zygote, its huge
+ * pages): a port in use fails at once. SO_REUSEADDR alone: a restart binds
+ * past TIME_WAIT, while a second instance on a port in use fails. (With
+ * SO_REUSEPORT it would share the port and take half of the first one's
+ * connections.) libmicrohttpd takes it over (MHD_OPTION_LISTEN_SOCKET). */
+static int listen_on(const struct sockaddr_storage *addr) {
+        socklen_t len = addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+        _cleanup_close_ int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        int one = 1;
+
+        if (fd < 0)
+                return -errno;
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+                return -errno;
+        /* An IPv6 address is that address only, as libmicrohttpd's own
+         * socket is without MHD_USE_DUAL_STACK. */
+        if (addr->ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0)
+                return -errno;
+        if (bind(fd, (const struct sockaddr *)addr, len) < 0 || listen(fd, SOMAXCONN) < 0)
+                return -errno;
+        return TAKE_FD(fd);
+}
+
+/* Everything http_serve() acquired, in reverse order; what was not acquired
+ * is NULL (or empty) and skipped. */
+static void server_release(struct server *s) {
+        if (s->ex)
+                executor_free(s->ex);
+        json_decref(s->environment);
+        if (s->rl)
+                ratelimit_free(s->rl);
+        if (s->metrics)
+                metrics_free(s->metrics);
+        /* Stops the zygote and gives its huge pages back, which logs. */
+        if (s->sb)
+                pyexec_sandbox_free(s->sb);
+        jobs_done(&s->jobs);
+}
+
 int http_serve(const struct config *cfg) {
         struct server s = { .cfg = cfg };
         struct executor_config ec = {
@@ -902,6 +941,13 @@ int http_serve(const struct config *cfg) {
                 a4->sin_port = htons((uint16_t)cfg->port);
                 inet_pton(AF_INET, cfg->bind, &a4->sin_addr);
         }
+        listen_fd = listen_on(&addr);
+        if (listen_fd < 0) {
+                log_event(LOG_ERROR, "cannot listen",
+                          json_pack("{s:s,s:I,s:s}", "bind", cfg->bind, "port", (json_int_t)cfg->port, "error",
+                                    strerror(-listen_fd)));
+                return 1;
+        }
 
         {
                 _cleanup_free_ char *jp = cfg->jobs_file[0] ? strdup(cfg->jobs_file) : jobs_default_path();
@@ -911,6 +957,7 @@ int http_serve(const struct config *cfg) {
                         log_event(LOG_INFO, "no jobs file: no operator jobs", json_pack("{s:s?}", "file", jp));
                 else if (r < 0) {
                         log_event(LOG_ERROR, "invalid jobs file", json_pack("{s:s}", "error", r == -ENOENT ? jp : err));
+                        close(listen_fd);
                         return 1;
                 } else
                         log_event(LOG_INFO, "jobs loaded",
@@ -919,6 +966,8 @@ int http_serve(const struct config *cfg) {
         r = pyexec_sandbox_new(&s.sb);
         if (r < 0) {
                 log_event(LOG_ERROR, "cannot set up the sandbox", json_pack("{s:s}", "error", strerror(-r)));
+                close(listen_fd);
+                server_release(&s);
                 return 1;
         }
         if (cfg->warm) {
@@ -958,23 +1007,25 @@ int http_serve(const struct config *cfg) {
         pthread_mutex_init(&s.env_lock, NULL);
         if (!s.metrics || !s.rl || executor_new(&ec, &s.ex) < 0) {
                 log_event(LOG_ERROR, "cannot start: out of memory or threads", NULL);
+                close(listen_fd);
+                pthread_mutex_destroy(&s.env_lock);
+                server_release(&s);
                 return 1;
         }
 
-        /* libmicrohttpd's default is SO_REUSEADDR alone: a restart binds at
-         * once past TIME_WAIT, while a second instance on a port in use
-         * fails here. (SO_REUSEPORT would let it share the port and take
-         * half of the first one's connections.) */
         s.daemon = MHD_start_daemon(
-                flags, (uint16_t)cfg->port, NULL, NULL, on_request, &s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                flags, (uint16_t)cfg->port, NULL, NULL, on_request, &s, MHD_OPTION_LISTEN_SOCKET, listen_fd,
                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, &s, MHD_OPTION_CONNECTION_TIMEOUT,
                 (unsigned)cfg->connection_timeout, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, &s,
                 MHD_OPTION_END);
         if (!s.daemon) {
-                log_event(LOG_ERROR, "cannot listen",
+                /* listen_fd is left alone: whether libmicrohttpd closed it
+                 * on its failure depends on its version. */
+                log_event(LOG_ERROR, "cannot start the HTTP server (libmicrohttpd)",
                           json_pack("{s:s,s:I}", "bind", cfg->bind, "port", (json_int_t)cfg->port));
-                executor_free(s.ex);
+                pthread_mutex_destroy(&s.env_lock);
+                server_release(&s);
                 return 1;
         }
         log_event(LOG_INFO, "listening",
@@ -1001,14 +1052,8 @@ int http_serve(const struct config *cfg) {
         atomic_store(&s.stop_selftest, true);
         pthread_join(s.selftest_thread, NULL);
         MHD_stop_daemon(s.daemon);
-        executor_free(s.ex);
-        json_decref(s.environment);
         pthread_mutex_destroy(&s.env_lock);
-        ratelimit_free(s.rl);
-        metrics_free(s.metrics);
-        /* Stops the zygote and gives its huge pages back, which logs. */
-        pyexec_sandbox_free(s.sb);
-        jobs_done(&s.jobs);
+        server_release(&s);
         log_event(LOG_INFO, "stopped", NULL);
         return 0;
 }

@@ -4,8 +4,8 @@
  *
  * The zygote's init shares the zygote's memory while it builds the sandbox
  * and forks the program (sandbox-child.c, sandbox_spawn_warm), then
- * execs this, which only reaps (reap.c). A copy of the zygote per init,
- * which the old init was, cost each run a fork and an exit of all of the
+ * execs this, which only reaps (reap.c). Were init a copy of the zygote
+ * until it ends, each run would pay a fork and an exit of all of the
  * zygote's page tables.
  *
  * No libc: an exec of a static glibc program costs ~1.1 ms here (its

@@ -16,7 +16,9 @@
  *                unprivileged path; on the warm path as root it joins an
  *                empty network namespace from the service's pool instead,
  *                zygote.c). It is PID 1 of the run. It builds the
- *                filesystem (mount.c), forks the program, then only reaps
+ *                filesystem (mount.c), starts the program (cold: a
+ *                clone(CLONE_VM | CLONE_VFORK) on a stack of its own;
+ *                warm: a fork of the zygote's memory), then only reaps
  *                (reap.c; on the warm path as pyexec-init, below).
  *   program      forked by init: PID 2. It drops to the run's uid with no
  *                capabilities (cred.c), sets rlimits (rlimit.c), installs

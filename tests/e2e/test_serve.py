@@ -16,6 +16,7 @@ import fcntl
 import http.client
 import json
 import os
+import pathlib
 import random
 import re
 import signal
@@ -1012,16 +1013,46 @@ class TestConfig:
 
     def test_a_port_in_use_is_refused(self, serve, tmp_path):
         """A second service on a port the first one listens on exits 1
-        naming it; the first keeps every connection."""
+        naming it, before it starts a zygote or reserves huge pages; the
+        first keeps every connection."""
         first = serve()
+        huge_before = pathlib.Path("/proc/sys/vm/nr_hugepages").read_text()
         second = subprocess.run([PYEXEC, "serve", "--port", str(first.port)], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60,
                                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
         assert second.returncode == 1, second.stderr.decode()[-2000:]
-        line = [json.loads(x) for x in second.stderr.decode().splitlines() if '"cannot listen"' in x]
-        assert line and line[0]["port"] == first.port
+        lines = [json.loads(x) for x in second.stderr.decode().splitlines()]
+        assert [x["message"] for x in lines] == ["cannot listen"], lines
+        assert lines[0]["port"] == first.port and lines[0]["error"] == "Address already in use"
+        assert pathlib.Path("/proc/sys/vm/nr_hugepages").read_text() == huge_before
         for _ in range(8):
             assert first.get("/health/live").status == 200
+
+    def test_bind_ipv6_only(self, tmp_path):
+        """BIND=::1 listens on that address alone: IPv6 answers, the IPv4
+        loopback is refused."""
+        port = free_port()
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "BIND": "::1", "EXECUTION_MODE": "cold"}
+        with open(tmp_path / "serve.log", "wb") as log:
+            proc = subprocess.Popen([PYEXEC, "serve", "--port", str(port)], stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=log, env=env)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    c = http.client.HTTPConnection("::1", port, timeout=5)
+                    c.request("GET", "/health/live")
+                    assert c.getresponse().status == 200
+                    c.close()
+                    break
+                except OSError:
+                    assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+                    time.sleep(0.05)
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0, (tmp_path / "serve.log").read_text()
 
     def test_env_limits(self, serve):
         srv = serve(env={"EXECUTION_TIMEOUT": 1500, "MEMORY_LIMIT": 64, "MAX_OUTPUT_LENGTH": 120})
