@@ -55,7 +55,7 @@
 
 static struct {
         bool ready;
-        char dir[64];       /* the tree, as the definitions name it */
+        char dir[64];        /* the tree, as the definitions name it */
         char real[PATH_MAX]; /* and as /proc/self/fd shows it */
         struct job_set defs;
         int lowest_fd; /* the fd a new open gets before an input: the same after */
@@ -76,9 +76,9 @@ static _Noreturn _printf_(2, 3) void fuzz_fail(int line, const char *fmt, ...) {
         abort();
 }
 
-#define FUZZ_CHECK(cond)                                 \
-        do {                                             \
-                if (!(cond))                             \
+#define FUZZ_CHECK(cond)                                  \
+        do {                                              \
+                if (!(cond))                              \
                         fuzz_fail(__LINE__, "%s", #cond); \
         } while (0)
 

@@ -77,7 +77,8 @@ static const struct key {
           "sandboxes kept built and waiting (warm mode); 0: MAX_CONCURRENT_EXECUTIONS + 1" },
         { "ZYGOTE_MAX_FORKS", KEY_U64, 1, 1000000000, "10000", C(zygote_max_forks),
           "replace the zygote after this many sandboxes" },
-        { "ZYGOTE_MAX_AGE", KEY_U64, 1, 604800, "3600", C(zygote_max_age), "replace the zygote after this many seconds" },
+        { "ZYGOTE_MAX_AGE", KEY_U64, 1, 604800, "3600", C(zygote_max_age),
+          "replace the zygote after this many seconds" },
         { "ZYGOTE_PREFAULT", KEY_BOOL, 0, 0, "true", C(zygote_prefault),
           "waiting sandboxes copy the interpreter's pages ahead: faster runs, more memory per sandbox" },
         { "ZYGOTE_HUGE_PAGES", KEY_BOOL, 0, 0, "true", C(zygote_huge_pages),
@@ -91,8 +92,8 @@ static const struct key {
         { "DEFAULT_POLICY", KEY_STRING, 0, 0, "education", C(default_policy),
           "the policy of a request that names none (one of POLICIES)" },
         { "JOBS_FILE", KEY_STRING, 0, 0, "", C(jobs_file),
-          "operator jobs (YAML); empty: PYEXEC_JOBS, else jobs/jobs.yaml beside the binary's directory, else "
-          PYEXEC_DATADIR "/jobs/jobs.yaml" },
+          "operator jobs (YAML); empty: PYEXEC_JOBS, else jobs/jobs.yaml beside the binary's directory, "
+          "else " PYEXEC_DATADIR "/jobs/jobs.yaml" },
 };
 
 /* API_KEYS is parsed after loading: its raw string is kept here. */

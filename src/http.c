@@ -486,8 +486,7 @@ static void work_run(struct executor_task *j) {
                         atomic_store(&rq->state, REQ_DONE);
                         return;
                 }
-                metrics_execution(s->metrics, rq->outcome.status, rq->outcome.wall_ms,
-                                  (double)(now_ns() - t0) / 1e6);
+                metrics_execution(s->metrics, rq->outcome.status, rq->outcome.wall_ms, (double)(now_ns() - t0) / 1e6);
         } else {
                 const struct api_hooks hooks = { .observe = observe_run, .client_gone = case_client_gone, .userdata = rq };
                 struct api_outcome *o = &rq->outcome;
@@ -673,8 +672,8 @@ static enum MHD_Result finish_execution(struct request *rq) {
                 return respond_error(rq, 500, "internal_error", NULL, 0, "could not build the response");
         if (rq->job_refused.http)
                 return respond_json(rq, o->http, json_incref(rq->response), 0,
-                                    json_pack("{s:s,s:s,s:s}", "job", rq->job->name, "error",
-                                              rq->job_refused.message, "field", rq->job_refused.field));
+                                    json_pack("{s:s,s:s,s:s}", "job", rq->job->name, "error", rq->job_refused.message,
+                                              "field", rq->job_refused.field));
         extra = json_pack("{s:s,s:f,s:f,s:f}", "status", pyexec_status_to_string(o->status), "wallMs", o->wall_ms,
                           "cpuMs", o->cpu_ms, "queueMs", rq->queue_wait_s * 1e3);
         if (extra && rq->req.exercise_id)
@@ -1013,12 +1012,12 @@ int http_serve(const struct config *cfg) {
                 return 1;
         }
 
-        s.daemon = MHD_start_daemon(
-                flags, (uint16_t)cfg->port, NULL, NULL, on_request, &s, MHD_OPTION_LISTEN_SOCKET, listen_fd,
-                MHD_OPTION_NOTIFY_COMPLETED, on_completed, &s, MHD_OPTION_CONNECTION_TIMEOUT,
-                (unsigned)cfg->connection_timeout, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, &s,
-                MHD_OPTION_END);
+        s.daemon = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, &s, MHD_OPTION_LISTEN_SOCKET,
+                                    listen_fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, &s,
+                                    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
+                                    MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+                                    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_EXTERNAL_LOGGER,
+                                    on_mhd_log, &s, MHD_OPTION_END);
         if (!s.daemon) {
                 /* listen_fd is left alone: whether libmicrohttpd closed it
                  * on its failure depends on its version. */

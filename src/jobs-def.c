@@ -20,10 +20,14 @@
 
 const char *job_param_type_to_string(enum job_param_type t) {
         static const char *const names[_JOB_PARAM_MAX] = {
-                [JOB_INPUT_FILE] = "input_file", [JOB_OUTPUT_FILE] = "output_file",
-                [JOB_OUTPUT_DIR] = "output_dir", [JOB_ENUM] = "enum",
-                [JOB_INT] = "int",               [JOB_NUMBER] = "number",
-                [JOB_BOOL] = "bool",             [JOB_STRING] = "string",
+                [JOB_INPUT_FILE] = "input_file",
+                [JOB_OUTPUT_FILE] = "output_file",
+                [JOB_OUTPUT_DIR] = "output_dir",
+                [JOB_ENUM] = "enum",
+                [JOB_INT] = "int",
+                [JOB_NUMBER] = "number",
+                [JOB_BOOL] = "bool",
+                [JOB_STRING] = "string",
         };
         return t < _JOB_PARAM_MAX ? names[t] : "?";
 }
@@ -49,7 +53,8 @@ static json_t *yaml_to_json(yaml_document_t *doc, yaml_node_t *node, int depth, 
                 return json_stringn((const char *)node->data.scalar.value, node->data.scalar.length);
         case YAML_SEQUENCE_NODE:
                 o = json_array();
-                for (yaml_node_item_t *i = node->data.sequence.items.start; o && i < node->data.sequence.items.top; i++) {
+                for (yaml_node_item_t *i = node->data.sequence.items.start; o && i < node->data.sequence.items.top;
+                     i++) {
                         json_t *v = yaml_to_json(doc, yaml_document_get_node(doc, *i), depth + 1, where, err, errlen);
                         if (!v) {
                                 json_decref(o);
@@ -197,8 +202,8 @@ static int get_u64(struct ctx *c, json_t *o, const char *key, const char *where,
         if (!v)
                 return 0; /* keep the default */
         if (!json_is_string(v) || parse_u64(json_string_value(v), min, max, ret) < 0)
-                return fail(c, "%s%s must be a whole number between %llu and %llu", where, key,
-                            (unsigned long long)min, (unsigned long long)max);
+                return fail(c, "%s%s must be a whole number between %llu and %llu", where, key, (unsigned long long)min,
+                            (unsigned long long)max);
         return 0;
 }
 
@@ -270,8 +275,7 @@ static int parse_file_param(struct ctx *c, json_t *o, const char *where, struct 
                         p->roots[i][--l] = 0;
         }
         if (p->type != JOB_OUTPUT_DIR &&
-            (r = get_list(c, o, "extensions", where, p->type == JOB_INPUT_FILE, &p->extensions,
-                          &p->n_extensions)) < 0)
+            (r = get_list(c, o, "extensions", where, p->type == JOB_INPUT_FILE, &p->extensions, &p->n_extensions)) < 0)
                 return r;
         for (size_t i = 0; i < p->n_extensions; i++) {
                 char *e = p->extensions[i];
@@ -352,8 +356,9 @@ static bool key_applies(enum job_param_type t, const char *key) {
 }
 
 static int parse_param(struct ctx *c, const char *name, json_t *o, struct job_param *p) {
-        static const char *const keys[] = { "type",   "description", "default", "roots", "extensions", "max_bytes",
-                                            "values", "min",         "max",     "pattern", "max_length", "flag", NULL };
+        static const char *const keys[] = { "type",       "description", "default", "roots", "extensions",
+                                            "max_bytes",  "values",      "min",     "max",   "pattern",
+                                            "max_length", "flag",        NULL };
         char where[96], *type = NULL;
         int r;
 
@@ -373,15 +378,18 @@ static int parse_param(struct ctx *c, const char *name, json_t *o, struct job_pa
                         p->type = (enum job_param_type)t;
         free(type);
         if (p->type == _JOB_PARAM_MAX)
-                return fail(c, "%stype must be one of input_file, output_file, output_dir, enum, int, number, bool, string",
+                return fail(c,
+                            "%stype must be one of input_file, output_file, output_dir, enum, int, number, bool, "
+                            "string",
                             where);
         {
                 const char *k;
                 json_t *v;
-                json_object_foreach(o, k, v)
-                        if (!key_applies(p->type, k))
-                                return fail(c, "%s%s does not apply to a parameter of type %s", where, k,
-                                            job_param_type_to_string(p->type));
+                json_object_foreach(o, k,
+                                    v) if (!key_applies(p->type,
+                                                        k)) return fail(c,
+                                                                        "%s%s does not apply to a parameter of type %s",
+                                                                        where, k, job_param_type_to_string(p->type));
         }
         if ((r = get_str(c, o, "description", where, false, &p->description)) < 0)
                 return r;
@@ -461,14 +469,14 @@ const char *job_placeholder(const char *tok, size_t *ret_len) {
 static const struct {
         const char *key, *option; /* jobs.yaml key, limits table option */
 } job_limit_keys[] = {
-        { "timeout", "timeout" }, { "cpu_time", "cpu-time" },   { "memory", "memory" },
-        { "pids", "pids" },       { "output", "max-output" },   { "disk", "disk" },
+        { "timeout", "timeout" },     { "cpu_time", "cpu-time" },     { "memory", "memory" },
+        { "pids", "pids" },           { "output", "max-output" },     { "disk", "disk" },
         { "file_size", "file-size" }, { "open_files", "open-files" },
 };
 
 static int parse_limits(struct ctx *c, json_t *o, struct job *j) {
-        static const char *const limit_keys[] = { "timeout", "cpu_time", "memory", "pids", "output", "disk",
-                                                  "file_size", "open_files", NULL };
+        static const char *const limit_keys[] = { "timeout", "cpu_time",  "memory",     "pids", "output",
+                                                  "disk",    "file_size", "open_files", NULL };
         json_t *limits;
         int r;
 
@@ -549,7 +557,9 @@ static int parse_job(struct ctx *c, const char *dir, const char *name, json_t *o
         if ((r = get_str(c, o, "interpreter", "", true, &j->interpreter)) < 0)
                 return r;
         if (strncmp(j->interpreter, "/usr/", 5) != 0 || job_path_has_dotdot(j->interpreter))
-                return fail(c, "interpreter must be an absolute path under /usr (the only host tree the sandbox sees), got '%s'",
+                return fail(c,
+                            "interpreter must be an absolute path under /usr (the only host tree the sandbox sees), "
+                            "got '%s'",
                             j->interpreter);
         if ((r = get_str(c, o, "script", "", true, &script)) < 0)
                 return r;

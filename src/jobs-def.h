@@ -38,7 +38,7 @@ struct job_param {
         char *name;
         enum job_param_type type;
         char *description;
-        json_t *def; /* default (a string as written), NULL: required */
+        json_t *def;  /* default (a string as written), NULL: required */
         char **roots; /* files: allowed root directories */
         size_t n_roots;
         char **extensions; /* files: allowed extensions, lower case, no dot */

@@ -187,14 +187,14 @@ static int prepare_input(const struct job_param *p, json_t *v, struct job_slot *
         if (st.st_nlink > 1) {
                 close(fd);
                 return job_param_error(err, p,
-                            "'%s' has %ju hard links; an input must have exactly one (another link may name "
-                            "a file outside the allowed roots)",
-                            path, (uintmax_t)st.st_nlink);
+                                       "'%s' has %ju hard links; an input must have exactly one (another link may name "
+                                       "a file outside the allowed roots)",
+                                       path, (uintmax_t)st.st_nlink);
         }
         if ((uint64_t)st.st_size > p->max_bytes) {
                 close(fd);
                 return job_param_error(err, p, "'%s' is %lld bytes; the limit is %llu", path, (long long)st.st_size,
-                            (unsigned long long)p->max_bytes);
+                                       (unsigned long long)p->max_bytes);
         }
         s->fd = fd;
         s->host = strdup(path);
@@ -237,7 +237,8 @@ static int prepare_output(const struct job_param *p, json_t *v, struct job_slot 
                         return s->mkdir_name && s->arg ? 0 : -ENOMEM;
                 }
                 if (fd < 0)
-                        return job_param_error(err, p, "'%s' %s", path, fd == -ENOTDIR ? "is not a directory" : job_beneath_error(fd));
+                        return job_param_error(err, p, "'%s' %s", path,
+                                               fd == -ENOTDIR ? "is not a directory" : job_beneath_error(fd));
                 s->parent_fd = fd;
                 s->dest = strdup_printf("/job/out/%s", p->name);
                 s->arg = s->dest ? strdup(s->dest) : NULL;
@@ -266,7 +267,6 @@ static int prepare_output(const struct job_param *p, json_t *v, struct job_slot 
         s->arg = s->dest ? strdup_printf("%s/%s", s->dest, base) : NULL;
         return s->arg && s->base ? 0 : -ENOMEM;
 }
-
 
 static int prepare_value(const struct job_param *p, json_t *v, struct job_slot *s, struct api_error *err) {
         char buf[64], *end;

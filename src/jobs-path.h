@@ -20,13 +20,13 @@
 
 /* Per parameter, what the run needs. */
 struct job_slot {
-        char *arg;      /* the argument it becomes; NULL: none (a false bool) */
-        int fd;         /* input file, or output staging directory (O_PATH) */
-        int parent_fd;  /* output: the directory outputs are published into (O_PATH|O_DIRECTORY) */
-        char *dest;     /* sandbox path of the bind */
-        char *host;     /* host path as given */
-        char *base;     /* output_file: file name */
-        char *staging;  /* name of the staging directory in parent_fd (made by jobs-run.c) */
+        char *arg;        /* the argument it becomes; NULL: none (a false bool) */
+        int fd;           /* input file, or output staging directory (O_PATH) */
+        int parent_fd;    /* output: the directory outputs are published into (O_PATH|O_DIRECTORY) */
+        char *dest;       /* sandbox path of the bind */
+        char *host;       /* host path as given */
+        char *base;       /* output_file: file name */
+        char *staging;    /* name of the staging directory in parent_fd (made by jobs-run.c) */
         char *mkdir_name; /* output_dir: to create in mkdir_parent_fd once all is valid */
         int mkdir_parent_fd;
 };

@@ -222,14 +222,12 @@ out:
         free(skip.v);
 }
 
-
 /* Remove the staging directory, if made, then free the slot. */
 static void slot_release(struct job_slot *s) {
         if (s->staging && s->parent_fd >= 0)
                 remove_tree_at(s->parent_fd, s->staging);
         job_slot_done(s);
 }
-
 
 /* Move one produced file into place; append its description to outputs. */
 static int publish_file(struct job_slot *s, const char *name, const char *dest_path, json_t *outputs, char *why,
@@ -258,8 +256,8 @@ static int publish_file(struct job_slot *s, const char *name, const char *dest_p
         if (fchmod(fd, 0644) < 0)
                 return snprintf(why, whylen, "cannot set the mode of %s", dest_path), -EIO;
         sha256_hex(digest, hex);
-        json_array_append_new(outputs, json_pack("{s:s,s:I,s:s}", "path", dest_path, "bytes", (json_int_t)bytes,
-                                                 "sha256", hex));
+        json_array_append_new(outputs,
+                              json_pack("{s:s,s:I,s:s}", "path", dest_path, "bytes", (json_int_t)bytes, "sha256", hex));
         return 0;
 }
 
@@ -287,8 +285,7 @@ static int publish_dir(const struct job_param *p, struct job_slot *s, json_t *ou
                 if (de->d_name[0] == '.')
                         continue;
                 if (n >= JOB_MAX_OUTPUT_FILES) {
-                        snprintf(why, whylen, "output '%s' received more than %d files", p->name,
-                                 JOB_MAX_OUTPUT_FILES);
+                        snprintf(why, whylen, "output '%s' received more than %d files", p->name, JOB_MAX_OUTPUT_FILES);
                         r = -E2BIG;
                         break;
                 }
@@ -357,7 +354,8 @@ static int bind_slots(const struct job *j, const char *id, struct job_slot *slot
                         };
         }
         if (script_fd < 0 || !script_dest) {
-                api_error_set(err, 503, "job_unavailable", NULL, "job '%s': its script %s is missing", j->name, j->script);
+                api_error_set(err, 503, "job_unavailable", NULL, "job '%s': its script %s is missing", j->name,
+                              j->script);
                 return -EINVAL;
         }
         binds[n++] = (struct pyexec_bind){ .fd = script_fd, .dest = script_dest };

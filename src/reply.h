@@ -18,9 +18,9 @@
 #include "util.h"
 
 struct api_error {
-        unsigned http;      /* 400, 413, ... */
-        const char *code;   /* "invalid_request", "payload_too_large", ... */
-        char field[96];     /* "timeout", "files[2].name", or "" */
+        unsigned http;    /* 400, 413, ... */
+        const char *code; /* "invalid_request", "payload_too_large", ... */
+        char field[96];   /* "timeout", "files[2].name", or "" */
         char message[512];
 };
 
@@ -34,10 +34,10 @@ void api_error_set(struct api_error *e, unsigned http, const char *code, const c
 struct api_outcome {
         enum pyexec_status status; /* of the reported run */
         double wall_ms, cpu_ms;
-        bool sandbox_failed;       /* any run ended in internal_error */
-        unsigned http;             /* 200, or 500 for internal_error */
-        size_t runs;               /* sandbox runs made */
-        size_t not_run;            /* test cases never started */
-        bool time_limit_reached;   /* the request's total time limit stopped cases */
-        bool client_gone;          /* the client left: the remaining cases were not run */
+        bool sandbox_failed;     /* any run ended in internal_error */
+        unsigned http;           /* 200, or 500 for internal_error */
+        size_t runs;             /* sandbox runs made */
+        size_t not_run;          /* test cases never started */
+        bool time_limit_reached; /* the request's total time limit stopped cases */
+        bool client_gone;        /* the client left: the remaining cases were not run */
 };

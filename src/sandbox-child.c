@@ -249,7 +249,7 @@ static struct init_private {
 } __attribute__((aligned(4096))) init_private;
 static struct sandbox_child warm_ctx;
 static jmp_buf warm_resume;
-static pid_t small_init_pid;        /* CLONE_PARENT_SETTID: init's pid for the service */
+static pid_t small_init_pid; /* CLONE_PARENT_SETTID: init's pid for the service */
 static _Atomic bool small_init_replied;
 
 /*
@@ -456,9 +456,14 @@ _Noreturn void sandbox_init_main(const struct sandbox_child *c) {
                 close(c->work_fd);
         for (size_t i = 0; i < c->plan.n_binds; i++)
                 close(c->plan.binds[i].fd);
-        init_reap(&(struct reap_args){ .status_w = c->status_w, .holder_r = holder_pipe[0], .prog = prog,
-                                       .uid = c->uid, .gid = c->gid, .own_uid = c->init_uid,
-                                       .own_gid = c->init_gid, .userns = c->userns });
+        init_reap(&(struct reap_args){ .status_w = c->status_w,
+                                       .holder_r = holder_pipe[0],
+                                       .prog = prog,
+                                       .uid = c->uid,
+                                       .gid = c->gid,
+                                       .own_uid = c->init_uid,
+                                       .own_gid = c->init_gid,
+                                       .userns = c->userns });
 }
 
 /* The small init's first steps, on init_private.stack in the zygote's

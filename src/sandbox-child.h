@@ -36,9 +36,9 @@ struct sandbox_child {
         bool userns;
         bool cgroup_ns;
         const char *python;
-        int runner_fd; /* >= 0: exec pyexec-runner --cold */
+        int runner_fd;           /* >= 0: exec pyexec-runner --cold */
         const char *runner_path; /* its path inside the sandbox */
-        int work_fd;   /* the runner's work memfd */
+        int work_fd;             /* the runner's work memfd */
         char *const *argv;
         char *const *envp;
         int sync_r, status_w, out_w, err_w, stdin_fd;

@@ -23,11 +23,11 @@ int sandbox_map_inner_ids(pid_t pid, uid_t outer_uid, gid_t outer_gid) {
 }
 
 /* Its passwd entry says what sandbox_env says: the user's name, its home. */
-void sandbox_fill_etc(struct mount_file etc[5], char *passwd, size_t np, char *group, size_t ng, char *hosts,
-                      size_t nh, uid_t uid, gid_t gid) {
+void sandbox_fill_etc(struct mount_file etc[5], char *passwd, size_t np, char *group, size_t ng, char *hosts, size_t nh,
+                      uid_t uid, gid_t gid) {
         snprintf(passwd, np,
-                 "root:x:0:0:root:/root:/usr/sbin/nologin\n"
-                 SANDBOX_USER ":x:%u:%u:" SANDBOX_USER ":" SANDBOX_WORKDIR ":/usr/sbin/nologin\n"
+                 "root:x:0:0:root:/root:/usr/sbin/nologin\n" SANDBOX_USER ":x:%u:%u:" SANDBOX_USER ":" SANDBOX_WORKDIR
+                 ":/usr/sbin/nologin\n"
                  "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
                  (unsigned)uid, (unsigned)gid);
         snprintf(group, ng, "root:x:0:\n" SANDBOX_USER ":x:%u:\nnogroup:x:65534:\n", (unsigned)gid);

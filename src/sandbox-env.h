@@ -32,5 +32,5 @@ int sandbox_map_inner_ids(pid_t pid, uid_t outer_uid, gid_t outer_gid);
 
 /* The generated /etc of a sandbox whose program is uid/gid, in the
  * caller's buffers (passwd 512, group 256, hosts 160 bytes suffice). */
-void sandbox_fill_etc(struct mount_file etc[5], char *passwd, size_t np, char *group, size_t ng, char *hosts,
-                      size_t nh, uid_t uid, gid_t gid);
+void sandbox_fill_etc(struct mount_file etc[5], char *passwd, size_t np, char *group, size_t ng, char *hosts, size_t nh,
+                      uid_t uid, gid_t gid);

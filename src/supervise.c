@@ -319,7 +319,6 @@ void pyexec_sandbox_get_info(const struct pyexec_sandbox *s, struct pyexec_sandb
         };
 }
 
-
 /* ---- the supervisor ---------------------------------------------------- */
 
 struct pipes {
@@ -723,7 +722,6 @@ static void finish_result(const struct pyexec_spec *spec, struct watch *w, const
                          res);
 }
 
-
 /* ---- setup ------------------------------------------------------------- */
 
 static int check_spec(const struct pyexec_spec *spec, char *err, size_t errlen) {
@@ -780,9 +778,6 @@ static void fail_internal(struct pyexec_result *res, const char *what, int r) {
 
 
 /* ---- the warm path ----------------------------------------------------- */
-
-
-
 
 /* Whether a spec can run on a pre-built sandbox: a program (not a job),
  * through the runner, with the work directory the pool's sandboxes have. */
@@ -958,16 +953,17 @@ int pyexec_sandbox_start_warm(struct pyexec_sandbox *sb, const struct pyexec_war
                 return -ENOENT;
         if (sb->warm)
                 return -EALREADY;
-        return warm_pool_start(&(struct warm_host){
-                                       .privileged = sb->privileged,
-                                       .uid_base = sb->uid_base,
-                                       .uid_count = sb->uid_count,
-                                       .lock_dir = sb->lock_dir,
-                                       .cg = &sb->cg,
-                                       .outer_uid = sb->outer_uid,
-                                       .outer_gid = sb->outer_gid,
-                               },
-                               &wo, &sb->warm);
+        return warm_pool_start(
+                &(struct warm_host){
+                        .privileged = sb->privileged,
+                        .uid_base = sb->uid_base,
+                        .uid_count = sb->uid_count,
+                        .lock_dir = sb->lock_dir,
+                        .cg = &sb->cg,
+                        .outer_uid = sb->outer_uid,
+                        .outer_gid = sb->outer_gid,
+                },
+                &wo, &sb->warm);
 }
 
 bool pyexec_sandbox_runner_path(const struct pyexec_sandbox *sb, char *buf, size_t n) {
@@ -1108,7 +1104,9 @@ static int cold_prepare_files(struct pyexec_sandbox *sb, const struct pyexec_spe
                 cr->envv[SANDBOX_ENV_COUNT + i] = (char *)spec->env[i];
         for (size_t i = 0; i < spec->n_binds; i++) {
                 const struct pyexec_bind *b = &spec->binds[i];
-                cr->mbinds[i] = (struct mount_bind){ .fd = b->fd, .dest = b->dest, .dir = b->dir, .writable = b->writable };
+                cr->mbinds[i] = (struct mount_bind){
+                        .fd = b->fd, .dest = b->dest, .dir = b->dir, .writable = b->writable
+                };
                 /* As root the run has a uid of its own: what it may write
                  * must be its own. (Unprivileged, the caller's uid is the
                  * run's already.) */
@@ -1185,7 +1183,8 @@ static int cold_prepare(struct pyexec_sandbox *sb, const struct pyexec_spec *spe
                 c->runner_path = sb->runner_in_usr ? sb->runner_path : SANDBOX_RUNNER_PATH;
                 if (!sb->runner_in_usr)
                         cr->mbinds[c->plan.n_binds++] = (struct mount_bind){ .fd = sb->runner_fd,
-                                                                             .dest = SANDBOX_RUNNER_PATH, .exec = true };
+                                                                             .dest = SANDBOX_RUNNER_PATH,
+                                                                             .exec = true };
         }
         c->argv = cr->argv;
         c->envp = cr->envv;
@@ -1269,8 +1268,9 @@ static int cold_start(struct pyexec_sandbox *sb, const struct pyexec_spec *spec,
                 kill(pid, SIGKILL);
                 waitpid(pid, NULL, 0);
                 close(pidfd);
-                fail_internal(res, c->userns ? "mapping the sandbox's user namespace or joining its cgroup"
-                                             : "joining the run's cgroup",
+                fail_internal(res,
+                              c->userns ? "mapping the sandbox's user namespace or joining its cgroup"
+                                        : "joining the run's cgroup",
                               r);
                 return r;
         }

@@ -208,9 +208,11 @@ static bool classify_by_supervisor(const struct pyexec_spec *spec, const struct 
         if (f->setup_failed || !f->started) {
                 if (f->error)
                         set_status(res, PYEXEC_INTERNAL_ERROR,
-                                   strdup_printf("sandbox setup failed: %s: %s", f->error->step, strerror(f->error->err)));
+                                   strdup_printf("sandbox setup failed: %s: %s", f->error->step,
+                                                 strerror(f->error->err)));
                 else
-                        set_status(res, PYEXEC_INTERNAL_ERROR, strdup("sandbox setup failed: the sandbox did not start"));
+                        set_status(res, PYEXEC_INTERNAL_ERROR,
+                                   strdup("sandbox setup failed: the sandbox did not start"));
                 res->exit_code = -1;
                 res->signal = 0;
                 return true;
@@ -239,8 +241,9 @@ static bool classify_by_supervisor(const struct pyexec_spec *spec, const struct 
                 return true;
         }
         if (f->killed_wall) {
-                set_status(res, PYEXEC_TIMEOUT, strdup_printf("wall-clock time limit of %llu ms exceeded",
-                                                              (unsigned long long)lim->timeout_ms));
+                set_status(res, PYEXEC_TIMEOUT,
+                           strdup_printf("wall-clock time limit of %llu ms exceeded",
+                                         (unsigned long long)lim->timeout_ms));
                 return true;
         }
         if (f->killed_cpu || res->signal == SIGXCPU ||
@@ -276,7 +279,8 @@ static void classify_by_program(const struct pyexec_spec *spec, const struct ver
         size_t ll;
         const char *last = last_line(&res->err, &ll);
 
-        if (res->exit_code > 0 && res->err.data && (starts_with(last, ll, "MemoryError") && (ll == 11 || last[11] == ':'))) {
+        if (res->exit_code > 0 && res->err.data &&
+            (starts_with(last, ll, "MemoryError") && (ll == 11 || last[11] == ':'))) {
                 set_status(res, PYEXEC_MEMORY_LIMIT,
                            strdup_printf("memory limit of %llu MB exceeded (MemoryError%s)",
                                          (unsigned long long)lim->memory_mb,
@@ -302,8 +306,9 @@ static void classify_by_program(const struct pyexec_spec *spec, const struct ver
                 set_status(res, PYEXEC_RUNTIME_ERROR,
                            strdup_printf("killed by signal %s", signal_name(res->signal, sig, sizeof sig)));
         else if (res->exit_code > 0 && ll > 0 && res->err.data)
-                set_status(res, PYEXEC_RUNTIME_ERROR, strdup_printf("exited with code %d: %.*s", res->exit_code,
-                                                                    (int)(ll > 300 ? 300 : ll), last));
+                set_status(res, PYEXEC_RUNTIME_ERROR,
+                           strdup_printf("exited with code %d: %.*s", res->exit_code, (int)(ll > 300 ? 300 : ll),
+                                         last));
         else
                 set_status(res, PYEXEC_RUNTIME_ERROR, strdup_printf("exited with code %d", res->exit_code));
 }

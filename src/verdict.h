@@ -16,10 +16,10 @@
 #include "sandbox-msg.h"
 
 struct verdict_facts {
-        bool started;      /* the program started (MSG_STARTED) */
-        bool setup_failed; /* a setup step failed, or the sandbox was not built in time */
+        bool started;            /* the program started (MSG_STARTED) */
+        bool setup_failed;       /* a setup step failed, or the sandbox was not built in time */
         const struct msg *error; /* the first MSG_ERROR, or NULL */
-        bool exited;       /* init reported the program's exit (MSG_EXITED): wstatus */
+        bool exited;             /* init reported the program's exit (MSG_EXITED): wstatus */
         int wstatus;
         /* What the supervisor killed the run for. */
         bool killed_wall, killed_cpu, killed_output, killed_oom;

@@ -33,14 +33,14 @@ struct warm_request {
         uint32_t uid, gid;
         uint32_t init_uid, init_gid; /* init's real and saved ids (reap.h) */
         uint32_t userns;
-        uint32_t flags; /* WARM_READ_AHEAD */
+        uint32_t flags;      /* WARM_READ_AHEAD */
         uint64_t disk_bytes; /* size of /sandbox and /tmp */
         uint64_t inodes;
 };
 
 struct warm_reply {
-        int32_t pid; /* init, in the service's PID namespace; 0: the hello */
-        int32_t err; /* errno when the clone failed */
+        int32_t pid;         /* init, in the service's PID namespace; 0: the hello */
+        int32_t err;         /* errno when the clone failed */
         uint32_t huge_pages; /* the hello: the zygote's pages on hugetlb (zygote-heap.c) */
 };
 

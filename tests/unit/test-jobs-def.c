@@ -223,14 +223,14 @@ static void test_shipped_file(void **state) {
 
 /* ---- bad files ---------------------------------------------------------------- */
 
-#define JOB_HEAD                                     \
-        "jobs:\n"                                    \
-        "  good:\n"                                  \
-        "    interpreter: /usr/bin/python3\n"        \
-        "    script: s.py\n"                         \
-        "    args: [\"{script}\"]\n"                 \
-        "  bad:\n"                                   \
-        "    interpreter: /usr/bin/python3\n"        \
+#define JOB_HEAD                              \
+        "jobs:\n"                             \
+        "  good:\n"                           \
+        "    interpreter: /usr/bin/python3\n" \
+        "    script: s.py\n"                  \
+        "    args: [\"{script}\"]\n"          \
+        "  bad:\n"                            \
+        "    interpreter: /usr/bin/python3\n" \
         "    script: s.py\n"
 
 /* A job "bad" with one parameter x declared as PARAM. */
@@ -239,7 +239,7 @@ static void test_shipped_file(void **state) {
 static const struct bad_case {
         const char *name;
         const char *yaml;
-        const char *job; /* the job the message must name, NULL: none */
+        const char *job;  /* the job the message must name, NULL: none */
         const char *what; /* the rest of the message after "job 'J': " */
 } bad_cases[] = {
         /* The file as a whole. */
@@ -305,8 +305,7 @@ static const struct bad_case {
           "parameter name 'x-y' must be lower-case letters, digits and '_'" },
         { "param-not-mapping", BAD_PARAM("int"), "bad", "params.x must be a mapping" },
         { "unknown-param-key", BAD_PARAM("{type: string, regex: a}"), "bad", "params.x.: unknown key 'regex'" },
-        { "param-duplicate-key", BAD_PARAM("{type: string, type: int}"), "bad",
-          "key 'params.x.type' appears twice" },
+        { "param-duplicate-key", BAD_PARAM("{type: string, type: int}"), "bad", "key 'params.x.type' appears twice" },
         { "param-type-missing", BAD_PARAM("{description: d}"), "bad", "params.x.type is required" },
         { "param-type-unknown", BAD_PARAM("{type: path}"), "bad",
           "params.x.type must be one of input_file, output_file, output_dir, enum, int, number, bool, string" },

@@ -344,7 +344,8 @@ static void refused_path(const char *name, const char *rel, const char *want) {
 }
 
 static void test_inputs(void **state) {
-        _cleanup_free_ char *sub = tp("in/sub/b.png"), *upper = tp("in/A.PNG"), *dotdot = tp("in/../outside/secret.png");
+        _cleanup_free_ char *sub = tp("in/sub/b.png"), *upper = tp("in/A.PNG"),
+                            *dotdot = tp("in/../outside/secret.png");
         _cleanup_free_ char *want = NULL;
 
         (void)state;

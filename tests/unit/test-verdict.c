@@ -40,7 +40,9 @@ static int setup(void **state) {
         buf_init(&x->res.out, 1 << 20);
         buf_init(&x->res.err, 1 << 20);
         buf_init(&x->res.merged, 1 << 20);
-        x->f = (struct verdict_facts){ .started = true, .exited = true, .wstatus = EXIT(0), .have_cgroup_memory = true };
+        x->f = (struct verdict_facts){
+                .started = true, .exited = true, .wstatus = EXIT(0), .have_cgroup_memory = true
+        };
         *state = x;
         return 0;
 }
@@ -187,7 +189,8 @@ static void test_memory_error(void **state) {
         x->spec.limits.memory_mb = 128;
         x->f.wstatus = EXIT(1);
         x->f.have_cgroup_memory = false;
-        set_stderr(x, "Traceback (most recent call last):\n  File \"/sandbox/main.py\", line 1, in <module>\nMemoryError\n");
+        set_stderr(x, "Traceback (most recent call last):\n  File \"/sandbox/main.py\", line 1, in "
+                      "<module>\nMemoryError\n");
         classify(x);
         assert_int_equal(x->res.status, PYEXEC_MEMORY_LIMIT);
         assert_string_equal(x->res.message, "memory limit of 128 MB exceeded (MemoryError under RLIMIT_AS)");
