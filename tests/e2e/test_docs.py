@@ -353,3 +353,10 @@ def test_configuration_md_lists_every_key():
     assert not missing, f"docs/configuration.md does not document {sorted(missing)}"
     unknown = documented - keys - sources_getenv() - {"POLICY_<NAME>"}
     assert not unknown, f"docs/configuration.md documents keys pyexec does not read: {sorted(unknown)}"
+
+
+def test_meson_installs_every_document():
+    """`meson install` puts every page of docs/ with the README (share/doc/pyexec)."""
+    build = (ROOT / "meson.build").read_text()
+    missing = [d.relative_to(ROOT).as_posix() for d in DOCS if f"'{d.relative_to(ROOT).as_posix()}'" not in build]
+    assert not missing, f"meson.build does not install {missing}"
