@@ -75,10 +75,12 @@ test-asan: $(ASAN_BUILD)/build.ninja
 # The end-to-end suites against the sanitized pyexec (the CLI and the
 # service); pyexec-runner and pyexec-init are $(BUILD)'s, unsanitized
 # (scripts/test-sanitized.sh says why). Any sanitizer report fails the run.
+# ASAN_E2E_TESTS: which test files (default: all of tests/e2e and tests/jobs).
+ASAN_E2E_TESTS ?=
 test-e2e-asan: build $(ASAN_BUILD)/build.ninja
 	$(MESON) configure $(ASAN_BUILD) -Dwerror=$(WERROR)
 	ninja -C $(ASAN_BUILD) pyexec
-	scripts/test-sanitized.sh asan $(ASAN_BUILD)/pyexec $(BUILD)
+	E2E_TESTS="$(ASAN_E2E_TESTS)" scripts/test-sanitized.sh asan $(ASAN_BUILD)/pyexec $(BUILD)
 
 # ThreadSanitizer on what runs the service's threads: the HTTP layer, the
 # warm pool and its keeper, the executor, jobs through the service.
