@@ -16,7 +16,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "ns.h"
 #include "result.h"
 
 extern char **environ;
@@ -214,7 +213,7 @@ int check_report(struct pyexec_sandbox *sb, const char *python, const struct job
                                                    json_is_string(pil) ? pil : json_null()));
         json_object_set_new(o, "blender", check_blender());
         json_object_set_new(o, "userNamespaces",
-                            json_pack("{s:b,s:b}", "available", ns_userns_works(), "usedForRuns", info.userns));
+                            json_pack("{s:b,s:b}", "available", pyexec_userns_available(), "usedForRuns", info.userns));
         json_object_set_new(o, "seccomp", json_pack("{s:b,s:I,s:I}", "available", seccomp_available(), "rules",
                                                     (json_int_t)info.seccomp_rules, "instructions",
                                                     (json_int_t)info.seccomp_insns));

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * http: `pyexec serve`, the HTTP service, on libmicrohttpd.
+ * http: `pyexec serve`, the HTTP service, on libmicrohttpd. About 1,000
+ * lines: the routes, the request lifecycle and the start and shutdown that
+ * own them; the request contract is api.c, the queue executor.c, the rest
+ * config.c, metrics.c and ratelimit.c.
  *
  * Threads: libmicrohttpd's epoll thread does all the HTTP (parsing, reading
  * bodies, writing responses) and answers the cheap routes itself. An

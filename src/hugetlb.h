@@ -9,6 +9,9 @@
 
 #include <stdint.h>
 
+/* The page size of the pool pyexec uses (the x86-64 default). */
+#define HUGETLB_PAGE_SIZE (2ul << 20)
+
 /* The free pages of the pool (/proc/meminfo) that no mapping has reserved,
  * if its default page size is the 2 MiB the zygote cuts to (else 0), or
  * -errno. */

@@ -204,6 +204,9 @@ struct pyexec_sandbox_info {
         size_t seccomp_insns;
 };
 void pyexec_sandbox_get_info(const struct pyexec_sandbox *s, struct pyexec_sandbox_info *ret);
+/* Whether this process may create a user namespace (a probe: a child
+ * tries), whether or not runs use one. */
+bool pyexec_userns_available(void);
 /* Where pyexec-runner is (or was last looked for); false when not found. */
 bool pyexec_sandbox_runner_path(const struct pyexec_sandbox *s, char *buf, size_t n);
 bool pyexec_sandbox_has_runner(const struct pyexec_sandbox *s);

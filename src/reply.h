@@ -5,8 +5,7 @@
  * (for logs, metrics and the breaker) are filled by POST /api/execute
  * (api.c) and by jobs (jobs-path.c, jobs-run.c) alike, and read by the HTTP
  * layer and the CLI; keeping them here lets jobs report errors without
- * depending on the execute request's contract (api.h). The two functions
- * are defined in api.c.
+ * depending on the execute request's contract (api.h).
  */
 #pragma once
 

@@ -2,6 +2,12 @@
 /*
  * runner: see runner.h. This file is linked only into pyexec-runner.
  *
+ * One file of about 1,400 lines: the audit hook, the import checks, the
+ * static check and python3's start and exit steps share the policy's state
+ * and CPython's private conventions (the frames the hook inspects, the
+ * order of the exit steps), and each part is short; split, every part
+ * would export what only the others use.
+ *
  * How the policy is enforced
  * ==========================
  * One audit hook, added with PySys_AddAuditHook() before the interpreter

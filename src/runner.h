@@ -22,10 +22,6 @@ typedef struct _object PyObject;
 
 #include "work.h"
 
-/* The fds the cold path hands to the exec'd runner. */
-#define RUNNER_STATUS_FD 3
-#define RUNNER_WORK_FD 4
-
 /* Largest work payload a runner accepts. */
 #define RUNNER_WORK_MAX (512u << 20)
 

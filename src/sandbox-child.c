@@ -29,7 +29,7 @@
 #include "cred.h"
 #include "ns.h"
 #include "reap.h"
-#include "runner.h"
+#include "work.h"
 #include "sandbox-env.h"
 #include "sandbox-msg.h"
 #include "util.h"

@@ -8,6 +8,12 @@
  */
 #pragma once
 
+/* The fds the cold path hands to the exec'd runner: the status pipe, and
+ * the sealed work memfd (sandbox-child.c puts them there, runner-main.c
+ * reads them). */
+#define RUNNER_STATUS_FD 3
+#define RUNNER_WORK_FD 4
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -10,7 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ZYGOTE_HUGE_PAGE (2ul << 20)
+#include "hugetlb.h"
+
+#define ZYGOTE_HUGE_PAGE HUGETLB_PAGE_SIZE
 #define ZYGOTE_HEAP_MAX_RANGES 4
 
 /* At the zygote's start, before the interpreter: gather what the

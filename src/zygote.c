@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * zygote: the service's side of the warm path (see zygote.h): the zygote
- * process, and the pool of sandboxes built ahead of time from it.
+ * process, and the pool of sandboxes built ahead of time from it. One file
+ * of about 1,300 lines because the keeper thread owns the pool's whole
+ * state (zygotes, boxes, network namespaces, the hugetlb reservation) under
+ * one lock; the pieces that need none of it live apart (zygote-proto.h,
+ * sandbox-env.c, hugetlb.c).
  *
  * One thread (the keeper) owns the zygote's life: it starts it (so that the
  * zygote's parent-death signal is tied to a thread that lives as long as
@@ -38,7 +42,6 @@
 #include "sandbox-env.h"
 #include "sandbox-msg.h"
 #include "util.h"
-#include "zygote-heap.h"
 
 #define ZYGOTE_START_TIMEOUT_MS 60000
 #define BOX_TIMEOUT_MS 10000
@@ -813,7 +816,7 @@ static int box_build(struct warm_pool *p, bool read_ahead, struct warm_box **ret
          * after a raw clone() (glibc's fork moves the pages back first,
          * zygote-heap.c) then gets SIGBUS instead of a page of the pool. */
         if (r == 0 && huge_pages > 0)
-                r = b->use_cgroup ? cgroup_run_set_hugetlb(&b->cg, (uint64_t)huge_pages * ZYGOTE_HUGE_PAGE) : -EOPNOTSUPP;
+                r = b->use_cgroup ? cgroup_run_set_hugetlb(&b->cg, (uint64_t)huge_pages * HUGETLB_PAGE_SIZE) : -EOPNOTSUPP;
         if (r == 0 && b->use_cgroup)
                 r = cgroup_run_attach(&b->cg, b->pid);
         if (r == 0 && write(sync[1], "x", 1) != 1)
