@@ -2,10 +2,11 @@
 each command's --help names every option its parser accepts (one line each, with a
 meaning), and the man page, when built, covers every command and the exit status.
 
-The option lists below are what the commands' parsers accept (src/cmd-run.c,
-src/cmd-job.c, src/cmd-check.c; serve: src/config.c); each is also checked against
-those sources, so an option added there without help fails here, and so does an
-option line removed from a --help text."""
+The option lists below are what the commands' parsers accept
+(src/cli/cmd-run.c, src/cli/cmd-job.c, src/cli/cmd-check.c; serve:
+src/service/config.c); each is also checked against those sources, so an
+option added there without help fails here, and so does an option line
+removed from a --help text."""
 import pathlib
 import re
 
@@ -13,11 +14,11 @@ import pytest
 
 from conftest import PYEXEC, ROOT, pyexec
 
-# What each command's parser accepts (src/cmd-*.c; serve: src/config.c).
+# What each command's parser accepts (src/cli/cmd-*.c; serve: src/service/config.c).
 RUN_OPTIONS = {
     "--json", "--stdin", "--arg", "--file", "--test", "--module", "--python",
     "--policy", "--service", "--help",
-    # pyexec_limit_table (src/limits.c)
+    # pyexec_limit_table (src/basic/limits.c)
     "--timeout", "--cpu-time", "--memory", "--max-output", "--pids", "--disk",
     "--file-size", "--open-files",
 }
@@ -49,7 +50,7 @@ def help_of(cmd):
 
 
 def serve_keys():
-    return re.findall(r'^\s+\{ "([A-Z_]+)", KEY_', source("config.c"), re.M)
+    return re.findall(r'^\s+\{ "([A-Z_]+)", KEY_', source("service/config.c"), re.M)
 
 
 def test_version_is_meson_project_version():
@@ -66,13 +67,13 @@ def function_body(text, head):
 
 
 def test_option_lists_match_the_parsers():
-    limits = re.findall(r'^\s+\{ "([a-z-]+)", "[A-Za-z]+", "', source("limits.c"), re.M)
-    body = function_body(source("cmd-run.c"), "static bool run_parse_options(")
+    limits = re.findall(r'^\s+\{ "([a-z-]+)", "[A-Za-z]+", "', source("basic/limits.c"), re.M)
+    body = function_body(source("cli/cmd-run.c"), "static bool run_parse_options(")
     run = {"--" + o for o in re.findall(r'\(struct option\)\{ "([a-z-]+)"', body)}
     assert run | {"--" + o for o in limits} == RUN_OPTIONS
-    body = function_body(source("cmd-job.c"), "static int job_parse_args(")
+    body = function_body(source("cli/cmd-job.c"), "static int job_parse_args(")
     assert set(re.findall(r'!strcmp\(argv\[i\], "(--[a-z-]+)"\)', body)) == JOB_OPTIONS
-    body = function_body(source("cmd-check.c"), "int cmd_check(")
+    body = function_body(source("cli/cmd-check.c"), "int cmd_check(")
     assert set(re.findall(r'strcmp\(argv\[i\], "(--[a-z-]+)"\) == 0', body)) == CHECK_OPTIONS
     assert len(serve_keys()) > 20
 

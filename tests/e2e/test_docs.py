@@ -340,7 +340,7 @@ def documented_keys():
 
 def sources_getenv():
     names = set()
-    for f in (ROOT / "src").glob("*.c"):
+    for f in (ROOT / "src").rglob("*.c"):
         names |= set(re.findall(r'getenv\("([A-Z_][A-Z0-9_]*)"\)', f.read_text()))
     return names
 

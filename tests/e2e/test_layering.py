@@ -1,8 +1,9 @@
 """The layering of the binaries: pyexec-runner, the program every warm
 sandbox is a copy of (the zygote), links only the code that runs inside a
-sandbox (libpyexec-sandbox in meson.build), never the service's: its
-logging, configuration, HTTP API, metrics, job runner, the supervisor or
-the warm pool. What is not in the binary cannot be reached from inside.
+sandbox (libpyexec-sandbox and libpyexec-basic, of src/sandbox and
+src/basic), never the service's: its logging, configuration, HTTP API,
+metrics, job runner, the supervisor or the warm pool. What is not in the
+binary cannot be reached from inside.
 """
 import os
 import pathlib

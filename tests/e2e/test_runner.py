@@ -4,7 +4,7 @@ Each program runs twice: (a) as `/usr/bin/python3 main.py ARGS` on the host,
 in a fresh directory that holds main.py and the program's other files, with
 cwd that directory and a small environment (LANG=C.UTF-8, HOME that
 directory), and (b) through `pyexec run --json`, where it is /sandbox/main.py
-run by the embedded CPython (src/runner.c). The runner must reproduce the
+run by the embedded CPython (src/runner/runner.c). The runner must reproduce the
 first exactly: stdout, stderr (with the host directory's path read as
 /sandbox, and object addresses blanked) and the exit status (code, or the
 signal that killed it) are compared.

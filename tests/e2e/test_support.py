@@ -19,7 +19,7 @@ from conftest import pyexec
 
 HOST_PYTHON = "/usr/bin/python3"
 
-# Exit codes of `pyexec run` without --json when the sandbox decided (src/cmd.h).
+# Exit codes of `pyexec run` without --json when the sandbox decided (src/cli/cmd.h).
 EXIT_USAGE = 2
 EXIT_MEMORY = 122
 EXIT_OUTPUT = 123

@@ -284,7 +284,7 @@ static const struct bad_case {
           "limits.: unknown key 'memry'" },
         { "limit-range", JOB_HEAD "    args: [\"{script}\"]\n    limits: {memory: 8}\n", "bad",
           "limits.memory must be a whole number between 16 and 4096" },
-        /* A value the run would refuse (src/limits.c) is refused at load. */
+        /* A value the run would refuse (src/basic/limits.c) is refused at load. */
         { "limit-above-run-max", JOB_HEAD "    args: [\"{script}\"]\n    limits: {timeout: 900000}\n", "bad",
           "limits.timeout must be a whole number between 1 and 600000" },
         { "limit-not-number", JOB_HEAD "    args: [\"{script}\"]\n    limits: {timeout: 5s}\n", "bad",

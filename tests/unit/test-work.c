@@ -19,7 +19,7 @@
 #include "util.h"
 #include "work.h"
 
-#define WORK_MAGIC 0x31575850u /* "PXW1", as src/work.c writes it */
+#define WORK_MAGIC 0x31575850u /* "PXW1", as src/sandbox/work.c writes it */
 #define MAX_DECODE (64u << 20)
 
 static const char policy_line[] = "name=education;imports=listed;writes=workdir;allow=math;deny=socket;deny-events=socket.*";

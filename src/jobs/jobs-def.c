@@ -464,7 +464,7 @@ const char *job_placeholder(const char *tok, size_t *ret_len) {
 
 /* limits: the service's sandbox limits, with defaults for a job (longer
  * and larger than an /api/execute run's). Each key's range is the limits
- * table's (src/limits.c), which every run is validated against: a value a
+ * table's (src/basic/limits.c), which every run is validated against: a value a
  * run would refuse is refused here, when the file is loaded. */
 static const struct {
         const char *key, *option; /* jobs.yaml key, limits table option */
