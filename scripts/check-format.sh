@@ -33,11 +33,30 @@ if [[ -z $base ]]; then
   fi
 fi
 
+# A file moved since the base is compared with its old self, not checked as
+# new: the comparison is against the base with those moves applied (a commit
+# of its own, on no branch), so only the lines a change edits count.
+since=$base
+mapfile -t moves < <(git diff -M --name-status --diff-filter=R "$base" -- | cut -f2,3)
+if ((${#moves[@]})); then
+  index=$(mktemp)
+  trap 'rm -f "$index"' EXIT
+  GIT_INDEX_FILE=$index git read-tree "$base"
+  for m in "${moves[@]}"; do
+    old=${m%%$'\t'*} new=${m#*$'\t'}
+    read -r mode _ blob _ < <(git ls-tree "$base" -- "$old")
+    GIT_INDEX_FILE=$index git update-index --force-remove -- "$old"
+    GIT_INDEX_FILE=$index git update-index --add --cacheinfo "$mode,$blob,$new"
+  done
+  base=$(git commit-tree "$(GIT_INDEX_FILE=$index git write-tree)" -p "$base" \
+    -m "check-format: $(git rev-parse --short "$base") with the files moved since at their new paths")
+fi
+
 out=$(git clang-format --quiet --diff --extensions c,h "$base" --)
 if [[ -n $out && $out != "no modified files to format" && $out != "clang-format did not modify any files" ]]; then
   printf '%s\n' "$out"
-  echo "check-format: lines changed since $(git rev-parse --short "$base") are not formatted as .clang-format says;" \
+  echo "check-format: lines changed since $(git rev-parse --short "$since") are not formatted as .clang-format says;" \
     "fix with: git clang-format $(git rev-parse --short "$base")" >&2
   exit 1
 fi
-echo "check-format: lines changed since $(git rev-parse --short "$base") are formatted"
+echo "check-format: lines changed since $(git rev-parse --short "$since") are formatted"
