@@ -816,7 +816,8 @@ static int box_build(struct warm_pool *p, bool read_ahead, struct warm_box **ret
          * after a raw clone() (glibc's fork moves the pages back first,
          * zygote-heap.c) then gets SIGBUS instead of a page of the pool. */
         if (r == 0 && huge_pages > 0)
-                r = b->use_cgroup ? cgroup_run_set_hugetlb(&b->cg, (uint64_t)huge_pages * HUGETLB_PAGE_SIZE) : -EOPNOTSUPP;
+                r = b->use_cgroup ? cgroup_run_set_hugetlb(&b->cg, (uint64_t)huge_pages * HUGETLB_PAGE_SIZE)
+                                  : -EOPNOTSUPP;
         if (r == 0 && b->use_cgroup)
                 r = cgroup_run_attach(&b->cg, b->pid);
         if (r == 0 && write(sync[1], "x", 1) != 1)
