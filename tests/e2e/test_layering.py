@@ -3,16 +3,20 @@ sandbox is a copy of (the zygote), links only the code that runs inside a
 sandbox (libpyexec-sandbox and libpyexec-basic, of src/sandbox and
 src/basic), never the service's: its logging, configuration, HTTP API,
 metrics, job runner, the supervisor or the warm pool. What is not in the
-binary cannot be reached from inside.
+binary cannot be reached from inside. And the build keeps the layering of
+src/: each folder is compiled with the include directories of the folders
+it may use and no other (compile_commands.json of the build directory).
 """
+import json
 import os
 import pathlib
+import shlex
 import shutil
 import subprocess
 
 import pytest
 
-from conftest import PYEXEC
+from conftest import PYEXEC, ROOT
 
 # Exact names and prefixes of the service's functions. Prefixes are chosen
 # so that none matches a symbol of the embedded CPython (it has its own
@@ -88,3 +92,64 @@ def test_service_symbols_are_recognized():
     for name in ("pyexec_run", "warm_pool_take", "log_event", "config_load", "http_serve", "api_execute"):
         assert name in symbols
         assert forbidden({name}) == [name]
+
+
+# The folders of src/ whose headers the sources of each folder may include
+# (docs/architecture.md, "Layering"): meson.build gives each library these
+# include directories and no others, which is what makes a header included
+# across the layering fail to compile.
+MAY_INCLUDE = {
+    "basic": {"basic", "include"},
+    "log": {"log", "basic"},
+    "sandbox": {"sandbox", "basic", "include"},
+    "json": {"json", "basic", "include"},
+    "jobs": {"jobs", "json", "basic", "include"},
+    "service": {"service", "jobs", "json", "log", "basic", "include"},
+    "cli": {"cli", "service", "jobs", "json", "log", "basic", "include"},
+    "runner": {"runner", "sandbox", "basic", "include"},
+    "init": {"init", "sandbox", "basic"},
+}
+# The host's side shares src/sandbox with the sandbox's and may also log.
+HOST_SIDE = {"supervise.c", "verdict.c", "zygote.c", "cgroup.c", "uidpool.c"}
+
+
+def src_include_folders(entry):
+    """The folders of src/ on one compile command's include path."""
+    args = entry["arguments"] if "arguments" in entry else shlex.split(entry["command"])
+    folders = set()
+    for i, a in enumerate(args):
+        d = a[2:] if a.startswith("-I") and len(a) > 2 else args[i + 1] if a == "-I" else None
+        if d is None:
+            continue
+        d = (pathlib.Path(entry["directory"]) / d).resolve()
+        if d.parent == ROOT / "src":
+            folders.add(d.name)
+    return folders
+
+
+def test_include_directories_follow_the_layering():
+    """Every source of src/ is compiled with the include directories of the
+    folders it may use and no other, so the build refuses a header from a
+    layer it may not use."""
+    db = pathlib.Path(PYEXEC).resolve().parent / "compile_commands.json"
+    if not db.exists():
+        pytest.skip(f"no {db} (the meson build directory of {PYEXEC})")
+    checked = 0
+    for entry in json.loads(db.read_text()):
+        src = (pathlib.Path(entry["directory"]) / entry["file"]).resolve()
+        if src.parent.parent != ROOT / "src" and src != ROOT / "tools" / "seccomp-gen.c":
+            continue  # the unit tests and the fuzz targets see every folder
+        output = entry.get("output", "")
+        if src.parent.name == "tools" or src.name == "seccomp-policy.c":
+            # <seccomp.h> must be libseccomp's: src/sandbox is not on the path.
+            allowed = {"basic"}
+        elif output.startswith("pyexec-init.p"):
+            allowed = MAY_INCLUDE["init"]  # reap.c and cred.c, built again for it
+        elif src.parent.name == "sandbox" and src.name in HOST_SIDE:
+            allowed = MAY_INCLUDE["sandbox"] | {"log"}
+        else:
+            allowed = MAY_INCLUDE[src.parent.name]
+        extra = src_include_folders(entry) - allowed
+        assert not extra, f"{src.relative_to(ROOT)} ({output}) may not include from src/{sorted(extra)}"
+        checked += 1
+    assert checked > 40
