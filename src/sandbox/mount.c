@@ -158,6 +158,9 @@ static int write_files(const char *dir, const struct mount_file *files, size_t n
         return r;
 }
 
+/* /dev holds a few nodes, links and the /dev/shm mount point, nothing more. */
+#define DEV_TMPFS_OPTIONS "size=64k,nr_inodes=64,mode=0755"
+
 static int build_dev(const char *root) {
         char dev[3800], dst[4096], src[64];
         int r;
@@ -167,7 +170,7 @@ static int build_dev(const char *root) {
         /* dev is short enough that "<dev>/<name>" always fits in dst. */
         if (mkdir(dev, 0755) < 0)
                 return -errno;
-        if (mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755") < 0)
+        if (mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, DEV_TMPFS_OPTIONS) < 0)
                 return -errno;
         for (size_t i = 0; i < ELEMENTSOF(devices); i++) {
                 int fd;
@@ -187,15 +190,11 @@ static int build_dev(const char *root) {
                 if (symlink(dev_links[i].target, dst) < 0)
                         return -errno;
         }
-        /* The device binds stay writable (writing /dev/null must work); the
-         * directory itself becomes read-only so nothing can be added. */
-        if (mount(NULL, dev, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755") < 0)
-                return -errno;
         return 0;
 }
 
 static int mount_tmpfs(const char *root, const char *name, uint64_t bytes, uint64_t inodes, const char *mode, uid_t uid,
-                       gid_t gid) {
+                       gid_t gid, unsigned long flags) {
         char dst[4096], opts[256];
         int r;
 
@@ -211,7 +210,7 @@ static int mount_tmpfs(const char *root, const char *name, uint64_t bytes, uint6
         else
                 snprintf(opts, sizeof opts, "size=%llu,nr_inodes=%llu,mode=%s,uid=%u,gid=%u", (unsigned long long)bytes,
                          (unsigned long long)inodes, mode, (unsigned)uid, (unsigned)gid);
-        if (mount("tmpfs", dst, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+        if (mount("tmpfs", dst, "tmpfs", MS_NOSUID | MS_NODEV | flags, opts) < 0)
                 return -errno;
         return 0;
 }
@@ -358,6 +357,23 @@ int mount_build_root(const struct mount_plan *p, const char **ret_step) {
         STEP("building /dev");
         if ((r = build_dev(root)) < 0)
                 return r;
+        /* POSIX shared memory and named semaphores (shm_open, sem_open:
+         * multiprocessing's Lock, Queue and Pool) are files in /dev/shm. It
+         * is a tmpfs of its own, new in every sandbox, of /tmp's size and
+         * inode cap; its pages, like /tmp's, are charged to the memory
+         * cgroup of the process that writes them, the run's. noexec, as
+         * nothing there is meant to be run. */
+        STEP("mounting /dev/shm");
+        if ((r = mount_tmpfs(root, "/dev/shm", p->tmp_bytes, p->inodes, "1777", (uid_t)-1, (gid_t)-1, MS_NOEXEC)) < 0)
+                return r;
+        /* The device binds and /dev/shm stay writable (writing /dev/null
+         * must work); /dev itself becomes read-only so nothing can be
+         * added. */
+        STEP("making /dev read-only");
+        if ((r = path_join(path, sizeof path, root, "/dev")) < 0)
+                return r;
+        if (mount(NULL, path, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, DEV_TMPFS_OPTIONS) < 0)
+                return -errno;
 
         STEP("mounting /proc");
         if ((r = path_join(path, sizeof path, root, "/proc")) < 0)
@@ -375,10 +391,10 @@ int mount_build_root(const struct mount_plan *p, const char **ret_step) {
         }
 
         STEP("mounting /tmp");
-        if ((r = mount_tmpfs(root, "/tmp", p->tmp_bytes, p->inodes, "1777", (uid_t)-1, (gid_t)-1)) < 0)
+        if ((r = mount_tmpfs(root, "/tmp", p->tmp_bytes, p->inodes, "1777", (uid_t)-1, (gid_t)-1, 0)) < 0)
                 return r;
         STEP("mounting " SANDBOX_WORKDIR);
-        if ((r = mount_tmpfs(root, SANDBOX_WORKDIR, p->work_bytes, p->inodes, "0755", p->uid, p->gid)) < 0)
+        if ((r = mount_tmpfs(root, SANDBOX_WORKDIR, p->work_bytes, p->inodes, "0755", p->uid, p->gid, 0)) < 0)
                 return r;
         STEP("writing the program's files");
         if ((r = path_join(path, sizeof path, root, SANDBOX_WORKDIR)) < 0)

@@ -9,6 +9,7 @@
  *   /etc         generated: passwd, group, hosts, hostname, nsswitch.conf
  *   /proc        a new proc for the run's PID namespace
  *   /dev         tmpfs with null, zero, full, random, urandom (binds)
+ *   /dev/shm     size-limited tmpfs, mode 1777, noexec: POSIX shm, semaphores
  *   /tmp         size-limited tmpfs, mode 1777
  *   /sandbox     size-limited tmpfs owned by the sandbox user: the program
  *
@@ -43,7 +44,7 @@ struct mount_bind {
 struct mount_plan {
         const char *staging; /* an existing host directory to build on (in the new namespace) */
         uint64_t work_bytes; /* size of /sandbox */
-        uint64_t tmp_bytes;  /* size of /tmp */
+        uint64_t tmp_bytes;  /* size of /tmp, and of /dev/shm */
         uint64_t inodes;     /* files allowed in each of them */
         uid_t uid;           /* owner of /sandbox and its files */
         gid_t gid;

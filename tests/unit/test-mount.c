@@ -176,9 +176,24 @@ static ssize_t count_bytes(const char *path) {
 
 /* Every mount point in the new namespace is one the plan made. */
 static void check_mounts(int code) {
-        static const char *const allowed[] = { "/", "/usr", "/etc/ld.so.cache", "/etc/localtime", "/etc/python3",
-                                               "/etc/python3.11", "/etc/alternatives", "/dev", "/dev/null", "/dev/zero", "/dev/full",
-                                               "/dev/random", "/dev/urandom", "/proc", "/proc/locks", "/tmp", "/sandbox" };
+        static const char *const allowed[] = { "/",
+                                               "/usr",
+                                               "/etc/ld.so.cache",
+                                               "/etc/localtime",
+                                               "/etc/python3",
+                                               "/etc/python3.11",
+                                               "/etc/alternatives",
+                                               "/dev",
+                                               "/dev/null",
+                                               "/dev/zero",
+                                               "/dev/full",
+                                               "/dev/random",
+                                               "/dev/urandom",
+                                               "/proc",
+                                               "/proc/locks",
+                                               "/tmp",
+                                               "/sandbox",
+                                               "/dev/shm" };
         char line[4096];
         FILE *f = fopen("/proc/self/mountinfo", "re");
         int n = 0;
@@ -282,10 +297,10 @@ static int sandbox_pid1(void) {
         CHILD_CHECK((sv.f_flag & (ST_NOSUID | ST_NODEV)) == (ST_NOSUID | ST_NODEV), 27);
         CHILD_CHECK(!(sv.f_flag & ST_RDONLY), 28);
 
-        /* /dev: the five devices and four links, nothing else */
+        /* /dev: the five devices, four links and shm, nothing else */
         {
-                static const char devs[][16] = { "null", "zero", "full", "random", "urandom",
-                                                 "fd", "stdin", "stdout", "stderr" };
+                static const char devs[][16] = { "null", "zero",  "full",   "random", "urandom",
+                                                 "fd",   "stdin", "stdout", "stderr", "shm" };
                 CHECK_LISTING("/dev", devs, ELEMENTSOF(devs), 30);
         }
         fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -354,6 +369,32 @@ static int sandbox_pid1(void) {
                 }
                 CHILD_CHECK(made < INODES && errno == ENOSPC, 62);
         }
+
+        /* /dev/shm: its own tmpfs, /tmp's size and inode cap, noexec */
+        CHILD_CHECK(stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 07777) == 01777, 76);
+        CHILD_CHECK(statvfs("/dev/shm", &sv) == 0, 77);
+        CHILD_CHECK((uint64_t)sv.f_blocks * sv.f_frsize == TMP_BYTES && sv.f_files == INODES, 78);
+        CHILD_CHECK((sv.f_flag & (ST_NOSUID | ST_NODEV | ST_NOEXEC)) == (ST_NOSUID | ST_NODEV | ST_NOEXEC), 79);
+        CHILD_CHECK(!(sv.f_flag & ST_RDONLY), 80);
+        {
+                size_t total = fill("/dev/shm", 81);
+                if (total > TMP_BYTES || total < TMP_BYTES / 2)
+                        CHILD_FAIL(83, "/dev/shm took %zu bytes for a %u-byte limit", total, TMP_BYTES);
+        }
+        {
+                unsigned made = 0;
+                for (; made < 4 * INODES; made++) {
+                        char p[64];
+                        snprintf(p, sizeof p, "/dev/shm/f%u", made);
+                        fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+                        if (fd < 0)
+                                break;
+                        close(fd);
+                }
+                CHILD_CHECK(made < INODES && errno == ENOSPC, 84);
+        }
+        /* /dev itself stays closed to new entries */
+        CHILD_CHECK_ERRNO(mkdir("/dev/shm2", 0755), EROFS, 85);
 
         /* nothing else of the host */
         check_absent("/root", 63);
