@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 ROOT_ALLOWED = {"usr", "lib", "lib64", "bin", "sbin", "etc", "dev", "proc", "tmp", "sandbox"}
 ETC_ALLOWED = {"passwd", "group", "hosts", "hostname", "nsswitch.conf", "ld.so.cache", "localtime",
                "python3", "python3.11", "alternatives"}
-DEV_EXPECTED = {"null", "zero", "full", "random", "urandom", "fd", "stdin", "stdout", "stderr"}
+DEV_EXPECTED = {"null", "zero", "full", "random", "urandom", "fd", "stdin", "stdout", "stderr", "shm"}
 ENV_EXPECTED = {"PATH", "HOME", "LANG", "USER", "LOGNAME"}
 
 
@@ -1054,6 +1054,94 @@ def test_disk_fill_stops_at_the_disk_limit(run):
     assert not [p for p in HERE.iterdir() if marker in p.name]
 
 
+# /dev/shm: a tmpfs of the run's own, /tmp's twin. The program fills it,
+# counts its files up to the inode cap, and leaves a file named after the
+# marker there.
+DEV_SHM = r"""
+import json, os, sys
+marker = sys.argv[1]
+sv = os.statvfs("/dev/shm")
+out = {"bytes": sv.f_blocks * sv.f_frsize, "inodes": sv.f_files, "flags": sv.f_flag,
+       "mode": os.stat("/dev/shm").st_mode & 0o7777, "found": sorted(os.listdir("/dev/shm"))}
+with open(f"/dev/shm/{marker}", "w") as f:
+    f.write(marker)
+total, n = 0, 0
+try:
+    while True:
+        with open(f"/dev/shm/{marker}-fill{n}", "wb") as f:
+            n += 1
+            for _ in range(16):
+                f.write(b"\0" * 65536)
+                total += 65536
+except OSError as e:
+    out["fill"] = [e.errno, total]
+for i in range(n):
+    os.unlink(f"/dev/shm/{marker}-fill{i}")
+n = 0
+try:
+    while n < 100000:
+        open(f"/dev/shm/{marker}-{n}", "w").close()
+        n += 1
+except OSError as e:
+    out["inodes-made"] = [e.errno, n]
+for i in range(n):
+    os.unlink(f"/dev/shm/{marker}-{i}")
+print(json.dumps(out))
+"""
+
+
+def host_dev_shm():
+    return {p.name for p in Path("/dev/shm").iterdir()}
+
+
+def test_dev_shm_is_a_private_tmpfs_of_the_disk_limit(run):
+    marker = new_marker("shm")
+    before = host_dev_shm()
+    out = lines_json(run(DEV_SHM, "--arg", marker, "--disk", 4, "--file-size", 64))
+    assert out["bytes"] == 4 * 2**20 and out["inodes"] == 4096, out
+    assert out["mode"] == 0o1777, out
+    nosuid_nodev_noexec = os.ST_NOSUID | os.ST_NODEV | os.ST_NOEXEC
+    assert out["flags"] & nosuid_nodev_noexec == nosuid_nodev_noexec and not out["flags"] & os.ST_RDONLY, out
+    assert out["found"] == [], out
+    err, total = out["fill"]
+    assert err == errno.ENOSPC and 3 * 2**20 <= total <= 4 * 2**20, out
+    err, n = out["inodes-made"]
+    assert err == errno.ENOSPC and 4000 <= n <= 4096, out
+    # Host side: the host's /dev/shm never saw the run's files, and the next
+    # run finds its own /dev/shm empty, not the file this one left.
+    assert not [n for n in host_dev_shm() | before if marker in n]
+    out = lines_json(run("import json, os\nprint(json.dumps(os.listdir('/dev/shm')))\n"))
+    assert out == [], out
+
+
+def test_dev_shm_counts_against_the_memory_limit(run, privileged):
+    """Files in /dev/shm are shmem pages: charged to the run's memory cgroup,
+    like /tmp's, so a disk limit above the memory limit does not let a run
+    hold more memory than its limit. Without a cgroup (unprivileged here),
+    the disk limit bounds them."""
+    marker = new_marker("shmmem")
+    before = host_dev_shm()
+    res = run("import errno, sys\n"
+              "total = 0\n"
+              "try:\n"
+              "    for i in range(64):\n"
+              "        with open(f'/dev/shm/{sys.argv[1]}-{i}', 'wb') as f:\n"
+              "            for _ in range(8):\n"
+              "                f.write(b'x' * (1 << 20))\n"
+              "                total += 1 << 20\n"
+              "except OSError as e:\n"
+              "    print(errno.errorcode[e.errno], total >> 20)\n",
+              "--arg", marker, "--memory", 32, "--disk", 64, "--timeout", 20000)
+    if privileged:
+        assert res["status"] == "memory_limit", brief(res)
+        assert res["memory"]["peakKb"] <= 32 * 1024 + 1024, res["memory"]
+    else:
+        assert res["status"] == "ok", brief(res)
+        err, mib = res["stdout"].split()
+        assert err == "ENOSPC" and 60 <= int(mib) <= 64, brief(res)
+    assert not [n for n in host_dev_shm() | before if marker in n]
+
+
 def test_file_size_limit_is_enforced(run):
     res = run("import errno\n"
               "try:\n"
@@ -1334,7 +1422,7 @@ def test_only_harmless_devices(run):
         "import os, json, stat\n"
         "out = {'dev': sorted(os.listdir('/dev'))}\n"
         "for p in ('/dev/sda', '/dev/vda', '/dev/mem', '/dev/kmem', '/dev/port', '/dev/kmsg', '/dev/tty',\n"
-        "          '/dev/console', '/dev/ptmx', '/dev/pts', '/dev/shm', '/dev/mqueue', '/dev/fuse', '/dev/kvm',\n"
+        "          '/dev/console', '/dev/ptmx', '/dev/pts', '/dev/mqueue', '/dev/fuse', '/dev/kvm',\n"
         "          '/dev/net/tun', '/dev/loop0', '/dev/loop-control', '/dev/cpu', '/dev/hpet'):\n"
         "    out[p] = os.path.lexists(p)\n"
         "with open('/dev/null', 'w') as f:\n"

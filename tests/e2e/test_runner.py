@@ -1081,6 +1081,91 @@ print(json.dumps({"a": [1, 2]}), textwrap.shorten("a b c d e f", 7), collections
 """, education=True)
 
 
+# multiprocessing: its locks, semaphores and queues are POSIX named semaphores
+# (sem_open), files in /dev/shm, as are its shared ctypes (Value, Array) and
+# shared_memory blocks; the education policy refuses the import
+case("multiprocessing-pool", r"""
+import multiprocessing
+
+def square(x):
+    return x * x
+
+if __name__ == "__main__":
+    with multiprocessing.Pool(2) as pool:
+        print(pool.map(square, range(10)))
+        print(sorted(pool.imap_unordered(square, [3, 1, 2])))
+        print(pool.apply_async(square, (7,)).get(timeout=30))
+""")
+
+case("multiprocessing-lock", r"""
+import multiprocessing
+
+def add(counter, lock, n):
+    for _ in range(n):
+        with lock:
+            counter.value += 1
+
+if __name__ == "__main__":
+    lock = multiprocessing.Lock()
+    counter = multiprocessing.Value("i", 0, lock=False)
+    workers = [multiprocessing.Process(target=add, args=(counter, lock, 500)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    print(counter.value, [w.exitcode for w in workers])
+    print(lock.acquire(timeout=5), lock.acquire(block=False))
+    lock.release()
+    rlock, sem = multiprocessing.RLock(), multiprocessing.Semaphore(2)
+    with rlock, rlock:
+        print("rlock twice")
+    print(sem.acquire(), sem.acquire(), sem.acquire(block=False), sem.get_value())
+""")
+
+case("multiprocessing-queue", r"""
+import multiprocessing
+
+def produce(q, n):
+    for i in range(n):
+        q.put({"i": i, "sq": i * i})
+    q.put(None)
+
+if __name__ == "__main__":
+    q = multiprocessing.Queue()
+    p = multiprocessing.Process(target=produce, args=(q, 5))
+    p.start()
+    got = []
+    while (item := q.get(timeout=30)) is not None:
+        got.append(item)
+    p.join()
+    print(got, p.exitcode)
+    jq = multiprocessing.JoinableQueue()
+    jq.put("task")
+    print(jq.get(timeout=30))
+    jq.task_done()
+    jq.join()
+    print("joined")
+""")
+
+case("multiprocessing-shared-memory", r"""
+from multiprocessing import Process, shared_memory
+
+def fill(name):
+    shm = shared_memory.SharedMemory(name=name)
+    shm.buf[:5] = b"hello"
+    shm.close()
+
+if __name__ == "__main__":
+    shm = shared_memory.SharedMemory(create=True, size=4096)
+    p = Process(target=fill, args=(shm.name,))
+    p.start()
+    p.join()
+    print(bytes(shm.buf[:5]), p.exitcode)
+    shm.close()
+    shm.unlink()
+""")
+
+
 # ---- product bugs found by these tests (strict xfails: they must fail) ------
 
 FINISH = "the runner's finish() replaces Py_FinalizeEx() and differs from python3's exit: "

@@ -391,6 +391,47 @@ def test_isolation_of_concurrent_runs(pooln):
         assert_ok(results[tag], f"{tag} ['{tag}'] ['main.py', '{tag}']\n")
 
 
+# What a warm program finds in /dev/shm, and what it leaves there: a file
+# named after its marker, and the tmpfs filled to its size.
+DEV_SHM = r"""
+import errno, json, os, sys
+sv = os.statvfs("/dev/shm")
+out = {"bytes": sv.f_blocks * sv.f_frsize, "inodes": sv.f_files, "found": sorted(os.listdir("/dev/shm"))}
+with open(f"/dev/shm/{sys.argv[1]}", "w") as f:
+    f.write("left by an earlier run")
+total = 0
+try:
+    for i in range(64):
+        with open(f"/dev/shm/{sys.argv[1]}-{i}", "wb") as f:
+            for _ in range(8):
+                f.write(b"\0" * (1 << 20))
+                total += 1 << 20
+except OSError as e:
+    out["fill"] = [errno.errorcode[e.errno], total]
+print(json.dumps(out))
+"""
+
+
+def test_dev_shm_is_fresh_in_every_warm_sandbox(pool1):
+    """Each warm sandbox has a /dev/shm of its own, of the disk limit's size:
+    what one run leaves there, the next (from the same zygote) does not
+    see, and none of it is in the host's /dev/shm."""
+    host_before = set(os.listdir("/dev/shm"))
+    z0 = warm_stats(pool1)["zygotePid"]
+    markers = [f"pyexec-warm-shm-{uuid.uuid4().hex}" for _ in range(3)]
+    for marker in markers:
+        res = execute(pool1, DEV_SHM, policy="permissive", args=[marker])
+        assert_ok(res)
+        out = json.loads(res["stdout"])
+        assert out["bytes"] == res["limits"]["diskMb"] << 20 and out["inodes"] == 4096, out
+        assert out["found"] == [], f"a run found an earlier run's /dev/shm: {out}"
+        err, total = out["fill"]
+        assert err == "ENOSPC" and total >= (res["limits"]["diskMb"] - 1) << 20, out
+        host = set(os.listdir("/dev/shm"))
+        assert not [n for n in host | host_before if any(m in n for m in markers)], "a run's file reached the host"
+    assert warm_stats(pool1)["zygotePid"] == z0
+
+
 def sandbox_namespaces(zygote):
     """From the host, in one pass: {pid namespace: {network namespaces}} of
     every process under the zygote (each sandbox's init, program, holder)."""
@@ -669,6 +710,16 @@ AGREE = [
                    "            time.sleep(30)\n            os._exit(0)\n        n += 1\n"
                    "except OSError as e:\n    print(n, 'children, then errno', e.errno)\n",
      {"policy": "permissive"}),
+    # Its locks and queues are POSIX semaphores in /dev/shm; education
+    # refuses the import.
+    ("multiprocessing", "import multiprocessing\n"
+                        "def sq(x):\n    return x * x\n"
+                        "if __name__ == '__main__':\n"
+                        "    with multiprocessing.Pool(2) as pool:\n        print(pool.map(sq, range(6)))\n"
+                        "    lock, q = multiprocessing.Lock(), multiprocessing.Queue()\n"
+                        "    with lock:\n        q.put('queued')\n"
+                        "    print(q.get(timeout=30))\n", {"policy": "permissive"}),
+    ("multiprocessing_refused", "import multiprocessing\n", {"policy": "education"}),
     pytest.param("signal_dispositions", "import signal\n"
                  "for l in open('/proc/self/status'):\n    if l.startswith(('SigIgn', 'SigCgt', 'SigBlk')):\n"
                  "        print(l.strip())\n"
@@ -725,6 +776,11 @@ def test_agree_programs_behave_as_expected(pooln):
     assert r["stdout"].splitlines()[0] == repr(SANDBOX_ENV), brief(r)
     r = run("processes")
     assert r["stdout"] == "['2'] 2 1\nwait: 10\n", brief(r)
+    r = run("multiprocessing")
+    assert r["stdout"] == "[0, 1, 4, 9, 16, 25]\nqueued\n", brief(r)
+    r = run("multiprocessing_refused")
+    assert r["status"] == "policy_violation", brief(r)
+    assert r["message"] == "import of 'multiprocessing' is not allowed by policy 'education' (main.py, line 1)"
     r = run("pids_limit")
     # The default limit of 64 processes: the program and 63 children.
     assert r["stdout"] == "63 children, then errno 11\n", brief(r)
@@ -1521,6 +1577,24 @@ def test_memory_limit(pool1):
         assert res["status"] == "memory_limit", brief(res)
         assert res["stdout"] == ""
     assert_ok(execute(pool1, "print('next')"), "next\n")
+
+
+def test_dev_shm_counts_against_the_memory_limit(pool1):
+    """/dev/shm's pages are charged to the run's memory cgroup: a run whose
+    memory limit is below the disk limit cannot hold more through it. With
+    no cgroup (unprivileged here) the disk limit bounds it."""
+    code = ("import errno\ntotal = 0\ntry:\n    for i in range(64):\n"
+            "        with open(f'/dev/shm/f{i}', 'wb') as f:\n            for _ in range(8):\n"
+            "                f.write(b'x' * (1 << 20))\n                total += 1 << 20\n"
+            "except OSError as e:\n    print(errno.errorcode[e.errno], total >> 20)\n")
+    res = execute(pool1, code, policy="permissive", memoryLimit=16)
+    if os.geteuid() == 0:
+        assert res["status"] == "memory_limit", brief(res)
+    elif res["status"] != "memory_limit":
+        assert_ok(res)
+        err, mib = res["stdout"].split()
+        assert err == "ENOSPC" and int(mib) <= res["limits"]["diskMb"], brief(res)
+    assert_ok(execute(pool1, "import os\nprint(os.listdir('/dev/shm'))\n", policy="permissive"), "[]\n")
 
 
 def test_output_limit(pool1):
