@@ -19,7 +19,7 @@ const struct pyexec_limit_info pyexec_limit_table[] = {
         { "max-output", "maxOutput", "bytes", 1, 67108864, 10000, L(max_output),
           "supervisor: stdout+stderr counted as read, run killed at the cap" },
         { "pids", "pids", "", 1, 4096, 64, L(pids), "cgroup pids.max, else RLIMIT_NPROC" },
-        { "disk", "diskMb", "MB", 1, 1024, 32, L(disk_mb), "tmpfs size= of the work directory and /tmp" },
+        { "disk", "diskMb", "MB", 1, 1024, 32, L(disk_mb), "tmpfs size= of the work directory, /tmp and /dev/shm" },
         { "file-size", "fileSizeMb", "MB", 1, 1024, 16, L(file_size_mb), "RLIMIT_FSIZE" },
         { "open-files", "openFiles", "", 16, 4096, 256, L(open_files), "RLIMIT_NOFILE" },
 };

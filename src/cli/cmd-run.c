@@ -81,7 +81,7 @@ static const struct {
         { "memory", "memory of the whole process tree" },
         { "max-output", "stdout+stderr together; the run is killed at the cap" },
         { "pids", "processes and threads at once" },
-        { "disk", "size of the work directory /sandbox, and of /tmp" },
+        { "disk", "size of the work directory /sandbox, and of /tmp and /dev/shm" },
         { "file-size", "largest file the program may write" },
         { "open-files", "open file descriptors per process" },
 };
