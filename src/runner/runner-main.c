@@ -34,8 +34,7 @@ int main(int argc, char **argv) {
                 if (i == argc)
                         return runner_zygote_main((int)fd);
         }
-        fprintf(stderr,
-                "usage: pyexec-runner --cold | --zygote FD [--no-prefault] [--huge-pages SETS] | --libpython\n"
-                "pyexec-runner is started by pyexec inside its sandbox; it is not meant to be run by hand.\n");
+        fprintf(stderr, "usage: pyexec-runner --cold | --zygote FD [--no-prefault] [--huge-pages SETS] | --libpython\n"
+                        "pyexec-runner is started by pyexec inside its sandbox; it is not meant to be run by hand.\n");
         return 2;
 }

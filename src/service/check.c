@@ -207,12 +207,13 @@ static json_t *check_libpython(const char *runner, bool allow_stale, json_t *pro
         json_object_set_new(o, "match", compared ? json_boolean(match) : json_null());
         if (!match) {
                 why = strdup_printf("pyexec-runner embeds libpython3.11 %s, the system has %s: rebuild with make%s",
-                                    embedded, installed,
-                                    allow_stale ? " (allowed by ALLOW_STALE_RUNNER=true)" : "");
-                json_object_set_new(o, "message", json_string(why ? why : "pyexec-runner embeds another libpython3.11"));
+                                    embedded, installed, allow_stale ? " (allowed by ALLOW_STALE_RUNNER=true)" : "");
+                json_object_set_new(o, "message",
+                                    json_string(why ? why : "pyexec-runner embeds another libpython3.11"));
                 if (!allow_stale)
-                        json_array_append_new(problems, json_string(why ? why : "pyexec-runner embeds another "
-                                                                                "libpython3.11: rebuild with make"));
+                        json_array_append_new(problems, json_string(why ? why
+                                                                        : "pyexec-runner embeds another "
+                                                                          "libpython3.11: rebuild with make"));
         }
         return o;
 }
@@ -277,7 +278,8 @@ int check_report(struct pyexec_sandbox *sb, const char *python, const struct job
                  json_t **ret) {
         struct pyexec_sandbox_info info;
         struct utsname u;
-        json_t *o = json_object(), *problems = json_array(), *limits = json_array(), *st, *inside, *py, *pil, *libpython;
+        json_t *o = json_object(), *problems = json_array(), *limits = json_array(), *st, *inside, *py, *pil,
+               *libpython;
         bool python_ok = access(python, X_OK) == 0;
 
         if (!o || !problems || !limits)
@@ -306,8 +308,9 @@ int check_report(struct pyexec_sandbox *sb, const char *python, const struct job
         {
                 char rp[PATH_MAX];
                 bool found = pyexec_sandbox_runner_path(sb, rp, sizeof rp);
-                json_object_set_new(o, "runner", json_pack("{s:s,s:b,s:b,s:o}", "path", rp, "available", found, "warm",
-                                                           pyexec_sandbox_is_warm(sb), "libpython", libpython));
+                json_object_set_new(o, "runner",
+                                    json_pack("{s:s,s:b,s:b,s:o}", "path", rp, "available", found, "warm",
+                                              pyexec_sandbox_is_warm(sb), "libpython", libpython));
                 if (!found)
                         json_array_append_new(problems, json_string("pyexec-runner was not found: programs cannot run "
                                                                     "with a policy (set PYEXEC_RUNNER)"));
@@ -394,7 +397,7 @@ void check_print(json_t *r, FILE *f) {
                         json_t *lp = json_object_get(rn, "libpython");
                         fprintf(f, "  libpython:      embeds %s, %s %s (%s)\n", str_or(lp, "embedded", "?"),
                                 str_or(lp, "package", "?"), str_or(lp, "installed", "?"),
-                                json_is_true(json_object_get(lp, "match")) ? "match"
+                                json_is_true(json_object_get(lp, "match"))    ? "match"
                                 : json_is_false(json_object_get(lp, "match")) ? "MISMATCH"
                                                                               : "not compared");
                 }

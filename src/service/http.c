@@ -418,8 +418,7 @@ static enum MHD_Result handle_get(struct request *rq) {
                         pthread_mutex_unlock(&s->env_lock);
                         if (why)
                                 reason = why;
-                }
-                else if (st.breaker_open)
+                } else if (st.breaker_open)
                         reason = "sandboxes are failing to start (circuit breaker open)";
                 if (rq->route == ROUTE_HEALTH) {
                         json_t *o = json_pack("{s:s,s:s,s:f,s:b}", "status", reason ? "degraded" : "ok", "version",
@@ -854,7 +853,8 @@ static void *selftest(void *arg) {
         struct server *s = arg;
         while (!atomic_load(&s->stop_selftest)) {
                 json_t *report = NULL;
-                bool ok = check_report(s->sb, s->cfg->python, &s->jobs, s->cfg->allow_stale_runner, &report) == 0 && json_is_true(json_object_get(report, "ok"));
+                bool ok = check_report(s->sb, s->cfg->python, &s->jobs, s->cfg->allow_stale_runner, &report) == 0 &&
+                          json_is_true(json_object_get(report, "ok"));
                 pthread_mutex_lock(&s->env_lock);
                 json_decref(s->environment);
                 s->environment = report;
