@@ -72,7 +72,7 @@ int cmd_check(int argc, char **argv) {
                 int jr = jp ? jobs_load(jp, &set, err, sizeof err) : -ENOENT;
                 if (jr < 0 && jr != -ENOENT)
                         fprintf(stderr, "pyexec check: %s\n", err);
-                r = check_report(sb, cmd_python_path(python_opt), jr == 0 ? &set : NULL, &report);
+                r = check_report(sb, cmd_python_path(python_opt), jr == 0 ? &set : NULL, false, &report);
                 jobs_done(&set);
         }
         if (r < 0) {

@@ -122,6 +122,102 @@ static json_t *check_blender(void) {
         return o;
 }
 
+/* The Debian package whose files the sandbox binds from /usr as the
+ * standard library: it must be the release of the libpython3.11.a the runner
+ * embeds (one source package), or the interpreter core and its library
+ * disagree (a compiled-in fix in one, not the other). */
+#define LIBPYTHON_STDLIB_PACKAGE "libpython3.11-stdlib"
+#define DPKG_STATUS_DEFAULT "/var/lib/dpkg/status"
+#define DPKG_STATUS_MAX ((size_t)256 << 20)
+
+/* The Version of package in a dpkg status file, if it is installed; NULL
+ * when the file or the package is not there (not Debian: "unknown"). */
+static char *dpkg_installed_version(const char *status_path, const char *package) {
+        struct buf b;
+        char *ret = NULL;
+        size_t plen = strlen(package);
+
+        buf_init(&b, DPKG_STATUS_MAX);
+        if (read_file(status_path, DPKG_STATUS_MAX, &b) < 0 || !b.data) {
+                buf_done(&b);
+                return NULL;
+        }
+        /* Stanzas are separated by a blank line; fields are "Name: value". */
+        for (char *st = b.data; st && *st && !ret;) {
+                char *end = strstr(st, "\n\n");
+                const char *version = NULL;
+                size_t vlen = 0;
+                bool name_ok = false, installed = false;
+                if (end)
+                        *end = 0;
+                for (char *line = st; line && *line;) {
+                        char *nl = strchr(line, '\n');
+                        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+                        if (len == 9 + plen && strncmp(line, "Package: ", 9) == 0 &&
+                            strncmp(line + 9, package, plen) == 0)
+                                name_ok = true;
+                        else if (strncmp(line, "Status: ", 8) == 0 && len >= 10 &&
+                                 strncmp(line + len - 10, " installed", 10) == 0)
+                                installed = true;
+                        else if (strncmp(line, "Version: ", 9) == 0) {
+                                version = line + 9;
+                                vlen = len - 9;
+                        }
+                        line = nl ? nl + 1 : NULL;
+                }
+                if (name_ok && installed && version && vlen > 0)
+                        ret = strndup(version, vlen);
+                st = end ? end + 2 : NULL;
+        }
+        buf_done(&b);
+        return ret;
+}
+
+/* The runner's record of the libpython it embeds (`pyexec-runner
+ * --libpython`, written at build time by tools/libpython-record.sh) against
+ * the standard library installed now. A mismatch is a problem unless
+ * allow_stale (ALLOW_STALE_RUNNER). PYEXEC_DPKG_STATUS names another dpkg
+ * status file: for tests. */
+static json_t *check_libpython(const char *runner, bool allow_stale, json_t *problems) {
+        const char *status = getenv("PYEXEC_DPKG_STATUS");
+        _cleanup_free_ char *installed = NULL, *why = NULL;
+        char embedded[128] = "", sha[80] = "";
+        struct buf out;
+        json_t *o;
+        bool compared, match;
+
+        if (!status || !*status)
+                status = DPKG_STATUS_DEFAULT;
+        installed = dpkg_installed_version(status, LIBPYTHON_STDLIB_PACKAGE);
+        if (runner) {
+                buf_init(&out, 4096);
+                if (run_capture((char *[]){ (char *)runner, (char *)"--libpython", NULL }, 10000, &out) == 0 &&
+                    out.data && sscanf(out.data, "libpython3.11 %127s sha256:%79s", embedded, sha) != 2)
+                        embedded[0] = 0;
+                buf_done(&out);
+        }
+        if (!embedded[0])
+                snprintf(embedded, sizeof embedded, "unknown");
+        /* Either side unknown (no dpkg database, a build without dpkg):
+         * nothing to compare, and nothing to fail. */
+        compared = strcmp(embedded, "unknown") != 0 && installed;
+        match = !compared || strcmp(embedded, installed) == 0;
+        o = json_pack("{s:s,s:s?,s:s,s:s}", "embedded", embedded, "embeddedSha256", sha[0] ? sha : NULL, "installed",
+                      installed ? installed : "unknown", "package", LIBPYTHON_STDLIB_PACKAGE);
+        json_object_set_new(o, "match", compared ? json_boolean(match) : json_null());
+        if (!match) {
+                why = strdup_printf("pyexec-runner embeds libpython3.11 %s, the system has %s: rebuild with make%s",
+                                    embedded, installed, allow_stale ? " (allowed by ALLOW_STALE_RUNNER=true)" : "");
+                json_object_set_new(o, "message",
+                                    json_string(why ? why : "pyexec-runner embeds another libpython3.11"));
+                if (!allow_stale)
+                        json_array_append_new(problems, json_string(why ? why
+                                                                        : "pyexec-runner embeds another "
+                                                                          "libpython3.11: rebuild with make"));
+        }
+        return o;
+}
+
 static bool seccomp_available(void) {
         /* PR_GET_SECCOMP fails with EINVAL on kernels built without it. */
         return prctl(PR_GET_SECCOMP, 0, 0, 0, 0) >= 0;
@@ -178,10 +274,12 @@ static json_t *self_test(struct pyexec_sandbox *sb, const char *python, json_t *
         return o;
 }
 
-int check_report(struct pyexec_sandbox *sb, const char *python, const struct job_set *jobs, json_t **ret) {
+int check_report(struct pyexec_sandbox *sb, const char *python, const struct job_set *jobs, bool allow_stale_runner,
+                 json_t **ret) {
         struct pyexec_sandbox_info info;
         struct utsname u;
-        json_t *o = json_object(), *problems = json_array(), *limits = json_array(), *st, *inside, *py, *pil;
+        json_t *o = json_object(), *problems = json_array(), *limits = json_array(), *st, *inside, *py, *pil,
+               *libpython;
         bool python_ok = access(python, X_OK) == 0;
 
         if (!o || !problems || !limits)
@@ -194,6 +292,13 @@ int check_report(struct pyexec_sandbox *sb, const char *python, const struct job
 
         if (!python_ok)
                 json_array_append_new(problems, json_string("the interpreter is not executable"));
+        {
+                /* Before the self-test: its problem is the first one, the
+                 * readiness reason. */
+                char rp[PATH_MAX];
+                bool found = pyexec_sandbox_runner_path(sb, rp, sizeof rp);
+                libpython = check_libpython(found ? rp : NULL, allow_stale_runner, problems);
+        }
         st = python_ok ? self_test(sb, python, problems) : json_pack("{s:b,s:s}", "ok", 0, "status", "not run");
         inside = json_object_get(st, "inside");
         py = json_object_get(inside, "python");
@@ -203,8 +308,9 @@ int check_report(struct pyexec_sandbox *sb, const char *python, const struct job
         {
                 char rp[PATH_MAX];
                 bool found = pyexec_sandbox_runner_path(sb, rp, sizeof rp);
-                json_object_set_new(o, "runner", json_pack("{s:s,s:b,s:b}", "path", rp, "available", found, "warm",
-                                                           pyexec_sandbox_is_warm(sb)));
+                json_object_set_new(o, "runner",
+                                    json_pack("{s:s,s:b,s:b,s:o}", "path", rp, "available", found, "warm",
+                                              pyexec_sandbox_is_warm(sb), "libpython", libpython));
                 if (!found)
                         json_array_append_new(problems, json_string("pyexec-runner was not found: programs cannot run "
                                                                     "with a policy (set PYEXEC_RUNNER)"));
@@ -287,6 +393,14 @@ void check_print(json_t *r, FILE *f) {
                 fprintf(f, "runner:           %s (%s%s)\n", str_or(rn, "path", "?"),
                         json_is_true(json_object_get(rn, "available")) ? "embedded CPython, policies" : "NOT FOUND",
                         json_is_true(json_object_get(rn, "warm")) ? "; warm: zygote and pre-built sandboxes" : "");
+                if (json_object_get(rn, "libpython")) {
+                        json_t *lp = json_object_get(rn, "libpython");
+                        fprintf(f, "  libpython:      embeds %s, %s %s (%s)\n", str_or(lp, "embedded", "?"),
+                                str_or(lp, "package", "?"), str_or(lp, "installed", "?"),
+                                json_is_true(json_object_get(lp, "match"))    ? "match"
+                                : json_is_false(json_object_get(lp, "match")) ? "MISMATCH"
+                                                                              : "not compared");
+                }
         }
         fprintf(f, "pillow:           %s\n", json_is_true(json_object_get(pil, "available")) ? str_or(pil, "version", "?")
                                                                                                : "not importable");

@@ -91,6 +91,9 @@ static const struct key {
           "comma-separated policies a request may pick (built-in: education, permissive; more as POLICY_<NAME>=spec)" },
         { "DEFAULT_POLICY", KEY_STRING, 0, 0, "education", C(default_policy),
           "the policy of a request that names none (one of POLICIES)" },
+        { "ALLOW_STALE_RUNNER", KEY_BOOL, 0, 0, "false", C(allow_stale_runner),
+          "become ready although pyexec-runner embeds another libpython3.11 than the installed standard library's "
+          "(rebuild with make instead)" },
         { "JOBS_FILE", KEY_STRING, 0, 0, "", C(jobs_file),
           "operator jobs (YAML); empty: PYEXEC_JOBS, else jobs/jobs.yaml beside the binary's directory, "
           "else " PYEXEC_DATADIR "/jobs/jobs.yaml" },

@@ -73,6 +73,7 @@ struct config {
         uint64_t zygote_max_age;   /* ... or after this many seconds */
         bool zygote_prefault;      /* sandboxes copy the interpreter's pages while they wait */
         bool zygote_huge_pages;    /* the zygote's memory on hugetlb pages (zygote-heap.c) */
+        bool allow_stale_runner;   /* ready although the runner embeds another libpython than /usr's */
         char *zygote_preimport;    /* modules the zygote imports ahead, comma-separated */
         char *policies;            /* names a request may pick */
         char *default_policy;

@@ -402,12 +402,23 @@ static enum MHD_Result handle_get(struct request *rq) {
         case ROUTE_HEALTH:
         case ROUTE_HEALTH_READY: {
                 const char *reason = NULL;
+                _cleanup_free_ char *why = NULL;
                 executor_get_state(s->ex, &st);
                 if (atomic_load(&s->draining))
                         reason = "the service is shutting down";
-                else if (!atomic_load(&s->ready))
+                else if (!atomic_load(&s->ready)) {
+                        /* With what the last check found, so that a probe's
+                         * log says what to do. */
+                        json_t *p;
                         reason = "the sandbox self-test has not passed yet";
-                else if (st.breaker_open)
+                        pthread_mutex_lock(&s->env_lock);
+                        p = json_array_get(json_object_get(s->environment, "problems"), 0);
+                        if (json_is_string(p))
+                                why = strdup_printf("%s: %s", reason, json_string_value(p));
+                        pthread_mutex_unlock(&s->env_lock);
+                        if (why)
+                                reason = why;
+                } else if (st.breaker_open)
                         reason = "sandboxes are failing to start (circuit breaker open)";
                 if (rq->route == ROUTE_HEALTH) {
                         json_t *o = json_pack("{s:s,s:s,s:f,s:b}", "status", reason ? "degraded" : "ok", "version",
@@ -842,7 +853,8 @@ static void *selftest(void *arg) {
         struct server *s = arg;
         while (!atomic_load(&s->stop_selftest)) {
                 json_t *report = NULL;
-                bool ok = check_report(s->sb, s->cfg->python, &s->jobs, &report) == 0 && json_is_true(json_object_get(report, "ok"));
+                bool ok = check_report(s->sb, s->cfg->python, &s->jobs, s->cfg->allow_stale_runner, &report) == 0 &&
+                          json_is_true(json_object_get(report, "ok"));
                 pthread_mutex_lock(&s->env_lock);
                 json_decref(s->environment);
                 s->environment = report;
