@@ -1054,9 +1054,13 @@ int http_serve(const struct config *cfg) {
         atomic_store(&s.draining, true);
         log_event(LOG_INFO, "shutting down: no new connections, finishing admitted executions",
                   json_pack("{s:s}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
+        /* New connections are refused at once (shutdown() ends the LISTEN
+         * state); the descriptor is closed only after MHD_stop_daemon(), as
+         * libmicrohttpd's threads may still use it until then (its
+         * documentation of MHD_quiesce_daemon). */
         listen_fd = MHD_quiesce_daemon(s.daemon);
         if (listen_fd >= 0)
-                close(listen_fd);
+                shutdown(listen_fd, SHUT_RDWR);
         executor_close(s.ex);
         executor_wait_idle(s.ex);
         /* Let the responses of finished executions go out. */
@@ -1066,6 +1070,8 @@ int http_serve(const struct config *cfg) {
         atomic_store(&s.stop_selftest, true);
         pthread_join(s.selftest_thread, NULL);
         MHD_stop_daemon(s.daemon);
+        if (listen_fd >= 0)
+                close(listen_fd);
         pthread_mutex_destroy(&s.env_lock);
         server_release(&s);
         log_event(LOG_INFO, "stopped", NULL);
