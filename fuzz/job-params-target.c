@@ -46,6 +46,7 @@
 #include "jobs-path.h"
 #include "reply.h"
 #include "util.h"
+#include "fuzz-check.h"
 
 #ifndef FUZZ_JOB_PARAMS_YAML
 #error "FUZZ_JOB_PARAMS_YAML must name fuzz/job-params.yaml"
@@ -65,23 +66,6 @@ static struct {
 static const char *const fuzz_watched[] = { "in", "in2", "out", "out/sub", "dirs", "dirs/existing", "outside" };
 static struct stat fuzz_watched_st[ELEMENTSOF(fuzz_watched)];
 
-static _Noreturn _printf_(2, 3) void fuzz_fail(int line, const char *fmt, ...) {
-        va_list ap;
-        fprintf(stderr, "job-params-target.c:%d: invariant broken: ", line);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-        fflush(stderr);
-        abort();
-}
-
-#define FUZZ_CHECK(cond)                                  \
-        do {                                              \
-                if (!(cond))                              \
-                        fuzz_fail(__LINE__, "%s", #cond); \
-        } while (0)
-
 /* ---- the tree ----------------------------------------------------------- */
 
 static void fuzz_mk(const char *rel, size_t bytes) {
@@ -91,7 +75,7 @@ static void fuzz_mk(const char *rel, size_t bytes) {
         snprintf(p, sizeof p, "%s/%s", fz.dir, rel);
         fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (fd < 0 || bytes > sizeof zero || write_all(fd, zero, bytes) < 0)
-                fuzz_fail(__LINE__, "cannot create %s: %s", p, strerror(errno));
+                fuzz_fail(__FILE__, __LINE__, "cannot create %s: %s", p, strerror(errno));
         close(fd);
 }
 
@@ -99,14 +83,14 @@ static void fuzz_mkdir(const char *rel) {
         char p[PATH_MAX];
         snprintf(p, sizeof p, "%s/%s", fz.dir, rel);
         if (mkdir(p, 0755) < 0)
-                fuzz_fail(__LINE__, "cannot create %s: %s", p, strerror(errno));
+                fuzz_fail(__FILE__, __LINE__, "cannot create %s: %s", p, strerror(errno));
 }
 
 static void fuzz_symlink(const char *target, const char *rel) {
         char p[PATH_MAX];
         snprintf(p, sizeof p, "%s/%s", fz.dir, rel);
         if (symlink(target, p) < 0)
-                fuzz_fail(__LINE__, "cannot create %s: %s", p, strerror(errno));
+                fuzz_fail(__FILE__, __LINE__, "cannot create %s: %s", p, strerror(errno));
 }
 
 static int fuzz_rm(const char *path, const struct stat *st, int type, struct FTW *ftw) {
@@ -129,7 +113,7 @@ static void fuzz_load_defs(void) {
 
         r = read_file(FUZZ_JOB_PARAMS_YAML, 1 << 20, &in);
         if (r < 0)
-                fuzz_fail(__LINE__, "cannot read %s: %s", FUZZ_JOB_PARAMS_YAML, strerror(-r));
+                fuzz_fail(__FILE__, __LINE__, "cannot read %s: %s", FUZZ_JOB_PARAMS_YAML, strerror(-r));
         buf_init(&out, 1 << 20);
         for (const char *p = in.data, *end = in.data + in.len; p < end;) {
                 const char *hit = memmem(p, (size_t)(end - p), FUZZ_ROOT_TOKEN, strlen(FUZZ_ROOT_TOKEN));
@@ -143,12 +127,12 @@ static void fuzz_load_defs(void) {
         snprintf(path, sizeof path, "%s/jobs.yaml", fz.dir);
         fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0 || write_all(fd, out.data, out.len) < 0)
-                fuzz_fail(__LINE__, "cannot write %s", path);
+                fuzz_fail(__FILE__, __LINE__, "cannot write %s", path);
         close(fd);
         buf_done(&in);
         buf_done(&out);
         if (jobs_load(path, &fz.defs, err, sizeof err) < 0)
-                fuzz_fail(__LINE__, "the definitions do not load: %s", err);
+                fuzz_fail(__FILE__, __LINE__, "the definitions do not load: %s", err);
         FUZZ_CHECK(fz.defs.n_jobs == 3);
 }
 
@@ -157,9 +141,9 @@ static void fuzz_setup(void) {
 
         snprintf(fz.dir, sizeof fz.dir, "/tmp/pyexec-fuzz-jobs-XXXXXX");
         if (!mkdtemp(fz.dir))
-                fuzz_fail(__LINE__, "mkdtemp: %s", strerror(errno));
+                fuzz_fail(__FILE__, __LINE__, "mkdtemp: %s", strerror(errno));
         if (!realpath(fz.dir, fz.real))
-                fuzz_fail(__LINE__, "realpath: %s", strerror(errno));
+                fuzz_fail(__FILE__, __LINE__, "realpath: %s", strerror(errno));
         atexit(fuzz_cleanup);
         fuzz_mkdir("in");
         fuzz_mkdir("in/sub");
@@ -189,16 +173,16 @@ static void fuzz_setup(void) {
         fuzz_symlink("existing", "dirs/lnk");
         snprintf(p, sizeof p, "%s/in/fifo.png", fz.dir);
         if (mkfifo(p, 0644) < 0)
-                fuzz_fail(__LINE__, "mkfifo: %s", strerror(errno));
+                fuzz_fail(__FILE__, __LINE__, "mkfifo: %s", strerror(errno));
         snprintf(p, sizeof p, "%s/outside/secret.png", fz.dir);
         snprintf(q, sizeof q, "%s/in/hard.png", fz.dir);
         if (link(p, q) < 0)
-                fuzz_fail(__LINE__, "link: %s", strerror(errno));
+                fuzz_fail(__FILE__, __LINE__, "link: %s", strerror(errno));
         fuzz_load_defs();
         for (size_t i = 0; i < ELEMENTSOF(fuzz_watched); i++) {
                 snprintf(p, sizeof p, "%s/%s", fz.dir, fuzz_watched[i]);
                 if (lstat(p, &fuzz_watched_st[i]) < 0)
-                        fuzz_fail(__LINE__, "lstat %s: %s", p, strerror(errno));
+                        fuzz_fail(__FILE__, __LINE__, "lstat %s: %s", p, strerror(errno));
         }
         fz.ready = true;
 }
@@ -232,7 +216,7 @@ static void fuzz_fd_path(int fd, char ret[static PATH_MAX]) {
         snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
         n = readlink(link, ret, PATH_MAX - 1);
         if (n < 0)
-                fuzz_fail(__LINE__, "readlink %s: %s", link, strerror(errno));
+                fuzz_fail(__FILE__, __LINE__, "readlink %s: %s", link, strerror(errno));
         ret[n] = 0;
 }
 
@@ -252,7 +236,7 @@ static void fuzz_check_beneath(const struct job_param *p, int fd, bool allow_roo
                 if (where[rl + ul] == '/' || (allow_root && where[rl + ul] == 0))
                         return;
         }
-        fuzz_fail(__LINE__, "params.%s: resolved to %s, outside its roots", p->name, where);
+        fuzz_fail(__FILE__, __LINE__, "params.%s: resolved to %s, outside its roots", p->name, where);
 }
 
 static bool fuzz_extension_ok(const struct job_param *p, const char *base) {
@@ -276,7 +260,7 @@ static void fuzz_check_slot(const struct job_param *p, const struct job_slot *s)
                 fuzz_check_beneath(p, s->fd, false);
                 FUZZ_CHECK(fstat(s->fd, &st) == 0);
                 if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || (uint64_t)st.st_size > p->max_bytes)
-                        fuzz_fail(__LINE__, "params.%s: accepted mode %o, %ju links, %jd bytes", p->name,
+                        fuzz_fail(__FILE__, __LINE__, "params.%s: accepted mode %o, %ju links, %jd bytes", p->name,
                                   (unsigned)st.st_mode, (uintmax_t)st.st_nlink, (intmax_t)st.st_size);
                 FUZZ_CHECK(s->host && s->dest && s->arg && strcmp(s->dest, s->arg) == 0);
                 base = strrchr(s->host, '/') + 1;
@@ -343,7 +327,7 @@ static void fuzz_check_slot(const struct job_param *p, const struct job_slot *s)
                 FUZZ_CHECK(!p->has_re || regexec(&p->re, s->arg, 0, NULL, 0) == 0);
                 return;
         default:
-                fuzz_fail(__LINE__, "params.%s: unknown type %d", p->name, (int)p->type);
+                fuzz_fail(__FILE__, __LINE__, "params.%s: unknown type %d", p->name, (int)p->type);
         }
 }
 
@@ -379,11 +363,11 @@ static void fuzz_check_nothing_changed(void) {
                 FUZZ_CHECK(lstat(p, &st) == 0);
                 if (st.st_nlink != was->st_nlink || st.st_mtim.tv_sec != was->st_mtim.tv_sec ||
                     st.st_mtim.tv_nsec != was->st_mtim.tv_nsec)
-                        fuzz_fail(__LINE__, "%s changed during validation", fuzz_watched[i]);
+                        fuzz_fail(__FILE__, __LINE__, "%s changed during validation", fuzz_watched[i]);
         }
         fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (fd != fz.lowest_fd)
-                fuzz_fail(__LINE__, "a descriptor leaked: /dev/null opened as %d, not %d", fd, fz.lowest_fd);
+                fuzz_fail(__FILE__, __LINE__, "a descriptor leaked: /dev/null opened as %d, not %d", fd, fz.lowest_fd);
         close(fd);
 }
 
@@ -404,7 +388,7 @@ static void fuzz_validate(const struct job *j, json_t *params) {
                         const struct job_param *p = &j->params[i];
                         /* Only known parameters, and each required one. */
                         if (!json_object_get(params, p->name) && !p->def && p->type != JOB_BOOL)
-                                fuzz_fail(__LINE__, "params.%s is required but was accepted absent", p->name);
+                                fuzz_fail(__FILE__, __LINE__, "params.%s is required but was accepted absent", p->name);
                         fuzz_check_slot(p, &slots[i]);
                 }
                 for (size_t i = 0; i < JOB_MAX_PARAMS; i++)
@@ -415,7 +399,7 @@ static void fuzz_validate(const struct job *j, json_t *params) {
                         const struct job_slot *s = &slots[i];
                         if (s->fd != -1 || s->parent_fd != -1 || s->mkdir_parent_fd != -1 || s->arg || s->dest ||
                             s->host || s->base || s->staging || s->mkdir_name)
-                                fuzz_fail(__LINE__, "slot %zu not empty after a refusal", i);
+                                fuzz_fail(__FILE__, __LINE__, "slot %zu not empty after a refusal", i);
                 }
         }
         fuzz_check_nothing_changed();

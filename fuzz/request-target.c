@@ -22,6 +22,7 @@
 #include "config.h"
 #include "pyexec.h"
 #include "util.h"
+#include "fuzz-check.h"
 
 /*
  * Fixed configurations, written out rather than taken from config_load(),
@@ -51,23 +52,6 @@ static const struct config fuzz_configs[] = {
                 .request_time_limit = 1000,
         },
 };
-
-static _Noreturn _printf_(2, 3) void fuzz_fail(int line, const char *fmt, ...) {
-        va_list ap;
-        fprintf(stderr, "request-target.c:%d: invariant broken: ", line);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-        fflush(stderr);
-        abort();
-}
-
-#define FUZZ_CHECK(cond)                                 \
-        do {                                             \
-                if (!(cond))                             \
-                        fuzz_fail(__LINE__, "%s", #cond); \
-        } while (0)
 
 /* Characters as api.c counts them for MAX_CODE_LENGTH: UTF-8 lead bytes. */
 static size_t fuzz_utf8_chars(const char *s, size_t n) {
@@ -115,11 +99,11 @@ static void fuzz_check_request(const struct api_request *r, const struct config 
                 const struct pyexec_file *f = &r->files[i];
                 FUZZ_CHECK(f->name);
                 if (!filename_is_plain(f->name, strlen(f->name)))
-                        fuzz_fail(__LINE__, "files[%zu].name is not plain", i);
+                        fuzz_fail(__FILE__, __LINE__, "files[%zu].name is not plain", i);
                 FUZZ_CHECK(f->data || f->len == 0);
                 for (size_t j = 0; j < i; j++)
                         if (strcmp(r->files[j].name, f->name) == 0)
-                                fuzz_fail(__LINE__, "file name '%s' used twice", f->name);
+                                fuzz_fail(__FILE__, __LINE__, "file name '%s' used twice", f->name);
         }
         if (r->module_file) {
                 size_t n = strlen(r->module_file);
@@ -146,7 +130,7 @@ static void fuzz_check_request(const struct api_request *r, const struct config 
         FUZZ_CHECK(l->file_size_mb == def.file_size_mb);
         FUZZ_CHECK(l->open_files == def.open_files);
         if (pyexec_limits_validate(l, "", msg, sizeof msg) < 0)
-                fuzz_fail(__LINE__, "limits out of range: %s", msg);
+                fuzz_fail(__FILE__, __LINE__, "limits out of range: %s", msg);
 
         FUZZ_CHECK(r->stdin_data || r->stdin_len == 0);
         fuzz_check_cstrings(r->args, r->n_args);
@@ -183,9 +167,9 @@ static void fuzz_check_error(const struct api_error *e, int rc, size_t len, cons
         /* What the client gets: the error object must serialise, or the
          * server has nothing to answer with. */
         if (!utf8_is_valid(e->message, strlen(e->message)))
-                fuzz_fail(__LINE__, "error message is not valid UTF-8: %s", e->message);
+                fuzz_fail(__FILE__, __LINE__, "error message is not valid UTF-8: %s", e->message);
         if (!utf8_is_valid(e->field, strlen(e->field)))
-                fuzz_fail(__LINE__, "error field is not valid UTF-8: %s", e->field);
+                fuzz_fail(__FILE__, __LINE__, "error field is not valid UTF-8: %s", e->field);
         j = api_error_json(e);
         FUZZ_CHECK(j);
         inner = json_object_get(j, "error");
@@ -216,7 +200,7 @@ static void fuzz_check_normalize(const char *data, size_t size) {
         FUZZ_CHECK(len == 0 || (n[len - 1] != '\n' && !fuzz_is_trailing_space(n[len - 1])));
         for (size_t i = 1; i < len; i++)
                 if (n[i] == '\n' && fuzz_is_trailing_space(n[i - 1]))
-                        fuzz_fail(__LINE__, "trailing whitespace left before the newline at %zu", i);
+                        fuzz_fail(__FILE__, __LINE__, "trailing whitespace left before the newline at %zu", i);
         /* Normalising twice changes nothing. */
         n2 = api_normalize_output(n, len, &len2);
         FUZZ_CHECK(n2);
@@ -247,7 +231,7 @@ static void fuzz_request_one(const uint8_t *data, size_t size) {
                         /* ret_ parameters are written only on success. */
                         for (size_t k = 0; k < sizeof r; k++)
                                 if (((const unsigned char *)&r)[k] != 0xa5)
-                                        fuzz_fail(__LINE__, "the request was written on failure (byte %zu)", k);
+                                        fuzz_fail(__FILE__, __LINE__, "the request was written on failure (byte %zu)", k);
                         fuzz_check_error(&e, rc, size, cfg);
                 }
         }

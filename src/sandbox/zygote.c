@@ -1074,6 +1074,18 @@ static void *keeper_main(void *arg) {
 
 /* ---- the interface ----------------------------------------------------- */
 
+/* What the pool holds besides its threads and zygotes: the runner's and
+ * init's executables, its options' strings, the network namespaces. */
+static void pool_free_holdings(struct warm_pool *p) {
+        if (p->exe_fd >= 0)
+                close(p->exe_fd);
+        if (p->init_fd >= 0)
+                close(p->init_fd);
+        free((char *)p->o.runner_path);
+        free((char *)p->o.preimport);
+        net_pool_done(p);
+}
+
 int warm_pool_start(const struct warm_host *host, const struct warm_options *o, struct warm_pool **ret) {
         struct warm_pool *p = calloc(1, sizeof *p);
         int r;
@@ -1123,13 +1135,7 @@ int warm_pool_start(const struct warm_host *host, const struct warm_options *o, 
         pthread_mutex_unlock(&p->lock);
         if (r < 0) {
                 pthread_join(p->keeper, NULL);
-                if (p->exe_fd >= 0)
-                        close(p->exe_fd);
-                if (p->init_fd >= 0)
-                        close(p->init_fd);
-                free((char *)p->o.runner_path);
-                free((char *)p->o.preimport);
-                net_pool_done(p);
+                pool_free_holdings(p);
                 free(p);
                 return r;
         }
@@ -1290,13 +1296,7 @@ struct warm_pool *warm_pool_free(struct warm_pool *p) {
         pthread_mutex_destroy(&p->lock);
         pthread_mutex_destroy(&p->ctl_lock);
         pthread_cond_destroy(&p->cond);
-        if (p->exe_fd >= 0)
-                close(p->exe_fd);
-        if (p->init_fd >= 0)
-                close(p->init_fd);
-        free((char *)p->o.runner_path);
-        free((char *)p->o.preimport);
-        net_pool_done(p);
+        pool_free_holdings(p);
         huge_pool_give_back(p);
         free(p);
         return NULL;
