@@ -231,7 +231,8 @@ static void fuzz_request_one(const uint8_t *data, size_t size) {
                         /* ret_ parameters are written only on success. */
                         for (size_t k = 0; k < sizeof r; k++)
                                 if (((const unsigned char *)&r)[k] != 0xa5)
-                                        fuzz_fail(__FILE__, __LINE__, "the request was written on failure (byte %zu)", k);
+                                        fuzz_fail(__FILE__, __LINE__, "the request was written on failure (byte %zu)",
+                                                  k);
                         fuzz_check_error(&e, rc, size, cfg);
                 }
         }
