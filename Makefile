@@ -9,8 +9,15 @@ MESON ?= meson
 
 all: build
 
+# The Debian packages each purpose needs (scripts/deps.sh): building installs
+# only the compiler and libraries; serving adds the shipped jobs'
+# interpreters; the tests, benchmarks and fuzzers add their own tools.
+DEPS ?= all
 deps:
-	@scripts/deps.sh
+	@scripts/deps.sh $(DEPS)
+
+deps-%:
+	@scripts/deps.sh $*
 
 $(BUILD)/build.ninja:
 	$(MESON) setup $(BUILD)
@@ -29,18 +36,18 @@ test test-asan test-e2e-asan test-tsan: WERROR = true
 # (the warm sandboxes' init) goes beside it, where the service looks for it.
 RUNNER_INSTALLED ?= /usr/local/libexec/pyexec/pyexec-runner
 
-build: deps $(BUILD)/build.ninja
+build: deps-build $(BUILD)/build.ninja
 	$(MESON) configure $(BUILD) -Dwerror=$(WERROR)
 	ninja -C $(BUILD)
 	@if [ "$$(id -u)" = 0 ]; then install -D -m 0755 $(BUILD)/pyexec-runner $(RUNNER_INSTALLED); \
 	  if [ -e $(BUILD)/pyexec-init ]; then install -D -m 0755 $(BUILD)/pyexec-init $(dir $(RUNNER_INSTALLED))pyexec-init; fi; fi
 
 # The service on its defaults (127.0.0.1:3002); configuration: docs/configuration.md.
-serve: build
+serve: deps-serve build
 	@if [ "$$(id -u)" = 0 ]; then mkdir -p /srv/pyexec/templates /srv/pyexec/uploads /srv/pyexec/composed /srv/pyexec/renders; fi
 	PYEXEC_RUNNER=$$( [ -x $(RUNNER_INSTALLED) ] && echo $(RUNNER_INSTALLED) ) exec $(BUILD)/pyexec serve
 
-test: build
+test: deps-test build
 	$(MESON) test -C $(BUILD) --suite unit --print-errorlogs
 	scripts/test-e2e.sh $(BUILD)/pyexec
 	scripts/test-unprivileged.sh $(BUILD)/pyexec
@@ -48,13 +55,13 @@ test: build
 	$(MAKE) test-e2e-asan
 	$(MAKE) test-tsan
 
-test-unit: build
+test-unit: deps-test build
 	$(MESON) test -C $(BUILD) --suite unit --print-errorlogs
 
-test-e2e: build
+test-e2e: deps-test build
 	scripts/test-e2e.sh $(BUILD)/pyexec
 
-test-unpriv: build
+test-unpriv: deps-test build
 	scripts/test-unprivileged.sh $(BUILD)/pyexec
 
 # The README's two commands in a clean clone of HEAD on a pristine Debian 12
@@ -66,7 +73,7 @@ test-fresh:
 $(ASAN_BUILD)/build.ninja:
 	$(MESON) setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
 
-test-asan: $(ASAN_BUILD)/build.ninja
+test-asan: deps-test $(ASAN_BUILD)/build.ninja
 	$(MESON) configure $(ASAN_BUILD) -Dwerror=$(WERROR)
 	ninja -C $(ASAN_BUILD)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
@@ -77,7 +84,7 @@ test-asan: $(ASAN_BUILD)/build.ninja
 # (scripts/test-sanitized.sh says why). Any sanitizer report fails the run.
 # ASAN_E2E_TESTS: which test files (default: all of tests/e2e and tests/jobs).
 ASAN_E2E_TESTS ?=
-test-e2e-asan: build $(ASAN_BUILD)/build.ninja
+test-e2e-asan: deps-test build $(ASAN_BUILD)/build.ninja
 	$(MESON) configure $(ASAN_BUILD) -Dwerror=$(WERROR)
 	ninja -C $(ASAN_BUILD) pyexec
 	E2E_TESTS="$(ASAN_E2E_TESTS)" scripts/test-sanitized.sh asan $(ASAN_BUILD)/pyexec $(BUILD)
@@ -90,7 +97,7 @@ TSAN_TESTS ?= tests/e2e/test_serve.py tests/e2e/test_warm.py tests/e2e/test_jobs
 $(TSAN_BUILD)/build.ninja:
 	$(MESON) setup $(TSAN_BUILD) -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug
 
-test-tsan: build $(TSAN_BUILD)/build.ninja
+test-tsan: deps-test build $(TSAN_BUILD)/build.ninja
 	$(MESON) configure $(TSAN_BUILD) -Dwerror=$(WERROR)
 	ninja -C $(TSAN_BUILD) pyexec
 	E2E_TESTS="$(TSAN_TESTS)" scripts/test-sanitized.sh tsan $(TSAN_BUILD)/pyexec $(BUILD)
@@ -109,14 +116,14 @@ $(FUZZ_BUILD)/build.ninja:
 	CC=clang $(MESON) setup $(FUZZ_BUILD) -Db_sanitize=address,undefined -Db_lundef=false \
 		-Dc_args='-fsanitize=fuzzer-no-link -fno-sanitize-recover=all -Wno-error -Wno-error=format-nonliteral'
 
-fuzz: deps $(FUZZ_BUILD)/build.ninja
+fuzz: deps-fuzz $(FUZZ_BUILD)/build.ninja
 	ninja -C $(FUZZ_BUILD) fuzz-request
 	mkdir -p $(FUZZ_BUILD)/corpus-new
 	$(FUZZ_BUILD)/fuzz-request -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
 		-dict=fuzz/request.dict -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_FLAGS) \
 		$(FUZZ_BUILD)/corpus-new $(FUZZ_CORPUS)
 
-fuzz-merge: deps $(FUZZ_BUILD)/build.ninja
+fuzz-merge: deps-fuzz $(FUZZ_BUILD)/build.ninja
 	ninja -C $(FUZZ_BUILD) fuzz-request
 	$(FUZZ_BUILD)/fuzz-request -merge=1 -max_len=4096 $(FUZZ_CORPUS) $(FUZZ_BUILD)/corpus-new
 
@@ -124,18 +131,18 @@ fuzz-merge: deps $(FUZZ_BUILD)/build.ninja
 # params object of a job request, validated against fuzz/job-params.yaml.
 FUZZ_JOBS_CORPUS = fuzz/corpus/job-params
 
-fuzz-jobs: deps $(FUZZ_BUILD)/build.ninja
+fuzz-jobs: deps-fuzz $(FUZZ_BUILD)/build.ninja
 	ninja -C $(FUZZ_BUILD) fuzz-job-params
 	mkdir -p $(FUZZ_BUILD)/corpus-new-job-params
 	$(FUZZ_BUILD)/fuzz-job-params -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
 		-dict=fuzz/job-params.dict -artifact_prefix=$(FUZZ_BUILD)/job-params- $(FUZZ_FLAGS) \
 		$(FUZZ_BUILD)/corpus-new-job-params $(FUZZ_JOBS_CORPUS)
 
-fuzz-jobs-merge: deps $(FUZZ_BUILD)/build.ninja
+fuzz-jobs-merge: deps-fuzz $(FUZZ_BUILD)/build.ninja
 	ninja -C $(FUZZ_BUILD) fuzz-job-params
 	$(FUZZ_BUILD)/fuzz-job-params -merge=1 -max_len=4096 $(FUZZ_JOBS_CORPUS) $(FUZZ_BUILD)/corpus-new-job-params
 
-bench: build
+bench: deps-bench build
 	bench/run.sh $(BUILD)/pyexec
 	bench/http.sh $(BUILD)/pyexec
 	bench/warm.sh $(BUILD)/pyexec
@@ -145,7 +152,7 @@ check: build
 
 # The C lines changed since the merge base with main (on main: since the
 # previous commit) formatted as .clang-format says; BASE=<commit> to choose.
-check-format: deps
+check-format: deps-format
 	scripts/check-format.sh $(BASE)
 
 clean:

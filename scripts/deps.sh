@@ -1,39 +1,92 @@
 #!/usr/bin/env bash
-# Install the Debian packages pyexec needs to build, test and benchmark,
-# and only those that are missing. Runs as root on a fresh Debian 12; as
-# another user it only reports what is missing.
+# Install the Debian packages one purpose of pyexec needs, and only those
+# that are missing. Runs as root on a fresh Debian 12; as another user it
+# only reports what is missing.
+#
+#   scripts/deps.sh PURPOSE...     (default: build)
+#
+# Purposes, each with what it includes:
+#   build      compile pyexec (`make`)
+#   serve      build + what the service and its shipped jobs run (`make serve`)
+#   test       serve + the test suites' tools (`make test`)
+#   bench      build + the benchmarks' baselines and load generators (`make bench`)
+#   fuzz       build + clang with libFuzzer (`make fuzz`)
+#   format     the format check of changed lines (`make check-format`)
+#   vm         the cgroup v2 guest of `make test-vm` (qemu, debootstrap)
+#   container  the image of `make test-container` (podman, debootstrap)
+#   all        every purpose above
 set -euo pipefail
 
-packages=(
-  # build
+pkgs_build=(
   gcc make pkg-config meson ninja-build
   libseccomp-dev libjansson-dev libmicrohttpd-dev libyaml-dev
-  # the pyexec(1) man page (docs/pyexec.1.scd)
-  scdoc
   # pyexec-runner embeds CPython 3.11 (the runner and the zygote); meson.build
   # asks python3.11-config for its flags (python3.11-dev)
   libpython3.11-dev python3.11-dev
-  # tests
-  libcmocka-dev python3 python3-pytest python3-pil python3-prometheus-client
-  # the format check of changed lines (scripts/check-format.sh: git clang-format)
-  clang-format
-  # the documents' test parses Markdown (tests/e2e/test_docs.py)
-  python3-markdown-it
-  # ip: the network deny test probes the host's own addresses, listed by ip
-  iproute2
-  # make fuzz: clang with libFuzzer and the sanitizer runtimes;
-  # llvm for llvm-symbolizer (symbolised crash reports)
-  clang libclang-rt-14-dev llvm
-  # unprivileged test user (runuser, useradd)
-  util-linux passwd
-  # benchmarks
-  bubblewrap hyperfine wrk curl
-  # render job (Cycles CPU, FFmpeg H.264) and its tests
-  blender
+  # the pyexec(1) man page (docs/pyexec.1.scd)
+  scdoc
 )
 
+pkgs_serve=(
+  # the shipped jobs' interpreters (jobs/jobs.yaml): compose runs
+  # /usr/bin/python3 with Pillow, render runs /usr/bin/blender (Cycles on
+  # the CPU, FFmpeg's H.264 for the turntable)
+  python3 python3-pil blender
+)
+
+pkgs_test=(
+  libcmocka-dev python3-pytest python3-prometheus-client
+  # the documents' test parses Markdown and runs their examples (curl)
+  python3-markdown-it curl
+  # ip: the network deny test probes the host's own addresses, listed by ip
+  iproute2
+  # the unprivileged suite's user (useradd) and its switch (runuser)
+  util-linux passwd
+)
+
+pkgs_bench=(bubblewrap hyperfine wrk curl)
+
+pkgs_fuzz=(
+  # clang with libFuzzer and the sanitizer runtimes; llvm for
+  # llvm-symbolizer (symbolised crash reports)
+  clang libclang-rt-14-dev llvm
+)
+
+pkgs_format=(clang-format git)
+
+pkgs_vm=(qemu-system-x86 qemu-utils debootstrap e2fsprogs git)
+
+pkgs_container=(podman debootstrap uidmap slirp4netns fuse-overlayfs git)
+
+# Which purposes a purpose includes.
+expand() {
+  case $1 in
+  build) echo build ;;
+  serve) echo build serve ;;
+  test) echo build serve test ;;
+  bench) echo build bench ;;
+  fuzz) echo build fuzz ;;
+  format | vm | container) echo "$1" ;;
+  all) echo build serve test bench fuzz format vm container ;;
+  *)
+    echo "deps: unknown purpose '$1' (build, serve, test, bench, fuzz, format, vm, container, all)" >&2
+    exit 2
+    ;;
+  esac
+}
+
+packages=()
+for purpose in "${@:-build}"; do
+  purposes=$(expand "$purpose") || exit
+  for p in $purposes; do
+    declare -n list="pkgs_$p"
+    packages+=("${list[@]}")
+    unset -n list
+  done
+done
+
 missing=()
-for p in "${packages[@]}"; do
+for p in $(printf '%s\n' "${packages[@]}" | sort -u); do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$p")
   fi
@@ -45,7 +98,7 @@ fi
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "deps: missing Debian packages: ${missing[*]}" >&2
-  echo "deps: run 'make deps' as root (or: apt-get install ${missing[*]})" >&2
+  echo "deps: run 'scripts/deps.sh $*' as root (or: apt-get install ${missing[*]})" >&2
   exit 1
 fi
 
