@@ -16,12 +16,16 @@ import os
 import pathlib
 import re
 import shutil
+import signal
+import socket
 import stat
 import subprocess
+import time
+import urllib.request
 
 import pytest
 
-from conftest import PYEXEC, ROOT
+from conftest import PYEXEC
 
 BUILD = pathlib.Path(PYEXEC).resolve().parent
 # What the installed binary reads: nothing of the caller's environment but
@@ -170,12 +174,41 @@ def test_installed_binary_finds_runner_init_and_jobs(dest, layout, installed_env
     assert p.returncode == 0, p.stderr
     assert {line.split()[0] for line in p.stdout.splitlines() if line.strip()} >= {"compose", "render"}, p.stdout
 
-    if layout["init_built"]:
-        # The warm path finds pyexec-init beside the DESTDIR's runner: no
-        # warning that each sandbox's init is a copy of the zygote.
-        p = run_installed(dest, layout, "serve", "--port", "1", "--print-config", env=installed_env)
-        assert p.returncode == 0, p.stderr
-        assert os.access(pathlib.Path(runner).parent / "pyexec-init", os.X_OK)
+
+def test_installed_service_runs_warm_with_its_init(dest, layout, installed_env, tmp_path):
+    """The installed service, on the warm path, finds pyexec-init beside the
+    DESTDIR's runner (no warning that each sandbox's init is a copy of the
+    zygote) and runs a hello world."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "serve.log"
+    exe = at(dest, layout["bin"] / "pyexec")
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen([str(exe), "serve", "--port", str(port), "--default-policy", "permissive"],
+                                stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, env=installed_env)
+    try:
+        deadline, ready = time.monotonic() + 90, False
+        while not ready and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=5) as r:
+                    ready = r.status == 200
+            except OSError:
+                time.sleep(0.05)
+        assert ready, log.read_text()[-3000:]
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/execute", data=b'{"code": "print(6 * 7)"}',
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            res = json.loads(r.read())
+        assert (res["status"], res["stdout"]) == ("ok", "42\n"), res
+        text = log.read_text()
+        assert "zygote started" in text, text[-3000:]
+        if layout["init_built"]:
+            assert "pyexec-init not found" not in text, text[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log.read_text()[-3000:]
 
 
 def serve_keys(dest, layout):
