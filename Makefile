@@ -166,6 +166,6 @@ $(INSTALL_BUILD)/build.ninja:
 
 .PHONY: install
 install: deps $(INSTALL_BUILD)/build.ninja
-	$(MESON) configure $(INSTALL_BUILD) --prefix=$(PREFIX)
+	$(MESON) configure $(INSTALL_BUILD) --prefix=$(PREFIX) --sysconfdir=/etc
 	ninja -C $(INSTALL_BUILD)
 	$(MESON) install -C $(INSTALL_BUILD) --no-rebuild $(if $(DESTDIR),--destdir $(DESTDIR))
