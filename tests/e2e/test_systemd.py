@@ -122,6 +122,18 @@ def wait_journal(pid, message, timeout=20):
                          + "\n".join(json.dumps(e) for e in journal_of(pid)[-30:]))
 
 
+def journal_cursor():
+    out = sh("journalctl", "-n", "1", "--show-cursor", "--no-pager", "-q").stdout
+    cursors = [line[len("-- cursor: "):] for line in out.splitlines() if line.startswith("-- cursor: ")]
+    assert cursors, f"journalctl printed no cursor: {out!r}"
+    return cursors[-1]
+
+
+def manager_lines(cursor):
+    """What systemd said about the unit since cursor."""
+    return sh("journalctl", "--no-pager", "-o", "cat", f"--after-cursor={cursor}", f"UNIT={UNIT}").stdout
+
+
 def run_cgroups_with_processes():
     """Run cgroups (box-N, run-PID-N, warm-PID-N) anywhere under
     /sys/fs/cgroup that still hold a process."""
@@ -196,11 +208,16 @@ def test_stop_is_graceful_and_leaves_nothing(unit):
     status, body = execute(unit, "print(sum(range(10)))")
     assert status == 200 and json.loads(body)["stdout"] == "45\n", body
 
+    cursor = journal_cursor()
     sh("systemctl", "stop", UNIT, timeout=1000)
-    props = show("ActiveState", "Result", "ExecMainCode", "ExecMainStatus", "MainPID", "ControlGroup")
-    assert props["ActiveState"] == "inactive", props
-    assert props["Result"] == "success", props
-    assert (props["ExecMainCode"], props["ExecMainStatus"]) == ("1", "0"), f"not exit status 0: {props}"
+    assert show("ActiveState")["ActiveState"] == "inactive"
+    # A stopped unit may be unloaded at once (its ExecMain* properties then
+    # read 0): what systemd logged says how it ended. Exit status 0 is
+    # "Deactivated successfully"; any other end is "Failed with result".
+    deadline = time.monotonic() + 20
+    while "Deactivated successfully" not in (said := manager_lines(cursor)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "Deactivated successfully" in said and "Failed with result" not in said, said
     wait_journal(pid, "stopped")
     shutting = wait_journal(pid, "shutting down: no new connections, finishing admitted executions")
     assert shutting[0].get("signal") == "SIGTERM", shutting
@@ -284,6 +301,8 @@ def test_restart_under_load_loses_no_admitted_request(unit):
     assert before > 0, f"no request succeeded before the restart: {outcomes[:10]}"
     assert any(o[1] == "ok" for o in outcomes[n_at_restart:]), \
         f"no request succeeded after the restart: {outcomes[n_at_restart:][:10]}"
+    counts = {k: sum(1 for o in outcomes if o[1] == k) for k in ("ok", "refused", "reset")}
+    print(f"restart under load: {counts}")
     # The old instance drained: it ran what it had admitted, then exited 0.
     assert any(e.get("message") == "shutting down: no new connections, finishing admitted executions"
                for e in journal_of(old_pid))
@@ -298,9 +317,8 @@ def test_enabled_and_serving_after_daemon_reexec(unit):
     pid = int(show("MainPID")["MainPID"])
     sh("systemctl", "daemon-reexec", timeout=300)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and sh("systemctl", "is-system-running", check=False).stdout.strip() in (
-            "", "starting", "initializing"):
-        time.sleep(0.5)
+    while sh("systemctl", "show", UNIT, check=False).returncode != 0 and time.monotonic() < deadline:
+        time.sleep(0.5)  # the manager is coming back
     props = show("ActiveState", "MainPID", "UnitFileState")
     assert props["ActiveState"] == "active" and props["UnitFileState"] == "enabled", props
     assert int(props["MainPID"]) == pid, f"daemon-reexec restarted the service: {pid} -> {props['MainPID']}"
