@@ -13,6 +13,7 @@ service); elsewhere every test is skipped, saying why.
   POST throughout; every answer is a 200 with the right output, or a refusal
   before admission (connection refused, 503, or a reset of a connection the
   stopping service never read: its log has no line for that request id);
+- a job reads and writes /srv/pyexec under the unit's hardening;
 - after `systemctl enable` and `systemctl daemon-reexec` the unit is enabled
   and the same process still serves.
 
@@ -306,6 +307,40 @@ def test_restart_under_load_loses_no_admitted_request(unit):
     # The old instance drained: it ran what it had admitted, then exited 0.
     assert any(e.get("message") == "shutting down: no new connections, finishing admitted executions"
                for e in journal_of(old_pid))
+
+
+def test_job_writes_its_output_under_the_hardening(unit, tmp_path):
+    """The compose job reads /srv/pyexec and publishes its output there:
+    ProtectSystem=strict leaves that root writable (ReadWritePaths=), and
+    nothing else of the host's file systems."""
+    if subprocess.run(["/usr/bin/python3", "-c", "import PIL"], capture_output=True).returncode != 0:
+        pytest.skip("python3-pil is not installed")
+    for d in ("templates", "uploads", "composed"):
+        os.makedirs(f"/srv/pyexec/{d}", exist_ok=True)
+    # ReadWritePaths= applies to what exists at start.
+    sh("systemctl", "restart", UNIT, timeout=1000)
+    name = f"systemd-{os.getpid()}"
+    template, design = f"/srv/pyexec/templates/{name}.png", f"/srv/pyexec/uploads/{name}.png"
+    output = f"/srv/pyexec/composed/{name}.png"
+    sh("/usr/bin/python3", "-c", f"""from PIL import Image
+Image.new("RGB", (600, 700), "white").save("{template}")
+Image.new("RGBA", (200, 200), (200, 30, 30, 255)).save("{design}")""")
+    try:
+        c = http.client.HTTPConnection(HOST, unit, timeout=120)
+        c.request("POST", "/api/jobs/compose", headers={"Content-Type": "application/json"},
+                  body=json.dumps({"params": {"template": template, "design": design, "preset": "chest-large",
+                                              "output": output}}))
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        assert r.status == 200 and json.loads(body)["status"] == "ok", body
+        assert os.path.getsize(output) > 0
+    finally:
+        for f in (template, design, output):
+            try:
+                os.unlink(f)
+            except FileNotFoundError:
+                pass
 
 
 def test_enabled_and_serving_after_daemon_reexec(unit):
