@@ -157,3 +157,22 @@ check-format: deps-format
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
+
+# `make install`: pyexec, its runner and init, the jobs, pyexec(1), the
+# documents, /etc/pyexec/pyexec.conf (only where there is none: an edited
+# one is kept) and pyexec.service (docs/operations.md, "Installing"), from a
+# build of its own configured for it (release, no unit tests), so that the
+# development build's options do not decide what is installed.
+# PREFIX=/usr for a system-wide layout; DESTDIR=DIR to stage into DIR.
+INSTALL_BUILD ?= build-install
+PREFIX ?= /usr/local
+DESTDIR ?=
+
+$(INSTALL_BUILD)/build.ninja:
+	$(MESON) setup $(INSTALL_BUILD) --prefix=$(PREFIX) --sysconfdir=/etc --buildtype=release -Dtests=disabled
+
+.PHONY: install
+install: deps-serve $(INSTALL_BUILD)/build.ninja
+	$(MESON) configure $(INSTALL_BUILD) --prefix=$(PREFIX) --sysconfdir=/etc
+	ninja -C $(INSTALL_BUILD)
+	$(MESON) install -C $(INSTALL_BUILD) --no-rebuild $(if $(DESTDIR),--destdir $(DESTDIR))

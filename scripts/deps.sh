@@ -25,6 +25,9 @@ pkgs_build=(
   libpython3.11-dev python3.11-dev
   # the pyexec(1) man page (docs/pyexec.1.scd)
   scdoc
+  # sd_notify's declarations: pyexec serve tells systemd when it is ready
+  # (libsystemd itself is loaded at run time, only under systemd)
+  libsystemd-dev
 )
 
 pkgs_serve=(
@@ -42,6 +45,8 @@ pkgs_test=(
   iproute2
   # the unprivileged suite's user (useradd) and its switch (runuser)
   util-linux passwd
+  # systemd-analyze verify of the installed pyexec.service
+  systemd
 )
 
 pkgs_bench=(bubblewrap hyperfine wrk curl)

@@ -21,7 +21,7 @@ int cmd_serve(int argc, char **argv) {
                 config_done(&cfg);
                 return EXIT_USAGE;
         }
-        if (r > 0) { /* --print-config or --help */
+        if (r > 0) { /* --print-config, --help or --print-default-config */
                 config_done(&cfg);
                 return 0;
         }

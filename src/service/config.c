@@ -509,13 +509,19 @@ static void usage(FILE *f) {
                 fprintf(f, "  --%-27s %-26s %s (default: %s)\n", flag, keys[i].name, keys[i].help,
                         keys[i].def[0] ? keys[i].def : "empty");
         }
-        fprintf(f, "\n  --config FILE                 PYEXEC_CONFIG              the config file (KEY=value lines) (default: none)\n"
-                   "  --print-config                                           print the resolved configuration and exit\n"
-                   "  --cold                                                   short for --execution-mode cold\n"
-                   "  --help                                                   print this help and exit\n"
-                   "\nPolicies beyond the built-in ones are defined as POLICY_<NAME>=spec (environment or file).\n"
-                   "\nExit status: 0 after a graceful shutdown (SIGTERM, SIGINT) or --print-config/--help;\n"
-                   "1 when the service cannot start; 2 for a bad option, value or config file.\n");
+        fprintf(f,
+                "\n  --config FILE                 PYEXEC_CONFIG              the config file (KEY=value lines) "
+                "(default: none)\n"
+                "  --print-config                                           print the resolved configuration and exit\n"
+                "  --print-default-config                                   print a config file with every key "
+                "commented out at\n"
+                "                                                           its default, and exit\n"
+                "  --cold                                                   short for --execution-mode cold\n"
+                "  --help                                                   print this help and exit\n"
+                "\nPolicies beyond the built-in ones are defined as POLICY_<NAME>=spec (environment or file).\n"
+                "\nExit status: 0 after a graceful shutdown (SIGTERM, SIGINT), --print-config,\n"
+                "--print-default-config or --help;\n"
+                "1 when the service cannot start; 2 for a bad option, value or config file.\n");
 }
 
 int config_load(struct config *c, int argc, char **argv, FILE *out, char *err, size_t errlen) {
@@ -536,6 +542,14 @@ int config_load(struct config *c, int argc, char **argv, FILE *out, char *err, s
                 if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
                         usage(out);
                         r = 2;
+                        goto out;
+                }
+                /* The defaults alone: nothing of the file or the
+                 * environment (the build generates the installed file
+                 * with it). */
+                if (strcmp(argv[i], "--print-default-config") == 0) {
+                        config_print_default(out);
+                        r = 3;
                         goto out;
                 }
                 if (strcmp(argv[i], "--config") == 0) {
@@ -724,4 +738,29 @@ void config_print(const struct config *c, FILE *f) {
                         fputc(toupper((unsigned char)*q), f);
                 fprintf(f, "=%.*s  # %s\n", (int)(where - spec - 1), spec, where);
         }
+}
+
+void config_print_default(FILE *f) {
+        fprintf(f, "# The configuration of `pyexec serve` (pyexec " PYEXEC_VERSION "), read with --config FILE\n"
+                   "# or $PYEXEC_CONFIG.\n"
+                   "#\n"
+                   "# One KEY=value per line; blank lines and lines starting with # are ignored. There are\n"
+                   "# no comments after a value and no quoting. Every key is below, commented out, at its\n"
+                   "# default: remove the '#' before a key and change its value to set it. The environment\n"
+                   "# (KEY=value) and flags (--key value) override this file.\n"
+                   "# `pyexec serve --config FILE --print-config` checks the file and prints the result.\n"
+                   "# Every key in full: docs/configuration.md, pyexec(1). Written by\n"
+                   "# `pyexec serve --print-default-config`.\n");
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                const struct key *k = &keys[i];
+                fprintf(f, "\n# %s", k->help);
+                if (k->type == KEY_U64)
+                        fprintf(f, " (%llu-%llu)", (unsigned long long)k->min, (unsigned long long)k->max);
+                else if (k->type == KEY_BOOL)
+                        fprintf(f, " (true or false)");
+                fprintf(f, "\n#%s=%s\n", k->name, k->def);
+        }
+        fprintf(f, "\n# Policies beyond the built-in ones, one POLICY_<NAME>=spec each; list <name> in POLICIES\n"
+                   "# for requests to pick it (docs/configuration.md, \"Custom policies\"). For example:\n"
+                   "#POLICY_DATA=base=education; allow=xml.etree, sqlite3; deny=pickle\n");
 }

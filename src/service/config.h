@@ -96,11 +96,15 @@ int config_build_policies(struct config *c, char *err, size_t errlen);
 const char *config_policy_line(const struct config *c, const char *name);
 
 /* Fill c from defaults, --config FILE, the environment and the flags in
- * argv (argv[0] is "serve"). Returns 0, 1 for --print-config, 2 for --help
- * (both printed to out), or -EINVAL with err naming the key and the
- * problem. */
+ * argv (argv[0] is "serve"). Returns 0, 1 for --print-config, 2 for --help,
+ * 3 for --print-default-config (each printed to out), or -EINVAL with err
+ * naming the key and the problem. */
 int config_load(struct config *c, int argc, char **argv, FILE *out, char *err, size_t errlen);
 void config_done(struct config *c);
 
 /* KEY=value lines with their sources; API keys are never printed. */
 void config_print(const struct config *c, FILE *f);
+
+/* A config file that loads as it is: every key, with its meaning and
+ * range, commented out at its default (the installed pyexec.conf). */
+void config_print_default(FILE *f);

@@ -24,6 +24,11 @@
  * Shutdown (SIGTERM/SIGINT): stop accepting connections, refuse new
  * executions with 503, finish every admitted one, wait for their responses
  * to be sent, then exit 0.
+ *
+ * Under systemd (Type=notify, notify.c) the service reports READY=1 when
+ * the self-test passes, which is after the listening socket accepts, so
+ * `systemctl start` returns when /health/ready answers 200; STOPPING=1 when
+ * the shutdown begins; and a STATUS= line at each step between.
  */
 #include "http.h"
 
@@ -49,6 +54,7 @@
 #include "jobs.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "ratelimit.h"
 #include "result.h"
 
@@ -863,10 +869,22 @@ static void *selftest(void *arg) {
                         atomic_store(&s->ready, true);
                         log_event(LOG_INFO, "sandbox self-test passed: ready",
                                   json_pack("{s:O?}", "selfTest", json_object_get(report, "selfTest")));
+                        if (!atomic_load(&s->draining))
+                                notify_statusf("READY=1\n", "ready: serving on %s port %llu, %llu execution slots, %s",
+                                               s->cfg->bind, (unsigned long long)s->cfg->port,
+                                               (unsigned long long)s->cfg->max_concurrent,
+                                               pyexec_sandbox_warm_stats(s->sb, &(struct pyexec_warm_stats){ 0 }) == 0
+                                                       ? "warm"
+                                                       : "cold");
                         return NULL;
                 }
                 log_event(LOG_ERROR, "sandbox self-test failed; not ready, retrying",
                           json_pack("{s:O?}", "problems", json_object_get(report, "problems")));
+                {
+                        json_t *p = json_array_get(json_object_get(report, "problems"), 0);
+                        notify_statusf("", "not ready: the sandbox self-test failed (%s); retrying every %d s",
+                                       json_is_string(p) ? json_string_value(p) : "no report", SELFTEST_RETRY_S);
+                }
                 for (int i = 0; i < SELFTEST_RETRY_S * 10 && !atomic_load(&s->stop_selftest); i++)
                         nanosleep(&(struct timespec){ .tv_nsec = 100000000 }, NULL);
         }
@@ -931,7 +949,7 @@ int http_serve(const struct config *cfg) {
         log_set_level(cfg->log_level);
         {
                 char err[512];
-                if (mhd_load(err, sizeof err) < 0) {
+                if (mhd_load(err, sizeof err) < 0 || notify_init(err, sizeof err) < 0) {
                         log_event(LOG_ERROR, err, NULL);
                         return 1;
                 }
@@ -977,6 +995,7 @@ int http_serve(const struct config *cfg) {
                         log_event(LOG_INFO, "jobs loaded",
                                   json_pack("{s:s,s:I}", "file", jp, "jobs", (json_int_t)s.jobs.n_jobs));
         }
+        notify_statusf("", "starting: setting up the sandbox");
         r = pyexec_sandbox_new(&s.sb);
         if (r < 0) {
                 log_event(LOG_ERROR, "cannot set up the sandbox", json_pack("{s:s}", "error", strerror(-r)));
@@ -1001,6 +1020,7 @@ int http_serve(const struct config *cfg) {
                         .max_running = (unsigned)cfg->max_concurrent,
                 };
                 uint64_t t0 = now_ns();
+                notify_statusf("", "starting: the zygote and %u warm sandboxes", wo.pool);
                 r = pyexec_sandbox_start_warm(s.sb, &wo);
                 if (r < 0)
                         /* The service still runs every program, cold. */
@@ -1046,6 +1066,8 @@ int http_serve(const struct config *cfg) {
                   json_pack("{s:s,s:I,s:I,s:I,s:b}", "bind", cfg->bind, "port", (json_int_t)cfg->port, "slots",
                             (json_int_t)cfg->max_concurrent, "queue", (json_int_t)cfg->queue_size, "auth",
                             cfg->n_api_keys > 0));
+        notify_statusf("", "listening on %s port %llu; running the sandbox self-test", cfg->bind,
+                       (unsigned long long)cfg->port);
         pthread_create(&s.selftest_thread, NULL, selftest, &s);
 
         sigwait(&sigs, &sig);
@@ -1054,6 +1076,15 @@ int http_serve(const struct config *cfg) {
         atomic_store(&s.draining, true);
         log_event(LOG_INFO, "shutting down: no new connections, finishing admitted executions",
                   json_pack("{s:s}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
+        {
+                struct executor_state st;
+                executor_get_state(s.ex, &st);
+                notify_statusf("STOPPING=1\n",
+                               "shutting down (%s): no new connections; finishing %llu running and %llu queued "
+                               "executions",
+                               sig == SIGTERM ? "SIGTERM" : "SIGINT", (unsigned long long)st.active,
+                               (unsigned long long)st.queued);
+        }
         /* New connections are refused at once (shutdown() ends the LISTEN
          * state); the descriptor is closed only after MHD_stop_daemon(), as
          * libmicrohttpd's threads may still use it until then (its
@@ -1073,6 +1104,7 @@ int http_serve(const struct config *cfg) {
         if (listen_fd >= 0)
                 close(listen_fd);
         pthread_mutex_destroy(&s.env_lock);
+        notify_statusf("", "shutting down: admitted executions finished; stopping the zygote and sandboxes");
         server_release(&s);
         log_event(LOG_INFO, "stopped", NULL);
         return 0;

@@ -24,7 +24,7 @@ RUN_OPTIONS = {
 }
 JOB_OPTIONS = {"--jobs", "--json", "--help"}
 CHECK_OPTIONS = {"--json", "--python", "--help"}
-SERVE_OPTIONS = {"--config", "--print-config", "--cold", "--help"}  # besides one per key
+SERVE_OPTIONS = {"--config", "--print-config", "--print-default-config", "--cold", "--help"}  # besides one per key
 
 
 def source(name):
