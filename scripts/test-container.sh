@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# make test-container: the container image (Dockerfile), built and tested with
+# podman, run with exactly the privileges docs/container.md documents.
+#
+#   scripts/test-container.sh [--base-only | --build-only]
+#
+# needs: podman for building and running the image
+# needs: debootstrap for the base image (no registry is reached)
+# needs: uidmap, slirp4netns, fuse-overlayfs for podman (rootless and networking)
+#
+# Phases, each printed with its time:
+#   base   debian:bookworm-slim made from Debian packages: debootstrap
+#          --variant=minbase bookworm, cached under $PYEXEC_CONTAINER_CACHE
+#          (/var/cache/pyexec-container), imported as
+#          docker.io/library/debian:bookworm-slim so that the Dockerfile's FROM
+#          resolves without a registry. A stamp (suite, mirror, version of this
+#          recipe) decides when to make it again; it is kept in the root and as
+#          a label of the imported image.
+#   build  podman build of the Dockerfile (--pull=never; the build's network is
+#          the host's, where apt reaches the mirror).
+#   run    the image run with the flags of docs/container.md (CONTAINER_FLAGS
+#          below, checked against the document by tests/container), port 3002
+#          published on a free loopback port; waits for GET /health/ready.
+#   check  `pyexec check` inside the running container: exit 0, every limit
+#          enforced by cgroups.
+#   tests  tests/container (the image's files, the manifests) and the smoke and
+#          sandbox deny tests of tests/e2e pointed at the container
+#          (PYEXEC_TEST_URL, PYEXEC_TEST_CONTAINER).
+#   stop   podman stop (SIGTERM): the container exits 0 and logged "stopped".
+#
+# The container is removed on every exit path.
+set -euo pipefail
+
+cache=${PYEXEC_CONTAINER_CACHE:-/var/cache/pyexec-container}
+suite=bookworm
+base_image=docker.io/library/debian:bookworm-slim
+image=${PYEXEC_CONTAINER_IMAGE:-localhost/pyexec:test}
+ready_timeout=${CONTAINER_READY_TIMEOUT:-180} # s from podman run to /health/ready
+stop_timeout=${CONTAINER_STOP_TIMEOUT:-60}    # s from SIGTERM to the container's exit
+recipe=v1 # bump when make_base changes what the root holds
+ctr=      # the running container's name, removed on exit
+
+# The privileges of docs/container.md ("Podman"), no more: tests/container
+# checks that the document and this list agree.
+CONTAINER_FLAGS=(
+  --cap-drop=ALL
+  --cap-add=SYS_ADMIN,SETUID,SETGID,KILL,DAC_OVERRIDE,CHOWN,FOWNER,NET_ADMIN,SYS_RESOURCE
+  --cgroupns=private
+)
+
+die() { echo "test-container: $*" >&2; exit 1; }
+say() { echo "test-container: $*" >&2; }
+
+phase_t0=0
+phase() { phase_t0=$SECONDS; say "$1 ..."; }
+done_phase() { say "$1: done in $((SECONDS - phase_t0))s"; }
+
+# The Debian mirror the host uses (deb.debian.org here), as test-fresh.sh finds it.
+host_mirror() {
+  local m
+  m=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
+    grep -oE 'https?://[^ ]+/debian/?( |$)' | head -n1 | tr -d ' ') || true
+  echo "${m:-http://deb.debian.org/debian}"
+}
+
+install_missing() {
+  local missing=() tool pkg
+  for tool in podman:podman debootstrap:debootstrap newuidmap:uidmap slirp4netns:slirp4netns \
+    fuse-overlayfs:fuse-overlayfs; do
+    command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
+  done
+  ((${#missing[@]})) || return 0
+  say "installing ${missing[*]}"
+  for pkg in 1 2; do
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null && return 0
+    apt-get update -qq
+  done
+  die "could not install ${missing[*]}"
+}
+
+# The root of debian:bookworm-slim's package set (minbase: Essential and
+# required, apt), with the suites a Debian 12 image has.
+make_base() {
+  local root=$1 mirror=$2 stamp=$3 tmp=$1.tmp sec
+  rm -rf --one-file-system "$tmp"
+  debootstrap --variant=minbase "$suite" "$tmp" "$mirror" >"$cache/debootstrap.log" 2>&1 ||
+    { tail -n 20 "$cache/debootstrap.log" >&2; die "debootstrap failed (log: $cache/debootstrap.log)"; }
+  sec=${mirror%/debian*}/debian-security
+  rm -f "$tmp/etc/apt/sources.list"
+  cat >"$tmp/etc/apt/sources.list.d/debian.sources" <<EOF
+Types: deb
+URIs: $mirror
+Suites: $suite $suite-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: $sec
+Suites: $suite-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+  # What the official slim image leaves out: package lists, downloaded
+  # .debs, documentation, logs.
+  rm -rf "$tmp"/var/lib/apt/lists/* "$tmp"/var/cache/apt/*.bin "$tmp"/var/cache/apt/archives/*.deb \
+    "$tmp"/usr/share/doc/* "$tmp"/usr/share/man/* "$tmp"/usr/share/info/* "$tmp"/var/log/*.log
+  : >"$tmp/etc/resolv.conf"
+  echo "$stamp" >"$tmp/.pyexec-container-base"
+  rm -rf --one-file-system "$root"
+  mv "$tmp" "$root"
+}
+
+base() {
+  local root=$cache/$suite-minbase mirror stamp have
+  mirror=$(host_mirror)
+  stamp="$suite minbase $mirror $recipe"
+  mkdir -p "$cache"
+  exec 9>"$cache/lock"
+  flock 9
+  if [[ ! -f $root/.pyexec-container-base || $(cat "$root/.pyexec-container-base") != "$stamp" ]]; then
+    say "base: debootstrap --variant=minbase $suite ($mirror) into $root"
+    make_base "$root" "$mirror" "$stamp"
+  fi
+  have=$(podman image inspect --format '{{index .Config.Labels "org.pyexec.base"}}' "$base_image" 2>/dev/null) || have=
+  if [[ $have != "$stamp" ]]; then
+    say "base: importing $root as $base_image"
+    tar -C "$root" --exclude=./.pyexec-container-base -c . |
+      podman import -q --change "LABEL org.pyexec.base=\"$stamp\"" --change 'CMD ["/bin/bash"]' \
+        - "$base_image" >/dev/null
+  else
+    say "base: $base_image is up to date ($stamp)"
+  fi
+  flock -u 9
+}
+
+build() {
+  local repo=$1
+  podman build --pull=never --network=host --format docker -t "$image" -f "$repo/Dockerfile" "$repo" \
+    >"$cache/build.log" 2>&1 || { tail -n 40 "$cache/build.log" >&2; die "podman build failed (log: $cache/build.log)"; }
+  say "build: $image, $(podman image inspect --format '{{.Size}}' "$image" | numfmt --to=iec) (log: $cache/build.log)"
+}
+
+free_port() {
+  local p i
+  for i in $(seq 50); do
+    p=$((20000 + RANDOM % 30000))
+    if ! { exec 3<>"/dev/tcp/127.0.0.1/$p"; } 2>/dev/null; then echo "$p"; return; fi
+    exec 3<&-
+  done
+  die "no free port found on 127.0.0.1"
+}
+
+# HTTP status of GET $2 on 127.0.0.1:$1, with bash's /dev/tcp.
+http_status() {
+  local line
+  { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
+  printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
+  IFS=' ' read -r -t 5 _ line _ <&3 || line=
+  exec 3<&-
+  echo "${line:-none}"
+}
+
+cleanup() {
+  if [[ -n $ctr ]]; then
+    podman rm -f -t 0 "$ctr" >/dev/null 2>&1 || true
+  fi
+}
+
+main() {
+  local mode=all repo t_all port code url
+  while (($#)); do
+    case $1 in
+    --base-only) mode=base ;;
+    --build-only) mode=build ;;
+    -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument '$1' (--base-only, --build-only)" ;;
+    esac
+    shift
+  done
+  [[ $(id -u) -eq 0 ]] || die "needs root (debootstrap, and the container runs as root under rootful podman)"
+  repo=$(cd "$(dirname "$0")/.." && pwd)
+  t_all=$SECONDS
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+
+  phase deps; install_missing; done_phase deps
+  phase base; base; done_phase base
+  [[ $mode == base ]] && return 0
+  phase build; build "$repo"; done_phase build
+  [[ $mode == build ]] && return 0
+
+  phase run
+  port=$(free_port)
+  ctr=pyexec-test-$$
+  podman run -d --name "$ctr" "${CONTAINER_FLAGS[@]}" -p "127.0.0.1:$port:3002" "$image" >/dev/null ||
+    die "podman run failed"
+  url=http://127.0.0.1:$port
+  code=none
+  while ((SECONDS - phase_t0 < ready_timeout)); do
+    [[ $(podman inspect --format '{{.State.Running}}' "$ctr") == true ]] ||
+      { podman logs "$ctr" 2>&1 | tail -n 30 >&2; die "run: the container exited before /health/ready answered 200 (log above)"; }
+    code=$(http_status "$port" /health/ready) || code=none
+    [[ $code == 200 ]] && break
+    sleep 1
+  done
+  [[ $code == 200 ]] ||
+    { podman logs "$ctr" 2>&1 | tail -n 30 >&2; die "run: /health/ready did not answer 200 within ${ready_timeout}s (last: $code)"; }
+  say "run: $url ready"
+  done_phase run
+
+  phase check
+  podman exec "$ctr" pyexec check >"$cache/check.txt" 2>&1 ||
+    { cat "$cache/check.txt" >&2; die "check: pyexec check in the container failed"; }
+  sed 's/^/  /' "$cache/check.txt" >&2
+  done_phase check
+
+  phase tests
+  PYEXEC_TEST_URL=$url PYEXEC_TEST_CONTAINER=$ctr PYEXEC_CONTAINER_FLAGS="${CONTAINER_FLAGS[*]}" \
+    /usr/bin/python3 -m pytest -q -p no:cacheprovider -o cache_dir=/nonexistent \
+    "$repo/tests/container" \
+    "$repo/tests/e2e/test_smoke.py" "$repo/tests/e2e/test_deny.py" "$repo/tests/e2e/test_kernel_tables.py" ||
+    die "tests: failed against the container ($url)"
+  done_phase tests
+
+  phase stop
+  podman stop -t "$stop_timeout" "$ctr" >/dev/null
+  code=$(podman inspect --format '{{.State.ExitCode}}' "$ctr")
+  ((code == 0)) || { podman logs "$ctr" 2>&1 | tail -n 20 >&2; die "stop: the container exited $code after SIGTERM (log above)"; }
+  podman logs "$ctr" 2>&1 | grep -q '"message":"stopped"' ||
+    die "stop: the container exited 0 but the service never logged \"stopped\""
+  done_phase stop
+  say "passed in $((SECONDS - t_all))s"
+}
+
+main "$@"
