@@ -43,16 +43,18 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /srv/pyexec/templates /srv/pyexec/uploads /srv/pyexec/composed /srv/pyexec/renders
 COPY --from=build /out/ /
+COPY scripts/container-entrypoint.sh /usr/local/libexec/pyexec/container-entrypoint
 # The service listens on 127.0.0.1 by default: inside a container it must
 # listen on the container's interfaces to be published.
-ENV HOST=0.0.0.0 PORT=3002
+ENV BIND=0.0.0.0 PORT=3002
 EXPOSE 3002
 # Python is in the image already (the compose job's interpreter): no curl.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["/usr/bin/python3", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:3002/health/ready', timeout=4)"]
 STOPSIGNAL SIGTERM
-# pyexec serve is PID 1: it handles SIGTERM (graceful stop) and reaps every
-# child it starts; the sandboxes' processes live in PID namespaces of their
-# own, whose init reaps them (docs/container.md).
-ENTRYPOINT ["/usr/local/bin/pyexec"]
+# The entrypoint makes the container's cgroup writable where it may, then
+# execs pyexec: `pyexec serve` is PID 1. It handles SIGTERM (graceful stop)
+# and reaps every child it starts; the sandboxes' processes live in PID
+# namespaces of their own, whose init reaps them (docs/container.md).
+ENTRYPOINT ["/usr/local/libexec/pyexec/container-entrypoint"]
 CMD ["serve"]

@@ -150,3 +150,11 @@ check-format: deps
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
+
+# The container image (Dockerfile) built with podman on a debian:bookworm-slim
+# made from Debian packages (cached in /var/cache/pyexec-container), run with
+# exactly the privileges of docs/container.md, and the smoke and sandbox deny
+# tests sent to it; CONTAINER_MODE=unprivileged runs the unprivileged mode.
+.PHONY: test-container
+test-container:
+	scripts/test-container.sh
