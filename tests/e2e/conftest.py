@@ -6,7 +6,9 @@ run, cgroups) and, through scripts/test-unprivileged.sh, as an unprivileged
 user (user namespaces, rlimit fallbacks); `privileged` tells which.
 
 PYEXEC_TEST_URL points the runs of the `run` and `run_plain` fixtures at a
-running service instead (`pyexec run --service URL`, its warm path), and
+running service instead (`pyexec run --service URL`, its warm path; the
+service must allow the limits' whole ranges: EXECUTION_TIMEOUT=600000,
+MEMORY_LIMIT=4096, MAX_OUTPUT_LENGTH=67108864, RATE_LIMIT_MAX=0), and
 PYEXEC_TEST_CONTAINER names the podman container that service runs in, where
 `pyexec check` then runs: scripts/test-container.sh runs the smoke and deny
 tests so against the container image. A run whose options the service sets
@@ -31,6 +33,7 @@ SERVICE_CONTAINER = os.environ.get("PYEXEC_TEST_CONTAINER") or None
 # configuration: `pyexec run --service` refuses them).
 SERVICE_RUN_OPTIONS = {"--json", "--timeout", "--cpu-time", "--memory", "--max-output", "--policy", "--stdin",
                        "--arg", "--file", "--test", "--module"}
+SERVICE_RUN_DEFAULTS = {"--timeout": "10000", "--cpu-time": "10000", "--memory": "128", "--max-output": "10000"}
 
 
 class Result(dict):
@@ -64,7 +67,13 @@ def service_options(options):
     for o in options:
         if isinstance(o, str) and o.startswith("--") and o not in SERVICE_RUN_OPTIONS:
             pytest.skip(f"{o} is the service's configuration, not part of a request ({SERVICE_URL})")
-    return ["--service", SERVICE_URL, *options]
+    # A local run has no policy unless given one; the service's default is
+    # education: ask for permissive, as close to none as a request gets.
+    policy = [] if "--policy" in options else ["--policy", "permissive"]
+    # A request without a limit gets the service's maximum (its configured
+    # default): send a local run's defaults instead (pyexec run --help).
+    defaults = [x for o, v in SERVICE_RUN_DEFAULTS.items() if o not in options for x in (o, v)]
+    return ["--service", SERVICE_URL, *policy, *defaults, *options]
 
 
 def skip_on_service(reason):
