@@ -36,8 +36,9 @@ else
 	# cgroup v1 (or hybrid): the hierarchies pyexec uses.
 	for c in memory pids cpuacct; do
 		d=/sys/fs/cgroup/$c
-		[ -d "$d" ] && own_root "$c" && read_only "$d" || continue
-		mount -o remount,rw,bind "$d" 2>/dev/null || true
+		if [ -d "$d" ] && own_root "$c" && read_only "$d"; then
+			mount -o remount,rw,bind "$d" 2>/dev/null || true
+		fi
 	done
 fi
 exec /usr/local/bin/pyexec "$@"

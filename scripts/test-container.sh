@@ -48,6 +48,7 @@ ctr=      # the running container's name, removed on exit
 # container, a host uid and cgroups per run. unprivileged
 # (CONTAINER_MODE=unprivileged): pyexec as uid 1000 building its sandboxes
 # in user namespaces, the container without any capability.
+# shellcheck disable=SC2054 # the commas are --cap-add's
 ROOT_FLAGS=(
   --cap-drop=ALL
   --cap-add=SYS_ADMIN,SETUID,SETGID,SETPCAP,KILL,DAC_OVERRIDE,CHOWN
@@ -81,14 +82,14 @@ host_mirror() {
 }
 
 install_missing() {
-  local missing=() tool pkg
+  local missing=() tool
   for tool in podman:podman debootstrap:debootstrap newuidmap:uidmap slirp4netns:slirp4netns \
     fuse-overlayfs:fuse-overlayfs; do
     command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
   done
   ((${#missing[@]})) || return 0
   say "installing ${missing[*]}"
-  for pkg in 1 2; do
+  for _ in 1 2; do
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null && return 0
     apt-get update -qq
   done
@@ -166,7 +167,7 @@ build() {
 #   cannot give the container podman's default rlimits (nofile 1048576):
 #   the container gets this shell's limits (nproc capped at conmon's own).
 podman_conf() {
-  local conf=$cache/containers.conf ctl= capeff nofile nproc
+  local conf=$cache/containers.conf ctl='' capeff nofile nproc
   : >"$conf"
   [[ -r /sys/fs/cgroup/unified/cgroup.controllers ]] && ctl=$(tr -d ' \n' </sys/fs/cgroup/unified/cgroup.controllers)
   capeff=$(awk '/^CapEff:/ { print $2 }' /proc/self/status)
@@ -187,8 +188,8 @@ podman_conf() {
 }
 
 free_port() {
-  local p i
-  for i in $(seq 50); do
+  local p
+  for _ in $(seq 50); do
     p=$((20000 + RANDOM % 30000))
     if ! { exec 3<>"/dev/tcp/127.0.0.1/$p"; } 2>/dev/null; then echo "$p"; return; fi
     exec 3<&-
@@ -243,6 +244,7 @@ http_status() {
   echo "${line:-none}"
 }
 
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
   if [[ -n $ctr ]]; then
     podman rm -f -t 0 "$ctr" >/dev/null 2>&1 || true
@@ -255,6 +257,7 @@ cleanup() {
 # from the host: pyexec must reap whatever ends up its child.
 zombies_of() {
   local pid=$1 n=0 c st
+  # shellcheck disable=SC2013 # the files hold pids separated by spaces
   for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
     st=$(awk '{ print $3 }' "/proc/$c/stat" 2>/dev/null) || continue
     [[ $st == Z ]] && n=$((n + 1))
@@ -282,6 +285,7 @@ main() {
   trap 'exit 143' TERM
 
   phase deps; install_missing; done_phase deps
+  mkdir -p "$cache"
   podman_conf
   phase base; base; done_phase base
   [[ $mode == base ]] && return 0
@@ -292,7 +296,7 @@ main() {
   case $cmode in
   root)
     flags=("${ROOT_FLAGS[@]}")
-    mkdir -p -m 0700 /run/pyexec
+    [[ -d /run/pyexec ]] || mkdir -m 0700 /run/pyexec
     ;;
   unprivileged) flags=("${UNPRIVILEGED_FLAGS[@]/SECCOMP_USERNS/$(seccomp_userns)}") ;;
   *) die "CONTAINER_MODE must be root or unprivileged, not '$cmode'" ;;
@@ -335,12 +339,12 @@ main() {
   # program, which holds on the cold path only; a warm sandbox also holds
   # its holder process (src/sandbox/supervise.c), on any host.
   say "tests: deselected test_host_processes_are_invisible_and_unreachable (cold path only: kill(-1) reaches a warm sandbox's holder)"
-  PYEXEC_BIN=$client_dir/pyexec PYEXEC_TEST_URL=$url PYEXEC_TEST_CONTAINER=$ctr CONTAINER_MODE=$cmode \
-    /usr/bin/python3 -m pytest -q -p no:cacheprovider -rs "$repo/tests/container" \
-    "$repo/tests/e2e/test_smoke.py" "$repo/tests/e2e/test_deny.py" \
-    "$repo/tests/e2e/test_kernel_tables.py::test_flow_label_denied_cli" \
-    --deselect "$repo/tests/e2e/test_deny.py::test_host_processes_are_invisible_and_unreachable" \
-    ${CONTAINER_PYTEST_ARGS:-} ||
+  # shellcheck disable=SC2086 # CONTAINER_PYTEST_ARGS: words for pytest
+  (cd "$repo" && PYEXEC_BIN=$client_dir/pyexec PYEXEC_TEST_URL=$url PYEXEC_TEST_CONTAINER=$ctr CONTAINER_MODE=$cmode \
+    /usr/bin/python3 -m pytest -q -p no:cacheprovider -rs tests/container \
+    tests/e2e/test_smoke.py tests/e2e/test_deny.py tests/e2e/test_kernel_tables.py::test_flow_label_denied_cli \
+    --deselect tests/e2e/test_deny.py::test_host_processes_are_invisible_and_unreachable \
+    ${CONTAINER_PYTEST_ARGS:-}) ||
     die "tests: failed against the container ($url, $cmode)"
   n=$(zombies_of "$pid1")
   ((n == 0)) || die "tests: $n zombie children of the container's PID 1 after the tests"
@@ -357,4 +361,9 @@ main() {
   say "passed in $((SECONDS - t_all))s"
 }
 
-main "$@"
+# One compound command, read whole before it runs: an edit of this file
+# during a run does not change what the run executes.
+{
+  main "$@"
+  exit
+}

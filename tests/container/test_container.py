@@ -138,6 +138,17 @@ def test_root_mode_grants_no_more_than_the_table():
     assert {c for pair in listed for c in pair if c} == ROOT_CAPS, "the privilege table lists other capabilities"
 
 
+def test_documented_docker_flags_are_podmans():
+    [block] = [b for b in fenced_blocks("console") if b.startswith("docker run")]
+    words = shlex.split(block.replace("\\\n", " "))
+    caps = {w.split("=", 1)[1] for w in words if w.startswith("--cap-add=")}
+    assert caps == ROOT_CAPS and "--cap-drop=ALL" in words
+    root, _ = documented_podman_flags()
+    same = [f for f in root if not f.startswith("--cap-add=")]
+    assert set(same) <= set(words), set(same) - set(words)
+    assert "--security-opt=apparmor=unconfined" in words and "--privileged" not in words
+
+
 def test_compose_grants_the_documented_privileges():
     svc = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]["pyexec"]
     assert svc["ports"] == ["3002:3002"]

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (Listener, PYEXEC, host_pids_matching, host_pids_with_uid_range, pyexec, service_options,
-                      skip_on_service)
+from conftest import (Listener, PYEXEC, SERVICE_URL, host_pids_matching, host_pids_with_uid_range, pyexec,
+                      service_options, skip_on_service)
 
 HERE = Path(__file__).resolve().parent
 
@@ -143,6 +143,10 @@ def assert_nothing_survives(marker, uid=None, duration=1.0, checks=5, grace=0.0)
     either (a daemon that was asleep, a straggler of a fork bomb). grace is
     time allowed for the kernel to finish tearing the run down first (none
     when pyexec returned normally: it reaps the run before it returns)."""
+    if SERVICE_URL:
+        # A service answers first and tears the sandbox down after
+        # (zygote.c, KILL_GRACE_NS): allow that teardown its time.
+        grace = max(grace, 2.0)
     deadline = time.monotonic() + grace
     while grace and _survivors(marker, uid) and time.monotonic() < deadline:
         time.sleep(0.05)
