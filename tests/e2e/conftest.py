@@ -21,13 +21,24 @@ import pathlib
 import socket
 import subprocess
 import threading
+import urllib.request
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PYEXEC = os.environ.get("PYEXEC_BIN") or str(ROOT / "build" / "pyexec")
-PRIVILEGED = os.geteuid() == 0
 SERVICE_URL = os.environ.get("PYEXEC_TEST_URL") or None
+
+
+def _service_privileged(url):
+    """Whether the service at url runs as root (GET /api/environment)."""
+    with urllib.request.urlopen(url + "/api/environment", timeout=30) as r:
+        return json.load(r)["privileged"] is True
+
+
+# Whether runs get a host uid of their own (root) or a user namespace: this
+# process's, or the service's that the runs go to.
+PRIVILEGED = _service_privileged(SERVICE_URL) if SERVICE_URL else os.geteuid() == 0
 SERVICE_CONTAINER = os.environ.get("PYEXEC_TEST_CONTAINER") or None
 # The options of `pyexec run` a request carries (the rest are the service's
 # configuration: `pyexec run --service` refuses them).
