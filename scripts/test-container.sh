@@ -250,6 +250,7 @@ cleanup() {
     podman rm -f -t 0 "$ctr" >/dev/null 2>&1 || true
   fi
   [[ -n ${client_dir:-} ]] && rm -rf "$client_dir"
+  [[ -n ${srv_dir:-} ]] && rm -rf "$srv_dir"
   return 0
 }
 
@@ -302,11 +303,15 @@ main() {
   *) die "CONTAINER_MODE must be root or unprivileged, not '$cmode'" ;;
   esac
   say "run: $cmode: podman run ${flags[*]}"
+  # The jobs' directories, shared with the host (a volume, not a privilege).
+  srv_dir=$(mktemp -d "$cache/srv.XXXXXX")
+  mkdir "$srv_dir"/{templates,uploads,composed,renders}
+  [[ $cmode == root ]] || chown -R 1000:1000 "$srv_dir"
   port=$(free_port)
   ctr=pyexec-test-$$
   # podman runs health checks from systemd timers, and says so on stderr
   # where there is no systemd; the check is run by hand below.
-  podman run -d --name "$ctr" "${flags[@]}" "${TEST_ENV[@]}" -p "127.0.0.1:$port:3002" "$image" 2>"$cache/run.err" >/dev/null ||
+  podman run -d --name "$ctr" "${flags[@]}" "${TEST_ENV[@]}" --volume="$srv_dir:/srv/pyexec" -p "127.0.0.1:$port:3002" "$image" 2>"$cache/run.err" >/dev/null ||
     { cat "$cache/run.err" >&2; die "podman run failed"; }
   url=http://127.0.0.1:$port
   code=none
@@ -340,7 +345,7 @@ main() {
   # its holder process (src/sandbox/supervise.c), on any host.
   say "tests: deselected test_host_processes_are_invisible_and_unreachable (cold path only: kill(-1) reaches a warm sandbox's holder)"
   # shellcheck disable=SC2086 # CONTAINER_PYTEST_ARGS: words for pytest
-  (cd "$repo" && PYEXEC_BIN=$client_dir/pyexec PYEXEC_TEST_URL=$url PYEXEC_TEST_CONTAINER=$ctr CONTAINER_MODE=$cmode \
+  (cd "$repo" && PYEXEC_BIN=$client_dir/pyexec PYEXEC_TEST_URL=$url PYEXEC_TEST_CONTAINER=$ctr PYEXEC_TEST_SRV=$srv_dir CONTAINER_MODE=$cmode \
     /usr/bin/python3 -m pytest -q -p no:cacheprovider -rs tests/container \
     tests/e2e/test_smoke.py tests/e2e/test_deny.py tests/e2e/test_kernel_tables.py::test_flow_label_denied_cli \
     --deselect tests/e2e/test_deny.py::test_host_processes_are_invisible_and_unreachable \

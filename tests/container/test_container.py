@@ -231,3 +231,28 @@ def test_check_in_the_container_reports_the_sandbox_whole():
 def test_the_service_is_pid_1():
     p = subprocess.run(["podman", "exec", CONTAINER, "cat", "/proc/1/comm"], capture_output=True, timeout=60)
     assert p.stdout.decode().strip() == "pyexec"
+
+
+@live
+@pytest.mark.skipif(not os.environ.get("PYEXEC_TEST_SRV"), reason="no jobs directory shared with the container")
+def test_compose_job_publishes_into_the_shared_directory():
+    """The compose job through the container's service, with the documented
+    privileges: its output lands in the host directory mounted at /srv/pyexec,
+    owned by that directory's owner."""
+    from PIL import Image
+
+    srv = pathlib.Path(os.environ["PYEXEC_TEST_SRV"])
+    Image.new("RGB", (300, 350), "white").save(srv / "templates" / "ctr-shirt.png")
+    Image.new("RGBA", (100, 100), (200, 30, 30, 255)).save(srv / "uploads" / "ctr-logo.png")
+    out = srv / "composed" / "ctr-order.png"
+    body = json.dumps({"params": {"template": "/srv/pyexec/templates/ctr-shirt.png",
+                                  "design": "/srv/pyexec/uploads/ctr-logo.png", "preset": "chest-large",
+                                  "output": "/srv/pyexec/composed/ctr-order.png"}}).encode()
+    req = urllib.request.Request(URL + "/api/jobs/compose", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        res = json.load(r)
+    assert res["status"] == "ok", res
+    assert out.is_file(), f"the job said ok but {out} is not on the host"
+    st, parent = out.stat(), out.parent.stat()
+    assert (st.st_uid, st.st_gid) == (parent.st_uid, parent.st_gid)
+    assert Image.open(out).size == (300, 350)
