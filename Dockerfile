@@ -49,8 +49,9 @@ COPY scripts/container-entrypoint.sh /usr/local/libexec/pyexec/container-entrypo
 ENV BIND=0.0.0.0 PORT=3002
 EXPOSE 3002
 # Python is in the image already (the compose job's interpreter): no curl.
+# It asks on loopback, on PORT: with BIND set to one other address, replace it.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["/usr/bin/python3", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:3002/health/ready', timeout=4)"]
+  CMD ["/usr/bin/python3", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/health/ready' % os.environ.get('PORT', '3002'), timeout=4)"]
 STOPSIGNAL SIGTERM
 # The entrypoint makes the container's cgroup writable where it may, then
 # execs pyexec: `pyexec serve` is PID 1. It handles SIGTERM (graceful stop)
