@@ -38,7 +38,7 @@ ARG BLENDER=false
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libjansson4 libyaml-0-2 libmicrohttpd12 libexpat1 zlib1g \
-      libpython3.11-stdlib python3 python3-pil \
+      libpython3.11-stdlib python3 python3-pil tini \
       $( [ "$BLENDER" = true ] && echo blender ) \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /srv/pyexec/templates /srv/pyexec/uploads /srv/pyexec/composed /srv/pyexec/renders
@@ -53,9 +53,10 @@ EXPOSE 3002
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["/usr/bin/python3", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/health/ready' % os.environ.get('PORT', '3002'), timeout=4)"]
 STOPSIGNAL SIGTERM
-# The entrypoint makes the container's cgroup writable where it may, then
-# execs pyexec: `pyexec serve` is PID 1. It handles SIGTERM (graceful stop)
-# and reaps every child it starts; the sandboxes' processes live in PID
-# namespaces of their own, whose init reaps them (docs/container.md).
-ENTRYPOINT ["/usr/local/libexec/pyexec/container-entrypoint"]
+# PID 1 is tini: it forwards SIGTERM to pyexec (the graceful stop) and
+# exits with its status, and reaps the orphans that `podman exec` or
+# `kubectl exec` sessions leave: pyexec reaps the children it starts, not
+# processes the kernel hands to PID 1. The entrypoint makes the container's
+# cgroup writable where it may, then execs `pyexec serve` (docs/container.md).
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/libexec/pyexec/container-entrypoint"]
 CMD ["serve"]

@@ -1,7 +1,7 @@
 #!/bin/sh
-# The container image's entrypoint (Dockerfile): makes the container's own
-# cgroup usable by pyexec, then execs `pyexec "$@"`, so that pyexec stays
-# PID 1 and receives the runtime's SIGTERM itself.
+# The container image's entrypoint (Dockerfile), started by tini: makes the
+# container's own cgroup usable by pyexec, then execs `pyexec "$@"`, so that
+# pyexec is tini's child and gets the SIGTERM tini forwards.
 #
 # Container runtimes mount the cgroup filesystem read-only. In a private
 # cgroup namespace (--cgroupns=private) each hierarchy's mount shows the

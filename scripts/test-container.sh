@@ -23,12 +23,14 @@
 #          below, or UNPRIVILEGED_FLAGS with CONTAINER_MODE=unprivileged;
 #          tests/container checks them against the document), port 3002
 #          published on a free loopback port; waits for GET /health/ready,
-#          then checks that pyexec is PID 1 and the image's HEALTHCHECK passes.
+#          then checks that PID 1 is tini, its child pyexec, and that the
+#          image's HEALTHCHECK passes.
 #   check  `pyexec check` inside the running container: exit 0.
 #   tests  tests/container (the image's files, the manifests, the probes) and
 #          the smoke and sandbox deny tests of tests/e2e sent to the container
 #          (PYEXEC_TEST_URL, PYEXEC_TEST_CONTAINER; the client is the image's
-#          own pyexec, copied out); then no zombie child of PID 1 may be left.
+#          own pyexec, copied out); then no zombie may be left under PID 1 or
+#          pyexec, orphans of a `podman exec` included.
 #   stop   podman stop (SIGTERM): the container exits 0 and logged "stopped".
 #
 # The container is removed on every exit path.
@@ -254,8 +256,7 @@ cleanup() {
   return 0
 }
 
-# Zombies among the children of the container's PID 1 (pyexec serve), seen
-# from the host: pyexec must reap whatever ends up its child.
+# Zombies among the children of $1, seen from the host.
 zombies_of() {
   local pid=$1 n=0 c st
   # shellcheck disable=SC2013 # the files hold pids separated by spaces
@@ -267,7 +268,7 @@ zombies_of() {
 }
 
 main() {
-  local mode=all repo t_all port code url pid1 flags=() n
+  local mode=all repo t_all port code url pid1 svc flags=() n
   local cmode=${CONTAINER_MODE:-root}
   while (($#)); do
     case $1 in
@@ -325,9 +326,12 @@ main() {
   [[ $code == 200 ]] ||
     { podman logs "$ctr" 2>&1 | tail -n 30 >&2; die "run: /health/ready did not answer 200 within ${ready_timeout}s (last: $code)"; }
   pid1=$(podman inspect --format '{{.State.Pid}}' "$ctr")
-  [[ $(cat "/proc/$pid1/comm") == pyexec ]] || die "run: the container's PID 1 is $(cat "/proc/$pid1/comm"), not pyexec"
+  [[ $(cat "/proc/$pid1/comm") == tini ]] || die "run: the container's PID 1 is $(cat "/proc/$pid1/comm"), not tini"
+  svc=$(cat "/proc/$pid1/task/$pid1/children")
+  svc=${svc%% *}
+  [[ -n $svc && $(cat "/proc/$svc/comm") == pyexec ]] || die "run: tini's child is not pyexec"
   podman healthcheck run "$ctr" >/dev/null 2>&1 || die "run: the image's HEALTHCHECK failed on a ready service"
-  say "run: $url ready; PID 1 is pyexec (host pid $pid1); HEALTHCHECK healthy"
+  say "run: $url ready; PID 1 is tini (host pid $pid1), its child pyexec (host pid $svc); HEALTHCHECK healthy"
   done_phase run
 
   phase check
@@ -351,9 +355,12 @@ main() {
     --deselect tests/e2e/test_deny.py::test_host_processes_are_invisible_and_unreachable \
     ${CONTAINER_PYTEST_ARGS:-}) ||
     die "tests: failed against the container ($url, $cmode)"
-  n=$(zombies_of "$pid1")
-  ((n == 0)) || die "tests: $n zombie children of the container's PID 1 after the tests"
-  say "tests: no zombie child of PID 1"
+  # Orphans an exec session leaves are PID 1's to reap.
+  podman exec "$ctr" sh -c '(sleep 0.2 &) ; (sleep 0.2 &)'
+  sleep 1
+  n=$(($(zombies_of "$pid1") + $(zombies_of "$svc")))
+  ((n == 0)) || die "tests: $n zombie children of the container's PID 1 or of pyexec after the tests"
+  say "tests: no zombie child of PID 1 or of pyexec, orphans of podman exec included"
   done_phase tests
 
   phase stop

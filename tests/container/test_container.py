@@ -102,10 +102,10 @@ def test_image_health_check_is_readiness():
     assert "curl" not in final, "the image has no curl: the health check uses its Python"
 
 
-def test_entrypoint_execs_pyexec():
-    """pyexec must end up PID 1: the entrypoint execs it."""
+def test_entrypoint_execs_pyexec_under_tini():
+    """tini is PID 1 (it reaps orphans); the entrypoint execs pyexec as its child."""
     final = dockerfile_final_stage()
-    assert 'ENTRYPOINT ["/usr/local/libexec/pyexec/container-entrypoint"]' in final
+    assert 'ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/libexec/pyexec/container-entrypoint"]' in final
     assert 'CMD ["serve"]' in final
     script = (ROOT / "scripts" / "container-entrypoint.sh").read_text()
     assert script.rstrip().splitlines()[-1] == 'exec /usr/local/bin/pyexec "$@"'
@@ -228,8 +228,13 @@ def test_check_in_the_container_reports_the_sandbox_whole():
 
 
 @live
-def test_the_service_is_pid_1():
-    p = subprocess.run(["podman", "exec", CONTAINER, "cat", "/proc/1/comm"], capture_output=True, timeout=60)
+def test_the_service_is_tinis_child():
+    p = subprocess.run(["podman", "exec", CONTAINER, "sh", "-c", "cat /proc/1/comm; cat /proc/1/task/1/children"],
+                       capture_output=True, timeout=60)
+    comm, children = p.stdout.decode().splitlines()
+    assert comm == "tini"
+    p = subprocess.run(["podman", "exec", CONTAINER, "cat", f"/proc/{children.split()[0]}/comm"],
+                       capture_output=True, timeout=60)
     assert p.stdout.decode().strip() == "pyexec"
 
 
