@@ -158,6 +158,9 @@ build() {
   podman build --pull=never --network=host --format docker -t "$image" -f "$repo/Dockerfile" "$repo" \
     >"$cache/build.log" 2>&1 || { tail -n 40 "$cache/build.log" >&2; die "podman build failed (log: $cache/build.log)"; }
   say "build: $image, $(podman image inspect --format '{{.Size}}' "$image" | numfmt --to=iec) (log: $cache/build.log)"
+  # Each build leaves the previous image and its build stage untagged: the
+  # layer cache of the next build. Those older than a day go.
+  podman image prune -f --filter until=24h >/dev/null
 }
 
 # Two properties of a host that podman's defaults trip over, worked around
