@@ -176,3 +176,11 @@ install: deps-serve $(INSTALL_BUILD)/build.ninja
 	$(MESON) configure $(INSTALL_BUILD) --prefix=$(PREFIX) --sysconfdir=/etc
 	ninja -C $(INSTALL_BUILD)
 	$(MESON) install -C $(INSTALL_BUILD) --no-rebuild $(if $(DESTDIR),--destdir $(DESTDIR))
+
+# The container image (Dockerfile) built with podman on a debian:bookworm-slim
+# made from Debian packages (cached in /var/cache/pyexec-container), run with
+# exactly the privileges of docs/container.md, and the smoke and sandbox deny
+# tests sent to it; CONTAINER_MODE=unprivileged runs the unprivileged mode.
+.PHONY: test-container
+test-container: deps-container
+	scripts/test-container.sh

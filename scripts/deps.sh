@@ -61,7 +61,7 @@ pkgs_format=(clang-format git)
 
 pkgs_vm=(qemu-system-x86 qemu-utils debootstrap e2fsprogs git)
 
-pkgs_container=(podman debootstrap uidmap slirp4netns fuse-overlayfs git)
+pkgs_container=(podman runc debootstrap uidmap slirp4netns fuse-overlayfs git)
 
 # Which purposes a purpose includes.
 expand() {

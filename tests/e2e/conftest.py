@@ -4,6 +4,16 @@ PYEXEC_BIN names the binary (scripts/test-e2e.sh sets it); the default is
 build/pyexec in this checkout. The suite runs as root (a fresh host uid per
 run, cgroups) and, through scripts/test-unprivileged.sh, as an unprivileged
 user (user namespaces, rlimit fallbacks); `privileged` tells which.
+
+PYEXEC_TEST_URL points the runs of the `run` and `run_plain` fixtures at a
+running service instead (`pyexec run --service URL`, its warm path; the
+service must allow the limits' whole ranges: EXECUTION_TIMEOUT=600000,
+MEMORY_LIMIT=4096, MAX_OUTPUT_LENGTH=67108864, RATE_LIMIT_MAX=0), and
+PYEXEC_TEST_CONTAINER names the podman container that service runs in, where
+`pyexec check` then runs: scripts/test-container.sh runs the smoke and deny
+tests so against the container image. A run whose options the service sets
+by configuration (--pids, --disk, ...) is skipped there, and so are the tests
+that drive the local CLI's own side (its environment, descriptors, process).
 """
 import json
 import os
@@ -11,12 +21,30 @@ import pathlib
 import socket
 import subprocess
 import threading
+import urllib.request
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PYEXEC = os.environ.get("PYEXEC_BIN") or str(ROOT / "build" / "pyexec")
-PRIVILEGED = os.geteuid() == 0
+SERVICE_URL = os.environ.get("PYEXEC_TEST_URL") or None
+
+
+def _service_privileged(url):
+    """Whether the service at url runs as root (GET /api/environment)."""
+    with urllib.request.urlopen(url + "/api/environment", timeout=30) as r:
+        return json.load(r)["privileged"] is True
+
+
+# Whether runs get a host uid of their own (root) or a user namespace: this
+# process's, or the service's that the runs go to.
+PRIVILEGED = _service_privileged(SERVICE_URL) if SERVICE_URL else os.geteuid() == 0
+SERVICE_CONTAINER = os.environ.get("PYEXEC_TEST_CONTAINER") or None
+# The options of `pyexec run` a request carries (the rest are the service's
+# configuration: `pyexec run --service` refuses them).
+SERVICE_RUN_OPTIONS = {"--json", "--timeout", "--cpu-time", "--memory", "--max-output", "--policy", "--stdin",
+                       "--arg", "--file", "--test", "--module"}
+SERVICE_RUN_DEFAULTS = {"--timeout": "10000", "--cpu-time": "10000", "--memory": "128", "--max-output": "10000"}
 
 
 class Result(dict):
@@ -27,15 +55,42 @@ class Result(dict):
 
 
 def pyexec(*args, stdin=None, timeout=120, env=None):
-    """Run the pyexec binary with args; returns subprocess.CompletedProcess (bytes)."""
+    """Run the pyexec binary with args; returns subprocess.CompletedProcess (bytes).
+    `pyexec check` runs in the service's container when there is one."""
+    argv = [PYEXEC, *map(str, args)]
+    if SERVICE_CONTAINER and args and args[0] == "check":
+        argv = ["podman", "exec", SERVICE_CONTAINER, "pyexec", *map(str, args)]
     return subprocess.run(
-        [PYEXEC, *map(str, args)],
+        argv,
         input=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         timeout=timeout,
         env=env,
     )
+
+
+def service_options(options):
+    """options, with --service PYEXEC_TEST_URL when the runs go to a service;
+    skips the test when an option is not one a request can carry."""
+    if not SERVICE_URL:
+        return list(options)
+    for o in options:
+        if isinstance(o, str) and o.startswith("--") and o not in SERVICE_RUN_OPTIONS:
+            pytest.skip(f"{o} is the service's configuration, not part of a request ({SERVICE_URL})")
+    # A local run has no policy unless given one; the service's default is
+    # education: ask for permissive, as close to none as a request gets.
+    policy = [] if "--policy" in options else ["--policy", "permissive"]
+    # A request without a limit gets the service's maximum (its configured
+    # default): send a local run's defaults instead (pyexec run --help).
+    defaults = [x for o, v in SERVICE_RUN_DEFAULTS.items() if o not in options for x in (o, v)]
+    return ["--service", SERVICE_URL, *policy, *defaults, *options]
+
+
+def skip_on_service(reason):
+    """Skip a test that drives the local CLI's own side when the runs go to a service."""
+    if SERVICE_URL:
+        pytest.skip(f"{reason}: not through a service ({SERVICE_URL})")
 
 
 def readable_mappings(pid):
@@ -65,7 +120,7 @@ def run(tmp_path):
         counter[0] += 1
         prog = tmp_path / f"prog{counter[0]}.py"
         prog.write_text(code) if isinstance(code, str) else prog.write_bytes(code)
-        p = pyexec("run", "--json", *options, prog, stdin=stdin, timeout=timeout)
+        p = pyexec("run", "--json", *service_options(options), prog, stdin=stdin, timeout=timeout)
         assert p.stdout, f"no JSON on stdout; stderr: {p.stderr.decode(errors='replace')}"
         res = Result(json.loads(p.stdout))
         res.returncode = p.returncode
@@ -84,7 +139,7 @@ def run_plain(tmp_path):
         counter[0] += 1
         prog = tmp_path / f"plain{counter[0]}.py"
         prog.write_text(code) if isinstance(code, str) else prog.write_bytes(code)
-        return pyexec("run", *options, prog, stdin=stdin, timeout=timeout)
+        return pyexec("run", *service_options(options), prog, stdin=stdin, timeout=timeout)
 
     return _run
 

@@ -304,10 +304,17 @@ def test_anchor_slugs_are_githubs():
 
 
 def test_every_document_is_reachable_from_the_readme():
-    linked = {(ROOT / href.partition("#")[0]).resolve() for _, href in links(ROOT / "README.md")
-              if not re.match(r"^[a-z]+:", href) and href.partition("#")[0]}
-    missing = [d.name for d in DOCS[1:] if d.resolve() not in linked]
-    assert not missing, f"README.md does not link {missing}"
+    """Following links from README.md through the documents reaches every page."""
+    reached, todo = set(), [(ROOT / "README.md").resolve()]
+    while todo:
+        doc = todo.pop()
+        if doc in reached or doc.suffix != ".md" or not doc.is_file():
+            continue
+        reached.add(doc)
+        todo += [(doc.parent / href.partition("#")[0]).resolve() for _, href in links(doc)
+                 if not re.match(r"^[a-z]+:", href) and href.partition("#")[0]]
+    missing = [d.name for d in DOCS[1:] if d.resolve() not in reached]
+    assert not missing, f"no link from README.md leads to {missing}"
 
 
 # ---------------------------------------------------------------------------
