@@ -150,3 +150,11 @@ check-format: deps
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
+
+# pyexec on a pure cgroup v2 Debian 12 guest with Debian's own kernel, under
+# systemd (qemu: KVM where a guest boots under it, else TCG): the unit, e2e
+# and unprivileged suites in delegated units. The image is cached in
+# /var/cache/pyexec-vm; VM_ACCEL=kvm|tcg, VM_TESTS=<e2e files> override.
+.PHONY: test-vm
+test-vm:
+	scripts/test-vm.sh

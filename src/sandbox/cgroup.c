@@ -435,14 +435,16 @@ static char *v2_parent(const struct cg_mount *m, char *reason, size_t size) {
         if (geteuid() != 0) {
                 if (!reason[0])
                         snprintf(reason, size,
-                                 "%s is not delegated to this user (run pyexec in a unit with Delegate=yes, or set PYEXEC_CGROUP to a delegated cgroup)",
+                                 "%s is not delegated to this user (run pyexec in a unit with Delegate=yes, or set "
+                                 "PYEXEC_CGROUP to a delegated cgroup)",
                                  own ? own : m->target);
                 return NULL;
         }
         r = v2_enable_controllers(m->target);
         if (r < 0) {
                 snprintf(reason, size,
-                         "cannot enable memory and pids in %s/cgroup.subtree_control: %s (set PYEXEC_CGROUP to a delegated cgroup)",
+                         "cannot enable memory and pids in %s/cgroup.subtree_control: %s (set PYEXEC_CGROUP to a "
+                         "delegated cgroup)",
                          m->target, strerror(-r));
                 return NULL;
         }
@@ -567,7 +569,8 @@ static void detect_hugetlb_v2(struct cgroup_host *h, const struct cg_mount *m) {
         snprintf(p, sizeof p, "%s/cgroup.controllers", parent);
         if (r >= 0 && (read_small_file(p, &offered) < 0 || !list_has_space(offered, "hugetlb"))) {
                 snprintf(h->hugetlb_reason, sizeof h->hugetlb_reason,
-                         "%s does not offer the hugetlb controller (enable it in its parents' cgroup.subtree_control)", parent);
+                         "%s does not offer the hugetlb controller (enable it in its parents' cgroup.subtree_control)",
+                         parent);
                 return;
         }
         if (r >= 0) {
