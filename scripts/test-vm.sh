@@ -11,7 +11,8 @@
 #   PYEXEC_VM_CACHE  the cached image (default /var/cache/pyexec-vm)
 #   VM_ACCEL         kvm | tcg: force the accelerator (default: KVM when a
 #                    guest boots under it within VM_KVM_PROBE seconds, else TCG)
-#   VM_KVM_PROBE     seconds a KVM guest has to reach its test unit (60)
+#   VM_KVM_PROBE     seconds a KVM guest has to reach its test unit (60), once
+#                    its kernel printed its banner (within 20 s)
 #   VM_TIMEOUT       seconds the guest has for everything (default 3600)
 #   VM_TESTS         the e2e test files to run (default: all under KVM; the
 #                    cgroup, limit, warm-path and service files under TCG)
@@ -322,11 +323,12 @@ start_qemu() {
   qemu_pid=$!
 }
 
-# Wait until the serial log shows the marker (0), qemu exits (1) or $2 s pass (2).
+# Wait until the serial log shows $3 (default: the marker) (0), qemu exits
+# (1) or $2 s pass (2).
 wait_marker() {
-  local log=$1 limit=$2 t0=$SECONDS
+  local log=$1 limit=$2 text=${3:-$marker} t0=$SECONDS
   while ((SECONDS - t0 < limit)); do
-    grep -qa "$marker" "$log" 2>/dev/null && return 0
+    grep -qa "$text" "$log" 2>/dev/null && return 0
     kill -0 "$qemu_pid" 2>/dev/null || return 1
     sleep 1
   done
@@ -381,14 +383,17 @@ main() {
   t0=$SECONDS
   if [[ $accel == kvm-probe ]]; then
     start_qemu kvm "$log"
-    wait_marker "$log" "$kvm_probe" && rc=0 || rc=$?
+    # The kernel's first line comes within a second under KVM; a guest
+    # that hangs does so before it.
+    wait_marker "$log" 20 "Linux version" && rc=0 || rc=$?
+    ((rc != 0)) || { wait_marker "$log" "$kvm_probe" && rc=0 || rc=$?; }
     if ((rc == 0)); then
       accel=kvm why="a KVM guest reached its test unit in $((SECONDS - t0))s"
     else
       kill -KILL "$qemu_pid" 2>/dev/null || true
       wait "$qemu_pid" 2>/dev/null || true
       qemu_pid=
-      why="a KVM guest did not reach its test unit within ${kvm_probe}s ($( ((rc == 1)) && echo "qemu exited: $(tail -n 2 "$run/qemu.out" | tr '\n' ' ')" || echo "last console line: $(tail -n 1 "$log" | tr -d '\r' | cut -c1-120)"))"
+      why="a KVM guest did not reach its test unit (kernel banner within 20s, the unit within ${kvm_probe}s) ($( ((rc == 1)) && echo "qemu exited: $(tail -n 2 "$run/qemu.out" | tr '\n' ' ')" || echo "last console line: '$(tr -cd '[:print:]\n' <"$log" | sed 's/\[[0-9;?]*[a-zA-Z]//g' | grep -E '[[:alnum:]].{2,}' | tail -n 1 | cut -c1-120)'"))"
       cp "$log" "$cache/kvm-probe-serial.log" 2>/dev/null || true
       accel=tcg
       tests=${VM_TESTS:-$tcg_tests}
