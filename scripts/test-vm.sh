@@ -134,6 +134,7 @@ guest() {
   ok=$(grep -oE '^Ok: +[0-9]+' "$out/unit.log" | grep -oE '[0-9]+') || ok=0
   fail=$(grep -oE '^Fail: +[0-9]+' "$out/unit.log" | grep -oE '[0-9]+') || fail=0
   skip=$(grep -oE '^Skipped: +[0-9]+' "$out/unit.log" | grep -oE '[0-9]+') || skip=0
+  cp build/meson-logs/testlog.txt "$out/unit-testlog.txt" 2>/dev/null || true
   record "unit $rc $((SECONDS - t0)) $ok $fail $skip"
   phase "guest: unit suite (exit $rc; ok $ok, fail $fail, skipped $skip)" $((SECONDS - t0))
   ((rc == 0)) || tail -n 40 "$out/unit.log"
@@ -186,14 +187,15 @@ guest_unprivileged() {
   cp meson.build "$work/meson.build"
   cp -r src "$work/src"
   chmod -R a+rX "$work"
+  install -d -o pyexec-test "$work/out"
   # shellcheck disable=SC2086
   systemd-run --quiet --wait --pipe --collect --unit=pyexec-vm-unpriv -p Delegate=yes -p User=pyexec-test \
     -p WorkingDirectory="$work" -E HOME="$work" -E PYEXEC_BIN="$work/build/pyexec" \
     -E PYEXEC_RUNNER="$work/build/pyexec-runner" \
     bash scripts/test-vm.sh __leaf /usr/bin/python3 -m pytest -q -p no:cacheprovider -rfEs \
-    --junitxml="$work/unprivileged.xml" $tests \
+    --junitxml="$work/out/unprivileged.xml" $tests \
     </dev/null >"$out/unprivileged.log" 2>&1 && rc=0 || rc=$?
-  cp "$work/unprivileged.xml" "$out/" 2>/dev/null || true
+  cp "$work/out/unprivileged.xml" "$out/" 2>/dev/null || true
   rm -rf "$work"
   return "$rc"
 }
@@ -463,9 +465,11 @@ main() {
 import collections, sys, xml.etree.ElementTree as ET
 t = collections.Counter()
 for c in ET.parse(sys.argv[1]).iter("testcase"):
-    t[c.get("classname", "?").rsplit(".", 1)[0]] += float(c.get("time", 0))
+    parts = c.get("classname", "?").split(".")
+    mod = next((i for i, p in enumerate(parts) if p.startswith("test_")), len(parts) - 1)
+    t["/".join(parts[: mod + 1]) + ".py"] += float(c.get("time", 0))
 for f, s in t.most_common():
-    print(f"  {s:8.1f}  {f.replace('.', '/')}.py")
+    print(f"  {s:8.1f}s  {f}")
 PY
   done
   grep -q '^unit ' "$o/results" && grep -q '^e2e ' "$o/results" && grep -q '^unprivileged ' "$o/results" ||
