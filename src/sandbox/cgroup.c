@@ -534,6 +534,22 @@ out:
  * where hybrid hosts leave it (and a v2 host has it beside memory), in the
  * same parent as detect_v2's; then on a v1 hierarchy of its own.
  */
+/* Enable hugetlb in cgroup.subtree_control of top and of every cgroup
+ * between it and dir (dir excluded), from the top down. Best effort. */
+static void v2_enable_hugetlb_down(const char *top, const char *dir) {
+        _cleanup_free_ char *path = strdup(dir);
+        size_t tl = strlen(top);
+
+        if (!path || strncmp(path, top, tl) != 0 || path[tl] != '/')
+                return;
+        for (char *slash = path + tl; slash; slash = strchr(slash + 1, '/')) {
+                char saved = *slash;
+                *slash = 0;
+                (void)v2_enable(path, "+hugetlb");
+                *slash = saved;
+        }
+}
+
 static void detect_hugetlb_v2(struct cgroup_host *h, const struct cg_mount *m) {
         _cleanup_free_ char *controllers = NULL, *parent = NULL, *offered = NULL;
         const char *env = getenv("PYEXEC_CGROUP");
@@ -565,7 +581,11 @@ static void detect_hugetlb_v2(struct cgroup_host *h, const struct cg_mount *m) {
         if (r >= 0 && access(parent, W_OK | X_OK) < 0)
                 r = -errno;
         /* systemd does not manage hugetlb, so a cgroup it delegates does
-         * not offer it unless the administrator enabled it above. */
+         * not offer it: root enables it on the way down (slices and the
+         * delegated cgroup hold no process, and systemd leaves a controller
+         * it does not know alone); another user cannot. */
+        if (r >= 0 && geteuid() == 0 && !(env && *env) && !v2_is_top_parent(m, parent))
+                v2_enable_hugetlb_down(m->target, parent);
         snprintf(p, sizeof p, "%s/cgroup.controllers", parent);
         if (r >= 0 && (read_small_file(p, &offered) < 0 || !list_has_space(offered, "hugetlb"))) {
                 snprintf(h->hugetlb_reason, sizeof h->hugetlb_reason,
