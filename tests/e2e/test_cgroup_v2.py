@@ -178,8 +178,9 @@ def _ready(port):
 def test_service_in_delegated_unit_keeps_its_sandboxes_in_the_unit():
     """`pyexec serve` (the warm path: zygote, prebuilt sandboxes) in a unit
     with Delegate=yes: the service and its zygote sit in the leaf, every
-    sandbox's cgroup below the unit's with the request's limits, an OOM is
-    the cgroup's, and nothing is left once the unit stops."""
+    sandbox's cgroup below the unit's with the request's limits and a
+    hugetlb bound, an OOM is the cgroup's, and nothing is left once the
+    unit stops."""
     unit = f"pyexec-v2-serve-{uuid.uuid4().hex[:8]}"
     port = _free_port()
     top_before = set(p.name for p in (CG / "pyexec").iterdir()) if (CG / "pyexec").is_dir() else set()
@@ -205,6 +206,11 @@ def test_service_in_delegated_unit_keeps_its_sandboxes_in_the_unit():
                                  and read(r, "memory.max") == str(64 * 1024 * 1024)], 60,
                         f"the running sandbox's cgroup below {d}")
         assert_run_cgroup(busy[0], 64, int(read(busy[0], "pids.max")))
+        # systemd leaves hugetlb out of what it delegates; root enables it
+        # down to the unit, so each sandbox's share of the pool is bounded.
+        if "hugetlb" in read(CG, "cgroup.controllers").split():
+            assert "hugetlb" in read(d, "cgroup.subtree_control").split(), f"{d} does not enable hugetlb"
+            assert (busy[0] / "hugetlb.2MB.max").exists(), f"{busy[0]} has no hugetlb.2MB.max"
         t.join(timeout=60)
         status, res = result["r"]
         assert status == 200 and res["status"] == "ok", res
