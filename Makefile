@@ -184,3 +184,11 @@ install: deps-serve $(INSTALL_BUILD)/build.ninja
 .PHONY: test-container
 test-container: deps-container
 	scripts/test-container.sh
+
+# pyexec on a pure cgroup v2 Debian 12 guest with Debian's own kernel, under
+# systemd (qemu: KVM where a guest boots under it, else TCG): the unit, e2e
+# and unprivileged suites in delegated units. The image is cached in
+# /var/cache/pyexec-vm; VM_ACCEL=kvm|tcg, VM_TESTS=<e2e files> override.
+.PHONY: test-vm
+test-vm: deps-vm
+	scripts/test-vm.sh

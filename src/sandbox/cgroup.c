@@ -10,10 +10,13 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "util.h"
+
+static int set_file(const char *dir, const char *name, const char *value);
 
 const char *cgroup_version_to_string(enum cgroup_version v) {
         static const char *const names[_CGROUP_VERSION_MAX] = {
@@ -253,18 +256,206 @@ static bool file_exists(const char *dir, const char *name) {
         return access(p, F_OK) == 0;
 }
 
-/* Make sure dir/cgroup.subtree_control has memory and pids enabled. */
-static int v2_enable_controllers(const char *dir) {
+/* Enable what controllers names (space-separated, "+memory +pids") in
+ * dir/cgroup.subtree_control. */
+static int v2_enable(const char *dir, const char *controllers) {
         char p[4096];
-        int r;
         snprintf(p, sizeof p, "%s/cgroup.subtree_control", dir);
-        r = write_control_file(p, "+memory +pids");
+        return write_control_file(p, controllers);
+}
+
+/* Make sure dir/cgroup.subtree_control has memory and pids enabled, and
+ * cpu where dir offers it (cpu.max; CPU time comes from cpu.stat, which
+ * every cgroup has). */
+static int v2_enable_controllers(const char *dir) {
+        int r = v2_enable(dir, "+memory +pids");
+        if (r >= 0)
+                (void)v2_enable(dir, "+cpu");
         return r;
+}
+
+/* Does dir/cgroup.subtree_control already enable memory and pids? */
+static bool v2_controllers_enabled(const char *dir) {
+        _cleanup_free_ char *s = NULL;
+        char p[4096];
+        snprintf(p, sizeof p, "%s/cgroup.subtree_control", dir);
+        return read_small_file(p, &s) >= 0 && list_has_space(s, "memory") && list_has_space(s, "pids");
+}
+
+/* Is parent <cgroup2 mount>/pyexec, the parent pyexec makes as root? */
+static bool v2_is_top_parent(const struct cg_mount *m, const char *parent) {
+        size_t l = strlen(m->target);
+        return strncmp(parent, m->target, l) == 0 && strcmp(parent + l, "/pyexec") == 0;
+}
+
+/* The leaf pyexec moves itself into when it takes over the delegated
+ * cgroup it was started in; the runs' cgroups go beside it. */
+#define V2_LEAF "supervisor"
+
+/*
+ * Is dir delegated to this process? systemd marks the cgroup of a unit with
+ * Delegate=yes with the extended attribute trusted.delegate (user.delegate
+ * where the manager is unprivileged), and gives an unprivileged unit's user
+ * the directory with its cgroup.procs and cgroup.subtree_control. For root
+ * only the mark counts: root may write anywhere, and a cgroup of a unit
+ * without Delegate= is systemd's to manage. For another user, whatever is
+ * his is delegated to him; strict asks, where no mark is readable, for
+ * the boundary of the delegation (the parent is not his), which a user
+ * manager's own slices are not.
+ */
+static bool v2_delegated(const char *dir, bool strict) {
+        char v[8], p[4096];
+        struct stat st;
+
+        if (getxattr(dir, "trusted.delegate", v, sizeof v) == 1 && v[0] == '1')
+                return true;
+        if (getxattr(dir, "user.delegate", v, sizeof v) == 1 && v[0] == '1')
+                return true;
+        if (geteuid() == 0)
+                return false;
+        if (stat(dir, &st) < 0 || st.st_uid != geteuid() || access(dir, W_OK | X_OK) < 0)
+                return false;
+        snprintf(p, sizeof p, "%s/cgroup.procs", dir);
+        if (access(p, W_OK) < 0)
+                return false;
+        snprintf(p, sizeof p, "%s/cgroup.subtree_control", dir);
+        if (access(p, W_OK) < 0)
+                return false;
+        if (strict) {
+                _cleanup_free_ char *up = strdup(dir);
+                char *slash = up ? strrchr(up, '/') : NULL;
+                if (!slash)
+                        return false;
+                *slash = 0;
+                if (stat(up, &st) == 0 && st.st_uid == geteuid())
+                        return false;
+        }
+        return true;
+}
+
+/* Does dir/cgroup.procs list a process other than this one? */
+static bool v2_has_other_procs(const char *dir) {
+        char p[4096];
+        struct buf b;
+        bool other = false;
+
+        snprintf(p, sizeof p, "%s/cgroup.procs", dir);
+        if (read_file(p, 1 << 20, &b) < 0)
+                return true;
+        for (char *line = b.data; line && *line;) {
+                char *nl = strchr(line, '\n');
+                uint64_t pid;
+                if (nl)
+                        *nl = 0;
+                if (parse_u64(line, 1, INT32_MAX, &pid) == 0 && (pid_t)pid != getpid())
+                        other = true;
+                line = nl ? nl + 1 : NULL;
+        }
+        buf_done(&b);
+        return other;
+}
+
+static int v2_move_self(const char *dir) {
+        return set_file(dir, "cgroup.procs", "0");
+}
+
+/*
+ * Take over own, the delegated cgroup this process was started in (the
+ * cgroup of pyexec.service, of a scope with Delegate=yes): the kernel's "no
+ * internal processes" rule allows controllers to be enabled for own's
+ * children only once own holds no process, so pyexec moves itself into
+ * own/supervisor first, as systemd's delegation rules describe, then
+ * enables them. On failure it moves back and leaves nothing behind.
+ */
+static int v2_adopt(const char *own) {
+        _cleanup_free_ char *leaf = strdup_printf("%s/" V2_LEAF, own);
+        int r;
+
+        if (!leaf)
+                return -ENOMEM;
+        if ((r = mkdir_p1(leaf)) < 0)
+                return r;
+        r = v2_move_self(leaf);
+        if (r >= 0)
+                r = v2_enable_controllers(own);
+        if (r < 0) {
+                (void)v2_move_self(own);
+                (void)rmdir(leaf);
+        }
+        return r;
+}
+
+/*
+ * The parent of the runs' cgroups on a v2 host, without PYEXEC_CGROUP; NULL
+ * with a reason when there is none. In order:
+ *  - pyexec's own leaf (own is <parent>/supervisor): a process a service
+ *    started (its zygote) uses the service's parent;
+ *  - own, when it is delegated to this process and holds no other
+ *    process: pyexec takes it over (v2_adopt);
+ *  - own's parent, when it is delegated and holds no process (a delegated
+ *    unit whose main process moved itself into a leaf first);
+ *  - as root, <cgroup2 mount>/pyexec: the top of the hierarchy may hold
+ *    processes and still enable controllers for its children.
+ */
+static char *v2_parent(const struct cg_mount *m, char *reason, size_t size) {
+        _cleanup_erase_free_ char *own = NULL, *up = NULL;
+        struct host_text proc_cgroup;
+        char *slash = NULL;
+        bool at_top;
+        int r;
+
+        if (host_text_read("/proc/self/cgroup", 1 << 16, &proc_cgroup) >= 0) {
+                char *rel = NULL;
+                if (own_cgroup(proc_cgroup.data, "", &rel) >= 0)
+                        own = hierarchy_dir(m, rel);
+                erase_free(rel);
+                host_text_erase(&proc_cgroup);
+        }
+        at_top = !own || strcmp(own, m->target) == 0;
+        if (!at_top && (up = strdup(own)) && (slash = strrchr(up, '/')) && slash >= up + strlen(m->target))
+                *slash = 0;
+        else
+                erase_freep(&up);
+
+        if (up && strcmp(slash + 1, V2_LEAF) == 0 && access(up, W_OK | X_OK) == 0 && v2_controllers_enabled(up))
+                return TAKE_PTR(up);
+        if (!at_top && v2_delegated(own, false) && !v2_has_other_procs(own)) {
+                r = v2_adopt(own);
+                if (r >= 0)
+                        return TAKE_PTR(own);
+                snprintf(reason, size, "cannot take over the delegated cgroup %s: %s", own, strerror(-r));
+        }
+        if (up && v2_delegated(up, true)) {
+                r = v2_controllers_enabled(up) ? 0 : v2_enable_controllers(up);
+                if (r >= 0)
+                        return TAKE_PTR(up);
+                snprintf(reason, size, "cannot enable memory and pids in the delegated cgroup %s: %s", up,
+                         strerror(-r));
+        }
+        if (geteuid() != 0) {
+                if (!reason[0])
+                        snprintf(reason, size,
+                                 "%s is not delegated to this user (run pyexec in a unit with Delegate=yes, or set "
+                                 "PYEXEC_CGROUP to a delegated cgroup)",
+                                 own ? own : m->target);
+                return NULL;
+        }
+        r = v2_enable_controllers(m->target);
+        if (r < 0) {
+                snprintf(reason, size,
+                         "cannot enable memory and pids in %s/cgroup.subtree_control: %s (set PYEXEC_CGROUP to a "
+                         "delegated cgroup)",
+                         m->target, strerror(-r));
+                return NULL;
+        }
+        reason[0] = 0;
+        return strdup_printf("%s/pyexec", m->target);
 }
 
 static void detect_v2(struct cgroup_host *h, const struct cg_mount *m) {
         _cleanup_erase_free_ char *controllers = NULL, *parent = NULL;
         const char *env = getenv("PYEXEC_CGROUP");
+        bool own_parent;
         char p[4096];
         int r;
 
@@ -275,32 +466,29 @@ static void detect_v2(struct cgroup_host *h, const struct cg_mount *m) {
                          m->target);
                 return;
         }
-        if (env && *env) {
+        if (env && *env)
                 parent = env[0] == '/' && strncmp(env, m->target, strlen(m->target)) == 0 ? strdup(env)
                                                                                          : strdup_printf("%s/%s", m->target, env);
-        } else {
-                /* The top of the hierarchy may hold processes and still
-                 * delegate controllers; nothing below it with processes can. */
-                r = v2_enable_controllers(m->target);
-                if (r < 0) {
-                        snprintf(h->reason, sizeof h->reason,
-                                 "cannot enable memory and pids in %s/cgroup.subtree_control: %s (set PYEXEC_CGROUP to a delegated cgroup)",
-                                 m->target, strerror(-r));
-                        return;
-                }
-                parent = strdup_printf("%s/pyexec", m->target);
-        }
+        else if (!(parent = v2_parent(m, h->reason, sizeof h->reason)))
+                return;
         if (!parent)
                 return;
-        r = mkdir_p1(parent);
-        if (r >= 0 && access(parent, W_OK | X_OK) < 0)
-                r = -errno;
-        if (r >= 0)
-                r = v2_enable_controllers(parent);
+        /* A parent v2_parent found in place (a delegated cgroup) exists and
+         * has its controllers; PYEXEC_CGROUP and <mount>/pyexec are made. */
+        own_parent = (env && *env) || v2_is_top_parent(m, parent);
+        r = 0;
+        if (own_parent) {
+                r = mkdir_p1(parent);
+                if (r >= 0 && access(parent, W_OK | X_OK) < 0)
+                        r = -errno;
+                if (r >= 0)
+                        r = v2_enable_controllers(parent);
+        }
         if (r < 0) {
                 snprintf(h->reason, sizeof h->reason, "cannot use %s as the parent cgroup: %s", parent, strerror(-r));
                 return;
         }
+        h->reason[0] = 0;
         h->version = CGROUP_V2;
         h->memory_parent = strdup(parent);
         h->pids_parent = strdup(parent);
@@ -346,8 +534,24 @@ out:
  * where hybrid hosts leave it (and a v2 host has it beside memory), in the
  * same parent as detect_v2's; then on a v1 hierarchy of its own.
  */
+/* Enable hugetlb in cgroup.subtree_control of top and of every cgroup
+ * between it and dir (dir excluded), from the top down. Best effort. */
+static void v2_enable_hugetlb_down(const char *top, const char *dir) {
+        _cleanup_free_ char *path = strdup(dir);
+        size_t tl = strlen(top);
+
+        if (!path || strncmp(path, top, tl) != 0 || path[tl] != '/')
+                return;
+        for (char *slash = path + tl; slash; slash = strchr(slash + 1, '/')) {
+                char saved = *slash;
+                *slash = 0;
+                (void)v2_enable(path, "+hugetlb");
+                *slash = saved;
+        }
+}
+
 static void detect_hugetlb_v2(struct cgroup_host *h, const struct cg_mount *m) {
-        _cleanup_free_ char *controllers = NULL, *parent = NULL;
+        _cleanup_free_ char *controllers = NULL, *parent = NULL, *offered = NULL;
         const char *env = getenv("PYEXEC_CGROUP");
         char p[4096];
         int r;
@@ -358,7 +562,9 @@ static void detect_hugetlb_v2(struct cgroup_host *h, const struct cg_mount *m) {
                          m->target);
                 return;
         }
-        if (env && *env)
+        if (h->version == CGROUP_V2)
+                parent = strdup(h->memory_parent);
+        else if (env && *env)
                 parent = env[0] == '/' && strncmp(env, m->target, strlen(m->target)) == 0 ? strdup(env)
                                                                                          : strdup_printf("%s/%s", m->target, env);
         else
@@ -366,7 +572,7 @@ static void detect_hugetlb_v2(struct cgroup_host *h, const struct cg_mount *m) {
         if (!parent)
                 return;
         r = 0;
-        if (!(env && *env)) {
+        if (!(env && *env) && v2_is_top_parent(m, parent)) {
                 snprintf(p, sizeof p, "%s/cgroup.subtree_control", m->target);
                 r = write_control_file(p, "+hugetlb");
         }
@@ -374,6 +580,19 @@ static void detect_hugetlb_v2(struct cgroup_host *h, const struct cg_mount *m) {
                 r = mkdir_p1(parent);
         if (r >= 0 && access(parent, W_OK | X_OK) < 0)
                 r = -errno;
+        /* systemd does not manage hugetlb, so a cgroup it delegates does
+         * not offer it: root enables it on the way down (slices and the
+         * delegated cgroup hold no process, and systemd leaves a controller
+         * it does not know alone); another user cannot. */
+        if (r >= 0 && geteuid() == 0 && !(env && *env) && !v2_is_top_parent(m, parent))
+                v2_enable_hugetlb_down(m->target, parent);
+        snprintf(p, sizeof p, "%s/cgroup.controllers", parent);
+        if (r >= 0 && (read_small_file(p, &offered) < 0 || !list_has_space(offered, "hugetlb"))) {
+                snprintf(h->hugetlb_reason, sizeof h->hugetlb_reason,
+                         "%s does not offer the hugetlb controller (enable it in its parents' cgroup.subtree_control)",
+                         parent);
+                return;
+        }
         if (r >= 0) {
                 snprintf(p, sizeof p, "%s/cgroup.subtree_control", parent);
                 r = write_control_file(p, "+hugetlb");

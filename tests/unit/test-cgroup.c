@@ -11,7 +11,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <linux/magic.h>
 #include <sys/wait.h>
 
 #include "cgroup.h"
@@ -781,6 +784,157 @@ static void test_hugetlb_set_without_a_cgroup(void **state) {
         assert_int_equal(cgroup_run_set_hugetlb(&none, HUGE), -EOPNOTSUPP);
 }
 
+/*
+ * Delegation on a pure v2 host. A cgroup below the top, marked as systemd
+ * marks a unit's with Delegate=yes (trusted.delegate), stands in for the
+ * unit. A forked child is moved into it (or into a leaf of it) and detects
+ * the host; the parent checks from outside where the child ended up and
+ * what the cgroup enables. Skipped where /sys/fs/cgroup is not cgroup2.
+ */
+struct delegated {
+        char dir[256];
+};
+
+static bool v2_only_host(void) {
+        struct statfs sf;
+        return statfs("/sys/fs/cgroup", &sf) == 0 && sf.f_type == CGROUP2_SUPER_MAGIC;
+}
+
+static void delegated_remove(struct delegated *d) {
+        static const char *const leaves[] = { "supervisor", "harness" };
+        char p[512];
+        for (size_t i = 0; i < ELEMENTSOF(leaves); i++) {
+                snprintf(p, sizeof p, "%s/%s", d->dir, leaves[i]);
+                (void)rmdir(p);
+        }
+        (void)rmdir(d->dir);
+}
+
+/* A marked cgroup dir at the top of the hierarchy, with memory and pids
+ * offered (enabled at the top). */
+static void delegated_make(struct delegated *d) {
+        snprintf(d->dir, sizeof d->dir, "/sys/fs/cgroup/pyexec-unit-deleg-%d", (int)getpid());
+        delegated_remove(d);
+        assert_int_equal(write_control_file("/sys/fs/cgroup/cgroup.subtree_control", "+memory +pids"), 0);
+        assert_int_equal(mkdir(d->dir, 0755), 0);
+        if (setxattr(d->dir, "trusted.delegate", "1", 1, 0) < 0)
+                fail_msg("setxattr trusted.delegate on %s: %s", d->dir, strerror(errno));
+}
+
+static int move_self(const char *dir) {
+        _cleanup_free_ char *p = strdup_printf("%s/cgroup.procs", dir);
+        return p ? write_control_file(p, "0") : -ENOMEM;
+}
+
+/* In the child: move into where, detect, and exit 0 when the memory parent
+ * is want, else 10 + which step failed. */
+static int detect_in(const char *where, const char *want) {
+        struct cgroup_host h;
+        int code;
+        if (move_self(where) < 0)
+                return 10;
+        cgroup_host_detect(&h);
+        if (h.version != CGROUP_V2)
+                code = 11;
+        else if (!h.memory_parent || strcmp(h.memory_parent, want) != 0) {
+                fprintf(stderr, "memory parent %s, expected %s (%s)\n", h.memory_parent ? h.memory_parent : "(none)",
+                        want, h.reason);
+                code = 12;
+        } else
+                code = 0;
+        cgroup_host_done(&h);
+        return code;
+}
+
+static void test_v2_takes_over_its_delegated_cgroup(void **state) {
+        struct delegated d;
+        _cleanup_free_ char *sup = NULL, *ctl = NULL;
+        pid_t pid;
+        int go[2];
+        char c;
+
+        SKIP_UNLESS_ROOT();
+        if (!v2_only_host()) {
+                print_message("[ SKIP     ] /sys/fs/cgroup is not a cgroup2-only hierarchy\n");
+                skip();
+        }
+        delegated_make(&d);
+        assert_int_equal(pipe2(go, O_CLOEXEC), 0);
+        pid = test_fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                int code = detect_in(d.dir, d.dir);
+                /* Stay alive until the parent has looked. */
+                close(go[1]);
+                if (code == 0 && read(go[0], &c, 1) < 0)
+                        code = 13;
+                _exit(code);
+        }
+        close(go[0]);
+        /* The child moved itself into the leaf and enabled the controllers
+         * in the delegated cgroup, which holds no process now. */
+        sup = strdup_printf("%s/supervisor", d.dir);
+        for (int i = 0; i < 500 && !procs_has(sup, pid); i++)
+                usleep(10000);
+        ctl = read_cg(d.dir, "cgroup.subtree_control");
+        bool in_leaf = procs_has(sup, pid), in_top = procs_has(d.dir, pid);
+        close(go[1]);
+        assert_status_exited(wait_child(pid, 10000), 0);
+        delegated_remove(&d);
+        assert_true(in_leaf);
+        assert_false(in_top);
+        assert_non_null(strstr(ctl, "memory"));
+        assert_non_null(strstr(ctl, "pids"));
+}
+
+static void test_v2_leaf_of_a_delegated_cgroup_uses_it(void **state) {
+        struct delegated d;
+        _cleanup_free_ char *harness = NULL;
+        pid_t pid;
+
+        SKIP_UNLESS_ROOT();
+        if (!v2_only_host()) {
+                print_message("[ SKIP     ] /sys/fs/cgroup is not a cgroup2-only hierarchy\n");
+                skip();
+        }
+        delegated_make(&d);
+        harness = strdup_printf("%s/harness", d.dir);
+        assert_int_equal(mkdir(harness, 0755), 0);
+        pid = test_fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+                _exit(detect_in(harness, d.dir));
+        int st = wait_child(pid, 10000);
+        _cleanup_free_ char *ctl = read_cg(d.dir, "cgroup.subtree_control");
+        delegated_remove(&d);
+        assert_status_exited(st, 0);
+        assert_non_null(strstr(ctl, "memory"));
+}
+
+static void test_v2_undelegated_cgroup_is_not_taken_over(void **state) {
+        struct delegated d;
+        _cleanup_free_ char *sup = NULL;
+        pid_t pid;
+
+        SKIP_UNLESS_ROOT();
+        if (!v2_only_host()) {
+                print_message("[ SKIP     ] /sys/fs/cgroup is not a cgroup2-only hierarchy\n");
+                skip();
+        }
+        delegated_make(&d);
+        assert_int_equal(removexattr(d.dir, "trusted.delegate"), 0);
+        pid = test_fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+                _exit(detect_in(d.dir, "/sys/fs/cgroup/pyexec"));
+        int st = wait_child(pid, 10000);
+        sup = strdup_printf("%s/supervisor", d.dir);
+        bool leaf = dir_exists(sup);
+        delegated_remove(&d);
+        assert_status_exited(st, 0);
+        assert_false(leaf);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -803,6 +957,9 @@ int main(void) {
                 T(test_hugetlb_limit_refuses_a_page_more),
                 T(test_hugetlb_raw_clone_child_gets_sigbus),
                 cmocka_unit_test(test_hugetlb_set_without_a_cgroup),
+                cmocka_unit_test(test_v2_takes_over_its_delegated_cgroup),
+                cmocka_unit_test(test_v2_leaf_of_a_delegated_cgroup_uses_it),
+                cmocka_unit_test(test_v2_undelegated_cgroup_is_not_taken_over),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
