@@ -19,8 +19,14 @@ deps:
 deps-%:
 	@scripts/deps.sh $*
 
+# The unit tests need cmocka, which only the test targets install: a build
+# for serving has them where cmocka is there (auto); the test targets
+# require them (enabled), as meson_options.txt does for a plain build.
+TESTS ?= auto
+test test-unit test-e2e test-unpriv test-asan test-e2e-asan test-tsan: TESTS = enabled
+
 $(BUILD)/build.ninja:
-	$(MESON) setup $(BUILD)
+	$(MESON) setup $(BUILD) -Dtests=$(TESTS)
 
 # Every warning an error (meson's werror; the bug-catching -Werror=...
 # flags of meson.build are on in every build) in the test targets, and so
@@ -37,7 +43,7 @@ test test-asan test-e2e-asan test-tsan: WERROR = true
 RUNNER_INSTALLED ?= /usr/local/libexec/pyexec/pyexec-runner
 
 build: deps-build $(BUILD)/build.ninja
-	$(MESON) configure $(BUILD) -Dwerror=$(WERROR)
+	$(MESON) configure $(BUILD) -Dwerror=$(WERROR) -Dtests=$(TESTS)
 	ninja -C $(BUILD)
 	@if [ "$$(id -u)" = 0 ]; then install -D -m 0755 $(BUILD)/pyexec-runner $(RUNNER_INSTALLED); \
 	  if [ -e $(BUILD)/pyexec-init ]; then install -D -m 0755 $(BUILD)/pyexec-init $(dir $(RUNNER_INSTALLED))pyexec-init; fi; fi
