@@ -21,6 +21,7 @@ import pathlib
 import socket
 import subprocess
 import threading
+import time
 import urllib.request
 
 import pytest
@@ -237,3 +238,15 @@ class Listener:
         self.stop.set()
         self.thread.join(2)
         self.sock.close()
+
+
+def wait_for(pred, timeout, what):
+    """pred()'s first true value within timeout seconds, else an
+    AssertionError naming what was awaited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError(f"not within {timeout} s: {what}")

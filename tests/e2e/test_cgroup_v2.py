@@ -24,7 +24,7 @@ import uuid
 
 import pytest
 
-from conftest import PRIVILEGED, PYEXEC
+from conftest import PRIVILEGED, PYEXEC, wait_for
 
 CG = pathlib.Path("/sys/fs/cgroup")
 
@@ -89,16 +89,6 @@ def runner_env():
 def unit_cgroup(unit):
     out = subprocess.run(["systemctl", "show", "-P", "ControlGroup", unit], capture_output=True, text=True).stdout
     return CG / out.strip().lstrip("/") if out.strip() else None
-
-
-def wait_for(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def assert_run_cgroup(d, memory_mb, pids):

@@ -32,7 +32,7 @@ import uuid
 
 import pytest
 
-from conftest import PYEXEC, Listener, host_pids_matching, readable_mappings
+from conftest import PYEXEC, Listener, host_pids_matching, readable_mappings, wait_for
 from test_serve import serving, start_server
 
 # The program's environment on both paths (zygote.c, supervise.c).
@@ -159,16 +159,6 @@ def alive(pid):
             return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except OSError:
         return False
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def wait_pool_full(srv, size, timeout=10, idle=True):

@@ -800,6 +800,14 @@ static bool v2_only_host(void) {
         return statfs("/sys/fs/cgroup", &sf) == 0 && sf.f_type == CGROUP2_SUPER_MAGIC;
 }
 
+#define SKIP_UNLESS_V2_ONLY()                                                                           \
+        do {                                                                                            \
+                if (!v2_only_host()) {                                                                  \
+                        print_message("[ SKIP     ] /sys/fs/cgroup is not a cgroup2-only hierarchy\n"); \
+                        skip();                                                                         \
+                }                                                                                       \
+        } while (0)
+
 static void delegated_remove(struct delegated *d) {
         static const char *const leaves[] = { "supervisor", "harness" };
         char p[512];
@@ -854,10 +862,7 @@ static void test_v2_takes_over_its_delegated_cgroup(void **state) {
         char c;
 
         SKIP_UNLESS_ROOT();
-        if (!v2_only_host()) {
-                print_message("[ SKIP     ] /sys/fs/cgroup is not a cgroup2-only hierarchy\n");
-                skip();
-        }
+        SKIP_UNLESS_V2_ONLY();
         delegated_make(&d);
         assert_int_equal(pipe2(go, O_CLOEXEC), 0);
         pid = test_fork();
@@ -893,10 +898,7 @@ static void test_v2_leaf_of_a_delegated_cgroup_uses_it(void **state) {
         pid_t pid;
 
         SKIP_UNLESS_ROOT();
-        if (!v2_only_host()) {
-                print_message("[ SKIP     ] /sys/fs/cgroup is not a cgroup2-only hierarchy\n");
-                skip();
-        }
+        SKIP_UNLESS_V2_ONLY();
         delegated_make(&d);
         harness = strdup_printf("%s/harness", d.dir);
         assert_int_equal(mkdir(harness, 0755), 0);
@@ -917,10 +919,7 @@ static void test_v2_undelegated_cgroup_is_not_taken_over(void **state) {
         pid_t pid;
 
         SKIP_UNLESS_ROOT();
-        if (!v2_only_host()) {
-                print_message("[ SKIP     ] /sys/fs/cgroup is not a cgroup2-only hierarchy\n");
-                skip();
-        }
+        SKIP_UNLESS_V2_ONLY();
         delegated_make(&d);
         assert_int_equal(removexattr(d.dir, "trusted.delegate"), 0);
         pid = test_fork();
