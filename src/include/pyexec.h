@@ -162,16 +162,26 @@ int pyexec_run(struct pyexec_sandbox *s, const struct pyexec_spec *spec, struct 
  * started, pyexec_run() uses it for every spec it fits (programs through
  * the runner, with disk_mb as given here) and the cold path for the rest.
  */
+/* A technique whose worth depends on the host (docs/benchmarks.md): chosen
+ * at start (AUTO) or forced. */
+enum pyexec_choice { PYEXEC_CHOICE_AUTO, PYEXEC_CHOICE_OFF, PYEXEC_CHOICE_ON };
+
 struct pyexec_warm_options {
-        unsigned pool;       /* sandboxes kept ready */
+        unsigned pool;                /* sandboxes kept ready, at most */
+        bool pool_follows_load;       /* fewer while the load needs fewer (zygote.c, pool_target) */
+        uint64_t pool_shrink_after_s; /* how long a peak of load keeps its sandboxes */
         uint64_t disk_mb;    /* their work directory and /tmp */
         uint64_t memory_mb;  /* their limits while idle */
         uint64_t pids;
         uint64_t max_forks;  /* recycle the zygote after this many sandboxes */
         uint64_t max_age_s;  /* ... or after this long */
-        bool prefault;       /* copy the interpreter's pages ahead (zygote-child.c) */
+        /* Copy the interpreter's pages ahead (zygote-child.c); AUTO: only
+         * while runs leave a CPU idle. */
+        enum pyexec_choice prefault;
         const char *preimport; /* modules the zygote imports ahead, comma-separated */
-        bool huge_pages;       /* the zygote's memory on hugetlb pages (zygote-heap.c) */
+        /* The zygote's memory on hugetlb pages (zygote-heap.c); AUTO: where
+         * a copy-on-write fault is dear (hugetlb_pays). */
+        enum pyexec_choice huge_pages;
         unsigned max_running;  /* runs at once (MAX_CONCURRENT_EXECUTIONS): sizes the hugetlb pool */
 };
 int pyexec_sandbox_start_warm(struct pyexec_sandbox *s, const struct pyexec_warm_options *o);
@@ -183,6 +193,13 @@ struct pyexec_warm_stats {
         uint64_t netns_made, netns_reused; /* the pool of network namespaces (root only) */
         int zygote_pid;
         unsigned zygote_huge_pages; /* the zygote's memory on hugetlb pages */
+        unsigned pool_target;       /* sandboxes the pool keeps ready now (it follows the load) */
+        uint64_t let_go;            /* ready sandboxes ended because the load needed fewer */
+        bool huge_pages;            /* the choice made at start */
+        const char *prefault;       /* "idle", "always" or "off" */
+        const char *huge_pages_why; /* why huge pages are on or off */
+        uint64_t cow_fault_ns;      /* a copy-on-write fault, measured at start (0: not measured) */
+        uint64_t huge_reserved_bytes; /* added to the host's hugetlb pool for the zygote and its sandboxes */
 };
 int pyexec_sandbox_warm_stats(const struct pyexec_sandbox *s, struct pyexec_warm_stats *ret);
 

@@ -309,6 +309,9 @@ static size_t n_huge_copy; /* the first n_huge_copy entries */
 static size_t n_hot_copy;  /* all entries; 0: nothing to copy */
 static bool hot_flag;      /* entry n_hot_copy sets hot_copied (all 4 KiB pages fit) */
 static volatile bool hot_copied;
+/* This sandbox's WARM_READ_AHEAD and WARM_PREFAULT: set by the zygote
+ * before each clone. */
+static bool read_ahead, prefault_now;
 
 static void plan_hot_copy(void) {
         size_t page = (size_t)sysconf(_SC_PAGESIZE), n = 0, n_ranges;
@@ -368,12 +371,14 @@ static int copy_hot_pages_into(pid_t pid) {
 
         if (r < 0)
                 return r; /* the program must not run: see above */
+        if (!prefault_now)
+                return 0; /* this sandbox does not prefault (WARM_PREFAULT) */
         /* hot_copied goes last, in the last batch. */
         (void)copy_entries(pid, n_huge_copy, n_hot_copy, hot_flag);
         return 0;
 }
 
-static void prefault_hot_pages(bool read_ahead) {
+static void prefault_hot_pages(void) {
         size_t page = (size_t)sysconf(_SC_PAGESIZE);
         for (size_t i = 0; i < n_hot; i++) {
                 bool read_only = hot[i][0] & HOT_READ_ONLY;
@@ -428,8 +433,6 @@ static void restore_signals(void) {
 
 /* The program of a pre-built sandbox: uid dropped, seccomp installed, the
  * interpreter the zygote initialized. Wait for the work, then run it. */
-/* This sandbox's WARM_READ_AHEAD: set by the zygote before each clone. */
-static bool read_ahead;
 
 static void warm_main(int status_fd, int work_fd, int holder_w) {
         struct msg m = { .type = MSG_READY };
@@ -446,9 +449,9 @@ static void warm_main(int status_fd, int work_fd, int holder_w) {
         /* First: what follows (the interpreter's after-fork steps, its
          * at-fork hooks in Python) writes to pages of the zygote too, and
          * copying them here, in one madvise, is cheaper than a fault apiece. */
-        if (runner_zygote_prefault) {
+        if (runner_zygote_prefault && prefault_now) {
                 if (n_hot)
-                        prefault_hot_pages(read_ahead);
+                        prefault_hot_pages();
                 else
                         prefault_private_memory();
         }
@@ -728,6 +731,7 @@ int runner_zygote_main(int ctl) {
                 if (!(req.flags & WARM_JOIN_NET))
                         fds[WARM_FD_NET] = -1;
                 read_ahead = req.flags & WARM_READ_AHEAD;
+                prefault_now = req.flags & WARM_PREFAULT;
                 PyOS_BeforeFork();
                 pid = sandbox_spawn_warm(seccomp, &req, fds,
                                          &(struct warm_program){ warm_main, n_hot_copy ? copy_hot_pages_into : NULL },

@@ -165,6 +165,7 @@
 #include <unistd.h>
 
 #include "cgroup.h"
+#include "hugetlb.h"
 #include "mount.h"
 #include "ns.h"
 #include "pyexec.h"
@@ -945,6 +946,8 @@ int pyexec_sandbox_start_warm(struct pyexec_sandbox *sb, const struct pyexec_war
         struct warm_options wo = {
                 .runner_path = sb->runner_path,
                 .target = o->pool,
+                .follow_load = o->pool_follows_load,
+                .shrink_after_ns = (o->pool_shrink_after_s ? o->pool_shrink_after_s : 60) * 1000000000ull,
                 .disk_mb = o->disk_mb,
                 .memory_mb = o->memory_mb,
                 .pids = o->pids,
@@ -1002,6 +1005,13 @@ int pyexec_sandbox_warm_stats(const struct pyexec_sandbox *sb, struct pyexec_war
                 .netns_reused = st.netns_reused,
                 .zygote_pid = st.zygote_pid,
                 .zygote_huge_pages = st.zygote_huge_pages,
+                .pool_target = st.target,
+                .let_go = st.let_go,
+                .huge_pages = st.huge_pages,
+                .prefault = st.prefault,
+                .huge_pages_why = st.huge_pages_why,
+                .cow_fault_ns = st.cow_fault_ns,
+                .huge_reserved_bytes = st.huge_reserved * HUGETLB_PAGE_SIZE,
         };
         return 0;
 }

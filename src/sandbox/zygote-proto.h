@@ -33,7 +33,7 @@ struct warm_request {
         uint32_t uid, gid;
         uint32_t init_uid, init_gid; /* init's real and saved ids (reap.h) */
         uint32_t userns;
-        uint32_t flags;      /* WARM_READ_AHEAD */
+        uint32_t flags;      /* WARM_READ_AHEAD, WARM_JOIN_NET, WARM_PREFAULT */
         uint64_t disk_bytes; /* size of /sandbox and /tmp */
         uint64_t inodes;
 };
@@ -52,6 +52,11 @@ struct warm_reply {
 /* The request carries a network namespace (WARM_FD_NET) for the sandbox to
  * join instead of making its own: the service's pool of them (zygote.c). */
 #define WARM_JOIN_NET 2u
+/* The waiting program copies the pages a run writes before it waits
+ * (zygote-child.c): always with ZYGOTE_PREFAULT=true; with auto, only
+ * along with WARM_READ_AHEAD, since under load the copies cost more CPU
+ * than the faults they spare the run. */
+#define WARM_PREFAULT 4u
 
 /* WARM_FD_NET is sent only with WARM_JOIN_NET; it is -1 otherwise. */
 enum { WARM_FD_SYNC, WARM_FD_STATUS, WARM_FD_OUT, WARM_FD_ERR, WARM_FD_WORK, WARM_FD_NET, _WARM_FD_MAX };

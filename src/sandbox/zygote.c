@@ -107,6 +107,13 @@ struct warm_pool {
         uint64_t huge_added;   /* pages this service added to vm.nr_hugepages */
         uint64_t huge_wanted;  /* what it reserved for, at huge_per_set */
         bool huge_short;       /* a build found no free page for its copy (huge_pool_refill) */
+        bool huge_on;          /* ZYGOTE_HUGE_PAGES, decided at start */
+        const char *huge_why;
+        uint64_t cow_ns; /* a copy-on-write fault here (hugetlb_cow_fault_ns), 0: unknown */
+        /* The load the pool follows (pool_target): the most runs at once
+         * since peak_since. */
+        unsigned peak;
+        uint64_t peak_since;
 };
 
 /* Namespaces kept for reuse beyond this are closed. */
@@ -206,7 +213,7 @@ static bool huge_bounded(const struct warm_pool *p) {
 }
 
 static unsigned huge_sets(const struct warm_pool *p) {
-        return p->o.huge_pages && huge_bounded(p) ? p->o.target + p->o.max_running + 2 : 0;
+        return p->huge_on && huge_bounded(p) ? p->o.target + p->o.max_running + 2 : 0;
 }
 
 static uint64_t huge_pool_want(const struct warm_pool *p) {
@@ -346,7 +353,7 @@ static int zygote_spawn_process(struct warm_pool *p, struct zygote_proc *ret) {
         argv[n_argv++] = "pyexec-runner";
         argv[n_argv++] = "--zygote";
         argv[n_argv++] = "3";
-        if (!p->o.prefault)
+        if (p->o.prefault == PYEXEC_CHOICE_OFF)
                 argv[n_argv++] = "--no-prefault";
         argv[n_argv++] = "--huge-pages";
         argv[n_argv++] = sets;
@@ -762,7 +769,10 @@ static int box_build(struct warm_pool *p, bool read_ahead, struct warm_box **ret
                 .init_uid = b->init_uid,
                 .init_gid = b->init_uid,
                 .userns = !p->host.privileged,
-                .flags = (read_ahead ? WARM_READ_AHEAD : 0) | (b->net_fd >= 0 ? WARM_JOIN_NET : 0),
+                .flags = (read_ahead ? WARM_READ_AHEAD : 0) | (b->net_fd >= 0 ? WARM_JOIN_NET : 0) |
+                         (p->o.prefault == PYEXEC_CHOICE_ON || (p->o.prefault == PYEXEC_CHOICE_AUTO && read_ahead)
+                                  ? WARM_PREFAULT
+                                  : 0),
                 .disk_bytes = p->o.disk_mb * 1024 * 1024,
                 .inodes = 4096,
         };
@@ -887,17 +897,61 @@ static int start_zygote(struct warm_pool *p) {
  * Called with the lock held: whether the keeper should build a sandbox now.
  * Building one takes a CPU for several milliseconds (a fork of the zygote,
  * namespaces, mounts, the prefault), so while runs are in progress the
- * pool is only topped up once it is down to half its target: a run that
+ * pool is only topped up once it is below half its target: a run that
  * takes a sandbox from a well-stocked pool does not share the machine
  * with the build of its replacement, which starts when the run is over
  * and its response is out (KILL_GRACE_NS after the release). Under
  * sustained load the pool drains to half and the keeper builds without
  * pause, as before.
  */
+/*
+ * How many sandboxes the pool keeps ready now. A waiting sandbox holds
+ * memory (its copy of the pages a run writes, page tables, namespaces), so
+ * unless WARM_POOL_SIZE fixes the number, the pool follows the load: one
+ * more than the most runs at once (pool_note_load) within the last
+ * shrink_after_ns (WARM_POOL_SHRINK_AFTER), at least POOL_MIN, at most the
+ * target. A burst beyond it has its sandboxes built on demand and raises
+ * it; the keeper lets the surplus go once the load has stayed lower for
+ * that long.
+ */
+#define POOL_MIN 2u
+
+static unsigned pool_target(const struct warm_pool *p, uint64_t now) {
+        unsigned t = p->peak + 1;
+
+        if (!p->o.follow_load)
+                return p->o.target;
+        if (now >= p->peak_since + p->o.shrink_after_ns)
+                t = p->running + p->on_demand + 1; /* what pool_decay sets */
+        t = t > POOL_MIN ? t : POOL_MIN;
+        return t < p->o.target ? t : p->o.target;
+}
+
+/* With the lock held, after a run took a sandbox. */
+static void pool_note_load(struct warm_pool *p) {
+        unsigned load = p->running + p->on_demand;
+
+        if (load >= p->peak) {
+                p->peak = load;
+                p->peak_since = now_ns();
+        }
+}
+
+/* With the lock held, by the keeper: a peak older than the window gives
+ * way to the load of now. */
+static void pool_decay(struct warm_pool *p, uint64_t now) {
+        if (now >= p->peak_since + p->o.shrink_after_ns) {
+                p->peak = p->running + p->on_demand;
+                p->peak_since = now;
+        }
+}
+
 static bool pool_needs_box(const struct warm_pool *p, uint64_t now) {
-        if (p->cur.ctl < 0 || p->n_ready >= p->o.target)
+        unsigned target = pool_target(p, now);
+
+        if (p->cur.ctl < 0 || p->n_ready >= target)
                 return false;
-        if (p->n_ready * 2 <= p->o.target)
+        if (p->n_ready * 2 < target)
                 return true;
         return p->running == 0 && now >= p->quiet_until;
 }
@@ -987,6 +1041,13 @@ static void *keeper_main(void *arg) {
                                 p->retiring[i] = p->retiring[--p->n_retiring];
                         } else
                                 i++;
+                }
+                /* Sandboxes beyond what the load needs go, the newest
+                 * first (the oldest are taken first). */
+                pool_decay(p, now);
+                while (p->n_ready > pool_target(p, now) && n_kill < ELEMENTSOF(kill_list)) {
+                        kill_list[n_kill++] = p->ready[--p->n_ready];
+                        p->stats.let_go++;
                 }
                 need_box = pool_needs_box(p, now);
                 /* With as many runs going on (or runs building their own
@@ -1086,6 +1147,37 @@ static void pool_free_holdings(struct warm_pool *p) {
         net_pool_done(p);
 }
 
+/*
+ * ZYGOTE_HUGE_PAGES: the huge pages cut what each sandbox's copy-on-write
+ * faults cost where a fault is dear (shadow paging: a TLB flush is a trip
+ * to the hypervisor) and add the copy of 12 MiB to each where it is not;
+ * the cost of a fault is measured here, and auto goes by it
+ * (docs/benchmarks.md, the machines).
+ */
+static void pool_choose_huge_pages(struct warm_pool *p) {
+        int r = hugetlb_cow_fault_ns(&p->cow_ns);
+
+        if (r < 0)
+                p->cow_ns = 0;
+        switch (p->o.huge_pages) {
+        case PYEXEC_CHOICE_ON:
+                p->huge_on = true;
+                p->huge_why = "ZYGOTE_HUGE_PAGES=true";
+                break;
+        case PYEXEC_CHOICE_OFF:
+                p->huge_on = false;
+                p->huge_why = "ZYGOTE_HUGE_PAGES=false";
+                break;
+        case PYEXEC_CHOICE_AUTO:
+        default:
+                p->huge_on = r == 0 && p->cow_ns >= HUGETLB_PAYS_COW_NS;
+                p->huge_why = r < 0        ? "auto: the cost of a copy-on-write fault could not be measured"
+                              : p->huge_on ? "auto: a copy-on-write fault costs 8 us or more here"
+                                           : "auto: a copy-on-write fault costs less than 8 us here";
+                break;
+        }
+}
+
 int warm_pool_start(const struct warm_host *host, const struct warm_options *o, struct warm_pool **ret) {
         struct warm_pool *p = calloc(1, sizeof *p);
         int r;
@@ -1100,7 +1192,8 @@ int warm_pool_start(const struct warm_host *host, const struct warm_options *o, 
         p->o.preimport = strdup(o->preimport ? o->preimport : "");
         p->cur = (struct zygote_proc){ .pid = -1, .pidfd = -1, .ctl = -1 };
         p->exe_fd = p->init_fd = -1;
-        if (p->o.huge_pages && !huge_bounded(p))
+        pool_choose_huge_pages(p);
+        if (p->huge_on && !huge_bounded(p))
                 log_event(LOG_WARN, "the zygote's memory stays on ordinary pages: no hugetlb cgroup can bound each "
                                     "sandbox's huge pages",
                           json_pack("{s:s}", "reason", p->host.cg->hugetlb_reason));
@@ -1177,6 +1270,7 @@ struct warm_box *warm_pool_take(struct warm_pool *p, int *ret_err) {
                 p->stats.taken_ready++;
                 p->running++;
                 b->taken = true;
+                pool_note_load(p);
         }
         pthread_cond_broadcast(&p->cond); /* the keeper refills */
         pthread_mutex_unlock(&p->lock);
@@ -1188,6 +1282,7 @@ struct warm_box *warm_pool_take(struct warm_pool *p, int *ret_err) {
                 return b;
         pthread_mutex_lock(&p->lock);
         p->on_demand++;
+        pool_note_load(p);
         pthread_mutex_unlock(&p->lock);
         r = box_build(p, false, &b); /* taken at once */
         pthread_mutex_lock(&p->lock);
@@ -1269,6 +1364,14 @@ void warm_pool_get_stats(struct warm_pool *p, struct warm_stats *ret) {
         ret->ready = (unsigned)p->n_ready;
         ret->zygote_pid = p->cur.pid;
         ret->zygote_huge_pages = p->cur.pid > 0 ? p->cur.huge_pages : 0;
+        ret->target = pool_target(p, now_ns());
+        ret->huge_pages = p->huge_on;
+        ret->huge_pages_why = p->huge_why;
+        ret->prefault = p->o.prefault == PYEXEC_CHOICE_ON    ? "always"
+                        : p->o.prefault == PYEXEC_CHOICE_OFF ? "off"
+                                                             : "idle";
+        ret->cow_fault_ns = p->cow_ns;
+        ret->huge_reserved = p->huge_added;
         pthread_mutex_unlock(&p->lock);
 }
 

@@ -24,6 +24,7 @@
 #include <sys/types.h>
 
 #include "cgroup.h"
+#include "pyexec.h"
 #include "uidpool.h"
 #include "zygote-proto.h"
 
@@ -67,15 +68,17 @@ struct warm_box {
 
 struct warm_options {
         const char *runner_path;
-        unsigned target;       /* sandboxes kept ready */
+        unsigned target;          /* sandboxes kept ready, at most */
+        bool follow_load;         /* fewer while the load needs fewer (pool_target) */
+        uint64_t shrink_after_ns; /* how long a peak of load keeps its sandboxes */
         uint64_t disk_mb;      /* the work directory and /tmp of each */
         uint64_t memory_mb;    /* limits while idle; each run sets its own */
         uint64_t pids;
         uint64_t max_forks;    /* recycle the zygote after this many sandboxes */
         uint64_t max_age_s;    /* ... or after this long */
-        bool prefault;         /* sandboxes copy the interpreter's pages while they wait */
-        const char *preimport; /* modules to import ahead, comma-separated */
-        bool huge_pages;       /* the zygote's memory on hugetlb pages (zygote-heap.c) */
+        enum pyexec_choice prefault;   /* sandboxes copy the interpreter's pages while they wait */
+        const char *preimport;         /* modules to import ahead, comma-separated */
+        enum pyexec_choice huge_pages; /* the zygote's memory on hugetlb pages (zygote-heap.c) */
         unsigned max_running;  /* sandboxes running at once, for sizing their pool */
 };
 
@@ -88,9 +91,16 @@ struct warm_stats {
         uint64_t zygote_deaths;
         uint64_t netns_made;   /* network namespaces made for the pool */
         uint64_t netns_reused; /* sandboxes that joined one used before */
+        uint64_t let_go;       /* ready sandboxes ended because the load needed fewer */
         unsigned ready;
         pid_t zygote_pid;
         unsigned zygote_huge_pages; /* the current zygote's, on hugetlb */
+        unsigned target;            /* sandboxes kept ready now (pool_target) */
+        bool huge_pages;            /* the choice made at start */
+        const char *prefault;       /* "idle", "always" or "off" */
+        const char *huge_pages_why;
+        uint64_t cow_fault_ns;  /* hugetlb_cow_fault_ns at start; 0: not measured */
+        uint64_t huge_reserved; /* pages this service added to vm.nr_hugepages */
 };
 
 struct warm_pool;

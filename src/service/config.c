@@ -20,6 +20,7 @@ static const char *const source_names[_SOURCE_MAX] = {
 enum key_type {
         KEY_U64,
         KEY_BOOL,
+        KEY_CHOICE, /* enum pyexec_choice: auto, true or false */
         KEY_STRING,
         KEY_ADDRESS,
         KEY_LOGLEVEL,
@@ -74,16 +75,22 @@ static const struct key {
         { "EXECUTION_MODE", KEY_STRING, 0, 0, "warm", C(execution_mode),
           "warm: fork runs from a zygote with pre-built sandboxes; cold: a fresh interpreter per run (--cold)" },
         { "WARM_POOL_SIZE", KEY_U64, 0, 1024, "0", C(warm_pool),
-          "sandboxes kept built and waiting (warm mode); 0: MAX_CONCURRENT_EXECUTIONS + 1" },
+          "sandboxes kept built and waiting (warm mode); 0: as many as the load needs, from 2 up to "
+          "MAX_CONCURRENT_EXECUTIONS + 1" },
+        { "WARM_POOL_SHRINK_AFTER", KEY_U64, 1, 86400, "60", C(warm_pool_shrink_after),
+          "with WARM_POOL_SIZE=0: seconds the pool keeps the sandboxes a past peak of load needed before it lets "
+          "the surplus go" },
         { "ZYGOTE_MAX_FORKS", KEY_U64, 1, 1000000000, "10000", C(zygote_max_forks),
           "replace the zygote after this many sandboxes" },
         { "ZYGOTE_MAX_AGE", KEY_U64, 1, 604800, "3600", C(zygote_max_age),
           "replace the zygote after this many seconds" },
-        { "ZYGOTE_PREFAULT", KEY_BOOL, 0, 0, "true", C(zygote_prefault),
-          "waiting sandboxes copy the interpreter's pages ahead: faster runs, more memory per sandbox" },
-        { "ZYGOTE_HUGE_PAGES", KEY_BOOL, 0, 0, "true", C(zygote_huge_pages),
+        { "ZYGOTE_PREFAULT", KEY_CHOICE, 0, 0, "auto", C(zygote_prefault),
+          "waiting sandboxes copy the interpreter's pages ahead: faster runs, more memory per sandbox, more CPU per "
+          "sandbox; auto: only while runs leave a CPU idle" },
+        { "ZYGOTE_HUGE_PAGES", KEY_CHOICE, 0, 0, "auto", C(zygote_huge_pages),
           "the zygote's memory on 2 MiB hugetlb pages when the pool has room (as root the service reserves it: "
-          "vm.nr_hugepages); each sandbox then holds about 12 MiB of them" },
+          "vm.nr_hugepages); each sandbox then holds about 12 MiB of them; auto: only where a copy-on-write fault "
+          "is dear (measured at start)" },
         { "ZYGOTE_PREIMPORT", KEY_STRING, 0, 0, ZYGOTE_PREIMPORT_DEFAULT, C(zygote_preimport),
           "modules the zygote imports ahead (comma-separated): warm runs find them imported; each one makes every "
           "sandbox dearer" },
@@ -320,6 +327,15 @@ static void flag_name(const struct key *k, char *out, size_t n) {
         out[i] = 0;
 }
 
+/* 1 for true, 0 for false, -EINVAL for anything else. */
+static int parse_bool(const char *value) {
+        if (!strcasecmp(value, "true") || !strcmp(value, "1") || !strcasecmp(value, "yes") || !strcasecmp(value, "on"))
+                return 1;
+        if (!strcasecmp(value, "false") || !strcmp(value, "0") || !strcasecmp(value, "no") || !strcasecmp(value, "off"))
+                return 0;
+        return -EINVAL;
+}
+
 static int set_value(struct config *c, struct raw *raw, const struct key *k, const char *value, const char *where,
                      char *err, size_t errlen) {
         void *field = (char *)c + k->offset;
@@ -337,16 +353,20 @@ static int set_value(struct config *c, struct raw *raw, const struct key *k, con
                 *(uint64_t *)field = v;
                 return 0;
         case KEY_BOOL:
-                if (!strcasecmp(value, "true") || !strcmp(value, "1") || !strcasecmp(value, "yes") ||
-                    !strcasecmp(value, "on"))
-                        *(bool *)field = true;
-                else if (!strcasecmp(value, "false") || !strcmp(value, "0") || !strcasecmp(value, "no") ||
-                         !strcasecmp(value, "off"))
-                        *(bool *)field = false;
-                else {
+                r = parse_bool(value);
+                if (r < 0) {
                         snprintf(err, errlen, "%s (%s) must be true or false, got '%s'", k->name, where, value);
                         return -EINVAL;
                 }
+                *(bool *)field = r;
+                return 0;
+        case KEY_CHOICE:
+                r = strcasecmp(value, "auto") ? parse_bool(value) : 2;
+                if (r < 0) {
+                        snprintf(err, errlen, "%s (%s) must be auto, true or false, got '%s'", k->name, where, value);
+                        return -EINVAL;
+                }
+                *(enum pyexec_choice *)field = r == 2 ? PYEXEC_CHOICE_AUTO : r ? PYEXEC_CHOICE_ON : PYEXEC_CHOICE_OFF;
                 return 0;
         case KEY_LOGLEVEL:
                 for (int l = 0; l < _LOG_LEVEL_MAX; l++)
@@ -717,6 +737,14 @@ void config_print(const struct config *c, FILE *f) {
                 case KEY_BOOL:
                         fprintf(f, "%s=%s", k->name, *(const bool *)field ? "true" : "false");
                         break;
+                case KEY_CHOICE: {
+                        enum pyexec_choice v = *(const enum pyexec_choice *)field;
+                        fprintf(f, "%s=%s", k->name,
+                                v == PYEXEC_CHOICE_AUTO ? "auto"
+                                : v == PYEXEC_CHOICE_ON ? "true"
+                                                        : "false");
+                        break;
+                }
                 case KEY_LOGLEVEL:
                         fprintf(f, "%s=%s", k->name, log_level_to_string(*(const enum log_level *)field));
                         break;
@@ -758,6 +786,8 @@ void config_print_default(FILE *f) {
                         fprintf(f, " (%llu-%llu)", (unsigned long long)k->min, (unsigned long long)k->max);
                 else if (k->type == KEY_BOOL)
                         fprintf(f, " (true or false)");
+                else if (k->type == KEY_CHOICE)
+                        fprintf(f, " (auto, true or false)");
                 fprintf(f, "\n#%s=%s\n", k->name, k->def);
         }
         fprintf(f, "\n# Policies beyond the built-in ones, one POLICY_<NAME>=spec each; list <name> in POLICIES\n"

@@ -16,6 +16,7 @@
 #include <stdio.h>
 
 #include "log.h"
+#include "pyexec.h"
 #include "policy.h"
 
 /* What the zygote imports ahead by default: the modules exercises use most,
@@ -68,11 +69,12 @@ struct config {
         size_t n_api_keys;
         char *execution_mode; /* "warm" (a zygote and pre-built sandboxes) or "cold" */
         bool warm;
-        uint64_t warm_pool;        /* sandboxes kept ready; 0 = MAX_CONCURRENT_EXECUTIONS + 1 */
+        uint64_t warm_pool; /* sandboxes kept ready; 0 = as the load needs, up to MAX_CONCURRENT_EXECUTIONS + 1 */
+        uint64_t warm_pool_shrink_after; /* s: how long a peak keeps its sandboxes (WARM_POOL_SIZE=0) */
         uint64_t zygote_max_forks; /* recycle the zygote after this many sandboxes */
         uint64_t zygote_max_age;   /* ... or after this many seconds */
-        bool zygote_prefault;      /* sandboxes copy the interpreter's pages while they wait */
-        bool zygote_huge_pages;    /* the zygote's memory on hugetlb pages (zygote-heap.c) */
+        enum pyexec_choice zygote_prefault;   /* sandboxes copy the interpreter's pages while they wait */
+        enum pyexec_choice zygote_huge_pages; /* the zygote's memory on hugetlb pages (zygote-heap.c) */
         bool allow_stale_runner;   /* ready although the runner embeds another libpython than /usr's */
         char *zygote_preimport;    /* modules the zygote imports ahead, comma-separated */
         char *policies;            /* names a request may pick */

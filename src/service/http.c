@@ -55,6 +55,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "procmem.h"
 #include "ratelimit.h"
 #include "result.h"
 
@@ -393,6 +394,20 @@ static void gauges(struct server *s, struct metrics_gauges *g) {
                         g->netns_reused = ws.netns_reused;
                         g->zygote_pid = ws.zygote_pid;
                         g->zygote_huge_pages = ws.zygote_huge_pages;
+                        g->pool_target = ws.pool_target;
+                        g->let_go = ws.let_go;
+                        g->huge_pages = ws.huge_pages;
+                        g->prefault = ws.prefault;
+                        g->huge_pages_why = ws.huge_pages_why;
+                        g->cow_fault_ns = ws.cow_fault_ns;
+                        g->mem_huge_reserved = ws.huge_reserved_bytes;
+                }
+                struct proc_memory pm;
+                if (proc_memory_tree(getpid(), &pm) == 0) {
+                        g->have_memory = true;
+                        g->mem_processes = pm.processes;
+                        g->mem_pss = pm.pss;
+                        g->mem_hugetlb = pm.hugetlb;
                 }
         }
 }
@@ -1009,6 +1024,8 @@ int http_serve(const struct config *cfg) {
                 pyexec_limits_default(&def);
                 wo = (struct pyexec_warm_options){
                         .pool = cfg->warm_pool ? (unsigned)cfg->warm_pool : (unsigned)cfg->max_concurrent + 1,
+                        .pool_follows_load = cfg->warm_pool == 0,
+                        .pool_shrink_after_s = cfg->warm_pool_shrink_after,
                         .disk_mb = def.disk_mb,
                         .memory_mb = cfg->memory_limit,
                         .pids = def.pids,
@@ -1026,10 +1043,18 @@ int http_serve(const struct config *cfg) {
                         /* The service still runs every program, cold. */
                         log_event(LOG_WARN, "warm mode unavailable: running cold",
                                   json_pack("{s:s}", "error", strerror(-r)));
-                else
+                else {
+                        /* The choices made for this host (docs/benchmarks.md). */
+                        struct pyexec_warm_stats ws = { 0 };
+                        (void)pyexec_sandbox_warm_stats(s.sb, &ws);
                         log_event(LOG_INFO, "zygote started",
-                                  json_pack("{s:I,s:f}", "pool", (json_int_t)wo.pool, "startMs",
-                                            (double)(now_ns() - t0) / 1e6));
+                                  json_pack("{s:I,s:b,s:f,s:b,s:s,s:s,s:f}", "pool", (json_int_t)wo.pool,
+                                            "poolFollowsLoad", wo.pool_follows_load, "startMs",
+                                            (double)(now_ns() - t0) / 1e6, "hugePages", ws.huge_pages, "hugePagesWhy",
+                                            ws.huge_pages_why ? ws.huge_pages_why : "", "prefault",
+                                            ws.prefault ? ws.prefault : "", "cowFaultUs",
+                                            (double)ws.cow_fault_ns / 1e3));
+                }
         }
         if (cfg->rate_limit_max && cfg->max_tests > cfg->rate_limit_max)
                 log_event(LOG_WARN, "MAX_TESTS is above RATE_LIMIT_MAX: requests with more test cases than "

@@ -206,10 +206,8 @@ int metrics_render(struct metrics *m, const struct metrics_gauges *g, struct buf
                         { "pyexec_ready", "Whether the service can run code (1) or not (0).", g->ready },
                         { "pyexec_breaker_open", "Whether the circuit breaker is open.", g->breaker_open },
                         { "pyexec_warm", "Whether programs run on the warm path (1) or cold (0).", g->warm },
-                        { "pyexec_warm_sandboxes_ready", "Sandboxes built ahead and waiting for work.",
-                          g->warm_ready },
-                        { "pyexec_warm_sandboxes_built", "Sandboxes built from the zygote so far.",
-                          g->warm_sandboxes },
+                        { "pyexec_warm_sandboxes_ready", "Sandboxes built ahead and waiting for work.", g->warm_ready },
+                        { "pyexec_warm_sandboxes_built", "Sandboxes built from the zygote so far.", g->warm_sandboxes },
                         { "pyexec_warm_sandboxes_taken_ready", "Runs that found a sandbox ready.",
                           g->warm_taken_ready },
                         { "pyexec_warm_sandboxes_built_on_demand", "Runs that had to build their sandbox.",
@@ -226,6 +224,19 @@ int metrics_render(struct metrics *m, const struct metrics_gauges *g, struct buf
                           g->netns_made },
                         { "pyexec_warm_netns_reused", "Sandboxes that joined a network namespace used before.",
                           g->netns_reused },
+                        { "pyexec_warm_pool_target", "Sandboxes the pool keeps ready now (it follows the load).",
+                          g->pool_target },
+                        { "pyexec_warm_sandboxes_let_go", "Ready sandboxes ended because the load needed fewer.",
+                          g->let_go },
+                        { "pyexec_memory_pss_bytes",
+                          "Proportional set size of the service and every process it started (hugetlb pages apart).",
+                          g->mem_pss },
+                        { "pyexec_memory_hugetlb_bytes", "Hugetlb pages mapped by the service's processes.",
+                          g->mem_hugetlb },
+                        { "pyexec_memory_hugetlb_reserved_bytes",
+                          "Hugetlb pages the service added to the host's pool (vm.nr_hugepages).",
+                          g->mem_huge_reserved },
+                        { "pyexec_processes", "The service's processes, one per address space.", g->mem_processes },
                 };
                 int r = 0;
                 for (size_t i = 0; i < ELEMENTSOF(gauges) && r == 0; i++)
@@ -298,5 +309,26 @@ json_t *metrics_stats(struct metrics *m, const struct metrics_gauges *g) {
                                                         (json_int_t)g->netns_reused, "zygoteHugePages",
                                                         (json_int_t)g->zygote_huge_pages)
                                             : json_null());
+        if (o && g->warm) {
+                json_t *w = json_object_get(o, "warm");
+                json_object_set_new(w, "poolTarget", json_integer((json_int_t)g->pool_target));
+                json_object_set_new(w, "letGo", json_integer((json_int_t)g->let_go));
+                json_object_set_new(w, "hugePages",
+                                    json_pack("{s:b,s:s,s:f}", "on", g->huge_pages, "why",
+                                              g->huge_pages_why ? g->huge_pages_why : "", "cowFaultUs",
+                                              (double)g->cow_fault_ns / 1e3));
+                json_object_set_new(w, "prefault", json_string(g->prefault ? g->prefault : ""));
+        }
+        if (o && g->have_memory) {
+                /* The hugetlb pages reserved and not mapped count too: no
+                 * one else can use them. */
+                uint64_t huge = g->mem_hugetlb > g->mem_huge_reserved ? g->mem_hugetlb : g->mem_huge_reserved;
+                json_object_set_new(o, "memory",
+                                    json_pack("{s:I,s:I,s:I,s:I,s:I}", "processes", (json_int_t)g->mem_processes,
+                                              "pssBytes", (json_int_t)g->mem_pss, "hugetlbBytes",
+                                              (json_int_t)g->mem_hugetlb, "hugetlbReservedBytes",
+                                              (json_int_t)g->mem_huge_reserved, "totalBytes",
+                                              (json_int_t)(g->mem_pss + huge)));
+        }
         return o;
 }

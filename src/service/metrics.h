@@ -63,9 +63,16 @@ struct metrics_gauges {
         bool ready, breaker_open;
         /* The warm path (zeros when the service runs cold). */
         bool warm;
-        uint64_t warm_ready, warm_sandboxes, warm_taken_ready, warm_on_demand, warm_failures, zygotes,
-                zygote_deaths, netns_made, netns_reused, zygote_huge_pages;
+        uint64_t warm_ready, warm_sandboxes, warm_taken_ready, warm_on_demand, warm_failures, zygotes, zygote_deaths,
+                netns_made, netns_reused, zygote_huge_pages, pool_target, let_go, cow_fault_ns;
         int64_t zygote_pid;
+        bool huge_pages;
+        const char *prefault, *huge_pages_why;
+        /* The service and every process it started (procmem.h), and the
+         * hugetlb pages it added to the host's pool: what it costs the
+         * host. */
+        bool have_memory;
+        uint64_t mem_processes, mem_pss, mem_hugetlb, mem_huge_reserved;
 };
 
 double metrics_uptime_seconds(struct metrics *m);

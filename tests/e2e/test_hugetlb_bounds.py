@@ -165,7 +165,7 @@ class Sampler:
 def root_huge_server(serve, **env):
     if not PRIVILEGED:
         pytest.skip("reads the run's cgroups from the host: root only (the unprivileged path has no hugetlb pages)")
-    srv = serve(env={"WARM_POOL_SIZE": 1, **env})
+    srv = serve(env={"WARM_POOL_SIZE": 1, "ZYGOTE_HUGE_PAGES": "true", **env})
     w = wait_pool_full(srv, 1, timeout=20)
     assert w["zygoteHugePages"] > 0, "the zygote is not on huge pages: " + srv.log_text()[-3000:]
     return srv, w
@@ -268,10 +268,10 @@ def test_two_services_one_stops_the_other_keeps_its_pages(serve):
         pytest.skip("only root reserves huge pages (vm.nr_hugepages)")
     others = other_services()
     start_nr = nr_hugepages()
-    a = serve(env={"WARM_POOL_SIZE": 1})
+    a = serve(env={"WARM_POOL_SIZE": 1, "ZYGOTE_HUGE_PAGES": "true"})
     wa = wait_pool_full(a, 1, timeout=20)
     assert wa["zygoteHugePages"] > 0, a.log_text()[-3000:]
-    b = serve(env={"WARM_POOL_SIZE": 1})
+    b = serve(env={"WARM_POOL_SIZE": 1, "ZYGOTE_HUGE_PAGES": "true"})
     wb = wait_pool_full(b, 1, timeout=20)
     pages = wb["zygoteHugePages"]
     assert pages > 0, b.log_text()[-3000:]
@@ -324,7 +324,7 @@ def test_no_huge_pages_without_a_hugetlb_cgroup(serve):
         return
     if meminfo()["HugePages_Free"] < 64:
         pytest.skip("no hugetlb pool with room: the zygote would stay on ordinary pages anyway")
-    srv = serve(env={"WARM_POOL_SIZE": 1})
+    srv = serve(env={"WARM_POOL_SIZE": 1, "ZYGOTE_HUGE_PAGES": "true"})
     w = wait_pool_full(srv, 1, timeout=20)
     assert w["zygoteHugePages"] == 0, w
     assert "no hugetlb cgroup can bound each sandbox's huge pages" in srv.log_text(), srv.log_text()[-2000:]

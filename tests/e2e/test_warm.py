@@ -89,8 +89,9 @@ def pool1(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pooln(tmp_path_factory):
-    """Warm with the default pool: MAX_CONCURRENT_EXECUTIONS (5) + 1."""
-    srv = start(tmp_path_factory.mktemp("warmn"))
+    """Warm with a fixed pool of MAX_CONCURRENT_EXECUTIONS (5) + 1: the
+    most the default pool grows to (test_pool_load.py)."""
+    srv = start(tmp_path_factory.mktemp("warmn"), env={"WARM_POOL_SIZE": 6})
     yield srv
     stop_ok(srv)
 
@@ -1385,7 +1386,8 @@ def test_zygote_environment_argv_fds(serve):
     # memory (zygote-heap.c): the pool's 2, MAX_CONCURRENT_EXECUTIONS (5)
     # running, itself and its probe; 0 where no hugetlb cgroup can bound a
     # sandbox's share (unprivileged, here).
-    huge = b"9" if w_huge_bounded(srv) else b"0"
+    # 0 also where huge pages do not pay (ZYGOTE_HUGE_PAGES=auto).
+    huge = b"9" if w_huge_bounded(srv) and warm_stats(srv)["hugePages"]["on"] else b"0"
     assert cmdline.split(b"\0")[:-1] == [b"pyexec-runner", b"--zygote", b"3", b"--huge-pages", huge], cmdline
     # Exec'd from a sealed memfd copy: its programs' /proc/self/exe and maps
     # name no host path.
@@ -1663,7 +1665,7 @@ def test_peak_memory(pool1):
 
 def test_pool_stats(pooln):
     slots = pooln.stats()["queue"]["slots"]
-    size = slots + 1  # the default WARM_POOL_SIZE
+    size = slots + 1  # pooln's WARM_POOL_SIZE
     w0 = wait_pool_full(pooln, size)
     n = 8
     for i in range(n):
@@ -1933,7 +1935,7 @@ def huge_server(serve, **env):
     huge_bounded), which an unprivileged user cannot on most hosts."""
     if os.geteuid() != 0 and meminfo()["HugePages_Free"] < 64:
         pytest.skip("no hugetlb pool with room, and only root can reserve one (vm.nr_hugepages)")
-    srv = serve(env={"WARM_POOL_SIZE": 1, **env})
+    srv = serve(env={"WARM_POOL_SIZE": 1, "ZYGOTE_HUGE_PAGES": "true", **env})
     w = wait_pool_full(srv, 1)
     if os.geteuid() != 0 and w["zygoteHugePages"] == 0:
         pytest.skip("the zygote stays on ordinary pages (no hugetlb cgroup, or no room in the pool): "

@@ -335,6 +335,12 @@ static void test_invalid_values(void **state) {
         EXPECT_FAIL("LOG_LEVEL (--log-level) must be one of debug, info, warn, error, got 'loud'", "--log-level", "loud");
         EXPECT_FAIL("METRICS_ENABLED (--metrics-enabled) must be true or false, got 'maybe'", "--metrics-enabled=maybe");
         EXPECT_FAIL("BIND (--bind) must be an IPv4 or IPv6 address, got 'localhost'", "--bind=localhost");
+        EXPECT_FAIL("ZYGOTE_HUGE_PAGES (--zygote-huge-pages) must be auto, true or false, got 'maybe'",
+                    "--zygote-huge-pages=maybe");
+        EXPECT_FAIL("ZYGOTE_PREFAULT (--zygote-prefault) must be auto, true or false, got ''", "--zygote-prefault=");
+        EXPECT_FAIL("WARM_POOL_SHRINK_AFTER (--warm-pool-shrink-after) must be a whole number between 1 and 86400, got "
+                    "'0'",
+                    "--warm-pool-shrink-after=0");
 
         /* environment */
         setenv("PORT", "abc", 1);
@@ -449,6 +455,26 @@ static void test_policies_and_warm_keys(void **state) {
         assert_true(strncmp(line, "name=education;imports=listed;writes=workdir;", 45) == 0);
         assert_non_null(config_policy_line(&l.c, "permissive"));
         assert_null(config_policy_line(&l.c, "strict"));
+        load_done(&l);
+
+        /* The techniques whose worth depends on the host: auto by default
+         * (decided at start), or forced either way. */
+        LOAD0(&l);
+        assert_int_equal(l.r, 0);
+        assert_int_equal(l.c.zygote_huge_pages, PYEXEC_CHOICE_AUTO);
+        assert_int_equal(l.c.zygote_prefault, PYEXEC_CHOICE_AUTO);
+        assert_int_equal(l.c.warm_pool, 0);
+        assert_int_equal(l.c.warm_pool_shrink_after, 60);
+        load_done(&l);
+        LOAD(&l, "--zygote-huge-pages", "TRUE", "--zygote-prefault=off");
+        assert_int_equal(l.r, 0);
+        assert_int_equal(l.c.zygote_huge_pages, PYEXEC_CHOICE_ON);
+        assert_int_equal(l.c.zygote_prefault, PYEXEC_CHOICE_OFF);
+        load_done(&l);
+        LOAD(&l, "--zygote-huge-pages", "false", "--zygote-prefault=Auto");
+        assert_int_equal(l.r, 0);
+        assert_int_equal(l.c.zygote_huge_pages, PYEXEC_CHOICE_OFF);
+        assert_int_equal(l.c.zygote_prefault, PYEXEC_CHOICE_AUTO);
         load_done(&l);
 
         /* ZYGOTE_PREIMPORT: the lean default, an operator's list, or none. */
