@@ -114,6 +114,7 @@ struct warm_pool {
          * since peak_since. */
         unsigned peak;
         uint64_t peak_since;
+        uint64_t fail_logged_ns; /* log_build_failure */
 };
 
 /* Namespaces kept for reuse beyond this are closed. */
@@ -722,6 +723,22 @@ static int box_wait_ready(struct warm_box *b, char *why, size_t whylen) {
         }
 }
 
+/* A sandbox that could not be built, in the log: at most one line a
+ * second (a broken host retries every 50 ms); the count is in the stats. */
+static void log_build_failure(struct warm_pool *p, int r, const char *why) {
+        uint64_t now = now_ns();
+        bool log;
+
+        pthread_mutex_lock(&p->lock);
+        log = now >= p->fail_logged_ns + 1000000000ull;
+        if (log)
+                p->fail_logged_ns = now;
+        pthread_mutex_unlock(&p->lock);
+        if (log)
+                log_event(LOG_WARN, "a warm sandbox could not be built",
+                          json_pack("{s:s,s:s}", "error", strerror(-r), "why", why ? why : ""));
+}
+
 static int box_build(struct warm_pool *p, bool read_ahead, struct warm_box **ret) {
         struct warm_box *b = calloc(1, sizeof *b);
         int sync[2] = { -1, -1 }, status[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 },
@@ -841,6 +858,7 @@ static int box_build(struct warm_pool *p, bool read_ahead, struct warm_box **ret
         if (r == 0)
                 r = box_wait_ready(b, why, sizeof why);
         if (r < 0) {
+                log_build_failure(p, r, why);
                 if (huge_pages > 0 && strstr(why, "huge pages")) {
                         pthread_mutex_lock(&p->lock);
                         p->huge_short = true;
@@ -853,6 +871,7 @@ static int box_build(struct warm_pool *p, bool read_ahead, struct warm_box **ret
         *ret = b;
         return 0;
 fail:
+        log_build_failure(p, r, "");
         for (int i = 0; i < 2; i++) {
                 close_fd(&sync[i]);
                 close_fd(&status[i]);
