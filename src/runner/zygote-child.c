@@ -103,7 +103,10 @@ static int write_program_files(const struct work *w) {
  * them, and a program's first steps write to thousands (reference counts
  * live in every object); each such copy-on-write fault is taken here,
  * while the sandbox waits, instead of on the request's clock. Failure is
- * harmless: the faults then happen later.
+ * harmless: the faults then happen later. Done for the sandboxes the pool
+ * asks it of (WARM_PREFAULT): with ZYGOTE_PREFAULT=auto, those built while
+ * a CPU is idle; under load the copies cost more CPU than the faults they
+ * spare.
  *
  * Then read one byte of every page the run will use, written or only read
  * (the interpreter's code, its constant data). Where the MMU is virtualized
@@ -433,7 +436,6 @@ static void restore_signals(void) {
 
 /* The program of a pre-built sandbox: uid dropped, seccomp installed, the
  * interpreter the zygote initialized. Wait for the work, then run it. */
-
 static void warm_main(int status_fd, int work_fd, int holder_w) {
         struct msg m = { .type = MSG_READY };
         struct work w = { 0 };

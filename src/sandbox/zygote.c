@@ -913,17 +913,6 @@ static int start_zygote(struct warm_pool *p) {
 }
 
 /*
- * Called with the lock held: whether the keeper should build a sandbox now.
- * Building one takes a CPU for several milliseconds (a fork of the zygote,
- * namespaces, mounts, the prefault), so while runs are in progress the
- * pool is only topped up once it is below half its target: a run that
- * takes a sandbox from a well-stocked pool does not share the machine
- * with the build of its replacement, which starts when the run is over
- * and its response is out (KILL_GRACE_NS after the release). Under
- * sustained load the pool drains to half and the keeper builds without
- * pause, as before.
- */
-/*
  * How many sandboxes the pool keeps ready now. A waiting sandbox holds
  * memory (its copy of the pages a run writes, page tables, namespaces), so
  * unless WARM_POOL_SIZE fixes the number, the pool follows the load: one
@@ -965,6 +954,17 @@ static void pool_decay(struct warm_pool *p, uint64_t now) {
         }
 }
 
+/*
+ * Called with the lock held: whether the keeper should build a sandbox now.
+ * Building one takes a CPU for several milliseconds (a fork of the zygote,
+ * namespaces, mounts, the prefault), so while runs are in progress the
+ * pool is only topped up once it is below half its target: a run that
+ * takes a sandbox from a well-stocked pool does not share the machine
+ * with the build of its replacement, which starts when the run is over
+ * and its response is out (KILL_GRACE_NS after the release). Under
+ * sustained load the pool drains to half and the keeper builds without
+ * pause.
+ */
 static bool pool_needs_box(const struct warm_pool *p, uint64_t now) {
         unsigned target = pool_target(p, now);
 
