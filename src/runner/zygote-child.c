@@ -713,6 +713,7 @@ int runner_zygote_main(int ctl) {
                 struct warm_request req;
                 struct warm_reply rep = { 0 };
                 int fds[_WARM_FD_MAX], pidfd = -1;
+                warm_prepare_fn copy;
                 size_t n = 0;
                 bool replied;
                 pid_t pid;
@@ -734,10 +735,16 @@ int runner_zygote_main(int ctl) {
                         fds[WARM_FD_NET] = -1;
                 read_ahead = req.flags & WARM_READ_AHEAD;
                 prefault_now = req.flags & WARM_PREFAULT;
+                /* Init stops the program and copies into it only when
+                 * there is something to copy: the huge pages, or the hot
+                 * pages of a sandbox that prefaults. Else the stop, the
+                 * wait and the resume would only lengthen the time the
+                 * zygote waits in clone(), which bounds how fast
+                 * sandboxes are built. */
+                copy = n_huge_copy || (prefault_now && n_hot_copy) ? copy_hot_pages_into : NULL;
                 PyOS_BeforeFork();
-                pid = sandbox_spawn_warm(seccomp, &req, fds,
-                                         &(struct warm_program){ warm_main, n_hot_copy ? copy_hot_pages_into : NULL },
-                                         ctl, init_fd, &replied);
+                pid = sandbox_spawn_warm(seccomp, &req, fds, &(struct warm_program){ warm_main, copy }, ctl, init_fd,
+                                         &replied);
                 PyOS_AfterFork_Parent();
                 for (size_t i = 0; i < n; i++)
                         close(fds[i]);
