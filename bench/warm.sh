@@ -347,10 +347,11 @@ if w_.get("failures"):
         except ValueError:
             continue
         if doc.get("level") in ("warn", "error"):
-            key = (doc.get("message"), doc.get("error"), doc.get("why"))
+            key = (doc.get("message"), doc.get("error") or doc.get("status") or "", doc.get("why") or "",
+                   f"{doc.get('path')} {doc.get('code')}" if doc.get("message") == "request" else "")
             seen[key] = seen.get(key, 0) + 1
-    for (msg, err, why), n in seen.items():
-        print(f"   the service's log: {n} x {msg}: {err or ''} {why or ''}")
+    for (msg, err, why, req), n in seen.items():
+        print(f"   the service's log: {n} x {msg}: {req} {err} {why}")
 cs = p50("cold-seq.txt"); cc8, cbad = rps("cold-c8.txt")
 ns = p50("nopre-seq.txt"); nc8, nbad = rps("nopre-c8.txt")
 print(f"cold service (--cold)                   back-to-back p50 {cs['50']:8.2f} ms = {cs['50']/py:.2f}x python3;"

@@ -730,7 +730,8 @@ static void log_build_failure(struct warm_pool *p, int r, const char *why) {
         bool log;
 
         pthread_mutex_lock(&p->lock);
-        log = now >= p->fail_logged_ns + 1000000000ull;
+        /* Not while the zygote is being replaced: its start is logged. */
+        log = p->cur.ctl >= 0 && now >= p->fail_logged_ns + 1000000000ull;
         if (log)
                 p->fail_logged_ns = now;
         pthread_mutex_unlock(&p->lock);
