@@ -406,6 +406,7 @@ static void gauges(struct server *s, struct metrics_gauges *g) {
                 if (proc_memory_tree(getpid(), &pm) == 0) {
                         g->have_memory = true;
                         g->mem_processes = pm.processes;
+                        g->mem_unreadable = pm.unreadable;
                         g->mem_pss = pm.pss;
                         g->mem_hugetlb = pm.hugetlb;
                 }

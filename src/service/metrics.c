@@ -324,10 +324,10 @@ json_t *metrics_stats(struct metrics *m, const struct metrics_gauges *g) {
                  * one else can use them. */
                 uint64_t huge = g->mem_hugetlb > g->mem_huge_reserved ? g->mem_hugetlb : g->mem_huge_reserved;
                 json_object_set_new(o, "memory",
-                                    json_pack("{s:I,s:I,s:I,s:I,s:I}", "processes", (json_int_t)g->mem_processes,
-                                              "pssBytes", (json_int_t)g->mem_pss, "hugetlbBytes",
-                                              (json_int_t)g->mem_hugetlb, "hugetlbReservedBytes",
-                                              (json_int_t)g->mem_huge_reserved, "totalBytes",
+                                    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "processes", (json_int_t)g->mem_processes,
+                                              "unreadable", (json_int_t)g->mem_unreadable, "pssBytes",
+                                              (json_int_t)g->mem_pss, "hugetlbBytes", (json_int_t)g->mem_hugetlb,
+                                              "hugetlbReservedBytes", (json_int_t)g->mem_huge_reserved, "totalBytes",
                                               (json_int_t)(g->mem_pss + huge)));
         }
         return o;

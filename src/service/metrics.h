@@ -72,7 +72,7 @@ struct metrics_gauges {
          * hugetlb pages it added to the host's pool: what it costs the
          * host. */
         bool have_memory;
-        uint64_t mem_processes, mem_pss, mem_hugetlb, mem_huge_reserved;
+        uint64_t mem_processes, mem_unreadable, mem_pss, mem_hugetlb, mem_huge_reserved;
 };
 
 double metrics_uptime_seconds(struct metrics *m);

@@ -110,8 +110,11 @@ int proc_memory_tree(pid_t root, struct proc_memory *ret) {
         children_of(root, &list, &n, &cap);
         for (size_t i = 0; i < n; i++) {
                 struct proc_entry e = list[i];
-                if (!shares_memory(list, i))
-                        (void)add_rollup(e.pid, &m);
+                if (!shares_memory(list, i)) {
+                        r = add_rollup(e.pid, &m);
+                        if (r == -EACCES || r == -EPERM)
+                                m.unreadable++; /* refused; a process gone meanwhile is skipped */
+                }
                 children_of(e.pid, &list, &n, &cap);
         }
         free(list);

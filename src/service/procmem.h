@@ -11,6 +11,11 @@
 
 struct proc_memory {
         unsigned processes; /* counted: one per address space */
+        /* Processes whose memory this process may not read, not counted:
+         * unprivileged, the sandboxes' programs and their holders (they
+         * are not dumpable, and their memory is not of the service's user
+         * namespace). */
+        unsigned unreadable;
         uint64_t pss;       /* proportional set size, bytes, hugetlb pages left out */
         uint64_t hugetlb;   /* hugetlb pages mapped, bytes (never shared between them) */
 };

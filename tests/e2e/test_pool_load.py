@@ -168,3 +168,21 @@ def test_memory_of_every_process_is_reported(serve):
     # The same in the Prometheus metrics (read a moment later).
     assert srv.sample("pyexec_processes") == n
     assert srv.sample("pyexec_memory_pss_bytes") > 0
+
+
+def test_memory_says_what_it_could_not_read(serve):
+    """Every process of the service is either counted in `memory` or named
+    in `unreadable`: as root none is unreadable; unprivileged, the
+    sandboxes' programs (not dumpable, their memory not of the service's
+    user namespace) and their holders are, and the rest are counted."""
+    srv = serve(env={"WARM_POOL_SIZE": 2})
+    z = wait_pool_full(srv, 2)["zygotePid"]
+    m = srv.stats()["memory"]
+    everyone = 1 + len(descendants(srv.proc.pid))
+    if PRIVILEGED:
+        holders = len([p for p in descendants(z) if blocked_signals(p) != 0])
+        assert m["unreadable"] == 0 and m["processes"] == everyone - holders, (m, everyone, holders)
+    else:
+        assert m["unreadable"] >= 2, m  # at least the two programs
+        assert m["processes"] + m["unreadable"] == everyone, (m, everyone)
+        assert m["processes"] >= 2, m  # the server and the zygote at least
