@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "util.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -380,4 +381,36 @@ int unix_gc_schedule(void) {
         close(sv[0]);
         close(sv[1]);
         return 0;
+}
+
+void proc_each_child(pid_t pid, bool (*fn)(pid_t child, void *userdata), void *userdata) {
+        char path[64];
+        struct dirent *de;
+        bool more = true;
+        DIR *tasks;
+
+        snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+        tasks = opendir(path);
+        if (!tasks)
+                return;
+        while (more && (de = readdir(tasks))) {
+                char cpath[96];
+                struct buf b;
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(cpath, sizeof cpath, "/proc/%d/task/%.16s/children", (int)pid, de->d_name);
+                if (read_file(cpath, 1 << 16, &b) < 0)
+                        continue;
+                for (char *q = b.data; more && q && *q;) {
+                        char *end;
+                        long child = strtol(q, &end, 10);
+                        if (end == q)
+                                break;
+                        if (child > 0)
+                                more = fn((pid_t)child, userdata);
+                        q = end;
+                }
+                buf_done(&b);
+        }
+        closedir(tasks);
 }

@@ -124,6 +124,11 @@ int read_file(const char *path, size_t max, struct buf *ret);
 /* Read a small file (at most 4 KiB) into a NUL-terminated string with the
  * trailing newline removed. */
 int read_small_file(const char *path, char **ret);
+
+/* fn(child, userdata) for each child of every thread of pid
+ * (/proc/PID/task/TID/children), until fn returns false. Threads that end
+ * meanwhile are skipped; a pid that cannot be read has no children. */
+void proc_each_child(pid_t pid, bool (*fn)(pid_t child, void *userdata), void *userdata);
 /* Open path with O_WRONLY|O_TRUNC (no O_CREAT) and write s in one write(2),
  * as cgroup and /proc control files want it. */
 int write_control_file(const char *path, const char *s);

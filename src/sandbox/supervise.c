@@ -369,12 +369,23 @@ struct tree_sample {
         unsigned visited;
 };
 
+static void sample_process(pid_t pid, struct tree_sample *t, int depth);
+
+struct sample_ctx {
+        struct tree_sample *t;
+        int depth;
+};
+
+static bool sample_child(pid_t child, void *userdata) {
+        struct sample_ctx *c = userdata;
+        sample_process(child, c->t, c->depth);
+        return true;
+}
+
 static void sample_process(pid_t pid, struct tree_sample *t, int depth) {
         char path[96];
         struct buf b;
         unsigned long long ut, st, cut, cst;
-        DIR *tasks;
-        struct dirent *de;
 
         if (depth > 64 || t->visited++ > 4096)
                 return;
@@ -396,29 +407,7 @@ static void sample_process(pid_t pid, struct tree_sample *t, int depth) {
                         t->peak_kb = kb;
                 buf_done(&b);
         }
-        snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
-        tasks = opendir(path);
-        if (!tasks)
-                return;
-        while ((de = readdir(tasks))) {
-                char cpath[128];
-                if (de->d_name[0] == '.')
-                        continue;
-                snprintf(cpath, sizeof cpath, "/proc/%d/task/%.16s/children", (int)pid, de->d_name);
-                if (read_file(cpath, 1 << 16, &b) < 0)
-                        continue;
-                for (char *q = b.data; q && *q;) {
-                        char *end;
-                        long child = strtol(q, &end, 10);
-                        if (end == q)
-                                break;
-                        if (child > 0)
-                                sample_process((pid_t)child, t, depth + 1);
-                        q = end;
-                }
-                buf_done(&b);
-        }
-        closedir(tasks);
+        proc_each_child(pid, sample_child, &(struct sample_ctx){ t, depth + 1 });
 }
 
 struct watch {

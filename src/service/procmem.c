@@ -4,7 +4,6 @@
  */
 #include "procmem.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <linux/kcmp.h>
@@ -47,41 +46,27 @@ struct proc_entry {
         pid_t pid, parent;
 };
 
-/* The children of every thread of pid, appended to *list. */
-static void children_of(pid_t pid, struct proc_entry **list, size_t *n, size_t *cap) {
-        char path[64];
-        DIR *d;
-        struct dirent *e;
+struct proc_list {
+        struct proc_entry *v;
+        size_t n, cap;
+        pid_t parent;
+};
 
-        snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
-        d = opendir(path);
-        if (!d)
-                return;
-        while ((e = readdir(d))) {
-                char cpath[300];
-                struct buf b;
-                if (e->d_name[0] == '.')
-                        continue;
-                snprintf(cpath, sizeof cpath, "/proc/%d/task/%s/children", (int)pid, e->d_name);
-                if (read_file(cpath, 1 << 16, &b) < 0)
-                        continue;
-                for (char *q = b.data, *end; q && *q; q = end) {
-                        long v = strtol(q, &end, 10);
-                        if (end == q)
-                                break;
-                        if (*n == *cap) {
-                                size_t nc = *cap ? *cap * 2 : 64;
-                                struct proc_entry *nv = nc <= PROC_MEMORY_MAX ? realloc(*list, nc * sizeof *nv) : NULL;
-                                if (!nv)
-                                        break;
-                                *list = nv;
-                                *cap = nc;
-                        }
-                        (*list)[(*n)++] = (struct proc_entry){ (pid_t)v, pid };
-                }
-                buf_done(&b);
+/* proc_each_child: a child of l->parent, appended; false once the list
+ * is full (PROC_MEMORY_MAX). */
+static bool append_child(pid_t child, void *userdata) {
+        struct proc_list *l = userdata;
+
+        if (l->n == l->cap) {
+                size_t nc = l->cap ? l->cap * 2 : 64;
+                struct proc_entry *nv = nc <= PROC_MEMORY_MAX ? realloc(l->v, nc * sizeof *nv) : NULL;
+                if (!nv)
+                        return false;
+                l->v = nv;
+                l->cap = nc;
         }
-        closedir(d);
+        l->v[l->n++] = (struct proc_entry){ child, l->parent };
+        return true;
 }
 
 /* Whether list[i] uses the address space of its parent or of a sibling
@@ -100,24 +85,24 @@ static bool shares_memory(const struct proc_entry *list, size_t i) {
 
 int proc_memory_tree(pid_t root, struct proc_memory *ret) {
         struct proc_memory m = { 0 };
-        struct proc_entry *list = NULL;
-        size_t n = 0, cap = 0;
+        struct proc_list l = { .parent = root };
         int r;
 
         r = add_rollup(root, &m);
         if (r < 0)
                 return r;
-        children_of(root, &list, &n, &cap);
-        for (size_t i = 0; i < n; i++) {
-                struct proc_entry e = list[i];
-                if (!shares_memory(list, i)) {
-                        r = add_rollup(e.pid, &m);
+        proc_each_child(root, append_child, &l);
+        for (size_t i = 0; i < l.n; i++) {
+                pid_t pid = l.v[i].pid;
+                if (!shares_memory(l.v, i)) {
+                        r = add_rollup(pid, &m);
                         if (r == -EACCES || r == -EPERM)
                                 m.unreadable++; /* refused; a process gone meanwhile is skipped */
                 }
-                children_of(e.pid, &list, &n, &cap);
+                l.parent = pid;
+                proc_each_child(pid, append_child, &l);
         }
-        free(list);
+        free(l.v);
         *ret = m;
         return 0;
 }
