@@ -237,6 +237,10 @@ int metrics_render(struct metrics *m, const struct metrics_gauges *g, struct buf
                           "Hugetlb pages the service added to the host's pool (vm.nr_hugepages).",
                           g->mem_huge_reserved },
                         { "pyexec_processes", "The service's processes, one per address space.", g->mem_processes },
+                        { "pyexec_processes_unreadable",
+                          "The service's processes whose memory it may not read, not counted (unprivileged: the "
+                          "sandboxes' programs and holders).",
+                          g->mem_unreadable },
                 };
                 int r = 0;
                 for (size_t i = 0; i < ELEMENTSOF(gauges) && r == 0; i++)
