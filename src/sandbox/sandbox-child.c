@@ -203,12 +203,27 @@ void sandbox_program_start_holder(int holder_w) {
         close(holder_w);
 }
 
+/* The sandbox's filesystem (mount.c), or the step that failed to the
+ * service. */
+static void build_root(const struct sandbox_child *c) {
+        const char *step = "?";
+        int r = mount_build_root(&c->plan, &step);
+        if (r < 0)
+                child_fail(c->status_w, step, r);
+}
+
 /* The warm path's program: everything of run_program up to the exec, then
  * the runner's loop instead (which waits for the work). stdin arrives with
  * the work. */
 _Noreturn static void run_program_warm(const struct sandbox_child *c) {
         int keep[] = { 0, 1, 2, c->status_w, c->work_r, c->holder_w }, r;
 
+        /* Behind the small init the program builds the root itself
+         * (sandbox_init_main): with init's privileges still, in the
+         * namespaces it shares with init, and before any of the work
+         * reaches it (the work comes after READY). */
+        if (c->small_init)
+                build_root(c);
         if (dup2(c->out_w, 1) < 0 || dup2(c->err_w, 2) < 0)
                 child_fail(c->status_w, "setting up stdio", -errno);
         sandbox_sort_fds(keep, ELEMENTSOF(keep));
@@ -254,8 +269,8 @@ static _Atomic bool small_init_replied;
 
 /*
  * The programs do not get init_private (MADV_DONTFORK): were init's stack
- * copy-on-write in them, every page of it the next init writes (the deep
- * frames of mount_build_root, say) would be copied first, a fault apiece,
+ * copy-on-write in them, every page of it the next init writes (the frames
+ * of sandbox_init_main, say) would be copied first, a fault apiece,
  * for nothing. So the program is forked from init on this other, shallow
  * stack (fork_on_own_stack), where it returns from fork() and jumps into
  * the zygote's frame.
@@ -400,8 +415,7 @@ static pid_t init_fork_warm_program(const struct sandbox_child *c, int holder_pi
 
 _Noreturn void sandbox_init_main(const struct sandbox_child *c) {
         struct msg m = { 0 };
-        const char *step = "?";
-        int r, holder_pipe[2] = { -1, -1 };
+        int holder_pipe[2] = { -1, -1 };
         pid_t prog;
         char byte;
 
@@ -424,9 +438,17 @@ _Noreturn void sandbox_init_main(const struct sandbox_child *c) {
                 child_fail(c->status_w, "entering a cgroup namespace", -errno);
         if (sethostname(SANDBOX_HOSTNAME, sizeof SANDBOX_HOSTNAME - 1) < 0)
                 child_fail(c->status_w, "setting the hostname", -errno);
-        r = mount_build_root(&c->plan, &step);
-        if (r < 0)
-                child_fail(c->status_w, step, r);
+        /* The small init leaves the filesystem to the program, which
+         * builds it after the fork (run_program_warm): the zygote waits in
+         * clone() until init's exec, and the mounts, above all the old
+         * root's unmount (an expedited RCU grace period), then overlap
+         * with the zygote's next build instead of lengthening its wait.
+         * From "/", which pivot_root moves with the root, init keeps no
+         * directory of the host once the old root is detached. */
+        if (!c->small_init)
+                build_root(c);
+        else if (chdir("/") < 0)
+                child_fail(c->status_w, "entering the root", -errno);
 
         /* Undumpable before the program exists: with /proc's hidepid the
          * program then cannot see init at all (its argv is the

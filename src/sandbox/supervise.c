@@ -103,14 +103,15 @@
  * (CLONE_VM | CLONE_VFORK: the zygote waits in clone() meanwhile) and
  * answers the service itself, with a pidfd of itself; the service writes
  * the id maps, attaches the cgroup and sends the sync byte as above. init
- * builds the filesystem without the program's files and fork()s the
- * program: a copy of the zygote as it waits, which continues where the
- * zygote called clone() (a real fork: the program runs the zygote's
- * interpreter). Then init execs pyexec-init (init-main.c), which reaps as
- * the cold path's init does (reap.c) in a few pages of its own, so no run
- * pays for a second copy of the zygote's page tables. Without pyexec-init
- * (the service found none), init is a full copy of the zygote and forks the
- * program from its copy. The program drops its uid, installs seccomp, sends READY
+ * fork()s the program: a copy of the zygote as it waits, which continues
+ * where the zygote called clone() (a real fork: the program runs the
+ * zygote's interpreter). Then init execs pyexec-init (init-main.c), which
+ * reaps as the cold path's init does (reap.c) in a few pages of its own, so
+ * no run pays for a second copy of the zygote's page tables, and the
+ * program builds the filesystem (without the program's files) while the
+ * zygote goes on to the next sandbox. Without pyexec-init (the service
+ * found none), init is a full copy of the zygote, builds the filesystem
+ * and forks the program from its copy. The program drops its uid, installs seccomp, sends READY
  * and waits on its work socket; it sends STARTED itself when the work
  * (files, argv, policy, rlimits, and stdin) arrives. The request's
  * supervisor (run_warm) sets the run's limits on the cgroup first, and
