@@ -22,6 +22,7 @@ enum {
 int cmd_run(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_worker(int argc, char **argv);
 int cmd_job(int argc, char **argv);
 
 /* The interpreter a run or a check uses: opt (--python) if given, else

@@ -2,7 +2,7 @@
 /*
  * The pyexec command: pick the command named by argv[1] and return its exit
  * code. Each command parses its own arguments (cmd.h: cmd-run.c,
- * cmd-check.c, cmd-serve.c, cmd-job.c); nothing else lives here.
+ * cmd-check.c, cmd-serve.c, cmd-worker.c, cmd-job.c); nothing else lives here.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +18,7 @@ static const struct {
         { "run", cmd_run },
         { "check", cmd_check },
         { "serve", cmd_serve },
+        { "worker", cmd_worker },
         { "job", cmd_job },
 };
 
@@ -25,6 +26,7 @@ static const char usage_main[] =
         "usage: pyexec run [OPTIONS] FILE|-   run a Python program in a sandbox (pyexec run --help)\n"
         "       pyexec check [--json]         report what this machine can enforce\n"
         "       pyexec serve [OPTIONS]        the HTTP service (pyexec serve --help)\n"
+        "       pyexec worker [OPTIONS]       run the submissions of a shared queue (pyexec worker --help)\n"
         "       pyexec job list | NAME k=v... run an operator script job (pyexec job --help)\n"
         "       pyexec --version              print the version and exit\n";
 

@@ -101,6 +101,31 @@ static const struct key {
         { "ALLOW_STALE_RUNNER", KEY_BOOL, 0, 0, "false", C(allow_stale_runner),
           "become ready although pyexec-runner embeds another libpython3.11 than the installed standard library's "
           "(rebuild with make instead)" },
+        { "QUEUE_URL", KEY_STRING, 0, 0, "", C(queue_url),
+          "where asynchronous submissions wait: empty: in this process (lost when it stops); "
+          "redis://[:password@]host[:port][/db] or unix:///path: Redis Streams, shared by every instance and "
+          "`pyexec worker`" },
+        { "QUEUE_WORKERS", KEY_STRING, 0, 0, "auto", C(queue_workers),
+          "submissions this instance runs at once (through its execution slots): a number, 0 to only accept "
+          "them (with QUEUE_URL), auto: MAX_CONCURRENT_EXECUTIONS" },
+        { "QUEUE_LEASE", KEY_U64, 1, 3600, "30", C(queue_lease),
+          "seconds a worker holds a submission without a sign of life before another takes it over" },
+        { "MAX_DELIVERIES", KEY_U64, 1, 100, "5", C(max_deliveries),
+          "times a submission is taken before it is stored as internal_error (dead letter)" },
+        { "MAX_BATCH", KEY_U64, 1, 10000, "100", C(max_batch), "submissions in one batch (413 beyond)" },
+        { "RESULT_TTL", KEY_U64, 60, 31536000, "86400", C(result_ttl),
+          "seconds a submission's result (and an Idempotency-Key) is kept" },
+        { "SUBMISSION_WAIT_MAX", KEY_U64, 0, 300000, "30000", C(submission_wait_max),
+          "the most ms a POST /api/submissions may wait for its results (?wait=)" },
+        { "CALLBACK_ALLOWED_HOSTS", KEY_STRING, 0, 0, "", C(callback_allowed_hosts),
+          "hosts a callbackUrl may name, comma-separated (*: any host whose addresses are public); empty: "
+          "callbacks are off" },
+        { "WEBHOOK_SECRET", KEY_STRING, 0, 0, "", C(webhook_secret),
+          "the callbacks' signing secret, whsec_<base64> (Standard Webhooks); needed with CALLBACK_ALLOWED_HOSTS" },
+        { "WEBHOOK_TIMEOUT", KEY_U64, 100, 300000, "10000", C(webhook_timeout),
+          "ms one callback attempt may take, connection included" },
+        { "WEBHOOK_RETRY_FOR", KEY_U64, 0, 604800, "86400", C(webhook_retry_for),
+          "seconds a failing callback is retried (exponential backoff) before it is given up" },
         { "JOBS_FILE", KEY_STRING, 0, 0, "", C(jobs_file),
           "operator jobs (YAML); empty: PYEXEC_JOBS, else jobs/jobs.yaml beside the binary's directory, "
           "else " PYEXEC_DATADIR "/jobs/jobs.yaml" },
@@ -294,6 +319,51 @@ static const struct key *find_key(const char *name) {
                 if (strcmp(keys[i].name, name) == 0)
                         return &keys[i];
         return NULL;
+}
+
+/* QUEUE_WORKERS resolved, and QUEUE_URL as it may be shown (its password
+ * replaced). The URL itself is parsed when the queue is made
+ * (queue_redis_new). */
+static int resolve_queue(struct config *c, char *err, size_t errlen) {
+        const char *at, *scheme_end;
+
+        if (strcmp(c->queue_workers, "auto") == 0)
+                c->n_queue_workers = c->max_concurrent;
+        else {
+                char *end;
+                unsigned long long v;
+                errno = 0;
+                v = strtoull(c->queue_workers, &end, 10);
+                if (errno || end == c->queue_workers || *end || c->queue_workers[0] == '-' || v > 1024) {
+                        snprintf(err, errlen, "QUEUE_WORKERS must be auto or a number from 0 to 1024, got '%s'",
+                                 c->queue_workers);
+                        return -EINVAL;
+                }
+                c->n_queue_workers = v;
+        }
+        if (c->worker && !c->queue_url[0]) {
+                snprintf(err, errlen,
+                         "pyexec worker takes its work from a shared queue: set QUEUE_URL (redis://host:port)");
+                return -EINVAL;
+        }
+        if (c->worker && c->n_queue_workers == 0) {
+                snprintf(err, errlen, "QUEUE_WORKERS=0 leaves a pyexec worker nothing to do");
+                return -EINVAL;
+        }
+        if (!c->queue_url[0] && c->n_queue_workers == 0) {
+                snprintf(err, errlen,
+                         "QUEUE_WORKERS=0 needs QUEUE_URL: with the in-process queue nothing else would run the "
+                         "submissions");
+                return -EINVAL;
+        }
+        free(c->queue_url_shown);
+        scheme_end = strstr(c->queue_url, "://");
+        at = scheme_end ? strchr(scheme_end + 3, '@') : NULL;
+        if (at)
+                c->queue_url_shown = strdup_printf("%.*s***%s", (int)(scheme_end + 3 - c->queue_url), c->queue_url, at);
+        else
+                c->queue_url_shown = strdup(c->queue_url);
+        return c->queue_url_shown ? 0 : -ENOMEM;
 }
 
 /* REQUEST_TIME_LIMIT bounds the slot time of a whole request; the first
@@ -519,10 +589,13 @@ static int load_api_keys(struct config *c, struct raw *raw, char *err, size_t er
         return 0;
 }
 
-static void usage(FILE *f) {
+static void usage(FILE *f, const char *cmd) {
         char flag[64];
-        fprintf(f, "usage: pyexec serve [--config FILE] [--print-config] [--KEY VALUE]...\n\n"
-                   "Each KEY is also read from the environment and the config file (KEY=value lines);\n"
+        fprintf(f, "usage: pyexec %s [--config FILE] [--print-config] [--KEY VALUE]...\n\n", cmd);
+        if (strcmp(cmd, "worker") == 0)
+                fprintf(f, "Runs the asynchronous submissions of QUEUE_URL (Redis) on this machine; its HTTP port\n"
+                           "answers the health probes, /api/metrics and /api/stats only.\n\n");
+        fprintf(f, "Each KEY is also read from the environment and the config file (KEY=value lines);\n"
                    "precedence: flag > environment > file > default.\n\n");
         for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
                 flag_name(&keys[i], flag, sizeof flag);
@@ -545,12 +618,14 @@ static void usage(FILE *f) {
 }
 
 int config_load(struct config *c, int argc, char **argv, FILE *out, char *err, size_t errlen) {
+        const char *cmd = argc > 0 && strcmp(argv[0], "worker") == 0 ? "worker" : "serve";
         struct raw raw = { 0 };
         const char *file = getenv("PYEXEC_CONFIG");
         bool print = false;
         int r = 0;
 
         *c = (struct config){ 0 };
+        c->worker = argc > 0 && strcmp(argv[0], "worker") == 0;
         for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
                 r = set_value(c, &raw, &keys[i], keys[i].def, "default", err, errlen);
                 if (r < 0)
@@ -560,7 +635,7 @@ int config_load(struct config *c, int argc, char **argv, FILE *out, char *err, s
          * scan the flags for --config before anything else. */
         for (int i = 1; i < argc; i++) {
                 if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-                        usage(out);
+                        usage(out, cmd);
                         r = 2;
                         goto out;
                 }
@@ -636,7 +711,7 @@ int config_load(struct config *c, int argc, char **argv, FILE *out, char *err, s
                         continue;
                 }
                 if (strncmp(arg, "--", 2) != 0) {
-                        snprintf(err, errlen, "unexpected argument '%s' (see pyexec serve --help)", arg);
+                        snprintf(err, errlen, "unexpected argument '%s' (see pyexec %s --help)", arg, cmd);
                         r = -EINVAL;
                         goto out;
                 }
@@ -648,7 +723,7 @@ int config_load(struct config *c, int argc, char **argv, FILE *out, char *err, s
                                 k = &keys[j];
                 }
                 if (!k) {
-                        snprintf(err, errlen, "unknown option '--%s' (see pyexec serve --help)", name);
+                        snprintf(err, errlen, "unknown option '--%s' (see pyexec %s --help)", name, cmd);
                         r = -EINVAL;
                         goto out;
                 }
@@ -686,6 +761,8 @@ int config_load(struct config *c, int argc, char **argv, FILE *out, char *err, s
                 goto out;
         if ((r = resolve_request_time_limit(c, err, errlen)) < 0)
                 goto out;
+        if ((r = resolve_queue(c, err, errlen)) < 0)
+                goto out;
         if ((r = config_build_policies(c, err, errlen)) < 0)
                 goto out;
         if (print) {
@@ -713,6 +790,14 @@ void config_done(struct config *c) {
         free(c->policies);
         free(c->default_policy);
         free(c->zygote_preimport);
+        free(c->queue_url);
+        free(c->queue_url_shown);
+        free(c->queue_workers);
+        free(c->callback_allowed_hosts);
+        if (c->webhook_secret) {
+                explicit_bzero(c->webhook_secret, strlen(c->webhook_secret));
+                free(c->webhook_secret);
+        }
         for (size_t i = 0; c->policy_lines && i < c->policy_set.n; i++)
                 free(c->policy_lines[i]);
         free(c->policy_lines);
@@ -753,6 +838,10 @@ void config_print(const struct config *c, FILE *f) {
                         if (k->offset == C(api_keys))
                                 fprintf(f, "%s=<%zu key%s, not shown>", k->name, c->n_api_keys,
                                         c->n_api_keys == 1 ? "" : "s");
+                        else if (k->offset == C(webhook_secret))
+                                fprintf(f, "%s=%s", k->name, c->webhook_secret[0] ? "<set, not shown>" : "");
+                        else if (k->offset == C(queue_url))
+                                fprintf(f, "%s=%s", k->name, c->queue_url_shown ? c->queue_url_shown : "");
                         else
                                 fprintf(f, "%s=%s", k->name, *(char *const *)field ? *(char *const *)field : "");
                         break;

@@ -6,7 +6,8 @@
  * ("KEY=value" lines, `--config FILE`) and from a flag (`--port`,
  * `--execution-timeout`, ...: the key in lower case with dashes). Precedence:
  * flag > environment > file > default. An invalid value anywhere stops
- * start-up with a message naming the key and where it came from.
+ * start-up with a message naming the key and where it came from. `pyexec
+ * worker` reads the same keys (argv[0] "worker").
  */
 #pragma once
 
@@ -85,7 +86,22 @@ struct config {
         char **policy_lines;
         char **policy_sources; /* POLICY_<NAME>=spec as given, with where, for --print-config */
         size_t n_policy_sources;
-        enum config_source source[40]; /* per key, for --print-config */
+        bool worker; /* `pyexec worker`: runs submissions; HTTP for probes, metrics and stats only */
+        /* Asynchronous submissions (submissions.c, queue.h, webhook.h). */
+        char *queue_url;          /* "": the in-process queue */
+        char *queue_url_shown;    /* queue_url without its password, for logs and --print-config */
+        char *queue_workers;      /* as given: "auto" or a number */
+        uint64_t n_queue_workers; /* resolved */
+        uint64_t queue_lease;     /* s */
+        uint64_t max_deliveries;
+        uint64_t max_batch;
+        uint64_t result_ttl; /* s */
+        uint64_t submission_wait_max; /* ms */
+        char *callback_allowed_hosts;
+        char *webhook_secret;
+        uint64_t webhook_timeout;   /* ms */
+        uint64_t webhook_retry_for; /* s */
+        enum config_source source[64]; /* per key, for --print-config */
         char *config_file;
 };
 

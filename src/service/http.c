@@ -58,6 +58,7 @@
 #include "procmem.h"
 #include "ratelimit.h"
 #include "result.h"
+#include "submissions.h"
 
 /*
  * libmicrohttpd, and the TLS stack it is linked with (gnutls and eight more
@@ -148,6 +149,7 @@ struct server {
         pthread_t selftest_thread;
         atomic_bool stop_selftest;
         struct job_set jobs;
+        struct submissions *subs;
 };
 
 enum req_state {
@@ -157,6 +159,8 @@ enum req_state {
         REQ_DONE,    /* response ready (set by the worker) */
         REQ_DROPPED, /* client gone before its turn */
         REQ_REFUSED, /* not admitted: the refusal is answered after resume */
+        REQ_WAITING, /* submissions accepted, waiting for their results (?wait=) */
+        REQ_WAITED,  /* done waiting: answered after resume */
         REQ_ANSWERED,
 };
 
@@ -185,6 +189,10 @@ struct request {
         const struct job *job;
         json_t *job_doc;
         struct api_error job_refused; /* .http set: refused on the worker, nothing ran */
+        /* asynchronous submissions */
+        struct submissions_accepted acc;
+        bool replayed;
+        uint64_t rl_retry, rl_remaining, rl_units;
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -210,6 +218,21 @@ static void log_request(struct request *rq, unsigned code, json_t *extra) {
         log_event(code >= 500 ? LOG_WARN : LOG_INFO, "request", f);
 }
 
+/* The methods a route takes: POST for runs, both for the submissions'
+ * collection (POST to submit, GET to list), GET (and HEAD) otherwise. */
+static bool route_takes_post(enum route r) {
+        return r == ROUTE_EXECUTE || r == ROUTE_JOB_RUN || r == ROUTE_SUBMISSIONS;
+}
+
+static bool route_takes_get(enum route r) {
+        return !(r == ROUTE_EXECUTE || r == ROUTE_JOB_RUN);
+}
+
+static const char *route_allow(enum route r) {
+        return route_takes_post(r) ? (route_takes_get(r) ? "GET, HEAD, POST, OPTIONS" : "POST, OPTIONS")
+                                   : "GET, HEAD, OPTIONS";
+}
+
 /* Queue a response; body is copied. retry_after_s > 0 adds Retry-After. */
 static enum MHD_Result respond(struct request *rq, unsigned code, const char *type, const char *body, size_t len,
                                unsigned retry_after_s, json_t *log_extra) {
@@ -227,10 +250,14 @@ static enum MHD_Result respond(struct request *rq, unsigned code, const char *ty
                 snprintf(ra, sizeof ra, "%u", retry_after_s);
                 MHD_add_response_header(resp, "Retry-After", ra);
         }
-        if (code == 405) {
-                MHD_add_response_header(resp, "Allow",
-                                        rq->route == ROUTE_EXECUTE || rq->route == ROUTE_JOB_RUN ? "POST, OPTIONS"
-                                                                                                 : "GET, HEAD, OPTIONS");
+        if (code == 405)
+                MHD_add_response_header(resp, "Allow", route_allow(rq->route));
+        if (rq->replayed)
+                MHD_add_response_header(resp, "Idempotent-Replayed", "true");
+        if (code == 202 && rq->acc.n == 1 && !rq->acc.batch) {
+                char loc[64 + QUEUE_ID_LEN];
+                snprintf(loc, sizeof loc, "/api/submissions/%s", rq->acc.ids[0]);
+                MHD_add_response_header(resp, "Location", loc);
         }
         if (code == 401)
                 MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"pyexec\"");
@@ -352,6 +379,10 @@ static enum route route_of(const char *url) {
                 return ROUTE_JOBS;
         if (strncmp(url, "/api/jobs/", 10) == 0 && url[10] && !strchr(url + 10, '/'))
                 return ROUTE_JOB_RUN;
+        if (strcmp(url, "/api/submissions") == 0)
+                return ROUTE_SUBMISSIONS;
+        if (strncmp(url, "/api/submissions/", 17) == 0 && url[17] && !strchr(url + 17, '/'))
+                return ROUTE_SUBMISSION;
         return ROUTE_OTHER;
 }
 
@@ -413,6 +444,8 @@ static void gauges(struct server *s, struct metrics_gauges *g) {
         }
 }
 
+static enum MHD_Result respond_reply(struct request *rq, struct submissions_reply *r);
+
 static enum MHD_Result handle_get(struct request *rq) {
         struct server *s = rq->s;
         struct metrics_gauges g;
@@ -423,7 +456,7 @@ static enum MHD_Result handle_get(struct request *rq) {
                 return respond_json(rq, 200, json_pack("{s:s}", "status", "alive"), 0, NULL);
         case ROUTE_HEALTH:
         case ROUTE_HEALTH_READY: {
-                const char *reason = NULL;
+                const char *reason = NULL, *queue_why;
                 _cleanup_free_ char *why = NULL;
                 executor_get_state(s->ex, &st);
                 if (atomic_load(&s->draining))
@@ -442,18 +475,26 @@ static enum MHD_Result handle_get(struct request *rq) {
                                 reason = why;
                 } else if (st.breaker_open)
                         reason = "sandboxes are failing to start (circuit breaker open)";
+                /* The queue of asynchronous submissions is a service of
+                 * its own: while it cannot be reached, submissions are
+                 * refused (503) but /api/execute still runs, so the
+                 * instance stays ready and says so. */
+                queue_why = s->subs ? submissions_unready(s->subs) : NULL;
                 if (rq->route == ROUTE_HEALTH) {
-                        json_t *o = json_pack("{s:s,s:s,s:f,s:b}", "status", reason ? "degraded" : "ok", "version",
-                                              PYEXEC_VERSION, "uptimeSeconds", metrics_uptime_seconds(s->metrics),
-                                              "ready", reason == NULL);
-                        if (o && reason)
-                                json_object_set_new(o, "reason", json_string(reason));
+                        json_t *o = json_pack("{s:s,s:s,s:f,s:b}", "status", reason || queue_why ? "degraded" : "ok",
+                                              "version", PYEXEC_VERSION, "uptimeSeconds",
+                                              metrics_uptime_seconds(s->metrics), "ready", reason == NULL);
+                        if (o && (reason || queue_why))
+                                json_object_set_new(o, "reason", json_string(reason ? reason : queue_why));
+                        if (o && queue_why)
+                                json_object_set_new(o, "submissions", json_string(queue_why));
                         return respond_json(rq, 200, o, 0, NULL);
                 }
                 if (reason)
                         return respond_json(rq, 503, json_pack("{s:s,s:s}", "status", "not_ready", "reason", reason),
                                             st.breaker_retry_ms ? ms_to_s(st.breaker_retry_ms) : 1, NULL);
-                return respond_json(rq, 200, json_pack("{s:s}", "status", "ready"), 0, NULL);
+                return respond_json(rq, 200, json_pack("{s:s,s:s?}", "status", "ready", "submissions", queue_why), 0,
+                                    NULL);
         }
         case ROUTE_METRICS: {
                 struct buf b;
@@ -463,13 +504,20 @@ static enum MHD_Result handle_get(struct request *rq) {
                 gauges(s, &g);
                 buf_init(&b, 1 << 20);
                 metrics_render(s->metrics, &g, &b);
+                if (s->subs)
+                        submissions_render_metrics(s->subs, &b);
                 r = respond(rq, 200, "text/plain; version=0.0.4; charset=utf-8", b.data ? b.data : "", b.len, 0, NULL);
                 buf_done(&b);
                 return r;
         }
-        case ROUTE_STATS:
+        case ROUTE_STATS: {
+                json_t *o;
                 gauges(s, &g);
-                return respond_json(rq, 200, metrics_stats(s->metrics, &g), 0, NULL);
+                o = metrics_stats(s->metrics, &g);
+                if (o && s->subs)
+                        json_object_set_new(o, "submissions", submissions_stats_json(s->subs));
+                return respond_json(rq, 200, o, 0, NULL);
+        }
         case ROUTE_ENVIRONMENT: {
                 json_t *env;
                 pthread_mutex_lock(&s->env_lock);
@@ -482,6 +530,17 @@ static enum MHD_Result handle_get(struct request *rq) {
         }
         case ROUTE_JOBS:
                 return respond_json(rq, 200, jobs_describe(&s->jobs), 0, NULL);
+        case ROUTE_SUBMISSION: {
+                struct submissions_reply r = { 0 };
+                submissions_get(s->subs, rq->path + strlen("/api/submissions/"), &r);
+                return respond_reply(rq, &r);
+        }
+        case ROUTE_SUBMISSIONS: {
+                struct submissions_reply r = { 0 };
+                const char *ids = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "ids");
+                submissions_get_many(s->subs, ids ? ids : "", &r);
+                return respond_reply(rq, &r);
+        }
         default:
                 return respond_error(rq, 404, "not_found", NULL, 0, "no such endpoint: %s", rq->path);
         }
@@ -619,16 +678,129 @@ static int parse_job_request(struct request *rq, struct api_error *err) {
         return 0;
 }
 
+/* Whether the client may have units executions now (the rate limit);
+ * answer_rate_limited() says why not. */
+static bool rate_take(struct request *rq, uint64_t units) {
+        struct server *s = rq->s;
+        rq->rl_units = units;
+        if (s->cfg->rate_limit_max && units > s->cfg->rate_limit_max) {
+                rq->rl_retry = UINT64_MAX; /* never */
+                return false;
+        }
+        return ratelimit_take(s->rl, rq->client, units, now_ns() / 1000000ull, &rq->rl_retry, &rq->rl_remaining);
+}
+
+static enum MHD_Result answer_rate_limited(struct request *rq) {
+        struct server *s = rq->s;
+        unsigned long long units = rq->rl_units, max = s->cfg->rate_limit_max, window = s->cfg->rate_limit_window;
+        const char *what = rq->route == ROUTE_EXECUTE ? "test cases" : "executions";
+
+        metrics_rate_limited(s->metrics);
+        if (rq->rl_retry == UINT64_MAX)
+                return respond_error(rq, 429, "rate_limited", rq->route == ROUTE_EXECUTE ? "tests" : NULL,
+                                     ms_to_s(window),
+                                     "this request has %llu %s and each counts as one execution, but the rate limit "
+                                     "is %llu executions per %llu ms: it can never be admitted; send at most %llu",
+                                     units, what, max, window, max);
+        if (units > 1)
+                return respond_error(rq, 429, "rate_limited", rq->route == ROUTE_EXECUTE ? "tests" : NULL,
+                                     ms_to_s(rq->rl_retry),
+                                     "rate limit of %llu executions per %llu ms exceeded: this request's %llu %s "
+                                     "count as %llu executions and %llu remain; retry in %llu ms",
+                                     max, window, units, what, units, (unsigned long long)rq->rl_remaining,
+                                     (unsigned long long)rq->rl_retry);
+        return respond_error(rq, 429, "rate_limited", NULL, ms_to_s(rq->rl_retry),
+                             "rate limit of %llu executions per %llu ms exceeded; retry in %llu ms", max, window,
+                             (unsigned long long)rq->rl_retry);
+}
+
+/* ---- asynchronous submissions ------------------------------------------------ */
+
+/* {"async": true} in a job's body (parsed again, in full, when accepted). */
+static bool body_asks_async(struct request *rq) {
+        json_t *doc = json_loadb(rq->body.data ? rq->body.data : "", rq->body.len, 0, NULL);
+        bool a = json_is_true(json_object_get(doc, "async"));
+        json_decref(doc);
+        return a;
+}
+
+static int admit_submission(void *ctx, uint64_t units) {
+        return rate_take(ctx, units) ? 0 : -EAGAIN;
+}
+
+static enum MHD_Result respond_reply(struct request *rq, struct submissions_reply *r) {
+        enum MHD_Result res;
+        rq->replayed = r->replayed;
+        res = respond_json(rq, r->http, json_incref(r->body), r->retry_after_s, json_incref(r->log));
+        submissions_reply_done(r);
+        return res;
+}
+
+static enum MHD_Result answer_submissions(struct request *rq) {
+        struct submissions_reply r = { .replayed = rq->replayed };
+        submissions_describe(rq->s->subs, &rq->acc, &r);
+        r.replayed = rq->replayed;
+        return respond_reply(rq, &r);
+}
+
+static void submissions_waited(void *ctx) {
+        struct request *rq = ctx;
+        atomic_store(&rq->state, REQ_WAITED);
+        MHD_resume_connection(rq->conn);
+}
+
+/* POST /api/submissions, or POST /api/jobs/{job} with "async": true. */
+static enum MHD_Result start_submission(struct request *rq, const char *job) {
+        struct server *s = rq->s;
+        struct submissions_reply r = { 0 };
+        const char *key = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Idempotency-Key");
+        const char *w = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "wait");
+        uint64_t wait_ms = 0;
+        int k;
+
+        if (rq->too_large)
+                return respond_error(rq, 413, "payload_too_large", NULL, 0,
+                                     "the request body is larger than %llu bytes",
+                                     (unsigned long long)s->cfg->max_request_size);
+        if (atomic_load(&s->draining)) {
+                metrics_rejected(s->metrics, REJECT_SHUTTING_DOWN);
+                return respond_error(rq, 503, "shutting_down", NULL, 5, "the service is shutting down");
+        }
+        if (w && parse_u64(w, 0, UINT64_MAX, &wait_ms) < 0)
+                return respond_error(rq, 400, "invalid_request", "wait", 0,
+                                     "wait must be a number of milliseconds, got '%.32s'", w);
+        if (wait_ms > s->cfg->submission_wait_max)
+                wait_ms = s->cfg->submission_wait_max;
+        k = submissions_accept(s->subs, rq->body.data, rq->body.len, job, key, admit_submission, rq, &rq->acc, &r);
+        if (k == -EAGAIN)
+                return answer_rate_limited(rq);
+        if (k < 0)
+                return respond_reply(rq, &r);
+        rq->replayed = r.replayed;
+        submissions_reply_done(&r);
+        if (wait_ms == 0)
+                return answer_submissions(rq);
+        atomic_store(&rq->state, REQ_WAITING);
+        MHD_suspend_connection(rq->conn);
+        if (submissions_wait(s->subs, &rq->acc, now_ns() + wait_ms * 1000000ull, submissions_waited, rq) < 0) {
+                atomic_store(&rq->state, REQ_WAITED);
+                MHD_resume_connection(rq->conn);
+        }
+        return MHD_YES;
+}
+
 static enum MHD_Result start_execution(struct request *rq) {
         struct server *s = rq->s;
         struct api_error err;
-        uint64_t retry = 0, units, remaining = 0;
+        uint64_t retry = 0, units;
         enum submit_result sr;
 
         if (rq->too_large)
                 return respond_error(rq, 413, "payload_too_large", NULL, 0,
                                      "the request body is larger than %llu bytes",
                                      (unsigned long long)s->cfg->max_request_size);
+        if (rq->route == ROUTE_JOB_RUN && body_asks_async(rq))
+                return start_submission(rq, rq->path + strlen("/api/jobs/"));
         if (rq->route == ROUTE_JOB_RUN) {
                 if (parse_job_request(rq, &err) < 0)
                         return respond_json(rq, err.http, api_error_json(&err), 0,
@@ -638,31 +810,8 @@ static enum MHD_Result start_execution(struct request *rq) {
                                     json_pack("{s:s,s:s}", "error", err.message, "field", err.field));
         /* Each test case is a sandbox run: a request of N cases costs N. */
         units = rq->req.n_cases ? rq->req.n_cases : 1;
-        if (s->cfg->rate_limit_max && units > s->cfg->rate_limit_max) {
-                metrics_rate_limited(s->metrics);
-                return respond_error(rq, 429, "rate_limited", "tests", ms_to_s(s->cfg->rate_limit_window),
-                                     "this request has %llu test cases and each counts as one execution, but the rate "
-                                     "limit is %llu executions per %llu ms: it can never be admitted; send at most %llu "
-                                     "cases",
-                                     (unsigned long long)units, (unsigned long long)s->cfg->rate_limit_max,
-                                     (unsigned long long)s->cfg->rate_limit_window,
-                                     (unsigned long long)s->cfg->rate_limit_max);
-        }
-        if (!ratelimit_take(s->rl, rq->client, units, now_ns() / 1000000ull, &retry, &remaining)) {
-                metrics_rate_limited(s->metrics);
-                if (units > 1)
-                        return respond_error(rq, 429, "rate_limited", "tests", ms_to_s(retry),
-                                             "rate limit of %llu executions per %llu ms exceeded: this request's %llu "
-                                             "test cases count as %llu executions and %llu remain; retry in %llu ms",
-                                             (unsigned long long)s->cfg->rate_limit_max,
-                                             (unsigned long long)s->cfg->rate_limit_window, (unsigned long long)units,
-                                             (unsigned long long)units, (unsigned long long)remaining,
-                                             (unsigned long long)retry);
-                return respond_error(rq, 429, "rate_limited", NULL, ms_to_s(retry),
-                                     "rate limit of %llu executions per %llu ms exceeded; retry in %llu ms",
-                                     (unsigned long long)s->cfg->rate_limit_max,
-                                     (unsigned long long)s->cfg->rate_limit_window, (unsigned long long)retry);
-        }
+        if (!rate_take(rq, units))
+                return answer_rate_limited(rq);
         rq->work = (struct executor_task){
                 .run = work_run, .abandoned = work_abandoned, .drop = work_drop, .complete = work_complete
         };
@@ -755,13 +904,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                         enum MHD_Result r;
                         if (!resp)
                                 return MHD_NO;
-                        MHD_add_response_header(resp, "Allow",
-                                                rq->route == ROUTE_EXECUTE || rq->route == ROUTE_JOB_RUN ? "POST, OPTIONS"
-                                                                                                 : "GET, HEAD, OPTIONS");
+                        MHD_add_response_header(resp, "Allow", route_allow(rq->route));
                         if (s->cfg->cors_origin[0]) {
                                 MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
                                 MHD_add_response_header(resp, "Access-Control-Allow-Headers",
-                                                        "Content-Type, Authorization, X-API-Key, X-Request-Id");
+                                                        "Content-Type, Authorization, X-API-Key, X-Request-Id, Idempotency-Key");
                                 MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
                         }
                         add_common_headers(rq, resp);
@@ -774,7 +921,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 }
                 if (rq->route == ROUTE_OTHER)
                         return respond_error(rq, 404, "not_found", NULL, 0, "no such endpoint: %s", rq->path);
-                if (rq->route == ROUTE_EXECUTE || rq->route == ROUTE_JOB_RUN ? !is_post : !is_get)
+                if (s->cfg->worker && (route_takes_post(rq->route) || rq->route == ROUTE_SUBMISSION))
+                        return respond_error(rq, 404, "not_found", NULL, 0,
+                                             "%s: a pyexec worker answers the health probes, /api/metrics and "
+                                             "/api/stats only; send work to pyexec serve",
+                                             rq->path);
+                if (!(is_post && route_takes_post(rq->route)) && !(is_get && route_takes_get(rq->route)))
                         return respond_error(rq, 405, "method_not_allowed", NULL, 0, "%s is not allowed on %s", method,
                                              rq->path);
                 if (s->cfg->n_api_keys > 0 && rq->route != ROUTE_HEALTH_LIVE && rq->route != ROUTE_HEALTH_READY) {
@@ -786,7 +938,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                         /* Rate limits follow the key, not the address. */
                         snprintf(rq->client, sizeof rq->client, "key#%d", k);
                 }
-                if (rq->route != ROUTE_EXECUTE && rq->route != ROUTE_JOB_RUN)
+                if (!is_post)
                         return MHD_YES; /* answered on the final call */
                 if (!content_type_is_json(conn))
                         return respond_error(rq, 415, "unsupported_media_type", NULL, 0,
@@ -827,9 +979,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                         *upload_data_size = 0;
                         return MHD_YES;
                 }
+                if (rq->route == ROUTE_SUBMISSIONS && !strcmp(rq->method, "POST"))
+                        return start_submission(rq, NULL);
                 if (rq->route == ROUTE_EXECUTE || rq->route == ROUTE_JOB_RUN)
                         return start_execution(rq);
                 return handle_get(rq);
+        case REQ_WAITED:
+                return answer_submissions(rq);
         case REQ_DONE:
                 return finish_execution(rq);
         case REQ_REFUSED:
@@ -851,6 +1007,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         if (!rq)
                 return;
         api_request_done(&rq->req);
+        submissions_accepted_done(&rq->acc);
         json_decref(rq->job_doc);
         json_decref(rq->response);
         buf_done(&rq->body);
@@ -935,6 +1092,8 @@ static int listen_on(const struct sockaddr_storage *addr) {
 /* Everything http_serve() acquired, in reverse order; what was not acquired
  * is NULL (or empty) and skipped. */
 static void server_release(struct server *s) {
+        if (s->subs)
+                submissions_free(s->subs);
         if (s->ex)
                 executor_free(s->ex);
         json_decref(s->environment);
@@ -1072,6 +1231,20 @@ int http_serve(const struct config *cfg) {
                 server_release(&s);
                 return 1;
         }
+        {
+                _cleanup_free_ char *why = NULL;
+                const struct submissions_env se = {
+                        .cfg = cfg, .sb = s.sb, .ex = s.ex, .metrics = s.metrics, .jobs = &s.jobs
+                };
+                if (submissions_new(&se, &s.subs, &why) < 0) {
+                        log_event(LOG_ERROR, "cannot start the asynchronous submissions",
+                                  json_pack("{s:s}", "error", why ? why : "?"));
+                        close(listen_fd);
+                        pthread_mutex_destroy(&s.env_lock);
+                        server_release(&s);
+                        return 1;
+                }
+        }
 
         s.daemon = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, &s, MHD_OPTION_LISTEN_SOCKET,
                                     listen_fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, &s,
@@ -1118,6 +1291,9 @@ int http_serve(const struct config *cfg) {
         listen_fd = MHD_quiesce_daemon(s.daemon);
         if (listen_fd >= 0)
                 shutdown(listen_fd, SHUT_RDWR);
+        /* The workers take nothing more and finish what they run; those
+         * waiting for results are answered with what there is. */
+        submissions_stop(s.subs);
         executor_close(s.ex);
         executor_wait_idle(s.ex);
         /* Let the responses of finished executions go out. */

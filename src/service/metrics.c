@@ -17,6 +17,8 @@ const char *route_to_string(enum route r) {
                 [ROUTE_ENVIRONMENT] = "/api/environment",
                 [ROUTE_JOBS] = "/api/jobs",
                 [ROUTE_JOB_RUN] = "/api/jobs/{name}",
+                [ROUTE_SUBMISSIONS] = "/api/submissions",
+                [ROUTE_SUBMISSION] = "/api/submissions/{id}",
                 [ROUTE_OTHER] = "other",
         };
         return r < _ROUTE_MAX ? names[r] : "other";

@@ -21,6 +21,8 @@ enum route {
         ROUTE_ENVIRONMENT,
         ROUTE_JOBS,
         ROUTE_JOB_RUN,
+        ROUTE_SUBMISSIONS,
+        ROUTE_SUBMISSION,
         ROUTE_OTHER,
         _ROUTE_MAX,
 };
