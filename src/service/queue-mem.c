@@ -30,7 +30,7 @@
 
 #include "util.h"
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* An intrusive doubly-linked list. */
 struct link {
@@ -292,8 +292,8 @@ static int mem_remember(struct queue *q, const char *key, const char *fingerprin
         }
 
         struct midem *e = calloc(1, sizeof *e);
-        if (!e || !(e->key = strdup(key)) || !(e->fingerprint = strdup(fingerprint)) ||
-            !(e->value = strdup(value)) || table_reserve(&m->idems, m->idems.n + 1) < 0) {
+        if (!e || !(e->key = strdup(key)) || !(e->fingerprint = strdup(fingerprint)) || !(e->value = strdup(value)) ||
+            table_reserve(&m->idems, m->idems.n + 1) < 0) {
                 midem_free(e);
                 r = -ENOMEM;
                 goto out_unlock;

@@ -216,15 +216,14 @@ static int rc_reply(struct queue_redis *r, struct rconn *c, redisReply **ret) {
 }
 
 /* One command, its reply. */
-#define rc_command(r, c, ret, ...) \
-        ({ \
+#define rc_command(r, c, ret, ...)                               \
+        ({                                                       \
                 int _r = rc_append((r), (c), __VA_ARGS__, NULL); \
-                _r < 0 ? _r : rc_reply((r), (c), (ret)); \
+                _r < 0 ? _r : rc_reply((r), (c), (ret));         \
         })
 
 static bool reply_is_error(const redisReply *x, const char *prefix) {
-        return x->type == REDIS_REPLY_ERROR && x->str &&
-               (!prefix || strncmp(x->str, prefix, strlen(prefix)) == 0);
+        return x->type == REDIS_REPLY_ERROR && x->str && (!prefix || strncmp(x->str, prefix, strlen(prefix)) == 0);
 }
 
 static bool reply_is_string(const redisReply *x) {
@@ -233,8 +232,7 @@ static bool reply_is_string(const redisReply *x) {
 
 /* An error reply to a command: the server works but refused it. */
 static int rd_refused(struct queue_redis *r, const char *what, const redisReply *x) {
-        rd_fail(r, "%s: %s", what,
-                x->type == REDIS_REPLY_ERROR && x->str ? x->str : "unexpected reply");
+        rd_fail(r, "%s: %s", what, x->type == REDIS_REPLY_ERROR && x->str ? x->str : "unexpected reply");
         return -EIO;
 }
 
@@ -476,8 +474,7 @@ static int rd_enqueue(struct queue *q, const char *const *ids, const char *const
         return result;
 }
 
-static int rd_remember(struct queue *q, const char *key, const char *fingerprint, const char *value,
-                       char **ret_value) {
+static int rd_remember(struct queue *q, const char *key, const char *fingerprint, const char *value, char **ret_value) {
         struct queue_redis *r = (struct queue_redis *)q;
         _cleanup_rlease_ struct rlease l = {};
         char ttl[24];
@@ -586,8 +583,7 @@ static int rd_drop_entry(struct queue_redis *r, struct rconn *c, const char *str
  * it first.
  */
 static int rd_claim_expired(struct queue_redis *r, struct rconn *c, const char *stream, const char *consumer,
-                            char ret_entry[static 64], char ret_id[static QUEUE_ID_LEN + 1],
-                            uint64_t *ret_deliveries) {
+                            char ret_entry[static 64], char ret_id[static QUEUE_ID_LEN + 1], uint64_t *ret_deliveries) {
         _cleanup_reply_ redisReply *p = NULL, *x = NULL;
         char idle[24];
         int k;
@@ -981,7 +977,8 @@ static int rd_stats(struct queue *q, struct queue_stats *ret) {
         if (h->type == REDIS_REPLY_ARRAY)
                 for (size_t i = 0; i + 1 < h->elements; i += 2)
                         for (size_t j = 0; j < ELEMENTSOF(counters); j++)
-                                if (reply_is_string(h->element[i]) && strcmp(h->element[i]->str, counters[j].field) == 0) {
+                                if (reply_is_string(h->element[i]) &&
+                                    strcmp(h->element[i]->str, counters[j].field) == 0) {
                                         uint64_t v = reply_u64(h->element[i + 1]);
                                         memcpy((char *)&s + counters[j].offset, &v, sizeof v);
                                 }
@@ -1148,7 +1145,8 @@ static int rd_parse_url(struct queue_redis *r, const char *url, char **ret_why) 
         }
         if (!r->host)
                 return -ENOMEM;
-        const char *allowed = v6 ? "0123456789abcdefABCDEF:." : "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_";
+        const char *allowed = v6 ? "0123456789abcdefABCDEF:."
+                                 : "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_";
         if (!r->host[0] || strspn(r->host, allowed) != strlen(r->host)) {
                 *ret_why = strdup_printf("queue URL: bad host '%s' (%s)", r->host, usage);
                 return -EINVAL;

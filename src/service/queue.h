@@ -34,10 +34,10 @@
 #define QUEUE_ID_LEN 32
 
 struct queue_options {
-        uint64_t lease_ms;         /* a taken task's lease (QUEUE_LEASE) */
-        uint64_t max_deliveries;   /* MAX_DELIVERIES */
-        uint64_t result_ttl_s;     /* RESULT_TTL: results (and idempotency keys) expire */
-        const char *name;          /* the stream's and keys' prefix (redis): "pyexec" */
+        uint64_t lease_ms;       /* a taken task's lease (QUEUE_LEASE) */
+        uint64_t max_deliveries; /* MAX_DELIVERIES */
+        uint64_t result_ttl_s;   /* RESULT_TTL: results (and idempotency keys) expire */
+        const char *name;        /* the stream's and keys' prefix (redis): "pyexec" */
 };
 
 /* A consumer's name (take()): 1 to QUEUE_CONSUMER_MAX characters of
@@ -47,9 +47,9 @@ struct queue_options {
 /* What a worker took. */
 struct queue_item {
         char id[QUEUE_ID_LEN + 1];
-        char *task;          /* the task's JSON text, as enqueued (malloc'd) */
-        uint64_t deliveries; /* 1 the first time it is taken */
-        char lease[64];      /* the backend's handle of this delivery (redis: the entry id) */
+        char *task;                            /* the task's JSON text, as enqueued (malloc'd) */
+        uint64_t deliveries;                   /* 1 the first time it is taken */
+        char lease[64];                        /* the backend's handle of this delivery (redis: the entry id) */
         char consumer[QUEUE_CONSUMER_MAX + 1]; /* who took it: touch() keeps the lease in its name */
 };
 void queue_item_done(struct queue_item *it);
@@ -94,8 +94,7 @@ struct queue_ops {
          * fingerprint returns 1 and its value in *ret_value (malloc'd);
          * with another fingerprint, -EEXIST. forget() drops a key whose
          * enqueue failed. */
-        int (*remember)(struct queue *q, const char *key, const char *fingerprint, const char *value,
-                        char **ret_value);
+        int (*remember)(struct queue *q, const char *key, const char *fingerprint, const char *value, char **ret_value);
         int (*forget)(struct queue *q, const char *key);
         /* Take the next task for consumer (a name unique to one worker
          * thread): one whose lease ran out first (deliveries > 1, counted

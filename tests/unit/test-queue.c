@@ -87,8 +87,9 @@ static struct queue *new_queue_at(unsigned port, uint64_t lease_ms, uint64_t ttl
         char name[32];
         /* Every queue its own keys: tests do not see each other's tasks. */
         snprintf(name, sizeof name, "t%u", ++queue_counter);
-        struct queue_options o = { .lease_ms = lease_ms, .max_deliveries = max_deliveries, .result_ttl_s = ttl_s,
-                                   .name = name };
+        struct queue_options o = {
+                .lease_ms = lease_ms, .max_deliveries = max_deliveries, .result_ttl_s = ttl_s, .name = name
+        };
         struct queue *q = NULL;
         if (use_redis) {
                 _cleanup_free_ char *url = strdup_printf("redis://127.0.0.1:%u", port), *why = NULL;
@@ -512,11 +513,8 @@ static void test_redis_url(void **state) {
         }
 
         static const char *const good[] = {
-                "redis://127.0.0.1",
-                "redis://localhost:6380/2",
-                "redis://:pw%40x@redis.example:6379/0",
-                "redis://user:pw@[::1]:6379",
-                "unix:///run/redis/redis.sock",
+                "redis://127.0.0.1",          "redis://localhost:6380/2",     "redis://:pw%40x@redis.example:6379/0",
+                "redis://user:pw@[::1]:6379", "unix:///run/redis/redis.sock",
         };
         for (size_t i = 0; i < ELEMENTSOF(good); i++) {
                 struct queue *q = NULL;
@@ -629,17 +627,12 @@ static int teardown_redis(void **state) {
         return 0;
 }
 
-#define CONTRACT_TESTS                                 \
-        cmocka_unit_test(test_fifo_order),             \
-        cmocka_unit_test(test_batch_all_or_none),      \
-        cmocka_unit_test(test_status_transitions),     \
-        cmocka_unit_test(test_first_result_wins),      \
-        cmocka_unit_test(test_lease_expiry),           \
-        cmocka_unit_test(test_touch_keeps_lease),      \
-        cmocka_unit_test(test_idempotency),            \
-        cmocka_unit_test(test_result_expiry),          \
-        cmocka_unit_test(test_take_times_out),         \
-        cmocka_unit_test(test_concurrency)
+#define CONTRACT_TESTS                                                                               \
+        cmocka_unit_test(test_fifo_order), cmocka_unit_test(test_batch_all_or_none),                 \
+                cmocka_unit_test(test_status_transitions), cmocka_unit_test(test_first_result_wins), \
+                cmocka_unit_test(test_lease_expiry), cmocka_unit_test(test_touch_keeps_lease),       \
+                cmocka_unit_test(test_idempotency), cmocka_unit_test(test_result_expiry),            \
+                cmocka_unit_test(test_take_times_out), cmocka_unit_test(test_concurrency)
 
 int main(void) {
         const struct CMUnitTest memory[] = { CONTRACT_TESTS };
