@@ -592,6 +592,10 @@ static int rd_claim_expired(struct queue_redis *r, struct rconn *c, const char *
         k = rc_command(r, c, &p, "XPENDING", stream, r->prefix, "IDLE", idle, "-", "+", "1");
         if (k < 0)
                 return k;
+        if (reply_is_error(p, "NOGROUP"))
+                /* The keys were deleted (FLUSHALL, or the stream): make
+                 * the group again; nothing is pending in it. */
+                return rd_ensure_group(r, c);
         if (p->type == REDIS_REPLY_ERROR)
                 return rd_refused(r, "XPENDING", p);
         if (p->type != REDIS_REPLY_ARRAY || p->elements == 0)

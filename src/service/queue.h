@@ -133,7 +133,9 @@ bool queue_consumer_is_valid(const char *consumer);
 int queue_mem_new(const struct queue_options *o, struct queue **ret);
 /* url: redis://[:password@]host[:port][/db] or unix:///path/to/redis.sock;
  * *ret_why (malloc'd) says what was wrong with it. Does not connect: the
- * first use does, and every use reconnects after a failure. */
+ * first use does, and every use reconnects after a failure. libhiredis
+ * writes with write(2): the process ignores SIGPIPE (pyexec's main does),
+ * or a server that goes away while a command is sent kills it. */
 int queue_redis_new(const char *url, const struct queue_options *o, struct queue **ret, char **ret_why);
 
 static inline void queue_free(struct queue *q) {
