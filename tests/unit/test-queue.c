@@ -23,6 +23,7 @@
 #include "queue.h"
 
 #define REDIS_SERVER "/usr/bin/redis-server"
+#define REDIS_CLI "/usr/bin/redis-cli"
 
 static bool use_redis;
 static unsigned redis_port;
@@ -560,6 +561,48 @@ static void test_redis_unreachable(void **state) {
         queue_free(q);
 }
 
+/* Run redis-cli against the test's server; its exit status. */
+static int redis_cli(const char *command) {
+        char port_s[16];
+        snprintf(port_s, sizeof port_s, "%u", redis_port);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+                if (fd >= 0)
+                        dup2(fd, STDOUT_FILENO);
+                execl(REDIS_CLI, REDIS_CLI, "-h", "127.0.0.1", "-p", port_s, command, (char *)NULL);
+                _exit(127);
+        }
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+/* After FLUSHALL the first enqueue makes the stream without the group:
+ * the queue makes the group again, from the stream's start, and the task
+ * is delivered. */
+static void test_redis_flushall(void **state) {
+        if (access(REDIS_CLI, X_OK) < 0)
+                skip();
+        struct queue *q = new_queue(60000, 60);
+        struct queue_item it = {};
+        bool stored = false;
+        char id[QUEUE_ID_LEN + 1];
+        make_id(id, 21);
+
+        enqueue_one(q, 20, "{}");
+        assert_int_equal(redis_cli("FLUSHALL"), 0);
+        enqueue_one(q, 21, "{\"n\":21}");
+        take_ok(q, "w1", 1000, &it);
+        assert_string_equal(it.id, id);
+        assert_string_equal(it.task, "{\"n\":21}");
+        assert_int_equal(q->ops->finish(q, &it, "{}", false, &stored), 0);
+        assert_true(stored);
+        queue_item_done(&it);
+        queue_free(q);
+}
+
 static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
         remove(path);
         return 0;
@@ -644,6 +687,7 @@ int main(void) {
                 cmocka_unit_test(test_redis_url),
                 cmocka_unit_test(test_redis_unreachable),
                 cmocka_unit_test(test_redis_restart),
+                cmocka_unit_test(test_redis_flushall),
         };
         int failed = cmocka_run_group_tests_name("queue-memory", memory, setup_memory, NULL);
         if (access(REDIS_SERVER, X_OK) < 0) {
