@@ -269,7 +269,8 @@ static int mem_remember(struct queue *q, const char *key, const char *fingerprin
         struct queue_mem *m = (struct queue_mem *)q;
         int r;
 
-        if (!key || !fingerprint || !value)
+        /* As the Redis backend, which stores fingerprint "\n" value. */
+        if (!key || !fingerprint || !value || strchr(fingerprint, '\n'))
                 return -EINVAL;
 
         pthread_mutex_lock(&m->lock);

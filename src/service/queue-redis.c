@@ -252,6 +252,10 @@ static int rd_ensure_group(struct queue_redis *r, struct rconn *c) {
         int k = rc_command(r, c, &x, "XGROUP", "CREATE", stream, r->prefix, "0", "MKSTREAM");
         if (k < 0)
                 return k;
+        if (reply_is_error(x, "NOAUTH")) {
+                rd_fail(r, "the server wants a password: redis://:PASSWORD@HOST or requirepass off");
+                return -EIO;
+        }
         if (x->type == REDIS_REPLY_ERROR && !reply_is_error(x, "BUSYGROUP"))
                 return rd_refused(r, "XGROUP CREATE", x);
         return 0;

@@ -42,9 +42,22 @@ static unsigned free_port(void) {
         return ntohs(a.sin_port);
 }
 
-static pid_t redis_start(unsigned port, const char *dir, bool appendonly) {
+/* redis-server on 127.0.0.1:port with its files in dir; extra: more
+ * arguments (NULL-terminated), or NULL. */
+static pid_t redis_start(unsigned port, const char *dir, bool appendonly, const char *const *extra) {
         char port_s[16];
         snprintf(port_s, sizeof port_s, "%u", port);
+        const char *argv[32] = { REDIS_SERVER, "--port", port_s, "--bind", "127.0.0.1", "--save", "", "--dir", dir,
+                                 "--daemonize", "no", "--appendonly", appendonly ? "yes" : "no" };
+        size_t n = 13;
+        if (appendonly) {
+                argv[n++] = "--appendfsync";
+                argv[n++] = "always";
+        }
+        for (size_t i = 0; extra && extra[i] && n + 1 < ELEMENTSOF(argv); i++)
+                argv[n++] = extra[i];
+        argv[n] = NULL;
+
         pid_t pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
@@ -54,16 +67,15 @@ static pid_t redis_start(unsigned port, const char *dir, bool appendonly) {
                         dup2(fd, STDOUT_FILENO);
                         dup2(fd, STDERR_FILENO);
                 }
-                if (appendonly)
-                        execl(REDIS_SERVER, REDIS_SERVER, "--port", port_s, "--bind", "127.0.0.1", "--save", "",
-                              "--appendonly", "yes", "--appendfsync", "always", "--dir", dir, "--daemonize", "no",
-                              (char *)NULL);
-                else
-                        execl(REDIS_SERVER, REDIS_SERVER, "--port", port_s, "--bind", "127.0.0.1", "--save", "",
-                              "--appendonly", "no", "--dir", dir, "--daemonize", "no", (char *)NULL);
+                execv(REDIS_SERVER, (char *const *)argv);
                 _exit(127);
         }
         return pid;
+}
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        remove(path);
+        return 0;
 }
 
 static void redis_stop(pid_t pid) {
@@ -603,9 +615,55 @@ static void test_redis_flushall(void **state) {
         queue_free(q);
 }
 
-static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        remove(path);
-        return 0;
+/* A server with a password and a Unix socket: the right password over
+ * TCP and over the socket works; a wrong one is -ENOTCONN, and the reason
+ * says so without showing either password. */
+static void test_redis_password_and_unix_socket(void **state) {
+        char dir[] = "/tmp/pyexec-test-queue-auth-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        unsigned port = free_port();
+        _cleanup_free_ char *sock = strdup_printf("%s/redis.sock", dir);
+        const char *extra[] = { "--requirepass", "s3cret", "--unixsocket", sock, "--unixsocketperm", "700", NULL };
+        pid_t pid = redis_start(port, dir, false, extra);
+        struct queue_options o = { .lease_ms = 60000, .result_ttl_s = 60, .name = "auth" };
+
+        _cleanup_free_ char *tcp = strdup_printf("redis://:s3cret@127.0.0.1:%u/1", port),
+                            *unix_url = strdup_printf("unix://%s", sock),
+                            *wrong = strdup_printf("redis://:wr0ng@127.0.0.1:%u", port);
+        struct queue *q = NULL, *u = NULL, *w = NULL;
+        _cleanup_free_ char *why = NULL, *why_unix = NULL, *why_wrong = NULL;
+        assert_int_equal(queue_redis_new(tcp, &o, &q, &why), 0);
+        wait_ready(q);
+        enqueue_one(q, 30, "{\"n\":30}");
+
+        /* The socket is there once the server answers on TCP. */
+        assert_int_equal(queue_redis_new(unix_url, &o, &u, &why_unix), 0);
+        assert_int_equal(u->ops->check(u, &why_unix), -ENOTCONN);
+        if (!strstr(why_unix, "wants a password"))
+                fail_msg("unix socket without the password: '%s'", why_unix);
+
+        assert_int_equal(queue_redis_new(wrong, &o, &w, &why_wrong), 0);
+        assert_int_equal(w->ops->check(w, &why_wrong), -ENOTCONN);
+        if (!strstr(why_wrong, "authentication failed") || strstr(why_wrong, "wr0ng") || strstr(why_wrong, "s3cret"))
+                fail_msg("wrong password: '%s'", why_wrong);
+
+        /* Database 1 (the URL's /1) holds the task; database 0 does not. */
+        struct queue_item it = {};
+        struct queue_options o0 = o;
+        struct queue *q0 = NULL;
+        _cleanup_free_ char *db0 = strdup_printf("redis://:s3cret@127.0.0.1:%u", port), *why0 = NULL;
+        assert_int_equal(queue_redis_new(db0, &o0, &q0, &why0), 0);
+        assert_int_equal(q0->ops->take(q0, "w0", 0, &it), -EAGAIN);
+        take_ok(q, "w1", 1000, &it);
+        assert_string_equal(it.task, "{\"n\":30}");
+        queue_item_done(&it);
+
+        queue_free(q0);
+        queue_free(w);
+        queue_free(u);
+        queue_free(q);
+        redis_stop(pid);
+        nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* Tasks enqueued survive a server killed and started again with its
@@ -614,7 +672,7 @@ static void test_redis_restart(void **state) {
         char dir[] = "/tmp/pyexec-test-queue-aof-XXXXXX";
         assert_non_null(mkdtemp(dir));
         unsigned port = free_port();
-        pid_t pid = redis_start(port, dir, true);
+        pid_t pid = redis_start(port, dir, true, NULL);
         struct queue *q = new_queue_at(port, 60000, 60, 5);
         wait_ready(q);
 
@@ -625,7 +683,7 @@ static void test_redis_restart(void **state) {
         redis_stop(pid);
         _cleanup_free_ char *why = NULL;
         assert_int_equal(q->ops->check(q, &why), -ENOTCONN);
-        pid = redis_start(port, dir, true);
+        pid = redis_start(port, dir, true, NULL);
         wait_ready(q);
 
         for (unsigned i = 0; i < 3; i++) {
@@ -656,7 +714,7 @@ static int setup_redis(void **state) {
         if (!mkdtemp(redis_dir))
                 return -1;
         redis_port = free_port();
-        redis_pid = redis_start(redis_port, redis_dir, false);
+        redis_pid = redis_start(redis_port, redis_dir, false, NULL);
         struct queue *q = new_queue(1000, 60);
         wait_ready(q);
         queue_free(q);
@@ -688,6 +746,7 @@ int main(void) {
                 cmocka_unit_test(test_redis_unreachable),
                 cmocka_unit_test(test_redis_restart),
                 cmocka_unit_test(test_redis_flushall),
+                cmocka_unit_test(test_redis_password_and_unix_socket),
         };
         int failed = cmocka_run_group_tests_name("queue-memory", memory, setup_memory, NULL);
         if (access(REDIS_SERVER, X_OK) < 0) {
