@@ -47,9 +47,12 @@ static unsigned free_port(void) {
 static pid_t redis_start(unsigned port, const char *dir, bool appendonly, const char *const *extra) {
         char port_s[16];
         snprintf(port_s, sizeof port_s, "%u", port);
-        const char *argv[32] = { REDIS_SERVER, "--port", port_s, "--bind", "127.0.0.1", "--save", "", "--dir", dir,
-                                 "--daemonize", "no", "--appendonly", appendonly ? "yes" : "no" };
-        size_t n = 13;
+        const char *argv[32] = { REDIS_SERVER, "--port", port_s, "--bind", "127.0.0.1", "--dir", dir };
+        size_t n = 7;
+        static const char *const common[] = { "--save", "", "--daemonize", "no", "--appendonly" };
+        for (size_t i = 0; i < ELEMENTSOF(common); i++)
+                argv[n++] = common[i];
+        argv[n++] = appendonly ? "yes" : "no";
         if (appendonly) {
                 argv[n++] = "--appendfsync";
                 argv[n++] = "always";
