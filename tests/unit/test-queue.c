@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 
 #include "queue.h"
@@ -30,6 +31,10 @@ static unsigned redis_port;
 static pid_t redis_pid = -1;
 static char redis_dir[] = "/tmp/pyexec-test-queue-XXXXXX";
 static unsigned queue_counter;
+/* The server of a test that starts its own (restart, password): stopped
+ * and removed by teardown_own_server() even when the test fails. */
+static pid_t own_pid = -1;
+static char own_dir[64];
 
 static unsigned free_port(void) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -64,6 +69,8 @@ static pid_t redis_start(unsigned port, const char *dir, bool appendonly, const 
         pid_t pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
+                /* A test that dies takes its server with it. */
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
                 _cleanup_free_ char *log = strdup_printf("%s/redis.log", dir);
                 int fd = log ? open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600) : -1;
                 if (fd >= 0) {
@@ -622,12 +629,12 @@ static void test_redis_flushall(void **state) {
  * TCP and over the socket works; a wrong one is -ENOTCONN, and the reason
  * says so without showing either password. */
 static void test_redis_password_and_unix_socket(void **state) {
-        char dir[] = "/tmp/pyexec-test-queue-auth-XXXXXX";
-        assert_non_null(mkdtemp(dir));
+        snprintf(own_dir, sizeof own_dir, "/tmp/pyexec-test-queue-auth-XXXXXX");
+        assert_non_null(mkdtemp(own_dir));
         unsigned port = free_port();
-        _cleanup_free_ char *sock = strdup_printf("%s/redis.sock", dir);
+        _cleanup_free_ char *sock = strdup_printf("%s/redis.sock", own_dir);
         const char *extra[] = { "--requirepass", "s3cret", "--unixsocket", sock, "--unixsocketperm", "700", NULL };
-        pid_t pid = redis_start(port, dir, false, extra);
+        own_pid = redis_start(port, own_dir, false, extra);
         struct queue_options o = { .lease_ms = 60000, .result_ttl_s = 60, .name = "auth" };
 
         _cleanup_free_ char *tcp = strdup_printf("redis://:s3cret@127.0.0.1:%u/1", port),
@@ -665,17 +672,16 @@ static void test_redis_password_and_unix_socket(void **state) {
         queue_free(w);
         queue_free(u);
         queue_free(q);
-        redis_stop(pid);
-        nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* Tasks enqueued survive a server killed and started again with its
  * append-only file (appendfsync always), and the queue reconnects. */
 static void test_redis_restart(void **state) {
-        char dir[] = "/tmp/pyexec-test-queue-aof-XXXXXX";
-        assert_non_null(mkdtemp(dir));
+        snprintf(own_dir, sizeof own_dir, "/tmp/pyexec-test-queue-aof-XXXXXX");
+        assert_non_null(mkdtemp(own_dir));
+        const char *dir = own_dir;
         unsigned port = free_port();
-        pid_t pid = redis_start(port, dir, true, NULL);
+        own_pid = redis_start(port, dir, true, NULL);
         struct queue *q = new_queue_at(port, 60000, 60, 5);
         wait_ready(q);
 
@@ -683,10 +689,11 @@ static void test_redis_restart(void **state) {
         for (unsigned i = 0; i < 3; i++)
                 enqueue_one(q, 100 + i, tasks[i]);
 
-        redis_stop(pid);
+        redis_stop(own_pid);
+        own_pid = -1;
         _cleanup_free_ char *why = NULL;
         assert_int_equal(q->ops->check(q, &why), -ENOTCONN);
-        pid = redis_start(port, dir, true, NULL);
+        own_pid = redis_start(port, dir, true, NULL);
         wait_ready(q);
 
         for (unsigned i = 0; i < 3; i++) {
@@ -703,8 +710,15 @@ static void test_redis_restart(void **state) {
         }
         assert_stats(q, 0, 0, 3, 0, 0, 3, 0);
         queue_free(q);
-        redis_stop(pid);
-        nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int teardown_own_server(void **state) {
+        redis_stop(own_pid);
+        own_pid = -1;
+        if (own_dir[0])
+                nftw(own_dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+        own_dir[0] = 0;
+        return 0;
 }
 
 static int setup_memory(void **state) {
@@ -747,9 +761,9 @@ int main(void) {
                 CONTRACT_TESTS,
                 cmocka_unit_test(test_redis_url),
                 cmocka_unit_test(test_redis_unreachable),
-                cmocka_unit_test(test_redis_restart),
+                cmocka_unit_test_teardown(test_redis_restart, teardown_own_server),
                 cmocka_unit_test(test_redis_flushall),
-                cmocka_unit_test(test_redis_password_and_unix_socket),
+                cmocka_unit_test_teardown(test_redis_password_and_unix_socket, teardown_own_server),
         };
         int failed = cmocka_run_group_tests_name("queue-memory", memory, setup_memory, NULL);
         if (access(REDIS_SERVER, X_OK) < 0) {
