@@ -194,16 +194,23 @@ static int rc_appendv(struct queue_redis *r, struct rconn *c, const char *const 
 }
 
 /* rc_append(r, c, "CMD", arg, ..., NULL) */
+static int rc_append(struct queue_redis *r, struct rconn *c, ...) __attribute__((sentinel));
 static int rc_append(struct queue_redis *r, struct rconn *c, ...) {
         const char *argv[REDIS_ARGS_MAX];
         int argc = 0;
+        bool too_many = false;
         va_list ap;
 
         va_start(ap, c);
         for (const char *a; (a = va_arg(ap, const char *));)
                 if (argc < REDIS_ARGS_MAX)
                         argv[argc++] = a;
+                else
+                        too_many = true;
         va_end(ap);
+        /* Never a command cut short: a bug here, not the server's. */
+        if (too_many)
+                return -E2BIG;
         return rc_appendv(r, c, argv, argc);
 }
 

@@ -97,9 +97,11 @@ struct queue_ops {
         int (*remember)(struct queue *q, const char *key, const char *fingerprint, const char *value, char **ret_value);
         int (*forget)(struct queue *q, const char *key);
         /* Take the next task for consumer (a name unique to one worker
-         * thread): one whose lease ran out first (deliveries > 1, counted
-         * in claimed), else a new one. Waits up to block_ms (0: does not
-         * wait); -EAGAIN when none came, -EINVAL for a bad consumer name.
+         * thread, and stable across restarts, such as host and thread
+         * index: Redis keeps every consumer name a group has seen): one
+         * whose lease ran out first (deliveries > 1, counted in claimed),
+         * else a new one. Waits up to block_ms (0: does not wait);
+         * -EAGAIN when none came, -EINVAL for a bad consumer name.
          * A task delivered more than max_deliveries times is returned like
          * any other: the caller sees it.deliveries > max_deliveries and
          * finishes it as dead. */
@@ -109,7 +111,9 @@ struct queue_ops {
          * when the task is no longer taken (its result is stored). */
         int (*touch)(struct queue *q, const struct queue_item *it, double progress);
         /* Store the result unless one is (first wins), then acknowledge
-         * and remove the task. dead: the task was finished as dead. */
+         * and remove the task. dead: the task was finished as dead
+         * (counted in dead_lettered when its result is the one stored).
+         * A finish after the result expired stores it again. */
         int (*finish)(struct queue *q, const struct queue_item *it, const char *result, bool dead, bool *ret_stored);
         /* -ENOENT: never enqueued, or its result expired. */
         int (*status)(struct queue *q, const char *id, struct queue_status *ret);
