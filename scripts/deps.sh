@@ -28,6 +28,9 @@ pkgs_build=(
   # sd_notify's declarations: pyexec serve tells systemd when it is ready
   # (libsystemd itself is loaded at run time, only under systemd)
   libsystemd-dev
+  # the Redis queue backend's declarations (libhiredis is loaded at run
+  # time, by a service or worker whose QUEUE_URL is redis://)
+  libhiredis-dev
 )
 
 pkgs_serve=(
@@ -35,6 +38,8 @@ pkgs_serve=(
   # /usr/bin/python3 with Pillow, render runs /usr/bin/blender (Cycles on
   # the CPU, FFmpeg's H.264 for the turntable)
   python3 python3-pil blender
+  # the Redis queue backend (QUEUE_URL=redis://...), loaded with dlopen()
+  libhiredis0.14
 )
 
 pkgs_test=(
@@ -47,6 +52,8 @@ pkgs_test=(
   util-linux passwd
   # systemd-analyze verify of the installed pyexec.service
   systemd
+  # the queue's contract tests run their own redis-server
+  redis-server
 )
 
 pkgs_bench=(bubblewrap hyperfine wrk curl)

@@ -34,18 +34,23 @@
 #define QUEUE_ID_LEN 32
 
 struct queue_options {
-        uint64_t lease_ms;         /* a taken task's lease (QUEUE_LEASE) */
-        uint64_t max_deliveries;   /* MAX_DELIVERIES */
-        uint64_t result_ttl_s;     /* RESULT_TTL: results (and idempotency keys) expire */
-        const char *name;          /* the stream's and keys' prefix (redis): "pyexec" */
+        uint64_t lease_ms;       /* a taken task's lease (QUEUE_LEASE) */
+        uint64_t max_deliveries; /* MAX_DELIVERIES */
+        uint64_t result_ttl_s;   /* RESULT_TTL: results (and idempotency keys) expire */
+        const char *name;        /* the stream's and keys' prefix (redis): "pyexec" */
 };
+
+/* A consumer's name (take()): 1 to QUEUE_CONSUMER_MAX characters of
+ * [A-Za-z0-9._:-]. */
+#define QUEUE_CONSUMER_MAX 63
 
 /* What a worker took. */
 struct queue_item {
         char id[QUEUE_ID_LEN + 1];
-        char *task;          /* the task's JSON text, as enqueued (malloc'd) */
-        uint64_t deliveries; /* 1 the first time it is taken */
-        char lease[64];      /* the backend's handle of this delivery (redis: the entry id) */
+        char *task;                            /* the task's JSON text, as enqueued (malloc'd) */
+        uint64_t deliveries;                   /* 1 the first time it is taken */
+        char lease[64];                        /* the backend's handle of this delivery (redis: the entry id) */
+        char consumer[QUEUE_CONSUMER_MAX + 1]; /* who took it: touch() keeps the lease in its name */
 };
 void queue_item_done(struct queue_item *it);
 
@@ -80,25 +85,35 @@ struct queue;
 struct queue_ops {
         const char *name; /* "memory", "redis" */
         bool persistent;  /* whether accepted tasks survive the process */
-        /* Add n tasks, all or none; ids[i] names tasks[i] (JSON text). */
+        /* Add n tasks, all or none; ids[i] names tasks[i] (JSON text).
+         * -EINVAL for an id that is not QUEUE_ID_LEN lowercase hex digits;
+         * memory: -EEXIST for an id it already holds. */
         int (*enqueue)(struct queue *q, const char *const *ids, const char *const *tasks, size_t n);
         /* Idempotency-Key: a new key remembers (fingerprint, value) for
          * result_ttl_s and returns 0; a known key with the same
          * fingerprint returns 1 and its value in *ret_value (malloc'd);
          * with another fingerprint, -EEXIST. forget() drops a key whose
          * enqueue failed. */
-        int (*remember)(struct queue *q, const char *key, const char *fingerprint, const char *value,
-                        char **ret_value);
+        int (*remember)(struct queue *q, const char *key, const char *fingerprint, const char *value, char **ret_value);
         int (*forget)(struct queue *q, const char *key);
         /* Take the next task for consumer (a name unique to one worker
-         * thread): a new one, or one whose lease ran out. Waits up to
-         * block_ms; -EAGAIN when none came. */
+         * thread, and stable across restarts, such as host and thread
+         * index: Redis keeps every consumer name a group has seen): one
+         * whose lease ran out first (deliveries > 1, counted in claimed),
+         * else a new one. Waits up to block_ms (0: does not wait);
+         * -EAGAIN when none came, -EINVAL for a bad consumer name.
+         * A task delivered more than max_deliveries times is returned like
+         * any other: the caller sees it.deliveries > max_deliveries and
+         * finishes it as dead. */
         int (*take)(struct queue *q, const char *consumer, uint64_t block_ms, struct queue_item *ret);
         /* Still working on it: the lease starts again, the state is
-         * running, progress (0..1, < 0: unchanged) is recorded. */
+         * running, progress (0..1, < 0: unchanged) is recorded. -ENOENT
+         * when the task is no longer taken (its result is stored). */
         int (*touch)(struct queue *q, const struct queue_item *it, double progress);
         /* Store the result unless one is (first wins), then acknowledge
-         * and remove the task. dead: the task was finished as dead. */
+         * and remove the task. dead: the task was finished as dead
+         * (counted in dead_lettered when its result is the one stored).
+         * A finish after the result expired stores it again. */
         int (*finish)(struct queue *q, const struct queue_item *it, const char *result, bool dead, bool *ret_stored);
         /* -ENOENT: never enqueued, or its result expired. */
         int (*status)(struct queue *q, const char *id, struct queue_status *ret);
@@ -114,10 +129,17 @@ struct queue {
         struct queue_options o;
 };
 
+/* Whether id is QUEUE_ID_LEN lowercase hex digits; whether consumer is a
+ * valid consumer name (see QUEUE_CONSUMER_MAX). */
+bool queue_id_is_valid(const char *id);
+bool queue_consumer_is_valid(const char *consumer);
+
 int queue_mem_new(const struct queue_options *o, struct queue **ret);
 /* url: redis://[:password@]host[:port][/db] or unix:///path/to/redis.sock;
  * *ret_why (malloc'd) says what was wrong with it. Does not connect: the
- * first use does, and every use reconnects after a failure. */
+ * first use does, and every use reconnects after a failure. libhiredis
+ * writes with write(2): the process ignores SIGPIPE (pyexec's main does),
+ * or a server that goes away while a command is sent kills it. */
 int queue_redis_new(const char *url, const struct queue_options *o, struct queue **ret, char **ret_why);
 
 static inline void queue_free(struct queue *q) {
