@@ -113,6 +113,8 @@ static const struct key {
         { "MAX_DELIVERIES", KEY_U64, 1, 100, "5", C(max_deliveries),
           "times a submission is taken before it is stored as internal_error (dead letter)" },
         { "MAX_BATCH", KEY_U64, 1, 10000, "100", C(max_batch), "submissions in one batch (413 beyond)" },
+        { "QUEUE_MAX_DEPTH", KEY_U64, 1, 100000000, "100000", C(queue_max_depth),
+          "submissions that may wait in the queue; beyond that 503 queue_full" },
         { "RESULT_TTL", KEY_U64, 60, 31536000, "86400", C(result_ttl),
           "seconds a submission's result (and an Idempotency-Key) is kept" },
         { "SUBMISSION_WAIT_MAX", KEY_U64, 0, 300000, "30000", C(submission_wait_max),

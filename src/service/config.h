@@ -95,6 +95,7 @@ struct config {
         uint64_t queue_lease;     /* s */
         uint64_t max_deliveries;
         uint64_t max_batch;
+        uint64_t queue_max_depth;
         uint64_t result_ttl; /* s */
         uint64_t submission_wait_max; /* ms */
         char *callback_allowed_hosts;

@@ -404,6 +404,24 @@ static int unreachable(struct submissions *s, struct submissions_reply *r, int e
         return refuse(r, 500, "internal_error", NULL, 0, "%s: %s", what, strerror(-err));
 }
 
+/* QUEUE_MAX_DEPTH: whether n more would exceed it (the refusal in r). */
+static bool queue_would_overflow(struct submissions *s, size_t n, struct submissions_reply *r) {
+        struct queue_stats st = { 0 };
+        uint64_t max = s->env.cfg->queue_max_depth;
+        int k = s->q->ops->stats(s->q, &st);
+        if (k < 0) {
+                unreachable(s, r, k, "cannot queue the submissions");
+                return true;
+        }
+        if (st.depth + n <= max)
+                return false;
+        refuse(r, 503, "queue_full", NULL, 1,
+               "the submissions queue holds %llu waiting submissions and takes at most %llu (QUEUE_MAX_DEPTH); try "
+               "again",
+               (unsigned long long)st.depth, (unsigned long long)max);
+        return true;
+}
+
 /* The tasks of a body (one, a batch, or a job's), in *ret_tasks (n of
  * them, each to json_decref). */
 static int make_tasks(struct submissions *s, json_t *doc, const char *job, json_t ***ret_tasks, size_t *ret_n,
@@ -535,6 +553,12 @@ int submissions_accept(struct submissions *s, const char *body, size_t len, cons
                         goto out;
                 }
                 key_new = true;
+        }
+        if (queue_would_overflow(s, n, r)) {
+                k = -ENOSPC;
+                if (key_new)
+                        (void)s->q->ops->forget(s->q, idem_key);
+                goto out;
         }
         if (admit && (k = admit(ctx, units)) < 0) {
                 if (key_new)
@@ -1073,7 +1097,14 @@ int submissions_new(const struct submissions_env *env, struct submissions **ret,
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&s->cond, &ca);
         pthread_condattr_destroy(&ca);
+        /* The workers' consumer names: the host's name (at most 40 of its
+         * characters, those a name may not hold replaced) and the pid. */
         gethostname(host, sizeof host - 1);
+        host[40] = 0;
+        for (char *c = host; *c; c++)
+                if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '.' ||
+                      *c == '-' || *c == '_'))
+                        *c = '_';
         snprintf(s->consumer_prefix, sizeof s->consumer_prefix, "%s-%d", host, (int)getpid());
 
         s->wo = (struct webhook_options){

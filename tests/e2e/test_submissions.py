@@ -216,3 +216,18 @@ def test_config_hides_the_secrets(tmp_path):
     assert p.returncode == 0, p
     assert "hunter2" not in p.stdout and "MfKQ9r8" not in p.stdout
     assert "QUEUE_URL=redis://***@127.0.0.1:6390/0" in p.stdout, p.stdout
+
+
+def test_the_queue_has_a_bound(serve):
+    srv = serve(env={"QUEUE_MAX_DEPTH": 2, "MAX_CONCURRENT_EXECUTIONS": 1, "RATE_LIMIT_MAX": 0})
+    slow = {"code": "import time; time.sleep(1)", "timeout": 5000}
+    r = submit(srv, {"submissions": [slow] * 3})
+    assert r.status == 503 and r.error["code"] == "queue_full", r
+    assert "QUEUE_MAX_DEPTH" in r.error["message"] and r.headers["Retry-After"] == "1"
+    r = submit(srv, {"submissions": [slow] * 2})
+    assert r.status == 202, r
+    ids = [s["id"] for s in r.json()["submissions"]]
+    srv.wait_log(lambda e: e.get("message") == "submission running", timeout=10)
+    r = submit(srv, {"submissions": [slow] * 2})
+    assert r.status == 503 and r.error["code"] == "queue_full", r
+    wait_done(srv, ids)
