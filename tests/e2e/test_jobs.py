@@ -1650,3 +1650,26 @@ def test_hard_linked_input_refused_http(lay, tmp_path):
     finally:
         assert srv.stop() == 0
     assert not out.exists() and staging_leftovers(*lay.output_roots()) == []
+
+def test_compose_asynchronously(world, server):
+    """"async": true queues the job: 202 with an id, then the job's own
+    answer as the submission's result, the output published as before."""
+    out = world.composed / f"async-{uuid.uuid4().hex[:8]}.png"
+    r = server.post("/api/jobs/compose", {"params": world.compose_params(output=out), "async": True})
+    assert r.status == 202, r
+    sid = r.json()["id"]
+    assert r.headers["Location"] == f"/api/submissions/{sid}"
+    deadline = time.monotonic() + 120
+    while True:
+        doc = server.get(f"/api/submissions/{sid}").json()
+        if doc["state"] == "done":
+            break
+        assert time.monotonic() < deadline, doc
+        time.sleep(0.1)
+    assert doc["httpStatus"] == 200 and doc["result"]["status"] == "ok" and doc["result"]["job"] == "compose", doc
+    assert_outputs_match(doc["result"]["outputs"], [out])
+    # Refusals come before anything is queued.
+    r = server.post("/api/jobs/compose", {"params": world.compose_params(output=out), "async": True, "x": 1})
+    assert r.status == 400 and r.error()["field"] == "x", r
+    r = server.post("/api/jobs/nope", {"params": {}, "async": True})
+    assert r.status == 404, r

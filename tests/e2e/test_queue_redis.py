@@ -168,7 +168,7 @@ def test_unreachable_redis_refuses_submissions_and_says_why(serve):
     port = free_port()  # nothing listens there
     srv = serve(env={"QUEUE_URL": f"redis://127.0.0.1:{port}", "QUEUE_WORKERS": 0})
     r = srv.post("/api/submissions", {"code": "print(1)"})
-    assert r.status == 503 and r.error["code"] == "queue_unavailable", r
+    assert r.status == 503 and r.error()["code"] == "queue_unavailable", r
     assert r.headers["Retry-After"] == "1"
     # /api/execute still runs; the probes say what is wrong.
     assert srv.execute({"code": "print(1)"}).status == 200

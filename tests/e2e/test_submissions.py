@@ -94,14 +94,14 @@ def test_a_batch_runs_each_submission_with_its_own_verdict(server):
 
 def test_batch_limits(server):
     r = submit(server, {"submissions": [{"code": "pass"}] * 9})
-    assert r.status == 413 and r.error["code"] == "batch_too_large", r
-    assert "MAX_BATCH" in r.error["message"]
+    assert r.status == 413 and r.error()["code"] == "batch_too_large", r
+    assert "MAX_BATCH" in r.error()["message"]
     r = submit(server, {"submissions": []})
-    assert r.status == 400 and r.error["field"] == "submissions", r
+    assert r.status == 400 and r.error()["field"] == "submissions", r
     r = submit(server, {"submissions": [{"code": "pass"}, {"code": "pass"}, {"codes": "x"}]})
-    assert r.status == 400 and r.error["field"].startswith("submissions[2]."), r
+    assert r.status == 400 and r.error()["field"].startswith("submissions[2]."), r
     r = submit(server, {"submissions": [{"code": "pass"}], "extra": 1})
-    assert r.status == 400 and r.error["field"] == "extra", r
+    assert r.status == 400 and r.error()["field"] == "extra", r
 
 
 def test_a_refused_batch_queues_nothing(server):
@@ -122,33 +122,33 @@ def test_idempotency_key(server):
     assert [s["id"] for s in again.json()["submissions"]] == ids
     assert again.headers["Idempotent-Replayed"] == "true"
     other = submit(server, {"submissions": [{"code": "print(2)"}]}, key)
-    assert other.status == 409 and other.error["code"] == "idempotency_key_reused", other
+    assert other.status == 409 and other.error()["code"] == "idempotency_key_reused", other
     done = wait_done(server, ids)
     # Each ran once: the replay queued nothing.
     outputs = [done[i]["result"]["stdout"] for i in ids]
     third = submit(server, body, key).json()
     assert [third["submissions"][k]["result"]["stdout"] for k in range(2)] == outputs
     bad = submit(server, {"code": "pass"}, {"Idempotency-Key": "x" * 256})
-    assert bad.status == 400 and bad.error["code"] == "invalid_idempotency_key", bad
+    assert bad.status == 400 and bad.error()["code"] == "invalid_idempotency_key", bad
 
 
 def test_unknown_and_malformed_ids(server):
     r = server.get("/api/submissions/" + "0" * 32)
-    assert r.status == 404 and r.error["code"] == "not_found", r
+    assert r.status == 404 and r.error()["code"] == "not_found", r
     r = server.get("/api/submissions/not-an-id")
     assert r.status == 404, r
     r = server.get("/api/submissions?ids=" + "0" * 32)
     assert r.status == 200 and r.json()["submissions"] == [{"id": "0" * 32, "state": "unknown"}], r
     r = server.get("/api/submissions?ids=abc")
-    assert r.status == 400 and r.error["field"] == "ids", r
+    assert r.status == 400 and r.error()["field"] == "ids", r
     r = server.get("/api/submissions")
     assert r.status == 400, r
 
 
 def test_callbacks_are_off_by_default(server):
     r = submit(server, {"code": "pass", "callbackUrl": "https://example.com/hook"})
-    assert r.status == 400 and r.error["code"] == "invalid_callback_url", r
-    assert "CALLBACK_ALLOWED_HOSTS" in r.error["message"]
+    assert r.status == 400 and r.error()["code"] == "invalid_callback_url", r
+    assert "CALLBACK_ALLOWED_HOSTS" in r.error()["message"]
 
 
 def test_methods(server):
@@ -176,7 +176,7 @@ def test_stats_metrics_and_logs(server):
 def test_submissions_count_against_the_rate_limit(serve):
     srv = serve(env={"RATE_LIMIT_MAX": 3, "RATE_LIMIT_WINDOW": 60000})
     r = submit(srv, {"submissions": [{"code": "pass"}] * 4})
-    assert r.status == 429 and r.error["code"] == "rate_limited", r
+    assert r.status == 429 and r.error()["code"] == "rate_limited", r
     assert srv.stats()["submissions"]["accepted"] == 0
     r = submit(srv, {"submissions": [{"code": "pass"}] * 3})
     assert r.status == 202, r
@@ -222,12 +222,12 @@ def test_the_queue_has_a_bound(serve):
     srv = serve(env={"QUEUE_MAX_DEPTH": 2, "MAX_CONCURRENT_EXECUTIONS": 1, "RATE_LIMIT_MAX": 0})
     slow = {"code": "import time; time.sleep(1)", "timeout": 5000}
     r = submit(srv, {"submissions": [slow] * 3})
-    assert r.status == 503 and r.error["code"] == "queue_full", r
-    assert "QUEUE_MAX_DEPTH" in r.error["message"] and r.headers["Retry-After"] == "1"
+    assert r.status == 503 and r.error()["code"] == "queue_full", r
+    assert "QUEUE_MAX_DEPTH" in r.error()["message"] and r.headers["Retry-After"] == "1"
     r = submit(srv, {"submissions": [slow] * 2})
     assert r.status == 202, r
     ids = [s["id"] for s in r.json()["submissions"]]
     srv.wait_log(lambda e: e.get("message") == "submission running", timeout=10)
     r = submit(srv, {"submissions": [slow] * 2})
-    assert r.status == 503 and r.error["code"] == "queue_full", r
+    assert r.status == 503 and r.error()["code"] == "queue_full", r
     wait_done(srv, ids)
