@@ -28,6 +28,9 @@ pkgs_build=(
   # sd_notify's declarations: pyexec serve tells systemd when it is ready
   # (libsystemd itself is loaded at run time, only under systemd)
   libsystemd-dev
+  # the callbacks of submissions: libcurl's and OpenSSL's declarations
+  # (pyexec serve loads libcurl.so.4 and libcrypto.so.3 at run time)
+  libcurl4-openssl-dev libssl-dev
 )
 
 pkgs_serve=(
@@ -35,6 +38,8 @@ pkgs_serve=(
   # /usr/bin/python3 with Pillow, render runs /usr/bin/blender (Cycles on
   # the CPU, FFmpeg's H.264 for the turntable)
   python3 python3-pil blender
+  # the callbacks of submissions (webhooks): HTTP and their signature
+  libcurl4 libssl3
 )
 
 pkgs_test=(
