@@ -399,6 +399,35 @@ static void test_star_refuses_name_resolving_to_loopback(void **state) {
         assert_string_equal(lines[0], "POST / msg_named sig-ok");
 }
 
+/* A proxy in the environment is not used: it would connect to the
+ * callback's host past the check of its address. */
+static void test_environment_proxy_ignored(void **state) {
+        struct receiver r, proxy;
+        char url[128], proxy_url[128], lines[8][160];
+
+        receiver_start(&r, "ok");
+        receiver_start(&proxy, "ok");
+        url_to(url, sizeof url, "127.0.0.1", &r, "/");
+        url_to(proxy_url, sizeof proxy_url, "127.0.0.1", &proxy, "/");
+        assert_int_equal(setenv("http_proxy", proxy_url, 1), 0);
+        assert_int_equal(setenv("ALL_PROXY", proxy_url, 1), 0);
+
+        struct webhooks *w = new_webhooks("127.0.0.1", 0, 5000);
+        assert_int_equal(webhooks_send(w, url, "msg_direct", "{}"), 0);
+        struct webhook_stats s = wait_done(w);
+        webhooks_free(w);
+        unsetenv("http_proxy");
+        unsetenv("ALL_PROXY");
+
+        size_t n = receiver_lines(&r, lines, ELEMENTSOF(lines));
+        size_t n_proxy = receiver_lines(&proxy, lines, ELEMENTSOF(lines));
+        receiver_stop(&r);
+        receiver_stop(&proxy);
+        assert_int_equal(n_proxy, 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(s.delivered, 1);
+}
+
 /* A receiver that never answers: each attempt times out, is retried with
  * the same webhook-id, and the delivery is given up after retry_for_s. */
 static void test_timeout_retried_then_given_up(void **state) {
@@ -472,6 +501,7 @@ int main(void) {
                 cmocka_unit_test(test_redirect_not_followed),
                 cmocka_unit_test(test_star_refuses_loopback_literal),
                 cmocka_unit_test(test_star_refuses_name_resolving_to_loopback),
+                cmocka_unit_test(test_environment_proxy_ignored),
                 cmocka_unit_test(test_timeout_retried_then_given_up),
                 cmocka_unit_test(test_free_aborts_attempt),
         };
