@@ -97,7 +97,8 @@ struct sym {
 };
 
 static const struct sym crypto_syms[] = {
-#define SYM(f, field) { #f, offsetof(typeof(lc), field) }
+#define SYM(f, field) \
+        { #f, offsetof(typeof(lc), field) }
         SYM(HMAC, hmac),
         SYM(EVP_sha256, evp_sha256),
         SYM(EVP_EncodeBlock, encode_block),
@@ -106,7 +107,8 @@ static const struct sym crypto_syms[] = {
 };
 
 static const struct sym curl_syms[] = {
-#define SYM(f, field) { #f, offsetof(typeof(cu), field) }
+#define SYM(f, field) \
+        { #f, offsetof(typeof(cu), field) }
         SYM(curl_global_init, global_init),
         SYM(curl_easy_init, easy_init),
         SYM(curl_easy_setopt, easy_setopt),
@@ -129,8 +131,8 @@ static pthread_mutex_t load_lock = PTHREAD_MUTEX_INITIALIZER;
 static int crypto_state, curl_state; /* 0: not tried; 1: loaded; -errno: failed */
 static char crypto_err[256], curl_err[256];
 
-static int lib_load(void *table, const char *soname, const char *package, const struct sym *syms, size_t n,
-                    char *err, size_t errlen) {
+static int lib_load(void *table, const char *soname, const char *package, const struct sym *syms, size_t n, char *err,
+                    size_t errlen) {
         void **handle = table; /* each table starts with its handle */
 
         *handle = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
@@ -255,8 +257,8 @@ static int secret_decode(const char *secret, uint8_t ret[static SECRET_MAX], siz
 
         if (!secret || strncmp(secret, SECRET_PREFIX, strlen(SECRET_PREFIX)) != 0)
                 return fail(ret_why, -EINVAL,
-                            "WEBHOOK_SECRET must be \"whsec_\" and the base64 of %d to %d random bytes %s",
-                            SECRET_MIN, SECRET_MAX, hint);
+                            "WEBHOOK_SECRET must be \"whsec_\" and the base64 of %d to %d random bytes %s", SECRET_MIN,
+                            SECRET_MAX, hint);
         secret += strlen(SECRET_PREFIX);
         n = strlen(secret);
         if (!base64_is_valid(secret, n))
@@ -523,8 +525,9 @@ static int host_list_parse(const char *s, struct host_list *ret, char **ret_why)
                         goto out_free_list;
                 }
                 if (entry[0] == '\0') {
-                        r = fail(ret_why, -EINVAL, "CALLBACK_ALLOWED_HOSTS has an empty entry (\"%s\"); "
-                                                   "it is a comma-separated list of host names and addresses",
+                        r = fail(ret_why, -EINVAL,
+                                 "CALLBACK_ALLOWED_HOSTS has an empty entry (\"%s\"); "
+                                 "it is a comma-separated list of host names and addresses",
                                  s);
                         goto out_free_list;
                 }
@@ -567,7 +570,7 @@ static bool host_list_has(const struct host_list *l, const struct host *h) {
                 const struct host *e = &l->hosts[i];
                 if (e->family != h->family)
                         continue;
-                if (e->family == AF_INET ? memcmp(e->addr, h->addr, 4) == 0
+                if (e->family == AF_INET    ? memcmp(e->addr, h->addr, 4) == 0
                     : e->family == AF_INET6 ? memcmp(e->addr, h->addr, 16) == 0
                                             : strcmp(e->name, h->name) == 0)
                         return true;
@@ -658,8 +661,7 @@ static int check_url(const struct host_list *l, const char *url, struct host *re
                 r = fail(ret_why, -EPERM, "callbackUrl's host %s is not in CALLBACK_ALLOWED_HOSTS", h.name);
         else if (!listed && h.family != 0 && addr_refused(h.family, h.addr, why, sizeof why))
                 r = fail(ret_why, -EPERM,
-                         "callbackUrl's address %s is %s: refused unless CALLBACK_ALLOWED_HOSTS lists it", h.name,
-                         why);
+                         "callbackUrl's address %s is %s: refused unless CALLBACK_ALLOWED_HOSTS lists it", h.name, why);
         if (r < 0) {
                 free(h.name);
                 return r;
@@ -706,7 +708,7 @@ struct webhooks {
         uint64_t connect_timeout_ms, timeout_ms, retry_for_ns, first_backoff_ms;
 
         pthread_mutex_t lock;
-        pthread_cond_t cond; /* CLOCK_MONOTONIC: the schedule changed, or stopping */
+        pthread_cond_t cond;       /* CLOCK_MONOTONIC: the schedule changed, or stopping */
         struct delivery *schedule; /* by next_ns */
         atomic_bool stopping;
         struct webhook_stats stats;
@@ -775,8 +777,7 @@ static size_t discard_body(char *p, size_t size, size_t n, void *userdata) {
         return size * n;
 }
 
-static int check_stopping(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-                          curl_off_t ulnow) {
+static int check_stopping(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
         struct attempt *at = userdata;
         return atomic_load(at->stopping) ? 1 : 0;
 }

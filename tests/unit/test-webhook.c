@@ -57,7 +57,9 @@ static void test_options_check(void **state) {
                 { SECRET, "example.com, 10.0.0.1,[::1],::2,*", 0, NULL },
                 { SECRET, "hooks.example.com.,HOOKS-2.example.com", 0, NULL },
                 /* 64 bytes */
-                { "whsec_" "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==", NULL, 0, NULL },
+                { "whsec_"
+                  "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==",
+                  NULL, 0, NULL },
                 { NULL, "example.com", -EINVAL, "CALLBACK_ALLOWED_HOSTS|WEBHOOK_SECRET is not set" },
                 { "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", NULL, -EINVAL, "WEBHOOK_SECRET must be \"whsec_\"" },
                 { "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS!", NULL, -EINVAL, "WEBHOOK_SECRET|not base64" },
@@ -67,7 +69,9 @@ static void test_options_check(void **state) {
                 { "whsec_MfKQ9r8G=YqrTwjUPD8ILPZIo2LaLaSw", NULL, -EINVAL, "WEBHOOK_SECRET|not base64" },
                 /* 16 and 65 bytes */
                 { "whsec_AAAAAAAAAAAAAAAAAAAAAA==", NULL, -EINVAL, "WEBHOOK_SECRET decodes to 16 bytes" },
-                { "whsec_" "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", NULL, -EINVAL, "WEBHOOK_SECRET decodes to 65 bytes" },
+                { "whsec_"
+                  "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                  NULL, -EINVAL, "WEBHOOK_SECRET decodes to 65 bytes" },
                 { "whsec_", NULL, -EINVAL, "WEBHOOK_SECRET|not base64" },
                 { SECRET, "example.com,,b.example", -EINVAL, "CALLBACK_ALLOWED_HOSTS has an empty entry" },
                 { SECRET, "example.com,", -EINVAL, "CALLBACK_ALLOWED_HOSTS has an empty entry" },
@@ -117,7 +121,8 @@ static void test_check_url(void **state) {
                 { "example.com", "https://example.com/hook?x=1", 0, NULL },
                 { "example.com", "http://EXAMPLE.com.:8443/hook", 0, NULL },
                 { "example.com", "https://other.example/", -EPERM, "other.example is not in CALLBACK_ALLOWED_HOSTS" },
-                { "example.com", "https://sub.example.com/", -EPERM, "sub.example.com is not in CALLBACK_ALLOWED_HOSTS" },
+                { "example.com", "https://sub.example.com/", -EPERM,
+                  "sub.example.com is not in CALLBACK_ALLOWED_HOSTS" },
                 { "example.com", "https://10.0.0.1/", -EPERM, "10.0.0.1 is not in CALLBACK_ALLOWED_HOSTS" },
                 /* not a callback URL */
                 { "example.com", "ftp://example.com/", -EINVAL, "http or https" },
