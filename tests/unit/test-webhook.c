@@ -207,6 +207,10 @@ struct receiver {
         int port;
 };
 
+/* The receivers running (copies: a test's frame is gone once an assertion
+ * left it), stopped by the teardown when one did. */
+static struct receiver running[4];
+
 static void receiver_start(struct receiver *r, const char *mode) {
         char path[128];
 
@@ -215,9 +219,19 @@ static void receiver_start(struct receiver *r, const char *mode) {
         r->pid = fork();
         assert_true(r->pid >= 0);
         if (r->pid == 0) {
+                /* Not the test's stdout: whoever reads it would wait for
+                 * the receiver too. */
+                int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+                if (null < 0 || dup2(null, STDOUT_FILENO) < 0)
+                        _exit(127);
                 execl("/usr/bin/python3", "python3", RECEIVER, mode, SECRET, r->dir, (char *)NULL);
                 _exit(127);
         }
+        for (size_t i = 0; i < ELEMENTSOF(running); i++)
+                if (running[i].pid == 0) {
+                        running[i] = *r;
+                        break;
+                }
         snprintf(path, sizeof path, "%s/port", r->dir);
         for (int i = 0; i < 1000; i++) {
                 _cleanup_free_ char *s = NULL;
@@ -257,6 +271,9 @@ static size_t receiver_lines(struct receiver *r, char lines[][160], size_t max) 
 static void receiver_stop(struct receiver *r) {
         char path[128];
 
+        for (size_t i = 0; i < ELEMENTSOF(running); i++)
+                if (running[i].pid == r->pid)
+                        running[i].pid = 0;
         kill(r->pid, SIGKILL);
         waitpid(r->pid, NULL, 0);
         snprintf(path, sizeof path, "%s/log", r->dir);
@@ -495,6 +512,15 @@ static void test_send_bad_input(void **state) {
         webhooks_free(NULL);
 }
 
+static int stop_receivers(void **state) {
+        for (size_t i = 0; i < ELEMENTSOF(running); i++)
+                if (running[i].pid > 0) {
+                        struct receiver r = running[i];
+                        receiver_stop(&r);
+                }
+        return 0;
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_sign_vector),
@@ -502,13 +528,13 @@ int main(void) {
                 cmocka_unit_test(test_options_check),
                 cmocka_unit_test(test_check_url),
                 cmocka_unit_test(test_send_bad_input),
-                cmocka_unit_test(test_deliver_retried),
-                cmocka_unit_test(test_redirect_not_followed),
-                cmocka_unit_test(test_star_refuses_loopback_literal),
-                cmocka_unit_test(test_star_refuses_name_resolving_to_loopback),
-                cmocka_unit_test(test_environment_proxy_ignored),
-                cmocka_unit_test(test_timeout_retried_then_given_up),
-                cmocka_unit_test(test_free_aborts_attempt),
+                cmocka_unit_test_teardown(test_deliver_retried, stop_receivers),
+                cmocka_unit_test_teardown(test_redirect_not_followed, stop_receivers),
+                cmocka_unit_test_teardown(test_star_refuses_loopback_literal, stop_receivers),
+                cmocka_unit_test_teardown(test_star_refuses_name_resolving_to_loopback, stop_receivers),
+                cmocka_unit_test_teardown(test_environment_proxy_ignored, stop_receivers),
+                cmocka_unit_test_teardown(test_timeout_retried_then_given_up, stop_receivers),
+                cmocka_unit_test_teardown(test_free_aborts_attempt, stop_receivers),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
