@@ -1055,7 +1055,8 @@ int webhooks_new(const struct webhook_options *o, struct webhooks **ret) {
         }
         w->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
         w->timeout_ms = o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
-        w->retry_for_ns = o->retry_for_s * 1000000000ull;
+        /* (saturated: a year of retries is as good as forever) */
+        w->retry_for_ns = (o->retry_for_s < 366 * 86400ull ? o->retry_for_s : 366 * 86400ull) * 1000000000ull;
         w->first_backoff_ms = o->first_backoff_ms ? o->first_backoff_ms : DEFAULT_FIRST_BACKOFF_MS;
         if (getrandom(&w->rng, sizeof w->rng, GRND_NONBLOCK) != sizeof w->rng || w->rng == 0)
                 w->rng = now_ns() | 1;
