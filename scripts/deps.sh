@@ -31,6 +31,9 @@ pkgs_build=(
   # the Redis queue backend's declarations (libhiredis is loaded at run
   # time, by a service or worker whose QUEUE_URL is redis://)
   libhiredis-dev
+  # the callbacks of submissions: libcurl's and OpenSSL's declarations
+  # (pyexec serve loads libcurl.so.4 and libcrypto.so.3 at run time)
+  libcurl4-openssl-dev libssl-dev
 )
 
 pkgs_serve=(
@@ -40,6 +43,8 @@ pkgs_serve=(
   python3 python3-pil blender
   # the Redis queue backend (QUEUE_URL=redis://...), loaded with dlopen()
   libhiredis0.14
+  # the callbacks of submissions (webhooks): HTTP and their signature
+  libcurl4 libssl3
 )
 
 pkgs_test=(

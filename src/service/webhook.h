@@ -26,9 +26,11 @@
 struct webhook_options {
         const char *secret;        /* WEBHOOK_SECRET ("whsec_<base64>"); NULL: not set */
         const char *allowed_hosts; /* CALLBACK_ALLOWED_HOSTS, comma-separated; NULL or "": off */
-        uint64_t connect_timeout_ms;
-        uint64_t timeout_ms;  /* one attempt, all of it */
-        uint64_t retry_for_s; /* WEBHOOK_RETRY_FOR: no attempt starts later than this after the first */
+        uint64_t connect_timeout_ms; /* 0: 5000 */
+        uint64_t timeout_ms;         /* one attempt, all of it; 0: 10000 */
+        uint64_t retry_for_s;        /* WEBHOOK_RETRY_FOR: no attempt starts later than this after the first */
+        uint64_t first_backoff_ms;   /* the wait after the first failed attempt, doubled after each
+                                      * (capped at 5 minutes, +-20% jitter); 0: 1000 */
 };
 
 /* Whether the options make sense together (a secret that decodes, hosts
@@ -57,11 +59,18 @@ struct webhook_stats {
 
 struct webhooks;
 
-/* Starts the delivery thread. */
+/* Checks the options (webhook_options_check), loads libcurl and libcrypto
+ * (-ENOENT, logged, naming the Debian package when one is missing) and starts
+ * the delivery threads. */
 int webhooks_new(const struct webhook_options *o, struct webhooks **ret);
 /* Queue a delivery of body (JSON) to url, as msg_id; copies all three.
- * Logs one line per outcome (delivered, attempt failed, given up). */
+ * Logs one line per outcome (delivered, attempt failed, given up). The url
+ * is checked again (webhook_check_url: the options may have changed since
+ * the submission): -EINVAL or -EPERM, logged, nothing queued. msg_id is 1
+ * to 128 of [A-Za-z0-9_.:-] (-EINVAL); -ENOBUFS when 10000 deliveries are
+ * pending already. */
 int webhooks_send(struct webhooks *w, const char *url, const char *msg_id, const char *body);
 void webhooks_stats(struct webhooks *w, struct webhook_stats *ret);
-/* Stops the thread; deliveries still pending are given up (logged). */
+/* Stops the threads (an attempt under way is aborted within about a
+ * second); deliveries still pending are given up (logged). Accepts NULL. */
 void webhooks_free(struct webhooks *w);
