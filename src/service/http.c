@@ -1148,6 +1148,14 @@ int http_serve(const struct config *cfg) {
                 a4->sin_port = htons((uint16_t)cfg->port);
                 inet_pton(AF_INET, cfg->bind, &a4->sin_addr);
         }
+        {
+                _cleanup_free_ char *why = NULL;
+                if (submissions_check_config(cfg, &why) < 0) {
+                        log_event(LOG_ERROR, "invalid configuration of the asynchronous submissions",
+                                  json_pack("{s:s}", "error", why ? why : "?"));
+                        return 1;
+                }
+        }
         listen_fd = listen_on(&addr);
         if (listen_fd < 0) {
                 log_event(LOG_ERROR, "cannot listen",

@@ -1075,15 +1075,44 @@ void submissions_render_metrics(struct submissions *s, struct buf *o) {
 
 /* ---- life ------------------------------------------------------------------------- */
 
-int submissions_new(const struct submissions_env *env, struct submissions **ret, char **ret_why) {
-        const struct config *cfg = env->cfg;
-        struct submissions *s = calloc(1, sizeof *s);
-        struct queue_options qo = {
+static struct webhook_options webhook_options_of(const struct config *cfg) {
+        return (struct webhook_options){
+                .secret = cfg->webhook_secret[0] ? cfg->webhook_secret : NULL,
+                .allowed_hosts = cfg->callback_allowed_hosts,
+                .connect_timeout_ms = cfg->webhook_timeout < 5000 ? cfg->webhook_timeout : 5000,
+                .timeout_ms = cfg->webhook_timeout,
+                .retry_for_s = cfg->webhook_retry_for,
+        };
+}
+
+static struct queue_options queue_options_of(const struct config *cfg) {
+        return (struct queue_options){
                 .lease_ms = cfg->queue_lease * 1000,
                 .max_deliveries = cfg->max_deliveries,
                 .result_ttl_s = cfg->result_ttl,
                 .name = "pyexec",
         };
+}
+
+int submissions_check_config(const struct config *cfg, char **ret_why) {
+        struct webhook_options wo = webhook_options_of(cfg);
+        struct queue_options qo = queue_options_of(cfg);
+        struct queue *q = NULL;
+        int r;
+
+        *ret_why = NULL;
+        r = webhook_options_check(&wo, ret_why);
+        if (r < 0 || !cfg->queue_url[0])
+                return r;
+        r = queue_redis_new(cfg->queue_url, &qo, &q, ret_why);
+        queue_free(q);
+        return r;
+}
+
+int submissions_new(const struct submissions_env *env, struct submissions **ret, char **ret_why) {
+        const struct config *cfg = env->cfg;
+        struct submissions *s = calloc(1, sizeof *s);
+        struct queue_options qo = queue_options_of(cfg);
         char host[64] = "host";
         pthread_condattr_t ca;
         int r;
@@ -1107,13 +1136,7 @@ int submissions_new(const struct submissions_env *env, struct submissions **ret,
                         *c = '_';
         snprintf(s->consumer_prefix, sizeof s->consumer_prefix, "%s-%d", host, (int)getpid());
 
-        s->wo = (struct webhook_options){
-                .secret = cfg->webhook_secret[0] ? cfg->webhook_secret : NULL,
-                .allowed_hosts = cfg->callback_allowed_hosts,
-                .connect_timeout_ms = cfg->webhook_timeout < 5000 ? cfg->webhook_timeout : 5000,
-                .timeout_ms = cfg->webhook_timeout,
-                .retry_for_s = cfg->webhook_retry_for,
-        };
+        s->wo = webhook_options_of(cfg);
         r = webhook_options_check(&s->wo, ret_why);
         if (r < 0)
                 goto fail;

@@ -36,6 +36,11 @@ struct submissions_env {
 
 struct submissions;
 
+/* What submissions_new() would refuse in the configuration alone (the
+ * callbacks' keys, QUEUE_URL's form, the libraries they need), checked
+ * before anything costly starts: -errno with *ret_why (malloc'd). */
+int submissions_check_config(const struct config *cfg, char **ret_why);
+
 /* The queue (QUEUE_URL), the callbacks (CALLBACK_ALLOWED_HOSTS) and
  * cfg->n_queue_workers worker threads. -errno with *ret_why (malloc'd). */
 int submissions_new(const struct submissions_env *env, struct submissions **ret, char **ret_why);
