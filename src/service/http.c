@@ -493,7 +493,7 @@ static enum MHD_Result handle_get(struct request *rq) {
                 if (reason)
                         return respond_json(rq, 503, json_pack("{s:s,s:s}", "status", "not_ready", "reason", reason),
                                             st.breaker_retry_ms ? ms_to_s(st.breaker_retry_ms) : 1, NULL);
-                return respond_json(rq, 200, json_pack("{s:s,s:s?}", "status", "ready", "submissions", queue_why), 0,
+                return respond_json(rq, 200, json_pack("{s:s,s:s*}", "status", "ready", "submissions", queue_why), 0,
                                     NULL);
         }
         case ROUTE_METRICS: {
