@@ -15,6 +15,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       gcc libc6-dev pkg-config meson ninja-build \
       libseccomp-dev libjansson-dev libmicrohttpd-dev libyaml-dev \
+      libhiredis-dev libcurl4-openssl-dev libssl-dev \
       libpython3.11-dev python3.11-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
@@ -34,10 +35,13 @@ FROM debian:bookworm-slim
 # it the render job is listed but not ready.
 ARG BLENDER=false
 # libseccomp is not installed: the filter is compiled to BPF at build time.
-# libmicrohttpd12 is dlopen()ed by `pyexec serve`.
+# libmicrohttpd12 is dlopen()ed by `pyexec serve`; libhiredis0.14 (a Redis
+# QUEUE_URL), libcurl4 and libssl3 (callbacks, with ca-certificates for https)
+# when they are first used.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libjansson4 libyaml-0-2 libmicrohttpd12 libexpat1 zlib1g \
+      libhiredis0.14 libcurl4 libssl3 ca-certificates \
       libpython3.11-stdlib python3 python3-pil tini \
       $( [ "$BLENDER" = true ] && echo blender ) \
  && rm -rf /var/lib/apt/lists/* \

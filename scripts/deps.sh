@@ -44,7 +44,7 @@ pkgs_serve=(
   # the Redis queue backend (QUEUE_URL=redis://...), loaded with dlopen()
   libhiredis0.14
   # the callbacks of submissions (webhooks): HTTP and their signature
-  libcurl4 libssl3
+  libcurl4 libssl3 ca-certificates
 )
 
 pkgs_test=(

@@ -39,6 +39,7 @@ suite=bookworm
 packages=(
   linux-image-amd64 systemd systemd-sysv udev dbus kmod
   gcc make pkg-config meson ninja-build libseccomp-dev libjansson-dev libmicrohttpd-dev libyaml-dev
+  libhiredis-dev libcurl4-openssl-dev libssl-dev
   libpython3.11-dev python3.11-dev scdoc libcmocka-dev python3 python3-pytest python3-pil
   python3-prometheus-client python3-markdown-it iproute2 util-linux passwd curl libsystemd-dev git
   ca-certificates
