@@ -241,16 +241,20 @@ def test_a_thousand_submissions_survive_a_worker_kill_and_a_redis_crash(serve, r
             assert s["result"]["stdout"] == f"{i}\n", (i, s)
         assert s["result"]["id"] == sid
     st = srv.stats()["submissions"]["queue"]
-    runs = {}
+    runs, starts = {}, {}
     for _, _, log in workers:
         for e in log_lines(log):
             if e.get("message", "").startswith("submission done"):
                 runs[e["submission"]] = runs.get(e["submission"], 0) + 1
+            if e.get("message") == "submission running":
+                starts[e["submission"]] = starts.get(e["submission"], 0) + 1
     twice = sum(1 for v in runs.values() if v > 1)
+    started_twice = sum(1 for v in starts.values() if v > 1)
     print(f"\ncrash test: {n} submissions, 3 workers (one SIGKILLed with {len(killed_running)} running), "
           f"redis-server SIGKILLed and restarted once: {st['stored']} results stored, "
           f"{st['claimed']} claimed after a lease ran out, {st['duplicates']} second results discarded, "
-          f"{twice} submissions finished twice, {st['deadLettered']} dead-lettered, 0 lost")
+          f"{started_twice} started twice, {twice} finished twice, {st['deadLettered']} dead-lettered, 0 lost")
+    assert started_twice >= len(killed_running), (started_twice, killed_running)
     assert st["deadLettered"] == 0, st
     assert st["claimed"] >= len(killed_running), st
     # Never a second result stored for a submission.
