@@ -192,11 +192,11 @@ def main():
     print(f"in-process queue, ?wait=: p50 {m50:.2f} ms (+{m50 - p50:.2f}), p95 {m95:.2f} ms")
     stop(sync)
 
-    front, fport = start("serve", {"QUEUE_URL": url, "QUEUE_WORKERS": "0", "CALLBACK_ALLOWED_HOSTS": "127.0.0.1",
-                                   "WEBHOOK_SECRET": SECRET}, "front")
+    hooks = {"CALLBACK_ALLOWED_HOSTS": "127.0.0.1", "WEBHOOK_SECRET": SECRET}
+    front, fport = start("serve", {"QUEUE_URL": url, "QUEUE_WORKERS": "0", **hooks}, "front")
     workers = []
     for k in (1, 2):
-        workers.append(start("worker", {"QUEUE_URL": url}, f"worker{k}"))
+        workers.append(start("worker", {"QUEUE_URL": url, **hooks}, f"worker{k}"))
         rate = async_throughput(fport, N)
         print(f"through Redis, {k} worker{'s' if k > 1 else ''}: {rate:.1f} submissions/s ({N}, batches of 100)")
     stop(workers[1][0])

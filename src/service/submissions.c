@@ -21,8 +21,9 @@
 
 /* How often a waiting POST looks at the queue when no worker of this
  * process tells it that something finished (the results may come from
- * another machine's worker), and how often the queue's health is checked. */
-#define WAIT_POLL_NS (10ull * 1000000ull)
+ * another machine's worker): only while someone waits. And how often the
+ * queue's health is checked. */
+#define WAIT_POLL_NS (1ull * 1000000ull)
 #define HEALTH_EVERY_NS (1000ull * 1000000ull)
 /* A worker that finds the queue unreachable tries again after this. */
 #define UNREACHABLE_PAUSE_NS (500ull * 1000000ull)
@@ -772,8 +773,16 @@ static void send_callback(struct submissions *s, const char *id, json_t *task, u
         json_t *o;
         _cleanup_free_ char *text = NULL;
 
-        if (!url || !s->hooks)
+        if (!url)
                 return;
+        if (!s->hooks) {
+                /* Accepted by an instance with callbacks on, finished here. */
+                log_event(LOG_WARN,
+                          "callback not sent: callbacks are off in this process (set CALLBACK_ALLOWED_HOSTS and "
+                          "WEBHOOK_SECRET on every worker as on the instances that accept)",
+                          json_pack("{s:s}", "submission", id));
+                return;
+        }
         gmtime_r(&now, &tm);
         strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
         snprintf(msg_id, sizeof msg_id, "msg_%s", id);
@@ -943,9 +952,8 @@ static void *waiter_main(void *p) {
                         pthread_mutex_lock(&s->lock);
                         continue;
                 }
-                if (!s->waiters && wake > next_health)
-                        wake = next_health;
-                if (next_health < wake)
+                /* Nobody waits: only the health check is due. */
+                if (!s->waiters || next_health < wake)
                         wake = next_health;
                 ts.tv_sec = (time_t)(wake / 1000000000ull);
                 ts.tv_nsec = (long)(wake % 1000000000ull);
