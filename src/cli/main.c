@@ -15,11 +15,8 @@ static const struct {
         const char *name;
         int (*run)(int argc, char **argv);
 } commands[] = {
-        { "run", cmd_run },
-        { "check", cmd_check },
-        { "serve", cmd_serve },
-        { "worker", cmd_worker },
-        { "job", cmd_job },
+        { "run", cmd_run },       { "check", cmd_check }, { "serve", cmd_serve },
+        { "worker", cmd_worker }, { "job", cmd_job },
 };
 
 static const char usage_main[] =

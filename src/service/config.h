@@ -96,12 +96,12 @@ struct config {
         uint64_t max_deliveries;
         uint64_t max_batch;
         uint64_t queue_max_depth;
-        uint64_t result_ttl; /* s */
+        uint64_t result_ttl;          /* s */
         uint64_t submission_wait_max; /* ms */
         char *callback_allowed_hosts;
         char *webhook_secret;
-        uint64_t webhook_timeout;   /* ms */
-        uint64_t webhook_retry_for; /* s */
+        uint64_t webhook_timeout;      /* ms */
+        uint64_t webhook_retry_for;    /* s */
         enum config_source source[64]; /* per key, for --print-config */
         char *config_file;
 };

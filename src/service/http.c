@@ -908,7 +908,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                         if (s->cfg->cors_origin[0]) {
                                 MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
                                 MHD_add_response_header(resp, "Access-Control-Allow-Headers",
-                                                        "Content-Type, Authorization, X-API-Key, X-Request-Id, Idempotency-Key");
+                                                        "Content-Type, Authorization, X-API-Key, X-Request-Id, "
+                                                        "Idempotency-Key");
                                 MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
                         }
                         add_common_headers(rq, resp);

@@ -24,8 +24,8 @@
 #include <stdint.h>
 
 struct webhook_options {
-        const char *secret;        /* WEBHOOK_SECRET ("whsec_<base64>"); NULL: not set */
-        const char *allowed_hosts; /* CALLBACK_ALLOWED_HOSTS, comma-separated; NULL or "": off */
+        const char *secret;          /* WEBHOOK_SECRET ("whsec_<base64>"); NULL: not set */
+        const char *allowed_hosts;   /* CALLBACK_ALLOWED_HOSTS, comma-separated; NULL or "": off */
         uint64_t connect_timeout_ms; /* 0: 5000 */
         uint64_t timeout_ms;         /* one attempt, all of it; 0: 10000 */
         uint64_t retry_for_s;        /* WEBHOOK_RETRY_FOR: no attempt starts later than this after the first */
