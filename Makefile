@@ -98,6 +98,7 @@ test-e2e-asan: deps-test build $(ASAN_BUILD)/build.ninja
 # ThreadSanitizer on what runs the service's threads: the HTTP layer, the
 # warm pool and its keeper, the executor, jobs through the service.
 TSAN_TESTS ?= tests/e2e/test_serve.py tests/e2e/test_warm.py tests/e2e/test_jobs.py tests/e2e/test_request_cap.py \
+	tests/e2e/test_submissions.py tests/e2e/test_webhooks.py tests/e2e/test_queue_redis.py \
 	tests/e2e/test_kernel_tables.py tests/e2e/test_small_holes.py tests/e2e/test_hugetlb_bounds.py
 
 $(TSAN_BUILD)/build.ninja:
