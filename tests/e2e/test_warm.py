@@ -1334,9 +1334,9 @@ def test_recycle_without_failed_requests(serve):
 def test_recycle_after_max_age(serve):
     srv = serve(env={"WARM_POOL_SIZE": 1, "ZYGOTE_MAX_AGE": 1})
     z0 = wait_pool_full(srv, 1)["zygotePid"]
-    w = srv.wait_state(lambda st: st["warm"]["zygotePid"] not in (z0, 0, -1), timeout=6)["warm"]
+    w = srv.wait_state(lambda st: st["warm"]["zygotePid"] not in (z0, 0, -1), timeout=30)["warm"]
     assert w["zygotes"] >= 2 and w["zygoteDeaths"] == 0
-    wait_for(lambda: not alive(z0), 5, f"the old zygote {z0} exits")
+    wait_for(lambda: not alive(z0), 15, f"the old zygote {z0} exits")
     wait_pool_full(srv, 1)
     assert_ok(execute(srv, "print('aged')", client_timeout=15), "aged\n")
 
