@@ -700,8 +700,9 @@ static enum MHD_Result answer_rate_limited(struct request *rq) {
                 return respond_error(rq, 429, "rate_limited", rq->route == ROUTE_EXECUTE ? "tests" : NULL,
                                      ms_to_s(window),
                                      "this request has %llu %s and each counts as one execution, but the rate limit "
-                                     "is %llu executions per %llu ms: it can never be admitted; send at most %llu",
-                                     units, what, max, window, max);
+                                     "is %llu executions per %llu ms: it can never be admitted; send at most %llu "
+                                     "%s",
+                                     units, what, max, window, max, what);
         if (units > 1)
                 return respond_error(rq, 429, "rate_limited", rq->route == ROUTE_EXECUTE ? "tests" : NULL,
                                      ms_to_s(rq->rl_retry),
