@@ -2,6 +2,8 @@
 #include "util.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -413,4 +415,25 @@ void proc_each_child(pid_t pid, bool (*fn)(pid_t child, void *userdata), void *u
                 buf_done(&b);
         }
         closedir(tasks);
+}
+
+int dl_load(const char *soname, const char *package, const struct dl_sym *syms, size_t n, void *table,
+            void **ret_handle, char *err, size_t errlen) {
+        void *h = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+
+        if (!h) {
+                snprintf(err, errlen, "cannot load %s (install Debian's %s): %s", soname, package, dlerror());
+                return -ENOENT;
+        }
+        for (size_t i = 0; i < n; i++) {
+                void *f = dlsym(h, syms[i].name);
+                if (!f) {
+                        snprintf(err, errlen, "%s lacks %s (install Debian's %s)", soname, syms[i].name, package);
+                        dlclose(h);
+                        return -ENOENT;
+                }
+                memcpy((char *)table + syms[i].offset, &f, sizeof f);
+        }
+        *ret_handle = h;
+        return 0;
 }

@@ -98,6 +98,18 @@ size_t utf8_length(const char *s, size_t n);
  * and must still become JSON. */
 void utf8_make_valid(char *s, size_t size);
 
+/* A library loaded at run time, for the few entry points a table holds
+ * (pointers with their real prototypes): each name in syms goes to the
+ * table's field at offset. On failure, err names the library, the missing
+ * symbol and the Debian package to install; nothing stays loaded. */
+struct dl_sym {
+        const char *name;
+        size_t offset;
+};
+#define DL_SYM(table, f, field) { #f, offsetof(typeof(table), field) }
+int dl_load(const char *soname, const char *package, const struct dl_sym *syms, size_t n, void *table,
+            void **ret_handle, char *err, size_t errlen);
+
 /* One message of len bytes on a socket, with n_fds descriptors attached
  * (SCM_RIGHTS; at most 8), retried on EINTR. Returns 0 when all of it went,
  * else -errno (-EIO for a short send). */

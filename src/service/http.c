@@ -94,41 +94,25 @@ static struct {
 #define MHD_resume_connection mhd.resume_connection
 
 static int mhd_load(char *err, size_t errlen) {
-        static const char *const sonames[] = { "libmicrohttpd.so.12", "libmicrohttpd.so" };
-        static const struct {
-                const char *name;
-                size_t offset;
-        } syms[] = {
-#define SYM(f, field) { #f, offsetof(typeof(mhd), field) }
-                SYM(MHD_start_daemon, start_daemon),
-                SYM(MHD_stop_daemon, stop_daemon),
-                SYM(MHD_quiesce_daemon, quiesce_daemon),
-                SYM(MHD_create_response_from_buffer, create_response_from_buffer),
-                SYM(MHD_add_response_header, add_response_header),
-                SYM(MHD_queue_response, queue_response),
-                SYM(MHD_destroy_response, destroy_response),
-                SYM(MHD_lookup_connection_value, lookup_connection_value),
-                SYM(MHD_get_connection_info, get_connection_info),
-                SYM(MHD_suspend_connection, suspend_connection),
-                SYM(MHD_resume_connection, resume_connection),
-#undef SYM
+        static const struct dl_sym syms[] = {
+                DL_SYM(mhd, MHD_start_daemon, start_daemon),
+                DL_SYM(mhd, MHD_stop_daemon, stop_daemon),
+                DL_SYM(mhd, MHD_quiesce_daemon, quiesce_daemon),
+                DL_SYM(mhd, MHD_create_response_from_buffer, create_response_from_buffer),
+                DL_SYM(mhd, MHD_add_response_header, add_response_header),
+                DL_SYM(mhd, MHD_queue_response, queue_response),
+                DL_SYM(mhd, MHD_destroy_response, destroy_response),
+                DL_SYM(mhd, MHD_lookup_connection_value, lookup_connection_value),
+                DL_SYM(mhd, MHD_get_connection_info, get_connection_info),
+                DL_SYM(mhd, MHD_suspend_connection, suspend_connection),
+                DL_SYM(mhd, MHD_resume_connection, resume_connection),
         };
-
-        for (size_t i = 0; i < ELEMENTSOF(sonames) && !mhd.handle; i++)
-                mhd.handle = dlopen(sonames[i], RTLD_NOW | RTLD_LOCAL);
-        if (!mhd.handle) {
-                snprintf(err, errlen, "cannot load libmicrohttpd (install Debian's libmicrohttpd12): %s", dlerror());
-                return -ENOENT;
-        }
-        for (size_t i = 0; i < ELEMENTSOF(syms); i++) {
-                void *f = dlsym(mhd.handle, syms[i].name);
-                if (!f) {
-                        snprintf(err, errlen, "libmicrohttpd lacks %s", syms[i].name);
-                        return -ENOENT;
-                }
-                memcpy((char *)&mhd + syms[i].offset, &f, sizeof f);
-        }
-        return 0;
+        int r = dl_load("libmicrohttpd.so.12", "libmicrohttpd12", syms, ELEMENTSOF(syms), &mhd, &mhd.handle, err,
+                        errlen);
+        if (r == -ENOENT && !strstr(err, "lacks"))
+                r = dl_load("libmicrohttpd.so", "libmicrohttpd12", syms, ELEMENTSOF(syms), &mhd, &mhd.handle, err,
+                            errlen);
+        return r;
 }
 
 #define REQUEST_ID_MAX 64

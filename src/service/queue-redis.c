@@ -76,44 +76,25 @@ static struct {
 } hr = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static int hiredis_load(char **ret_why) {
-        static const struct {
-                const char *name;
-                size_t offset;
-        } syms[] = {
-#define SYM(f, field) { #f, offsetof(typeof(hr), field) }
-                SYM(redisConnectWithTimeout, connect_with_timeout),
-                SYM(redisConnectUnixWithTimeout, connect_unix_with_timeout),
-                SYM(redisSetTimeout, set_timeout),
-                SYM(redisFree, free),
-                SYM(redisAppendCommandArgv, append_command_argv),
-                SYM(redisGetReply, get_reply),
-                SYM(freeReplyObject, free_reply_object),
-#undef SYM
+        static const struct dl_sym syms[] = {
+                DL_SYM(hr, redisConnectWithTimeout, connect_with_timeout),
+                DL_SYM(hr, redisConnectUnixWithTimeout, connect_unix_with_timeout),
+                DL_SYM(hr, redisSetTimeout, set_timeout),
+                DL_SYM(hr, redisFree, free),
+                DL_SYM(hr, redisAppendCommandArgv, append_command_argv),
+                DL_SYM(hr, redisGetReply, get_reply),
+                DL_SYM(hr, freeReplyObject, free_reply_object),
         };
+        char err[512];
         int r = 0;
 
         pthread_mutex_lock(&hr.lock);
-        if (hr.handle)
-                goto out_unlock;
-        void *h = dlopen("libhiredis.so.0.14", RTLD_NOW | RTLD_LOCAL);
-        if (!h) {
-                *ret_why = strdup_printf("cannot load libhiredis.so.0.14 (install Debian's libhiredis0.14): %s",
-                                         dlerror());
-                r = -ENOENT;
-                goto out_unlock;
+        if (!hr.handle) {
+                r = dl_load("libhiredis.so.0.14", "libhiredis0.14", syms, ELEMENTSOF(syms), &hr, &hr.handle, err,
+                            sizeof err);
+                if (r < 0)
+                        *ret_why = strdup(err);
         }
-        for (size_t i = 0; i < ELEMENTSOF(syms); i++) {
-                void *f = dlsym(h, syms[i].name);
-                if (!f) {
-                        *ret_why = strdup_printf("libhiredis.so.0.14 lacks %s", syms[i].name);
-                        dlclose(h);
-                        r = -ENOENT;
-                        goto out_unlock;
-                }
-                memcpy((char *)&hr + syms[i].offset, &f, sizeof f);
-        }
-        hr.handle = h;
-out_unlock:
         pthread_mutex_unlock(&hr.lock);
         return r;
 }

@@ -91,14 +91,8 @@ static struct {
         typeof(curl_free) *free;
 } cu;
 
-struct sym {
-        const char *name;
-        size_t offset;
-};
-
-static const struct sym crypto_syms[] = {
-#define SYM(f, field) \
-        { #f, offsetof(typeof(lc), field) }
+static const struct dl_sym crypto_syms[] = {
+#define SYM(f, field) DL_SYM(lc, f, field)
         SYM(HMAC, hmac),
         SYM(EVP_sha256, evp_sha256),
         SYM(EVP_EncodeBlock, encode_block),
@@ -106,9 +100,8 @@ static const struct sym crypto_syms[] = {
 #undef SYM
 };
 
-static const struct sym curl_syms[] = {
-#define SYM(f, field) \
-        { #f, offsetof(typeof(cu), field) }
+static const struct dl_sym curl_syms[] = {
+#define SYM(f, field) DL_SYM(cu, f, field)
         SYM(curl_global_init, global_init),
         SYM(curl_easy_init, easy_init),
         SYM(curl_easy_setopt, easy_setopt),
@@ -131,31 +124,11 @@ static pthread_mutex_t load_lock = PTHREAD_MUTEX_INITIALIZER;
 static int crypto_state, curl_state; /* 0: not tried; 1: loaded; -errno: failed */
 static char crypto_err[256], curl_err[256];
 
-static int lib_load(void *table, const char *soname, const char *package, const struct sym *syms, size_t n, char *err,
-                    size_t errlen) {
-        void **handle = table; /* each table starts with its handle */
-
-        *handle = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
-        if (!*handle) {
-                snprintf(err, errlen, "cannot load %s (install Debian's %s): %s", soname, package, dlerror());
-                return -ENOENT;
-        }
-        for (size_t i = 0; i < n; i++) {
-                void *f = dlsym(*handle, syms[i].name);
-                if (!f) {
-                        snprintf(err, errlen, "%s lacks %s (install Debian's %s)", soname, syms[i].name, package);
-                        return -ENOENT;
-                }
-                memcpy((char *)table + syms[i].offset, &f, sizeof f);
-        }
-        return 0;
-}
-
 /* -ENOENT with *ret_why naming the package when libcrypto cannot be loaded. */
 static int crypto_load(char **ret_why) {
         pthread_mutex_lock(&load_lock);
         if (crypto_state == 0) {
-                int r = lib_load(&lc, "libcrypto.so.3", "libssl3", crypto_syms, ELEMENTSOF(crypto_syms), crypto_err,
+                int r = dl_load("libcrypto.so.3", "libssl3", crypto_syms, ELEMENTSOF(crypto_syms), &lc, &lc.handle, crypto_err,
                                  sizeof crypto_err);
                 crypto_state = r < 0 ? r : 1;
         }
@@ -172,7 +145,7 @@ static int crypto_load(char **ret_why) {
 static int curl_load(char **ret_why) {
         pthread_mutex_lock(&load_lock);
         if (curl_state == 0) {
-                int r = lib_load(&cu, "libcurl.so.4", "libcurl4", curl_syms, ELEMENTSOF(curl_syms), curl_err,
+                int r = dl_load("libcurl.so.4", "libcurl4", curl_syms, ELEMENTSOF(curl_syms), &cu, &cu.handle, curl_err,
                                  sizeof curl_err);
                 /* Once, before any handle: curl_global_init() is not
                  * thread-safe in every libcurl, hence under the lock. */
