@@ -2,7 +2,7 @@
 /*
  * The pyexec command: pick the command named by argv[1] and return its exit
  * code. Each command parses its own arguments (cmd.h: cmd-run.c,
- * cmd-check.c, cmd-serve.c, cmd-worker.c, cmd-job.c); nothing else lives here.
+ * cmd-check.c, cmd-serve.c (serve and worker), cmd-job.c); nothing else lives here.
  */
 #include <signal.h>
 #include <stdio.h>
