@@ -2099,3 +2099,21 @@ def test_init_makes_the_programs_copies(serve, huge):
         minflt = int(f.read().rsplit(")", 1)[1].split()[7])
     assert minflt < 300, f"the ready program took {minflt} page faults itself"
     assert_ok(execute(srv, "print('ok')"), "ok\n")
+
+
+def test_a_waiting_sandbox_holds_no_host_directory(serve):
+    """A ready sandbox's init and program (the program builds the root
+    after the fork) have the sandbox's root as their root and working
+    directory: read from the host, /proc/PID/root and cwd name no host path
+    (a detached root shows as "/"), whatever directory the service runs in."""
+    srv = serve(env={"WARM_POOL_SIZE": 1})
+    z = wait_pool_full(srv, 1)["zygotePid"]
+    inits = children(z)
+    assert len(inits) == 1, inits
+    procs = inits + children(inits[0])
+    assert len(procs) >= 2, procs
+    for pid in procs:
+        for what in ("root", "cwd"):
+            target = os.readlink(f"/proc/{pid}/{what}")
+            assert target in ("/", "/sandbox"), (pid, what, target)
+    assert os.readlink(f"/proc/{z}/cwd") != "/", "the service's own directory, for the test to mean something"
