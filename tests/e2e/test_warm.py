@@ -32,7 +32,7 @@ import uuid
 
 import pytest
 
-from conftest import PYEXEC, Listener, host_pids_matching, readable_mappings, wait_for
+from conftest import PRIVILEGED, PYEXEC, Listener, host_pids_matching, readable_mappings, wait_for
 from test_serve import serving, start_server
 
 # The program's environment on both paths (zygote.c, supervise.c).
@@ -2101,6 +2101,7 @@ def test_init_makes_the_programs_copies(serve, huge):
     assert_ok(execute(srv, "print('ok')"), "ok\n")
 
 
+@pytest.mark.skipif(not PRIVILEGED, reason="the sandbox's processes are not dumpable: only root reads their /proc links")
 def test_a_waiting_sandbox_holds_no_host_directory(serve):
     """A ready sandbox's init and program (the program builds the root
     after the fork) have the sandbox's root as their root and working
