@@ -59,6 +59,8 @@ pkgs_test=(
   systemd
   # the queue's contract tests run their own redis-server
   redis-server
+  # the scale-out test puts two instances behind a real load balancer
+  haproxy
 )
 
 pkgs_bench=(bubblewrap hyperfine wrk curl)
