@@ -20,6 +20,10 @@ container, H.264). The resolution is the template's. Inputs are only read
 (they may be read-only); nothing is written outside OUTDIR except Blender's
 own session directory under $TMPDIR (or /tmp), which it removes on exit.
 
+While it renders it reports its progress on stderr, one line per frame
+rendered ("PYEXEC_PROGRESS 3/13": the still, then each frame of the
+turntable), which pyexec shows as an asynchronous job's progress.
+
 Exit status: 0 on success, 2 on bad arguments or inputs, 3 when rendering or
 encoding fails. Errors are one line on stderr starting with "render_design:
 error:"; success prints one summary line starting with "render_design: ok".
@@ -230,6 +234,19 @@ def mp4_is_h264(path):
     return len(data) >= 12 and data[4:8] == b"ftyp" and b"avc1" in data
 
 
+def report_progress(total):
+    """Count every frame rendered (render_post runs after each) and say so
+    on stderr in the form pyexec reads as the job's progress."""
+    done = 0
+
+    def frame_rendered(scene, *rest):
+        nonlocal done
+        done = min(done + 1, total)
+        print(f"PYEXEC_PROGRESS {done}/{total}", file=sys.stderr, flush=True)
+
+    bpy.app.handlers.render_post.append(frame_rendered)
+
+
 def render_still(scene, outdir):
     path = os.path.join(outdir, "render.png")
     r = scene.render
@@ -296,6 +313,7 @@ def main(argv):
         raise JobError(f"template {blend!r}: resolution {width}x{height} is odd; "
                        "H.264 video needs even sizes (or use --no-animation)")
 
+    report_progress(1 + (ANIMATION_FRAMES if animation else 0))
     try:
         still = render_still(scene, outdir)
         t_still = time.monotonic() - t0

@@ -159,7 +159,7 @@ static int job_run_named(const struct job_set *set, const struct job_cmd *c) {
                 return EXIT_INTERNAL;
         }
         result_new_id(id);
-        r = job_run(sb, j, c->params, id, &res, &out, &e);
+        r = job_run(sb, j, c->params, id, NULL, &res, &out, &e);
         if (r == 0 && !res) {
                 fprintf(stderr, "pyexec job: cannot build the result\n");
                 rc = EXIT_INTERNAL;

@@ -112,6 +112,10 @@ struct pyexec_spec {
          * arrives (the CLI without --json). */
         int echo_stdout;
         int echo_stderr;
+        /* When set, called with the program's standard error as it arrives
+         * (what is kept within the output cap), on the caller's thread. */
+        void (*on_stderr)(void *userdata, const char *p, size_t n);
+        void *on_stderr_userdata;
         /* Jobs: run argv (argv[0], the interpreter, under /usr) instead of
          * `python3 main.py`; then no main.py is needed. */
         const char *const *argv;

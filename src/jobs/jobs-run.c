@@ -409,8 +409,13 @@ static void publish_outputs(const struct job *j, struct job_slot *slots, struct 
         }
 }
 
-int job_run(struct pyexec_sandbox *sb, const struct job *j, json_t *params, const char *id, json_t **ret_result,
-            struct api_outcome *ret_outcome, struct api_error *err) {
+static void feed_progress(void *userdata, const char *p, size_t n) {
+        job_progress_feed(userdata, p, n);
+}
+
+int job_run(struct pyexec_sandbox *sb, const struct job *j, json_t *params, const char *id,
+            struct job_progress *progress, json_t **ret_result, struct api_outcome *ret_outcome,
+            struct api_error *err) {
         struct job_slot slots[JOB_MAX_PARAMS];
         struct pyexec_bind binds[JOB_MAX_PARAMS + 1];
         const char *argv[JOB_MAX_ARGS + 2], *env[64];
@@ -452,6 +457,8 @@ int job_run(struct pyexec_sandbox *sb, const struct job *j, json_t *params, cons
                 .env = env,
                 .n_env = n_env,
                 .term_grace_ms = j->term_grace_ms,
+                .on_stderr = progress ? feed_progress : NULL,
+                .on_stderr_userdata = progress,
         };
         pyexec_run(sb, &spec, &res);
         o = result_to_json(&res, &spec.limits, id);

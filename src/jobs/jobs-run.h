@@ -16,12 +16,14 @@
 #include <jansson.h>
 
 #include "jobs-def.h"
+#include "jobs-progress.h"
 #include "pyexec.h"
 #include "reply.h"
 
 /* Validate params (an object: name -> string, number or bool) against the
  * job and run it. On a validation error returns -EINVAL with err (400, the
  * field "params.NAME"); otherwise the result object with "job" and
- * "outputs", and ret_outcome filled. */
-int job_run(struct pyexec_sandbox *sb, const struct job *j, json_t *params, const char *id, json_t **ret_result,
-            struct api_outcome *ret_outcome, struct api_error *err);
+ * "outputs", and ret_outcome filled. progress (may be NULL) is fed the
+ * job's stderr while it runs (jobs-progress.h). */
+int job_run(struct pyexec_sandbox *sb, const struct job *j, json_t *params, const char *id,
+            struct job_progress *progress, json_t **ret_result, struct api_outcome *ret_outcome, struct api_error *err);

@@ -495,6 +495,8 @@ static bool take_output(struct watch *w, struct buf *stream, int echo_fd, const 
                 (void)buf_append(&res->merged, p, keep);
                 if (echo_fd >= 0)
                         (void)write_all(echo_fd, p, keep);
+                if (stream == &res->err && w->spec->on_stderr)
+                        w->spec->on_stderr(w->spec->on_stderr_userdata, p, keep);
         }
         return keep == n;
 }

@@ -552,7 +552,7 @@ static void work_run(struct executor_task *j) {
         if (rq->job) {
                 struct api_error err = { 0 };
                 uint64_t t0 = now_ns();
-                if (job_run(s->sb, rq->job, json_object_get(rq->job_doc, "params"), rq->id, &rq->response,
+                if (job_run(s->sb, rq->job, json_object_get(rq->job_doc, "params"), rq->id, NULL, &rq->response,
                             &rq->outcome, &err) < 0) {
                         /* A parameter failed validation (paths are opened
                          * here, on the worker): answer like any 4xx. */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "jobs-progress.h"
 #include "log.h"
 #include "reply.h"
 #include "result.h"
@@ -611,7 +612,22 @@ struct run {
         pthread_mutex_t m;
         pthread_cond_t c;
         bool done;
+        /* A job's progress (jobs-progress.h), reported on the slot's
+         * thread; run_task() records it in the queue, at most every
+         * PROGRESS_EVERY_NS. */
+        struct job_progress progress;
+        double progress_new; /* < 0: nothing new */
 };
+
+#define PROGRESS_EVERY_NS (200 * 1000000ull)
+
+static void progress_report(void *userdata, double fraction) {
+        struct run *rn = userdata;
+        pthread_mutex_lock(&rn->m);
+        rn->progress_new = fraction;
+        pthread_cond_signal(&rn->c);
+        pthread_mutex_unlock(&rn->m);
+}
 
 static void observe(void *userdata, const struct pyexec_result *res, double run_ms) {
         struct run *rn = userdata;
@@ -658,7 +674,9 @@ static void run_job(struct run *rn) {
                 executor_report_nothing_ran(s->env.ex);
                 return;
         }
-        if (job_run(s->env.sb, j, json_object_get(rn->task, "params"), rn->id, &rn->response, &o, &err) < 0) {
+        rn->progress = (struct job_progress){ .report = progress_report, .userdata = rn };
+        if (job_run(s->env.sb, j, json_object_get(rn->task, "params"), rn->id, &rn->progress, &rn->response, &o, &err) <
+            0) {
                 json_decref(rn->response);
                 rn->response = api_error_json(&err);
                 rn->http = err.http;
@@ -707,8 +725,8 @@ static void wait_ns(uint64_t ns) {
  * takes it, or this one after a restart). */
 static int run_task(struct submissions *s, struct queue_item *it, json_t *task, json_t **ret_response,
                     unsigned *ret_http) {
-        struct run rn = { .s = s, .id = it->id, .task = task };
-        uint64_t next_touch = now_ns() + touch_every_ns(s);
+        struct run rn = { .s = s, .id = it->id, .task = task, .progress_new = -1 };
+        uint64_t next_touch = now_ns() + touch_every_ns(s), progress_at = 0;
 
         rn.work = (struct executor_task){ .run = run_on_slot, .abandoned = never_abandoned, .complete = run_complete };
         pthread_mutex_init(&rn.m, NULL);
@@ -735,19 +753,33 @@ static int run_task(struct submissions *s, struct queue_item *it, json_t *task, 
                         next_touch = now_ns() + touch_every_ns(s);
                 }
         }
+        /* Wait for the end, renewing the lease every third of it and
+         * recording new progress no more often than PROGRESS_EVERY_NS. */
         pthread_mutex_lock(&rn.m);
         while (!rn.done) {
                 struct timespec ts;
-                uint64_t t = next_touch;
+                uint64_t t = next_touch, now;
+                double progress = -1;
+                if (rn.progress_new >= 0 && progress_at + PROGRESS_EVERY_NS < t)
+                        t = progress_at + PROGRESS_EVERY_NS;
                 ts.tv_sec = (time_t)(t / 1000000000ull);
                 ts.tv_nsec = (long)(t % 1000000000ull);
                 pthread_cond_timedwait(&rn.c, &rn.m, &ts);
-                if (!rn.done && now_ns() >= next_touch) {
-                        pthread_mutex_unlock(&rn.m);
-                        (void)s->q->ops->touch(s->q, it, -1);
-                        pthread_mutex_lock(&rn.m);
-                        next_touch = now_ns() + touch_every_ns(s);
-                }
+                if (rn.done)
+                        break;
+                now = now_ns();
+                if (rn.progress_new >= 0 && now >= progress_at + PROGRESS_EVERY_NS) {
+                        progress = rn.progress_new;
+                        rn.progress_new = -1;
+                } else if (now < next_touch)
+                        continue;
+                pthread_mutex_unlock(&rn.m);
+                (void)s->q->ops->touch(s->q, it, progress);
+                pthread_mutex_lock(&rn.m);
+                now = now_ns();
+                next_touch = now + touch_every_ns(s);
+                if (progress >= 0)
+                        progress_at = now;
         }
         pthread_mutex_unlock(&rn.m);
         pthread_cond_destroy(&rn.c);

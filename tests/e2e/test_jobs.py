@@ -1651,6 +1651,60 @@ def test_hard_linked_input_refused_http(lay, tmp_path):
         assert srv.stop() == 0
     assert not out.exists() and staging_leftovers(*lay.output_roots()) == []
 
+PROGRESS_JOB = """
+  steps:
+    interpreter: /usr/bin/python3
+    script: @SCRIPTS@/steps.py
+    args: ["{script}"]
+"""
+
+# Reports a quarter, then things that are not reports (out of range, on
+# stdout, inside a longer line), then three quarters; a pause after each
+# report leaves the poller time to see it.
+STEPS_SCRIPT = """
+import sys, time
+def say(line, stream=sys.stderr):
+    print(line, file=stream, flush=True)
+say("PYEXEC_PROGRESS 1/4")
+time.sleep(1.5)
+say("PYEXEC_PROGRESS 2")
+say("PYEXEC_PROGRESS 0.9", sys.stdout)
+say("step PYEXEC_PROGRESS 0.9")
+say("PYEXEC_PROGRESS 3/4")
+time.sleep(1.5)
+print("done")
+"""
+
+
+def test_async_job_reports_progress(lay, tmp_path):
+    """A job's "PYEXEC_PROGRESS" lines on stderr are its submission's
+    progress while it runs; the finished submission has none."""
+    lay.write_jobs(PROGRESS_JOB)
+    lay.add_script("steps.py", STEPS_SCRIPT)
+    srv = start_server(tmp_path, env={"JOBS_FILE": lay.jobs_file})
+    try:
+        r = srv.post("/api/jobs/steps", {"params": {}, "async": True})
+        assert r.status == 202, r
+        sid = r.json()["id"]
+        seen = []
+        deadline = time.monotonic() + 60
+        while True:
+            doc = srv.get(f"/api/submissions/{sid}").json()
+            if doc["state"] == "done":
+                break
+            assert "progress" not in doc or doc["state"] == "running", doc
+            if "progress" in doc and (not seen or seen[-1] != doc["progress"]):
+                seen.append(doc["progress"])
+            assert time.monotonic() < deadline, doc
+            time.sleep(0.05)
+        assert seen == [0.25, 0.75], seen
+        assert "progress" not in doc, doc
+        assert doc["result"]["status"] == "ok" and doc["result"]["stdout"] == "PYEXEC_PROGRESS 0.9\ndone\n", doc
+        assert "PYEXEC_PROGRESS 1/4\n" in doc["result"]["stderr"], doc
+    finally:
+        assert srv.stop() == 0
+
+
 def test_compose_asynchronously(world, server):
     """"async": true queues the job: 202 with an id, then the job's own
     answer as the submission's result, the output published as before."""

@@ -164,6 +164,36 @@ def test_serve_accepts_and_workers_run(serve, redis, tmp_path):
         assert stop_worker(w) == 0, wlog.read_text()[-3000:]
 
 
+def test_a_job_run_by_a_worker_reports_progress_to_every_instance(serve, redis, tmp_path):
+    """The worker records a job's progress in Redis; the instance that
+    accepted the job (which runs nothing) answers with it."""
+    script = tmp_path / "half.py"
+    script.write_text("import sys, time\nprint('PYEXEC_PROGRESS 0.5', file=sys.stderr, flush=True)\n"
+                      "time.sleep(2)\n")
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(f"jobs:\n  half:\n    interpreter: /usr/bin/python3\n    script: {script}\n"
+                    "    args: [\"{script}\"]\n")
+    for p in (script, jobs):
+        p.chmod(0o644)
+    tmp_path.chmod(0o755)
+    srv = serve(env={"QUEUE_URL": redis.url, "QUEUE_WORKERS": 0, "RATE_LIMIT_MAX": 0, "JOBS_FILE": jobs})
+    w, _, wlog = start_worker(tmp_path, {"QUEUE_URL": redis.url, "JOBS_FILE": jobs})
+    try:
+        r = srv.post("/api/jobs/half", {"params": {}, "async": True})
+        assert r.status == 202, r
+        sid = r.json()["id"]
+        seen = set()
+        deadline = time.monotonic() + 60
+        while (doc := srv.get(f"/api/submissions/{sid}").json())["state"] != "done":
+            seen.add(doc.get("progress"))
+            assert time.monotonic() < deadline, doc
+            time.sleep(0.05)
+        assert 0.5 in seen and seen <= {None, 0.5}, seen
+        assert "progress" not in doc and doc["result"]["status"] == "ok", doc
+    finally:
+        assert stop_worker(w) == 0, wlog.read_text()[-3000:]
+
+
 def test_unreachable_redis_refuses_submissions_and_says_why(serve):
     port = free_port()  # nothing listens there
     srv = serve(env={"QUEUE_URL": f"redis://127.0.0.1:{port}", "QUEUE_WORKERS": 0})

@@ -186,6 +186,14 @@ def test_red_render_succeeds(red_run):
     assert sorted(os.listdir(out)) == ["animation.mp4", "render.png"]
 
 
+def test_progress_counts_every_frame(red_run, green_run):
+    """One PYEXEC_PROGRESS line per frame: the still and the twelve frames
+    of the turntable, or the still alone."""
+    for p, total in ((red_run[0], 13), (green_run[0], 1)):
+        lines = [line for line in p.stderr.splitlines() if line.startswith("PYEXEC_PROGRESS ")]
+        assert lines == [f"PYEXEC_PROGRESS {i}/{total}" for i in range(1, total + 1)], p.stderr[-2000:]
+
+
 def test_still_has_template_size_and_texture_colour(red_run):
     p, out, _ = red_run
     img = Image.open(out / "render.png")
