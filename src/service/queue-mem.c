@@ -416,12 +416,14 @@ static int mem_touch(struct queue *q, const struct queue_item *it, double progre
         return r;
 }
 
-static int mem_finish(struct queue *q, const struct queue_item *it, const char *result, bool dead, bool *ret_stored) {
+static int mem_finish(struct queue *q, const struct queue_item *it, const char *result, const struct queue_callback *cb,
+                      bool dead, bool *ret_stored) {
         struct queue_mem *m = (struct queue_mem *)q;
         int r = 0;
         bool stored = false;
 
-        if (!it || !result || !queue_id_is_valid(it->id))
+        /* No outbox: callbacks die with the process, like the queue. */
+        if (!it || !result || cb || !queue_id_is_valid(it->id))
                 return -EINVAL;
         _cleanup_free_ char *copy = strdup(result);
         if (!copy)

@@ -16,6 +16,10 @@
  *                  result_ttl_s
  *   P:stats        hash of counters: enqueued, claimed, dead_lettered,
  *                  stored, duplicates
+ *   P:outbox       hash: ID -> the callback still to deliver for a stored
+ *                  result (put there with the result, in one script)
+ *   P:outbox:lease sorted set: ID -> when its lease runs out (ms, the
+ *                  server's clock); the delivering process renews it
  *
  * A task is XADDed with its hash in one MULTI/EXEC. take() looks first for
  * a pending entry idle for lease_ms or more (XPENDING IDLE) and claims it
@@ -806,32 +810,47 @@ static int rd_touch(struct queue *q, const struct queue_item *it, double progres
         return 0;
 }
 
-static int rd_finish(struct queue *q, const struct queue_item *it, const char *result, bool dead, bool *ret_stored) {
+/* The server's clock in ms, for the outbox's leases: one clock for every
+ * process, whatever their hosts' clocks say. */
+#define LUA_NOW_MS "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+
+/* KEYS: result, outbox, outbox lease; ARGV: result, ttl, id, callback
+ * ("": none), lease_ms. 1 when this result is the one stored. */
+static const char lua_finish[] = "if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end "
+                                 "if ARGV[4] ~= '' then " LUA_NOW_MS "redis.call('HSET', KEYS[2], ARGV[3], ARGV[4]) "
+                                 "redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[3]) end "
+                                 "return 1";
+
+static int rd_finish(struct queue *q, const struct queue_item *it, const char *result, const struct queue_callback *cb,
+                     bool dead, bool *ret_stored) {
         struct queue_redis *r = (struct queue_redis *)q;
         _cleanup_rlease_ struct rlease l = {};
         _cleanup_reply_ redisReply *set = NULL;
-        char ttl[24];
+        char ttl[24], lease[24];
         int k;
 
         if (!it || !result || !queue_id_is_valid(it->id))
                 return -EINVAL;
         _cleanup_free_ char *stream = rd_key(r, "tasks", NULL), *hash = rd_key(r, "task", it->id),
-                            *rkey = rd_key(r, "result", it->id), *stats = rd_key(r, "stats", NULL);
-        if (!stream || !hash || !rkey || !stats)
+                            *rkey = rd_key(r, "result", it->id), *stats = rd_key(r, "stats", NULL),
+                            *outbox = rd_key(r, "outbox", NULL), *leases = rd_key(r, "outbox", "lease");
+        if (!stream || !hash || !rkey || !stats || !outbox || !leases)
                 return -ENOMEM;
         u64_str(ttl, q->o.result_ttl_s);
+        u64_str(lease, cb && cb->held ? q->o.lease_ms : 0);
 
         k = rlease_get(r, REDIS_COMMAND_TIMEOUT_MS, &l);
         if (k < 0)
                 return k;
-        k = rc_command(r, l.c, &set, "SET", rkey, result, "NX", "EX", ttl);
+        k = rc_command(r, l.c, &set, "EVAL", lua_finish, "3", rkey, outbox, leases, result, ttl, it->id,
+                       cb && cb->text ? cb->text : "", lease);
         if (k < 0)
                 return k;
-        if (set->type == REDIS_REPLY_ERROR) {
+        if (set->type != REDIS_REPLY_INTEGER) {
                 l.ok = true;
-                return rd_refused(r, "SET NX (result)", set);
+                return rd_refused(r, "EVAL (store the result)", set);
         }
-        bool stored = set->type == REDIS_REPLY_STATUS;
+        bool stored = set->integer == 1;
 
         /* Stored before it is acknowledged: a worker that dies in between
          * leaves a pending entry, taken again and found finished. */
@@ -860,6 +879,131 @@ static int rd_finish(struct queue *q, const struct queue_item *it, const char *r
         l.ok = true;
         if (ret_stored)
                 *ret_stored = stored;
+        return 0;
+}
+
+/* KEYS: outbox, outbox lease; ARGV: lease_ms, max. Id, text, id, text... */
+static const char lua_outbox_claim[] = LUA_NOW_MS
+        "local out = {} "
+        "for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))) do "
+        "local text = redis.call('HGET', KEYS[1], id) "
+        "if text then redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), id) out[#out + 1] = id out[#out + 1] = text "
+        "else redis.call('ZREM', KEYS[2], id) end end "
+        "return out";
+
+static int rd_outbox_claim(struct queue *q, size_t max, char ***ret_ids, char ***ret_texts, size_t *ret_n) {
+        struct queue_redis *r = (struct queue_redis *)q;
+        _cleanup_rlease_ struct rlease l = {};
+        _cleanup_reply_ redisReply *x = NULL;
+        char lease[24], maxs[24];
+        char **ids = NULL, **texts = NULL;
+        size_t n = 0;
+        int k;
+
+        if (!ret_ids || !ret_texts || !ret_n || max == 0)
+                return -EINVAL;
+        _cleanup_free_ char *outbox = rd_key(r, "outbox", NULL), *leases = rd_key(r, "outbox", "lease");
+        if (!outbox || !leases)
+                return -ENOMEM;
+        u64_str(lease, q->o.lease_ms);
+        u64_str(maxs, max);
+        k = rlease_get(r, REDIS_COMMAND_TIMEOUT_MS, &l);
+        if (k < 0)
+                return k;
+        k = rc_command(r, l.c, &x, "EVAL", lua_outbox_claim, "2", outbox, leases, lease, maxs);
+        if (k < 0)
+                return k;
+        l.ok = true;
+        if (x->type != REDIS_REPLY_ARRAY || x->elements % 2)
+                return rd_refused(r, "EVAL (claim from the outbox)", x);
+        if (x->elements > 0) {
+                ids = calloc(x->elements / 2, sizeof *ids);
+                texts = calloc(x->elements / 2, sizeof *texts);
+                if (!ids || !texts) {
+                        free(ids);
+                        free(texts);
+                        return -ENOMEM;
+                }
+        }
+        for (size_t i = 0; i + 1 < x->elements; i += 2) {
+                if (!reply_is_string(x->element[i]) || !reply_is_string(x->element[i + 1]))
+                        continue;
+                ids[n] = strdup(x->element[i]->str);
+                texts[n] = strdup(x->element[i + 1]->str);
+                n++;
+                if (!ids[n - 1] || !texts[n - 1]) {
+                        queue_outbox_free(ids, texts, n);
+                        return -ENOMEM;
+                }
+        }
+        *ret_ids = ids;
+        *ret_texts = texts;
+        *ret_n = n;
+        return 0;
+}
+
+/* KEYS: outbox lease; ARGV: lease_ms, id... Only entries still there. */
+static const char lua_outbox_renew[] = LUA_NOW_MS "for i = 2, #ARGV do "
+                                                  "redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[i]) "
+                                                  "end return 0";
+
+static int rd_outbox_renew(struct queue *q, const char *const *ids, size_t n) {
+        struct queue_redis *r = (struct queue_redis *)q;
+        _cleanup_rlease_ struct rlease l = {};
+        _cleanup_reply_ redisReply *x = NULL;
+        char lease[24];
+        int k;
+
+        if (n == 0)
+                return 0;
+        _cleanup_free_ char *leases = rd_key(r, "outbox", "lease");
+        _cleanup_free_ const char **argv = calloc(n + 5, sizeof *argv);
+        if (!leases || !argv)
+                return -ENOMEM;
+        u64_str(lease, q->o.lease_ms);
+        argv[0] = "EVAL";
+        argv[1] = lua_outbox_renew;
+        argv[2] = "1";
+        argv[3] = leases;
+        argv[4] = lease;
+        memcpy(argv + 5, ids, n * sizeof *ids);
+        k = rlease_get(r, REDIS_COMMAND_TIMEOUT_MS, &l);
+        if (k < 0)
+                return k;
+        k = rc_appendv(r, l.c, argv, (int)(n + 5));
+        if (k >= 0)
+                k = rc_reply(r, l.c, &x);
+        if (k < 0)
+                return k;
+        l.ok = true;
+        return x->type == REDIS_REPLY_ERROR ? rd_refused(r, "EVAL (renew the outbox's leases)", x) : 0;
+}
+
+static int rd_outbox_remove(struct queue *q, const char *id) {
+        struct queue_redis *r = (struct queue_redis *)q;
+        _cleanup_rlease_ struct rlease l = {};
+        _cleanup_reply_ redisReply *a = NULL, *b = NULL;
+        int k;
+
+        if (!queue_id_is_valid(id))
+                return -EINVAL;
+        _cleanup_free_ char *outbox = rd_key(r, "outbox", NULL), *leases = rd_key(r, "outbox", "lease");
+        if (!outbox || !leases)
+                return -ENOMEM;
+        k = rlease_get(r, REDIS_COMMAND_TIMEOUT_MS, &l);
+        if (k < 0)
+                return k;
+        /* The text first: a lease left alone is dropped by the next claim. */
+        k = rc_append(r, l.c, "HDEL", outbox, id, NULL);
+        if (k >= 0)
+                k = rc_append(r, l.c, "ZREM", leases, id, NULL);
+        if (k >= 0)
+                k = rc_reply(r, l.c, &a);
+        if (k >= 0)
+                k = rc_reply(r, l.c, &b);
+        if (k < 0)
+                return k;
+        l.ok = true;
         return 0;
 }
 
@@ -928,13 +1072,14 @@ static uint64_t reply_u64(const redisReply *x) {
 static int rd_stats(struct queue *q, struct queue_stats *ret) {
         struct queue_redis *r = (struct queue_redis *)q;
         _cleanup_rlease_ struct rlease l = {};
-        _cleanup_reply_ redisReply *len = NULL, *pend = NULL, *h = NULL;
+        _cleanup_reply_ redisReply *len = NULL, *pend = NULL, *h = NULL, *ob = NULL;
         int k;
 
         if (!ret)
                 return -EINVAL;
-        _cleanup_free_ char *stream = rd_key(r, "tasks", NULL), *stats = rd_key(r, "stats", NULL);
-        if (!stream || !stats)
+        _cleanup_free_ char *stream = rd_key(r, "tasks", NULL), *stats = rd_key(r, "stats", NULL),
+                            *outbox = rd_key(r, "outbox", NULL);
+        if (!stream || !stats || !outbox)
                 return -ENOMEM;
         k = rlease_get(r, REDIS_COMMAND_TIMEOUT_MS, &l);
         if (k < 0)
@@ -945,11 +1090,15 @@ static int rd_stats(struct queue *q, struct queue_stats *ret) {
         if (k >= 0)
                 k = rc_append(r, l.c, "HGETALL", stats, NULL);
         if (k >= 0)
+                k = rc_append(r, l.c, "HLEN", outbox, NULL);
+        if (k >= 0)
                 k = rc_reply(r, l.c, &len);
         if (k >= 0)
                 k = rc_reply(r, l.c, &pend);
         if (k >= 0)
                 k = rc_reply(r, l.c, &h);
+        if (k >= 0)
+                k = rc_reply(r, l.c, &ob);
         if (k < 0)
                 return k;
         l.ok = true;
@@ -960,6 +1109,7 @@ static int rd_stats(struct queue *q, struct queue_stats *ret) {
         if (pend->type == REDIS_REPLY_ARRAY && pend->elements >= 1)
                 s.pending = reply_u64(pend->element[0]);
         s.depth = in_stream > s.pending ? in_stream - s.pending : 0;
+        s.outbox = reply_u64(ob);
         static const struct {
                 const char *field;
                 size_t offset;
@@ -1034,6 +1184,9 @@ static const struct queue_ops redis_ops = {
         .take = rd_take,
         .touch = rd_touch,
         .finish = rd_finish,
+        .outbox_claim = rd_outbox_claim,
+        .outbox_renew = rd_outbox_renew,
+        .outbox_remove = rd_outbox_remove,
         .status = rd_status,
         .stats = rd_stats,
         .check = rd_check,

@@ -23,6 +23,15 @@ void queue_status_done(struct queue_status *s) {
         s->result = NULL;
 }
 
+void queue_outbox_free(char **ids, char **texts, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(ids ? ids[i] : NULL);
+                free(texts ? texts[i] : NULL);
+        }
+        free(ids);
+        free(texts);
+}
+
 static const char *const queue_state_table[] = {
         [QUEUE_QUEUED] = "queued",
         [QUEUE_RUNNING] = "running",

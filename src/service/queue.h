@@ -67,6 +67,7 @@ struct queue_status {
         char *result;    /* QUEUE_DONE: the result's JSON text (malloc'd) */
 };
 void queue_status_done(struct queue_status *s);
+void queue_outbox_free(char **ids, char **texts, size_t n);
 
 /* Counts since the queue was created (redis: since its keys were), and
  * the gauges of now. */
@@ -78,9 +79,17 @@ struct queue_stats {
         uint64_t dead_lettered; /* finished as dead (max_deliveries) */
         uint64_t stored;        /* results stored */
         uint64_t duplicates;    /* finishes whose result was already stored */
+        uint64_t outbox;        /* gauge: callbacks in the outbox, not yet delivered or given up */
 };
 
 struct queue;
+
+/* A finished task's callback for the outbox. held: leased to the caller
+ * for lease_ms (it delivers); else any process may claim it at once. */
+struct queue_callback {
+        const char *text;
+        bool held;
+};
 
 struct queue_ops {
         const char *name; /* "memory", "redis" */
@@ -113,11 +122,26 @@ struct queue_ops {
         /* Store the result unless one is (first wins), then acknowledge
          * and remove the task. dead: the task was finished as dead
          * (counted in dead_lettered when its result is the one stored).
-         * A finish after the result expired stores it again. */
-        int (*finish)(struct queue *q, const struct queue_item *it, const char *result, bool dead, bool *ret_stored);
+         * A finish after the result expired stores it again. cb (NULL:
+         * none; only where the backend has an outbox): its text goes into
+         * the outbox with the result, in one step and only when this
+         * result is the one stored. */
+        int (*finish)(struct queue *q, const struct queue_item *it, const char *result, const struct queue_callback *cb,
+                      bool dead, bool *ret_stored);
         /* -ENOENT: never enqueued, or its result expired. */
         int (*status)(struct queue *q, const char *id, struct queue_status *ret);
         int (*stats)(struct queue *q, struct queue_stats *ret);
+        /* The callbacks' outbox, where the backend outlives a process
+         * (NULL otherwise): what finish() put there stays until
+         * outbox_remove(), leased to one process at a time. The process
+         * delivering an entry renews its lease every third of lease_ms;
+         * an entry whose lease ran out (its process died) is taken by the
+         * next outbox_claim(), which leases up to max entries to the
+         * caller: their ids and texts, *ret_n of them (arrays and strings
+         * malloc'd, freed with queue_outbox_free()). */
+        int (*outbox_claim)(struct queue *q, size_t max, char ***ret_ids, char ***ret_texts, size_t *ret_n);
+        int (*outbox_renew)(struct queue *q, const char *const *ids, size_t n);
+        int (*outbox_remove)(struct queue *q, const char *id);
         /* Whether it can be used now; -ENOTCONN with *ret_why (malloc'd). */
         int (*check)(struct queue *q, char **ret_why);
         void (*free)(struct queue *q);

@@ -58,7 +58,16 @@ struct submissions {
         bool waiter_started;
 
         /* Counts of this process. */
-        atomic_ullong accepted, batches, replayed, ran, unreachable_refusals;
+        atomic_ullong accepted, batches, replayed, ran, unreachable_refusals, callbacks_taken_over;
+
+        /* The callbacks this process delivers from the queue's outbox
+         * (where it has one): their leases are renewed until each is
+         * delivered, given up or abandoned. */
+        pthread_mutex_t held_lock;
+        char (*held)[QUEUE_ID_LEN + 1];
+        size_t n_held, held_cap;
+        pthread_t outbox_thread;
+        bool outbox_started;
 };
 
 static const char *const kind_execute = "execute", *const kind_job = "job";
@@ -796,40 +805,196 @@ static void notify_finished(struct submissions *s) {
         pthread_mutex_unlock(&s->lock);
 }
 
+/* ---- callbacks ------------------------------------------------------------------- */
+
 /* The callback's body (Standard Webhooks: type, timestamp, data). */
-static void send_callback(struct submissions *s, const char *id, json_t *task, unsigned http, json_t *response) {
-        const char *url = json_string_value(json_object_get(task, "callbackUrl"));
-        char msg_id[QUEUE_ID_LEN + 8], ts[40];
+static char *callback_body(const char *id, unsigned http, json_t *response) {
+        char ts[40];
         time_t now = time(NULL);
         struct tm tm;
         json_t *o;
-        _cleanup_free_ char *text = NULL;
+        char *text;
 
-        if (!url)
-                return;
-        if (!s->hooks) {
-                /* Accepted by an instance with callbacks on, finished here. */
-                log_event(LOG_WARN,
-                          "callback not sent: callbacks are off in this process (set CALLBACK_ALLOWED_HOSTS and "
-                          "WEBHOOK_SECRET on every worker as on the instances that accept)",
-                          json_pack("{s:s}", "submission", id));
-                return;
-        }
         gmtime_r(&now, &tm);
         strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-        snprintf(msg_id, sizeof msg_id, "msg_%s", id);
         o = json_pack("{s:s,s:s,s:{s:s,s:s,s:i,s:O}}", "type", "submission.done", "timestamp", ts, "data", "id", id,
                       "state", "done", "httpStatus", (int)http, "result", response);
         text = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
-        if (text)
-                (void)webhooks_send(s->hooks, url, msg_id, text);
+        return text;
+}
+
+static uint64_t unix_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool has_outbox(const struct submissions *s) {
+        return s->q->ops->outbox_claim && s->q->ops->outbox_renew && s->q->ops->outbox_remove;
+}
+
+static void held_add(struct submissions *s, const char *id) {
+        pthread_mutex_lock(&s->held_lock);
+        if (s->n_held == s->held_cap) {
+                size_t cap = s->held_cap ? 2 * s->held_cap : 64;
+                void *n = realloc(s->held, cap * sizeof *s->held);
+                if (n)
+                        s->held = n, s->held_cap = cap;
+        }
+        /* Without room its lease is not renewed: another claim takes it
+         * over, and the receiver may get it twice (same webhook-id). */
+        if (s->n_held < s->held_cap)
+                memcpy(s->held[s->n_held++], id, QUEUE_ID_LEN + 1);
+        pthread_mutex_unlock(&s->held_lock);
+}
+
+static void held_remove(struct submissions *s, const char *id) {
+        pthread_mutex_lock(&s->held_lock);
+        for (size_t i = 0; i < s->n_held; i++)
+                if (strcmp(s->held[i], id) == 0) {
+                        memcpy(s->held[i], s->held[--s->n_held], QUEUE_ID_LEN + 1);
+                        break;
+                }
+        pthread_mutex_unlock(&s->held_lock);
+}
+
+/* webhook_options.done: a delivery ended. Delivered or given up, it
+ * leaves the outbox; abandoned (the process stops), it stays there for
+ * another process once its lease runs out. */
+static void callback_done(void *userdata, const char *msg_id, enum webhook_outcome outcome) {
+        struct submissions *s = userdata;
+        const char *id = msg_id + strlen("msg_");
+
+        if (!has_outbox(s) || strncmp(msg_id, "msg_", 4) != 0 || !queue_id_is_valid(id))
+                return;
+        held_remove(s, id);
+        if (outcome != WEBHOOK_ABANDONED) {
+                int r = s->q->ops->outbox_remove(s->q, id);
+                if (r < 0)
+                        log_event(LOG_WARN, "callback not removed from the outbox: it may be delivered again",
+                                  json_pack("{s:s,s:s}", "submission", id, "error", strerror(-r)));
+        }
+}
+
+/* Hand a callback to the delivery threads; with an outbox, it is held
+ * there (in the outbox, leased) until callback_done(). */
+static void callback_send(struct submissions *s, const char *id, const char *url, const char *body, uint64_t first_ms) {
+        char msg_id[QUEUE_ID_LEN + 8];
+        int r;
+
+        snprintf(msg_id, sizeof msg_id, "msg_%s", id);
+        if (has_outbox(s))
+                held_add(s, id);
+        r = webhooks_send_since(s->hooks, url, msg_id, body, first_ms);
+        if (r < 0 && has_outbox(s)) {
+                held_remove(s, id);
+                /* Refused by the rules (logged there): never deliverable.
+                 * Too many pending: left for a later claim. */
+                if (r != -ENOBUFS && r != -ENOMEM)
+                        (void)s->q->ops->outbox_remove(s->q, id);
+        }
+}
+
+/* The outbox entry of a finished task's callback: {"url", "body",
+ * "first"}, first the Unix time in ms of the first attempt. */
+static char *callback_record(const char *url, const char *body, uint64_t first_ms) {
+        json_t *o = json_pack("{s:s,s:s,s:I}", "url", url, "body", body, "first", (json_int_t)first_ms);
+        char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        return text;
+}
+
+/* Every OUTBOX_PERIOD_NS: renew the leases of the callbacks held here
+ * (every third of QUEUE_LEASE), and take over those whose lease ran out:
+ * their process died or stopped, or finished them without callbacks on. */
+#define OUTBOX_PERIOD_NS 1000000000ull
+#define OUTBOX_CLAIM_MAX 100
+
+static void outbox_renew_held(struct submissions *s) {
+        char(*ids)[QUEUE_ID_LEN + 1] = NULL;
+        size_t n;
+
+        pthread_mutex_lock(&s->held_lock);
+        n = s->n_held;
+        if (n && (ids = malloc(n * sizeof *ids)))
+                memcpy(ids, s->held, n * sizeof *ids);
+        pthread_mutex_unlock(&s->held_lock);
+        if (!ids)
+                return;
+        for (size_t i = 0; i < n; i += 500) {
+                const char *batch[500];
+                size_t k = n - i < 500 ? n - i : 500;
+                for (size_t j = 0; j < k; j++)
+                        batch[j] = ids[i + j];
+                (void)s->q->ops->outbox_renew(s->q, batch, k);
+        }
+        free(ids);
+}
+
+static void outbox_take_over(struct submissions *s) {
+        char **ids = NULL, **texts = NULL;
+        size_t n = 0;
+
+        if (s->q->ops->outbox_claim(s->q, OUTBOX_CLAIM_MAX, &ids, &texts, &n) < 0)
+                return;
+        for (size_t i = 0; i < n; i++) {
+                json_t *o = json_loads(texts[i], 0, NULL);
+                const char *url = json_string_value(json_object_get(o, "url"));
+                const char *body = json_string_value(json_object_get(o, "body"));
+                json_int_t first = json_integer_value(json_object_get(o, "first"));
+
+                if (!queue_id_is_valid(ids[i]) || !url || !body) {
+                        log_event(LOG_WARN, "outbox entry not valid: removed",
+                                  json_pack("{s:s}", "submission", ids[i]));
+                        (void)s->q->ops->outbox_remove(s->q, ids[i]);
+                } else {
+                        atomic_fetch_add(&s->callbacks_taken_over, 1);
+                        log_event(LOG_INFO, "callback taken over from the outbox",
+                                  json_pack("{s:s}", "submission", ids[i]));
+                        callback_send(s, ids[i], url, body, first > 0 ? (uint64_t)first : unix_ms());
+                }
+                json_decref(o);
+        }
+        queue_outbox_free(ids, texts, n);
+}
+
+static void *outbox_main(void *p) {
+        struct submissions *s = p;
+        uint64_t renew_every = s->q->o.lease_ms * 1000000ull / 3, renewed = now_ns();
+
+        uint64_t next = now_ns() + OUTBOX_PERIOD_NS;
+
+        pthread_mutex_lock(&s->lock);
+        while (!s->stop_waiter) {
+                struct timespec ts = { .tv_sec = (time_t)(next / 1000000000ull),
+                                       .tv_nsec = (long)(next % 1000000000ull) };
+                /* s->cond also wakes the waiter thread: only the stop and
+                 * the period count here. */
+                pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+                if (s->stop_waiter)
+                        break;
+                if (now_ns() < next)
+                        continue;
+                next = now_ns() + OUTBOX_PERIOD_NS;
+                pthread_mutex_unlock(&s->lock);
+                if (now_ns() >= renewed + renew_every) {
+                        renewed = now_ns();
+                        outbox_renew_held(s);
+                }
+                outbox_take_over(s);
+                pthread_mutex_lock(&s->lock);
+        }
+        pthread_mutex_unlock(&s->lock);
+        return NULL;
 }
 
 static void work_one(struct submissions *s, struct queue_item *it) {
         json_t *task = json_loads(it->task, 0, NULL), *response = NULL;
-        const char *status = NULL;
-        _cleanup_free_ char *stored = NULL;
+        const char *status = NULL, *url = NULL;
+        _cleanup_free_ char *stored = NULL, *body = NULL, *record = NULL;
+        struct queue_callback cb = { 0 };
+        uint64_t first_ms = 0;
         unsigned http = 500;
         bool dead = it->deliveries > s->q->o.max_deliveries, was_stored = false;
         uint64_t t0 = now_ns();
@@ -862,7 +1027,18 @@ static void work_one(struct submissions *s, struct queue_item *it) {
         }
         status = json_string_value(json_object_get(response, "status"));
         stored = stored_result(http, response);
-        r = stored ? s->q->ops->finish(s->q, it, stored, dead, &was_stored) : -ENOMEM;
+        url = json_string_value(json_object_get(task, "callbackUrl"));
+        if (url && stored) {
+                first_ms = unix_ms();
+                body = callback_body(it->id, http, response);
+                record = body && has_outbox(s) ? callback_record(url, body, first_ms) : NULL;
+                if (!body || (has_outbox(s) && !record)) {
+                        free(stored); /* out of memory: not finished, run again */
+                        stored = NULL;
+                }
+                cb = (struct queue_callback){ .text = record, .held = s->hooks != NULL };
+        }
+        r = stored ? s->q->ops->finish(s->q, it, stored, record ? &cb : NULL, dead, &was_stored) : -ENOMEM;
         if (r < 0)
                 log_event(LOG_WARN, "submission's result not stored: its lease runs out and it runs again",
                           json_pack("{s:s,s:s}", "submission", it->id, "error", strerror(-r)));
@@ -871,8 +1047,16 @@ static void work_one(struct submissions *s, struct queue_item *it) {
                           json_pack("{s:s,s:s?,s:i,s:f,s:I}", "submission", it->id, "status", status, "httpStatus",
                                     (int)http, "ms", (double)(now_ns() - t0) / 1e6, "delivery",
                                     (json_int_t)it->deliveries));
-                if (was_stored)
-                        send_callback(s, it->id, task, http, response);
+                if (was_stored && url && s->hooks)
+                        callback_send(s, it->id, url, body, first_ms);
+                else if (was_stored && url)
+                        /* Accepted by an instance with callbacks on, finished here. */
+                        log_event(LOG_WARN,
+                                  record ? "callback left in the outbox for a process with callbacks on"
+                                         : "callback not sent: callbacks are off in this process (set "
+                                           "CALLBACK_ALLOWED_HOSTS and WEBHOOK_SECRET here as on the instance that "
+                                           "accepted it)",
+                                  json_pack("{s:s}", "submission", it->id));
                 notify_finished(s);
         }
         json_decref(response);
@@ -1047,16 +1231,18 @@ json_t *submissions_stats_json(struct submissions *s) {
                       (json_int_t)atomic_load(&s->ran));
         if (o && have)
                 json_object_set_new(o, "queue",
-                                    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "depth", (json_int_t)q.depth, "pending",
-                                              (json_int_t)q.pending, "enqueued", (json_int_t)q.enqueued, "claimed",
-                                              (json_int_t)q.claimed, "deadLettered", (json_int_t)q.dead_lettered,
-                                              "stored", (json_int_t)q.stored, "duplicates", (json_int_t)q.duplicates));
+                                    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "depth", (json_int_t)q.depth,
+                                              "pending", (json_int_t)q.pending, "enqueued", (json_int_t)q.enqueued,
+                                              "claimed", (json_int_t)q.claimed, "deadLettered",
+                                              (json_int_t)q.dead_lettered, "stored", (json_int_t)q.stored, "duplicates",
+                                              (json_int_t)q.duplicates, "outbox", (json_int_t)q.outbox));
         if (o)
                 json_object_set_new(o, "webhooks",
-                                    s->hooks ? json_pack("{s:I,s:I,s:I,s:I,s:I}", "delivered", (json_int_t)w.delivered,
-                                                         "attempts", (json_int_t)w.attempts, "failedAttempts",
-                                                         (json_int_t)w.failed_attempts, "givenUp",
-                                                         (json_int_t)w.given_up, "pending", (json_int_t)w.pending)
+                                    s->hooks ? json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "delivered",
+                                                         (json_int_t)w.delivered, "attempts", (json_int_t)w.attempts,
+                                                         "failedAttempts", (json_int_t)w.failed_attempts, "givenUp",
+                                                         (json_int_t)w.given_up, "pending", (json_int_t)w.pending,
+                                                         "takenOver", (json_int_t)atomic_load(&s->callbacks_taken_over))
                                              : json_null());
         return o;
 }
@@ -1088,6 +1274,12 @@ void submissions_render_metrics(struct submissions *s, struct buf *o) {
                   have },
                 { "pyexec_submissions_duplicate_results_total", "counter",
                   "Results of a second run of a submission, not stored (whole queue).", q.duplicates, have },
+                { "pyexec_submissions_outbox", "gauge",
+                  "Callbacks kept in the queue until delivered or given up (whole queue; Redis only).", q.outbox,
+                  have && has_outbox(s) },
+                { "pyexec_webhook_taken_over_total", "counter",
+                  "Callbacks this process took over from the outbox after their lease ran out.",
+                  atomic_load(&s->callbacks_taken_over), s->hooks != NULL },
         };
 
         if (s->hooks)
@@ -1162,6 +1354,7 @@ int submissions_new(const struct submissions_env *env, struct submissions **ret,
                 return -ENOMEM;
         s->env = *env;
         pthread_mutex_init(&s->lock, NULL);
+        pthread_mutex_init(&s->held_lock, NULL);
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&s->cond, &ca);
@@ -1177,6 +1370,8 @@ int submissions_new(const struct submissions_env *env, struct submissions **ret,
         snprintf(s->consumer_prefix, sizeof s->consumer_prefix, "%s-%d", host, (int)getpid());
 
         s->wo = webhook_options_of(cfg);
+        s->wo.done = callback_done;
+        s->wo.done_userdata = s;
         r = webhook_options_check(&s->wo, ret_why);
         if (r < 0)
                 goto fail;
@@ -1195,6 +1390,13 @@ int submissions_new(const struct submissions_env *env, struct submissions **ret,
                 goto fail;
         }
         s->waiter_started = true;
+        if (s->hooks && has_outbox(s)) {
+                if (pthread_create(&s->outbox_thread, NULL, outbox_main, s) != 0) {
+                        r = -EAGAIN;
+                        goto fail;
+                }
+                s->outbox_started = true;
+        }
         s->workers = calloc(cfg->n_queue_workers ? cfg->n_queue_workers : 1, sizeof *s->workers);
         if (!s->workers) {
                 r = -ENOMEM;
@@ -1239,6 +1441,8 @@ void submissions_stop(struct submissions *s) {
                 pthread_mutex_unlock(&s->lock);
                 pthread_join(s->waiter_thread, NULL);
         }
+        if (s->outbox_started)
+                pthread_join(s->outbox_thread, NULL);
 }
 
 void submissions_free(struct submissions *s) {
@@ -1250,6 +1454,8 @@ void submissions_free(struct submissions *s) {
                 webhooks_free(s->hooks);
         queue_free(s->q);
         free(s->unready);
+        free(s->held);
+        pthread_mutex_destroy(&s->held_lock);
         pthread_cond_destroy(&s->cond);
         pthread_mutex_destroy(&s->lock);
         free(s);

@@ -679,6 +679,8 @@ struct webhooks {
         uint8_t key[SECRET_MAX];
         size_t key_len;
         uint64_t connect_timeout_ms, timeout_ms, retry_for_ns, first_backoff_ms;
+        void (*done)(void *userdata, const char *msg_id, enum webhook_outcome outcome);
+        void *done_userdata;
 
         pthread_mutex_t lock;
         pthread_cond_t cond;       /* CLOCK_MONOTONIC: the schedule changed, or stopping */
@@ -881,6 +883,16 @@ static void log_given_up(const struct delivery *d, const char *reason) {
                             "reason", reason));
 }
 
+/* Called with w->lock held, which it drops while done() runs. */
+static void delivery_end(struct webhooks *w, struct delivery *d, enum webhook_outcome outcome) {
+        if (w->done) {
+                pthread_mutex_unlock(&w->lock);
+                w->done(w->done_userdata, d->msg_id, outcome);
+                pthread_mutex_lock(&w->lock);
+        }
+        delivery_free(d);
+}
+
 static void *delivery_thread(void *userdata) {
         struct webhooks *w = userdata;
 
@@ -901,7 +913,7 @@ static void *delivery_thread(void *userdata) {
                 }
                 w->schedule = d->next;
                 d->next = NULL;
-                if (d->attempts++ == 0)
+                if (d->attempts++ == 0 && !d->first_ns)
                         d->first_ns = now;
                 w->stats.attempts++;
                 pthread_mutex_unlock(&w->lock);
@@ -918,7 +930,7 @@ static void *delivery_thread(void *userdata) {
                         log_event(LOG_INFO, "webhook delivered",
                                   json_pack("{s:s,s:s,s:I,s:i}", "msgId", d->msg_id, "host", d->host, "status",
                                             (json_int_t)status, "attempt", (int)d->attempts));
-                        delivery_free(d);
+                        delivery_end(w, d, WEBHOOK_DELIVERED);
                         continue;
                 }
                 w->stats.failed_attempts++;
@@ -933,9 +945,10 @@ static void *delivery_thread(void *userdata) {
                         log_event(LOG_WARN, "webhook attempt failed", f);
                         w->stats.given_up++;
                         w->stats.pending--;
-                        log_given_up(d, atomic_load(&w->stopping) ? "the service is stopping"
-                                                                  : "no 2xx answer within WEBHOOK_RETRY_FOR");
-                        delivery_free(d);
+                        bool stopping = atomic_load(&w->stopping);
+                        log_given_up(d,
+                                     stopping ? "the service is stopping" : "no 2xx answer within WEBHOOK_RETRY_FOR");
+                        delivery_end(w, d, stopping ? WEBHOOK_ABANDONED : WEBHOOK_GIVEN_UP);
                         continue;
                 }
                 /* No attempt starts after the deadline, but one starts at it. */
@@ -951,6 +964,11 @@ static void *delivery_thread(void *userdata) {
 }
 
 int webhooks_send(struct webhooks *w, const char *url, const char *msg_id, const char *body) {
+        return webhooks_send_since(w, url, msg_id, body, 0);
+}
+
+int webhooks_send_since(struct webhooks *w, const char *url, const char *msg_id, const char *body,
+                        uint64_t first_unix_ms) {
         _cleanup_free_ char *why = NULL;
         struct delivery *d;
         struct host h;
@@ -988,6 +1006,13 @@ int webhooks_send(struct webhooks *w, const char *url, const char *msg_id, const
         }
         w->stats.pending++;
         d->next_ns = now_ns();
+        if (first_unix_ms) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+                uint64_t age_ns = now_ms > first_unix_ms ? (now_ms - first_unix_ms) * 1000000 : 0;
+                d->first_ns = d->next_ns > age_ns ? d->next_ns - age_ns : 1;
+        }
         schedule_insert(w, d);
         pthread_mutex_unlock(&w->lock);
         return 0;
@@ -1031,6 +1056,8 @@ int webhooks_new(const struct webhook_options *o, struct webhooks **ret) {
         /* (saturated: a year of retries is as good as forever) */
         w->retry_for_ns = (o->retry_for_s < 366 * 86400ull ? o->retry_for_s : 366 * 86400ull) * 1000000000ull;
         w->first_backoff_ms = o->first_backoff_ms ? o->first_backoff_ms : DEFAULT_FIRST_BACKOFF_MS;
+        w->done = o->done;
+        w->done_userdata = o->done_userdata;
         if (getrandom(&w->rng, sizeof w->rng, GRND_NONBLOCK) != sizeof w->rng || w->rng == 0)
                 w->rng = now_ns() | 1;
 
@@ -1071,7 +1098,7 @@ void webhooks_free(struct webhooks *w) {
                 w->stats.given_up++;
                 w->stats.pending--;
                 log_given_up(d, "the service is stopping");
-                delivery_free(d);
+                delivery_end(w, d, WEBHOOK_ABANDONED);
         }
         if (w->stats.given_up > 0 || w->stats.delivered > 0)
                 log_event(LOG_INFO, "webhooks stopped",

@@ -23,6 +23,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+enum webhook_outcome {
+        WEBHOOK_DELIVERED, /* a 2xx answer */
+        WEBHOOK_GIVEN_UP,  /* no 2xx within WEBHOOK_RETRY_FOR */
+        WEBHOOK_ABANDONED, /* the process is stopping: not delivered, not given up */
+};
+
 struct webhook_options {
         const char *secret;          /* WEBHOOK_SECRET ("whsec_<base64>"); NULL: not set */
         const char *allowed_hosts;   /* CALLBACK_ALLOWED_HOSTS, comma-separated; NULL or "": off */
@@ -31,6 +37,10 @@ struct webhook_options {
         uint64_t retry_for_s;        /* WEBHOOK_RETRY_FOR: no attempt starts later than this after the first */
         uint64_t first_backoff_ms;   /* the wait after the first failed attempt, doubled after each
                                       * (capped at 5 minutes, +-20% jitter); 0: 1000 */
+        /* When set, called once per delivery queued by webhooks_send*(),
+         * with its outcome, on a delivery thread or in webhooks_free(). */
+        void (*done)(void *userdata, const char *msg_id, enum webhook_outcome outcome);
+        void *done_userdata;
 };
 
 /* Whether the options make sense together (a secret that decodes, hosts
@@ -70,6 +80,12 @@ int webhooks_new(const struct webhook_options *o, struct webhooks **ret);
  * to 128 of [A-Za-z0-9_.:-] (-EINVAL); -ENOBUFS when 10000 deliveries are
  * pending already. */
 int webhooks_send(struct webhooks *w, const char *url, const char *msg_id, const char *body);
+/* The same for a delivery whose first attempt was made first_unix_ms
+ * (milliseconds since the epoch) by this or another process: its
+ * WEBHOOK_RETRY_FOR counts from then, and one attempt is made even when
+ * that time has passed already. */
+int webhooks_send_since(struct webhooks *w, const char *url, const char *msg_id, const char *body,
+                        uint64_t first_unix_ms);
 void webhooks_stats(struct webhooks *w, struct webhook_stats *ret);
 /* Stops the threads (an attempt under way is aborted within about a
  * second); deliveries still pending are given up (logged). Accepts NULL. */

@@ -18,8 +18,9 @@ import time
 
 import pytest
 
-from conftest import PYEXEC
+from conftest import PYEXEC, wait_for
 from test_serve import free_port, serving, start_server
+from test_webhooks import SECRET, Receiver
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 pytestmark = pytest.mark.skipif(not os.path.exists(REDIS), reason="redis-server is not installed "
@@ -191,6 +192,76 @@ def test_a_job_run_by_a_worker_reports_progress_to_every_instance(serve, redis, 
         assert 0.5 in seen and seen <= {None, 0.5}, seen
         assert "progress" not in doc and doc["result"]["status"] == "ok", doc
     finally:
+        assert stop_worker(w) == 0, wlog.read_text()[-3000:]
+
+
+def wait_for_callback(receiver, sid, timeout=30):
+    """The first delivery of sid's callback that the receiver answered 200."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with receiver.lock:
+            ok = [q for i, q in enumerate(receiver.requests)
+                  if i >= receiver.fail_first and q["headers"].get("webhook-id") == f"msg_{sid}"]
+        if ok:
+            return ok[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no delivery of msg_{sid}: {len(receiver.requests)} requests")
+
+
+def test_a_callback_outlives_the_worker_that_finished_it(serve, redis, tmp_path):
+    """The worker stores the result and its callback in one step; it dies
+    while the receiver still fails: the instance that accepted the
+    submission takes the callback over from the outbox once its lease runs
+    out, and delivers it with the same webhook-id."""
+    receiver = Receiver(fail_first=10 ** 9)
+    hooks = {"CALLBACK_ALLOWED_HOSTS": "127.0.0.1", "WEBHOOK_SECRET": SECRET, "QUEUE_LEASE": 2}
+    srv = serve(env={"QUEUE_URL": redis.url, "QUEUE_WORKERS": 0, "RATE_LIMIT_MAX": 0, **hooks})
+    w, _, wlog = start_worker(tmp_path, {"QUEUE_URL": redis.url, **hooks})
+    try:
+        r = srv.post("/api/submissions?wait=30000",
+                     {"code": "print('graded')", "callbackUrl": f"http://127.0.0.1:{receiver.port}/"})
+        assert r.status == 200, r
+        sid = r.json()["id"]
+        receiver.wait(1)
+        w.send_signal(signal.SIGKILL)
+        w.wait()
+        assert srv.stats()["submissions"]["queue"]["outbox"] == 1
+        with receiver.lock:
+            receiver.fail_first = len(receiver.requests)
+        got = wait_for_callback(receiver, sid)
+        assert got["verified"], got
+        doc = json.loads(got["body"])
+        assert doc["data"]["id"] == sid and doc["data"]["result"]["stdout"] == "graded\n", doc
+        st = srv.stats()["submissions"]
+        assert st["webhooks"]["takenOver"] == 1 and st["webhooks"]["delivered"] == 1, st
+        wait_for(lambda: srv.stats()["submissions"]["queue"]["outbox"] == 0, 10, "an empty outbox")
+        assert any(e.get("message") == "callback taken over from the outbox" and e.get("submission") == sid
+                   for e in log_lines(srv.log_path))
+    finally:
+        receiver.close()
+        if w.poll() is None:
+            w.kill()
+            w.wait()
+
+
+def test_a_worker_without_callbacks_leaves_them_to_one_with(serve, redis, tmp_path):
+    """A worker with callbacks off puts the callback in the outbox,
+    free to claim; an instance with callbacks on delivers it."""
+    receiver = Receiver(fail_first=0)
+    srv = serve(env={"QUEUE_URL": redis.url, "QUEUE_WORKERS": 0, "RATE_LIMIT_MAX": 0,
+                     "CALLBACK_ALLOWED_HOSTS": "127.0.0.1", "WEBHOOK_SECRET": SECRET})
+    w, _, wlog = start_worker(tmp_path, {"QUEUE_URL": redis.url})
+    try:
+        r = srv.post("/api/submissions", {"code": "print(1)", "callbackUrl": f"http://127.0.0.1:{receiver.port}/"})
+        assert r.status == 202, r
+        sid = r.json()["id"]
+        got = wait_for_callback(receiver, sid)
+        assert got["verified"] and json.loads(got["body"])["data"]["result"]["stdout"] == "1\n", got
+        assert any(e.get("message") == "callback left in the outbox for a process with callbacks on"
+                   for e in log_lines(wlog))
+        assert srv.stats()["submissions"]["webhooks"]["takenOver"] == 1
+    finally:
+        receiver.close()
         assert stop_worker(w) == 0, wlog.read_text()[-3000:]
 
 

@@ -184,7 +184,7 @@ static void test_fifo_order(void **state) {
                 assert_string_equal(it.task, want_tasks[i]);
                 assert_int_equal(it.deliveries, 1);
                 assert_string_equal(it.consumer, "w1");
-                assert_int_equal(q->ops->finish(q, &it, "{\"ok\":true}", false, &stored), 0);
+                assert_int_equal(q->ops->finish(q, &it, "{\"ok\":true}", NULL, false, &stored), 0);
                 assert_true(stored);
                 queue_item_done(&it);
                 assert_null(it.task);
@@ -256,7 +256,7 @@ static void test_status_transitions(void **state) {
         assert_true(s.progress > 0.49 && s.progress < 0.51);
 
         bool stored = false;
-        assert_int_equal(q->ops->finish(q, &it, "{\"exitCode\":0}", false, &stored), 0);
+        assert_int_equal(q->ops->finish(q, &it, "{\"exitCode\":0}", NULL, false, &stored), 0);
         assert_true(stored);
         assert_int_equal(q->ops->status(q, id, &s), 0);
         assert_int_equal(s.state, QUEUE_DONE);
@@ -283,10 +283,10 @@ static void test_first_result_wins(void **state) {
 
         enqueue_one(q, 9, "{}");
         take_ok(q, "w1", 1000, &it);
-        assert_int_equal(q->ops->finish(q, &it, "\"first\"", false, &stored), 0);
+        assert_int_equal(q->ops->finish(q, &it, "\"first\"", NULL, false, &stored), 0);
         assert_true(stored);
         stored = true;
-        assert_int_equal(q->ops->finish(q, &it, "\"second\"", false, &stored), 0);
+        assert_int_equal(q->ops->finish(q, &it, "\"second\"", NULL, false, &stored), 0);
         assert_false(stored);
         assert_int_equal(q->ops->status(q, id, &s), 0);
         assert_string_equal(s.result, "\"first\"");
@@ -321,9 +321,9 @@ static void test_lease_expiry(void **state) {
         assert_stats(q, 0, 1, 1, 1, 0, 0, 0);
 
         assert_int_equal(q->ops->touch(q, &b, 0.1), 0);
-        assert_int_equal(q->ops->finish(q, &b, "{\"error\":\"dead\"}", true, &stored), 0);
+        assert_int_equal(q->ops->finish(q, &b, "{\"error\":\"dead\"}", NULL, true, &stored), 0);
         assert_true(stored);
-        assert_int_equal(q->ops->finish(q, &a, "{\"late\":true}", false, &stored), 0);
+        assert_int_equal(q->ops->finish(q, &a, "{\"late\":true}", NULL, false, &stored), 0);
         assert_false(stored);
         assert_stats(q, 0, 0, 1, 1, 1, 1, 1);
 
@@ -348,7 +348,7 @@ static void test_touch_keeps_lease(void **state) {
                 assert_int_equal(q->ops->touch(q, &a, 0.1 * i), 0);
                 assert_int_equal(q->ops->take(q, "worker-b", 0, &none), -EAGAIN);
         }
-        assert_int_equal(q->ops->finish(q, &a, "{}", false, &stored), 0);
+        assert_int_equal(q->ops->finish(q, &a, "{}", NULL, false, &stored), 0);
         assert_true(stored);
         assert_stats(q, 0, 0, 1, 0, 0, 1, 0);
         queue_item_done(&a);
@@ -387,7 +387,7 @@ static void test_result_expiry(void **state) {
 
         enqueue_one(q, 13, "{}");
         take_ok(q, "w1", 1000, &it);
-        assert_int_equal(q->ops->finish(q, &it, "{}", false, &stored), 0);
+        assert_int_equal(q->ops->finish(q, &it, "{}", NULL, false, &stored), 0);
         assert_true(stored);
         assert_int_equal(q->ops->remember(q, "k", "fp-a", "v", NULL), 0);
         assert_int_equal(q->ops->status(q, id, &s), 0);
@@ -461,7 +461,7 @@ static void *consumer(void *p) {
                         continue;
                 }
                 unsigned n = (unsigned)strtoul(it.id, NULL, 16);
-                if (q->ops->finish(q, &it, it.task, false, &stored) < 0 || !stored || n >= TOTAL)
+                if (q->ops->finish(q, &it, it.task, NULL, false, &stored) < 0 || !stored || n >= TOTAL)
                         atomic_fetch_add(&a->load->errors, 1);
                 else {
                         atomic_fetch_add(&a->load->seen[n], 1);
@@ -619,10 +619,85 @@ static void test_redis_flushall(void **state) {
         take_ok(q, "w1", 1000, &it);
         assert_string_equal(it.id, id);
         assert_string_equal(it.task, "{\"n\":21}");
-        assert_int_equal(q->ops->finish(q, &it, "{}", false, &stored), 0);
+        assert_int_equal(q->ops->finish(q, &it, "{}", NULL, false, &stored), 0);
         assert_true(stored);
         queue_item_done(&it);
         queue_free(q);
+}
+
+static size_t claim(struct queue *q, const char *want_id, const char *want_text) {
+        char **ids = NULL, **texts = NULL;
+        size_t n = 0;
+        assert_int_equal(q->ops->outbox_claim(q, 10, &ids, &texts, &n), 0);
+        if (want_id) {
+                assert_int_equal(n, 1);
+                assert_string_equal(ids[0], want_id);
+                assert_string_equal(texts[0], want_text);
+        }
+        queue_outbox_free(ids, texts, n);
+        return n;
+}
+
+/* The callbacks' outbox: a callback goes in with the result that is
+ * stored (not with a duplicate's); a held one is claimed by nobody while
+ * its lease is renewed, and by the next claim once it runs out; one not
+ * held is claimable at once; removed, it is gone. */
+static void test_redis_outbox(void **state) {
+        struct queue *q = new_queue(300, 60);
+        struct queue_item a = {}, b = {};
+        struct queue_stats st = {};
+        bool stored = false;
+        char ida[QUEUE_ID_LEN + 1], idb[QUEUE_ID_LEN + 1];
+        make_id(ida, 30);
+        make_id(idb, 31);
+
+        enqueue_one(q, 30, "{}");
+        enqueue_one(q, 31, "{}");
+        take_ok(q, "w1", 1000, &a);
+        take_ok(q, "w1", 1000, &b);
+        assert_int_equal(q->ops->finish(q, &a, "{}", &(struct queue_callback){ "cb-a", true }, false, &stored), 0);
+        assert_true(stored);
+        assert_int_equal(q->ops->finish(q, &a, "{}", &(struct queue_callback){ "cb-dup", false }, false, &stored), 0);
+        assert_false(stored);
+        assert_int_equal(q->ops->finish(q, &b, "{}", &(struct queue_callback){ "cb-b", false }, false, &stored), 0);
+        assert_true(stored);
+        assert_int_equal(q->ops->stats(q, &st), 0);
+        assert_int_equal(st.outbox, 2);
+
+        /* b at once; a is held, and b is now leased to the claimer. */
+        assert_int_equal(claim(q, idb, "cb-b"), 1);
+        assert_int_equal(claim(q, NULL, NULL), 0);
+        /* Renewed every 150 ms of a 300 ms lease, a stays held; b's
+         * claimer renewed nothing, so b is claimed again. */
+        for (int i = 0; i < 3; i++) {
+                usleep(150000);
+                const char *held[] = { ida };
+                assert_int_equal(q->ops->outbox_renew(q, held, 1), 0);
+        }
+        assert_int_equal(claim(q, idb, "cb-b"), 1);
+        /* Not renewed: both leases run out, both are claimed again. */
+        usleep(400000);
+        assert_int_equal(claim(q, NULL, NULL), 2);
+        assert_int_equal(q->ops->outbox_remove(q, ida), 0);
+        assert_int_equal(q->ops->outbox_remove(q, idb), 0);
+        assert_int_equal(q->ops->outbox_remove(q, idb), 0);
+        assert_int_equal(q->ops->outbox_remove(q, "nope"), -EINVAL);
+        usleep(400000);
+        assert_int_equal(claim(q, NULL, NULL), 0);
+        assert_int_equal(q->ops->stats(q, &st), 0);
+        assert_int_equal(st.outbox, 0);
+        /* The memory queue has no outbox: callbacks die with the process. */
+        queue_item_done(&a);
+        queue_item_done(&b);
+        queue_free(q);
+        struct queue *m = NULL;
+        assert_int_equal(queue_mem_new(&(struct queue_options){ .lease_ms = 1000,
+                                                                .max_deliveries = 5,
+                                                                .result_ttl_s = 60 },
+                                       &m),
+                         0);
+        assert_null(m->ops->outbox_claim);
+        queue_free(m);
 }
 
 /* A server with a password and a Unix socket: the right password over
@@ -704,7 +779,7 @@ static void test_redis_restart(void **state) {
                 take_ok(q, "after-restart", 5000, &it);
                 assert_string_equal(it.id, id);
                 assert_string_equal(it.task, tasks[i]);
-                assert_int_equal(q->ops->finish(q, &it, "{}", false, &stored), 0);
+                assert_int_equal(q->ops->finish(q, &it, "{}", NULL, false, &stored), 0);
                 assert_true(stored);
                 queue_item_done(&it);
         }
@@ -763,6 +838,7 @@ int main(void) {
                 cmocka_unit_test(test_redis_unreachable),
                 cmocka_unit_test_teardown(test_redis_restart, teardown_own_server),
                 cmocka_unit_test(test_redis_flushall),
+                cmocka_unit_test(test_redis_outbox),
                 cmocka_unit_test_teardown(test_redis_password_and_unix_socket, teardown_own_server),
         };
         int failed = cmocka_run_group_tests_name("queue-memory", memory, setup_memory, NULL);
