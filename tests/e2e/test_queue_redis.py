@@ -265,6 +265,42 @@ def test_a_worker_without_callbacks_leaves_them_to_one_with(serve, redis, tmp_pa
         assert stop_worker(w) == 0, wlog.read_text()[-3000:]
 
 
+def test_secrets_reach_no_log_and_no_answer(serve, redis, tmp_path):
+    """The Redis password and WEBHOOK_SECRET are in no log line and no
+    answer: not while Redis cannot be reached (its URL is logged, masked),
+    not while callbacks fail and are retried, not in stats, metrics,
+    health or the environment report."""
+    password = "pw-" + os.urandom(8).hex()
+    key = os.urandom(24)
+    secret = "whsec_" + __import__("base64").b64encode(key).decode()
+    needles = [password, secret, secret.removeprefix("whsec_"), key.hex()]
+    receiver = Receiver(fail_first=1)
+    gone = serve(env={"QUEUE_URL": f"redis://:{password}@127.0.0.1:{free_port()}/0", "RATE_LIMIT_MAX": 0,
+                      "CALLBACK_ALLOWED_HOSTS": "127.0.0.1", "WEBHOOK_SECRET": secret})
+    live = serve(env={"QUEUE_URL": redis.url, "RATE_LIMIT_MAX": 0, "CALLBACK_ALLOWED_HOSTS": "127.0.0.1",
+                      "WEBHOOK_SECRET": secret})
+    try:
+        r = gone.post("/api/submissions", {"code": "print(1)"})
+        assert r.status == 503, r
+        r = live.post("/api/submissions?wait=30000",
+                      {"code": "print(1)", "callbackUrl": f"http://127.0.0.1:{receiver.port}/"})
+        assert r.status == 200, r
+        receiver.wait(2)
+        seen = []
+        for srv in (gone, live):
+            for path in ("/api/stats", "/api/metrics", "/health", "/health/ready", "/api/environment"):
+                seen.append(srv.get(path).body.decode(errors="replace"))
+        gone.wait_log(lambda e: "queue" in json.dumps(e) and "127.0.0.1" in json.dumps(e), timeout=10)
+        live.wait_log(lambda e: e.get("message") == "webhook delivered", timeout=10)
+        seen += [gone.log_text(), live.log_text()]
+        assert "***@127.0.0.1" in gone.log_text(), gone.log_text()[-2000:]
+        for text in seen:
+            for n in needles:
+                assert n not in text, (n, text[:3000])
+    finally:
+        receiver.close()
+
+
 def test_unreachable_redis_refuses_submissions_and_says_why(serve):
     port = free_port()  # nothing listens there
     srv = serve(env={"QUEUE_URL": f"redis://127.0.0.1:{port}", "QUEUE_WORKERS": 0})
