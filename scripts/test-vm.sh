@@ -473,6 +473,18 @@ for f, s in t.most_common():
     print(f"  {s:8.1f}s  {f}")
 PY
   done
+  # Last, nearest the end of the output: what each failure said (the
+  # summary lines above are cut at 80 columns).
+  for name in e2e unprivileged systemd; do
+    [[ -s $o/$name.xml ]] || continue
+    python3 - "$o/$name.xml" "$name" <<'PY' >&2 || true
+import sys, xml.etree.ElementTree as ET
+for c in ET.parse(sys.argv[1]).iter("testcase"):
+    for bad in list(c.findall("failure")) + list(c.findall("error")):
+        text = " ".join((bad.get("message") or bad.text or "").split())
+        print(f"test-vm: {sys.argv[2]}: {bad.tag} in {c.get('name')}: {text[:1200]}")
+PY
+  done
   grep -q '^unit ' "$o/results" && grep -q '^e2e ' "$o/results" && grep -q '^unprivileged ' "$o/results" ||
     { fail=1; say "a suite did not run (guest log: $cache/last/guest.log)"; }
   phase "total" $((SECONDS - t_all))
