@@ -1372,6 +1372,7 @@ int submissions_new(const struct submissions_env *env, struct submissions **ret,
         s->wo = webhook_options_of(cfg);
         s->wo.done = callback_done;
         s->wo.done_userdata = s;
+        s->wo.kept = cfg->queue_url[0] != '\0'; /* Redis: the outbox */
         r = webhook_options_check(&s->wo, ret_why);
         if (r < 0)
                 goto fail;

@@ -681,6 +681,7 @@ struct webhooks {
         uint64_t connect_timeout_ms, timeout_ms, retry_for_ns, first_backoff_ms;
         void (*done)(void *userdata, const char *msg_id, enum webhook_outcome outcome);
         void *done_userdata;
+        bool kept;
 
         pthread_mutex_t lock;
         pthread_cond_t cond;       /* CLOCK_MONOTONIC: the schedule changed, or stopping */
@@ -893,6 +894,21 @@ static void delivery_end(struct webhooks *w, struct delivery *d, enum webhook_ou
         delivery_free(d);
 }
 
+/* The process stops before d is delivered: given up, unless it is kept
+ * elsewhere for another process (webhook_options.kept). */
+static void delivery_abandon(struct webhooks *w, struct delivery *d) {
+        w->stats.pending--;
+        if (w->kept)
+                log_event(LOG_INFO, "webhook left for another process: the service is stopping",
+                          json_pack("{s:s,s:s,s:i}", "msgId", d->msg_id, "host", d->host, "attempts",
+                                    (int)d->attempts));
+        else {
+                w->stats.given_up++;
+                log_given_up(d, "the service is stopping");
+        }
+        delivery_end(w, d, WEBHOOK_ABANDONED);
+}
+
 static void *delivery_thread(void *userdata) {
         struct webhooks *w = userdata;
 
@@ -941,14 +957,17 @@ static void *delivery_thread(void *userdata) {
                 json_object_set_new(f, "error", json_string(error ? error : strerror(-r)));
 
                 uint64_t deadline = d->first_ns + w->retry_for_ns;
-                if (atomic_load(&w->stopping) || now >= deadline) {
+                if (atomic_load(&w->stopping)) {
+                        log_event(LOG_WARN, "webhook attempt failed", f);
+                        delivery_abandon(w, d);
+                        continue;
+                }
+                if (now >= deadline) {
                         log_event(LOG_WARN, "webhook attempt failed", f);
                         w->stats.given_up++;
                         w->stats.pending--;
-                        bool stopping = atomic_load(&w->stopping);
-                        log_given_up(d,
-                                     stopping ? "the service is stopping" : "no 2xx answer within WEBHOOK_RETRY_FOR");
-                        delivery_end(w, d, stopping ? WEBHOOK_ABANDONED : WEBHOOK_GIVEN_UP);
+                        log_given_up(d, "no 2xx answer within WEBHOOK_RETRY_FOR");
+                        delivery_end(w, d, WEBHOOK_GIVEN_UP);
                         continue;
                 }
                 /* No attempt starts after the deadline, but one starts at it. */
@@ -1058,6 +1077,7 @@ int webhooks_new(const struct webhook_options *o, struct webhooks **ret) {
         w->first_backoff_ms = o->first_backoff_ms ? o->first_backoff_ms : DEFAULT_FIRST_BACKOFF_MS;
         w->done = o->done;
         w->done_userdata = o->done_userdata;
+        w->kept = o->kept;
         if (getrandom(&w->rng, sizeof w->rng, GRND_NONBLOCK) != sizeof w->rng || w->rng == 0)
                 w->rng = now_ns() | 1;
 
@@ -1095,10 +1115,7 @@ void webhooks_free(struct webhooks *w) {
         /* The threads gave up what they were attempting; the rest here. */
         for (struct delivery *d = w->schedule, *next; d; d = next) {
                 next = d->next;
-                w->stats.given_up++;
-                w->stats.pending--;
-                log_given_up(d, "the service is stopping");
-                delivery_end(w, d, WEBHOOK_ABANDONED);
+                delivery_abandon(w, d);
         }
         if (w->stats.given_up > 0 || w->stats.delivered > 0)
                 log_event(LOG_INFO, "webhooks stopped",

@@ -41,6 +41,10 @@ struct webhook_options {
          * with its outcome, on a delivery thread or in webhooks_free(). */
         void (*done)(void *userdata, const char *msg_id, enum webhook_outcome outcome);
         void *done_userdata;
+        /* Deliveries still pending when the process stops are kept
+         * elsewhere (the queue's outbox) for another process: abandoned,
+         * not given up. */
+        bool kept;
 };
 
 /* Whether the options make sense together (a secret that decodes, hosts

@@ -208,11 +208,12 @@ def wait_for_callback(receiver, sid, timeout=30):
     raise AssertionError(f"no delivery of msg_{sid}: {len(receiver.requests)} requests")
 
 
-def test_a_callback_outlives_the_worker_that_finished_it(serve, redis, tmp_path):
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_a_callback_outlives_the_worker_that_finished_it(serve, redis, tmp_path, how):
     """The worker stores the result and its callback in one step; it dies
-    while the receiver still fails: the instance that accepted the
-    submission takes the callback over from the outbox once its lease runs
-    out, and delivers it with the same webhook-id."""
+    (or stops) while the receiver still fails: the instance that accepted
+    the submission takes the callback over from the outbox once its lease
+    runs out, and delivers it with the same webhook-id."""
     receiver = Receiver(fail_first=10 ** 9)
     hooks = {"CALLBACK_ALLOWED_HOSTS": "127.0.0.1", "WEBHOOK_SECRET": SECRET, "QUEUE_LEASE": 2}
     srv = serve(env={"QUEUE_URL": redis.url, "QUEUE_WORKERS": 0, "RATE_LIMIT_MAX": 0, **hooks})
@@ -223,8 +224,12 @@ def test_a_callback_outlives_the_worker_that_finished_it(serve, redis, tmp_path)
         assert r.status == 200, r
         sid = r.json()["id"]
         receiver.wait(1)
-        w.send_signal(signal.SIGKILL)
-        w.wait()
+        w.send_signal(getattr(signal, how))
+        assert w.wait(60) == (0 if how == "SIGTERM" else -signal.SIGKILL), wlog.read_text()[-3000:]
+        if how == "SIGTERM":
+            left = [e for e in log_lines(wlog) if e.get("message", "").startswith("webhook left for another")]
+            assert left and left[0]["msgId"] == f"msg_{sid}", log_lines(wlog)[-5:]
+            assert not any(e.get("message") == "webhook given up" for e in log_lines(wlog))
         assert srv.stats()["submissions"]["queue"]["outbox"] == 1
         with receiver.lock:
             receiver.fail_first = len(receiver.requests)
