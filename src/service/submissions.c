@@ -905,8 +905,9 @@ static char *callback_record(const char *url, const char *body, uint64_t first_m
         return text;
 }
 
-/* Every OUTBOX_PERIOD_NS: renew the leases of the callbacks held here
- * (every third of QUEUE_LEASE), and take over those whose lease ran out:
+/* Every OUTBOX_PERIOD_NS (or third of QUEUE_LEASE, if shorter): renew
+ * the leases of the callbacks held here (every third of QUEUE_LEASE), and
+ * take over those whose lease ran out:
  * their process died or stopped, or finished them without callbacks on. */
 #define OUTBOX_PERIOD_NS 1000000000ull
 #define OUTBOX_CLAIM_MAX 100
@@ -962,8 +963,8 @@ static void outbox_take_over(struct submissions *s) {
 static void *outbox_main(void *p) {
         struct submissions *s = p;
         uint64_t renew_every = s->q->o.lease_ms * 1000000ull / 3, renewed = now_ns();
-
-        uint64_t next = now_ns() + OUTBOX_PERIOD_NS;
+        uint64_t period = renew_every < OUTBOX_PERIOD_NS ? renew_every : OUTBOX_PERIOD_NS;
+        uint64_t next = now_ns() + period;
 
         pthread_mutex_lock(&s->lock);
         while (!s->stop_waiter) {
@@ -976,7 +977,7 @@ static void *outbox_main(void *p) {
                         break;
                 if (now_ns() < next)
                         continue;
-                next = now_ns() + OUTBOX_PERIOD_NS;
+                next = now_ns() + period;
                 pthread_mutex_unlock(&s->lock);
                 if (now_ns() >= renewed + renew_every) {
                         renewed = now_ns();
