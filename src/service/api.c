@@ -515,6 +515,65 @@ char *api_normalize_output(const char *s, size_t n, size_t *ret_len) {
         return buf_steal(&b);
 }
 
+/* The line of text (of len bytes) that starts at p, as a JSON string cut
+ * to API_DIFF_LINE_MAX bytes; at_end: no such line (JSON null). */
+static json_t *diff_line(const char *p, size_t len, bool at_end) {
+        const char *nl;
+        size_t n;
+
+        if (at_end)
+                return json_null();
+        nl = memchr(p, '\n', len);
+        n = nl ? (size_t)(nl - p) : len;
+        return result_json_string(p, n < API_DIFF_LINE_MAX ? n : API_DIFF_LINE_MAX);
+}
+
+json_t *api_first_difference(const char *want, size_t want_len, const char *got, size_t got_len) {
+        size_t i = 0, line = 1, start = 0;
+        bool want_none, got_none;
+
+        if (want_len == got_len && memcmp(want, got, want_len) == 0)
+                return NULL;
+        /* The common prefix; start is where its last line begins. */
+        while (i < want_len && i < got_len && want[i] == got[i]) {
+                if (want[i] == '\n') {
+                        line++;
+                        start = i + 1;
+                }
+                i++;
+        }
+        /* One side ends where the other's next line begins ("a" against
+         * "a\nb"): the difference is that next line, which one side lacks.
+         * A normalized output never ends with a newline, and an empty one
+         * has no line at all. */
+        if (i == want_len && i < got_len && got[i] == '\n' && want_len > 0) {
+                line++;
+                start = i + 1;
+                want_none = true;
+                got_none = false;
+        } else if (i == got_len && i < want_len && want[i] == '\n' && got_len > 0) {
+                line++;
+                start = i + 1;
+                want_none = false;
+                got_none = true;
+        } else {
+                want_none = want_len == 0;
+                got_none = got_len == 0;
+        }
+        return json_pack("{s:I,s:o,s:o}", "line", (json_int_t)line, "expected",
+                         diff_line(want + start, want_none ? 0 : want_len - start, want_none), "actual",
+                         diff_line(got + start, got_none ? 0 : got_len - start, got_none));
+}
+
+const char *api_verdict(const char *const *case_status, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                if (strcmp(case_status[i], "passed") == 0)
+                        continue;
+                return strcmp(case_status[i], "failed") == 0 ? "wrong_answer" : case_status[i];
+        }
+        return "accepted";
+}
+
 static void run_one(struct pyexec_sandbox *sb, const struct config *cfg, const struct api_request *r,
                     const struct pyexec_limits *limits, const char *stdin_data, size_t stdin_len, const char **args,
                     size_t n_args, const struct api_hooks *hooks, struct pyexec_result *res) {
@@ -547,6 +606,19 @@ uint64_t api_case_timeout(uint64_t timeout_ms, uint64_t start_ns, uint64_t total
         return left_ms < timeout_ms ? left_ms : timeout_ms;
 }
 
+/* The test program failed an assert: the last line of its stderr, in the
+ * message, names AssertionError. */
+static bool assertion_failed(const struct pyexec_result *res) {
+        const char *m = res->message, *p;
+        static const char name[] = "AssertionError";
+
+        if (res->status != PYEXEC_RUNTIME_ERROR || !m || strncmp(m, "exited with code ", 17) != 0 ||
+            !(p = strstr(m, ": ")))
+                return false;
+        p += 2;
+        return strncmp(p, name, strlen(name)) == 0 && (p[strlen(name)] == '\0' || p[strlen(name)] == ':');
+}
+
 /* The entry of a test case that was never started. */
 static json_t *case_not_run_json(const struct api_case *c, const char *why) {
         return json_pack("{s:s,s:s,s:s,s:o,s:f,s:s}", "name", c->name, "status", "not_run", "stdout", "",
@@ -570,6 +642,13 @@ json_t *api_execute(struct pyexec_sandbox *sb, const struct config *cfg, const s
                 o = result_to_json(&res, &r->limits, id);
                 if (o)
                         add_exercise_id(o, r);
+                /* runTests: the test program's verdict. */
+                if (o && r->module_file)
+                        json_object_set_new(o, "verdict",
+                                            json_string(res.status == PYEXEC_OK ? "accepted"
+                                                        : assertion_failed(&res)
+                                                                ? "wrong_answer"
+                                                                : pyexec_status_to_string(res.status)));
                 out.status = res.status;
                 out.wall_ms = res.wall_ms;
                 out.cpu_ms = res.cpu_ms;
@@ -579,6 +658,7 @@ json_t *api_execute(struct pyexec_sandbox *sb, const struct config *cfg, const s
                 /* One fresh sandbox per case. The top-level result is the
                  * first case whose run was not ok, else the last case. */
                 json_t *cases = json_array(), *top = NULL;
+                const char **statuses = calloc(r->n_cases, sizeof *statuses);
                 size_t passed = 0;
                 uint64_t start = now_ns();
                 char why[160] = "";
@@ -609,6 +689,8 @@ json_t *api_execute(struct pyexec_sandbox *sb, const struct config *cfg, const s
                         if (why[0]) {
                                 json_array_append_new(cases, case_not_run_json(c, why));
                                 out.not_run++;
+                                if (statuses)
+                                        statuses[i] = "not_run";
                                 continue;
                         }
                         run_one(sb, cfg, r, &lim, c->stdin_data, c->stdin_len, c->n_args ? c->args : r->args,
@@ -632,17 +714,27 @@ json_t *api_execute(struct pyexec_sandbox *sb, const struct config *cfg, const s
                         want = api_normalize_output(c->expected, c->expected_len, &want_len);
                         pass = res.status == PYEXEC_OK && got && want && got_len == want_len &&
                                memcmp(got, want, got_len) == 0;
-                        free(got);
-                        free(want);
                         if (pass)
                                 passed++;
-                        cj = json_pack("{s:s,s:s,s:o,s:o,s:f}", "name", c->name, "status",
-                                       pass ? "passed" : res.status == PYEXEC_OK ? "failed" : pyexec_status_to_string(res.status),
-                                       "stdout", result_json_string(res.out.data, res.out.len), "expectedOutput",
+                        const char *st = pass                      ? "passed"
+                                         : res.status == PYEXEC_OK ? "failed"
+                                                                   : pyexec_status_to_string(res.status);
+                        if (statuses)
+                                statuses[i] = st;
+                        cj = json_pack("{s:s,s:s,s:o,s:o,s:f}", "name", c->name, "status", st, "stdout",
+                                       result_json_string(res.out.data, res.out.len), "expectedOutput",
                                        result_json_string(c->expected, c->expected_len), "timeMs",
                                        (double)(long long)(res.wall_ms * 10.0 + 0.5) / 10.0);
                         if (cj && res.status != PYEXEC_OK && res.message)
                                 json_object_set_new(cj, "message", json_string(res.message));
+                        /* A wrong answer: where it first goes wrong. */
+                        if (cj && !pass && res.status == PYEXEC_OK && got && want) {
+                                json_t *d = api_first_difference(want, want_len, got, got_len);
+                                if (d)
+                                        json_object_set_new(cj, "difference", d);
+                        }
+                        free(got);
+                        free(want);
                         json_array_append_new(cases, cj);
                         if (res.status == PYEXEC_INTERNAL_ERROR)
                                 out.sandbox_failed = true;
@@ -670,8 +762,11 @@ json_t *api_execute(struct pyexec_sandbox *sb, const struct config *cfg, const s
                         if (sum && out.not_run)
                                 json_object_set_new(sum, "notRun", json_integer((json_int_t)out.not_run));
                         json_object_set_new(o, "summary", sum);
+                        if (statuses)
+                                json_object_set_new(o, "verdict", json_string(api_verdict(statuses, r->n_cases)));
                 } else
                         json_decref(cases);
+                free(statuses);
         }
         out.http = out.status == PYEXEC_INTERNAL_ERROR ? 500 : 200;
         *ret = out;

@@ -80,3 +80,15 @@ uint64_t api_case_timeout(uint64_t timeout_ms, uint64_t start_ns, uint64_t total
 /* Normalise output for grading: trailing whitespace removed from each line,
  * trailing blank lines dropped. Exposed for the unit tests. */
 char *api_normalize_output(const char *s, size_t n, size_t *ret_len);
+
+/* Where two normalized outputs first differ: {"line": N (from 1),
+ * "expected": the line or null (the output has fewer lines), "actual": the
+ * same}, each line cut to API_DIFF_LINE_MAX bytes; NULL when they are
+ * equal or on allocation failure. */
+#define API_DIFF_LINE_MAX 200
+json_t *api_first_difference(const char *want, size_t want_len, const char *got, size_t got_len);
+
+/* A graded request's verdict from its cases' statuses, in order:
+ * "accepted" when all passed, else decided by the first that did not:
+ * "wrong_answer" for "failed", its own status otherwise. */
+const char *api_verdict(const char *const *case_status, size_t n);

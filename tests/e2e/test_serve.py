@@ -437,6 +437,7 @@ class TestExecute:
         assert r.status == 200, r
         assert r.json()["status"] == "ok", r.json()
         assert r.json()["stdout"] == "tests passed __main__\n"
+        assert r.json()["verdict"] == "accepted"
 
     def test_run_tests_failing(self, server):
         r = server.execute({
@@ -446,6 +447,13 @@ class TestExecute:
         })
         assert r.json()["status"] == "runtime_error"
         assert "add is wrong" in r.json()["stderr"]
+        # A failed assert is a wrong answer; another exception is not.
+        assert r.json()["verdict"] == "wrong_answer"
+        r = server.execute({"code": "def add(a, b):\n    return a / 0\n", "runTests": True,
+                            "testCode": "from starter import add\nassert add(2, 3) == 5\n"})
+        assert r.json()["status"] == "runtime_error" and r.json()["verdict"] == "runtime_error", r.json()
+        # Without runTests or tests, nothing is graded: no verdict.
+        assert "verdict" not in server.execute({"code": "print(1)"}).json()
 
     def test_run_tests_module_name(self, server):
         r = server.execute({
@@ -566,6 +574,11 @@ class TestGraded:
         assert cases[1]["stdout"] == "33\n" and cases[1]["expectedOutput"] == "34\n"
         assert isinstance(cases[2]["message"], str) and cases[2]["message"]
         assert "message" not in cases[0] and "message" not in cases[1]
+        # The first case that did not pass decides the verdict: a wrong
+        # answer, with where it goes wrong; the others have no difference.
+        assert doc["verdict"] == "wrong_answer"
+        assert cases[1]["difference"] == {"line": 1, "expected": "34", "actual": "33"}
+        assert [("difference" in c) for c in cases] == [False, True, False, False]
         assert all(c["timeMs"] >= 0 for c in cases)
         # the top-level result is the first case that did not run ok
         assert doc["status"] == "runtime_error"
@@ -587,6 +600,12 @@ class TestGraded:
         assert [c["status"] for c in doc["tests"]] == ["passed", "passed", "failed", "failed", "failed"], doc["tests"]
         assert doc["summary"] == {"passed": 2, "failed": 3, "total": 5}
         assert doc["status"] == "ok"
+        assert doc["verdict"] == "wrong_answer"
+        assert [c.get("difference") for c in doc["tests"]][2:] == [
+            {"line": 1, "expected": "1", "actual": " 1"},
+            {"line": 2, "expected": "", "actual": "2"},
+            {"line": 1, "expected": "A", "actual": "a"},
+        ]
 
     def test_each_case_in_fresh_sandbox(self, server):
         src = ("import os\n"
@@ -597,6 +616,7 @@ class TestGraded:
         r = server.execute({"code": src, "tests": [{"expectedOutput": "[]"}] * 3})
         doc = r.json()
         assert [c["status"] for c in doc["tests"]] == ["passed"] * 3, doc["tests"]
+        assert doc["verdict"] == "accepted" and doc["status"] == "ok"
 
     def test_case_args_override_and_timeout(self, server):
         r = server.execute({
@@ -613,6 +633,7 @@ class TestGraded:
         assert [c["status"] for c in doc["tests"]] == ["passed", "passed", "timeout"], doc["tests"]
         assert doc["status"] == "timeout"
         assert doc["summary"]["passed"] == 2
+        assert doc["verdict"] == "timeout"
 
 
 # ---------------------------------------------------------------------------

@@ -1022,6 +1022,57 @@ static void test_normalize_output_nul(void **state) {
         free(got);
 }
 
+/* ---- a wrong answer's first difference, the verdict ---- */
+
+static void assert_difference(const char *want, const char *got, const char *json) {
+        json_t *d = api_first_difference(want, strlen(want), got, strlen(got));
+        char *text = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        if (!json ? text != NULL : !text || strcmp(text, json) != 0)
+                fail_msg("difference('%s', '%s') = %s, expected %s", want, got, text ? text : "NULL",
+                         json ? json : "NULL");
+        free(text);
+        json_decref(d);
+}
+
+static void test_first_difference(void **state) {
+        assert_difference("4", "4", NULL);
+        assert_difference("", "", NULL);
+        assert_difference("4", "9", "{\"actual\":\"9\",\"expected\":\"4\",\"line\":1}");
+        assert_difference("a\nb\nc", "a\nx\nc", "{\"actual\":\"x\",\"expected\":\"b\",\"line\":2}");
+        /* A line cut short, and one longer. */
+        assert_difference("a\nbcd", "a\nbc", "{\"actual\":\"bc\",\"expected\":\"bcd\",\"line\":2}");
+        assert_difference("a\nbc", "a\nbcd\ne", "{\"actual\":\"bcd\",\"expected\":\"bc\",\"line\":2}");
+        /* One side has fewer lines: null where it has none. */
+        assert_difference("a\nb", "a", "{\"actual\":null,\"expected\":\"b\",\"line\":2}");
+        assert_difference("a", "a\nb", "{\"actual\":\"b\",\"expected\":null,\"line\":2}");
+        assert_difference("", "x", "{\"actual\":\"x\",\"expected\":null,\"line\":1}");
+        assert_difference("x", "", "{\"actual\":null,\"expected\":\"x\",\"line\":1}");
+        /* Blank lines count. */
+        assert_difference("a\n\nb", "a\nb", "{\"actual\":\"b\",\"expected\":\"\",\"line\":2}");
+        assert_difference("\nx", "", "{\"actual\":null,\"expected\":\"\",\"line\":1}");
+        /* Long lines are cut. */
+        char want[600], got[600];
+        memset(want, 'w', 500);
+        want[500] = 0;
+        memcpy(got, want, 501);
+        got[400] = 'g';
+        json_t *d = api_first_difference(want, 500, got, 500);
+        assert_non_null(d);
+        assert_int_equal(strlen(json_string_value(json_object_get(d, "expected"))), API_DIFF_LINE_MAX);
+        assert_int_equal(strlen(json_string_value(json_object_get(d, "actual"))), API_DIFF_LINE_MAX);
+        json_decref(d);
+}
+
+static void test_verdict(void **state) {
+        const char *all[] = { "passed", "passed" }, *wrong[] = { "passed", "failed", "runtime_error" },
+                   *crash[] = { "passed", "timeout", "failed" }, *cut[] = { "passed", "not_run" };
+        assert_string_equal(api_verdict(all, 2), "accepted");
+        assert_string_equal(api_verdict(wrong, 3), "wrong_answer");
+        assert_string_equal(api_verdict(crash, 3), "timeout");
+        assert_string_equal(api_verdict(cut, 2), "not_run");
+        assert_string_equal(api_verdict(all, 0), "accepted");
+}
+
 /* ---- error objects ---- */
 
 static void test_error_json(void **state) {
@@ -1111,6 +1162,8 @@ int main(void) {
                 cmocka_unit_test(test_nul_in_strings),
                 cmocka_unit_test(test_normalize_output),
                 cmocka_unit_test(test_normalize_output_nul),
+                cmocka_unit_test(test_first_difference),
+                cmocka_unit_test(test_verdict),
                 cmocka_unit_test(test_error_json),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
