@@ -1309,6 +1309,30 @@ void runner_probe(const char *policy_line, const char *path) {
         policy_done(&pol);
 }
 
+/* sys.stdout flushed at each newline, as python3 has it on a terminal
+ * (on a pipe it holds up to 8 KiB): what a program printed before a limit
+ * killed it reaches the result, and `output` has stdout's lines and
+ * stderr's (always line-buffered) in the order they were written. Output
+ * is the same at a normal exit; a line not ended when the program is
+ * killed is lost. */
+static int line_buffered_stdout(void) {
+        PyObject *out = PySys_GetObject("stdout"), *meth, *args, *kw, *r;
+
+        if (!out || out == Py_None)
+                return 0;
+        meth = PyObject_GetAttrString(out, "reconfigure");
+        args = PyTuple_New(0);
+        kw = Py_BuildValue("{s:O}", "line_buffering", Py_True);
+        r = meth && args && kw ? PyObject_Call(meth, args, kw) : NULL;
+        Py_XDECREF(meth);
+        Py_XDECREF(args);
+        Py_XDECREF(kw);
+        if (!r)
+                return -1;
+        Py_DECREF(r);
+        return 0;
+}
+
 _Noreturn void runner_run(struct work *w, int status_fd, int work_fd) {
         struct policy pol = { 0 };
         char err[256];
@@ -1325,7 +1349,7 @@ _Noreturn void runner_run(struct work *w, int status_fd, int work_fd) {
                 }
                 active = &pol;
         }
-        if (set_sys(w) < 0) {
+        if (set_sys(w) < 0 || line_buffered_stdout() < 0) {
                 PyErr_Print();
                 _exit(127);
         }
