@@ -63,6 +63,14 @@ def test_output_has_the_lines_in_the_order_printed(run):
     assert out.startswith("first\nwarning\nsecond\nTraceback (most recent call last):"), out
 
 
+@pytest.mark.parametrize("how", ["os.abort()", "os.kill(os.getpid(), signal.SIGKILL)",
+                                 "signal.raise_signal(signal.SIGTERM)"])
+def test_a_program_that_kills_itself_keeps_its_lines(run, how):
+    """python3 on a pipe loses 'kept'; the line was ended, so it stays."""
+    res = run(f"import os, signal, sys\nprint(sys.stdout.line_buffering)\nprint('kept')\n{how}\n")
+    assert res["stdout"] == "True\nkept\n" and res["signal"] in ("SIGABRT", "SIGKILL", "SIGTERM"), res
+
+
 NORMAL = [
     "print('a')\nprint('b', end='')\n",
     "import sys\nsys.stdout.write('no newline')\nsys.stderr.write('err')\n",
