@@ -47,6 +47,7 @@
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +125,8 @@ struct queue_redis {
         struct rconn *pool;
         size_t n_pool;
         char *why; /* the last failure */
+
+        _Atomic uint64_t tidied_ns; /* when take() last removed idle consumers */
 };
 
 static void reply_freep(redisReply **r) {
@@ -672,6 +675,36 @@ static int rd_read_new(struct queue_redis *r, struct rconn *c, const char *strea
         }
 }
 
+/* Consumers of the group that hold nothing and have not read for
+ * CONSUMER_IDLE_LEASES leases: workers that stopped or died, under
+ * names (HOST-PID-N) nobody uses again. Redis keeps every consumer name a
+ * group has seen until it is deleted. KEYS: the stream; ARGV: group,
+ * idle ms. The number removed. */
+#define CONSUMER_IDLE_LEASES 10
+static const char lua_tidy_consumers[] =
+        "local n = 0 "
+        "for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do "
+        "local f = {} for i = 1, #c, 2 do f[c[i]] = c[i + 1] end "
+        "if f['pending'] == 0 and f['idle'] > tonumber(ARGV[2]) then "
+        "redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name']) n = n + 1 end end "
+        "return n";
+
+/* At most once per CONSUMER_IDLE_LEASES leases, by whichever take() comes
+ * first; best effort (a failure is the next call's to see). A live
+ * worker's consumer reads at least every lease, so it is never idle that
+ * long, and one deleted with nothing pending loses nothing: its next read
+ * makes it again. */
+static void rd_tidy_consumers(struct queue_redis *r, struct rconn *c, const char *stream) {
+        uint64_t idle_ms = r->q.o.lease_ms * CONSUMER_IDLE_LEASES, now = now_ns(), last = atomic_load(&r->tidied_ns);
+        char idle[24];
+
+        if (now < last + idle_ms * 1000000ull || !atomic_compare_exchange_strong(&r->tidied_ns, &last, now))
+                return;
+        u64_str(idle, idle_ms);
+        _cleanup_reply_ redisReply *x = NULL;
+        (void)rc_command(r, c, &x, "EVAL", lua_tidy_consumers, "1", stream, r->prefix, idle);
+}
+
 static int rd_take(struct queue *q, const char *consumer, uint64_t block_ms, struct queue_item *ret) {
         struct queue_redis *r = (struct queue_redis *)q;
         _cleanup_rlease_ struct rlease l = {};
@@ -694,6 +727,7 @@ static int rd_take(struct queue *q, const char *consumer, uint64_t block_ms, str
         k = rlease_get(r, (block_ms < step_ms ? block_ms : step_ms) + REDIS_COMMAND_TIMEOUT_MS, &l);
         if (k < 0)
                 return k;
+        rd_tidy_consumers(r, l.c, stream);
 
         for (;;) {
                 char entry[64] = "", id[QUEUE_ID_LEN + 1] = "";

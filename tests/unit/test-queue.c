@@ -700,6 +700,54 @@ static void test_redis_outbox(void **state) {
         queue_free(m);
 }
 
+/* The consumer names of a queue's group, from redis-cli, one per line. */
+static void consumers_of(unsigned n, char *out, size_t size) {
+        char cmd[256];
+        snprintf(cmd, sizeof cmd,
+                 "%s -h 127.0.0.1 -p %u XINFO CONSUMERS t%u:tasks t%u | awk 'p{print; p=0} /^name$/{p=1}'", REDIS_CLI,
+                 redis_port, n, n);
+        FILE *f = popen(cmd, "r");
+        assert_non_null(f);
+        size_t got = fread(out, 1, size - 1, f);
+        out[got] = 0;
+        pclose(f);
+}
+
+/* A consumer that holds nothing and has not read for ten leases is
+ * removed from the group by the next take(); one that holds a task, or
+ * reads, stays. */
+static void test_redis_idle_consumers_removed(void **state) {
+        if (access(REDIS_CLI, X_OK) < 0)
+                skip();
+        struct queue *q = new_queue(100, 60); /* idle after 1 s */
+        unsigned n = queue_counter;
+        struct queue_item a = {}, b = {}, none = {};
+        char names[512];
+        bool stored;
+
+        /* A consumer exists once it took something. */
+        enqueue_one(q, 40, "{}");
+        enqueue_one(q, 41, "{}");
+        take_ok(q, "gone", 1000, &a);
+        assert_int_equal(q->ops->finish(q, &a, "{}", NULL, false, &stored), 0);
+        take_ok(q, "holder", 1000, &b);
+        consumers_of(n, names, sizeof names);
+        assert_non_null(strstr(names, "gone\n"));
+        assert_non_null(strstr(names, "holder\n"));
+        /* Both idle past ten leases; holder still holds b (a live worker
+         * renews its lease, as here). */
+        usleep(1200000);
+        assert_int_equal(q->ops->touch(q, &b, -1), 0);
+        assert_int_equal(q->ops->take(q, "next", 0, &none), -EAGAIN);
+        consumers_of(n, names, sizeof names);
+        assert_null(strstr(names, "gone\n"));
+        assert_non_null(strstr(names, "holder\n"));
+        assert_int_equal(q->ops->finish(q, &b, "{}", NULL, false, &stored), 0);
+        queue_item_done(&a);
+        queue_item_done(&b);
+        queue_free(q);
+}
+
 /* A server with a password and a Unix socket: the right password over
  * TCP and over the socket works; a wrong one is -ENOTCONN, and the reason
  * says so without showing either password. */
@@ -839,6 +887,7 @@ int main(void) {
                 cmocka_unit_test_teardown(test_redis_restart, teardown_own_server),
                 cmocka_unit_test(test_redis_flushall),
                 cmocka_unit_test(test_redis_outbox),
+                cmocka_unit_test(test_redis_idle_consumers_removed),
                 cmocka_unit_test_teardown(test_redis_password_and_unix_socket, teardown_own_server),
         };
         int failed = cmocka_run_group_tests_name("queue-memory", memory, setup_memory, NULL);
