@@ -466,6 +466,17 @@ static int wrap_os_open(void) {
 
 /* ---- the hook --------------------------------------------------------- */
 
+/*
+ * ctypes.dlopen(None): the handle of what the process has already loaded,
+ * which loads no code. ctypes' own import makes it (ctypes.pythonapi), and
+ * pandas imports ctypes whatever the program does; looking a symbol up
+ * (ctypes.dlsym) and calling one (ctypes.call_function) are still refused
+ * by the policies that refuse ctypes.*.
+ */
+static bool event_is_own_symbols(const char *event, PyObject *args) {
+        return strcmp(event, "ctypes.dlopen") == 0 && PyTuple_Size(args) >= 1 && PyTuple_GetItem(args, 0) == Py_None;
+}
+
 static int hook_checked(const char *event, PyObject *args) {
         const char *what = NULL;
 
@@ -514,6 +525,8 @@ static int hook_checked(const char *event, PyObject *args) {
                     innermost_is_program())
                         return refuse_operation("%s is not allowed by policy '%s'", event, active->name);
         }
+        if (event_is_own_symbols(event, args))
+                return 0;
         if (policy_event_denied(active, event, &what)) {
                 if (what)
                         return refuse_operation("%s (%s) is not allowed by policy '%s'", what, event, active->name);
@@ -534,6 +547,47 @@ static int audit_hook(const char *event, PyObject *args, void *data) {
         return r;
 }
 
+/*
+ * A module the policy lists that is missing from the system: said so, so
+ * that nobody reads the ModuleNotFoundError as a refusal. Only when the
+ * missing module is the one requested or a package it is in ("numpy" for
+ * "numpy.linalg"), not a module it imports itself; the exception stays a
+ * ModuleNotFoundError, which a program may catch as python3's.
+ */
+static void explain_not_installed(const char *module) {
+        PyObject *type, *value, *tb, *missing, *msg, *e;
+        const char *m;
+        size_t n;
+
+        if (is_local_module(module) || module[0] == '_' || !policy_module_allowed(active, module))
+                return;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        missing = value ? PyObject_GetAttrString(value, "name") : NULL;
+        m = missing && PyUnicode_Check(missing) ? PyUnicode_AsUTF8(missing) : NULL;
+        n = m ? strlen(m) : 0;
+        if (!m || strncmp(module, m, n) != 0 || (module[n] != 0 && module[n] != '.')) {
+                PyErr_Clear();
+                Py_XDECREF(missing);
+                PyErr_Restore(type, value, tb);
+                return;
+        }
+        msg = PyUnicode_FromFormat("module '%s' is allowed by policy '%s' but is not installed", m, active->name);
+        e = msg ? PyObject_CallOneArg(PyExc_ModuleNotFoundError, msg) : NULL;
+        if (e && PyObject_SetAttrString(e, "name", missing) == 0) {
+                PyErr_SetObject(PyExc_ModuleNotFoundError, e);
+                Py_XDECREF(type);
+                Py_XDECREF(value);
+                Py_XDECREF(tb);
+        } else {
+                PyErr_Clear();
+                PyErr_Restore(type, value, tb);
+        }
+        Py_XDECREF(e);
+        Py_XDECREF(msg);
+        Py_XDECREF(missing);
+}
+
 /* builtins.__import__ while a policy checks imports. */
 static PyObject *checked_import(PyObject *self, PyObject *args, PyObject *kwargs) {
         static char *kwlist[] = { "name", "globals", "locals", "fromlist", "level", NULL };
@@ -545,12 +599,17 @@ static PyObject *checked_import(PyObject *self, PyObject *args, PyObject *kwargs
                 return NULL;
         if (level == 0 && active) {
                 const char *module = PyUnicode_AsUTF8(name);
+                PyObject *res;
                 if (!module)
                         return NULL;
                 if (!module_allowed(module) && requested_by_program()) {
                         refuse_import(module);
                         return NULL;
                 }
+                res = PyObject_Call(orig_import, args, kwargs);
+                if (!res && active->check_imports && PyErr_ExceptionMatches(PyExc_ModuleNotFoundError))
+                        explain_not_installed(module);
+                return res;
         }
         return PyObject_Call(orig_import, args, kwargs);
 }
