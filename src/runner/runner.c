@@ -467,14 +467,40 @@ static int wrap_os_open(void) {
 /* ---- the hook --------------------------------------------------------- */
 
 /*
- * ctypes.dlopen(None): the handle of what the process has already loaded,
- * which loads no code. ctypes' own import makes it (ctypes.pythonapi), and
- * pandas imports ctypes whatever the program does; looking a symbol up
- * (ctypes.dlsym) and calling one (ctypes.call_function) are still refused
- * by the policies that refuse ctypes.*.
+ * ctypes.dlopen(None) made by ctypes' own import (ctypes.pythonapi, from the
+ * package's module code): the handle of what the process has already
+ * loaded, which loads no code. pandas imports ctypes whatever the program
+ * does; every other dlopen, looking a symbol up (ctypes.dlsym) and calling
+ * one (ctypes.call_function) stay refused by the policies that refuse
+ * ctypes.*. The program cannot pass its code off as that module's (see the
+ * top of this file).
  */
-static bool event_is_own_symbols(const char *event, PyObject *args) {
-        return strcmp(event, "ctypes.dlopen") == 0 && PyTuple_Size(args) >= 1 && PyTuple_GetItem(args, 0) == Py_None;
+#define CTYPES_INIT "/usr/lib/python3.11/ctypes/__init__.py"
+
+static bool frame_is(PyFrameObject *f, const char *file, const char *name) {
+        PyCodeObject *co = f ? PyFrame_GetCode(f) : NULL;
+        const char *fn = co ? PyUnicode_AsUTF8(co->co_filename) : NULL, *n = co ? PyUnicode_AsUTF8(co->co_name) : NULL;
+        bool is = fn && n && strcmp(fn, file) == 0 && (!name || strcmp(n, name) == 0);
+
+        if (co && (!fn || !n))
+                PyErr_Clear();
+        Py_XDECREF(co);
+        return is;
+}
+
+static bool event_is_ctypes_import(const char *event, PyObject *args) {
+        PyFrameObject *f, *back;
+        bool is;
+
+        if (strcmp(event, "ctypes.dlopen") != 0 || PyTuple_Size(args) < 1 || PyTuple_GetItem(args, 0) != Py_None)
+                return false;
+        f = PyEval_GetFrame(); /* borrowed: CDLL.__init__ */
+        if (!frame_is(f, CTYPES_INIT, "__init__"))
+                return false;
+        back = PyFrame_GetBack(f);
+        is = frame_is(back, CTYPES_INIT, "<module>");
+        Py_XDECREF(back);
+        return is;
 }
 
 static int hook_checked(const char *event, PyObject *args) {
@@ -525,7 +551,7 @@ static int hook_checked(const char *event, PyObject *args) {
                     innermost_is_program())
                         return refuse_operation("%s is not allowed by policy '%s'", event, active->name);
         }
-        if (event_is_own_symbols(event, args))
+        if (event_is_ctypes_import(event, args))
                 return 0;
         if (policy_event_denied(active, event, &what)) {
                 if (what)
@@ -621,6 +647,74 @@ static PyMethodDef checked_import_def = {
 };
 
 /*
+ * _posixsubprocess.fork_exec starts a process and raises no audit event:
+ * subprocess.Popen raises one before calling it, but the function itself
+ * is within reach once a library has loaded subprocess (matplotlib does, at
+ * import), as sys.modules['_posixsubprocess'].fork_exec or
+ * subprocess._fork_exec. While the policy refuses subprocess.Popen, every
+ * copy of it the program could reach is replaced by this wrapper, which
+ * refuses as that event would (the original stays in the wrapper's self,
+ * out of the program's reach); the wrappers of _imp (below) do the same
+ * for a _posixsubprocess module created later.
+ */
+static PyObject *checked_fork_exec(PyObject *orig, PyObject *args) {
+        const char *what = NULL;
+
+        if (enforcing && active && policy_event_denied(active, "subprocess.Popen", &what)) {
+                refuse_operation("%s (_posixsubprocess.fork_exec) is not allowed by policy '%s'",
+                                 what ? what : "starting a process", active->name);
+                return NULL;
+        }
+        return PyObject_Call(orig, args, NULL);
+}
+
+static PyMethodDef checked_fork_exec_def = {
+        "fork_exec", checked_fork_exec, METH_VARARGS,
+        "fork_exec(...): _posixsubprocess.fork_exec, refused while pyexec's policy refuses starting processes"
+};
+
+/* Replace module.attr, the real fork_exec, by the wrapper; 0 when absent
+ * or already wrapped. */
+static int wrap_fork_exec_in(PyObject *module, const char *attr) {
+        PyObject *cur = PyObject_GetAttrString(module, attr), *f;
+        int r;
+
+        if (!cur || !PyCFunction_Check(cur) || PyCFunction_GET_FUNCTION(cur) == (PyCFunction)checked_fork_exec) {
+                PyErr_Clear();
+                Py_XDECREF(cur);
+                return 0;
+        }
+        f = PyCFunction_New(&checked_fork_exec_def, cur);
+        Py_DECREF(cur);
+        if (!f)
+                return -1;
+        r = PyObject_SetAttrString(module, attr, f);
+        Py_DECREF(f);
+        return r;
+}
+
+/* The copies in modules already loaded (the zygote may have imported
+ * subprocess ahead). */
+static int wrap_fork_exec(void) {
+        static const struct {
+                const char *module, *attr;
+        } holders[] = {
+                { "_posixsubprocess", "fork_exec" },
+                { "subprocess", "_fork_exec" },
+        };
+        PyObject *modules = PyImport_GetModuleDict();
+
+        if (!policy_event_denied(active, "subprocess.Popen", NULL))
+                return 0;
+        for (size_t i = 0; i < ELEMENTSOF(holders); i++) {
+                PyObject *m = PyDict_GetItemString(modules, holders[i].module);
+                if (m && wrap_fork_exec_in(m, holders[i].attr) < 0)
+                        return -1;
+        }
+        return 0;
+}
+
+/*
  * Modules built into the interpreter or loaded from a shared library are
  * created by _imp.create_builtin() and _imp.create_dynamic(), which raise
  * no audit event when the import machinery is driven directly. While a
@@ -633,6 +727,7 @@ static PyObject *checked_create(PyObject *orig, PyObject *args) {
         PyObject *spec = PyTuple_Size(args) > 0 ? PyTuple_GetItem(args, 0) : NULL;
         PyObject *name = spec ? PyObject_GetAttrString(spec, "name") : NULL;
         const char *module = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+        PyObject *res;
 
         if (!module)
                 PyErr_Clear();
@@ -641,8 +736,12 @@ static PyObject *checked_create(PyObject *orig, PyObject *args) {
                 Py_DECREF(name);
                 return NULL;
         }
+        res = PyObject_Call(orig, args, NULL);
+        if (res && module && strcmp(module, "_posixsubprocess") == 0 && active &&
+            policy_event_denied(active, "subprocess.Popen", NULL) && wrap_fork_exec_in(res, "fork_exec") < 0)
+                Py_CLEAR(res);
         Py_XDECREF(name);
-        return PyObject_Call(orig, args, NULL);
+        return res;
 }
 
 static PyObject *checked_create_builtin(PyObject *self, PyObject *args) {
@@ -1419,7 +1518,7 @@ _Noreturn void runner_run(struct work *w, int status_fd, int work_fd) {
                         _exit(127);
                 }
                 Py_DECREF(f);
-                if (wrap_imp() < 0) {
+                if (wrap_imp() < 0 || wrap_fork_exec() < 0) {
                         PyErr_Print();
                         _exit(127);
                 }
