@@ -39,7 +39,9 @@ static const char *const education_allow[] = {
  * not the program's request, and needs no entry here.
  */
 static const char *const science_allow[] = {
-        "numpy", "matplotlib", "pandas",
+        "numpy",      /* arrays and numerical routines */
+        "matplotlib", /* plots, drawn by Agg to files and buffers (MPLBACKEND) */
+        "pandas",     /* tables */
 };
 
 /* Refused outright, even where a policy's imports are not checked by name:

@@ -95,7 +95,8 @@ static const struct key {
           "modules the zygote imports ahead (comma-separated): warm runs find them imported; each one makes every "
           "sandbox dearer" },
         { "POLICIES", KEY_STRING, 0, 0, "education,permissive", C(policies),
-          "comma-separated policies a request may pick (built-in: education, permissive, science; more as POLICY_<NAME>=spec)" },
+          "comma-separated policies a request may pick (built-in: education, permissive, science; more as "
+          "POLICY_<NAME>=spec)" },
         { "DEFAULT_POLICY", KEY_STRING, 0, 0, "education", C(default_policy),
           "the policy of a request that names none (one of POLICIES)" },
         { "ALLOW_STALE_RUNNER", KEY_BOOL, 0, 0, "false", C(allow_stale_runner),
@@ -278,8 +279,9 @@ int config_build_policies(struct config *c, char *err, size_t errlen) {
         bool bad;
         while (next_list_name(&p, name, sizeof name, &bad)) {
                 if (!policy_set_find(&c->policy_set, name)) {
-                        snprintf(err, errlen, "POLICIES names '%s', which is not defined (built-in: education, "
-                                              "permissive, science; define more with POLICY_<NAME>=spec)",
+                        snprintf(err, errlen,
+                                 "POLICIES names '%s', which is not defined (built-in: education, "
+                                 "permissive, science; define more with POLICY_<NAME>=spec)",
                                  name);
                         return -EINVAL;
                 }

@@ -524,8 +524,8 @@ static void test_policies_and_warm_keys(void **state) {
         EXPECT_FAIL0("POLICY_BAD (environment variable POLICY_BAD): unknown item 'colour' (known: base, allow, deny, "
                      "deny-events, allow-events, imports, writes)");
         unsetenv("POLICY_BAD");
-        EXPECT_FAIL("POLICIES names 'strict', which is not defined (built-in: education, permissive, science; define more with "
-                    "POLICY_<NAME>=spec)",
+        EXPECT_FAIL("POLICIES names 'strict', which is not defined (built-in: education, permissive, science; define "
+                    "more with POLICY_<NAME>=spec)",
                     "--policies", "education,strict");
         EXPECT_FAIL("DEFAULT_POLICY 'permissive' is not among POLICIES (education)", "--policies", "education",
                     "--default-policy", "permissive");

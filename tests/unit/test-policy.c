@@ -123,7 +123,7 @@ static void test_builtins(void **state) {
         for (size_t i = 0; i < edu->n_allow; i++)
                 ALLOWED(sci, edu->allow[i]);
         for (const char *const *m = (const char *const[]){ "numpy", "numpy.linalg", "pandas", "matplotlib",
-                                                             "matplotlib.pyplot", NULL };
+                                                           "matplotlib.pyplot", NULL };
              *m; m++) {
                 ALLOWED(sci, *m);
                 REFUSED(edu, *m);
@@ -656,7 +656,6 @@ static void test_define_errors(void **state) {
         name32[POLICY_NAME_MAX - 1] = 0;
         define_ok(s, name32, "base=education");
         assert_int_equal(s->n, N_BUILTINS + 1);
-
 }
 
 /* The operator's policy lists may name submodules: the module lists are

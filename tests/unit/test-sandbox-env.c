@@ -18,10 +18,17 @@ static const char *env_get(const char *name) {
 }
 
 static void test_env_is_fixed(void **state) {
-        static const char *const names[] = { "PATH",           "HOME",           "LANG",
-                                             "USER",           "LOGNAME",        "OPENBLAS_NUM_THREADS",
-                                             "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-                                             "MPLBACKEND",     "MPLCONFIGDIR" };
+        static const char *const names[] = { "PATH",
+                                             "HOME",
+                                             "LANG",
+                                             "USER",
+                                             "LOGNAME",
+                                             "OPENBLAS_NUM_THREADS",
+                                             "OMP_NUM_THREADS",
+                                             "MKL_NUM_THREADS",
+                                             "NUMEXPR_NUM_THREADS",
+                                             "MPLBACKEND",
+                                             "MPLCONFIGDIR" };
         size_t count = 0;
         (void)state;
         while (sandbox_env[count])
