@@ -201,6 +201,24 @@ static bool next_list_name(const char **p, char *name, size_t n, bool *bad) {
         return true;
 }
 
+/*
+ * Modules the zygote must not import: it runs on the host's file system, as
+ * the service's user, and these write there at import (matplotlib builds
+ * its font cache in MPLCONFIGDIR, /tmp/matplotlib, which on the host is a
+ * path any local user can create first). A run imports them in its own
+ * sandbox, whose /tmp is its own.
+ */
+static const char *const preimport_refused[] = { "matplotlib", "mpl_toolkits" };
+
+static bool preimport_is_refused(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(preimport_refused); i++) {
+                size_t l = strlen(preimport_refused[i]);
+                if (strncmp(name, preimport_refused[i], l) == 0 && (name[l] == 0 || name[l] == '.'))
+                        return true;
+        }
+        return false;
+}
+
 /* ZYGOTE_PREIMPORT: module names (dotted, each part an identifier) separated
  * by commas, spaces around them allowed; empty imports nothing ahead. */
 static int check_preimport(const char *list, char *err, size_t errlen) {
@@ -219,6 +237,13 @@ static int check_preimport(const char *list, char *err, size_t errlen) {
                         char *part, *save = NULL;
                         memcpy(name, p, n);
                         name[n] = 0;
+                        if (preimport_is_refused(name)) {
+                                snprintf(err, errlen,
+                                         "ZYGOTE_PREIMPORT must not list '%s': it writes its cache at import, and the "
+                                         "zygote runs on the host's file system",
+                                         name);
+                                return -EINVAL;
+                        }
                         ok = name[0] != '.' && name[n - 1] != '.' && !strstr(name, "..");
                         for (part = strtok_r(name, ".", &save); ok && part; part = strtok_r(NULL, ".", &save))
                                 ok = module_name_is_valid(part);

@@ -32,9 +32,13 @@ pytestmark = pytest.mark.skipif(
     not all(Path("/usr/lib/python3/dist-packages", m).is_dir() for m in ("numpy", "pandas", "matplotlib")),
     reason="python3-numpy, python3-pandas and python3-matplotlib are not installed (scripts/deps.sh)")
 
-POLICIES = {"POLICIES": "education,permissive,science"}
-# The stack imported by the zygote ahead of every warm run.
-PREIMPORT_STACK = "math,random,re,json,numpy,pandas,matplotlib,matplotlib.pyplot"
+# The stack's address space passes 128 MB: under RLIMIT_AS (no cgroup, as
+# unprivileged) matplotlib's Agg extension fails to map at the default.
+MEMORY = 512
+SERVICE = {"POLICIES": "education,permissive,science", "MEMORY_LIMIT": MEMORY}
+# What the zygote may import of the stack ahead of every warm run
+# (matplotlib writes its font cache at import: not in the zygote).
+PREIMPORT_STACK = "math,random,re,json,numpy,pandas"
 
 STACK = """\
 import io
@@ -131,14 +135,14 @@ def check_reached(res, marker, listener, policy="science"):
 
 
 def test_stack_works_cold(run):
-    res = run(STACK, *SCI)
+    res = run(STACK, *SCI, "--memory", MEMORY)
     assert res["status"] == "ok", brief(res)
     assert res["stdout"] == STACK_OUT, brief(res)
     assert res["stderr"] == "", brief(res)
 
 
 def test_numerical_libraries_run_one_thread_cold(run):
-    res = run(THREADS, *SCI)
+    res = run(THREADS, *SCI, "--memory", MEMORY)
     assert res["status"] == "ok" and res["stdout"] == THREADS_OUT, brief(res)
 
 
@@ -154,10 +158,11 @@ def test_science_refuses_what_education_refuses_by_name(run, module):
     """A literal import is refused before anything runs; a computed one,
     after the stack is imported (and has loaded the module itself), at run
     time."""
-    res = run(f"import numpy\nimport {module}\n", *SCI)
+    res = run(f"import numpy\nimport {module}\n", *SCI, "--memory", MEMORY)
     assert res["status"] == "policy_violation", brief(res)
     assert res["message"] == refused_import(module, "science") + " (main.py, line 2)", brief(res)
-    res = run(f"import pandas, matplotlib\nprint('before', flush=True)\n__import__('' + {module!r})\n", *SCI)
+    res = run(f"import pandas, matplotlib\nprint('before', flush=True)\n__import__('' + {module!r})\n", *SCI,
+              "--memory", MEMORY)
     assert res["status"] == "policy_violation", brief(res)
     assert res["message"] == refused_import(module, "science") + " (main.py, line 3)", brief(res)
     assert res["stdout"] == "before\n"
@@ -170,7 +175,7 @@ def test_modules_the_stack_loads_are_refused_by_event_cold(run):
     marker = new_marker("sci")
     listener = Listener(2, "127.0.0.1")  # AF_INET
     try:
-        res = run(REACHED, *SCI, "--arg", marker, "--arg", listener.port)
+        res = run(REACHED, *SCI, "--memory", MEMORY, "--arg", marker, "--arg", listener.port)
         check_reached(res, marker, listener)
     finally:
         listener.close()
@@ -183,7 +188,7 @@ def test_modules_the_stack_loads_are_refused_by_event_cold(run):
 def warm(request, tmp_path_factory):
     """A warm service offering science; with "preimport" its zygote has
     imported the stack ahead."""
-    env = dict(POLICIES)
+    env = dict(SERVICE)
     if request.param == "preimport":
         env["ZYGOTE_PREIMPORT"] = PREIMPORT_STACK
     srv = start(tmp_path_factory.mktemp("science"), env=env)
@@ -192,14 +197,14 @@ def warm(request, tmp_path_factory):
 
 
 def test_stack_works_warm(warm):
-    res = execute(warm, STACK, policy="science")
+    res = execute(warm, STACK, policy="science", memoryLimit=MEMORY)
     assert res["status"] == "ok", brief(res)
     assert res["stdout"] == STACK_OUT, brief(res)
     assert res["stderr"] == "", brief(res)
 
 
 def test_numerical_libraries_run_one_thread_warm(warm):
-    res = execute(warm, THREADS, policy="science")
+    res = execute(warm, THREADS, policy="science", memoryLimit=MEMORY)
     assert res["status"] == "ok" and res["stdout"] == THREADS_OUT, brief(res)
 
 
@@ -219,7 +224,7 @@ def test_modules_the_stack_loads_are_refused_by_event_warm(warm):
     marker = new_marker("sciw")
     listener = Listener(2, "127.0.0.1")
     try:
-        res = execute(warm, REACHED, policy="science", args=[marker, str(listener.port)])
+        res = execute(warm, REACHED, policy="science", memoryLimit=MEMORY, args=[marker, str(listener.port)])
         check_reached(res, marker, listener)
     finally:
         listener.close()

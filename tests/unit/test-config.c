@@ -542,6 +542,11 @@ static void test_policies_and_warm_keys(void **state) {
         EXPECT_FAIL("ZYGOTE_PREIMPORT must list module names separated by commas, got 'a/b' in 'a/b'",
                     "--zygote-preimport", "a/b");
         EXPECT_FAIL("ZYGOTE_PREIMPORT ends with a comma: 'math,'", "--zygote-preimport", "math,");
+        /* The zygote runs on the host's file system: nothing that writes
+         * there at import. */
+        EXPECT_FAIL("ZYGOTE_PREIMPORT must not list 'matplotlib.pyplot': it writes its cache at import, and the "
+                    "zygote runs on the host's file system",
+                    "--zygote-preimport", "numpy, matplotlib.pyplot");
         path = write_tmp("pol2.conf", "POLICY_=base=education\n");
         snprintf(msg, sizeof msg, "%s line 1: 'POLICY_' needs a policy name of 1-31 characters after POLICY_", path);
         EXPECT_FAIL(msg, "--config", path);
