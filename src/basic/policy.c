@@ -39,9 +39,10 @@ static const char *const education_allow[] = {
  * not the program's request, and needs no entry here.
  */
 static const char *const science_allow[] = {
-        "numpy",      /* arrays and numerical routines */
-        "matplotlib", /* plots, drawn by Agg to files and buffers (MPLBACKEND) */
-        "pandas",     /* tables */
+        "numpy",        /* arrays and numerical routines */
+        "matplotlib",   /* plots, drawn by Agg to files and buffers (MPLBACKEND) */
+        "mpl_toolkits", /* matplotlib's 3D axes and grids, in the same package */
+        "pandas",       /* tables */
 };
 
 /* Refused outright, even where a policy's imports are not checked by name:

@@ -119,11 +119,11 @@ static void test_builtins(void **state) {
         sci = find(s, "science");
         assert_true(sci->check_imports);
         assert_true(sci->restrict_writes);
-        assert_int_equal(sci->n_allow, edu->n_allow + 3);
+        assert_int_equal(sci->n_allow, edu->n_allow + 4);
         for (size_t i = 0; i < edu->n_allow; i++)
                 ALLOWED(sci, edu->allow[i]);
         for (const char *const *m = (const char *const[]){ "numpy", "numpy.linalg", "pandas", "matplotlib",
-                                                           "matplotlib.pyplot", NULL };
+                                                           "matplotlib.pyplot", "mpl_toolkits.mplot3d", NULL };
              *m; m++) {
                 ALLOWED(sci, *m);
                 REFUSED(edu, *m);
