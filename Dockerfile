@@ -43,6 +43,7 @@ RUN apt-get update \
       libjansson4 libyaml-0-2 libmicrohttpd12 libexpat1 zlib1g \
       libhiredis0.14 libcurl4 libssl3 ca-certificates \
       libpython3.11-stdlib python3 python3-pil tini \
+      python3-numpy python3-matplotlib python3-pandas \
       $( [ "$BLENDER" = true ] && echo blender ) \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /srv/pyexec/templates /srv/pyexec/uploads /srv/pyexec/composed /srv/pyexec/renders

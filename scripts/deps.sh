@@ -41,6 +41,8 @@ pkgs_serve=(
   # /usr/bin/python3 with Pillow, render runs /usr/bin/blender (Cycles on
   # the CPU, FFmpeg's H.264 for the turntable)
   python3 python3-pil blender
+  # the science policy's scientific stack, imported by programs
+  python3-numpy python3-matplotlib python3-pandas
   # the Redis queue backend (QUEUE_URL=redis://...), loaded with dlopen()
   libhiredis0.14
   # the callbacks of submissions (webhooks): HTTP and their signature

@@ -41,6 +41,7 @@ packages=(
   gcc make pkg-config meson ninja-build libseccomp-dev libjansson-dev libmicrohttpd-dev libyaml-dev
   libhiredis-dev libcurl4-openssl-dev libssl-dev
   libpython3.11-dev python3.11-dev scdoc libcmocka-dev python3 python3-pytest python3-pil
+  python3-numpy python3-matplotlib python3-pandas
   python3-prometheus-client python3-markdown-it iproute2 util-linux passwd curl libsystemd-dev git
   ca-certificates
 )

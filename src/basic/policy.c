@@ -32,6 +32,19 @@ static const char *const education_allow[] = {
         "PIL",                         /* Pillow, for image exercises */
 };
 
+/*
+ * What the science policy adds to education's allowlist: the scientific
+ * stack as Debian packages it (python3-numpy, python3-matplotlib,
+ * python3-pandas). What these libraries import for themselves is theirs,
+ * not the program's request, and needs no entry here.
+ */
+static const char *const science_allow[] = {
+        "numpy",        /* arrays and numerical routines */
+        "matplotlib",   /* plots, drawn by Agg to files and buffers (MPLBACKEND) */
+        "mpl_toolkits", /* matplotlib's 3D axes and grids, in the same package */
+        "pandas",       /* tables */
+};
+
 /* Refused outright, even where a policy's imports are not checked by name:
  * the routes around the allowlist (the import machinery) and the modules
  * that leave the program (processes, network, native code). Private helper
@@ -160,26 +173,36 @@ static int add_table(char ***v, size_t *n, const char *const *t, size_t count) {
         return 0;
 }
 
+/* education's lists into p, named name. */
+static int education_init(struct policy *p, const char *name) {
+        int r;
+
+        snprintf(p->name, sizeof p->name, "%s", name);
+        p->check_imports = true;
+        p->restrict_writes = true;
+        if ((r = add_table(&p->allow, &p->n_allow, education_allow, ELEMENTSOF(education_allow))) < 0 ||
+            (r = add_table(&p->deny, &p->n_deny, education_deny, ELEMENTSOF(education_deny))) < 0)
+                return r;
+        return add_table(&p->deny_events, &p->n_deny_events, education_events, ELEMENTSOF(education_events));
+}
+
 int policy_set_init(struct policy_set *s) {
-        struct policy *v = calloc(2, sizeof *v);
+        struct policy *v = calloc(3, sizeof *v);
         int r;
 
         if (!v)
                 return -ENOMEM;
-        snprintf(v[0].name, sizeof v[0].name, "education");
-        v[0].check_imports = true;
-        v[0].restrict_writes = true;
-        if ((r = add_table(&v[0].allow, &v[0].n_allow, education_allow, ELEMENTSOF(education_allow))) < 0 ||
-            (r = add_table(&v[0].deny, &v[0].n_deny, education_deny, ELEMENTSOF(education_deny))) < 0 ||
-            (r = add_table(&v[0].deny_events, &v[0].n_deny_events, education_events, ELEMENTSOF(education_events))) <
-                    0) {
-                policy_done(&v[0]);
+        /* science: education's refusals, and the scientific stack. */
+        if ((r = education_init(&v[0], "education")) < 0 || (r = education_init(&v[2], "science")) < 0 ||
+            (r = add_table(&v[2].allow, &v[2].n_allow, science_allow, ELEMENTSOF(science_allow))) < 0) {
+                for (size_t i = 0; i < 3; i++)
+                        policy_done(&v[i]);
                 free(v);
                 return r;
         }
         /* permissive: the kernel sandbox alone. */
         snprintf(v[1].name, sizeof v[1].name, "permissive");
-        *s = (struct policy_set){ .v = v, .n = 2 };
+        *s = (struct policy_set){ .v = v, .n = 3 };
         return 0;
 }
 

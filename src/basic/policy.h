@@ -46,7 +46,8 @@ struct policy_set {
         size_t n;
 };
 
-/* The built-in policies: "education" and "permissive". */
+/* The built-in policies: "education", "permissive" and "science"
+ * (education with numpy, matplotlib and pandas). */
 int policy_set_init(struct policy_set *s);
 void policy_set_done(struct policy_set *s);
 const struct policy *policy_set_find(const struct policy_set *s, const char *name);

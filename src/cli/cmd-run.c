@@ -45,7 +45,7 @@ static const char help_run_options[] =
         "  --test FILE            run FILE as main.py, with the program saved as starter.py beside it\n"
         "  --module NAME          with --test: save the program as NAME.py instead of starter.py\n"
         "  --python PATH          run this interpreter (under /usr) as is, without the runner or a policy\n"
-        "  --policy NAME          run under policy education or permissive (default: none, as permissive)\n"
+        "  --policy NAME          run under policy education, science or permissive (default: none, as permissive)\n"
         "  --service URL          run on a running `pyexec serve` (http://HOST:PORT), on its warm path\n"
         "  --help                 print this help and exit\n";
 
@@ -497,7 +497,7 @@ static void run_choose_interpreter(struct run_cmd *c) {
                 usage_error("out of memory");
         pol = policy_set_find(&c->policies, c->policy_opt);
         if (!pol)
-                usage_error("--policy must be one of: education, permissive; got '%s'", c->policy_opt);
+                usage_error("--policy must be one of: education, science, permissive; got '%s'", c->policy_opt);
         if (!c->spec.runner && strcmp(c->policy_opt, "permissive") != 0)
                 usage_error("--policy %s needs the embedded runner; --python runs an interpreter as is", c->policy_opt);
         if (policy_format(pol, &c->policy_line) < 0)

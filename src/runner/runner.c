@@ -466,6 +466,43 @@ static int wrap_os_open(void) {
 
 /* ---- the hook --------------------------------------------------------- */
 
+/*
+ * ctypes.dlopen(None) made by ctypes' own import (ctypes.pythonapi, from the
+ * package's module code): the handle of what the process has already
+ * loaded, which loads no code. pandas imports ctypes whatever the program
+ * does; every other dlopen, looking a symbol up (ctypes.dlsym) and calling
+ * one (ctypes.call_function) stay refused by the policies that refuse
+ * ctypes.*. The program cannot pass its code off as that module's (see the
+ * top of this file).
+ */
+#define CTYPES_INIT "/usr/lib/python3.11/ctypes/__init__.py"
+
+static bool frame_is(PyFrameObject *f, const char *file, const char *name) {
+        PyCodeObject *co = f ? PyFrame_GetCode(f) : NULL;
+        const char *fn = co ? PyUnicode_AsUTF8(co->co_filename) : NULL, *n = co ? PyUnicode_AsUTF8(co->co_name) : NULL;
+        bool is = fn && n && strcmp(fn, file) == 0 && (!name || strcmp(n, name) == 0);
+
+        if (co && (!fn || !n))
+                PyErr_Clear();
+        Py_XDECREF(co);
+        return is;
+}
+
+static bool event_is_ctypes_import(const char *event, PyObject *args) {
+        PyFrameObject *f, *back;
+        bool is;
+
+        if (strcmp(event, "ctypes.dlopen") != 0 || PyTuple_Size(args) < 1 || PyTuple_GetItem(args, 0) != Py_None)
+                return false;
+        f = PyEval_GetFrame(); /* borrowed: CDLL.__init__ */
+        if (!frame_is(f, CTYPES_INIT, "__init__"))
+                return false;
+        back = PyFrame_GetBack(f);
+        is = frame_is(back, CTYPES_INIT, "<module>");
+        Py_XDECREF(back);
+        return is;
+}
+
 static int hook_checked(const char *event, PyObject *args) {
         const char *what = NULL;
 
@@ -514,6 +551,8 @@ static int hook_checked(const char *event, PyObject *args) {
                     innermost_is_program())
                         return refuse_operation("%s is not allowed by policy '%s'", event, active->name);
         }
+        if (event_is_ctypes_import(event, args))
+                return 0;
         if (policy_event_denied(active, event, &what)) {
                 if (what)
                         return refuse_operation("%s (%s) is not allowed by policy '%s'", what, event, active->name);
@@ -534,6 +573,47 @@ static int audit_hook(const char *event, PyObject *args, void *data) {
         return r;
 }
 
+/*
+ * A module the policy lists that is missing from the system: said so, so
+ * that nobody reads the ModuleNotFoundError as a refusal. Only when the
+ * missing module is the one requested or a package it is in ("numpy" for
+ * "numpy.linalg"), not a module it imports itself; the exception stays a
+ * ModuleNotFoundError, which a program may catch as python3's.
+ */
+static void explain_not_installed(const char *module) {
+        PyObject *type, *value, *tb, *missing, *msg, *e;
+        const char *m;
+        size_t n;
+
+        if (is_local_module(module) || module[0] == '_' || !policy_module_allowed(active, module))
+                return;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        missing = value ? PyObject_GetAttrString(value, "name") : NULL;
+        m = missing && PyUnicode_Check(missing) ? PyUnicode_AsUTF8(missing) : NULL;
+        n = m ? strlen(m) : 0;
+        if (!m || strncmp(module, m, n) != 0 || (module[n] != 0 && module[n] != '.')) {
+                PyErr_Clear();
+                Py_XDECREF(missing);
+                PyErr_Restore(type, value, tb);
+                return;
+        }
+        msg = PyUnicode_FromFormat("module '%s' is allowed by policy '%s' but is not installed", m, active->name);
+        e = msg ? PyObject_CallOneArg(PyExc_ModuleNotFoundError, msg) : NULL;
+        if (e && PyObject_SetAttrString(e, "name", missing) == 0) {
+                PyErr_SetObject(PyExc_ModuleNotFoundError, e);
+                Py_XDECREF(type);
+                Py_XDECREF(value);
+                Py_XDECREF(tb);
+        } else {
+                PyErr_Clear();
+                PyErr_Restore(type, value, tb);
+        }
+        Py_XDECREF(e);
+        Py_XDECREF(msg);
+        Py_XDECREF(missing);
+}
+
 /* builtins.__import__ while a policy checks imports. */
 static PyObject *checked_import(PyObject *self, PyObject *args, PyObject *kwargs) {
         static char *kwlist[] = { "name", "globals", "locals", "fromlist", "level", NULL };
@@ -545,12 +625,17 @@ static PyObject *checked_import(PyObject *self, PyObject *args, PyObject *kwargs
                 return NULL;
         if (level == 0 && active) {
                 const char *module = PyUnicode_AsUTF8(name);
+                PyObject *res;
                 if (!module)
                         return NULL;
                 if (!module_allowed(module) && requested_by_program()) {
                         refuse_import(module);
                         return NULL;
                 }
+                res = PyObject_Call(orig_import, args, kwargs);
+                if (!res && active->check_imports && PyErr_ExceptionMatches(PyExc_ModuleNotFoundError))
+                        explain_not_installed(module);
+                return res;
         }
         return PyObject_Call(orig_import, args, kwargs);
 }
@@ -560,6 +645,74 @@ static PyMethodDef checked_import_def = {
         "__import__(name, globals=None, locals=None, fromlist=(), level=0): the import statement's function, "
         "checked against pyexec's policy"
 };
+
+/*
+ * _posixsubprocess.fork_exec starts a process and raises no audit event:
+ * subprocess.Popen raises one before calling it, but the function itself
+ * is within reach once a library has loaded subprocess (matplotlib does, at
+ * import), as sys.modules['_posixsubprocess'].fork_exec or
+ * subprocess._fork_exec. While the policy refuses subprocess.Popen, every
+ * copy of it the program could reach is replaced by this wrapper, which
+ * refuses as that event would (the original stays in the wrapper's self,
+ * out of the program's reach); the wrappers of _imp (below) do the same
+ * for a _posixsubprocess module created later.
+ */
+static PyObject *checked_fork_exec(PyObject *orig, PyObject *args) {
+        const char *what = NULL;
+
+        if (enforcing && active && policy_event_denied(active, "subprocess.Popen", &what)) {
+                refuse_operation("%s (_posixsubprocess.fork_exec) is not allowed by policy '%s'",
+                                 what ? what : "starting a process", active->name);
+                return NULL;
+        }
+        return PyObject_Call(orig, args, NULL);
+}
+
+static PyMethodDef checked_fork_exec_def = {
+        "fork_exec", checked_fork_exec, METH_VARARGS,
+        "fork_exec(...): _posixsubprocess.fork_exec, refused while pyexec's policy refuses starting processes"
+};
+
+/* Replace module.attr, the real fork_exec, by the wrapper; 0 when absent
+ * or already wrapped. */
+static int wrap_fork_exec_in(PyObject *module, const char *attr) {
+        PyObject *cur = PyObject_GetAttrString(module, attr), *f;
+        int r;
+
+        if (!cur || !PyCFunction_Check(cur) || PyCFunction_GET_FUNCTION(cur) == (PyCFunction)checked_fork_exec) {
+                PyErr_Clear();
+                Py_XDECREF(cur);
+                return 0;
+        }
+        f = PyCFunction_New(&checked_fork_exec_def, cur);
+        Py_DECREF(cur);
+        if (!f)
+                return -1;
+        r = PyObject_SetAttrString(module, attr, f);
+        Py_DECREF(f);
+        return r;
+}
+
+/* The copies in modules already loaded (the zygote may have imported
+ * subprocess ahead). */
+static int wrap_fork_exec(void) {
+        static const struct {
+                const char *module, *attr;
+        } holders[] = {
+                { "_posixsubprocess", "fork_exec" },
+                { "subprocess", "_fork_exec" },
+        };
+        PyObject *modules = PyImport_GetModuleDict();
+
+        if (!policy_event_denied(active, "subprocess.Popen", NULL))
+                return 0;
+        for (size_t i = 0; i < ELEMENTSOF(holders); i++) {
+                PyObject *m = PyDict_GetItemString(modules, holders[i].module);
+                if (m && wrap_fork_exec_in(m, holders[i].attr) < 0)
+                        return -1;
+        }
+        return 0;
+}
 
 /*
  * Modules built into the interpreter or loaded from a shared library are
@@ -574,6 +727,7 @@ static PyObject *checked_create(PyObject *orig, PyObject *args) {
         PyObject *spec = PyTuple_Size(args) > 0 ? PyTuple_GetItem(args, 0) : NULL;
         PyObject *name = spec ? PyObject_GetAttrString(spec, "name") : NULL;
         const char *module = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+        PyObject *res;
 
         if (!module)
                 PyErr_Clear();
@@ -582,8 +736,12 @@ static PyObject *checked_create(PyObject *orig, PyObject *args) {
                 Py_DECREF(name);
                 return NULL;
         }
+        res = PyObject_Call(orig, args, NULL);
+        if (res && module && strcmp(module, "_posixsubprocess") == 0 && active &&
+            policy_event_denied(active, "subprocess.Popen", NULL) && wrap_fork_exec_in(res, "fork_exec") < 0)
+                Py_CLEAR(res);
         Py_XDECREF(name);
-        return PyObject_Call(orig, args, NULL);
+        return res;
 }
 
 static PyObject *checked_create_builtin(PyObject *self, PyObject *args) {
@@ -1384,7 +1542,7 @@ _Noreturn void runner_run(struct work *w, int status_fd, int work_fd) {
                         _exit(127);
                 }
                 Py_DECREF(f);
-                if (wrap_imp() < 0) {
+                if (wrap_imp() < 0 || wrap_fork_exec() < 0) {
                         PyErr_Print();
                         _exit(127);
                 }

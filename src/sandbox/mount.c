@@ -36,6 +36,7 @@ static const struct bind_entry {
         { "/etc/localtime", BIND_OPTIONAL, "time.localtime() in the host's zone" },
         { "/etc/python3", BIND_OPTIONAL, "Debian's Python configuration" },
         { "/etc/python3.11", BIND_OPTIONAL, "sitecustomize.py, which site.py imports" },
+        { "/etc/matplotlibrc", BIND_OPTIONAL, "matplotlib's defaults: Debian's matplotlib reads them only here" },
         { "/etc/alternatives", BIND_OPTIONAL,
           "links only; libblas/liblapack resolve through it (ld.so.cache records those paths), Blender needs them" },
 };

@@ -15,6 +15,18 @@ char *const sandbox_env[SANDBOX_ENV_COUNT + 1] = {
         "LANG=C.UTF-8",          /* UTF-8 I/O whatever the host's locale */
         "USER=" SANDBOX_USER,
         "LOGNAME=" SANDBOX_USER,
+        /* Numerical libraries start a thread per CPU by default: one each,
+         * so a program stays within its pids limit and its CPU time is the
+         * work it asked for. */
+        "OPENBLAS_NUM_THREADS=1",
+        "OMP_NUM_THREADS=1",
+        "MKL_NUM_THREADS=1",
+        "NUMEXPR_NUM_THREADS=1",
+        /* matplotlib draws to files and buffers (there is no display), and
+         * keeps its configuration and font cache in a writable directory
+         * (HOME is the program's, whose files a run returns). */
+        "MPLBACKEND=Agg",
+        "MPLCONFIGDIR=/tmp/matplotlib",
         NULL,
 };
 

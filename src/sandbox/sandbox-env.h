@@ -24,7 +24,7 @@
 /* Every program's environment, NULL-terminated: a fixed one, nothing of the
  * host's. Jobs add their own entries after these. */
 extern char *const sandbox_env[];
-#define SANDBOX_ENV_COUNT 5
+#define SANDBOX_ENV_COUNT 11
 
 /* Map SANDBOX_INNER_ID to the caller's outer ids in the user namespace of
  * pid (its init, waiting for the sync byte). -errno. */

@@ -95,7 +95,8 @@ static const struct key {
           "modules the zygote imports ahead (comma-separated): warm runs find them imported; each one makes every "
           "sandbox dearer" },
         { "POLICIES", KEY_STRING, 0, 0, "education,permissive", C(policies),
-          "comma-separated policies a request may pick (built-in: education, permissive; more as POLICY_<NAME>=spec)" },
+          "comma-separated policies a request may pick (built-in: education, permissive, science; more as "
+          "POLICY_<NAME>=spec)" },
         { "DEFAULT_POLICY", KEY_STRING, 0, 0, "education", C(default_policy),
           "the policy of a request that names none (one of POLICIES)" },
         { "ALLOW_STALE_RUNNER", KEY_BOOL, 0, 0, "false", C(allow_stale_runner),
@@ -200,6 +201,24 @@ static bool next_list_name(const char **p, char *name, size_t n, bool *bad) {
         return true;
 }
 
+/*
+ * Modules the zygote must not import: it runs on the host's file system, as
+ * the service's user, and these write there at import (matplotlib builds
+ * its font cache in MPLCONFIGDIR, /tmp/matplotlib, which on the host is a
+ * path any local user can create first). A run imports them in its own
+ * sandbox, whose /tmp is its own.
+ */
+static const char *const preimport_refused[] = { "matplotlib", "mpl_toolkits" };
+
+static bool preimport_is_refused(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(preimport_refused); i++) {
+                size_t l = strlen(preimport_refused[i]);
+                if (strncmp(name, preimport_refused[i], l) == 0 && (name[l] == 0 || name[l] == '.'))
+                        return true;
+        }
+        return false;
+}
+
 /* ZYGOTE_PREIMPORT: module names (dotted, each part an identifier) separated
  * by commas, spaces around them allowed; empty imports nothing ahead. */
 static int check_preimport(const char *list, char *err, size_t errlen) {
@@ -218,6 +237,13 @@ static int check_preimport(const char *list, char *err, size_t errlen) {
                         char *part, *save = NULL;
                         memcpy(name, p, n);
                         name[n] = 0;
+                        if (preimport_is_refused(name)) {
+                                snprintf(err, errlen,
+                                         "ZYGOTE_PREIMPORT must not list '%s': it writes its cache at import, and the "
+                                         "zygote runs on the host's file system",
+                                         name);
+                                return -EINVAL;
+                        }
                         ok = name[0] != '.' && name[n - 1] != '.' && !strstr(name, "..");
                         for (part = strtok_r(name, ".", &save); ok && part; part = strtok_r(NULL, ".", &save))
                                 ok = module_name_is_valid(part);
@@ -278,8 +304,9 @@ int config_build_policies(struct config *c, char *err, size_t errlen) {
         bool bad;
         while (next_list_name(&p, name, sizeof name, &bad)) {
                 if (!policy_set_find(&c->policy_set, name)) {
-                        snprintf(err, errlen, "POLICIES names '%s', which is not defined (built-in: education, "
-                                              "permissive; define more with POLICY_<NAME>=spec)",
+                        snprintf(err, errlen,
+                                 "POLICIES names '%s', which is not defined (built-in: education, "
+                                 "permissive, science; define more with POLICY_<NAME>=spec)",
                                  name);
                         return -EINVAL;
                 }

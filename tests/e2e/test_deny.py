@@ -36,9 +36,12 @@ HERE = Path(__file__).resolve().parent
 # and its merged-/usr links, the generated /etc, and the run's own mounts.
 ROOT_ALLOWED = {"usr", "lib", "lib64", "bin", "sbin", "etc", "dev", "proc", "tmp", "sandbox"}
 ETC_ALLOWED = {"passwd", "group", "hosts", "hostname", "nsswitch.conf", "ld.so.cache", "localtime",
-               "python3", "python3.11", "alternatives"}
+               "python3", "python3.11", "matplotlibrc", "alternatives"}
 DEV_EXPECTED = {"null", "zero", "full", "random", "urandom", "fd", "stdin", "stdout", "stderr", "shm"}
-ENV_EXPECTED = {"PATH", "HOME", "LANG", "USER", "LOGNAME"}
+ENV_EXPECTED = {
+    "PATH", "HOME", "LANG", "USER", "LOGNAME",
+    "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS", "MPLBACKEND", "MPLCONFIGDIR",
+}
 
 
 # ---- helpers ---------------------------------------------------------------

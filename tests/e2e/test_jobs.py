@@ -1096,7 +1096,9 @@ def test_job_environment_allowlist(lay):
     assert "PYEXEC_TEST_SECRET" not in got and "PYEXEC_TEST_ALLOWED_UNSET" not in got
     assert "PYTHONPATH" not in got
     assert got["HOME"] != "/root-home-of-the-host"
-    assert set(got) == {"PATH", "HOME", "LANG", "USER", "LOGNAME", "PYEXEC_TEST_ALLOWED"}, got
+    assert set(got) == {"PATH", "HOME", "LANG", "USER", "LOGNAME", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                        "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS", "MPLBACKEND", "MPLCONFIGDIR",
+                        "PYEXEC_TEST_ALLOWED"}, got
     assert "s3cret" not in doc["stdout"]
 
 

@@ -138,7 +138,7 @@ def test_unknown_policy_is_a_usage_error(tmp_path, name):
     err = p.stderr.decode()
     assert p.returncode == 2, err
     assert p.stdout == b"", p.stdout
-    assert f"pyexec run: --policy must be one of: education, permissive; got '{name}'" in err, err
+    assert f"pyexec run: --policy must be one of: education, science, permissive; got '{name}'" in err, err
     assert "usage: pyexec run" in err
 
 

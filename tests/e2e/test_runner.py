@@ -1234,6 +1234,12 @@ def run_host(tmp_path, c, merged=False):
         "HOME": str(hostdir),
         "USER": "sandbox",
         "LOGNAME": "sandbox",
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "NUMEXPR_NUM_THREADS": "1",
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": "/tmp/matplotlib",
     }
     p = subprocess.run(
         [HOST_PYTHON, "main.py", *c.args],

@@ -524,8 +524,8 @@ static void test_policies_and_warm_keys(void **state) {
         EXPECT_FAIL0("POLICY_BAD (environment variable POLICY_BAD): unknown item 'colour' (known: base, allow, deny, "
                      "deny-events, allow-events, imports, writes)");
         unsetenv("POLICY_BAD");
-        EXPECT_FAIL("POLICIES names 'strict', which is not defined (built-in: education, permissive; define more with "
-                    "POLICY_<NAME>=spec)",
+        EXPECT_FAIL("POLICIES names 'strict', which is not defined (built-in: education, permissive, science; define "
+                    "more with POLICY_<NAME>=spec)",
                     "--policies", "education,strict");
         EXPECT_FAIL("DEFAULT_POLICY 'permissive' is not among POLICIES (education)", "--policies", "education",
                     "--default-policy", "permissive");
@@ -542,6 +542,11 @@ static void test_policies_and_warm_keys(void **state) {
         EXPECT_FAIL("ZYGOTE_PREIMPORT must list module names separated by commas, got 'a/b' in 'a/b'",
                     "--zygote-preimport", "a/b");
         EXPECT_FAIL("ZYGOTE_PREIMPORT ends with a comma: 'math,'", "--zygote-preimport", "math,");
+        /* The zygote runs on the host's file system: nothing that writes
+         * there at import. */
+        EXPECT_FAIL("ZYGOTE_PREIMPORT must not list 'matplotlib.pyplot': it writes its cache at import, and the "
+                    "zygote runs on the host's file system",
+                    "--zygote-preimport", "numpy, matplotlib.pyplot");
         path = write_tmp("pol2.conf", "POLICY_=base=education\n");
         snprintf(msg, sizeof msg, "%s line 1: 'POLICY_' needs a policy name of 1-31 characters after POLICY_", path);
         EXPECT_FAIL(msg, "--config", path);

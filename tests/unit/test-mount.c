@@ -50,7 +50,8 @@ static char marker[64];
 static int group_setup(void **state) {
         static const char *const fixed[] = { "usr", "etc", "dev", "proc", "tmp", "sandbox" };
         static const char *const optional[] = { "lib", "lib64", "bin", "sbin" };
-        static const char *const etc_optional[] = { "ld.so.cache", "localtime", "python3", "python3.11", "alternatives" };
+        static const char *const etc_optional[] = { "ld.so.cache", "localtime",    "python3",
+                                                    "python3.11",  "matplotlibrc", "alternatives" };
         struct stat st;
         int fd;
 
@@ -182,6 +183,7 @@ static void check_mounts(int code) {
                                                "/etc/localtime",
                                                "/etc/python3",
                                                "/etc/python3.11",
+                                               "/etc/matplotlibrc",
                                                "/etc/alternatives",
                                                "/dev",
                                                "/dev/null",

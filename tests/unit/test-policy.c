@@ -24,6 +24,9 @@ static bool strv_has(char *const *v, size_t n, const char *s) {
         return false;
 }
 
+/* The built-in policies: education, permissive, science. */
+#define N_BUILTINS 3
+
 /* Each test gets a fresh set with the built-ins; the teardown frees it even
  * when an assertion has left the test early. */
 static struct policy_set the_set;
@@ -81,9 +84,9 @@ static void define_fails(struct policy_set *s, const char *name, const char *spe
 
 static void test_builtins(void **state) {
         struct policy_set *s = &the_set;
-        const struct policy *edu, *perm;
+        const struct policy *edu, *perm, *sci;
 
-        assert_int_equal(s->n, 2);
+        assert_int_equal(s->n, N_BUILTINS);
         edu = find(s, "education");
         perm = find(s, "permissive");
         assert_null(policy_set_find(s, "nosuch"));
@@ -110,6 +113,30 @@ static void test_builtins(void **state) {
         for (size_t i = 0; i < edu->n_allow; i++)
                 if (strv_has(edu->deny, edu->n_deny, edu->allow[i]))
                         fail_msg("education both allows and denies '%s'", edu->allow[i]);
+
+        /* science: education and the scientific stack, every refusal of
+         * education kept. */
+        sci = find(s, "science");
+        assert_true(sci->check_imports);
+        assert_true(sci->restrict_writes);
+        assert_int_equal(sci->n_allow, edu->n_allow + 4);
+        for (size_t i = 0; i < edu->n_allow; i++)
+                ALLOWED(sci, edu->allow[i]);
+        for (const char *const *m = (const char *const[]){ "numpy", "numpy.linalg", "pandas", "matplotlib",
+                                                           "matplotlib.pyplot", "mpl_toolkits.mplot3d", NULL };
+             *m; m++) {
+                ALLOWED(sci, *m);
+                REFUSED(edu, *m);
+        }
+        assert_int_equal(sci->n_deny, edu->n_deny);
+        for (size_t i = 0; i < edu->n_deny; i++)
+                REFUSED(sci, edu->deny[i]);
+        assert_int_equal(sci->n_deny_events, edu->n_deny_events);
+        for (size_t i = 0; i < edu->n_deny_events; i++)
+                if (!policy_event_denied(sci, edu->deny_events[i], NULL))
+                        fail_msg("science allows the event '%s'", edu->deny_events[i]);
+        REFUSED(sci, "scipy");
+        REFUSED(sci, "numpyx");
 
         assert_string_equal(perm->name, "permissive");
         assert_false(perm->check_imports);
@@ -462,7 +489,7 @@ static void test_define_base_education(void **state) {
 
         /* extra allow */
         p = define_ok(s, "sci", "base=education; allow=numpy,scipy");
-        assert_int_equal(s->n, 3);
+        assert_int_equal(s->n, N_BUILTINS + 1);
         assert_string_equal(p->name, "sci");
         assert_true(p->check_imports);
         assert_true(p->restrict_writes);
@@ -628,8 +655,7 @@ static void test_define_errors(void **state) {
         /* 31 is fine */
         name32[POLICY_NAME_MAX - 1] = 0;
         define_ok(s, name32, "base=education");
-        assert_int_equal(s->n, 3);
-
+        assert_int_equal(s->n, N_BUILTINS + 1);
 }
 
 /* The operator's policy lists may name submodules: the module lists are
@@ -653,11 +679,11 @@ static void test_define_redefine_replaces(void **state) {
 
         p = define_ok(s, "course", "allow=numpy; deny-events=os.kill; writes=workdir");
         ALLOWED(p, "numpy");
-        assert_int_equal(s->n, 3);
+        assert_int_equal(s->n, N_BUILTINS + 1);
 
         /* redefined: replaced as a whole, not merged */
         p = define_ok(s, "course", "base=education; deny=json");
-        assert_int_equal(s->n, 3);
+        assert_int_equal(s->n, N_BUILTINS + 1);
         assert_ptr_equal(p, policy_set_find(s, "course"));
         REFUSED(p, "numpy");
         REFUSED(p, "json");
@@ -676,11 +702,11 @@ static void test_define_redefine_replaces(void **state) {
         p = define_ok(s, "course", "base=course; allow=numpy");
         ALLOWED(p, "numpy");
         REFUSED(p, "json");
-        assert_int_equal(s->n, 3);
+        assert_int_equal(s->n, N_BUILTINS + 1);
 
         /* built-ins can be redefined too */
         p = define_ok(s, "permissive", "deny=pickle");
-        assert_int_equal(s->n, 3);
+        assert_int_equal(s->n, N_BUILTINS + 1);
         REFUSED(p, "pickle");
 }
 
@@ -750,7 +776,7 @@ static void test_format_parse_round_trip(void **state) {
         define_ok(s, "open", "base=education; imports=all; writes=any");
         for (size_t i = 0; i < s->n; i++)
                 round_trip(&s->v[i]);
-        assert_int_equal(s->n, 6);
+        assert_int_equal(s->n, N_BUILTINS + 4);
 }
 
 static void test_parse_fields(void **state) {

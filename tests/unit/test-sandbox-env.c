@@ -18,7 +18,17 @@ static const char *env_get(const char *name) {
 }
 
 static void test_env_is_fixed(void **state) {
-        static const char *const names[] = { "PATH", "HOME", "LANG", "USER", "LOGNAME" };
+        static const char *const names[] = { "PATH",
+                                             "HOME",
+                                             "LANG",
+                                             "USER",
+                                             "LOGNAME",
+                                             "OPENBLAS_NUM_THREADS",
+                                             "OMP_NUM_THREADS",
+                                             "MKL_NUM_THREADS",
+                                             "NUMEXPR_NUM_THREADS",
+                                             "MPLBACKEND",
+                                             "MPLCONFIGDIR" };
         size_t count = 0;
         (void)state;
         while (sandbox_env[count])
@@ -28,6 +38,12 @@ static void test_env_is_fixed(void **state) {
                 assert_non_null(env_get(names[i]));
         assert_string_equal(env_get("HOME"), SANDBOX_WORKDIR);
         assert_string_equal(env_get("LANG"), "C.UTF-8");
+        /* One thread per numerical library; matplotlib without a display,
+         * its cache somewhere writable. */
+        for (size_t i = 5; i < 9; i++)
+                assert_string_equal(env_get(names[i]), "1");
+        assert_string_equal(env_get("MPLBACKEND"), "Agg");
+        assert_string_equal(env_get("MPLCONFIGDIR"), "/tmp/matplotlib");
 }
 
 static void test_env_agrees_with_passwd(void **state) {
