@@ -653,19 +653,21 @@ static PyMethodDef checked_import_def = {
  * import), as sys.modules['_posixsubprocess'].fork_exec or
  * subprocess._fork_exec. While the policy refuses subprocess.Popen, every
  * copy of it the program could reach is replaced by this wrapper, which
- * refuses as that event would (the original stays in the wrapper's self,
- * out of the program's reach); the wrappers of _imp (below) do the same
+ * refuses as that event would (the original is kept in C only: a
+ * wrapper's __self__ would hand it to the program); the wrappers of _imp (below) do the same
  * for a _posixsubprocess module created later.
  */
-static PyObject *checked_fork_exec(PyObject *orig, PyObject *args) {
+static PyObject *orig_fork_exec; /* never in the wrapper's __self__, where a program would find it */
+
+static PyObject *checked_fork_exec(PyObject *self, PyObject *args) {
         const char *what = NULL;
 
-        if (enforcing && active && policy_event_denied(active, "subprocess.Popen", &what)) {
+        if ((enforcing && active && policy_event_denied(active, "subprocess.Popen", &what)) || !orig_fork_exec) {
                 refuse_operation("%s (_posixsubprocess.fork_exec) is not allowed by policy '%s'",
-                                 what ? what : "starting a process", active->name);
+                                 what ? what : "starting a process", active ? active->name : "?");
                 return NULL;
         }
-        return PyObject_Call(orig, args, NULL);
+        return PyObject_Call(orig_fork_exec, args, NULL);
 }
 
 static PyMethodDef checked_fork_exec_def = {
@@ -684,7 +686,10 @@ static int wrap_fork_exec_in(PyObject *module, const char *attr) {
                 Py_XDECREF(cur);
                 return 0;
         }
-        f = PyCFunction_New(&checked_fork_exec_def, cur);
+        /* Every copy is the same C function: the first one found is kept. */
+        if (!orig_fork_exec)
+                orig_fork_exec = Py_NewRef(cur);
+        f = PyCFunction_New(&checked_fork_exec_def, NULL);
         Py_DECREF(cur);
         if (!f)
                 return -1;

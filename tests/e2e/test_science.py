@@ -257,3 +257,12 @@ def test_allowed_module_that_is_missing_is_not_installed(ghost):
     res = execute(ghost, "import pyexec_absent_too\n", policy="ghost")
     assert res["status"] == "policy_violation", brief(res)
     assert res["message"] == refused_import("pyexec_absent_too", "ghost") + " (main.py, line 1)", brief(res)
+
+
+def test_the_wrapped_fork_exec_holds_no_original(run):
+    """The wrapper of _posixsubprocess.fork_exec keeps the original in C:
+    its __self__ (where a builtin method's bound object is) is None, so a
+    program that reaches the wrapper does not reach the real function."""
+    res = run("import sys, matplotlib\nm = sys.modules['_posixsubprocess']\nprint(m.fork_exec.__self__)\n",
+              *SCI, "--memory", str(MEMORY))
+    assert res["status"] == "ok" and res["stdout"] == "None\n", res
