@@ -67,17 +67,23 @@ static void sweep(struct ratelimit *rl, uint64_t now) {
 }
 
 /* The entry of client, created (with an empty window) when it has none;
- * NULL when the table is full even after a sweep, or out of memory. */
-static struct entry *lookup(struct ratelimit *rl, const char *client, uint64_t window, uint64_t now) {
-        uint32_t b = hash(client) % N_BUCKETS;
+ * NULL when the table is full (even after a sweep, when may_sweep), or out
+ * of memory. A sweep frees entries: not while the caller holds some. */
+static struct entry *find(struct ratelimit *rl, const char *client) {
         struct entry *e;
+        for (e = rl->buckets[hash(client) % N_BUCKETS]; e && strcmp(e->client, client) != 0; e = e->next)
+                ;
+        return e;
+}
+
+static struct entry *lookup(struct ratelimit *rl, const char *client, uint64_t window, uint64_t now, bool may_sweep) {
+        uint32_t b = hash(client) % N_BUCKETS;
+        struct entry *e = find(rl, client);
         size_t len;
 
-        for (e = rl->buckets[b]; e && strcmp(e->client, client) != 0; e = e->next)
-                ;
         if (e)
                 return e;
-        if (rl->n >= rl->max_clients)
+        if (rl->n >= rl->max_clients && may_sweep)
                 sweep(rl, now);
         len = strlen(client);
         if (rl->n >= rl->max_clients || !(e = malloc(sizeof *e + len + 1)))
@@ -97,7 +103,7 @@ static struct entry *lookup(struct ratelimit *rl, const char *client, uint64_t w
 bool ratelimit_take_quotas(struct ratelimit *rl, const struct ratelimit_quota *q, size_t n, uint64_t units,
                            uint64_t now, struct ratelimit_state *ret) {
         struct entry *e[QUOTAS_MAX] = { 0 };
-        size_t best = SIZE_MAX;
+        size_t best = SIZE_MAX, missing = 0;
 
         *ret = (struct ratelimit_state){ 0 };
         if (n > QUOTAS_MAX)
@@ -110,10 +116,17 @@ bool ratelimit_take_quotas(struct ratelimit *rl, const struct ratelimit_quota *q
                         return false;
                 }
         pthread_mutex_lock(&rl->lock);
+        /* Sweep (when new entries would not fit) before the lookups, which
+         * then hold their entries. */
+        for (size_t i = 0; i < n; i++)
+                if (q[i].max && !find(rl, q[i].client))
+                        missing++;
+        if (missing && rl->n + missing > rl->max_clients)
+                sweep(rl, now);
         for (size_t i = 0; i < n; i++) {
                 if (!q[i].max)
                         continue;
-                if (!(e[i] = lookup(rl, q[i].client, q[i].window_ms, now))) {
+                if (!(e[i] = lookup(rl, q[i].client, q[i].window_ms, now, false))) {
                         pthread_mutex_unlock(&rl->lock);
                         *ret = (struct ratelimit_state){ .limit = q[i].max, .reset_ms = q[i].window_ms, .full = true };
                         return false;
@@ -157,7 +170,7 @@ bool ratelimit_take(struct ratelimit *rl, const char *client, uint64_t units, ui
         /* units > max is the caller's to refuse: here it is a plain refusal. */
         if (rl->max && units > rl->max) {
                 pthread_mutex_lock(&rl->lock);
-                struct entry *e = lookup(rl, client, rl->window, now);
+                struct entry *e = lookup(rl, client, rl->window, now, true);
                 if (e && now - e->window_start >= e->window) {
                         e->window_start = now;
                         e->count = 0;
