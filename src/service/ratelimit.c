@@ -111,7 +111,12 @@ bool ratelimit_take_quotas(struct ratelimit *rl, const struct ratelimit_quota *q
         for (size_t i = 0; i < n; i++)
                 if (q[i].max && units > q[i].max) {
                         *ret = (struct ratelimit_state){
-                                .limit = q[i].max, .remaining = q[i].max, .reset_ms = q[i].window_ms, .never = true
+                                .limit = q[i].max,
+                                .remaining = q[i].max,
+                                .reset_ms = q[i].window_ms,
+                                .window_ms = q[i].window_ms,
+                                .which = i,
+                                .never = true
                         };
                         return false;
                 }
@@ -128,7 +133,9 @@ bool ratelimit_take_quotas(struct ratelimit *rl, const struct ratelimit_quota *q
                         continue;
                 if (!(e[i] = lookup(rl, q[i].client, q[i].window_ms, now, false))) {
                         pthread_mutex_unlock(&rl->lock);
-                        *ret = (struct ratelimit_state){ .limit = q[i].max, .reset_ms = q[i].window_ms, .full = true };
+                        *ret = (struct ratelimit_state){
+                                .limit = q[i].max, .reset_ms = q[i].window_ms, .window_ms = q[i].window_ms, .which = i, .full = true
+                        };
                         return false;
                 }
                 e[i]->window = q[i].window_ms;
@@ -143,7 +150,9 @@ bool ratelimit_take_quotas(struct ratelimit *rl, const struct ratelimit_quota *q
                 if (e[i] && units > q[i].max - e[i]->count) {
                         *ret = (struct ratelimit_state){ .limit = q[i].max,
                                                          .remaining = q[i].max - e[i]->count,
-                                                         .reset_ms = e[i]->window - (now - e[i]->window_start) };
+                                                         .reset_ms = e[i]->window - (now - e[i]->window_start),
+                                                         .window_ms = e[i]->window,
+                                                         .which = i };
                         pthread_mutex_unlock(&rl->lock);
                         return false;
                 }
@@ -155,7 +164,9 @@ bool ratelimit_take_quotas(struct ratelimit *rl, const struct ratelimit_quota *q
                         best = i;
                         *ret = (struct ratelimit_state){ .limit = q[i].max,
                                                          .remaining = q[i].max - e[i]->count,
-                                                         .reset_ms = e[i]->window - (now - e[i]->window_start) };
+                                                         .reset_ms = e[i]->window - (now - e[i]->window_start),
+                                                         .window_ms = e[i]->window,
+                                                         .which = i };
                 }
         }
         pthread_mutex_unlock(&rl->lock);

@@ -41,6 +41,8 @@ struct ratelimit_state {
         uint64_t limit;     /* its max; 0 when no quota limits the request */
         uint64_t remaining; /* units left in its window after this request */
         uint64_t reset_ms;  /* until its window ends */
+        uint64_t window_ms; /* its window */
+        size_t which;       /* its index in q[] */
         bool never;         /* refused: units is above its max, it never fits */
         bool full;          /* refused: the table of identities is full */
 };
