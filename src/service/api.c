@@ -10,8 +10,8 @@
 
 /* The fields a request may carry; anything else is a typo to report. */
 static const char *const known_fields[] = {
-        "code", "exerciseId", "runTests", "testCode", "moduleName", "timeout", "cpuTimeout", "memoryLimit",
-        "maxOutput", "files", "stdin", "args", "tests", "totalTimeout", "policy", "userId",
+        "code",      "exerciseId", "runTests", "testCode", "moduleName", "timeout",      "cpuTimeout", "memoryLimit",
+        "maxOutput", "files",      "stdin",    "args",     "tests",      "totalTimeout", "policy",     "userId",
 };
 
 /* Deepest nesting of arrays and objects, without parsing (strings skipped),

@@ -178,8 +178,8 @@ struct request {
         bool replayed;
         int key; /* the API key's index; -1: none */
         uint64_t rl_units;
-        struct ratelimit_state rl; /* the quota the RateLimit-* headers report */
-        bool rl_counted;           /* rl is set: the request went through the rate limit */
+        struct ratelimit_state rl;     /* the quota the RateLimit-* headers report */
+        bool rl_counted;               /* rl is set: the request went through the rate limit */
         struct api_error user_refused; /* .http set: userId refused (admit_submission) */
 };
 

@@ -110,14 +110,12 @@ bool ratelimit_take_quotas(struct ratelimit *rl, const struct ratelimit_quota *q
                 return false;
         for (size_t i = 0; i < n; i++)
                 if (q[i].max && units > q[i].max) {
-                        *ret = (struct ratelimit_state){
-                                .limit = q[i].max,
-                                .remaining = q[i].max,
-                                .reset_ms = q[i].window_ms,
-                                .window_ms = q[i].window_ms,
-                                .which = i,
-                                .never = true
-                        };
+                        *ret = (struct ratelimit_state){ .limit = q[i].max,
+                                                         .remaining = q[i].max,
+                                                         .reset_ms = q[i].window_ms,
+                                                         .window_ms = q[i].window_ms,
+                                                         .which = i,
+                                                         .never = true };
                         return false;
                 }
         pthread_mutex_lock(&rl->lock);
@@ -133,9 +131,11 @@ bool ratelimit_take_quotas(struct ratelimit *rl, const struct ratelimit_quota *q
                         continue;
                 if (!(e[i] = lookup(rl, q[i].client, q[i].window_ms, now, false))) {
                         pthread_mutex_unlock(&rl->lock);
-                        *ret = (struct ratelimit_state){
-                                .limit = q[i].max, .reset_ms = q[i].window_ms, .window_ms = q[i].window_ms, .which = i, .full = true
-                        };
+                        *ret = (struct ratelimit_state){ .limit = q[i].max,
+                                                         .reset_ms = q[i].window_ms,
+                                                         .window_ms = q[i].window_ms,
+                                                         .which = i,
+                                                         .full = true };
                         return false;
                 }
                 e[i]->window = q[i].window_ms;
@@ -173,8 +173,8 @@ bool ratelimit_take_quotas(struct ratelimit *rl, const struct ratelimit_quota *q
         return true;
 }
 
-bool ratelimit_take(struct ratelimit *rl, const char *client, uint64_t units, uint64_t now, uint64_t *ret_retry_after_ms,
-                    uint64_t *ret_remaining) {
+bool ratelimit_take(struct ratelimit *rl, const char *client, uint64_t units, uint64_t now,
+                    uint64_t *ret_retry_after_ms, uint64_t *ret_remaining) {
         const struct ratelimit_quota q = { .client = client, .max = rl->max, .window_ms = rl->window };
         struct ratelimit_state st;
 

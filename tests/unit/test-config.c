@@ -662,7 +662,7 @@ static void test_api_keys_rejected(void **state) {
 static void test_api_key_options(void **state) {
         struct load l;
         const char *path = write_tmp("optkeys", KEY_A "\n" KEY_B " max=500\twindow=1000\n" KEY_C
-                                                " trusted max=10000 user-max=20 user-window=30000 \n");
+                                                      " trusted max=10000 user-max=20 user-window=30000 \n");
 
         setenv("API_KEYS", "key-dddddddddddddddd", 1);
         LOAD(&l, "--api-keys-file", path, "--rate-limit-max", "7", "--rate-limit-window", "9000");

@@ -356,19 +356,22 @@ static void test_quota_table_full(void **state) {
                 assert_true(ratelimit_take_quotas(rl, q, 2, 1, 0, &st));
         }
         {
-                const struct ratelimit_quota q[] = { { "key:aaaaaaaa", 1000, 60000 }, { "key:aaaaaaaa/user:x", 10, 60000 } };
+                const struct ratelimit_quota q[] = { { "key:aaaaaaaa", 1000, 60000 },
+                                                     { "key:aaaaaaaa/user:x", 10, 60000 } };
                 assert_false(ratelimit_take_quotas(rl, q, 2, 1, 10, &st));
                 assert_true(st.full);
                 assert_int_equal(st.remaining, 0);
                 assert_int_equal(st.reset_ms, 60000);
         }
         {
-                const struct ratelimit_quota q[] = { { "key:aaaaaaaa", 1000, 60000 }, { "key:aaaaaaaa/user:1", 10, 60000 } };
+                const struct ratelimit_quota q[] = { { "key:aaaaaaaa", 1000, 60000 },
+                                                     { "key:aaaaaaaa/user:1", 10, 60000 } };
                 quotas_ok(rl, q, 2, 1, 20, 10, 8, 59980);
         }
         /* after the windows end the sweep makes room */
         {
-                const struct ratelimit_quota q[] = { { "key:aaaaaaaa", 1000, 60000 }, { "key:aaaaaaaa/user:x", 10, 60000 } };
+                const struct ratelimit_quota q[] = { { "key:aaaaaaaa", 1000, 60000 },
+                                                     { "key:aaaaaaaa/user:x", 10, 60000 } };
                 quotas_ok(rl, q, 2, 1, 60000, 10, 9, 60000);
         }
         ratelimit_free(rl);
