@@ -10,8 +10,8 @@
 
 /* The fields a request may carry; anything else is a typo to report. */
 static const char *const known_fields[] = {
-        "code", "exerciseId", "runTests", "testCode", "moduleName", "timeout", "cpuTimeout", "memoryLimit",
-        "maxOutput", "files", "stdin", "args", "tests", "totalTimeout", "policy",
+        "code",      "exerciseId", "runTests", "testCode", "moduleName", "timeout",      "cpuTimeout", "memoryLimit",
+        "maxOutput", "files",      "stdin",    "args",     "tests",      "totalTimeout", "policy",     "userId",
 };
 
 /* Deepest nesting of arrays and objects, without parsing (strings skipped),
@@ -380,6 +380,30 @@ int api_parse_execute(const char *body, size_t len, const struct config *cfg, st
                         goto fail;
                 }
                 r.exercise_id = v;
+        }
+
+        /* The end user a trusted key's request is for (its own quota; the
+         * caller checks the key may name one). */
+        if ((v = json_object_get(r.doc, "userId"))) {
+                const char *u = json_string_value(v);
+                bool ok = u && json_string_length(v) >= 1 && json_string_length(v) <= API_USER_ID_MAX &&
+                          strlen(u) == json_string_length(v);
+                for (const char *p = u; ok && *p; p++)
+                        ok = (unsigned char)*p >= 0x20 && *p != 0x7f;
+                if (!ok) {
+                        char got[64];
+                        if (!u)
+                                snprintf(got, sizeof got, "%s", type_name(v));
+                        else if (json_string_length(v) == 0 || json_string_length(v) > API_USER_ID_MAX)
+                                snprintf(got, sizeof got, "a string of %zu bytes", json_string_length(v));
+                        else
+                                snprintf(got, sizeof got, "a control character");
+                        api_error_set(err, 400, "invalid_request", "userId",
+                                      "userId must be a string of 1 to %d bytes without control characters, got %s",
+                                      API_USER_ID_MAX, got);
+                        goto fail;
+                }
+                r.user_id = u;
         }
 
         /* The program. */

@@ -31,9 +31,12 @@ struct api_case {
 };
 
 /* A validated request. Strings point into `doc` (kept alive here). */
+#define API_USER_ID_MAX 128
+
 struct api_request {
         json_t *doc;
         json_t *exercise_id; /* borrowed from doc: a string or integer, or NULL */
+        const char *user_id; /* borrowed from doc: userId, the end user's own quota, or NULL */
         struct pyexec_limits limits;
         struct pyexec_file *files; /* main.py, the module for runTests, then `files` */
         size_t n_files;

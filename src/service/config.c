@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "sha256.h"
 #include "util.h"
 
 static const char *const source_names[_SOURCE_MAX] = {
@@ -558,29 +559,129 @@ static int load_file(struct config *c, struct raw *raw, const char *path, char *
         return r;
 }
 
-static int add_key(struct config *c, const char *s, size_t n, const char *where, char *err, size_t errlen) {
+/* The options of a keys file's line after its key, each a word:
+ * name=value for the numbers, the bare name for the flags. Ranges as
+ * RATE_LIMIT_MAX and RATE_LIMIT_WINDOW. */
+static const struct key_option {
+        const char *name;
+        size_t offset;
+        uint64_t min, max;
+} key_options[] = {
+        { "max", offsetof(struct api_key_opts, max), 0, 100000000 },
+        { "window", offsetof(struct api_key_opts, window_ms), 1, 86400000 },
+        { "user-max", offsetof(struct api_key_opts, user_max), 0, 100000000 },
+        { "user-window", offsetof(struct api_key_opts, user_window_ms), 1, 86400000 },
+};
+
+#define KEY_OPTIONS_HELP "max=N, window=MS, trusted, user-max=N, user-window=MS"
+
+/* opts from the words of s[0..n) (the line after its key). where names
+ * the line; an error quotes the option, never the key. */
+static int parse_key_options(const char *s, size_t n, struct api_key_opts *opts, const char *where, char *err,
+                             size_t errlen) {
+        bool user_set = false;
+
+        while (n > 0) {
+                size_t w, nl;
+                const char *eq;
+                const struct key_option *o = NULL;
+                char value[32];
+
+                while (n > 0 && (*s == ' ' || *s == '\t'))
+                        s++, n--;
+                for (w = 0; w < n && s[w] != ' ' && s[w] != '\t'; w++)
+                        ;
+                if (w == 0)
+                        break;
+                if (w == strlen("trusted") && strncmp(s, "trusted", w) == 0) {
+                        opts->trusted = true;
+                        s += w, n -= w;
+                        continue;
+                }
+                eq = memchr(s, '=', w);
+                nl = eq ? (size_t)(eq - s) : w;
+                for (size_t i = 0; i < ELEMENTSOF(key_options); i++)
+                        if (strlen(key_options[i].name) == nl && strncmp(s, key_options[i].name, nl) == 0)
+                                o = &key_options[i];
+                if (!o || !eq) {
+                        snprintf(err, errlen, "%s: unknown key option '%.*s': allowed are " KEY_OPTIONS_HELP, where,
+                                 (int)(w > 40 ? 40 : w), s);
+                        return -EINVAL;
+                }
+                if (w - nl - 1 < sizeof value)
+                        snprintf(value, sizeof value, "%.*s", (int)(w - nl - 1), eq + 1);
+                if (w - nl - 1 >= sizeof value ||
+                    parse_u64(value, o->min, o->max, (uint64_t *)(void *)((char *)opts + o->offset)) < 0) {
+                        snprintf(err, errlen, "%s: %s must be a whole number from %llu to %llu, got '%.*s'", where,
+                                 o->name, (unsigned long long)o->min, (unsigned long long)o->max,
+                                 (int)(w - nl - 1 > 24 ? 24 : w - nl - 1), eq + 1);
+                        return -EINVAL;
+                }
+                if (strncmp(o->name, "user-", 5) == 0)
+                        user_set = true;
+                s += w, n -= w;
+        }
+        if (user_set && !opts->trusted) {
+                snprintf(err, errlen, "%s: user-max and user-window are for a trusted key: add 'trusted'", where);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* One key, with options when it comes from a keys file's line. */
+static int add_key(struct config *c, const char *s, size_t n, bool options, const char *where, char *err,
+                   size_t errlen) {
+        struct api_key_opts opts = { .max = c->rate_limit_max,
+                                     .window_ms = c->rate_limit_window,
+                                     .user_max = c->rate_limit_max,
+                                     .user_window_ms = c->rate_limit_window };
+        struct api_key_opts *vo;
+        struct sha256 h;
+        unsigned char digest[32];
+        char hex[65];
+        size_t kn;
         char **v;
+        int r;
+
         while (n > 0 && (*s == ' ' || *s == '\t'))
                 s++, n--;
         while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r'))
                 n--;
         if (n == 0)
                 return 0;
-        for (size_t i = 0; i < n; i++)
+        kn = n;
+        if (options) {
+                for (kn = 0; kn < n && s[kn] != ' ' && s[kn] != '\t'; kn++)
+                        ;
+                if ((r = parse_key_options(s + kn, n - kn, &opts, where, err, errlen)) < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < kn; i++)
                 if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e) {
                         snprintf(err, errlen, "%s: API keys must be printable ASCII without spaces", where);
                         return -EINVAL;
                 }
-        if (n < 16) {
+        if (kn < 16) {
                 snprintf(err, errlen, "%s: API keys must be at least 16 characters", where);
                 return -EINVAL;
         }
+        sha256_init(&h);
+        sha256_update(&h, s, kn);
+        sha256_final(&h, digest);
+        sha256_hex(digest, hex);
+        snprintf(opts.label, sizeof opts.label, "%.8s", hex);
+        explicit_bzero(&h, sizeof h);
         v = realloc(c->api_keys, (c->n_api_keys + 1) * sizeof *v);
         if (!v)
                 return -ENOMEM;
         c->api_keys = v;
-        if (!(v[c->n_api_keys] = strndup(s, n)))
+        vo = realloc(c->api_key_opts, (c->n_api_keys + 1) * sizeof *vo);
+        if (!vo)
                 return -ENOMEM;
+        c->api_key_opts = vo;
+        if (!(v[c->n_api_keys] = strndup(s, kn)))
+                return -ENOMEM;
+        vo[c->n_api_keys] = opts;
         c->n_api_keys++;
         return 0;
 }
@@ -590,7 +691,7 @@ static int load_api_keys(struct config *c, struct raw *raw, char *err, size_t er
         if (raw->api_keys)
                 for (const char *p = raw->api_keys; *p;) {
                         size_t l = strcspn(p, ",");
-                        if ((r = add_key(c, p, l, "API_KEYS", err, errlen)) < 0)
+                        if ((r = add_key(c, p, l, false, "API_KEYS", err, errlen)) < 0)
                                 return r;
                         p += l;
                         if (*p == ',')
@@ -598,6 +699,8 @@ static int load_api_keys(struct config *c, struct raw *raw, char *err, size_t er
                 }
         if (c->api_keys_file && *c->api_keys_file) {
                 struct buf b;
+                unsigned line = 0;
+                char where[64];
                 r = read_file(c->api_keys_file, 1 << 20, &b);
                 if (r < 0) {
                         snprintf(err, errlen, "API_KEYS_FILE: cannot read %s: %s", c->api_keys_file, strerror(-r));
@@ -605,7 +708,9 @@ static int load_api_keys(struct config *c, struct raw *raw, char *err, size_t er
                 }
                 for (const char *p = b.data; p && *p;) {
                         size_t l = strcspn(p, "\n");
-                        if (*p != '#' && (r = add_key(c, p, l, "API_KEYS_FILE", err, errlen)) < 0) {
+                        line++;
+                        snprintf(where, sizeof where, "API_KEYS_FILE line %u", line);
+                        if (*p != '#' && (r = add_key(c, p, l, true, where, err, errlen)) < 0) {
                                 buf_done(&b);
                                 return r;
                         }
@@ -809,6 +914,7 @@ void config_done(struct config *c) {
                 free(c->api_keys[i]);
         }
         free(c->api_keys);
+        free(c->api_key_opts);
         free(c->bind);
         free(c->cors_origin);
         free(c->api_keys_file);

@@ -41,6 +41,15 @@ enum config_source {
         _SOURCE_MAX,
 };
 
+/* What a line of API_KEYS_FILE says after the key (`max=N window=MS trusted
+ * user-max=N user-window=MS`); a key of API_KEYS has the defaults. */
+struct api_key_opts {
+        uint64_t max, window_ms;           /* the key's rate limit: RATE_LIMIT_MAX, _WINDOW unless set */
+        bool trusted;                      /* requests may name an end user (userId) */
+        uint64_t user_max, user_window_ms; /* each end user's: RATE_LIMIT_MAX, _WINDOW unless set */
+        char label[9]; /* the first 8 hex digits of the key's SHA-256: names it where a key must be named */
+};
+
 struct config {
         char *bind;
         uint64_t port;
@@ -68,6 +77,7 @@ struct config {
         /* API keys from API_KEYS and API_KEYS_FILE; empty = no auth. */
         char **api_keys;
         size_t n_api_keys;
+        struct api_key_opts *api_key_opts; /* api_keys[i]'s options, from its line */
         char *execution_mode; /* "warm" (a zygote and pre-built sandboxes) or "cold" */
         bool warm;
         uint64_t warm_pool; /* sandboxes kept ready; 0 = as the load needs, up to MAX_CONCURRENT_EXECUTIONS + 1 */

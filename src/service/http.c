@@ -176,7 +176,11 @@ struct request {
         /* asynchronous submissions */
         struct submissions_accepted acc;
         bool replayed;
-        uint64_t rl_retry, rl_remaining, rl_units;
+        int key; /* the API key's index; -1: none */
+        uint64_t rl_units;
+        struct ratelimit_state rl;     /* the quota the RateLimit-* headers report */
+        bool rl_counted;               /* rl is set: the request went through the rate limit */
+        struct api_error user_refused; /* .http set: userId refused (admit_submission) */
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -188,7 +192,9 @@ static void add_common_headers(struct request *rq, struct MHD_Response *resp) {
         MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
         if (cfg->cors_origin[0]) {
                 MHD_add_response_header(resp, "Access-Control-Allow-Origin", cfg->cors_origin);
-                MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After");
+                MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+                                        "X-Request-Id, Retry-After, RateLimit-Limit, RateLimit-Remaining, "
+                                        "RateLimit-Reset");
                 MHD_add_response_header(resp, "Vary", "Origin");
         }
 }
@@ -215,6 +221,19 @@ static bool route_takes_get(enum route r) {
 static const char *route_allow(enum route r) {
         return route_takes_post(r) ? (route_takes_get(r) ? "GET, HEAD, POST, OPTIONS" : "POST, OPTIONS")
                                    : "GET, HEAD, OPTIONS";
+}
+
+/* The quota a counted request went through, as the IETF draft "RateLimit
+ * header fields for HTTP" has them: its limit, the units left in its window,
+ * and the seconds (rounded up) until the window ends. */
+static void add_rate_limit_headers(struct request *rq, struct MHD_Response *resp) {
+        char v[24];
+        snprintf(v, sizeof v, "%llu", (unsigned long long)rq->rl.limit);
+        MHD_add_response_header(resp, "RateLimit-Limit", v);
+        snprintf(v, sizeof v, "%llu", (unsigned long long)rq->rl.remaining);
+        MHD_add_response_header(resp, "RateLimit-Remaining", v);
+        snprintf(v, sizeof v, "%llu", (unsigned long long)((rq->rl.reset_ms + 999) / 1000));
+        MHD_add_response_header(resp, "RateLimit-Reset", v);
 }
 
 /* Queue a response; body is copied. retry_after_s > 0 adds Retry-After. */
@@ -245,6 +264,8 @@ static enum MHD_Result respond(struct request *rq, unsigned code, const char *ty
         }
         if (code == 401)
                 MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"pyexec\"");
+        if (rq->rl_counted && rq->rl.limit)
+                add_rate_limit_headers(rq, resp);
         add_common_headers(rq, resp);
         r = MHD_queue_response(rq->conn, code, resp);
         MHD_destroy_response(resp);
@@ -662,41 +683,75 @@ static int parse_job_request(struct request *rq, struct api_error *err) {
         return 0;
 }
 
-/* Whether the client may have units executions now (the rate limit);
- * answer_rate_limited() says why not. */
-static bool rate_take(struct request *rq, uint64_t units) {
-        struct server *s = rq->s;
+/* userId names an end user with a quota of their own, within the key's:
+ * only a trusted key may send one. 0, or -EPERM with err filled. */
+static int check_user_id(struct request *rq, const char *user_id, struct api_error *err) {
+        const struct config *cfg = rq->s->cfg;
+        if (!user_id || (rq->key >= 0 && cfg->api_key_opts[rq->key].trusted))
+                return 0;
+        if (rq->key < 0)
+                api_error_set(err, 400, "invalid_request", "userId",
+                              "userId needs a trusted API key, and this service has no API keys: leave userId out");
+        else
+                api_error_set(err, 400, "invalid_request", "userId",
+                              "userId is for a trusted API key, and this key is not one: leave userId out, or mark "
+                              "the key 'trusted' in API_KEYS_FILE");
+        return -EPERM;
+}
+
+/* Whether the client may have units executions now (the rate limit):
+ * the key's quota when there is a key (and its end user's, with userId),
+ * else the address's. answer_rate_limited() says why not. */
+static bool rate_take(struct request *rq, uint64_t units, const char *user_id) {
+        const struct config *cfg = rq->s->cfg;
+        struct ratelimit_quota q[2];
+        char key_id[32], user[32 + API_USER_ID_MAX];
+        size_t n = 0;
+
         rq->rl_units = units;
-        if (s->cfg->rate_limit_max && units > s->cfg->rate_limit_max) {
-                rq->rl_retry = UINT64_MAX; /* never */
-                return false;
-        }
-        return ratelimit_take(s->rl, rq->client, units, now_ns() / 1000000ull, &rq->rl_retry, &rq->rl_remaining);
+        rq->rl_counted = true;
+        if (rq->key >= 0) {
+                const struct api_key_opts *o = &cfg->api_key_opts[rq->key];
+                /* The key's index, not its label: labels may collide. */
+                snprintf(key_id, sizeof key_id, "key#%d", rq->key);
+                q[n++] = (struct ratelimit_quota){ key_id, o->max, o->window_ms };
+                if (user_id) {
+                        snprintf(user, sizeof user, "key#%d/%s", rq->key, user_id);
+                        q[n++] = (struct ratelimit_quota){ user, o->user_max, o->user_window_ms };
+                }
+        } else
+                q[n++] = (struct ratelimit_quota){ rq->client, cfg->rate_limit_max, cfg->rate_limit_window };
+        return ratelimit_take_quotas(rq->s->rl, q, n, units, now_ns() / 1000000ull, &rq->rl);
 }
 
 static enum MHD_Result answer_rate_limited(struct request *rq) {
         struct server *s = rq->s;
-        unsigned long long units = rq->rl_units, max = s->cfg->rate_limit_max, window = s->cfg->rate_limit_window;
+        unsigned long long units = rq->rl_units, max = rq->rl.limit, window = rq->rl.window_ms;
         const char *what = rq->route == ROUTE_EXECUTE ? "test cases" : "executions";
+        const char *whose = rq->rl.which == 1 ? " for this userId" : "";
 
         metrics_rate_limited(s->metrics);
-        if (rq->rl_retry == UINT64_MAX)
+        if (rq->rl.full)
+                return respond_error(rq, 429, "rate_limited", NULL, ms_to_s(window),
+                                     "too many clients are counted by the rate limit at once; retry in %llu ms",
+                                     window);
+        if (rq->rl.never)
                 return respond_error(rq, 429, "rate_limited", rq->route == ROUTE_EXECUTE ? "tests" : NULL,
                                      ms_to_s(window),
-                                     "this request has %llu %s and each counts as one execution, but the rate limit "
+                                     "this request has %llu %s and each counts as one execution, but the rate limit%s "
                                      "is %llu executions per %llu ms: it can never be admitted; send at most %llu "
                                      "%s",
-                                     units, what, max, window, max, what);
+                                     units, what, whose, max, window, max, what);
         if (units > 1)
                 return respond_error(rq, 429, "rate_limited", rq->route == ROUTE_EXECUTE ? "tests" : NULL,
-                                     ms_to_s(rq->rl_retry),
-                                     "rate limit of %llu executions per %llu ms exceeded: this request's %llu %s "
+                                     ms_to_s(rq->rl.reset_ms),
+                                     "rate limit%s of %llu executions per %llu ms exceeded: this request's %llu %s "
                                      "count as %llu executions and %llu remain; retry in %llu ms",
-                                     max, window, units, what, units, (unsigned long long)rq->rl_remaining,
-                                     (unsigned long long)rq->rl_retry);
-        return respond_error(rq, 429, "rate_limited", NULL, ms_to_s(rq->rl_retry),
-                             "rate limit of %llu executions per %llu ms exceeded; retry in %llu ms", max, window,
-                             (unsigned long long)rq->rl_retry);
+                                     whose, max, window, units, what, units, (unsigned long long)rq->rl.remaining,
+                                     (unsigned long long)rq->rl.reset_ms);
+        return respond_error(rq, 429, "rate_limited", NULL, ms_to_s(rq->rl.reset_ms),
+                             "rate limit%s of %llu executions per %llu ms exceeded; retry in %llu ms", whose, max,
+                             window, (unsigned long long)rq->rl.reset_ms);
 }
 
 /* ---- asynchronous submissions ------------------------------------------------ */
@@ -709,8 +764,31 @@ static bool body_asks_async(struct request *rq) {
         return a;
 }
 
+/* A submission's body is valid when admitted: a single one's userId (a
+ * batch's items take none) is its end user. */
 static int admit_submission(void *ctx, uint64_t units) {
-        return rate_take(ctx, units) ? 0 : -EAGAIN;
+        struct request *rq = ctx;
+        json_t *doc = json_loadb(rq->body.data ? rq->body.data : "", rq->body.len, 0, NULL);
+        json_t *list = json_object_get(doc, "submissions");
+        const char *user_id = json_string_value(json_object_get(doc, "userId"));
+        bool ok;
+
+        for (size_t i = 0; json_is_array(list) && i < json_array_size(list); i++)
+                if (json_object_get(json_array_get(list, i), "userId")) {
+                        char f[64];
+                        snprintf(f, sizeof f, "submissions[%zu].userId", i);
+                        api_error_set(&rq->user_refused, 400, "invalid_request", f,
+                                      "userId is not taken in a batch: send an end user's submission on its own");
+                        json_decref(doc);
+                        return -EPERM;
+                }
+        if (check_user_id(rq, user_id, &rq->user_refused) < 0) {
+                json_decref(doc);
+                return -EPERM;
+        }
+        ok = rate_take(rq, units, user_id);
+        json_decref(doc);
+        return ok ? 0 : -EAGAIN;
 }
 
 static enum MHD_Result respond_reply(struct request *rq, struct submissions_reply *r) {
@@ -759,6 +837,10 @@ static enum MHD_Result start_submission(struct request *rq, const char *job) {
         k = submissions_accept(s->subs, rq->body.data, rq->body.len, job, key, admit_submission, rq, &rq->acc, &r);
         if (k == -EAGAIN)
                 return answer_rate_limited(rq);
+        if (k == -EPERM && rq->user_refused.http)
+                return respond_json(rq, 400, api_error_json(&rq->user_refused), 0,
+                                    json_pack("{s:s,s:s}", "error", rq->user_refused.message, "field",
+                                              rq->user_refused.field));
         if (k < 0)
                 return respond_reply(rq, &r);
         rq->replayed = r.replayed;
@@ -793,9 +875,12 @@ static enum MHD_Result start_execution(struct request *rq) {
         } else if (api_parse_execute(rq->body.data ? rq->body.data : "", rq->body.len, s->cfg, &rq->req, &err) < 0)
                 return respond_json(rq, err.http, api_error_json(&err), 0,
                                     json_pack("{s:s,s:s}", "error", err.message, "field", err.field));
+        if (check_user_id(rq, rq->req.user_id, &err) < 0)
+                return respond_json(rq, err.http, api_error_json(&err), 0,
+                                    json_pack("{s:s,s:s}", "error", err.message, "field", err.field));
         /* Each test case is a sandbox run: a request of N cases costs N. */
         units = rq->req.n_cases ? rq->req.n_cases : 1;
-        if (!rate_take(rq, units))
+        if (!rate_take(rq, units, rq->req.user_id))
                 return answer_rate_limited(rq);
         rq->work = (struct executor_task){
                 .run = work_run, .abandoned = work_abandoned, .drop = work_drop, .complete = work_complete
@@ -879,6 +964,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 rq->method = method;
                 snprintf(rq->path, sizeof rq->path, "%s", url);
                 rq->route = route_of(url);
+                rq->key = -1;
                 request_id(conn, rq->id);
                 client_address(conn, rq->client, sizeof rq->client);
                 buf_init(&rq->body, s->cfg->max_request_size);
@@ -921,8 +1007,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                 return respond_error(rq, 401, "unauthorized", NULL, 0,
                                                      "an API key is required: send 'Authorization: Bearer KEY' or "
                                                      "'X-API-Key: KEY'");
-                        /* Rate limits follow the key, not the address. */
-                        snprintf(rq->client, sizeof rq->client, "key#%d", k);
+                        /* Rate limits follow the key, not the address; the
+                         * log names it by its label, never by itself. */
+                        rq->key = k;
+                        snprintf(rq->client, sizeof rq->client, "key:%s", s->cfg->api_key_opts[k].label);
                 }
                 if (!is_post)
                         return MHD_YES; /* answered on the final call */

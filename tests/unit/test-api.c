@@ -511,6 +511,43 @@ static void test_exercise_id(void **state) {
                    "exerciseId must be a string of at most 256 bytes or an integer, got null");
 }
 
+/* userId: 1 to 128 bytes without control characters, borrowed from the body. */
+static void test_user_id(void **state) {
+        struct api_request r;
+        char *id, *body;
+
+        parse_ok("{\"code\":\"1\",\"userId\":\"student-42\"}", &r);
+        assert_string_equal(r.user_id, "student-42");
+        api_request_done(&r);
+
+        parse_ok("{\"code\":\"1\"}", &r);
+        assert_null(r.user_id);
+        api_request_done(&r);
+
+        id = repeat("u", 128);
+        body = strdup_printf("{\"code\":\"1\",\"userId\":\"%s\"}", id);
+        parse_ok(body, &r);
+        assert_int_equal(strlen(r.user_id), 128);
+        api_request_done(&r);
+        free(body);
+        free(id);
+
+        id = repeat("u", 129);
+        body = strdup_printf("{\"code\":\"1\",\"userId\":\"%s\"}", id);
+        expect_400(body, "userId",
+                   "userId must be a string of 1 to 128 bytes without control characters, got a string of 129 bytes");
+        free(body);
+        free(id);
+        expect_400("{\"code\":\"1\",\"userId\":\"\"}", "userId",
+                   "userId must be a string of 1 to 128 bytes without control characters, got a string of 0 bytes");
+        expect_400("{\"code\":\"1\",\"userId\":\"a\\nb\"}", "userId",
+                   "userId must be a string of 1 to 128 bytes without control characters, got a control character");
+        expect_400("{\"code\":\"1\",\"userId\":\"a\\u0000b\"}", "userId",
+                   "userId must be a string of 1 to 128 bytes without control characters, got a control character");
+        expect_400("{\"code\":\"1\",\"userId\":7}", "userId",
+                   "userId must be a string of 1 to 128 bytes without control characters, got an integer");
+}
+
 /* ---- files ---- */
 
 static void test_files_valid(void **state) {
@@ -1143,6 +1180,7 @@ int main(void) {
                 cmocka_unit_test(test_args_count),
                 cmocka_unit_test(test_policy),
                 cmocka_unit_test(test_exercise_id),
+                cmocka_unit_test(test_user_id),
                 cmocka_unit_test(test_files_valid),
                 cmocka_unit_test(test_files_names),
                 cmocka_unit_test(test_names_too_long_are_400),

@@ -654,12 +654,79 @@ static void test_api_keys_rejected(void **state) {
 
         path = write_tmp("shortkeys", KEY_A "\ntooshort\n");
         setenv("API_KEYS_FILE", path, 1);
-        EXPECT_FAIL0("API_KEYS_FILE: API keys must be at least 16 characters");
+        EXPECT_FAIL0("API_KEYS_FILE line 2: API keys must be at least 16 characters");
         snprintf(missing, sizeof missing, "%s/nokeys", tmpdir);
         setenv("API_KEYS_FILE", missing, 1);
         snprintf(msg, sizeof msg, "API_KEYS_FILE: cannot read %s: No such file or directory", missing);
         EXPECT_FAIL0(msg);
         unsetenv("API_KEYS_FILE");
+}
+
+/* A keys file's line: the key, then its own limits and whether it is
+ * trusted to name end users; a plain line keeps the RATE_LIMIT_* defaults. */
+static void test_api_key_options(void **state) {
+        struct load l;
+        const char *path = write_tmp("optkeys", KEY_A "\n" KEY_B " max=500\twindow=1000\n" KEY_C
+                                                      " trusted max=10000 user-max=20 user-window=30000 \n");
+
+        setenv("API_KEYS", "key-dddddddddddddddd", 1);
+        LOAD(&l, "--api-keys-file", path, "--rate-limit-max", "7", "--rate-limit-window", "9000");
+        assert_int_equal(l.r, 0);
+        assert_int_equal(l.c.n_api_keys, 4);
+        /* API_KEYS: the defaults */
+        assert_int_equal(l.c.api_key_opts[0].max, 7);
+        assert_int_equal(l.c.api_key_opts[0].window_ms, 9000);
+        assert_false(l.c.api_key_opts[0].trusted);
+        /* a plain line: the defaults, and the key is the line */
+        assert_string_equal(l.c.api_keys[1], KEY_A);
+        assert_int_equal(l.c.api_key_opts[1].max, 7);
+        assert_int_equal(l.c.api_key_opts[1].window_ms, 9000);
+        assert_false(l.c.api_key_opts[1].trusted);
+        /* the label: 8 hex digits of the key's SHA-256, not the key */
+        assert_string_equal(l.c.api_key_opts[1].label, "44bafdb1");
+        assert_string_equal(l.c.api_keys[2], KEY_B);
+        assert_int_equal(l.c.api_key_opts[2].max, 500);
+        assert_int_equal(l.c.api_key_opts[2].window_ms, 1000);
+        assert_false(l.c.api_key_opts[2].trusted);
+        assert_string_equal(l.c.api_keys[3], KEY_C);
+        assert_int_equal(l.c.api_key_opts[3].max, 10000);
+        assert_int_equal(l.c.api_key_opts[3].window_ms, 9000);
+        assert_true(l.c.api_key_opts[3].trusted);
+        assert_int_equal(l.c.api_key_opts[3].user_max, 20);
+        assert_int_equal(l.c.api_key_opts[3].user_window_ms, 30000);
+        load_done(&l);
+        unsetenv("API_KEYS");
+
+        /* trusted alone: each user gets RATE_LIMIT_MAX per RATE_LIMIT_WINDOW */
+        LOAD(&l, "--api-keys-file", write_tmp("trustkeys", KEY_A " trusted\n"));
+        assert_int_equal(l.r, 0);
+        assert_true(l.c.api_key_opts[0].trusted);
+        assert_int_equal(l.c.api_key_opts[0].user_max, 100);
+        assert_int_equal(l.c.api_key_opts[0].user_window_ms, 60000);
+        load_done(&l);
+}
+
+static void test_api_key_options_rejected(void **state) {
+        setenv("API_KEYS_FILE", write_tmp("badopt1", KEY_A "\n" KEY_B " limit=5\n"), 1);
+        EXPECT_FAIL0("API_KEYS_FILE line 2: unknown key option 'limit=5': allowed are max=N, window=MS, trusted, "
+                     "user-max=N, user-window=MS");
+        setenv("API_KEYS_FILE", write_tmp("badopt2", KEY_A " max\n"), 1);
+        EXPECT_FAIL0("API_KEYS_FILE line 1: unknown key option 'max': allowed are max=N, window=MS, trusted, "
+                     "user-max=N, user-window=MS");
+        setenv("API_KEYS_FILE", write_tmp("badopt3", KEY_A " window=0\n"), 1);
+        EXPECT_FAIL0("API_KEYS_FILE line 1: window must be a whole number from 1 to 86400000, got '0'");
+        setenv("API_KEYS_FILE", write_tmp("badopt4", KEY_A " max=lots\n"), 1);
+        EXPECT_FAIL0("API_KEYS_FILE line 1: max must be a whole number from 0 to 100000000, got 'lots'");
+        setenv("API_KEYS_FILE", write_tmp("badopt5", KEY_A " user-max=5\n"), 1);
+        EXPECT_FAIL0("API_KEYS_FILE line 1: user-max and user-window are for a trusted key: add 'trusted'");
+        /* the key's length is checked on the key alone, not the line */
+        setenv("API_KEYS_FILE", write_tmp("badopt6", "shortkey max=1000000\n"), 1);
+        EXPECT_FAIL0("API_KEYS_FILE line 1: API keys must be at least 16 characters");
+        /* options are for the keys file: in API_KEYS a space is still refused */
+        unsetenv("API_KEYS_FILE");
+        setenv("API_KEYS", KEY_A " trusted", 1);
+        EXPECT_FAIL0("API_KEYS: API keys must be printable ASCII without spaces");
+        unsetenv("API_KEYS");
 }
 
 static void test_print_config_hides_keys(void **state) {
@@ -731,6 +798,8 @@ int main(void) {
                 T(test_policies_and_warm_keys),
                 T(test_api_keys),
                 T(test_api_keys_rejected),
+                T(test_api_key_options),
+                T(test_api_key_options_rejected),
                 T(test_print_config_hides_keys),
                 T(test_done_resets),
         };

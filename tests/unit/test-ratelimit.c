@@ -263,6 +263,120 @@ static void test_free_null(void **state) {
         assert_null(ratelimit_free(new_rl(1, 1, 1)));
 }
 
+/* take_quotas must admit, reporting the quota with the fewest units left. */
+static void quotas_ok(struct ratelimit *rl, const struct ratelimit_quota *q, size_t n, uint64_t units, uint64_t now,
+                      uint64_t want_limit, uint64_t want_remaining, uint64_t want_reset) {
+        struct ratelimit_state st;
+        if (!ratelimit_take_quotas(rl, q, n, units, now, &st))
+                fail_msg("x%llu at %llu: refused, expected admitted", (unsigned long long)units,
+                         (unsigned long long)now);
+        if (st.limit != want_limit || st.remaining != want_remaining || st.reset_ms != want_reset)
+                fail_msg("x%llu at %llu: limit %llu remaining %llu reset %llu, expected %llu %llu %llu",
+                         (unsigned long long)units, (unsigned long long)now, (unsigned long long)st.limit,
+                         (unsigned long long)st.remaining, (unsigned long long)st.reset_ms,
+                         (unsigned long long)want_limit, (unsigned long long)want_remaining,
+                         (unsigned long long)want_reset);
+}
+
+static void quotas_refused(struct ratelimit *rl, const struct ratelimit_quota *q, size_t n, uint64_t units,
+                           uint64_t now, uint64_t want_limit, uint64_t want_remaining, uint64_t want_reset) {
+        struct ratelimit_state st;
+        if (ratelimit_take_quotas(rl, q, n, units, now, &st))
+                fail_msg("x%llu at %llu: admitted, expected refused", (unsigned long long)units,
+                         (unsigned long long)now);
+        if (st.limit != want_limit || st.remaining != want_remaining || st.reset_ms != want_reset)
+                fail_msg("x%llu at %llu: limit %llu remaining %llu reset %llu, expected %llu %llu %llu",
+                         (unsigned long long)units, (unsigned long long)now, (unsigned long long)st.limit,
+                         (unsigned long long)st.remaining, (unsigned long long)st.reset_ms,
+                         (unsigned long long)want_limit, (unsigned long long)want_remaining,
+                         (unsigned long long)want_reset);
+}
+
+/* Each identity has its own max and window, whatever the table's. */
+static void test_quota_per_identity(void **state) {
+        struct ratelimit *rl = new_rl(60000, 100, 16);
+        const struct ratelimit_quota a = { "key:aaaaaaaa", 2, 1000 }, b = { "key:bbbbbbbb", 5, 10000 };
+
+        quotas_ok(rl, &a, 1, 1, 0, 2, 1, 1000);
+        quotas_ok(rl, &a, 1, 1, 10, 2, 0, 990);
+        quotas_refused(rl, &a, 1, 1, 20, 2, 0, 980);
+        /* another identity is counted apart, with its own max */
+        for (uint64_t i = 0; i < 5; i++)
+                quotas_ok(rl, &b, 1, 1, 30, 5, 4 - i, 10000);
+        quotas_refused(rl, &b, 1, 1, 40, 5, 0, 9990);
+        /* a's window of 1000 ms ends; b's of 10000 does not */
+        quotas_ok(rl, &a, 1, 1, 1000, 2, 1, 1000);
+        quotas_refused(rl, &b, 1, 1, 1000, 5, 0, 9030);
+        /* units above an identity's max never fit */
+        struct ratelimit_state st;
+        assert_false(ratelimit_take_quotas(rl, &a, 1, 3, 5000, &st));
+        assert_true(st.never);
+        /* max 0: no limit */
+        const struct ratelimit_quota free_q = { "key:ffffffff", 0, 1000 };
+        for (int i = 0; i < 1000; i++)
+                assert_true(ratelimit_take_quotas(rl, &free_q, 1, 50, 0, &st));
+        assert_int_equal(st.limit, 0);
+        ratelimit_free(rl);
+}
+
+/* A key's end user counts in the user's quota and in the key's: admitted
+ * only when both have room, then counted in both; the report is the one
+ * with the fewest left. */
+static void test_quota_key_and_user(void **state) {
+        struct ratelimit *rl = new_rl(60000, 100, 16);
+        const struct ratelimit_quota u1[] = { { "key:aaaaaaaa", 5, 60000 }, { "key:aaaaaaaa/user:s1", 2, 30000 } };
+        const struct ratelimit_quota u2[] = { { "key:aaaaaaaa", 5, 60000 }, { "key:aaaaaaaa/user:s2", 2, 30000 } };
+        const struct ratelimit_quota u3[] = { { "key:aaaaaaaa", 5, 60000 }, { "key:aaaaaaaa/user:s3", 2, 30000 } };
+        const struct ratelimit_quota key[] = { { "key:aaaaaaaa", 5, 60000 } };
+
+        quotas_ok(rl, u1, 2, 1, 0, 2, 1, 30000);
+        quotas_ok(rl, u1, 2, 1, 0, 2, 0, 30000);
+        quotas_refused(rl, u1, 2, 1, 100, 2, 0, 29900); /* s1's own quota */
+        /* s2 has a quota of its own */
+        quotas_ok(rl, u2, 2, 2, 200, 2, 0, 30000);
+        /* the key has 1 left: s3's 2 are refused by the key, and nothing counts */
+        quotas_refused(rl, u3, 2, 2, 300, 5, 1, 59700);
+        quotas_ok(rl, u3, 2, 1, 300, 5, 0, 59700);
+        quotas_refused(rl, key, 1, 1, 400, 5, 0, 59600);
+        /* s1's window ends before the key's: the key still refuses */
+        quotas_refused(rl, u1, 2, 1, 30000, 5, 0, 30000);
+        ratelimit_free(rl);
+}
+
+/* A trusted key cycling end users fills the table: new identities are then
+ * refused (state.full), and the identities already in it keep counting. */
+static void test_quota_table_full(void **state) {
+        struct ratelimit *rl = new_rl(60000, 100, 4);
+        struct ratelimit_state st;
+        char name[32];
+
+        for (int i = 0; i < 3; i++) {
+                const struct ratelimit_quota q[] = { { "key:aaaaaaaa", 1000, 60000 }, { name, 10, 60000 } };
+                snprintf(name, sizeof name, "key:aaaaaaaa/user:%d", i);
+                assert_true(ratelimit_take_quotas(rl, q, 2, 1, 0, &st));
+        }
+        {
+                const struct ratelimit_quota q[] = { { "key:aaaaaaaa", 1000, 60000 },
+                                                     { "key:aaaaaaaa/user:x", 10, 60000 } };
+                assert_false(ratelimit_take_quotas(rl, q, 2, 1, 10, &st));
+                assert_true(st.full);
+                assert_int_equal(st.remaining, 0);
+                assert_int_equal(st.reset_ms, 60000);
+        }
+        {
+                const struct ratelimit_quota q[] = { { "key:aaaaaaaa", 1000, 60000 },
+                                                     { "key:aaaaaaaa/user:1", 10, 60000 } };
+                quotas_ok(rl, q, 2, 1, 20, 10, 8, 59980);
+        }
+        /* after the windows end the sweep makes room */
+        {
+                const struct ratelimit_quota q[] = { { "key:aaaaaaaa", 1000, 60000 },
+                                                     { "key:aaaaaaaa/user:x", 10, 60000 } };
+                quotas_ok(rl, q, 2, 1, 60000, 10, 9, 60000);
+        }
+        ratelimit_free(rl);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_max_per_window_exactly),
@@ -276,6 +390,9 @@ int main(void) {
                 cmocka_unit_test(test_units),
                 cmocka_unit_test(test_concurrent_units),
                 cmocka_unit_test(test_free_null),
+                cmocka_unit_test(test_quota_per_identity),
+                cmocka_unit_test(test_quota_key_and_user),
+                cmocka_unit_test(test_quota_table_full),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
