@@ -682,7 +682,6 @@ static void stream_finish(struct request *rq) {
 
         buf_init(&tail, SIZE_MAX);
         if (streaming) {
-                struct api_outcome *o = &rq->outcome;
                 json_t *err = NULL;
                 (void)stream_chunk(rq, 1, "", 0, true, &tail);
                 (void)stream_chunk(rq, 2, "", 0, true, &tail);
@@ -691,14 +690,18 @@ static void stream_finish(struct request *rq) {
                                         "could not build the response");
                 (void)sse_event(&tail, "result", rq->response ? rq->response : err);
                 json_decref(err);
-                metrics_http(rq->s->metrics, rq->route, 200);
-                log_request(rq, 200,
-                            json_pack("{s:s,s:f,s:f,s:f,s:b}", "status", pyexec_status_to_string(o->status), "wallMs",
-                                      o->wall_ms, "cpuMs", o->cpu_ms, "queueMs", rq->queue_wait_s * 1e3, "stream",
-                                      true));
         }
+        /* Under the lock: on_completed() cannot free the request meanwhile. */
         pthread_mutex_lock(&rq->lock);
         rq->running = false;
+        if (streaming) {
+                struct api_outcome *o = &rq->outcome;
+                metrics_http(rq->s->metrics, rq->route, 200);
+                log_request(rq, 200,
+                            json_pack("{s:s,s:f,s:f,s:f,s:b,s:b}", "status", pyexec_status_to_string(o->status),
+                                      "wallMs", o->wall_ms, "cpuMs", o->cpu_ms, "queueMs", rq->queue_wait_s * 1e3,
+                                      "stream", true, "clientGone", rq->gone));
+        }
         if (rq->gone) {
                 pthread_mutex_unlock(&rq->lock);
                 buf_done(&tail);
@@ -1049,6 +1052,7 @@ static enum MHD_Result start_execution(struct request *rq) {
                                              strerror(ci ? errno : EBADF));
                 pthread_mutex_init(&rq->lock, NULL);
                 buf_init(&rq->sse, stream_backlog(rq));
+                rq->method = "POST"; /* libmicrohttpd's string may go first (on_completed) */
                 rq->stream = true;
         }
         /* Each test case is a sandbox run: a request of N cases costs N. */

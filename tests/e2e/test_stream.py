@@ -20,7 +20,8 @@ SSE_HEADERS = {**JSON_HEADERS, "Accept": "text/event-stream"}
 @pytest.fixture(scope="module", params=["warm", "cold"])
 def srv(request, tmp_path_factory):
     s = start_server(tmp_path_factory.mktemp("stream"), "--rate-limit-max", "0",
-                     env={"EXECUTION_MODE": request.param, "EXECUTION_TIMEOUT": 60000})
+                     env={"EXECUTION_MODE": request.param, "EXECUTION_TIMEOUT": 60000,
+                          "MAX_OUTPUT_LENGTH": 16 << 20})
     yield s
     code = s.stop()
     assert code == 0, f"pyexec serve exited {code}: {s.log_text()[-3000:]}"
@@ -35,11 +36,16 @@ class Stream:
         self.conn.request("POST", "/api/execute", body=json.dumps(body).encode(),
                           headers={**SSE_HEADERS, **(headers or {})})
         self.resp = self.conn.getresponse()
+        self.cut = False  # the stream ended without its last chunk
 
     def next_event(self):
         name, data = None, []
         while True:
-            line = self.resp.readline()
+            try:
+                line = self.resp.readline()
+            except (http.client.IncompleteRead, ConnectionResetError):
+                self.cut = True
+                return None
             if not line:
                 return None
             line = line.decode().rstrip("\n")
@@ -201,3 +207,24 @@ def test_a_client_that_leaves_stops_its_run(srv):
     assert status == 200 and doc["stdout"] == "still serving\n"
     logged = srv.wait_log(lambda e: e.get("stream") is True and e.get("status") == "runtime_error")
     assert logged, srv.log_text()[-2000:]
+
+
+def test_a_client_too_far_behind_is_disconnected(srv):
+    # 16 MiB of control characters are 96 MiB of JSON escapes: more than the
+    # stream holds for a client (twice the output cap) that reads nothing.
+    code = ("import sys\n"
+            "for i in range(256):\n"
+            "    sys.stdout.buffer.write(b'\\x01' * 65536); sys.stdout.flush()\n"
+            "print('done', file=sys.stderr)\n")
+    rid = "slow-" + uuid.uuid4().hex
+    s = Stream(srv.port, {"code": code, "maxOutput": 16 << 20}, headers={"X-Request-Id": rid})
+    try:
+        assert s.resp.status == 200
+        logged = srv.wait_log(lambda e: e.get("requestId") == rid and "too slow" in e["message"], timeout=30)
+        assert logged, srv.log_text()[-2000:]
+        wait_for(lambda: active_runs(srv) == 0, 10, "the execution slot freed")
+        events = s.events()  # what was sent before the disconnection, then the end
+    finally:
+        s.close()
+    assert s.cut
+    assert events and all(n == "stdout" for n, _ in events)
