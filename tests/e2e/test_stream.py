@@ -196,7 +196,7 @@ def test_a_client_that_leaves_stops_its_run(srv):
     s = Stream(srv.port, {"code": code, "timeout": 60000, "cpuTimeout": 60000})
     assert s.resp.status == 200
     assert s.next_event() == ("stdout", "started\n")
-    assert host_pids_matching(marker), "the run's process is not on the host's process table"
+    wait_for(lambda: host_pids_matching(marker), 10, "the run's process on the host's process table")
     assert active_runs(srv) == 1
     # Gone at once: shut the socket down, not just drop the reference.
     s.conn.sock.shutdown(socket.SHUT_RDWR)
