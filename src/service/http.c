@@ -38,6 +38,7 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -696,11 +697,13 @@ static void stream_finish(struct request *rq) {
         rq->running = false;
         if (streaming) {
                 struct api_outcome *o = &rq->outcome;
+                struct pollfd p = { .fd = rq->sse_fd, .events = POLLRDHUP };
+                bool hung_up = rq->gone || (poll(&p, 1, 0) == 1 && p.revents);
                 metrics_http(rq->s->metrics, rq->route, 200);
                 log_request(rq, 200,
                             json_pack("{s:s,s:f,s:f,s:f,s:b,s:b}", "status", pyexec_status_to_string(o->status),
                                       "wallMs", o->wall_ms, "cpuMs", o->cpu_ms, "queueMs", rq->queue_wait_s * 1e3,
-                                      "stream", true, "clientGone", rq->gone));
+                                      "stream", true, "clientGone", hung_up));
         }
         if (rq->gone) {
                 pthread_mutex_unlock(&rq->lock);

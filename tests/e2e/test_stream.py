@@ -205,7 +205,8 @@ def test_a_client_that_leaves_stops_its_run(srv):
     wait_for(lambda: active_runs(srv) == 0, 10, "the execution slot freed")
     status, _, doc = plain_execute(srv.port, {"code": "print('still serving')"})
     assert status == 200 and doc["stdout"] == "still serving\n"
-    logged = srv.wait_log(lambda e: e.get("stream") is True and e.get("status") == "runtime_error")
+    logged = srv.wait_log(lambda e: e.get("stream") is True and e.get("clientGone") is True
+                          and e.get("status") == "runtime_error")
     assert logged, srv.log_text()[-2000:]
 
 
