@@ -145,11 +145,11 @@ enum req_state {
         REQ_NEW,
         REQ_RECEIVING,
         REQ_QUEUED,
-        REQ_DONE,    /* response ready (set by the worker) */
-        REQ_DROPPED, /* client gone before its turn */
-        REQ_REFUSED, /* not admitted: the refusal is answered after resume */
-        REQ_WAITING, /* submissions accepted, waiting for their results (?wait=) */
-        REQ_WAITED,  /* done waiting: answered after resume */
+        REQ_DONE,      /* response ready (set by the worker) */
+        REQ_DROPPED,   /* client gone before its turn */
+        REQ_REFUSED,   /* not admitted: the refusal is answered after resume */
+        REQ_WAITING,   /* submissions accepted, waiting for their results (?wait=) */
+        REQ_WAITED,    /* done waiting: answered after resume */
         REQ_STREAMING, /* running, its output sent as it arrives (Accept: text/event-stream) */
         REQ_ANSWERED,
 };
@@ -187,14 +187,14 @@ struct request {
          * libmicrohttpd's thread sends them; lock guards the fields below. */
         bool stream;
         pthread_mutex_t lock;
-        struct buf sse;    /* events not yet sent, from sse_off */
+        struct buf sse; /* events not yet sent, from sse_off */
         size_t sse_off;
-        int sse_fd;        /* a duplicate of the client's socket: the run's client_fd */
-        bool suspended;    /* suspended until the worker has more (or the end) */
-        bool sse_done;     /* the result event is in sse */
-        bool running;      /* a worker has the request */
-        bool gone;         /* the connection ended first: the worker frees the request */
-        char carry[3][4];  /* per stream: a UTF-8 character cut by a chunk's end */
+        int sse_fd;       /* a duplicate of the client's socket: the run's client_fd */
+        bool suspended;   /* suspended until the worker has more (or the end) */
+        bool sse_done;    /* the result event is in sse */
+        bool running;     /* a worker has the request */
+        bool gone;        /* the connection ended first: the worker frees the request */
+        char carry[3][4]; /* per stream: a UTF-8 character cut by a chunk's end */
         size_t carry_n[3];
 };
 
@@ -752,8 +752,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
 }
 
 static enum MHD_Result answer_stream(struct request *rq) {
-        struct MHD_Response *resp =
-                MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, rq, NULL);
+        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, rq,
+                                                                      NULL);
         enum MHD_Result r;
 
         if (!resp)
