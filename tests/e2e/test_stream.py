@@ -139,7 +139,9 @@ def test_stdout_and_stderr_events_and_split_characters(srv):
 
 
 def test_result_event_is_the_plain_response(srv):
-    body = {"code": "import sys\nprint(input() * 2)\nsys.exit(3)\n", "stdin": "ab\n", "args": ["x"]}
+    # The descriptors the program sees too: the client's socket is not among them.
+    body = {"code": "import os, sys\nprint(input() * 2)\nprint(sorted(os.listdir('/proc/self/fd')))\nsys.exit(3)\n",
+            "stdin": "ab\n", "args": ["x"]}
     events = stream_all(srv.port, body)
     status, ctype, plain = plain_execute(srv.port, body)
     assert status == 200 and ctype == "application/json"
