@@ -187,8 +187,7 @@ struct request {
          * libmicrohttpd's thread sends them; lock guards the fields below. */
         bool stream;
         pthread_mutex_t lock;
-        struct buf sse; /* events not yet sent, from sse_off */
-        size_t sse_off;
+        struct buf sse;    /* events not yet sent */
         int sse_fd;       /* a duplicate of the client's socket: the run's client_fd */
         bool suspended;   /* suspended until the worker has more (or the end) */
         bool sse_done;    /* the result event is in sse */
@@ -729,7 +728,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
 
         (void)pos;
         pthread_mutex_lock(&rq->lock);
-        n = rq->sse.len - rq->sse_off;
+        n = rq->sse.len;
         if (n == 0) {
                 bool done = rq->sse_done;
                 if (!done) {
@@ -742,11 +741,9 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
         }
         if (n > max)
                 n = max;
-        memcpy(out, rq->sse.data + rq->sse_off, n);
-        rq->sse_off += n;
-        memmove(rq->sse.data, rq->sse.data + rq->sse_off, rq->sse.len - rq->sse_off);
-        rq->sse.len -= rq->sse_off;
-        rq->sse_off = 0;
+        memcpy(out, rq->sse.data, n);
+        memmove(rq->sse.data, rq->sse.data + n, rq->sse.len - n);
+        rq->sse.len -= n;
         pthread_mutex_unlock(&rq->lock);
         return (ssize_t)n;
 }
