@@ -187,7 +187,7 @@ struct request {
          * libmicrohttpd's thread sends them; lock guards the fields below. */
         bool stream;
         pthread_mutex_t lock;
-        struct buf sse;    /* events not yet sent */
+        struct buf sse;   /* events not yet sent */
         int sse_fd;       /* a duplicate of the client's socket: the run's client_fd */
         bool suspended;   /* suspended until the worker has more (or the end) */
         bool sse_done;    /* the result event is in sse */
