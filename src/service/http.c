@@ -193,7 +193,7 @@ struct request {
         bool sse_done;    /* the result event is in sse */
         bool running;     /* a worker has the request */
         bool gone;        /* the connection ended first: the worker frees the request */
-        char carry[3][4]; /* per stream: a UTF-8 character cut by a chunk's end */
+        char carry[3][4]; /* per stream, the worker's alone: a UTF-8 character cut by a chunk's end */
         size_t carry_n[3];
 };
 
@@ -559,7 +559,7 @@ static enum MHD_Result handle_get(struct request *rq) {
  * libmicrohttpd pulls from rq->sse (stream_read); with nothing pending, that
  * callback suspends the connection, and the worker resumes it with the next
  * event. So the worker never waits for the client: it appends and goes on.
- * A client more than STREAM_BACKLOG bytes behind is disconnected.
+ * A client more than stream_backlog() bytes behind is disconnected.
  *
  * The worker polls a duplicate of the client's socket for a hang-up
  * (pyexec_spec.client_fd): a client that leaves, or is disconnected, ends
