@@ -112,10 +112,17 @@ struct pyexec_spec {
          * arrives (the CLI without --json). */
         int echo_stdout;
         int echo_stderr;
-        /* When set, called with the program's standard error as it arrives
-         * (what is kept within the output cap), on the caller's thread. */
-        void (*on_stderr)(void *userdata, const char *p, size_t n);
-        void *on_stderr_userdata;
+        /* When set, called with the program's output as it arrives (what
+         * is kept within the output cap), stdout and stderr in the order
+         * they were read, on the caller's thread; stream is 1 for stdout,
+         * 2 for stderr. */
+        void (*on_output)(void *userdata, int stream, const char *p, size_t n);
+        void *on_output_userdata;
+        /* When above 2: a connected socket of whoever waits for this run.
+         * Once it hangs up (the peer closed it, or it was shut down on this
+         * side), the run is ended: its processes are killed and the result
+         * says it was stopped. Data arriving on it does not count. 0: none. */
+        int client_fd;
         /* Jobs: run argv (argv[0], the interpreter, under /usr) instead of
          * `python3 main.py`; then no main.py is needed. */
         const char *const *argv;

@@ -409,8 +409,9 @@ static void publish_outputs(const struct job *j, struct job_slot *slots, struct 
         }
 }
 
-static void feed_progress(void *userdata, const char *p, size_t n) {
-        job_progress_feed(userdata, p, n);
+static void feed_progress(void *userdata, int stream, const char *p, size_t n) {
+        if (stream == 2)
+                job_progress_feed(userdata, p, n);
 }
 
 int job_run(struct pyexec_sandbox *sb, const struct job *j, json_t *params, const char *id,
@@ -457,8 +458,8 @@ int job_run(struct pyexec_sandbox *sb, const struct job *j, json_t *params, cons
                 .env = env,
                 .n_env = n_env,
                 .term_grace_ms = j->term_grace_ms,
-                .on_stderr = progress ? feed_progress : NULL,
-                .on_stderr_userdata = progress,
+                .on_output = progress ? feed_progress : NULL,
+                .on_output_userdata = progress,
         };
         pyexec_run(sb, &spec, &res);
         o = result_to_json(&res, &spec.limits, id);

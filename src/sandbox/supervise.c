@@ -417,6 +417,7 @@ struct watch {
         bool started, exited_msg, init_gone;
         bool rest_stopped; /* EXITED said stopped processes are left */
         bool killed_wall, killed_cpu, killed_output, killed_oom;
+        bool cancelled; /* spec->client_fd hung up */
         bool setup_failed;
         struct msg error_msg;
         struct msg verdict; /* MSG_VERDICT from the runner, when type is set */
@@ -495,8 +496,8 @@ static bool take_output(struct watch *w, struct buf *stream, int echo_fd, const 
                 (void)buf_append(&res->merged, p, keep);
                 if (echo_fd >= 0)
                         (void)write_all(echo_fd, p, keep);
-                if (stream == &res->err && w->spec->on_stderr)
-                        w->spec->on_stderr(w->spec->on_stderr_userdata, p, keep);
+                if (w->spec->on_output)
+                        w->spec->on_output(w->spec->on_output_userdata, stream == &res->err ? 2 : 1, p, keep);
         }
         return keep == n;
 }
@@ -517,11 +518,12 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
         uint64_t setup_deadline = now_ns() + SETUP_TIMEOUT_NS;
         uint64_t cpu_limit_ns = lim->cpu_time_ms * 1000000ull;
         bool cpu_polled = cg && cgroup_run_cpu_ns(cg, &(uint64_t){ 0 }) == 0;
-        int fds[4] = { out_r, err_r, status_r, pidfd };
+        /* The client's socket is polled for its hang-up only. */
+        int fds[5] = { out_r, err_r, status_r, pidfd, w->spec->client_fd > 2 ? w->spec->client_fd : -1 };
         char chunk[65536];
 
         for (;;) {
-                struct pollfd pfd[4];
+                struct pollfd pfd[5];
                 int n = 0, timeout_ms;
                 uint64_t now = now_ns(), deadline, next_cpu_check = UINT64_MAX;
                 /* Which pipes no process of the run can write to any more:
@@ -548,7 +550,7 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                 else
                         deadline = w->sup_start + lim->timeout_ms * 1000000ull;
                 if (w->init_gone || w->killed_wall || w->killed_cpu || w->killed_output || w->killed_oom ||
-                    w->setup_failed)
+                    w->cancelled || w->setup_failed)
                         deadline = UINT64_MAX;
                 if (w->term_deadline && !w->init_gone) {
                         if (now >= w->term_deadline) {
@@ -616,9 +618,9 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                 if (drain[0] || drain[1] || drain[2])
                         timeout_ms = 0;
 
-                for (int i = 0; i < 4; i++)
+                for (int i = 0; i < 5; i++)
                         if (fds[i] >= 0 && !(i == 3 && w->init_gone))
-                                pfd[n++] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
+                                pfd[n++] = (struct pollfd){ .fd = fds[i], .events = i == 4 ? POLLRDHUP : POLLIN };
                 if (poll(pfd, (nfds_t)n, timeout_ms) < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -629,7 +631,7 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                 for (int k = 0; k < n; k++) {
                         int i;
                         ssize_t got;
-                        for (i = 0; i < 4 && fds[i] != pfd[k].fd; i++)
+                        for (i = 0; i < 5 && fds[i] != pfd[k].fd; i++)
                                 ;
                         if (!pfd[k].revents) {
                                 if (i < 3 && drain[i]) {
@@ -640,6 +642,15 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                         }
                         if (i == 3) {
                                 w->init_gone = true;
+                                continue;
+                        }
+                        if (i == 4) {
+                                /* The client left: nobody waits for the
+                                 * run. (The descriptor is the caller's.) */
+                                fds[4] = -1;
+                                w->cancelled = true;
+                                if (!w->init_gone)
+                                        watch_kill(w, pidfd);
                                 continue;
                         }
                         if (i == 2) {
@@ -713,6 +724,7 @@ static void finish_result(const struct pyexec_spec *spec, struct watch *w, const
                                  .killed_cpu = w->killed_cpu,
                                  .killed_output = w->killed_output,
                                  .killed_oom = w->killed_oom,
+                                 .cancelled = w->cancelled,
                                  .verdict = w->verdict.type == MSG_VERDICT ? &w->verdict : NULL,
                                  .oom_kills = cs->oom_kills,
                                  .hugetlb_limit_hit = cs->hugetlb_limit_hit,
@@ -900,7 +912,7 @@ static int run_warm_once(struct pyexec_sandbox *sb, const struct pyexec_spec *sp
                 if (cs.oom_kills >= w.oom_base)
                         cs.oom_kills -= w.oom_base;
         }
-        if (!w.exited_msg && !w.killed_wall && !w.killed_cpu && !w.killed_output && !w.killed_oom &&
+        if (!w.exited_msg && !w.killed_wall && !w.killed_cpu && !w.killed_output && !w.killed_oom && !w.cancelled &&
             cs.oom_kills == 0 && (!w.started || warm_pool_box_zygote_died(sb->warm, box))) {
                 /* The sandbox was lost before the program ran (a dead
                  * one), or under it with its zygote, whose death takes its

@@ -205,6 +205,15 @@ static bool classify_by_supervisor(const struct pyexec_spec *spec, const struct 
         const struct pyexec_limits *lim = &spec->limits;
         bool killed = f->killed_wall || f->killed_cpu || f->killed_output || f->killed_oom || f->oom_kills > 0;
 
+        if (f->cancelled) {
+                /* Nobody reads this result; it must not count as a failure
+                 * of the sandbox (internal_error would open the circuit
+                 * breaker, or run the program again elsewhere). */
+                set_status(res, PYEXEC_RUNTIME_ERROR, strdup("the run was stopped: its client went away"));
+                res->exit_code = -1;
+                res->signal = 0;
+                return true;
+        }
         if (f->setup_failed || !f->started) {
                 if (f->error)
                         set_status(res, PYEXEC_INTERNAL_ERROR,

@@ -23,6 +23,7 @@ struct verdict_facts {
         int wstatus;
         /* What the supervisor killed the run for. */
         bool killed_wall, killed_cpu, killed_output, killed_oom;
+        bool cancelled;            /* stopped because its client hung up (spec->client_fd) */
         const struct msg *verdict; /* MSG_VERDICT from the runner's static check, or NULL */
         uint64_t oom_kills;        /* the run's cgroup's OOM kills */
         bool hugetlb_limit_hit;    /* the run's hugetlb cgroup refused a page */

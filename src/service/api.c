@@ -616,6 +616,11 @@ static void run_one(struct pyexec_sandbox *sb, const struct config *cfg, const s
                 .policy = r->policy_line,
         };
         uint64_t t0 = now_ns();
+        if (hooks) {
+                spec.on_output = hooks->on_output;
+                spec.on_output_userdata = hooks->userdata;
+                spec.client_fd = hooks->client_fd;
+        }
         pyexec_run(sb, &spec, res);
         if (hooks && hooks->observe)
                 hooks->observe(hooks->userdata, res, (double)(now_ns() - t0) / 1e6);

@@ -66,6 +66,10 @@ struct api_hooks {
         /* Before each test case after the first: whether the client went
          * away, so the remaining cases are not run. May be NULL. */
         bool (*client_gone)(void *userdata);
+        /* The program's output as it arrives (pyexec_spec.on_output). May
+         * be NULL. */
+        void (*on_output)(void *userdata, int stream, const char *p, size_t n);
+        int client_fd; /* pyexec_spec.client_fd: 0 for none */
         void *userdata;
 };
 

@@ -35,8 +35,10 @@
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -79,6 +81,7 @@ static struct {
         typeof(MHD_get_connection_info) *get_connection_info;
         typeof(MHD_suspend_connection) *suspend_connection;
         typeof(MHD_resume_connection) *resume_connection;
+        typeof(MHD_create_response_from_callback) *create_response_from_callback;
 } mhd;
 
 #define MHD_start_daemon mhd.start_daemon
@@ -92,6 +95,7 @@ static struct {
 #define MHD_get_connection_info mhd.get_connection_info
 #define MHD_suspend_connection mhd.suspend_connection
 #define MHD_resume_connection mhd.resume_connection
+#define MHD_create_response_from_callback mhd.create_response_from_callback
 
 static int mhd_load(char *err, size_t errlen) {
         static const struct dl_sym syms[] = {
@@ -106,6 +110,7 @@ static int mhd_load(char *err, size_t errlen) {
                 DL_SYM(mhd, MHD_get_connection_info, get_connection_info),
                 DL_SYM(mhd, MHD_suspend_connection, suspend_connection),
                 DL_SYM(mhd, MHD_resume_connection, resume_connection),
+                DL_SYM(mhd, MHD_create_response_from_callback, create_response_from_callback),
         };
         int r = dl_load("libmicrohttpd.so.12", "libmicrohttpd12", syms, ELEMENTSOF(syms), &mhd, &mhd.handle, err,
                         errlen);
@@ -140,11 +145,12 @@ enum req_state {
         REQ_NEW,
         REQ_RECEIVING,
         REQ_QUEUED,
-        REQ_DONE,    /* response ready (set by the worker) */
-        REQ_DROPPED, /* client gone before its turn */
-        REQ_REFUSED, /* not admitted: the refusal is answered after resume */
-        REQ_WAITING, /* submissions accepted, waiting for their results (?wait=) */
-        REQ_WAITED,  /* done waiting: answered after resume */
+        REQ_DONE,      /* response ready (set by the worker) */
+        REQ_DROPPED,   /* client gone before its turn */
+        REQ_REFUSED,   /* not admitted: the refusal is answered after resume */
+        REQ_WAITING,   /* submissions accepted, waiting for their results (?wait=) */
+        REQ_WAITED,    /* done waiting: answered after resume */
+        REQ_STREAMING, /* running, its output sent as it arrives (Accept: text/event-stream) */
         REQ_ANSWERED,
 };
 
@@ -181,6 +187,18 @@ struct request {
         struct ratelimit_state rl;     /* the quota the RateLimit-* headers report */
         bool rl_counted;               /* rl is set: the request went through the rate limit */
         struct api_error user_refused; /* .http set: userId refused (admit_submission) */
+        /* streamed execution (stream_*): the worker appends events to sse,
+         * libmicrohttpd's thread sends them; lock guards the fields below. */
+        bool stream;
+        pthread_mutex_t lock;
+        struct buf sse;   /* events not yet sent */
+        int sse_fd;       /* a duplicate of the client's socket: the run's client_fd */
+        bool suspended;   /* suspended until the worker has more (or the end) */
+        bool sse_done;    /* the result event is in sse */
+        bool running;     /* a worker has the request */
+        bool gone;        /* the connection ended first: the worker frees the request */
+        char carry[3][4]; /* per stream, the worker's alone: a UTF-8 character cut by a chunk's end */
+        size_t carry_n[3];
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -551,6 +569,223 @@ static enum MHD_Result handle_get(struct request *rq) {
         }
 }
 
+/* ---- streamed executions ------------------------------------------------- */
+
+/*
+ * With `Accept: text/event-stream`, POST /api/execute is answered with
+ * Server-Sent Events: the program's output as it arrives, then the result
+ * document. The request is validated and admitted like any other, so
+ * refusals are plain JSON. When a worker starts the run it resumes the
+ * connection, which is answered with a response whose content
+ * libmicrohttpd pulls from rq->sse (stream_read); with nothing pending, that
+ * callback suspends the connection, and the worker resumes it with the next
+ * event. So the worker never waits for the client: it appends and goes on.
+ * A client more than stream_backlog() bytes behind is disconnected.
+ *
+ * The worker polls a duplicate of the client's socket for a hang-up
+ * (pyexec_spec.client_fd): a client that leaves, or is disconnected, ends
+ * its run at once. If libmicrohttpd closes the connection while the run
+ * goes on, on_completed() leaves the request to the worker, which frees it
+ * when the run is over.
+ */
+
+/* Events not yet sent, at most: twice the output cap (JSON escaping and the
+ * events' framing add to the program's bytes) and 64 KiB. */
+static size_t stream_backlog(const struct request *rq) {
+        return (size_t)(2 * rq->req.limits.max_output) + 64 * 1024;
+}
+
+static bool wants_stream(struct MHD_Connection *conn) {
+        const char *a = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept");
+        return a && strcasestr(a, "text/event-stream");
+}
+
+static void request_free(struct request *rq);
+
+/* Append one event: "event: NAME", then data, one line of JSON. */
+static int sse_event(struct buf *b, const char *name, json_t *data) {
+        _cleanup_free_ char *j = data ? json_dumps(data, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+        if (!j)
+                return -ENOMEM;
+        return buf_printf(b, "event: %s\ndata: %s\n\n", name, j);
+}
+
+/* How many bytes at the end of p[0..n) start a UTF-8 character that is
+ * not complete: they wait for the next chunk of the same stream. */
+static size_t utf8_cut(const char *p, size_t n) {
+        for (size_t k = 1; k <= 3 && k <= n; k++) {
+                unsigned char c = (unsigned char)p[n - k];
+                size_t need;
+                if ((c & 0xc0) == 0x80)
+                        continue;
+                need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+                return need > k ? k : 0;
+        }
+        return 0;
+}
+
+/* Called with the lock held. */
+static void stream_wake(struct request *rq) {
+        if (rq->suspended && !rq->gone) {
+                rq->suspended = false;
+                MHD_resume_connection(rq->conn);
+        }
+}
+
+/* The chunk as an event: carry[stream] before it, the cut character after
+ * it kept for the next one. */
+static int stream_chunk(struct request *rq, int stream, const char *p, size_t n, bool last, struct buf *out) {
+        size_t cut = last ? 0 : utf8_cut(p, n);
+        struct buf b;
+        json_t *str;
+        int r;
+
+        buf_init(&b, SIZE_MAX);
+        if (buf_append(&b, rq->carry[stream], rq->carry_n[stream]) < 0 || buf_append(&b, p, n - cut) < 0) {
+                buf_done(&b);
+                return -ENOMEM;
+        }
+        memcpy(rq->carry[stream], p + n - cut, cut);
+        rq->carry_n[stream] = cut;
+        if (b.len == 0) {
+                buf_done(&b);
+                return 0;
+        }
+        str = result_json_string(b.data, b.len);
+        buf_done(&b);
+        r = sse_event(out, stream == 1 ? "stdout" : "stderr", str);
+        json_decref(str);
+        return r;
+}
+
+/* pyexec_spec.on_output, on the worker. */
+static void stream_output(void *userdata, int stream, const char *p, size_t n) {
+        struct request *rq = userdata;
+        struct buf ev;
+        bool overflow = false;
+
+        buf_init(&ev, SIZE_MAX);
+        if (stream_chunk(rq, stream, p, n, false, &ev) < 0 || ev.len == 0) {
+                buf_done(&ev);
+                return;
+        }
+        pthread_mutex_lock(&rq->lock);
+        if (!rq->gone && rq->sse_fd >= 0) {
+                if (buf_append(&rq->sse, ev.data, ev.len) < 0) {
+                        /* Too slow (or no memory): disconnect it; the run
+                         * sees the hang-up and ends. */
+                        overflow = true;
+                        (void)shutdown(rq->sse_fd, SHUT_RDWR);
+                }
+                stream_wake(rq);
+        }
+        pthread_mutex_unlock(&rq->lock);
+        buf_done(&ev);
+        if (overflow)
+                log_event(LOG_INFO, "streaming client too slow: disconnected, its run stopped",
+                          json_pack("{s:s,s:s,s:I}", "requestId", rq->id, "client", rq->client, "backlogBytes",
+                                    (json_int_t)stream_backlog(rq)));
+}
+
+/* On the worker, as the run starts: the connection is answered with the
+ * stream (on_request, REQ_STREAMING). */
+static void stream_begin(struct request *rq) {
+        pthread_mutex_lock(&rq->lock);
+        atomic_store(&rq->state, REQ_STREAMING);
+        stream_wake(rq);
+        pthread_mutex_unlock(&rq->lock);
+}
+
+/* On the worker, when it is done with the request (work_complete). */
+static void stream_finish(struct request *rq) {
+        struct buf tail;
+        bool streaming = atomic_load(&rq->state) == REQ_STREAMING;
+
+        buf_init(&tail, SIZE_MAX);
+        if (streaming) {
+                json_t *err = NULL;
+                (void)stream_chunk(rq, 1, "", 0, true, &tail);
+                (void)stream_chunk(rq, 2, "", 0, true, &tail);
+                if (!rq->response)
+                        err = json_pack("{s:{s:s,s:s}}", "error", "code", "internal_error", "message",
+                                        "could not build the response");
+                (void)sse_event(&tail, "result", rq->response ? rq->response : err);
+                json_decref(err);
+        }
+        /* Under the lock: on_completed() cannot free the request meanwhile. */
+        pthread_mutex_lock(&rq->lock);
+        rq->running = false;
+        if (streaming) {
+                struct api_outcome *o = &rq->outcome;
+                struct pollfd p = { .fd = rq->sse_fd, .events = POLLRDHUP };
+                bool hung_up = rq->gone || (poll(&p, 1, 0) == 1 && p.revents);
+                metrics_http(rq->s->metrics, rq->route, 200);
+                log_request(rq, 200,
+                            json_pack("{s:s,s:f,s:f,s:f,s:b,s:b}", "status", pyexec_status_to_string(o->status),
+                                      "wallMs", o->wall_ms, "cpuMs", o->cpu_ms, "queueMs", rq->queue_wait_s * 1e3,
+                                      "stream", true, "clientGone", hung_up));
+        }
+        if (rq->gone) {
+                pthread_mutex_unlock(&rq->lock);
+                buf_done(&tail);
+                request_free(rq);
+                return;
+        }
+        if (streaming) {
+                rq->sse.max = SIZE_MAX; /* the end is always sent */
+                if (buf_append(&rq->sse, tail.data, tail.len) < 0)
+                        (void)shutdown(rq->sse_fd, SHUT_RDWR);
+                rq->sse_done = true;
+        }
+        stream_wake(rq);
+        pthread_mutex_unlock(&rq->lock);
+        buf_done(&tail);
+}
+
+/* libmicrohttpd's content reader, on its thread. */
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
+        struct request *rq = cls;
+        size_t n;
+
+        (void)pos;
+        pthread_mutex_lock(&rq->lock);
+        n = rq->sse.len;
+        if (n == 0) {
+                bool done = rq->sse_done;
+                if (!done) {
+                        /* Until the worker has more (stream_wake). */
+                        rq->suspended = true;
+                        MHD_suspend_connection(rq->conn);
+                }
+                pthread_mutex_unlock(&rq->lock);
+                return done ? MHD_CONTENT_READER_END_OF_STREAM : 0;
+        }
+        if (n > max)
+                n = max;
+        memcpy(out, rq->sse.data, n);
+        memmove(rq->sse.data, rq->sse.data + n, rq->sse.len - n);
+        rq->sse.len -= n;
+        pthread_mutex_unlock(&rq->lock);
+        return (ssize_t)n;
+}
+
+static enum MHD_Result answer_stream(struct request *rq) {
+        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, rq,
+                                                                      NULL);
+        enum MHD_Result r;
+
+        if (!resp)
+                return MHD_NO;
+        MHD_add_response_header(resp, "Content-Type", "text/event-stream; charset=utf-8");
+        MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+        if (rq->rl_counted && rq->rl.limit)
+                add_rate_limit_headers(rq, resp);
+        add_common_headers(rq, resp);
+        r = MHD_queue_response(rq->conn, 200, resp);
+        MHD_destroy_response(resp);
+        return r;
+}
+
 /* ---- executions ---------------------------------------------------------- */
 
 static void observe_run(void *userdata, const struct pyexec_result *res, double run_ms) {
@@ -588,8 +823,14 @@ static void work_run(struct executor_task *j) {
                 }
                 metrics_execution(s->metrics, rq->outcome.status, rq->outcome.wall_ms, (double)(now_ns() - t0) / 1e6);
         } else {
-                const struct api_hooks hooks = { .observe = observe_run, .client_gone = case_client_gone, .userdata = rq };
+                const struct api_hooks hooks = { .observe = observe_run,
+                                                 .client_gone = case_client_gone,
+                                                 .on_output = rq->stream ? stream_output : NULL,
+                                                 .client_fd = rq->stream ? rq->sse_fd : 0,
+                                                 .userdata = rq };
                 struct api_outcome *o = &rq->outcome;
+                if (rq->stream)
+                        stream_begin(rq);
                 rq->response = api_execute(s->sb, s->cfg, &rq->req, rq->id, &hooks, o);
                 if (o->not_run > 0) {
                         metrics_cases_not_run(s->metrics, o->client_gone ? NOT_RUN_CLIENT_GONE : NOT_RUN_TIME_LIMIT,
@@ -603,12 +844,16 @@ static void work_run(struct executor_task *j) {
                 }
         }
         executor_report(s->ex, rq->outcome.sandbox_failed);
-        atomic_store(&rq->state, REQ_DONE);
+        if (!rq->stream)
+                atomic_store(&rq->state, REQ_DONE);
 }
 
 static void work_complete(struct executor_task *j) {
         struct request *rq = (struct request *)((char *)j - offsetof(struct request, work));
-        MHD_resume_connection(rq->conn);
+        if (rq->stream)
+                stream_finish(rq);
+        else
+                MHD_resume_connection(rq->conn);
 }
 
 /* A client that closed its end shows EOF to a peek (a reset, an error).
@@ -878,6 +1123,25 @@ static enum MHD_Result start_execution(struct request *rq) {
         if (check_user_id(rq, rq->req.user_id, &err) < 0)
                 return respond_json(rq, err.http, api_error_json(&err), 0,
                                     json_pack("{s:s,s:s}", "error", err.message, "field", err.field));
+        if (rq->route != ROUTE_JOB_RUN && wants_stream(rq->conn)) {
+                const union MHD_ConnectionInfo *ci;
+                if (rq->req.n_cases) {
+                        api_error_set(&err, 400, "invalid_request", "tests",
+                                      "a request with tests is not streamed: send it without 'Accept: "
+                                      "text/event-stream' to get its graded result");
+                        return respond_json(rq, err.http, api_error_json(&err), 0,
+                                            json_pack("{s:s,s:s}", "error", err.message, "field", err.field));
+                }
+                ci = MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+                rq->sse_fd = ci ? fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 3) : -1;
+                if (rq->sse_fd < 0)
+                        return respond_error(rq, 500, "internal_error", NULL, 0, "could not set up the stream: %s",
+                                             strerror(ci ? errno : EBADF));
+                pthread_mutex_init(&rq->lock, NULL);
+                buf_init(&rq->sse, stream_backlog(rq));
+                rq->method = "POST"; /* libmicrohttpd's string may go first (on_completed) */
+                rq->stream = true;
+        }
         /* Each test case is a sandbox run: a request of N cases costs N. */
         units = rq->req.n_cases ? rq->req.n_cases : 1;
         if (!rate_take(rq, units, rq->req.user_id))
@@ -889,9 +1153,11 @@ static enum MHD_Result start_execution(struct request *rq) {
         /* Suspend before submitting: a fast worker may resume at once. A
          * refusal is answered on the call that follows the resume, so a
          * response is never queued on a connection mid-suspension. */
+        rq->suspended = rq->running = true;
         MHD_suspend_connection(rq->conn);
         sr = executor_submit(s->ex, &rq->work, &retry);
         if (sr != SUBMIT_OK) {
+                rq->suspended = rq->running = false;
                 rq->refusal = sr;
                 rq->retry_ms = retry;
                 atomic_store(&rq->state, REQ_REFUSED);
@@ -1062,6 +1328,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 return answer_submissions(rq);
         case REQ_DONE:
                 return finish_execution(rq);
+        case REQ_STREAMING:
+                return answer_stream(rq);
         case REQ_REFUSED:
                 return answer_refusal(rq);
         case REQ_DROPPED:
@@ -1075,19 +1343,40 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
-        struct server *s = cls;
-        struct request *rq = *con_cls;
-        if (!rq)
-                return;
+static void request_free(struct request *rq) {
+        struct server *s = rq->s;
+        if (rq->stream) {
+                buf_done(&rq->sse);
+                close(rq->sse_fd);
+                pthread_mutex_destroy(&rq->lock);
+        }
         api_request_done(&rq->req);
         submissions_accepted_done(&rq->acc);
         json_decref(rq->job_doc);
         json_decref(rq->response);
         buf_done(&rq->body);
         free(rq);
-        *con_cls = NULL;
         atomic_fetch_sub(&s->in_flight, 1);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
+        struct request *rq = *con_cls;
+        if (!rq)
+                return;
+        *con_cls = NULL;
+        if (rq->stream) {
+                pthread_mutex_lock(&rq->lock);
+                if (rq->running) {
+                        /* The run goes on: end it (its client_fd hangs
+                         * up); the worker frees the request. */
+                        rq->gone = true;
+                        (void)shutdown(rq->sse_fd, SHUT_RDWR);
+                        pthread_mutex_unlock(&rq->lock);
+                        return;
+                }
+                pthread_mutex_unlock(&rq->lock);
+        }
+        request_free(rq);
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
