@@ -1112,11 +1112,16 @@ void webhooks_free(struct webhooks *w) {
         for (size_t i = 0; i < w->n_threads; i++)
                 pthread_join(w->threads[i], NULL);
 
-        /* The threads gave up what they were attempting; the rest here. */
+        /* The threads gave up what they were attempting; the rest here,
+         * under the lock as delivery_end() expects (it drops it around
+         * done()). */
+        pthread_mutex_lock(&w->lock);
         for (struct delivery *d = w->schedule, *next; d; d = next) {
                 next = d->next;
                 delivery_abandon(w, d);
         }
+        w->schedule = NULL;
+        pthread_mutex_unlock(&w->lock);
         if (w->stats.given_up > 0 || w->stats.delivered > 0)
                 log_event(LOG_INFO, "webhooks stopped",
                           json_pack("{s:I,s:I,s:I}", "delivered", (json_int_t)w->stats.delivered, "givenUp",
