@@ -1282,14 +1282,19 @@ def test_ready_sandbox_killed_right_before_take(serve):
 
 
 def test_recycle_after_max_forks(serve):
-    srv = serve(env={"WARM_POOL_SIZE": 1, "ZYGOTE_MAX_FORKS": 3})
+    t0 = time.monotonic()
+    srv = serve(env={"WARM_POOL_SIZE": 1, "ZYGOTE_MAX_FORKS": 3, "EXECUTION_TIMEOUT": 120000})
     z0 = wait_pool_full(srv, 1)["zygotePid"]
+    # The long run must outlast the first recycle, a zygote's start: scaled
+    # by how long this one took (seconds here, far more under emulation).
+    long_s = min(100.0, max(4.0, 4 * (time.monotonic() - t0)))
     out = {}
 
     def long_run():
-        c = srv.new_client(timeout=30)
+        c = srv.new_client(timeout=long_s + 30)
         try:
-            out["resp"] = c.execute({"code": "import time\ntime.sleep(4)\nprint('survived')"})
+            out["resp"] = c.execute({"code": f"import time\ntime.sleep({long_s:.1f})\nprint('survived')",
+                                     "timeout": int(long_s * 1000) + 5000})
         finally:
             c.close()
 
@@ -1317,7 +1322,7 @@ def test_recycle_after_max_forks(serve):
     assert w["zygotePid"] != z0
     assert len(pids) >= 3, pids
     assert w["zygoteDeaths"] == 0, "a recycle is not a death"
-    t.join(20)
+    t.join(long_s + 30)
     assert out["resp"].status == 200
     assert_ok(out["resp"].json(), "survived\n")
     # Then it goes (and is reaped), as have the zygotes in between.
