@@ -207,7 +207,7 @@ class Server:
     def signal(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)
 
-    def stop(self, timeout=20):
+    def stop(self, timeout=60):
         """SIGTERM, then the exit code (kill -9 and fail if it hangs)."""
         self.client.close()
         if self.proc.poll() is None:
