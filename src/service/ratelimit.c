@@ -66,9 +66,7 @@ static void sweep(struct ratelimit *rl, uint64_t now) {
                 }
 }
 
-/* The entry of client, created (with an empty window) when it has none;
- * NULL when the table is full (even after a sweep, when may_sweep), or out
- * of memory. A sweep frees entries: not while the caller holds some. */
+/* The entry of client, or NULL. */
 static struct entry *find(struct ratelimit *rl, const char *client) {
         struct entry *e;
         for (e = rl->buckets[hash(client) % N_BUCKETS]; e && strcmp(e->client, client) != 0; e = e->next)
@@ -76,6 +74,9 @@ static struct entry *find(struct ratelimit *rl, const char *client) {
         return e;
 }
 
+/* The entry of client, created (with an empty window) when it has none;
+ * NULL when the table is full (even after a sweep, when may_sweep), or out
+ * of memory. A sweep frees entries: not while the caller holds some. */
 static struct entry *lookup(struct ratelimit *rl, const char *client, uint64_t window, uint64_t now, bool may_sweep) {
         uint32_t b = hash(client) % N_BUCKETS;
         struct entry *e = find(rl, client);
