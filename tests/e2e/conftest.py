@@ -250,3 +250,16 @@ def wait_for(pred, timeout, what):
             return v
         time.sleep(0.02)
     raise AssertionError(f"not within {timeout} s: {what}")
+
+
+# What every sandbox's environment adds for the numerical libraries and
+# matplotlib (sandbox-env.c): one thread each, the Agg backend, a cache in
+# the sandbox's own /tmp.
+SANDBOX_LIBRARY_ENV = {
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+    "MPLBACKEND": "Agg",
+    "MPLCONFIGDIR": "/tmp/matplotlib",
+}

@@ -24,6 +24,8 @@ import subprocess
 
 import pytest
 
+from conftest import SANDBOX_LIBRARY_ENV
+
 HOST_PYTHON = "/usr/bin/python3"
 SANDBOX_DIR = "/sandbox"
 
@@ -1234,12 +1236,7 @@ def run_host(tmp_path, c, merged=False):
         "HOME": str(hostdir),
         "USER": "sandbox",
         "LOGNAME": "sandbox",
-        "OPENBLAS_NUM_THREADS": "1",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "NUMEXPR_NUM_THREADS": "1",
-        "MPLBACKEND": "Agg",
-        "MPLCONFIGDIR": "/tmp/matplotlib",
+        **SANDBOX_LIBRARY_ENV,
     }
     p = subprocess.run(
         [HOST_PYTHON, "main.py", *c.args],

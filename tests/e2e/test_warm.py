@@ -32,7 +32,8 @@ import uuid
 
 import pytest
 
-from conftest import PRIVILEGED, PYEXEC, Listener, host_pids_matching, readable_mappings, wait_for
+from conftest import (PRIVILEGED, PYEXEC, SANDBOX_LIBRARY_ENV, Listener, host_pids_matching, readable_mappings,
+                      wait_for)
 from test_serve import serving, start_server
 
 # The program's environment on both paths (zygote.c, supervise.c).
@@ -42,12 +43,7 @@ SANDBOX_ENV = {
     "LANG": "C.UTF-8",
     "USER": "sandbox",
     "LOGNAME": "sandbox",
-    "OPENBLAS_NUM_THREADS": "1",
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "NUMEXPR_NUM_THREADS": "1",
-    "MPLBACKEND": "Agg",
-    "MPLCONFIGDIR": "/tmp/matplotlib",
+    **SANDBOX_LIBRARY_ENV,
 }
 # random.seed(42); random.random()
 SEED42_FIRST = 0.6394267984578837
