@@ -604,7 +604,7 @@ static void request_free(struct request *rq);
 
 /* Append one event: "event: NAME", then data, one line of JSON. */
 static int sse_event(struct buf *b, const char *name, json_t *data) {
-        _cleanup_free_ char *j = data ? json_dumps(data, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+        _cleanup_free_ char *j = data ? json_dumps(data, JSON_ENCODE_ANY | RESULT_JSON_FLAGS) : NULL;
         if (!j)
                 return -ENOMEM;
         return buf_printf(b, "event: %s\ndata: %s\n\n", name, j);

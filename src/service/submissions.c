@@ -107,7 +107,7 @@ static int refuse(struct submissions_reply *r, unsigned http, const char *code, 
  * answered, and with which status code. */
 static char *stored_result(unsigned http, json_t *result) {
         json_t *o = json_pack("{s:i,s:O}", "httpStatus", (int)http, "result", result);
-        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        char *s = o ? json_dumps(o, RESULT_JSON_FLAGS) : NULL;
         json_decref(o);
         return s;
 }
@@ -819,7 +819,7 @@ static char *callback_body(const char *id, unsigned http, json_t *response) {
         strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
         o = json_pack("{s:s,s:s,s:{s:s,s:s,s:i,s:O}}", "type", "submission.done", "timestamp", ts, "data", "id", id,
                       "state", "done", "httpStatus", (int)http, "result", response);
-        text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        text = o ? json_dumps(o, RESULT_JSON_FLAGS) : NULL;
         json_decref(o);
         return text;
 }

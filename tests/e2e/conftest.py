@@ -18,6 +18,7 @@ that drive the local CLI's own side (its environment, descriptors, process).
 import json
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import threading
@@ -263,3 +264,13 @@ SANDBOX_LIBRARY_ENV = {
     "MPLBACKEND": "Agg",
     "MPLCONFIGDIR": "/tmp/matplotlib",
 }
+
+
+def long_decimals(text):
+    """The decimal numbers in a JSON text written with more than the 10
+    significant digits every result uses (jansson's default writes 17)."""
+    out = []
+    for number in re.findall(r"-?\d+\.\d+(?:[eE][-+]?\d+)?", text):
+        if len(re.sub(r"[eE].*", "", number).replace("-", "").replace(".", "").lstrip("0")) > 10:
+            out.append(number)
+    return out

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from conftest import host_pids_matching, wait_for
+from conftest import host_pids_matching, long_decimals, wait_for
 from test_serve import HOST, JSON_HEADERS, start_server
 
 SSE_HEADERS = {**JSON_HEADERS, "Accept": "text/event-stream"}
@@ -37,6 +37,7 @@ class Stream:
                           headers={**SSE_HEADERS, **(headers or {})})
         self.resp = self.conn.getresponse()
         self.cut = False  # the stream ended without its last chunk
+        self.raw = []  # each event's data as sent
 
     def next_event(self):
         name, data = None, []
@@ -51,7 +52,8 @@ class Stream:
             line = line.decode().rstrip("\n")
             if line == "":
                 if name is not None:
-                    return name, json.loads("\n".join(data))
+                    self.raw.append("\n".join(data))
+                    return name, json.loads(self.raw[-1])
                 continue
             field, _, value = line.partition(": ")
             if field == "event":
@@ -152,6 +154,21 @@ def test_result_event_is_the_plain_response(srv):
             doc.pop(k)
     assert streamed == plain
     assert streamed["status"] == "runtime_error" and streamed["exitCode"] == 3
+
+
+def test_result_event_is_written_as_the_plain_response(srv):
+    """The same key order and number precision (10 significant digits) as
+    the plain JSON answer, not the encoder's defaults."""
+    s = Stream(srv.port, {"code": "print(1)"})
+    try:
+        events = s.events()
+        raw = s.raw[-1]
+    finally:
+        s.close()
+    assert events[-1][0] == "result"
+    _, _, plain = plain_execute(srv.port, {"code": "print(1)"})
+    assert list(json.loads(raw)) == list(plain)
+    assert not long_decimals(raw), raw
 
 
 def test_output_cap_applies(srv):

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from conftest import long_decimals
 from test_serve import serving, start_server
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
@@ -100,6 +101,7 @@ def test_a_callback_is_signed_retried_and_delivered(serve, receiver):
     doc = json.loads(reqs[1]["body"])
     assert doc["type"] == "submission.done" and doc["data"]["id"] == sid, doc
     assert doc["data"]["result"]["stdout"] == "graded\n" and doc["data"]["result"]["exerciseId"] == "ex-9"
+    assert not long_decimals(reqs[1]["body"].decode()), reqs[1]["body"]  # written as /api/execute writes a result
     st = srv.stats()["submissions"]["webhooks"]
     assert st["delivered"] == 1 and st["attempts"] == 2 and st["failedAttempts"] == 1, st
     assert srv.sample("pyexec_webhook_deliveries_total", outcome="delivered") == 1
