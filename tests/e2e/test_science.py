@@ -23,7 +23,7 @@ import pytest
 
 from conftest import Listener, host_pids_matching
 from test_policy import brief, new_marker, out_lines, refused_import, refused_op
-from test_warm import execute, start, stop_ok
+from test_warm import execute, start, stop_ok, wait_pool_full
 
 SCI = ("--policy", "science")
 EDU = ("--policy", "education")
@@ -266,3 +266,38 @@ def test_the_wrapped_fork_exec_holds_no_original(run):
     res = run("import sys, matplotlib\nm = sys.modules['_posixsubprocess']\nprint(m.fork_exec.__self__)\n",
               *SCI, "--memory", str(MEMORY))
     assert res["status"] == "ok" and res["stdout"] == "None\n", res
+
+
+def new_entries(directory, before, since):
+    """Entries of directory not in before and changed since then, leaving
+    out the test harness's own (pytest's temporary directories, the
+    unprivileged suite's copy)."""
+    out = []
+    for name in set(os.listdir(directory)) - before:
+        try:
+            changed = os.lstat(os.path.join(directory, name)).st_ctime
+        except FileNotFoundError:
+            continue
+        if changed >= since and not name.startswith(("pytest-of-", "pyexec-unpriv.")):
+            out.append(name)
+    return out
+
+
+def test_zygote_preimport_writes_nothing_on_the_host(tmp_path):
+    """The zygote imports on the host's file system, as the service's user:
+    with the stack pre-imported and runs that use all of it (matplotlib's
+    font cache included), neither the host's /tmp nor the service's home
+    gains an entry. What the runs write stays in their sandboxes."""
+    home = tmp_path / "home"
+    home.mkdir()
+    before, since = set(os.listdir("/tmp")), time.time() - 1
+    srv = start(tmp_path, env={**SERVICE, "ZYGOTE_PREIMPORT": PREIMPORT_STACK, "HOME": home, "WARM_POOL_SIZE": 2})
+    try:
+        for _ in range(2):
+            res = execute(srv, STACK, policy="science", memoryLimit=MEMORY)
+            assert res["status"] == "ok", brief(res)
+        wait_pool_full(srv, 2)
+    finally:
+        stop_ok(srv)
+    assert new_entries("/tmp", before, since) == []
+    assert list(home.iterdir()) == []
