@@ -221,9 +221,10 @@ class Server:
 
 
 def start_server(log_dir, *flags, env=None, port=None, port_flag=True, headers=None, ready=True, timeout=20,
-                 default_policy="permissive"):
+                 default_policy="permissive", wrapper=()):
     """Start `pyexec serve`, wait for /health/ready, return a Server.
-    default_policy=None leaves DEFAULT_POLICY to the product's default."""
+    default_policy=None leaves DEFAULT_POLICY to the product's default;
+    wrapper: a command that execs the service (its arguments follow)."""
     for attempt in range(3):
         p = port or free_port()
         # These tests are about the HTTP layer: their programs use the
@@ -233,7 +234,7 @@ def start_server(log_dir, *flags, env=None, port=None, port_flag=True, headers=N
         if default_policy:
             environ["DEFAULT_POLICY"] = default_policy
         environ.update({k: str(v) for k, v in (env or {}).items()})
-        args = [PYEXEC, "serve", *(["--port", str(p)] if port_flag else []), *map(str, flags)]
+        args = [*wrapper, PYEXEC, "serve", *(["--port", str(p)] if port_flag else []), *map(str, flags)]
         log_path = log_dir / f"serve-{p}-{uuid.uuid4().hex[:6]}.log"
         with open(log_path, "wb") as logf:
             proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, env=environ)

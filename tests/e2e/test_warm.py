@@ -54,11 +54,11 @@ SEED42_FIRST = 0.6394267984578837
 # ---------------------------------------------------------------------------
 
 
-def start(log_dir, *flags, env=None, headers=None, timeout=30):
+def start(log_dir, *flags, env=None, headers=None, timeout=30, wrapper=()):
     """test_serve's start_server, but with the product's DEFAULT_POLICY
     (education) and no rate limit."""
     return start_server(log_dir, "--rate-limit-max", "0", *flags, env=env, headers=headers, timeout=timeout,
-                        default_policy=None)
+                        default_policy=None, wrapper=wrapper)
 
 
 def stop_ok(srv):
