@@ -1011,12 +1011,10 @@ static bool body_asks_async(struct request *rq) {
 
 /* A submission's body is valid when admitted: a single one's userId (a
  * batch's items take none) is its end user. */
-static int admit_submission(void *ctx, uint64_t units) {
+static int admit_submission(void *ctx, const json_t *doc, uint64_t units) {
         struct request *rq = ctx;
-        json_t *doc = json_loadb(rq->body.data ? rq->body.data : "", rq->body.len, 0, NULL);
-        json_t *list = json_object_get(doc, "submissions");
+        const json_t *list = json_object_get(doc, "submissions");
         const char *user_id = json_string_value(json_object_get(doc, "userId"));
-        bool ok;
 
         for (size_t i = 0; json_is_array(list) && i < json_array_size(list); i++)
                 if (json_object_get(json_array_get(list, i), "userId")) {
@@ -1024,16 +1022,11 @@ static int admit_submission(void *ctx, uint64_t units) {
                         snprintf(f, sizeof f, "submissions[%zu].userId", i);
                         api_error_set(&rq->user_refused, 400, "invalid_request", f,
                                       "userId is not taken in a batch: send an end user's submission on its own");
-                        json_decref(doc);
                         return -EPERM;
                 }
-        if (check_user_id(rq, user_id, &rq->user_refused) < 0) {
-                json_decref(doc);
+        if (check_user_id(rq, user_id, &rq->user_refused) < 0)
                 return -EPERM;
-        }
-        ok = rate_take(rq, units, user_id);
-        json_decref(doc);
-        return ok ? 0 : -EAGAIN;
+        return rate_take(rq, units, user_id) ? 0 : -EAGAIN;
 }
 
 static enum MHD_Result respond_reply(struct request *rq, struct submissions_reply *r) {

@@ -491,10 +491,11 @@ static int make_tasks(struct submissions *s, json_t *doc, const char *job, json_
 }
 
 int submissions_accept(struct submissions *s, const char *body, size_t len, const char *job, const char *idem_key,
-                       int (*admit)(void *ctx, uint64_t units), void *ctx, struct submissions_accepted *ret_acc,
-                       struct submissions_reply *r) {
+                       int (*admit)(void *ctx, const json_t *doc, uint64_t units), void *ctx,
+                       struct submissions_accepted *ret_acc, struct submissions_reply *r) {
         struct submissions_accepted a = { 0 };
-        json_t **tasks = NULL, *doc;
+        json_auto_t *doc = NULL;
+        json_t **tasks = NULL;
         json_error_t jerr;
         char fp[65], **texts = NULL;
         const char **ids = NULL;
@@ -514,7 +515,6 @@ int submissions_accept(struct submissions *s, const char *body, size_t len, cons
                 return refuse(r, 400, "invalid_request", NULL, 0, "malformed JSON: %s (line %d, column %d)", jerr.text,
                               jerr.line, jerr.column);
         k = make_tasks(s, doc, job, &tasks, &n, &a.batch, &units, r);
-        json_decref(doc);
         if (k < 0)
                 return k;
 
@@ -571,7 +571,7 @@ int submissions_accept(struct submissions *s, const char *body, size_t len, cons
                         (void)s->q->ops->forget(s->q, idem_key);
                 goto out;
         }
-        if (admit && (k = admit(ctx, units)) < 0) {
+        if (admit && (k = admit(ctx, doc, units)) < 0) {
                 if (key_new)
                         (void)s->q->ops->forget(s->q, idem_key);
                 goto out;

@@ -73,13 +73,14 @@ void submissions_accepted_done(struct submissions_accepted *a);
 /* POST /api/submissions (job: NULL) or POST /api/jobs/{job} with "async":
  * validate, enqueue, remember the Idempotency-Key (may be NULL). On
  * success returns 0 with *ret_acc; else -errno with *ret_reply the
- * refusal. admit(ctx, units) decides, after the validation and before
- * anything is queued, whether the client may have units executions now
- * (each test case counts; the rate limit): its -errno is returned as it
- * is, with no reply. A repeated Idempotency-Key is not admitted again. */
+ * refusal. admit(ctx, doc, units) decides, after the validation and
+ * before anything is queued, whether the client may have units executions
+ * now (each test case counts; the rate limit), doc being the parsed body:
+ * its -errno is returned as it is, with no reply. A repeated
+ * Idempotency-Key is not admitted again. */
 int submissions_accept(struct submissions *s, const char *body, size_t len, const char *job, const char *idem_key,
-                       int (*admit)(void *ctx, uint64_t units), void *ctx, struct submissions_accepted *ret_acc,
-                       struct submissions_reply *ret_reply);
+                       int (*admit)(void *ctx, const json_t *doc, uint64_t units), void *ctx,
+                       struct submissions_accepted *ret_acc, struct submissions_reply *ret_reply);
 /* The answer about the accepted: each one's state, the results of those
  * done; 200 when all are done, else 202. */
 void submissions_describe(struct submissions *s, const struct submissions_accepted *a, struct submissions_reply *ret);
