@@ -264,15 +264,17 @@ static json_t *service_request(const char *policy, unsigned limits_given, const 
  * program's output, the message when the sandbox decided, the exit status. */
 static int service_print_result(json_t *doc) {
         struct pyexec_result res = { .exit_code = -1 };
-        const char *out = json_string_value(json_object_get(doc, "stdout")) ?: "";
-        const char *errs = json_string_value(json_object_get(doc, "stderr")) ?: "";
+        json_t *out = json_object_get(doc, "stdout"), *errs = json_object_get(doc, "stderr");
         const char *status = json_string_value(json_object_get(doc, "status")) ?: "internal_error";
         const char *msg = json_string_value(json_object_get(doc, "message"));
         json_t *ec = json_object_get(doc, "exitCode");
         int rc;
 
-        (void)write_all(STDOUT_FILENO, out, strlen(out));
-        (void)write_all(STDERR_FILENO, errs, strlen(errs));
+        /* By length: the output may hold NUL bytes. */
+        if (json_is_string(out))
+                (void)write_all(STDOUT_FILENO, json_string_value(out), json_string_length(out));
+        if (json_is_string(errs))
+                (void)write_all(STDERR_FILENO, json_string_value(errs), json_string_length(errs));
         res.status = PYEXEC_INTERNAL_ERROR;
         for (int s = 0; s < _PYEXEC_STATUS_MAX; s++)
                 if (strcmp(status, pyexec_status_to_string((enum pyexec_status)s)) == 0)

@@ -76,7 +76,7 @@ int client_execute(const char *url, const char *api_key, json_t *request, unsign
         const char *sep;
         unsigned code;
         json_error_t je;
-        int r;
+        int r, sent;
 
         if (parse_url(url, &ss, &sl, host, sizeof host) < 0) {
                 snprintf(err, errlen, "--service must be http://HOST:PORT (an IP address or localhost), got '%s'",
@@ -98,14 +98,17 @@ int client_execute(const char *url, const char *api_key, json_t *request, unsign
                 free(head);
                 return r ? r : -ENOMEM;
         }
-        r = write_all(fd, head, strlen(head));
-        if (r == 0)
-                r = write_all(fd, body, strlen(body));
+        sent = write_all(fd, head, strlen(head));
+        if (sent == 0)
+                sent = write_all(fd, body, strlen(body));
         free(head);
         free(body);
-        if (r < 0) {
-                snprintf(err, errlen, "sending the program to %s: %s", url, strerror(-r));
-                return r;
+        /* The service may refuse a request from its headers (413 from the
+         * Content-Length, 401, 503) and close before the body is all sent:
+         * its answer is read and reported all the same. */
+        if (sent < 0 && sent != -EPIPE && sent != -ECONNRESET) {
+                snprintf(err, errlen, "sending the program to %s: %s", url, strerror(-sent));
+                return sent;
         }
         buf_init(&resp, RESPONSE_MAX);
         for (;;) {
@@ -113,11 +116,16 @@ int client_execute(const char *url, const char *api_key, json_t *request, unsign
                 ssize_t n = read(fd, chunk, sizeof chunk);
                 if (n < 0 && errno == EINTR)
                         continue;
+                if (n < 0 && errno == ECONNRESET && resp.len > 0)
+                        break; /* the answer came before the service closed */
                 if (n < 0) {
                         r = -errno;
-                        snprintf(err, errlen, "reading the answer from %s: %s", url, strerror(errno));
+                        if (sent < 0)
+                                snprintf(err, errlen, "sending the program to %s: %s", url, strerror(-sent));
+                        else
+                                snprintf(err, errlen, "reading the answer from %s: %s", url, strerror(errno));
                         buf_done(&resp);
-                        return r;
+                        return sent < 0 ? sent : r;
                 }
                 if (n == 0)
                         break;
@@ -127,11 +135,14 @@ int client_execute(const char *url, const char *api_key, json_t *request, unsign
                         return -EMSGSIZE;
                 }
         }
-        sep = resp.data ? strstr(resp.data, "\r\n\r\n") : NULL;
+        sep = resp.data ? memmem(resp.data, resp.len, "\r\n\r\n", 4) : NULL;
         if (!sep || sscanf(resp.data, "HTTP/1.%*[01] %3u", &code) != 1) {
-                snprintf(err, errlen, "the answer from %s is not HTTP", url);
+                if (sent < 0)
+                        snprintf(err, errlen, "sending the program to %s: %s", url, strerror(-sent));
+                else
+                        snprintf(err, errlen, "the answer from %s is not HTTP", url);
                 buf_done(&resp);
-                return -EPROTO;
+                return sent < 0 ? sent : -EPROTO;
         }
         {
                 const char *te = strcasestr(resp.data, "\r\ntransfer-encoding:");
@@ -141,7 +152,8 @@ int client_execute(const char *url, const char *api_key, json_t *request, unsign
                         return -EPROTO;
                 }
         }
-        *ret_body = json_loadb(sep + 4, resp.len - (size_t)(sep + 4 - resp.data), 0, &je);
+        /* A program's output may hold NUL bytes, written \u0000. */
+        *ret_body = json_loadb(sep + 4, resp.len - (size_t)(sep + 4 - resp.data), JSON_ALLOW_NUL, &je);
         buf_done(&resp);
         if (!*ret_body) {
                 snprintf(err, errlen, "the answer from %s (HTTP %u) is not JSON: %s", url, code, je.text);

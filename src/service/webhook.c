@@ -40,6 +40,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "base64.h"
 #include "log.h"
 #include "util.h"
 
@@ -68,8 +69,6 @@ static struct {
         void *handle;
         typeof(HMAC) *hmac;
         typeof(EVP_sha256) *evp_sha256;
-        typeof(EVP_EncodeBlock) *encode_block;
-        typeof(EVP_DecodeBlock) *decode_block;
 } lc;
 
 static struct {
@@ -95,8 +94,6 @@ static const struct dl_sym crypto_syms[] = {
 #define SYM(f, field) DL_SYM(lc, f, field)
         SYM(HMAC, hmac),
         SYM(EVP_sha256, evp_sha256),
-        SYM(EVP_EncodeBlock, encode_block),
-        SYM(EVP_DecodeBlock, decode_block),
 #undef SYM
 };
 
@@ -200,32 +197,12 @@ static int _printf_(3, 4) fail(char **ret_why, int r, const char *fmt, ...) {
 
 /* ---- the secret ---- */
 
-static bool base64_is_valid(const char *s, size_t n) {
-        size_t pad = 0;
-
-        if (n == 0 || n % 4 != 0)
-                return false;
-        for (size_t i = 0; i < n; i++) {
-                char c = s[i];
-                if (c == '=') {
-                        /* only as the last one or two characters */
-                        if (i < n - 2)
-                                return false;
-                        pad++;
-                } else if (pad > 0 || !(isalnum((unsigned char)c) || c == '+' || c == '/'))
-                        return false;
-        }
-        return true;
-}
-
-/* The key of "whsec_<base64>", 24 to 64 bytes. EVP_DecodeBlock() counts
- * padding as output bytes (it returns 3 per 4 characters, '=' decoding to
- * zeros) and skips leading and trailing whitespace, so the input is
- * checked strictly first and the length is computed here. */
+/* The key of "whsec_<base64>", 24 to 64 bytes. */
 static int secret_decode(const char *secret, uint8_t ret[static SECRET_MAX], size_t *ret_len, char **ret_why) {
         static const char hint[] = "(e.g. whsec_$(head -c 32 /dev/urandom | base64))";
-        uint8_t out[SECRET_MAX + 3];
-        size_t n, pad = 0;
+        _cleanup_free_ uint8_t *key = NULL;
+        const char *why;
+        size_t n;
         int r;
 
         if (!secret || strncmp(secret, SECRET_PREFIX, strlen(SECRET_PREFIX)) != 0)
@@ -234,7 +211,7 @@ static int secret_decode(const char *secret, uint8_t ret[static SECRET_MAX], siz
                             SECRET_MAX, hint);
         secret += strlen(SECRET_PREFIX);
         n = strlen(secret);
-        if (!base64_is_valid(secret, n))
+        if (n == 0 || !base64_is_valid(secret, n))
                 return fail(ret_why, -EINVAL,
                             "WEBHOOK_SECRET: what follows \"whsec_\" is not base64 (A-Z a-z 0-9 + /, padded with = "
                             "to a multiple of 4 characters) %s",
@@ -242,17 +219,22 @@ static int secret_decode(const char *secret, uint8_t ret[static SECRET_MAX], siz
         if (n > (SECRET_MAX + 2) / 3 * 4)
                 return fail(ret_why, -EINVAL, "WEBHOOK_SECRET decodes to more than %d bytes; it must be %d to %d %s",
                             SECRET_MAX, SECRET_MIN, SECRET_MAX, hint);
-        r = crypto_load(ret_why);
+        r = crypto_load(ret_why); /* the HMAC, sign_with_key() */
         if (r < 0)
                 return r;
-        pad = (secret[n - 1] == '=') + (secret[n - 2] == '=');
-        if (lc.decode_block(out, (const unsigned char *)secret, (int)n) != (int)(n / 4 * 3))
+        r = base64_load(&why);
+        if (r < 0)
+                return fail(ret_why, r, "%s", why);
+        r = base64_decode(secret, n, &key, &n);
+        if (r == -ENOMEM)
+                return fail(ret_why, r, "out of memory");
+        if (r < 0)
                 return fail(ret_why, -EINVAL, "WEBHOOK_SECRET: what follows \"whsec_\" is not base64 %s", hint);
-        n = n / 4 * 3 - pad;
         if (n < SECRET_MIN || n > SECRET_MAX)
                 return fail(ret_why, -EINVAL, "WEBHOOK_SECRET decodes to %zu bytes; it must be %d to %d %s", n,
                             SECRET_MIN, SECRET_MAX, hint);
-        memcpy(ret, out, n);
+        memcpy(ret, key, n);
+        explicit_bzero(key, n);
         *ret_len = n;
         return 0;
 }
@@ -262,7 +244,8 @@ static int sign_with_key(const uint8_t *key, size_t key_len, const char *msg_id,
         _cleanup_free_ char *data = NULL;
         unsigned char mac[EVP_MAX_MD_SIZE];
         unsigned int mac_len = 0;
-        char b64[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+        _cleanup_free_ char *b64 = NULL;
+        size_t b64_len;
         int n;
 
         /* The signed content: "{id}.{timestamp}.{body}", the body as sent. */
@@ -273,7 +256,9 @@ static int sign_with_key(const uint8_t *key, size_t key_len, const char *msg_id,
         }
         if (!lc.hmac(lc.evp_sha256(), key, (int)key_len, (const unsigned char *)data, (size_t)n, mac, &mac_len))
                 return -EIO;
-        lc.encode_block((unsigned char *)b64, mac, (int)mac_len);
+        n = base64_encode(mac, mac_len, &b64, &b64_len);
+        if (n < 0)
+                return n;
         *ret = strdup_printf("v1,%s", b64);
         return *ret ? 0 : -ENOMEM;
 }
