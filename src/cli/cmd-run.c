@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base64.h"
 #include "client.h"
 #include "cmd.h"
 #include "policy.h"
@@ -191,8 +192,29 @@ static int signal_number(const char *name) {
 
 static json_t *json_text(const char *what, const char *p, size_t n) {
         if (!utf8_is_valid(p, n))
-                usage_error("--service takes text only: %s is not UTF-8", what);
+                usage_error("--service takes Python source in UTF-8 only: %s is not UTF-8", what);
         return json_stringn(p, n);
+}
+
+/* Bytes (stdin, a file): as text, or in base64 under base_field when
+ * they are not UTF-8. */
+static void set_bytes(json_t *o, const char *field, const char *base_field, const char *p, size_t n) {
+        _cleanup_free_ char *b64 = NULL;
+        const char *why = NULL;
+        size_t len;
+        int r;
+
+        if (utf8_is_valid(p, n)) {
+                json_object_set_new(o, field, json_stringn(p, n));
+                return;
+        }
+        r = base64_load(&why);
+        if (r < 0)
+                usage_error("--service sends bytes that are not UTF-8 in base64: %s", why);
+        r = base64_encode(p, n, &b64, &len);
+        if (r < 0)
+                usage_error("--service: cannot encode %s in base64: %s", base_field, strerror(-r));
+        json_object_set_new(o, base_field, json_stringn(b64, len));
 }
 
 /* The request of `pyexec run --service`: the API's fields for the same
@@ -242,8 +264,9 @@ static json_t *service_request(const char *policy, unsigned limits_given, const 
                 }
                 if (test && i == spec->n_files - 1)
                         continue; /* the module: code above */
-                json_array_append_new(files, json_pack("{s:s,s:o}", "name", f->name, "content",
-                                                       json_text(f->name, f->data, f->len)));
+                json_t *file = json_pack("{s:s}", "name", f->name);
+                set_bytes(file, "content", "contentBase64", f->data, f->len);
+                json_array_append_new(files, file);
         }
         if (json_array_size(files))
                 json_object_set(req, "files", files);
@@ -252,7 +275,7 @@ static json_t *service_request(const char *policy, unsigned limits_given, const 
         if (json_array_size(args))
                 json_object_set(req, "args", args);
         if (spec->stdin_len)
-                json_object_set_new(req, "stdin", json_text("--stdin", spec->stdin_data, spec->stdin_len));
+                set_bytes(req, "stdin", "stdinBase64", spec->stdin_data, spec->stdin_len);
         if (policy)
                 json_object_set_new(req, "policy", json_string(policy));
         json_decref(files);

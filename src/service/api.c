@@ -6,12 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base64.h"
 #include "result.h"
 
 /* The fields a request may carry; anything else is a typo to report. */
 static const char *const known_fields[] = {
-        "code",      "exerciseId", "runTests", "testCode", "moduleName", "timeout",      "cpuTimeout", "memoryLimit",
-        "maxOutput", "files",      "stdin",    "args",     "tests",      "totalTimeout", "policy",     "userId",
+        "code",       "exerciseId",   "runTests",  "testCode", "moduleName",  "timeout",
+        "cpuTimeout", "memoryLimit",  "maxOutput", "files",    "stdin",       "args",
+        "tests",      "totalTimeout", "policy",    "userId",   "stdinBase64",
 };
 
 /* Deepest nesting of arrays and objects, without parsing (strings skipped),
@@ -82,6 +84,42 @@ static int want_string_limited(json_t *v, const char *field, size_t max_bytes, b
 static int want_string(json_t *v, const char *field, size_t max_bytes, const char **ret, size_t *ret_len,
                        struct api_error *err) {
         return want_string_limited(v, field, max_bytes, true, ret, ret_len, err);
+}
+
+/* Bytes that need not be text (stdinBase64, a file's contentBase64): the
+ * decoded copy is the request's, freed with it. */
+static int want_base64(json_t *v, const char *field, struct api_request *r, const char **ret, size_t *ret_len,
+                       struct api_error *err) {
+        const char *s, *why = NULL;
+        uint8_t *out;
+        void **grown;
+        size_t n, len;
+        int k;
+
+        if (want_string(v, field, SIZE_MAX, &s, &n, err) < 0)
+                return -EINVAL;
+        if (!base64_is_valid(s, n)) {
+                api_error_set(err, 400, "invalid_request", field,
+                              "%s is not base64 (RFC 4648: A-Z a-z 0-9 + /, padded with = to a multiple of 4 "
+                              "characters, no line breaks)",
+                              field);
+                return -EINVAL;
+        }
+        if (base64_load(&why) < 0) {
+                api_error_set(err, 500, "internal_error", field, "cannot decode %s: %s", field, why);
+                return -EINVAL;
+        }
+        grown = realloc(r->decoded, (r->n_decoded + 1) * sizeof *grown);
+        if (!grown)
+                return -ENOMEM;
+        r->decoded = grown;
+        k = base64_decode(s, n, &out, &len);
+        if (k < 0)
+                return k == -ENOMEM ? k : -EINVAL;
+        r->decoded[r->n_decoded++] = out;
+        *ret = (const char *)out;
+        *ret_len = len;
+        return 0;
 }
 
 /* A string that becomes a C string (argv, names): no NUL inside. */
@@ -173,7 +211,8 @@ static int parse_files(json_t *v, struct api_request *r, struct api_error *err) 
                         return -EINVAL;
                 }
                 json_object_foreach(o, key, val) {
-                        if (strcmp(key, "name") != 0 && strcmp(key, "content") != 0) {
+                        if (strcmp(key, "name") != 0 && strcmp(key, "content") != 0 &&
+                            strcmp(key, "contentBase64") != 0) {
                                 snprintf(f, sizeof f, "files[%zu].%.40s", i, key);
                                 api_error_set(err, 400, "invalid_request", f, "unknown field '%s' in files[%zu]", key, i);
                                 return -EINVAL;
@@ -202,11 +241,21 @@ static int parse_files(json_t *v, struct api_request *r, struct api_error *err) 
                                 return -EINVAL;
                         }
                 snprintf(f, sizeof f, "files[%zu].content", i);
-                if (!content) {
-                        api_error_set(err, 400, "invalid_request", f, "%s is required", f);
+                if (content && json_object_get(o, "contentBase64")) {
+                        snprintf(f, sizeof f, "files[%zu].contentBase64", i);
+                        api_error_set(err, 400, "invalid_request", f,
+                                      "files[%zu] has content and contentBase64: give one of them", i);
                         return -EINVAL;
                 }
-                if (want_string(content, f, SIZE_MAX, &pf->data, &pf->len, err) < 0)
+                if (!content && (content = json_object_get(o, "contentBase64"))) {
+                        int k;
+                        snprintf(f, sizeof f, "files[%zu].contentBase64", i);
+                        if ((k = want_base64(content, f, r, &pf->data, &pf->len, err)) < 0)
+                                return k;
+                } else if (!content) {
+                        api_error_set(err, 400, "invalid_request", f, "%s (or contentBase64) is required", f);
+                        return -EINVAL;
+                } else if (want_string(content, f, SIZE_MAX, &pf->data, &pf->len, err) < 0)
                         return -EINVAL;
                 r->n_files++;
         }
@@ -288,6 +337,9 @@ void api_request_done(struct api_request *r) {
         free(r->files);
         free(r->args);
         free(r->module_file);
+        for (size_t i = 0; i < r->n_decoded; i++)
+                free(r->decoded[i]);
+        free(r->decoded);
         json_decref(r->doc);
         *r = (struct api_request){ 0 };
 }
@@ -473,7 +525,7 @@ int api_parse_execute(const char *body, size_t len, const struct config *cfg, st
                 }
                 r.files[r.n_files++] = (struct pyexec_file){ PYEXEC_MAIN_FILE, s, slen };
         }
-        if ((v = json_object_get(r.doc, "files")) && parse_files(v, &r, err) < 0)
+        if ((v = json_object_get(r.doc, "files")) && (rc = parse_files(v, &r, err)) < 0)
                 goto fail;
         {
                 uint64_t total = 0;
@@ -488,6 +540,15 @@ int api_parse_execute(const char *body, size_t len, const struct config *cfg, st
         }
         if ((v = json_object_get(r.doc, "stdin")) && want_string(v, "stdin", SIZE_MAX, &r.stdin_data, &r.stdin_len, err) < 0)
                 goto fail;
+        if ((v = json_object_get(r.doc, "stdinBase64"))) {
+                if (json_object_get(r.doc, "stdin")) {
+                        api_error_set(err, 400, "invalid_request", "stdinBase64",
+                                      "stdin and stdinBase64 are both given: send one of them");
+                        goto fail;
+                }
+                if ((rc = want_base64(v, "stdinBase64", &r, &r.stdin_data, &r.stdin_len, err)) < 0)
+                        goto fail;
+        }
         if ((v = json_object_get(r.doc, "args")) && want_args(v, "args", &r.args, &r.n_args, err) < 0)
                 goto fail;
         if ((v = json_object_get(r.doc, "tests")) && parse_cases(v, cfg, &r, err) < 0)

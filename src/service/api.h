@@ -47,6 +47,8 @@ struct api_request {
         struct api_case *cases;
         size_t n_cases;
         char *module_file; /* "starter.py" or moduleName + ".py", with runTests */
+        void **decoded;    /* stdinBase64 and contentBase64, decoded: what stdin_data and files point to */
+        size_t n_decoded;
         /* ms all the test cases' runs may take together, from the first
          * case's start: totalTimeout, else REQUEST_TIME_LIMIT. */
         uint64_t total_ms;

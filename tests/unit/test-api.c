@@ -676,7 +676,8 @@ static void test_files_shape(void **state) {
         expect_400("{\"code\":\"1\",\"files\":[{\"name\":\"a\",\"content\":\"\",\"mode\":\"0755\"}]}", "files[0].mode",
                    "unknown field 'mode' in files[0]");
         expect_400("{\"code\":\"1\",\"files\":[{\"content\":\"\"}]}", "files[0].name", "files[0].name is required");
-        expect_400("{\"code\":\"1\",\"files\":[{\"name\":\"a\"}]}", "files[0].content", "files[0].content is required");
+        expect_400("{\"code\":\"1\",\"files\":[{\"name\":\"a\"}]}", "files[0].content",
+                   "files[0].content (or contentBase64) is required");
         expect_400("{\"code\":\"1\",\"files\":[{\"name\":5,\"content\":\"\"}]}", "files[0].name",
                    "files[0].name must be a string, got an integer");
         expect_400("{\"code\":\"1\",\"files\":[{\"name\":\"a\",\"content\":null}]}", "files[0].content",
