@@ -3,6 +3,7 @@ import base64
 import http.server
 import json
 import shutil
+import subprocess
 import threading
 import time
 
@@ -10,8 +11,8 @@ import pytest
 
 from conftest import ROOT
 from pyexec_client import (ApiError, AuthenticationError, BadRequestError, Client, ConflictError, NotFoundError,
-                           PythonExecutor, RateLimitError, ServiceUnavailableError, TestCase,
-                           WebhookVerificationError, verify_webhook)
+                           PayloadTooLargeError, PythonExecutor, RateLimitError, ServiceUnavailableError, TestCase,
+                           TransportError, WebhookVerificationError, verify_webhook)
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 
@@ -80,6 +81,19 @@ def test_bad_input_is_a_400_naming_the_field(client):
     assert e.value.field == "timeOut"
 
 
+def test_too_large_is_413(client):
+    with pytest.raises(PayloadTooLargeError) as e:
+        client.execute("#" * 50001)
+    assert e.value.status == 413 and e.value.code == "payload_too_large"
+
+
+def test_client_timeout_is_a_transport_error(server):
+    start = time.monotonic()
+    with pytest.raises(TransportError):
+        Client(server.url, timeout=1).execute("import time\ntime.sleep(10)")
+    assert time.monotonic() - start < 9
+
+
 # ---------------------------------------------------------------------------
 # Streaming
 # ---------------------------------------------------------------------------
@@ -110,7 +124,7 @@ def test_execute_stream_callbacks_and_result(client):
 
 def test_stream_refusals_are_errors(client):
     with pytest.raises(BadRequestError) as e:
-        list(client.stream("print(1)", tests=[TestCase("1")]))
+        list(client.stream_request({"code": "print(1)", "tests": [{"expectedOutput": "1"}]}))
     assert e.value.field == "tests"
     with pytest.raises(BadRequestError) as e:
         client.execute_stream("print(1)", memory_limit=1)
@@ -276,6 +290,19 @@ def test_a_callback_verifies_and_a_tampered_one_does_not(serve):
 # ---------------------------------------------------------------------------
 
 
+PROGRESS_JOB = """
+  progress:
+    interpreter: /usr/bin/python3
+    script: "@SCRIPT@"
+    args: ["{script}", "{seconds}"]
+    params:
+      seconds:
+        type: int
+        min: 1
+        max: 30
+"""
+
+
 @pytest.fixture(scope="module")
 def jobs_server(tmp_path_factory):
     """A service whose compose and render jobs are the shipped ones, with
@@ -293,7 +320,19 @@ def jobs_server(tmp_path_factory):
     text = (ROOT / "jobs" / "jobs.yaml").read_text().replace("/srv/pyexec", str(base))
     text = text.replace("script: compose_design.py", f"script: {base}/scripts/compose_design.py")
     text = text.replace("script: render_design.py", f"script: {base}/scripts/render_design.py")
+    (base / "scripts" / "progress.py").write_text(
+        "import sys, time\nprint('PYEXEC_PROGRESS 1/2', file=sys.stderr, flush=True)\n"
+        "time.sleep(int(sys.argv[1]))\nprint('done')\n")
+    text += PROGRESS_JOB.replace("@SCRIPT@", f"{base}/scripts/progress.py")
     (base / "jobs.yaml").write_text(text)
+    if shutil.which("blender"):
+        home = base / "blender-home"
+        home.mkdir()
+        p = subprocess.run(["blender", "--background", "--factory-startup", "--python",
+                            str(ROOT / "jobs" / "make_shirt_blend.py"), "--", str(base / "templates" / "shirt.blend")],
+                           env={"PATH": "/usr/bin:/bin", "HOME": str(home), "TMPDIR": str(home)},
+                           capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     for p in [base, *base.rglob("*")]:
         p.chmod(0o755 if p.is_dir() else 0o644)
     srv = start_server(base, {"JOBS_FILE": base / "jobs.yaml", "RATE_LIMIT_MAX": 0})
@@ -306,7 +345,7 @@ def jobs_server(tmp_path_factory):
 def test_jobs_list_run_and_submit(jobs_server):
     c = Client(jobs_server.url)
     jobs = {j.name: j for j in c.jobs.list()}
-    assert set(jobs) == {"compose", "render"} and jobs["compose"].ready
+    assert set(jobs) == {"compose", "render", "progress"} and jobs["compose"].ready
     assert list(jobs["compose"].params) == ["template", "design", "preset", "output"]
     base = jobs_server.base
     params = {"template": f"{base}/templates/shirt.png", "design": f"{base}/uploads/logo.png",
@@ -323,6 +362,32 @@ def test_jobs_list_run_and_submit(jobs_server):
                            timeout=120)
     assert sub.done and sub.result is not None and sub.result.ok and sub.result.job == "compose"
     assert (base / "composed" / "b.png").is_file()
+
+
+def test_a_queued_job_reports_its_progress(jobs_server):
+    c = Client(jobs_server.url)
+    seen = []
+    sub = c.jobs.run_async("progress", {"seconds": 4}, on_progress=seen.append, timeout=120)
+    assert seen == [0.5], seen  # reported once by the job, seen once by the client
+    assert sub.result is not None and sub.result.ok and sub.result.stdout == "done\n"
+    assert sub.progress is None  # a finished submission has none
+
+
+@pytest.mark.skipif(not shutil.which("blender"), reason="Blender is not installed")
+def test_python_executor_renders(jobs_server):
+    ex = PythonExecutor(base_url=jobs_server.url)
+    base = jobs_server.base
+    ok, path, err = ex.execute_compose(f"{base}/templates/shirt.png", f"{base}/uploads/logo.png", "chest-large",
+                                       f"{base}/composed/t.png")
+    assert ok, err
+    ok, still, anim, err = ex.execute_render(f"{base}/templates/shirt.blend", path, f"{base}/renders/r2",
+                                             samples=1, skip_animation=False)
+    assert (ok, err) == (True, None)
+    assert (still, anim) == (f"{base}/renders/r2/render.png", f"{base}/renders/r2/animation.mp4")
+    assert (base / "renders" / "r2" / "render.png").stat().st_size > 0
+    ok, still, anim, err = ex.execute_render(f"{base}/templates/shirt.blend", path, f"{base}/renders/r3",
+                                             samples=1, skip_animation=True)
+    assert ok and still and anim is None, err
 
 
 def test_health_and_environment(client):

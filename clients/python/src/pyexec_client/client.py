@@ -17,7 +17,9 @@ from .types import (ExecuteRequest, FileSpec, Health, Job, JsonObject, Readiness
 DEFAULT_URL = "http://127.0.0.1:3002"
 RETRY_STATUSES = (429, 503)
 
-RequestLike = Union[ExecuteRequest, Mapping[str, Any]]
+RequestLike = Union[ExecuteRequest, Mapping[str, Any], str]
+"""A request: an ExecuteRequest, a dict of the API's camelCase fields, or
+just the code."""
 OutputCallback = Callable[[str], None]
 ProgressCallback = Callable[[Submission], None]
 
@@ -36,6 +38,8 @@ class _Answer:
 
 
 def _request_json(req: RequestLike) -> JsonObject:
+    if isinstance(req, str):
+        return {"code": req}
     return req.to_json() if isinstance(req, ExecuteRequest) else dict(req)
 
 
@@ -144,7 +148,9 @@ class Client:
         if not limit_ms:
             per = req.get("timeout") or 0
             limit_ms = per * max(1, len(req.get("tests") or ())) if per else 0
-        return max(self.timeout, limit_ms / 1000 + 30)
+        # Without a limit in the request, the service's own applies, which
+        # the client does not know: its timeout is the caller's choice.
+        return max(self.timeout, limit_ms / 1000 + 30) if limit_ms else self.timeout
 
     # -- executions --------------------------------------------------------
 
@@ -175,14 +181,21 @@ class Client:
         a = self._call("POST", "/api/execute", body, headers=headers, timeout=self._run_timeout(body))
         return Result.from_json(a.json())
 
-    def stream(self, code: str, *, request_id: Optional[str] = None, **fields: Any) -> Iterator[StreamEvent]:
+    def stream(self, code: str, *, stdin: Optional[str] = None, args: Optional[Sequence[str]] = None,
+               files: Optional[Union[Mapping[str, str], Sequence[FileSpec]]] = None, timeout: Optional[int] = None,
+               cpu_timeout: Optional[int] = None, memory_limit: Optional[int] = None,
+               max_output: Optional[int] = None, policy: Optional[str] = None,
+               exercise_id: Optional[Union[str, int]] = None, user_id: Optional[str] = None,
+               run_tests: bool = False, test_code: Optional[str] = None, module_name: Optional[str] = None,
+               request_id: Optional[str] = None) -> Iterator[StreamEvent]:
         """Run a program with its output streamed (Server-Sent Events):
         yields a StreamEvent for each piece of stdout or stderr as the service
         sends it, and last the `result` event. Takes execute()'s arguments
-        (but not tests: graded requests are not streamed). Stopping the
-        iteration early closes the connection, which stops the run."""
-        body = ExecuteRequest(code, **fields).to_json()
-        return self.stream_request(body, request_id=request_id)
+        but tests (graded requests are not streamed). Closing the iterator
+        early closes the connection, which stops the run."""
+        req = ExecuteRequest(code, stdin, args, files, timeout, cpu_timeout, memory_limit, max_output, policy,
+                             exercise_id, user_id, run_tests, test_code, module_name)
+        return self.stream_request(req, request_id=request_id)
 
     def stream_request(self, request: RequestLike, *, request_id: Optional[str] = None) -> Iterator[StreamEvent]:
         body = _request_json(request)
@@ -219,11 +232,19 @@ class Client:
             conn.close()
 
     def execute_stream(self, code: str, *, on_stdout: Optional[OutputCallback] = None,
-                       on_stderr: Optional[OutputCallback] = None, request_id: Optional[str] = None,
-                       **fields: Any) -> Result:
+                       on_stderr: Optional[OutputCallback] = None, stdin: Optional[str] = None,
+                       args: Optional[Sequence[str]] = None,
+                       files: Optional[Union[Mapping[str, str], Sequence[FileSpec]]] = None,
+                       timeout: Optional[int] = None, cpu_timeout: Optional[int] = None,
+                       memory_limit: Optional[int] = None, max_output: Optional[int] = None,
+                       policy: Optional[str] = None, exercise_id: Optional[Union[str, int]] = None,
+                       user_id: Optional[str] = None, run_tests: bool = False, test_code: Optional[str] = None,
+                       module_name: Optional[str] = None, request_id: Optional[str] = None) -> Result:
         """Run a program with live output: on_stdout and on_stderr are called
         with each piece of text as it arrives; returns the result."""
-        for ev in self.stream(code, request_id=request_id, **fields):
+        req = ExecuteRequest(code, stdin, args, files, timeout, cpu_timeout, memory_limit, max_output, policy,
+                             exercise_id, user_id, run_tests, test_code, module_name)
+        for ev in self.stream_request(req, request_id=request_id):
             if ev.result is not None:
                 return ev.result
             cb = on_stdout if ev.event == "stdout" else on_stderr if ev.event == "stderr" else None
