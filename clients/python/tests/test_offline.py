@@ -95,9 +95,12 @@ def test_result_with_images_and_a_worker_refusal():
     doc = {"id": "r", "status": "ok", "exitCode": 0, "signal": None, "stdout": "", "stderr": "", "output": "",
            "truncated": False, "message": None, "time": {"wallMs": 1.5, "cpuMs": 1}, "memory": {"peakKb": 10},
            "limits": {"timeoutMs": 1}, "images": [{"format": "png", "width": 2, "height": 3,
-                                                   "data": base64.b64encode(b"PNG").decode()}]}
+                                                   "data": base64.b64encode(b"PNG").decode()}],
+           "imagesTruncated": False}
     r = Result.from_json(doc)
     assert r.ok and r.images and r.images[0].bytes() == b"PNG" and r.images[0].width == 2
+    assert r.images_truncated is False
+    assert Result.from_json({**doc, "images": None, "imagesTruncated": None}).images is None
     assert r.time.wall_ms == 1.5 and r.memory_peak_kb == 10 and r.tests is None
     s = Submission.from_json({"id": "s", "state": "done", "httpStatus": 400,
                               "result": {"error": {"code": "invalid_request", "message": "m", "field": "f"}}})

@@ -220,7 +220,8 @@ class JobOutput:
 class Result:
     """The result of a run: POST /api/execute, a job, a submission's result.
     `verdict`, `tests` and `summary` are there for graded requests, `job`
-    and `outputs` for jobs, `images` when the service reports any."""
+    and `outputs` for jobs; `images` (with `images_truncated`) when the
+    service reports the pictures the program showed, else None."""
 
     id: str
     status: str
@@ -239,6 +240,7 @@ class Result:
     tests: Optional[List[CaseResult]] = None
     summary: Optional[Summary] = None
     images: Optional[List[Image]] = None
+    images_truncated: Optional[bool] = None
     job: Optional[str] = None
     outputs: Optional[List[JobOutput]] = None
     raw: JsonObject = field(default_factory=dict, repr=False, compare=False)
@@ -282,6 +284,7 @@ class Result:
                             int(s.get("notRun", 0))) if isinstance(s, dict) else None,
             images=[Image(str(i.get("format", "")), int(i.get("width", 0)), int(i.get("height", 0)),
                           str(i.get("data", ""))) for i in images] if isinstance(images, list) else None,
+            images_truncated=d["imagesTruncated"] if isinstance(d.get("imagesTruncated"), bool) else None,
             job=_str_or_none(d.get("job")),
             outputs=[JobOutput(str(o.get("path", "")), int(o.get("bytes", 0)), str(o.get("sha256", "")))
                      for o in outputs] if isinstance(outputs, list) else None,
