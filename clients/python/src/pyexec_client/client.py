@@ -191,8 +191,9 @@ class Client:
         """Run a program with its output streamed (Server-Sent Events):
         yields a StreamEvent for each piece of stdout or stderr as the service
         sends it, and last the `result` event. Takes execute()'s arguments
-        but tests (graded requests are not streamed). Closing the iterator
-        early closes the connection, which stops the run."""
+        but tests (graded requests are not streamed). The request is sent
+        at the first next(), where a refusal raises ApiError; closing the
+        iterator early closes the connection, which stops the run."""
         req = ExecuteRequest(code, stdin, args, files, timeout, cpu_timeout, memory_limit, max_output, policy,
                              exercise_id, user_id, run_tests, test_code, module_name)
         return self.stream_request(req, request_id=request_id)
@@ -211,6 +212,11 @@ class Client:
                     doc = json.loads(data)
                 except ValueError:
                     doc = None
+                # Answered without streaming (a proxy dropped the Accept
+                # header, say): the result document as the only event.
+                if resp.status in (200, 500) and isinstance(doc, dict) and "status" in doc and "error" not in doc:
+                    yield StreamEvent("result", result=Result.from_json(doc))
+                    return
                 raise error_from_response(resp.status, dict(resp.getheaders()),
                                           doc if isinstance(doc, dict) else None, data.decode(errors="replace"))
             parser = SSEParser()
