@@ -56,6 +56,7 @@ serve: deps-serve build
 test: deps-test build
 	$(MESON) test -C $(BUILD) --suite unit --print-errorlogs
 	scripts/test-e2e.sh $(BUILD)/pyexec
+	scripts/test-clients.sh $(BUILD)/pyexec
 	scripts/test-unprivileged.sh $(BUILD)/pyexec
 	$(MAKE) test-asan
 	$(MAKE) test-e2e-asan

@@ -63,6 +63,8 @@ pkgs_test=(
   redis-server
   # the scale-out test puts two instances behind a real load balancer
   haproxy
+  # the Python client's tests: pip into a venv, setuptools, mypy --strict
+  python3-venv python3-setuptools python3-mypy
 )
 
 pkgs_bench=(bubblewrap hyperfine wrk curl)
