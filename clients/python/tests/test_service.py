@@ -56,6 +56,13 @@ def test_execute_files_args_and_policy(client):
     assert r.status == "policy_violation"
 
 
+def test_bytes_go_in_base64(client):
+    blob = bytes(range(256))
+    r = client.execute("import sys\nd = sys.stdin.buffer.read()\nprint(d == open('b.bin', 'rb').read(), len(d))",
+                       stdin=blob, files={"b.bin": blob})
+    assert r.status == "ok" and r.stdout == "True 256\n", r
+
+
 def test_graded_tests_and_run_tests(client):
     r = client.execute("n = int(input())\nprint(n * n)",
                        tests=[TestCase("4", stdin="2", name="two"), {"stdin": "3", "expectedOutput": "10"}])

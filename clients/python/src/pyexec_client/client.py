@@ -154,8 +154,9 @@ class Client:
 
     # -- executions --------------------------------------------------------
 
-    def execute(self, code: str, *, stdin: Optional[str] = None, args: Optional[Sequence[str]] = None,
-                files: Optional[Union[Mapping[str, str], Sequence[FileSpec]]] = None, timeout: Optional[int] = None,
+    def execute(self, code: str, *, stdin: Optional[Union[str, bytes]] = None, args: Optional[Sequence[str]] = None,
+                files: Optional[Union[Mapping[str, Union[str, bytes]], Sequence[FileSpec]]] = None,
+                timeout: Optional[int] = None,
                 cpu_timeout: Optional[int] = None, memory_limit: Optional[int] = None,
                 max_output: Optional[int] = None, policy: Optional[str] = None,
                 exercise_id: Optional[Union[str, int]] = None, user_id: Optional[str] = None,
@@ -181,8 +182,9 @@ class Client:
         a = self._call("POST", "/api/execute", body, headers=headers, timeout=self._run_timeout(body))
         return Result.from_json(a.json())
 
-    def stream(self, code: str, *, stdin: Optional[str] = None, args: Optional[Sequence[str]] = None,
-               files: Optional[Union[Mapping[str, str], Sequence[FileSpec]]] = None, timeout: Optional[int] = None,
+    def stream(self, code: str, *, stdin: Optional[Union[str, bytes]] = None, args: Optional[Sequence[str]] = None,
+               files: Optional[Union[Mapping[str, Union[str, bytes]], Sequence[FileSpec]]] = None,
+                timeout: Optional[int] = None,
                cpu_timeout: Optional[int] = None, memory_limit: Optional[int] = None,
                max_output: Optional[int] = None, policy: Optional[str] = None,
                exercise_id: Optional[Union[str, int]] = None, user_id: Optional[str] = None,
@@ -238,9 +240,9 @@ class Client:
             conn.close()
 
     def execute_stream(self, code: str, *, on_stdout: Optional[OutputCallback] = None,
-                       on_stderr: Optional[OutputCallback] = None, stdin: Optional[str] = None,
+                       on_stderr: Optional[OutputCallback] = None, stdin: Optional[Union[str, bytes]] = None,
                        args: Optional[Sequence[str]] = None,
-                       files: Optional[Union[Mapping[str, str], Sequence[FileSpec]]] = None,
+                       files: Optional[Union[Mapping[str, Union[str, bytes]], Sequence[FileSpec]]] = None,
                        timeout: Optional[int] = None, cpu_timeout: Optional[int] = None,
                        memory_limit: Optional[int] = None, max_output: Optional[int] = None,
                        policy: Optional[str] = None, exercise_id: Optional[Union[str, int]] = None,

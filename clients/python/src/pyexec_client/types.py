@@ -46,15 +46,18 @@ class TestCase:
         d: JsonObject = {"expectedOutput": self.expected_output}
         if self.name is not None:
             d["name"] = self.name
-        if self.stdin is not None:
+        if isinstance(self.stdin, bytes):
+            d["stdinBase64"] = base64.b64encode(self.stdin).decode("ascii")
+        elif self.stdin is not None:
             d["stdin"] = self.stdin
         if self.args is not None:
             d["args"] = list(self.args)
         return d
 
 
-FileSpec = Union[Mapping[str, str], Sequence[str]]
-"""A file of `files`: {"name": ..., "content": ...}, or a (name, content) pair."""
+FileSpec = Union[Mapping[str, Union[str, bytes]], Sequence[Union[str, bytes]]]
+"""A file of `files`: {"name": ..., "content": ...}, or a (name, content) pair;
+content as bytes goes in base64 (contentBase64)."""
 
 TestSpec = Union[TestCase, Mapping[str, Any]]
 
@@ -66,9 +69,9 @@ class ExecuteRequest:
     field to the service's default."""
 
     code: str
-    stdin: Optional[str] = None
+    stdin: Optional[Union[str, bytes]] = None
     args: Optional[Sequence[str]] = None
-    files: Optional[Union[Mapping[str, str], Sequence[FileSpec]]] = None
+    files: Optional[Union[Mapping[str, Union[str, bytes]], Sequence[FileSpec]]] = None
     timeout: Optional[int] = None
     cpu_timeout: Optional[int] = None
     memory_limit: Optional[int] = None
@@ -84,7 +87,9 @@ class ExecuteRequest:
 
     def to_json(self) -> JsonObject:
         d: JsonObject = {"code": self.code}
-        if self.stdin is not None:
+        if isinstance(self.stdin, bytes):
+            d["stdinBase64"] = base64.b64encode(self.stdin).decode("ascii")
+        elif self.stdin is not None:
             d["stdin"] = self.stdin
         if self.args is not None:
             d["args"] = list(self.args)
@@ -108,16 +113,22 @@ class ExecuteRequest:
         return d
 
 
-def _files_json(files: Union[Mapping[str, str], Sequence[FileSpec]]) -> List[JsonObject]:
+def _file_json(name: Union[str, bytes], content: Union[str, bytes]) -> JsonObject:
+    if isinstance(content, bytes):
+        return {"name": name, "contentBase64": base64.b64encode(content).decode("ascii")}
+    return {"name": name, "content": content}
+
+
+def _files_json(files: Union[Mapping[str, Union[str, bytes]], Sequence[FileSpec]]) -> List[JsonObject]:
     if isinstance(files, Mapping):
-        return [{"name": n, "content": c} for n, c in files.items()]
+        return [_file_json(n, c) for n, c in files.items()]
     out: List[JsonObject] = []
     for f in files:
         if isinstance(f, Mapping):
-            out.append({"name": f["name"], "content": f["content"]})
+            out.append(_file_json(f["name"], f["content"]))
         else:
             name, content = f
-            out.append({"name": name, "content": content})
+            out.append(_file_json(name, content))
     return out
 
 
