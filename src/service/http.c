@@ -398,7 +398,8 @@ static enum route route_of(const char *url) {
                 { "/api/execute", ROUTE_EXECUTE },   { "/health", ROUTE_HEALTH },
                 { "/health/live", ROUTE_HEALTH_LIVE }, { "/health/ready", ROUTE_HEALTH_READY },
                 { "/api/metrics", ROUTE_METRICS },   { "/api/stats", ROUTE_STATS },
-                { "/api/environment", ROUTE_ENVIRONMENT }, { "/api/openapi.json", ROUTE_OPENAPI },
+                { "/api/environment", ROUTE_ENVIRONMENT },
+                { "/api/openapi.json", ROUTE_OPENAPI },
         };
         for (size_t i = 0; i < ELEMENTSOF(table); i++)
                 if (strcmp(url, table[i].path) == 0)
