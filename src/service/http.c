@@ -399,11 +399,12 @@ static enum route route_of(const char *url) {
                 { "/health/live", ROUTE_HEALTH_LIVE }, { "/health/ready", ROUTE_HEALTH_READY },
                 { "/api/metrics", ROUTE_METRICS },   { "/api/stats", ROUTE_STATS },
                 { "/api/environment", ROUTE_ENVIRONMENT },
-                { "/api/openapi.json", ROUTE_OPENAPI },
         };
         for (size_t i = 0; i < ELEMENTSOF(table); i++)
                 if (strcmp(url, table[i].path) == 0)
                         return table[i].route;
+        if (strcmp(url, "/api/openapi.json") == 0)
+                return ROUTE_OPENAPI;
         if (strcmp(url, "/api/jobs") == 0)
                 return ROUTE_JOBS;
         if (strncmp(url, "/api/jobs/", 10) == 0 && url[10] && !strchr(url + 10, '/'))
