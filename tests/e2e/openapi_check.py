@@ -193,3 +193,39 @@ def check_result(doc, what):
     found = errors(schema_ref("Result"), doc)
     if found:
         VIOLATIONS.append(f"{what}: " + "; ".join(found[:12]))
+
+
+def check_webhook(name, headers, body):
+    """Record a violation when a callback the service sent (its headers and
+    body) is not as the description's webhooks[name] says."""
+    if not ENABLED:
+        return
+    op = document()["webhooks"][name]["post"]
+    found = []
+    for p in map(resolve, op["parameters"]):
+        value = headers.get(p["name"])
+        if value is None:
+            if p.get("required"):
+                found.append(f"header {p['name']} is missing")
+            continue
+        found += [f"header {p['name']}: {e}" for e in errors(p["schema"], value)]
+    ctype = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    media = op["requestBody"]["content"].get(ctype)
+    if media is None:
+        found.append(f"Content-Type {ctype!r} is not among {sorted(op['requestBody']['content'])}")
+    else:
+        found += errors(media["schema"], json.loads(body))
+    if found:
+        VIOLATIONS.append(f"webhook {name}: " + "; ".join(found[:12]) + f"\n  body: {body[:400]!r}")
+
+
+def check_event(name, data, path="/api/execute"):
+    """Record a violation when one event of a streamed answer (text/event-stream
+    of POST path, 200) is not as described: name among its x-events, data
+    (parsed) valid."""
+    if not ENABLED:
+        return
+    kinds = resolve(operation("POST", path)["responses"]["200"])["content"]["text/event-stream"]["x-events"]
+    found = [f"an event {name!r} the description lacks"] if name not in kinds else errors(kinds[name], data)
+    if found:
+        VIOLATIONS.append(f"POST {path} event {name}: " + "; ".join(found[:12]) + f"\n  data: {str(data)[:400]}")
