@@ -9,7 +9,9 @@ be an error), the status is among the operation's responses (or its
 `default`), the media type is one it lists, a JSON body validates against
 its schema, each result event of a stream validates, and the headers the
 response describes have values their schemas allow (X-Request-Id, which
-every response has, and those marked required must be present)."""
+every response has, and those marked required must be present). Paths
+outside /api/ and /health are pages for people (the playground), not the
+API, and are not checked."""
 import json
 import os
 import pathlib
@@ -120,11 +122,16 @@ def sse_events(body):
     return events
 
 
+def is_api(path):
+    """Whether path is the API's, which the description covers."""
+    return path.startswith("/api/") or path == "/health" or path.startswith("/health/")
+
+
 def problems(method, path, status, headers, body):
     """What is wrong with one response, as lines (empty: as described)."""
     path = path.split("?", 1)[0]
     out = []
-    if method.upper() == "OPTIONS":
+    if method.upper() == "OPTIONS" or not is_api(path):
         return out
     if not headers.get("X-Request-Id"):
         out.append("no X-Request-Id header")
