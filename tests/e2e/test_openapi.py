@@ -212,7 +212,7 @@ def test_request_fields_are_the_parsers():
     assert SCHEMAS["ExecuteRequest"]["required"] == ["code"]
     assert SCHEMAS["ExecuteRequest"]["additionalProperties"] is False
     assert set(SCHEMAS["TestCase"]["properties"]) == {"name", "stdin", "args", "expectedOutput"}
-    assert set(SCHEMAS["File"]["properties"]) == {"name", "content"}
+    assert set(SCHEMAS["File"]["properties"]) == {"name", "content", "contentBase64"}
 
 
 def test_every_field_is_known_to_the_service(srv):
@@ -316,6 +316,28 @@ def test_string_fields(srv):
     assert passes(srv, {"userId": "u" * lo}, "userId") == "code"
     for bad in ("u" * (hi + 1), "u" * (lo - 1)):
         assert refused_field(srv, {"userId": bad}) == (400, "userId")
+
+
+def test_base64_fields(srv):
+    """stdinBase64 and contentBase64: the pattern is what the service
+    decodes; each is the alternative of its text field, never beside it."""
+    # fullmatch: ECMA-262's $, which JSON Schema uses, matches no newline
+    pattern = re.compile(REQUEST["stdinBase64"]["pattern"])
+    for good in ("", "AA==", "AAE=", "AAEC", "/+9aZQ=="):
+        assert pattern.fullmatch(good), good
+        assert passes(srv, {"code": "pass", "stdinBase64": good, "args": "x"}, "stdinBase64") == "args", good
+        assert passes(srv, {"code": "pass", "files": [{"name": "b", "contentBase64": good}], "args": "x"},
+                      "files[0].contentBase64") == "args", good
+    for bad in ("A", "AA=", "AA==\n", "A===", "@@@@", "AA==AA=="):
+        assert not pattern.fullmatch(bad), bad
+        assert refused_field(srv, {"code": "pass", "stdinBase64": bad}) == (400, "stdinBase64"), bad
+        assert refused_field(srv, {"code": "pass", "files": [{"name": "b", "contentBase64": bad}]}) == \
+            (400, "files[0].contentBase64"), bad
+    assert SCHEMAS["ExecuteRequest"]["not"] == {"required": ["stdin", "stdinBase64"]}
+    assert refused_field(srv, {"code": "pass", "stdin": "", "stdinBase64": ""}) == (400, "stdinBase64")
+    assert {"required": ["content"]} in SCHEMAS["File"]["oneOf"] and len(SCHEMAS["File"]["oneOf"]) == 2
+    assert refused_field(srv, {"code": "pass", "files": [{"name": "b", "content": "", "contentBase64": ""}]}) == \
+        (400, "files[0].contentBase64")
 
 
 def test_arrays(srv):
