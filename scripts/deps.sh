@@ -59,6 +59,8 @@ pkgs_test=(
   util-linux passwd
   # systemd-analyze verify of the installed pyexec.service
   systemd
+  # the responses' check against the OpenAPI description (JSON Schema 2020-12)
+  python3-jsonschema
   # the queue's contract tests run their own redis-server
   redis-server
   # the scale-out test puts two instances behind a real load balancer

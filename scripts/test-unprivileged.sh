@@ -30,6 +30,9 @@ cp -r jobs "$work/jobs"
 # The sources test_cli_docs.py holds the help texts against.
 cp meson.build "$work/meson.build"
 cp -r src "$work/src"
+# The OpenAPI description every response is checked against (openapi_check.py).
+mkdir -p "$work/docs"
+cp docs/openapi.json "$work/docs/openapi.json"
 chmod -R a+rX "$work"
 cd "$work"
 # The installed runner when it is this build's (see test-e2e.sh).

@@ -188,6 +188,7 @@ guest_unprivileged() {
   cp -r jobs scripts "$work/"
   cp meson.build "$work/meson.build"
   cp -r src "$work/src"
+  mkdir -p "$work/docs" && cp docs/openapi.json "$work/docs/openapi.json"
   chmod -R a+rX "$work"
   install -d -o pyexec-test "$work/out"
   # shellcheck disable=SC2086

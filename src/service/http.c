@@ -57,6 +57,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "openapi-json.h"
 #include "procmem.h"
 #include "ratelimit.h"
 #include "result.h"
@@ -206,7 +207,9 @@ struct request {
 static void add_common_headers(struct request *rq, struct MHD_Response *resp) {
         const struct config *cfg = rq->s->cfg;
         MHD_add_response_header(resp, "X-Request-Id", rq->id);
-        MHD_add_response_header(resp, "Cache-Control", "no-store");
+        /* The API's description changes only with the binary: caches may
+         * keep it and revalidate with its ETag. Nothing else is cached. */
+        MHD_add_response_header(resp, "Cache-Control", rq->route == ROUTE_OPENAPI ? "no-cache" : "no-store");
         MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
         if (cfg->cors_origin[0]) {
                 MHD_add_response_header(resp, "Access-Control-Allow-Origin", cfg->cors_origin);
@@ -282,6 +285,8 @@ static enum MHD_Result respond(struct request *rq, unsigned code, const char *ty
         }
         if (code == 401)
                 MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"pyexec\"");
+        if (rq->route == ROUTE_OPENAPI && (code == 200 || code == 304))
+                MHD_add_response_header(resp, "ETag", openapi_json_etag);
         if (rq->rl_counted && rq->rl.limit)
                 add_rate_limit_headers(rq, resp);
         add_common_headers(rq, resp);
@@ -398,6 +403,8 @@ static enum route route_of(const char *url) {
         for (size_t i = 0; i < ELEMENTSOF(table); i++)
                 if (strcmp(url, table[i].path) == 0)
                         return table[i].route;
+        if (strcmp(url, "/api/openapi.json") == 0)
+                return ROUTE_OPENAPI;
         if (strcmp(url, "/api/jobs") == 0)
                 return ROUTE_JOBS;
         if (strncmp(url, "/api/jobs/", 10) == 0 && url[10] && !strchr(url + 10, '/'))
@@ -553,6 +560,12 @@ static enum MHD_Result handle_get(struct request *rq) {
         }
         case ROUTE_JOBS:
                 return respond_json(rq, 200, jobs_describe(&s->jobs), 0, NULL);
+        case ROUTE_OPENAPI: {
+                const char *inm = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "If-None-Match");
+                if (inm && (strstr(inm, openapi_json_etag) || strcmp(inm, "*") == 0))
+                        return respond(rq, 304, NULL, "", 0, 0, NULL);
+                return respond(rq, 200, "application/json", (const char *)openapi_json, openapi_json_len, 0, NULL);
+        }
         case ROUTE_SUBMISSION: {
                 struct submissions_reply r = { 0 };
                 submissions_get(s->subs, rq->path + strlen("/api/submissions/"), &r);

@@ -27,6 +27,8 @@ import urllib.request
 
 import pytest
 
+import openapi_check
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PYEXEC = os.environ.get("PYEXEC_BIN") or str(ROOT / "build" / "pyexec")
 SERVICE_URL = os.environ.get("PYEXEC_TEST_URL") or None
@@ -125,6 +127,7 @@ def run(tmp_path):
         p = pyexec("run", "--json", *service_options(options), prog, stdin=stdin, timeout=timeout)
         assert p.stdout, f"no JSON on stdout; stderr: {p.stderr.decode(errors='replace')}"
         res = Result(json.loads(p.stdout))
+        openapi_check.check_result(res, f"pyexec run --json {' '.join(map(str, options))}")
         res.returncode = p.returncode
         res.proc_stderr = p.stderr.decode(errors="replace")
         return res
@@ -144,6 +147,17 @@ def run_plain(tmp_path):
         return pyexec("run", *service_options(options), prog, stdin=stdin, timeout=timeout)
 
     return _run
+
+
+@pytest.fixture(autouse=True)
+def responses_as_described():
+    """Fails a test that received a response, or a result, that the OpenAPI
+    description (docs/openapi.json) does not allow (openapi_check.py)."""
+    openapi_check.VIOLATIONS.clear()
+    yield
+    found, openapi_check.VIOLATIONS[:] = list(openapi_check.VIOLATIONS), []
+    if found:
+        pytest.fail("not as docs/openapi.json describes:\n" + "\n".join(found[:10]), pytrace=False)
 
 
 @pytest.fixture

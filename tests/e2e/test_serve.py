@@ -29,6 +29,7 @@ import uuid
 
 import pytest
 
+import openapi_check
 from conftest import PRIVILEGED, PYEXEC
 
 HOST = "127.0.0.1"
@@ -97,6 +98,7 @@ class Client:
                 data = r.read()
                 if r.will_close:
                     self.close()
+                openapi_check.check(method, path, r.status, r.headers, data)
                 return Response(r.status, r.headers, data)
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 # The server closed an idle keep-alive connection: once more

@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+import openapi_check
 from conftest import host_pids_matching, long_decimals, wait_for
 from test_serve import HOST, JSON_HEADERS, start_server
 
@@ -53,7 +54,9 @@ class Stream:
             if line == "":
                 if name is not None:
                     self.raw.append("\n".join(data))
-                    return name, json.loads(self.raw[-1])
+                    event = name, json.loads(self.raw[-1])
+                    openapi_check.check_event(*event)
+                    return event
                 continue
             field, _, value = line.partition(": ")
             if field == "event":

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+import openapi_check
 from conftest import long_decimals
 from test_serve import serving, start_server
 
@@ -37,6 +38,7 @@ class Receiver:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                openapi_check.check_webhook("submissionDone", self.headers, body)
                 with outer.lock:
                     outer.requests.append({"headers": {k.lower(): v for k, v in self.headers.items()},
                                            "body": body, "verified": verify(self.headers, body)})
