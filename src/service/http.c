@@ -215,7 +215,7 @@ static void add_common_headers(struct request *rq, struct MHD_Response *resp) {
                 MHD_add_response_header(resp, "Access-Control-Allow-Origin", cfg->cors_origin);
                 MHD_add_response_header(resp, "Access-Control-Expose-Headers",
                                         "X-Request-Id, Retry-After, RateLimit-Limit, RateLimit-Remaining, "
-                                        "RateLimit-Reset");
+                                        "RateLimit-Reset, Location, Idempotent-Replayed, ETag");
                 MHD_add_response_header(resp, "Vary", "Origin");
         }
 }

@@ -1019,7 +1019,10 @@ def test_cors(serve):
     for resp in (srv.execute({"code": "print(1)"}), srv.get("/health"), srv.get("/nope"),
                  srv.execute({"code": 1})):
         assert resp.headers["Access-Control-Allow-Origin"] == "https://app.example.org", resp
-        assert "X-Request-Id" in resp.headers["Access-Control-Expose-Headers"]
+        exposed = {h.strip() for h in resp.headers["Access-Control-Expose-Headers"].split(",")}
+        # every header a client reads: ids, rate limits, a submission's Location and replay, the ETag
+        assert exposed == {"X-Request-Id", "Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset",
+                           "Location", "Idempotent-Replayed", "ETag"}, exposed
 
 
 # ---------------------------------------------------------------------------
