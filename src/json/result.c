@@ -2,6 +2,7 @@
 #include "result.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -41,6 +42,46 @@ json_t *result_json_string(const char *p, size_t n) {
         return j;
 }
 
+/* Standard base64 (RFC 4648), padded: what the images' data is. */
+static json_t *base64_string(const char *p, size_t n) {
+        static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        const unsigned char *u = (const unsigned char *)p;
+        size_t out_len = (n + 2) / 3 * 4, o = 0;
+        char *s = malloc(out_len + 1);
+        json_t *j;
+
+        if (!s)
+                return NULL;
+        for (size_t i = 0; i < n; i += 3) {
+                uint32_t v = (uint32_t)u[i] << 16 | (i + 1 < n ? (uint32_t)u[i + 1] << 8 : 0) |
+                             (i + 2 < n ? (uint32_t)u[i + 2] : 0);
+                s[o++] = tab[v >> 18 & 63];
+                s[o++] = tab[v >> 12 & 63];
+                s[o++] = i + 1 < n ? tab[v >> 6 & 63] : '=';
+                s[o++] = i + 2 < n ? tab[v & 63] : '=';
+        }
+        j = json_stringn_nocheck(s, out_len);
+        free(s);
+        return j;
+}
+
+/* The pictures the program showed: PNGs the supervisor checked (images.h). */
+static json_t *images_json(const struct pyexec_result *r) {
+        json_t *a = json_array();
+
+        for (size_t i = 0; a && i < r->n_images; i++) {
+                const struct pyexec_image *im = &r->images[i];
+                json_t *data = base64_string(im->data, im->len);
+                if (!data || json_array_append_new(a, json_pack("{s:s,s:I,s:I,s:o}", "format", "png", "width",
+                                                                (json_int_t)im->width, "height",
+                                                                (json_int_t)im->height, "data", data)) < 0) {
+                        json_decref(a);
+                        return NULL;
+                }
+        }
+        return a;
+}
+
 static json_t *ms(double v) {
         return json_real(round(v * 10.0) / 10.0);
 }
@@ -75,8 +116,10 @@ json_t *result_to_json(const struct pyexec_result *r, const struct pyexec_limits
                                     json_integer((json_int_t)*pyexec_limit_ptr((struct pyexec_limits *)l, in)));
         }
         json_object_set_new(o, "limits", lim);
+        json_object_set_new(o, "images", images_json(r));
+        json_object_set_new(o, "imagesTruncated", json_boolean(r->images_truncated));
         /* Any failed allocation above left a key out. */
-        if (json_object_size(o) != 12)
+        if (json_object_size(o) != 14)
                 goto fail;
         return o;
 fail:

@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * runner-images: the pictures a program shows, sent to the supervisor on
+ * the images pipe (images.h has the frame format and what the supervisor
+ * checks).
+ *
+ * Nothing is imported for a program that draws nothing: a finder at the
+ * head of sys.meta_path is consulted only for modules not imported yet,
+ * and acts only on matplotlib.pyplot and PIL.ImageShow, patching each once
+ * its own code has run. Modules the zygote imported ahead are patched when
+ * the run starts. plt.show() sends every open figure as PNG and closes it;
+ * the figures still open when the program ends are sent before its atexit
+ * handlers run (pyplot registers one that closes them); Pillow's
+ * Image.show() finds a viewer, first in the list, that sends the image.
+ *
+ * The helpers are defined before the program's first line, so their
+ * modules (io, _pyexec) are bound then and the policy's import checks see
+ * no request of theirs later.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "runner.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "images.h"
+
+static int images_fd = -1;
+static PyObject *start_fn, *at_exit_fn;
+
+static const char images_py[] =
+        "import io as _io, sys as _sys, _pyexec\n"
+        "def images():\n"
+        "    send = _pyexec.send_image\n"
+        "    BytesIO = _io.BytesIO\n"
+        "    modules = _sys.modules\n"
+        "    meta_path = _sys.meta_path\n"
+        "    def figures_out():\n"
+        "        helpers = modules.get('matplotlib._pylab_helpers')\n"
+        "        plt = modules.get('matplotlib.pyplot')\n"
+        "        if helpers is None or plt is None:\n"
+        "            return\n"
+        "        for manager in list(helpers.Gcf.get_all_fig_managers()):\n"
+        "            fig = manager.canvas.figure\n"
+        "            b = BytesIO()\n"
+        "            try:\n"
+        "                fig.savefig(b, format='png')\n"
+        "            finally:\n"
+        "                plt.close(fig)\n"
+        "            send(b.getvalue())\n"
+        "    def patch_pyplot(plt):\n"
+        "        def show(*args, **kwargs):\n"
+        "            figures_out()\n"
+        "        show.__doc__ = plt.show.__doc__\n"
+        "        plt.show = show\n"
+        "    def patch_imageshow(ImageShow):\n"
+        "        class ResultViewer(ImageShow.Viewer):\n"
+        "            format = 'PNG'\n"
+        "            def show_image(self, image, **options):\n"
+        "                b = BytesIO()\n"
+        "                image.save(b, format='PNG')\n"
+        "                send(b.getvalue())\n"
+        "                return 1\n"
+        "        ImageShow.register(ResultViewer, order=0)\n"
+        "    patches = {'matplotlib.pyplot': patch_pyplot, 'PIL.ImageShow': patch_imageshow}\n"
+        "    class ImagesFinder:\n"
+        "        def find_spec(self, name, path=None, target=None):\n"
+        "            patch = patches.get(name)\n"
+        "            if patch is None:\n"
+        "                return None\n"
+        "            for finder in meta_path:\n"
+        "                find = getattr(finder, 'find_spec', None)\n"
+        "                if finder is self or find is None:\n"
+        "                    continue\n"
+        "                spec = find(name, path, target)\n"
+        "                if spec is not None:\n"
+        "                    break\n"
+        "            else:\n"
+        "                return None\n"
+        "            exec_module = getattr(spec.loader, 'exec_module', None)\n"
+        "            if exec_module is not None:\n"
+        "                def exec_and_patch(module):\n"
+        "                    exec_module(module)\n"
+        "                    patch(module)\n"
+        "                spec.loader.exec_module = exec_and_patch\n"
+        "            return spec\n"
+        "    def start():\n"
+        "        for name, patch in patches.items():\n"
+        "            m = modules.get(name)\n"
+        "            if m is not None:\n"
+        "                patch(m)\n"
+        "        meta_path.insert(0, ImagesFinder())\n"
+        "    def at_exit():\n"
+        "        figures_out()\n"
+        "    return start, at_exit\n";
+
+PyObject *runner_images_send(PyObject *self, PyObject *arg) {
+        unsigned char hdr[IMAGE_FRAME_HEADER];
+        Py_buffer b;
+
+        (void)self;
+        if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0)
+                return NULL;
+        /* One frame per call, written whole while holding the GIL, so the
+         * program's threads cannot interleave theirs; a picture too large
+         * for a frame, or a pipe gone, drops the picture only. */
+        if (images_fd >= 0 && (uint64_t)b.len <= UINT32_MAX) {
+                uint32_t len = (uint32_t)b.len;
+                memcpy(hdr, IMAGE_FRAME_MAGIC, 4);
+                for (int i = 0; i < 4; i++)
+                        hdr[4 + i] = (unsigned char)(len >> (8 * i));
+                if (write_all(images_fd, hdr, sizeof hdr) == 0)
+                        (void)write_all(images_fd, b.buf, (size_t)b.len);
+        }
+        PyBuffer_Release(&b);
+        Py_RETURN_NONE;
+}
+
+int runner_images_prepare(void) {
+        PyObject *make, *pair;
+
+        if (start_fn)
+                return 0;
+        make = runner_define(images_py, "images");
+        pair = make ? PyObject_CallNoArgs(make) : NULL;
+        Py_XDECREF(make);
+        if (!pair || !PyArg_ParseTuple(pair, "OO", &start_fn, &at_exit_fn)) {
+                Py_XDECREF(pair);
+                return -1;
+        }
+        Py_INCREF(start_fn);
+        Py_INCREF(at_exit_fn);
+        Py_DECREF(pair);
+        return 0;
+}
+
+int runner_images_start(int fd) {
+        PyObject *r;
+
+        if (fd < 0)
+                return 0;
+        if (runner_images_prepare() < 0)
+                return -1;
+        r = PyObject_CallNoArgs(start_fn);
+        if (!r)
+                return -1;
+        Py_DECREF(r);
+        images_fd = fd;
+        return 0;
+}
+
+void runner_images_at_exit(void) {
+        PyObject *r;
+
+        if (images_fd < 0)
+                return;
+        r = PyObject_CallNoArgs(at_exit_fn);
+        if (!r)
+                PyErr_Print();
+        Py_XDECREF(r);
+}
