@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from test_submissions import submit, wait_done
-from test_warm import execute, start, stop_ok
+from test_warm import execute, start, stop_ok, warm_stats
 
 PIL = pytest.importorskip("PIL.Image")
 
@@ -38,6 +38,7 @@ SERVICE = {"POLICIES": "education,permissive,science", "MEMORY_LIMIT": MEMORY, "
 def srv(request, tmp_path_factory):
     s = start(tmp_path_factory.mktemp("images"), *(["--cold"] if request.param == "cold" else []),
               env={**SERVICE, "WARM_POOL_SIZE": 1})
+    s.mode = request.param
     yield s
     stop_ok(s)
 
@@ -51,9 +52,17 @@ def decode(img):
     return im.convert("RGB")
 
 
+def taken(srv):
+    w = warm_stats(srv)
+    return w["takenReady"] + w["builtOnDemand"]
+
+
 def run_ok(srv, code, policy="permissive", **fields):
+    before = taken(srv) if srv.mode == "warm" else None
     res = execute(srv, code, policy=policy, memoryLimit=MEMORY, **fields)
     assert res["status"] == "ok", (res["status"], res["stderr"][-2000:])
+    if srv.mode == "warm":  # the run took a sandbox of the pool
+        assert taken(srv) > before
     return res
 
 
