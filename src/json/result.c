@@ -110,14 +110,14 @@ json_t *result_to_json(const struct pyexec_result *r, const struct pyexec_limits
         json_object_set_new(o, "message", r->message ? result_json_string(r->message, strlen(r->message)) : json_null());
         json_object_set_new(o, "time", json_pack("{s:o,s:o}", "wallMs", ms(r->wall_ms), "cpuMs", ms(r->cpu_ms)));
         json_object_set_new(o, "memory", json_pack("{s:I}", "peakKb", (json_int_t)r->peak_kb));
+        json_object_set_new(o, "images", images_json(r));
+        json_object_set_new(o, "imagesTruncated", json_boolean(r->images_truncated));
         for (size_t i = 0; i < pyexec_limit_count; i++) {
                 const struct pyexec_limit_info *in = &pyexec_limit_table[i];
                 json_object_set_new(lim, in->json,
                                     json_integer((json_int_t)*pyexec_limit_ptr((struct pyexec_limits *)l, in)));
         }
         json_object_set_new(o, "limits", lim);
-        json_object_set_new(o, "images", images_json(r));
-        json_object_set_new(o, "imagesTruncated", json_boolean(r->images_truncated));
         /* Any failed allocation above left a key out. */
         if (json_object_size(o) != 14)
                 goto fail;

@@ -56,8 +56,8 @@ static void assert_json_string(json_t *v, const char *want, size_t n) {
 
 static void test_keys_in_schema_order(void **state) {
         static const char *const keys[] = { "id",     "status", "exitCode",  "signal",  "stdout", "stderr",
-                                            "output", "truncated", "message", "time", "memory", "limits",
-                                            "images", "imagesTruncated" };
+                                            "output", "truncated", "message", "time", "memory", "images",
+                                            "imagesTruncated", "limits" };
         struct fixture *f = *state;
         json_t *j = to_json(f);
         char *dump;
