@@ -73,8 +73,8 @@ static json_t *images_json(const struct pyexec_result *r) {
                 const struct pyexec_image *im = &r->images[i];
                 json_t *data = base64_string(im->data, im->len);
                 if (!data || json_array_append_new(a, json_pack("{s:s,s:I,s:I,s:o}", "format", "png", "width",
-                                                                (json_int_t)im->width, "height",
-                                                                (json_int_t)im->height, "data", data)) < 0) {
+                                                                (json_int_t)im->width, "height", (json_int_t)im->height,
+                                                                "data", data)) < 0) {
                         json_decref(a);
                         return NULL;
                 }

@@ -1640,6 +1640,5 @@ int runner_cold_main(void) {
         }
         runner_startup_modules = PySet_New(PyImport_GetModuleDict());
         /* fd 5 is the images pipe only when the run has one (images.h). */
-        runner_run(&w, RUNNER_STATUS_FD, RUNNER_WORK_FD,
-                   fcntl(RUNNER_IMAGE_FD, F_GETFD) >= 0 ? RUNNER_IMAGE_FD : -1);
+        runner_run(&w, RUNNER_STATUS_FD, RUNNER_WORK_FD, fcntl(RUNNER_IMAGE_FD, F_GETFD) >= 0 ? RUNNER_IMAGE_FD : -1);
 }

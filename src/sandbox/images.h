@@ -32,14 +32,14 @@
 
 struct image_reader {
         unsigned max_images;
-        uint64_t max_bytes;     /* total PNG bytes of the images kept */
+        uint64_t max_bytes; /* total PNG bytes of the images kept */
         uint64_t kept_bytes;
         unsigned char hdr[IMAGE_FRAME_HEADER];
         size_t hdr_len;
         bool in_frame;
-        bool broken;            /* a header that is not a frame's: drop the rest */
-        bool keep;              /* the current frame fits the caps */
-        uint64_t frame_left;    /* bytes of the current frame still to come */
+        bool broken;         /* a header that is not a frame's: drop the rest */
+        bool keep;           /* the current frame fits the caps */
+        uint64_t frame_left; /* bytes of the current frame still to come */
         struct buf frame;
 };
 

@@ -113,7 +113,9 @@ _Noreturn _no_sanitize_address_ static void run_program(const struct sandbox_chi
                         child_fail(status_fd, "setting up the runner's descriptors", -errno);
                 status_fd = RUNNER_STATUS_FD;
                 /* The images pipe at fd 5 when the run collects images. */
-                close_all_except((int[]){ 0, 1, 2, RUNNER_STATUS_FD, RUNNER_WORK_FD, c->images_w >= 0 ? RUNNER_IMAGE_FD : -1 }, 6);
+                close_all_except((int[]){ 0, 1, 2, RUNNER_STATUS_FD, RUNNER_WORK_FD,
+                                          c->images_w >= 0 ? RUNNER_IMAGE_FD : -1 },
+                                 6);
         } else
                 close_all_except((int[]){ 0, 1, 2, c->status_w }, 4);
         /* Its own session: no signal aimed at a host process group reaches

@@ -554,8 +554,10 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                  * after init reaped every other process; with them, the
                  * stop has long taken effect once rest_deadline passed. */
                 bool out_final = w->init_gone || (w->exited_msg && (!w->rest_stopped || w->rest_settled));
-                bool drain[6] = { out_final && fds[0] >= 0, out_final && fds[1] >= 0, w->init_gone && fds[2] >= 0,
-                                  false, false, out_final && fds[5] >= 0 };
+                bool drain[6] = {
+                        out_final && fds[0] >= 0, out_final && fds[1] >= 0, w->init_gone && fds[2] >= 0, false, false,
+                        out_final && fds[5] >= 0
+                };
 
                 if (fds[0] < 0 && fds[1] < 0 && fds[5] < 0 && (w->init_gone ? fds[2] < 0 : w->warm && w->exited_msg))
                         break;
@@ -828,8 +830,9 @@ static int send_work(int sock, int work_fd, int stdin_fd, int images_w) {
                 struct cmsghdr align;
         } u;
         size_t nfds = images_w >= 0 ? 3 : 2;
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                             .msg_controllen = CMSG_SPACE(nfds * sizeof(int)) };
+        struct msghdr mh = {
+                .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = CMSG_SPACE(nfds * sizeof(int))
+        };
         struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
         ssize_t n;
 
@@ -1268,7 +1271,8 @@ static int cold_start(struct pyexec_sandbox *sb, const struct pyexec_spec *spec,
                 return cr->stdin_fd;
         }
         if (pipe2(p->out, O_CLOEXEC) < 0 || pipe2(p->err, O_CLOEXEC) < 0 || pipe2(p->status, O_CLOEXEC) < 0 ||
-            pipe2(p->sync, O_CLOEXEC) < 0 || (c->runner_fd >= 0 && spec->max_images > 0 && pipe2(p->images, O_CLOEXEC) < 0)) {
+            pipe2(p->sync, O_CLOEXEC) < 0 ||
+            (c->runner_fd >= 0 && spec->max_images > 0 && pipe2(p->images, O_CLOEXEC) < 0)) {
                 r = -errno;
                 fail_internal(res, "creating pipes", r);
                 return r;
@@ -1381,8 +1385,8 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
         w.init_pid = pid;
         w.sample_before_kill = !cr.use_cgroup || !cr.cg.cpu;
         image_reader_init(&w.images, spec->max_images, spec->max_image_bytes);
-        watch_run(&w, cr.p.out[0], cr.p.err[0], cr.p.status[0], pidfd, cr.p.images[0],
-                  cr.use_cgroup ? &cr.cg : NULL, sb->ncpu);
+        watch_run(&w, cr.p.out[0], cr.p.err[0], cr.p.status[0], pidfd, cr.p.images[0], cr.use_cgroup ? &cr.cg : NULL,
+                  sb->ncpu);
         image_reader_done(&w.images);
         cr.p.out[0] = cr.p.err[0] = cr.p.status[0] = cr.p.images[0] = -1;
         while (wait4(pid, &ws, 0, &ru) < 0 && errno == EINTR)

@@ -55,9 +55,9 @@ static void assert_json_string(json_t *v, const char *want, size_t n) {
 #define ASSERT_JSON_STRING(v, lit) assert_json_string(v, lit, sizeof(lit) - 1)
 
 static void test_keys_in_schema_order(void **state) {
-        static const char *const keys[] = { "id",     "status", "exitCode",  "signal",  "stdout", "stderr",
-                                            "output", "truncated", "message", "time", "memory", "images",
-                                            "imagesTruncated", "limits" };
+        static const char *const keys[] = { "id",     "status", "exitCode",        "signal",  "stdout",
+                                            "stderr", "output", "truncated",       "message", "time",
+                                            "memory", "images", "imagesTruncated", "limits" };
         struct fixture *f = *state;
         json_t *j = to_json(f);
         char *dump;
