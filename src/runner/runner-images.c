@@ -4,11 +4,13 @@
  * the images pipe (images.h has the frame format and what the supervisor
  * checks).
  *
- * Nothing is imported for a program that draws nothing: a finder at the
- * head of sys.meta_path is consulted only for modules not imported yet,
- * and acts only on matplotlib.pyplot and PIL.ImageShow, patching each once
- * its own code has run. Modules the zygote imported ahead are patched when
- * the run starts. plt.show() sends every open figure as PNG and closes it;
+ * Nothing is imported for a program that draws nothing, and nothing the
+ * program can see changes until it imports matplotlib.pyplot or
+ * PIL.ImageShow: the audit hook's "import" event for one of them (raised
+ * only for a module not imported yet) puts a finder at the head of
+ * sys.meta_path, which takes itself out when asked for that module and
+ * patches the module once its own code has run. Modules the zygote
+ * imported ahead are patched when the run starts. plt.show() sends every open figure as PNG and closes it;
  * the figures still open when the program ends are sent before its atexit
  * handlers run (pyplot registers one that closes them); Pillow's
  * Image.show() finds a viewer, first in the list, that sends the image.
@@ -31,72 +33,80 @@
 #include "images.h"
 
 static int images_fd = -1;
-static PyObject *start_fn, *at_exit_fn;
+static PyObject *start_fn, *arm_fn, *at_exit_fn;
 
-static const char images_py[] = "import io as _io, sys as _sys, _pyexec\n"
-                                "def images():\n"
-                                "    send = _pyexec.send_image\n"
-                                "    BytesIO = _io.BytesIO\n"
-                                "    modules = _sys.modules\n"
-                                "    meta_path = _sys.meta_path\n"
-                                "    def figures_out():\n"
-                                "        helpers = modules.get('matplotlib._pylab_helpers')\n"
-                                "        plt = modules.get('matplotlib.pyplot')\n"
-                                "        if helpers is None or plt is None:\n"
-                                "            return\n"
-                                "        for manager in list(helpers.Gcf.get_all_fig_managers()):\n"
-                                "            fig = manager.canvas.figure\n"
-                                "            b = BytesIO()\n"
-                                "            try:\n"
-                                "                fig.savefig(b, format='png')\n"
-                                "            finally:\n"
-                                "                plt.close(fig)\n"
-                                "            send(b.getvalue())\n"
-                                "    def patch_pyplot(plt):\n"
-                                "        def show(*args, **kwargs):\n"
-                                "            figures_out()\n"
-                                "        show.__doc__ = plt.show.__doc__\n"
-                                "        plt.show = show\n"
-                                "    def patch_imageshow(ImageShow):\n"
-                                "        class ResultViewer(ImageShow.Viewer):\n"
-                                "            format = 'PNG'\n"
-                                "            def show_image(self, image, **options):\n"
-                                "                b = BytesIO()\n"
-                                "                image.save(b, format='PNG')\n"
-                                "                send(b.getvalue())\n"
-                                "                return 1\n"
-                                "        ImageShow.register(ResultViewer, order=0)\n"
-                                "    patches = {'matplotlib.pyplot': patch_pyplot, 'PIL.ImageShow': patch_imageshow}\n"
-                                "    class ImagesFinder:\n"
-                                "        def find_spec(self, name, path=None, target=None):\n"
-                                "            patch = patches.get(name)\n"
-                                "            if patch is None:\n"
-                                "                return None\n"
-                                "            for finder in meta_path:\n"
-                                "                find = getattr(finder, 'find_spec', None)\n"
-                                "                if finder is self or find is None:\n"
-                                "                    continue\n"
-                                "                spec = find(name, path, target)\n"
-                                "                if spec is not None:\n"
-                                "                    break\n"
-                                "            else:\n"
-                                "                return None\n"
-                                "            exec_module = getattr(spec.loader, 'exec_module', None)\n"
-                                "            if exec_module is not None:\n"
-                                "                def exec_and_patch(module):\n"
-                                "                    exec_module(module)\n"
-                                "                    patch(module)\n"
-                                "                spec.loader.exec_module = exec_and_patch\n"
-                                "            return spec\n"
-                                "    def start():\n"
-                                "        for name, patch in patches.items():\n"
-                                "            m = modules.get(name)\n"
-                                "            if m is not None:\n"
-                                "                patch(m)\n"
-                                "        meta_path.insert(0, ImagesFinder())\n"
-                                "    def at_exit():\n"
-                                "        figures_out()\n"
-                                "    return start, at_exit\n";
+static const char images_py[] =
+        "import io as _io, sys as _sys, _pyexec\n"
+        "def images():\n"
+        "    send = _pyexec.send_image\n"
+        "    BytesIO = _io.BytesIO\n"
+        "    modules = _sys.modules\n"
+        "    meta_path = _sys.meta_path\n"
+        "    def figures_out():\n"
+        "        helpers = modules.get('matplotlib._pylab_helpers')\n"
+        "        plt = modules.get('matplotlib.pyplot')\n"
+        "        if helpers is None or plt is None:\n"
+        "            return\n"
+        "        for manager in list(helpers.Gcf.get_all_fig_managers()):\n"
+        "            fig = manager.canvas.figure\n"
+        "            b = BytesIO()\n"
+        "            try:\n"
+        "                fig.savefig(b, format='png')\n"
+        "            finally:\n"
+        "                plt.close(fig)\n"
+        "            send(b.getvalue())\n"
+        "    def patch_pyplot(plt):\n"
+        "        def show(*args, **kwargs):\n"
+        "            figures_out()\n"
+        "        show.__doc__ = plt.show.__doc__\n"
+        "        show.__module__ = plt.show.__module__\n"
+        "        plt.show = show\n"
+        "    def patch_imageshow(ImageShow):\n"
+        "        class ResultViewer(ImageShow.Viewer):\n"
+        "            format = 'PNG'\n"
+        "            def show_image(self, image, **options):\n"
+        "                b = BytesIO()\n"
+        "                image.save(b, format='PNG')\n"
+        "                send(b.getvalue())\n"
+        "                return 1\n"
+        "        ImageShow.register(ResultViewer, order=0)\n"
+        "    patches = {'matplotlib.pyplot': patch_pyplot, 'PIL.ImageShow': patch_imageshow}\n"
+        "    class ImagesFinder:\n"
+        "        def __init__(self, name):\n"
+        "            self.name = name\n"
+        "        def find_spec(self, name, path=None, target=None):\n"
+        "            if name != self.name:\n"
+        "                return None\n"
+        "            if self in meta_path:\n"
+        "                meta_path.remove(self)\n"
+        "            for finder in meta_path:\n"
+        "                find = getattr(finder, 'find_spec', None)\n"
+        "                if find is None:\n"
+        "                    continue\n"
+        "                spec = find(name, path, target)\n"
+        "                if spec is not None:\n"
+        "                    break\n"
+        "            else:\n"
+        "                return None\n"
+        "            exec_module = getattr(spec.loader, 'exec_module', None)\n"
+        "            if exec_module is not None:\n"
+        "                patch = patches[name]\n"
+        "                def exec_and_patch(module):\n"
+        "                    exec_module(module)\n"
+        "                    patch(module)\n"
+        "                spec.loader.exec_module = exec_and_patch\n"
+        "            return spec\n"
+        "    def start():\n"
+        "        for name, patch in patches.items():\n"
+        "            m = modules.get(name)\n"
+        "            if m is not None:\n"
+        "                patch(m)\n"
+        "    def arm(name):\n"
+        "        if name in patches and not any(isinstance(f, ImagesFinder) for f in meta_path):\n"
+        "            meta_path.insert(0, ImagesFinder(name))\n"
+        "    def at_exit():\n"
+        "        figures_out()\n"
+        "    return start, arm, at_exit\n";
 
 PyObject *runner_images_send(PyObject *self, PyObject *arg) {
         unsigned char hdr[IMAGE_FRAME_HEADER];
@@ -128,11 +138,12 @@ int runner_images_prepare(void) {
         make = runner_define(images_py, "images");
         pair = make ? PyObject_CallNoArgs(make) : NULL;
         Py_XDECREF(make);
-        if (!pair || !PyArg_ParseTuple(pair, "OO", &start_fn, &at_exit_fn)) {
+        if (!pair || !PyArg_ParseTuple(pair, "OOO", &start_fn, &arm_fn, &at_exit_fn)) {
                 Py_XDECREF(pair);
                 return -1;
         }
         Py_INCREF(start_fn);
+        Py_INCREF(arm_fn);
         Py_INCREF(at_exit_fn);
         Py_DECREF(pair);
         return 0;
@@ -151,6 +162,28 @@ int runner_images_start(int fd) {
         Py_DECREF(r);
         images_fd = fd;
         return 0;
+}
+
+void runner_images_on_event(const char *event, PyObject *args) {
+        PyObject *name, *r;
+        const char *s;
+
+        if (images_fd < 0 || strcmp(event, "import") != 0)
+                return;
+        name = PyTuple_Check(args) && PyTuple_GET_SIZE(args) > 0 ? PyTuple_GET_ITEM(args, 0) : NULL;
+        s = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+        if (!s) {
+                PyErr_Clear();
+                return;
+        }
+        if (strcmp(s, "matplotlib.pyplot") != 0 && strcmp(s, "PIL.ImageShow") != 0)
+                return;
+        /* The import goes on whatever happens here: at worst the module
+         * is not patched, and its pictures come at exit only. */
+        r = PyObject_CallOneArg(arm_fn, name);
+        if (!r)
+                PyErr_Clear();
+        Py_XDECREF(r);
 }
 
 void runner_images_at_exit(void) {

@@ -55,6 +55,8 @@ PyObject *runner_define(const char *src, const char *name);
 int runner_images_prepare(void);
 int runner_images_start(int images_fd);
 void runner_images_at_exit(void);
+/* From the audit hook, for an event the policy let through. */
+void runner_images_on_event(const char *event, PyObject *args);
 PyObject *runner_images_send(PyObject *self, PyObject *arg);
 
 /* Before Py_Initialize: the audit hook and the _pyexec module. */

@@ -104,6 +104,54 @@ def test_pil_image_show_comes_back_as_png(srv):
     assert ims[0].getpixel((3, 2)) == (0, 128, 255) and ims[1].getpixel((1, 4)) == (200, 200, 200)
 
 
+def test_pictures_through_modules_the_zygote_imported_ahead(tmp_path):
+    # PIL.ImageShow is in sys.modules before the program starts: patched
+    # when the run starts, not on import.
+    s = start(tmp_path, env={**SERVICE, "WARM_POOL_SIZE": 1, "ZYGOTE_PREIMPORT": "PIL.Image,PIL.ImageShow"})
+    s.mode = "warm"
+    try:
+        res = run_ok(s, "import sys\nprint('PIL.ImageShow' in sys.modules)\n" + PIL_SHOW, policy="education")
+        assert res["stdout"] == "True\nshown\n"
+        assert [decode(i).size for i in res["images"]] == [(7, 5), (3, 9)]
+    finally:
+        stop_ok(s)
+
+
+FDS = """\
+import fcntl, os, stat, sys
+for fd in range(1024):
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        continue
+    if fd > 2:
+        print(fd, stat.S_ISFIFO(st.st_mode), fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY)
+print([type(f).__name__ for f in sys.meta_path])
+"""
+
+
+def test_the_images_pipe_is_the_one_extra_descriptor(srv):
+    # The one difference from python3 the program can see (test_runner.py
+    # holds the rest): a write-only pipe, fd 5 on the cold path; the finder
+    # is only in sys.meta_path while pyplot or ImageShow is being imported.
+    res = run_ok(srv, FDS)
+    lines = res["stdout"].splitlines()
+    assert len(lines) == 2 and lines[0].endswith(" True True"), lines
+    assert srv.mode == "warm" or lines[0] == "5 True True"
+    assert "ImagesFinder" not in lines[1]
+
+
+def test_no_images_pipe_with_max_images_0(tmp_path):
+    s = start(tmp_path, env={**SERVICE, "WARM_POOL_SIZE": 1, "MAX_IMAGES": 0})
+    s.mode = "warm"
+    try:
+        res = run_ok(s, FDS + PIL_SHOW, policy="permissive")
+        assert res["stdout"].splitlines()[0].startswith("[") and res["stdout"].endswith("shown\n")
+        assert res["images"] == [] and res["imagesTruncated"] is False
+    finally:
+        stop_ok(s)
+
+
 def test_no_pictures_no_images(srv):
     res = run_ok(srv, "print('plain')", policy="education")
     assert res["images"] == [] and res["imagesTruncated"] is False
