@@ -47,13 +47,19 @@
  *                 empty, and closed: end-of-file may never come, as their
  *                 write ends can outlive every process, in flight in a
  *                 cycle of Unix sockets (below).
+ *   images pipe   program -> supervisor, runs through the runner with
+ *                 max_images > 0 only: the pictures the program shows, as
+ *                 frames the supervisor checks and caps as they come
+ *                 (images.h), drained and closed like stdout. The cold
+ *                 runner finds it at fd 5; the warm program gets it with
+ *                 its work. The program can write anything to it.
  *   stdin         a sealed memfd: seekable like a file, read-only, and it
  *                 needs no pump.
  *   pidfd         of init, so the supervisor's poll also sees it exit.
  *
- * The program gets fds 0, 1, 2 and nothing else (close_range). init closes
- * everything it inherited except its pipes, so a service's sockets never
- * reach a sandbox.
+ * The program gets fds 0, 1, 2 (and the images pipe) and nothing else
+ * (close_range). init closes everything it inherited except its pipes, so
+ * a service's sockets never reach a sandbox.
  *
  * Who kills whom: when the program exits, init SIGKILLs every other process
  * of the run (kill(-1) in its PID namespace), reaps them, reports, and exits.
