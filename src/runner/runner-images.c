@@ -149,6 +149,12 @@ int runner_images_prepare(void) {
         return 0;
 }
 
+/* Whether a module is in sys.modules, looked up from C: most runs have
+ * neither, and pay no Python call. */
+static bool imported(const char *name) {
+        return PyDict_GetItemString(PyImport_GetModuleDict(), name) != NULL;
+}
+
 int runner_images_start(int fd) {
         PyObject *r;
 
@@ -156,10 +162,12 @@ int runner_images_start(int fd) {
                 return 0;
         if (runner_images_prepare() < 0)
                 return -1;
-        r = PyObject_CallNoArgs(start_fn);
-        if (!r)
-                return -1;
-        Py_DECREF(r);
+        if (imported("matplotlib.pyplot") || imported("PIL.ImageShow")) {
+                r = PyObject_CallNoArgs(start_fn);
+                if (!r)
+                        return -1;
+                Py_DECREF(r);
+        }
         images_fd = fd;
         return 0;
 }
@@ -189,7 +197,7 @@ void runner_images_on_event(const char *event, PyObject *args) {
 void runner_images_at_exit(void) {
         PyObject *r;
 
-        if (images_fd < 0)
+        if (images_fd < 0 || !imported("matplotlib.pyplot"))
                 return;
         r = PyObject_CallNoArgs(at_exit_fn);
         if (!r)
