@@ -15,9 +15,11 @@
  * handlers run (pyplot registers one that closes them); Pillow's
  * Image.show() finds a viewer, first in the list, that sends the image.
  *
- * The helpers are defined before the program's first line, so their
- * modules (io, _pyexec) are bound then and the policy's import checks see
- * no request of theirs later.
+ * The helpers (Python, below) are defined once by the zygote; on the
+ * cold path only in a run that imports one of the two modules. They
+ * import nothing themselves (the send function, io.BytesIO and
+ * sys.modules are handed to them), as an import of theirs in the middle of
+ * the program's would be checked as the program's.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -27,7 +29,6 @@
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "images.h"
@@ -36,12 +37,7 @@ static int images_fd = -1;
 static PyObject *start_fn, *arm_fn, *at_exit_fn;
 
 static const char images_py[] =
-        "import io as _io, sys as _sys, _pyexec\n"
-        "def images():\n"
-        "    send = _pyexec.send_image\n"
-        "    BytesIO = _io.BytesIO\n"
-        "    modules = _sys.modules\n"
-        "    meta_path = _sys.meta_path\n"
+        "def images(send, BytesIO, modules):\n"
         "    def figures_out():\n"
         "        helpers = modules.get('matplotlib._pylab_helpers')\n"
         "        plt = modules.get('matplotlib.pyplot')\n"
@@ -72,11 +68,13 @@ static const char images_py[] =
         "        ImageShow.register(ResultViewer, order=0)\n"
         "    patches = {'matplotlib.pyplot': patch_pyplot, 'PIL.ImageShow': patch_imageshow}\n"
         "    class ImagesFinder:\n"
-        "        def __init__(self, name):\n"
+        "        def __init__(self, name, meta_path):\n"
         "            self.name = name\n"
+        "            self.meta_path = meta_path\n"
         "        def find_spec(self, name, path=None, target=None):\n"
         "            if name != self.name:\n"
         "                return None\n"
+        "            meta_path = self.meta_path\n"
         "            if self in meta_path:\n"
         "                meta_path.remove(self)\n"
         "            for finder in meta_path:\n"
@@ -101,23 +99,23 @@ static const char images_py[] =
         "            m = modules.get(name)\n"
         "            if m is not None:\n"
         "                patch(m)\n"
-        "    def arm(name):\n"
+        "    def arm(name, meta_path):\n"
         "        if name in patches and not any(isinstance(f, ImagesFinder) for f in meta_path):\n"
-        "            meta_path.insert(0, ImagesFinder(name))\n"
+        "            meta_path.insert(0, ImagesFinder(name, meta_path))\n"
         "    def at_exit():\n"
         "        figures_out()\n"
         "    return start, arm, at_exit\n";
 
-PyObject *runner_images_send(PyObject *self, PyObject *arg) {
+/* send(data): one frame per call, written whole while holding the GIL, so
+ * the program's threads cannot interleave theirs; a picture too large for
+ * a frame, or a pipe gone, drops the picture only. */
+static PyObject *images_send(PyObject *self, PyObject *arg) {
         unsigned char hdr[IMAGE_FRAME_HEADER];
         Py_buffer b;
 
         (void)self;
         if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0)
                 return NULL;
-        /* One frame per call, written whole while holding the GIL, so the
-         * program's threads cannot interleave theirs; a picture too large
-         * for a frame, or a pipe gone, drops the picture only. */
         if (images_fd >= 0 && (uint64_t)b.len <= UINT32_MAX) {
                 uint32_t len = (uint32_t)b.len;
                 memcpy(hdr, IMAGE_FRAME_MAGIC, 4);
@@ -130,16 +128,31 @@ PyObject *runner_images_send(PyObject *self, PyObject *arg) {
         Py_RETURN_NONE;
 }
 
+static PyMethodDef images_send_def = { "send", images_send, METH_O, "send one PNG to the run's result" };
+
+/* The helpers, given what they use rather than importing it: they may be
+ * defined in the middle of the program's import, where an import of theirs
+ * would be checked as the program's. */
 int runner_images_prepare(void) {
-        PyObject *make, *pair;
+        PyObject *make, *send, *io, *bytesio = NULL, *pair = NULL;
 
         if (start_fn)
                 return 0;
+        io = PyDict_GetItemString(PyImport_GetModuleDict(), "io"); /* borrowed; imported at start-up */
         make = runner_define(images_py, "images");
-        pair = make ? PyObject_CallNoArgs(make) : NULL;
+        send = PyCFunction_New(&images_send_def, NULL);
+        if (io)
+                bytesio = PyObject_GetAttrString(io, "BytesIO");
+        if (make && send && bytesio)
+                pair = PyObject_CallFunctionObjArgs(make, send, bytesio, PyImport_GetModuleDict(), NULL);
         Py_XDECREF(make);
+        Py_XDECREF(send);
+        Py_XDECREF(bytesio);
         if (!pair || !PyArg_ParseTuple(pair, "OOO", &start_fn, &arm_fn, &at_exit_fn)) {
                 Py_XDECREF(pair);
+                start_fn = NULL;
+                if (!PyErr_Occurred())
+                        PyErr_SetString(PyExc_RuntimeError, "pyexec: defining the images helpers failed");
                 return -1;
         }
         Py_INCREF(start_fn);
@@ -160,35 +173,40 @@ int runner_images_start(int fd) {
 
         if (fd < 0)
                 return 0;
+        images_fd = fd;
+        /* The cold path defines the helpers only for a run that draws. */
+        if (!imported("matplotlib.pyplot") && !imported("PIL.ImageShow"))
+                return 0;
         if (runner_images_prepare() < 0)
                 return -1;
-        if (imported("matplotlib.pyplot") || imported("PIL.ImageShow")) {
-                r = PyObject_CallNoArgs(start_fn);
-                if (!r)
-                        return -1;
-                Py_DECREF(r);
-        }
-        images_fd = fd;
+        r = PyObject_CallNoArgs(start_fn);
+        if (!r)
+                return -1;
+        Py_DECREF(r);
         return 0;
 }
 
 void runner_images_on_event(const char *event, PyObject *args) {
-        PyObject *name, *r;
+        PyObject *name, *meta_path, *r;
         const char *s;
 
         if (images_fd < 0 || strcmp(event, "import") != 0)
                 return;
-        name = PyTuple_Check(args) && PyTuple_GET_SIZE(args) > 0 ? PyTuple_GET_ITEM(args, 0) : NULL;
-        s = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+        /* ("import", module, filename, sys.path, sys.meta_path, sys.path_hooks) */
+        if (!PyTuple_Check(args) || PyTuple_GET_SIZE(args) < 4)
+                return;
+        name = PyTuple_GET_ITEM(args, 0);
+        meta_path = PyTuple_GET_ITEM(args, 3);
+        s = PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
         if (!s) {
                 PyErr_Clear();
                 return;
         }
-        if (strcmp(s, "matplotlib.pyplot") != 0 && strcmp(s, "PIL.ImageShow") != 0)
+        if ((strcmp(s, "matplotlib.pyplot") != 0 && strcmp(s, "PIL.ImageShow") != 0) || !PyList_Check(meta_path))
                 return;
         /* The import goes on whatever happens here: at worst the module
          * is not patched, and its pictures come at exit only. */
-        r = PyObject_CallOneArg(arm_fn, name);
+        r = runner_images_prepare() == 0 ? PyObject_CallFunctionObjArgs(arm_fn, name, meta_path, NULL) : NULL;
         if (!r)
                 PyErr_Clear();
         Py_XDECREF(r);
@@ -199,7 +217,7 @@ void runner_images_at_exit(void) {
 
         if (images_fd < 0 || !imported("matplotlib.pyplot"))
                 return;
-        r = PyObject_CallNoArgs(at_exit_fn);
+        r = runner_images_prepare() == 0 ? PyObject_CallNoArgs(at_exit_fn) : NULL;
         if (!r)
                 PyErr_Print();
         Py_XDECREF(r);

@@ -801,7 +801,6 @@ static PyObject *py_module_allowed(PyObject *self, PyObject *arg) {
 
 static PyMethodDef pyexec_methods[] = {
         { "module_allowed", py_module_allowed, METH_O, "whether the policy lets the program import a module" },
-        { "send_image", runner_images_send, METH_O, "send one PNG to the run's result (its images)" },
         { NULL, NULL, 0, NULL },
 };
 

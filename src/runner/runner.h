@@ -50,14 +50,12 @@ PyObject *runner_define(const char *src, const char *name);
 /* The pictures a program shows (runner-images.c): the helpers defined
  * (the zygote does it once), started for a run with the images pipe's
  * write end images_fd (-1: none, nothing is installed), and the figures
- * still open sent at the program's exit. _pyexec.send_image(data) writes
- * one frame. */
+ * still open sent at the program's exit. */
 int runner_images_prepare(void);
 int runner_images_start(int images_fd);
 void runner_images_at_exit(void);
 /* From the audit hook, for an event the policy let through. */
 void runner_images_on_event(const char *event, PyObject *args);
-PyObject *runner_images_send(PyObject *self, PyObject *arg);
 
 /* Before Py_Initialize: the audit hook and the _pyexec module. */
 int runner_setup(void);
