@@ -512,6 +512,8 @@ static void run_choose_interpreter(struct run_cmd *c) {
         /* The embedded runner (static check, policy) unless another
          * interpreter was asked for by name. */
         c->spec.runner = !c->python_opt;
+        c->spec.max_images = PYEXEC_DEFAULT_MAX_IMAGES;
+        c->spec.max_image_bytes = PYEXEC_DEFAULT_MAX_IMAGE_BYTES;
         if (c->service && c->python_opt)
                 usage_error("--python cannot go with --service: the service runs its own interpreter");
         /* With --service the service knows its policies (its operator's

@@ -138,6 +138,23 @@ struct pyexec_spec {
          * check and the policy) rather than exec'ing python. */
         bool runner;
         const char *policy; /* the policy's policy_format() line; NULL: none */
+        /* Pictures the program shows (runner only; images.h): at most this
+         * many, of at most this many PNG bytes together. 0 images: no
+         * channel, nothing is collected. */
+        unsigned max_images;
+        uint64_t max_image_bytes;
+};
+
+/* The caps the CLI and the service use unless configured otherwise. */
+#define PYEXEC_DEFAULT_MAX_IMAGES 8u
+#define PYEXEC_DEFAULT_MAX_IMAGE_BYTES (4ull * 1024 * 1024)
+
+/* A picture the program showed: a PNG the supervisor checked, its size
+ * read from the PNG itself. */
+struct pyexec_image {
+        uint32_t width, height;
+        char *data;
+        size_t len;
 };
 
 struct pyexec_result {
@@ -150,6 +167,9 @@ struct pyexec_result {
         double wall_ms;
         double cpu_ms;
         uint64_t peak_kb;
+        struct pyexec_image *images;
+        size_t n_images;
+        bool images_truncated; /* some were left out: beyond the caps */
 };
 
 void pyexec_result_done(struct pyexec_result *r);

@@ -4,9 +4,13 @@
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+
+#include "base64.h"
+#include "util.h"
 
 void result_new_id(char ret[RESULT_ID_LEN + 1]) {
         static const char hex[] = "0123456789abcdef";
@@ -41,6 +45,33 @@ json_t *result_json_string(const char *p, size_t n) {
         return j;
 }
 
+/* The PNG in base64, as a JSON string (base64 text needs no UTF-8 check). */
+static json_t *base64_string(const char *p, size_t n) {
+        _cleanup_free_ char *s = NULL;
+        size_t len;
+
+        if (base64_encode(p, n, &s, &len) < 0)
+                return NULL;
+        return json_stringn_nocheck(s, len);
+}
+
+/* The pictures the program showed: PNGs the supervisor checked (images.h). */
+static json_t *images_json(const struct pyexec_result *r) {
+        json_t *a = json_array();
+
+        for (size_t i = 0; a && i < r->n_images; i++) {
+                const struct pyexec_image *im = &r->images[i];
+                json_t *data = base64_string(im->data, im->len);
+                if (!data || json_array_append_new(a, json_pack("{s:s,s:I,s:I,s:o}", "format", "png", "width",
+                                                                (json_int_t)im->width, "height", (json_int_t)im->height,
+                                                                "data", data)) < 0) {
+                        json_decref(a);
+                        return NULL;
+                }
+        }
+        return a;
+}
+
 static json_t *ms(double v) {
         return json_real(round(v * 10.0) / 10.0);
 }
@@ -69,6 +100,8 @@ json_t *result_to_json(const struct pyexec_result *r, const struct pyexec_limits
         json_object_set_new(o, "message", r->message ? result_json_string(r->message, strlen(r->message)) : json_null());
         json_object_set_new(o, "time", json_pack("{s:o,s:o}", "wallMs", ms(r->wall_ms), "cpuMs", ms(r->cpu_ms)));
         json_object_set_new(o, "memory", json_pack("{s:I}", "peakKb", (json_int_t)r->peak_kb));
+        json_object_set_new(o, "images", images_json(r));
+        json_object_set_new(o, "imagesTruncated", json_boolean(r->images_truncated));
         for (size_t i = 0; i < pyexec_limit_count; i++) {
                 const struct pyexec_limit_info *in = &pyexec_limit_table[i];
                 json_object_set_new(lim, in->json,
@@ -76,7 +109,7 @@ json_t *result_to_json(const struct pyexec_result *r, const struct pyexec_limits
         }
         json_object_set_new(o, "limits", lim);
         /* Any failed allocation above left a key out. */
-        if (json_object_size(o) != 12)
+        if (json_object_size(o) != 14)
                 goto fail;
         return o;
 fail:

@@ -58,6 +58,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "images.h"
 #include "mount.h"
 #include "policy.h"
 #include "pyexec.h"
@@ -564,11 +565,15 @@ static int hook_checked(const char *event, PyObject *args) {
 }
 
 static int audit_hook(const char *event, PyObject *args, void *data) {
-        int r;
-        if (!enforcing || !active || in_hook)
+        int r = 0;
+        if (in_hook)
                 return 0;
         in_hook = 1;
-        r = hook_checked(event, args);
+        if (enforcing && active)
+                r = hook_checked(event, args);
+        /* Only an import the policy lets through (runner-images.c). */
+        if (r == 0)
+                runner_images_on_event(event, args);
         in_hook = 0;
         return r;
 }
@@ -1261,6 +1266,8 @@ static int finish(PyObject *main_dict, int exitcode) {
         int status = 0;
 
         call_at_exit("threading", "_shutdown");
+        /* Before atexit: pyplot's handler closes the open figures. */
+        runner_images_at_exit();
         call_at_exit("atexit", "_run_exitfuncs");
         if (flush_std_files("stdout", "stderr") < 0)
                 status = -1;
@@ -1496,7 +1503,7 @@ static int line_buffered_stdout(void) {
         return 0;
 }
 
-_Noreturn void runner_run(struct work *w, int status_fd, int work_fd) {
+_Noreturn void runner_run(struct work *w, int status_fd, int work_fd, int images_fd) {
         struct policy pol = { 0 };
         char err[256];
         PyObject *d, *res = NULL, *builtins;
@@ -1534,6 +1541,11 @@ _Noreturn void runner_run(struct work *w, int status_fd, int work_fd) {
         unshadow_local_modules(runner_startup_modules);
         d = new_main_dict(path);
         if (!d) {
+                PyErr_Print();
+                _exit(127);
+        }
+        /* Before the import checks: its helpers are the runner's code. */
+        if (runner_images_start(images_fd) < 0) {
                 PyErr_Print();
                 _exit(127);
         }
@@ -1630,5 +1642,6 @@ int runner_cold_main(void) {
                 return 127;
         }
         runner_startup_modules = PySet_New(PyImport_GetModuleDict());
-        runner_run(&w, RUNNER_STATUS_FD, RUNNER_WORK_FD);
+        /* fd 5 is the images pipe only when the run has one (images.h). */
+        runner_run(&w, RUNNER_STATUS_FD, RUNNER_WORK_FD, fcntl(RUNNER_IMAGE_FD, F_GETFD) >= 0 ? RUNNER_IMAGE_FD : -1);
 }

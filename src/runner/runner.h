@@ -7,7 +7,8 @@
  * pyexec linked with libpython:
  *
  *   pyexec-runner --cold     exec'd inside a fresh sandbox (the cold path):
- *                            fd 3 is the status pipe, fd 4 the work memfd
+ *                            fd 3 is the status pipe, fd 4 the work memfd,
+ *                            fd 5 the images pipe when the run has one
  *   pyexec-runner --zygote   started by the service (zygote.c): initializes
  *                            the interpreter once, then forks pre-built
  *                            sandboxes that wait for work (the warm path)
@@ -31,7 +32,7 @@ typedef struct _object PyObject;
  * static-check refusal on status_fd, and exit the process as `python3
  * main.py` would. Never returns.
  */
-_Noreturn void runner_run(struct work *w, int status_fd, int work_fd);
+_Noreturn void runner_run(struct work *w, int status_fd, int work_fd, int images_fd);
 
 /* After Py_Initialize: compile the static check (the zygote does it once
  * for all its children). */
@@ -45,6 +46,16 @@ void runner_probe(const char *policy_line, const char *path);
 /* The function name defined by Python source src, compiled in a namespace
  * of its own; a new reference, or NULL with an exception set. */
 PyObject *runner_define(const char *src, const char *name);
+
+/* The pictures a program shows (runner-images.c): the helpers defined
+ * (the zygote does it once), started for a run with the images pipe's
+ * write end images_fd (-1: none, nothing is installed), and the figures
+ * still open sent at the program's exit. */
+int runner_images_prepare(void);
+int runner_images_start(int images_fd);
+void runner_images_at_exit(void);
+/* From the audit hook, for an event the policy let through. */
+void runner_images_on_event(const char *event, PyObject *args);
 
 /* Before Py_Initialize: the audit hook and the _pyexec module. */
 int runner_setup(void);

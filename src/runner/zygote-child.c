@@ -441,7 +441,7 @@ static void warm_main(int status_fd, int work_fd, int holder_w) {
         struct work w = { 0 };
         struct rusage ru;
         char byte;
-        int fds[2];
+        int fds[3];
         size_t n = 0;
         int r;
 
@@ -462,8 +462,9 @@ static void warm_main(int status_fd, int work_fd, int holder_w) {
         sandbox_program_start_holder(holder_w);
         m.t_ns = now_ns();
         msg_send(status_fd, &m);
-        r = recv_fds(work_fd, &byte, 1, NULL, fds, 2, &n);
-        if (r < 0 || n != 2)
+        /* The work, stdin, and the images pipe when the run has one. */
+        r = recv_fds(work_fd, &byte, 1, NULL, fds, 3, &n);
+        if (r < 0 || n < 2)
                 _exit(0); /* the service let the sandbox go unused */
         getrusage(RUSAGE_SELF, &ru);
         m = (struct msg){ .type = MSG_STARTED, .t_ns = now_ns() };
@@ -482,7 +483,7 @@ static void warm_main(int status_fd, int work_fd, int holder_w) {
                 warm_fail(status_fd, "writing the program's files", r);
         if ((r = rlimit_apply(w.rlimits, w.n_rlimits)) < 0)
                 warm_fail(status_fd, "setting rlimits", r);
-        runner_run(&w, status_fd, work_fd);
+        runner_run(&w, status_fd, work_fd, n == 3 ? fds[2] : -1);
 }
 
 /*
@@ -688,7 +689,7 @@ int runner_zygote_main(int ctl) {
                         return 1;
                 buf_done(&failed);
         }
-        if (runner_prepare() < 0)
+        if (runner_prepare() < 0 || runner_images_prepare() < 0)
                 PyErr_Clear();
         settle();
         {

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "cred.h"
+#include "images.h"
 #include "ns.h"
 #include "reap.h"
 #include "work.h"
@@ -106,10 +107,15 @@ _Noreturn _no_sanitize_address_ static void run_program(const struct sandbox_chi
                  * fd 4 (inherited: not close-on-exec); these high copies
                  * keep the dup2s below from clobbering each other. */
                 int s = fcntl(c->status_w, F_DUPFD_CLOEXEC, 10), w = fcntl(c->work_fd, F_DUPFD_CLOEXEC, 10);
-                if (s < 0 || w < 0 || dup2(s, RUNNER_STATUS_FD) < 0 || dup2(w, RUNNER_WORK_FD) < 0)
+                int im = c->images_w >= 0 ? fcntl(c->images_w, F_DUPFD_CLOEXEC, 10) : -1;
+                if (s < 0 || w < 0 || dup2(s, RUNNER_STATUS_FD) < 0 || dup2(w, RUNNER_WORK_FD) < 0 ||
+                    (c->images_w >= 0 && (im < 0 || dup2(im, RUNNER_IMAGE_FD) < 0)))
                         child_fail(status_fd, "setting up the runner's descriptors", -errno);
                 status_fd = RUNNER_STATUS_FD;
-                close_all_except((int[]){ 0, 1, 2, RUNNER_STATUS_FD, RUNNER_WORK_FD }, 5);
+                /* The images pipe at fd 5 when the run collects images. */
+                close_all_except((int[]){ 0, 1, 2, RUNNER_STATUS_FD, RUNNER_WORK_FD,
+                                          c->images_w >= 0 ? RUNNER_IMAGE_FD : -1 },
+                                 6);
         } else
                 close_all_except((int[]){ 0, 1, 2, c->status_w }, 4);
         /* Its own session: no signal aimed at a host process group reaches
@@ -525,7 +531,7 @@ pid_t sandbox_spawn_warm(const struct seccomp_prog *seccomp, const struct warm_r
         c.init_gid = req->init_gid;
         c.userns = req->userns != 0;
         c.cgroup_ns = true;
-        c.runner_fd = c.work_fd = c.stdin_fd = -1;
+        c.runner_fd = c.work_fd = c.stdin_fd = c.images_w = -1;
         c.sync_r = fds[WARM_FD_SYNC];
         c.status_w = fds[WARM_FD_STATUS];
         c.out_w = fds[WARM_FD_OUT];

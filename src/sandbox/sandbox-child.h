@@ -39,6 +39,7 @@ struct sandbox_child {
         int runner_fd;           /* >= 0: exec pyexec-runner --cold */
         const char *runner_path; /* its path inside the sandbox */
         int work_fd;             /* the runner's work memfd */
+        int images_w;            /* the images pipe's write end, or -1 (images.h) */
         char *const *argv;
         char *const *envp;
         int sync_r, status_w, out_w, err_w, stdin_fd;

@@ -47,13 +47,19 @@
  *                 empty, and closed: end-of-file may never come, as their
  *                 write ends can outlive every process, in flight in a
  *                 cycle of Unix sockets (below).
+ *   images pipe   program -> supervisor, runs through the runner with
+ *                 max_images > 0 only: the pictures the program shows, as
+ *                 frames the supervisor checks and caps as they come
+ *                 (images.h), drained and closed like stdout. The cold
+ *                 runner finds it at fd 5; the warm program gets it with
+ *                 its work. The program can write anything to it.
  *   stdin         a sealed memfd: seekable like a file, read-only, and it
  *                 needs no pump.
  *   pidfd         of init, so the supervisor's poll also sees it exit.
  *
- * The program gets fds 0, 1, 2 and nothing else (close_range). init closes
- * everything it inherited except its pipes, so a service's sockets never
- * reach a sandbox.
+ * The program gets fds 0, 1, 2 (and the images pipe) and nothing else
+ * (close_range). init closes everything it inherited except its pipes, so
+ * a service's sockets never reach a sandbox.
  *
  * Who kills whom: when the program exits, init SIGKILLs every other process
  * of the run (kill(-1) in its PID namespace), reaps them, reports, and exits.
@@ -167,6 +173,7 @@
 
 #include "cgroup.h"
 #include "hugetlb.h"
+#include "images.h"
 #include "mount.h"
 #include "ns.h"
 #include "pyexec.h"
@@ -207,12 +214,22 @@ struct pyexec_sandbox {
         struct warm_pool *warm; /* the warm path, when started */
 };
 
+static void pyexec_result_drop_images(struct pyexec_result *r) {
+        for (size_t i = 0; i < r->n_images; i++)
+                free(r->images[i].data);
+        free(r->images);
+        r->images = NULL;
+        r->n_images = 0;
+        r->images_truncated = false;
+}
+
 void pyexec_result_done(struct pyexec_result *r) {
         buf_done(&r->out);
         buf_done(&r->err);
         buf_done(&r->merged);
         free(r->message);
         r->message = NULL;
+        pyexec_result_drop_images(r);
 }
 
 /* pyexec-runner: $PYEXEC_RUNNER, else beside this executable (the build
@@ -330,7 +347,7 @@ void pyexec_sandbox_get_info(const struct pyexec_sandbox *s, struct pyexec_sandb
 /* ---- the supervisor ---------------------------------------------------- */
 
 struct pipes {
-        int out[2], err[2], status[2], sync[2];
+        int out[2], err[2], status[2], sync[2], images[2];
 };
 
 static void close_pair(int p[2]) {
@@ -443,6 +460,7 @@ struct watch {
         uint64_t start_cpu_us; /* the program's own, at STARTED (warm) */
         char msgbuf[sizeof(struct msg) * 4];
         size_t msglen;
+        struct image_reader images; /* the images pipe's frames (images.h) */
 };
 
 static void handle_msgs(struct watch *w) {
@@ -512,18 +530,19 @@ static void watch_kill(struct watch *w, int pidfd) {
         kill_init(pidfd);
 }
 
-static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int pidfd, const struct cgroup_run *cg,
-                      long ncpu) {
+/* images_r: the images pipe's read end, or -1 (images.h). */
+static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int pidfd, int images_r,
+                      const struct cgroup_run *cg, long ncpu) {
         const struct pyexec_limits *lim = &w->spec->limits;
         uint64_t setup_deadline = now_ns() + SETUP_TIMEOUT_NS;
         uint64_t cpu_limit_ns = lim->cpu_time_ms * 1000000ull;
         bool cpu_polled = cg && cgroup_run_cpu_ns(cg, &(uint64_t){ 0 }) == 0;
         /* The client's socket is polled for its hang-up only. */
-        int fds[5] = { out_r, err_r, status_r, pidfd, w->spec->client_fd > 2 ? w->spec->client_fd : -1 };
+        int fds[6] = { out_r, err_r, status_r, pidfd, w->spec->client_fd > 2 ? w->spec->client_fd : -1, images_r };
         char chunk[65536];
 
         for (;;) {
-                struct pollfd pfd[5];
+                struct pollfd pfd[6];
                 int n = 0, timeout_ms;
                 uint64_t now = now_ns(), deadline, next_cpu_check = UINT64_MAX;
                 /* Which pipes no process of the run can write to any more:
@@ -541,9 +560,12 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                  * after init reaped every other process; with them, the
                  * stop has long taken effect once rest_deadline passed. */
                 bool out_final = w->init_gone || (w->exited_msg && (!w->rest_stopped || w->rest_settled));
-                bool drain[3] = { out_final && fds[0] >= 0, out_final && fds[1] >= 0, w->init_gone && fds[2] >= 0 };
+                bool drain[6] = {
+                        out_final && fds[0] >= 0, out_final && fds[1] >= 0, w->init_gone && fds[2] >= 0, false, false,
+                        out_final && fds[5] >= 0
+                };
 
-                if (fds[0] < 0 && fds[1] < 0 && (w->init_gone ? fds[2] < 0 : w->warm && w->exited_msg))
+                if (fds[0] < 0 && fds[1] < 0 && fds[5] < 0 && (w->init_gone ? fds[2] < 0 : w->warm && w->exited_msg))
                         break;
                 if (!w->started)
                         deadline = setup_deadline;
@@ -615,10 +637,10 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                 if (next_cpu_check < deadline)
                         deadline = next_cpu_check;
                 timeout_ms = deadline == UINT64_MAX ? -1 : (int)((deadline - now + 999999) / 1000000);
-                if (drain[0] || drain[1] || drain[2])
+                if (drain[0] || drain[1] || drain[2] || drain[5])
                         timeout_ms = 0;
 
-                for (int i = 0; i < 5; i++)
+                for (int i = 0; i < 6; i++)
                         if (fds[i] >= 0 && !(i == 3 && w->init_gone))
                                 pfd[n++] = (struct pollfd){ .fd = fds[i], .events = i == 4 ? POLLRDHUP : POLLIN };
                 if (poll(pfd, (nfds_t)n, timeout_ms) < 0) {
@@ -631,10 +653,10 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                 for (int k = 0; k < n; k++) {
                         int i;
                         ssize_t got;
-                        for (i = 0; i < 5 && fds[i] != pfd[k].fd; i++)
+                        for (i = 0; i < 6 && fds[i] != pfd[k].fd; i++)
                                 ;
                         if (!pfd[k].revents) {
-                                if (i < 3 && drain[i]) {
+                                if (drain[i]) {
                                         close(fds[i]); /* empty, and nothing can fill it */
                                         fds[i] = -1;
                                 }
@@ -672,6 +694,13 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                                 fds[i] = -1;
                                 continue;
                         }
+                        if (i == 5) {
+                                /* Checked and capped as it comes: nothing
+                                 * written here can hold up the run's other
+                                 * output (images.h). */
+                                image_reader_feed(&w->images, chunk, (size_t)got, w->res);
+                                continue;
+                        }
                         if (w->killed_output)
                                 continue; /* drain and drop until EOF */
                         if (!take_output(w, i == 0 ? &w->res->out : &w->res->err,
@@ -682,8 +711,8 @@ static void watch_run(struct watch *w, int out_r, int err_r, int status_r, int p
                         }
                 }
         }
-        for (int i = 0; i < 3; i++)
-                if (fds[i] >= 0)
+        for (int i = 0; i < 6; i++)
+                if (fds[i] >= 0 && i != 3 && i != 4)
                         close(fds[i]);
 }
 
@@ -798,22 +827,26 @@ static bool warm_eligible(const struct pyexec_sandbox *sb, const struct pyexec_s
                spec->limits.disk_mb == o->disk_mb;
 }
 
-static int send_work(int sock, int work_fd, int stdin_fd) {
+/* The work and stdin, and the images pipe's write end when images_w >= 0. */
+static int send_work(int sock, int work_fd, int stdin_fd, int images_w) {
         char byte = 'w';
         struct iovec iov = { &byte, 1 };
         union {
-                char buf[CMSG_SPACE(2 * sizeof(int))];
+                char buf[CMSG_SPACE(3 * sizeof(int))];
                 struct cmsghdr align;
         } u;
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+        size_t nfds = images_w >= 0 ? 3 : 2;
+        struct msghdr mh = {
+                .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = CMSG_SPACE(nfds * sizeof(int))
+        };
         struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
         ssize_t n;
 
         memset(u.buf, 0, sizeof u.buf);
         cm->cmsg_level = SOL_SOCKET;
         cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(2 * sizeof(int));
-        memcpy(CMSG_DATA(cm), (int[]){ work_fd, stdin_fd }, 2 * sizeof(int));
+        cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+        memcpy(CMSG_DATA(cm), (int[]){ work_fd, stdin_fd, images_w }, nfds * sizeof(int));
         do
                 n = sendmsg(sock, &mh, MSG_NOSIGNAL);
         while (n < 0 && errno == EINTR);
@@ -830,7 +863,7 @@ static int run_warm_once(struct pyexec_sandbox *sb, const struct pyexec_spec *sp
         struct rlimit_plan rp;
         struct work wk = { 0 };
         const char **argv = NULL;
-        _cleanup_close_ int work_fd = -1, stdin_fd = -1;
+        _cleanup_close_ int work_fd = -1, stdin_fd = -1, images_r = -1, images_w = -1;
         struct warm_box *box;
         int r = 0;
 
@@ -869,6 +902,15 @@ static int run_warm_once(struct pyexec_sandbox *sb, const struct pyexec_spec *sp
                 fail_internal(res, "preparing stdin", stdin_fd);
                 goto out;
         }
+        if (spec->max_images > 0) {
+                int p[2];
+                if (pipe2(p, O_CLOEXEC) < 0) {
+                        fail_internal(res, "creating the images pipe", -errno);
+                        goto out;
+                }
+                images_r = p[0];
+                images_w = p[1];
+        }
         /* This request's limits on the sandbox built with the defaults; the
          * pids cgroup also holds init. */
         if (box->use_cgroup) {
@@ -887,17 +929,23 @@ static int run_warm_once(struct pyexec_sandbox *sb, const struct pyexec_spec *sp
                 (void)cgroup_run_cpu_ns(&box->cg, &w.cpu_base_ns);
                 (void)cgroup_run_oom_kills(&box->cg, &w.oom_base);
         }
-        if (send_work(box->work_w, work_fd, stdin_fd) < 0) {
+        if (send_work(box->work_w, work_fd, stdin_fd, images_w) < 0) {
                 r = -EAGAIN; /* it died waiting */
                 goto out;
         }
         close(box->work_w);
         box->work_w = -1;
+        /* Only the program holds the write end: the pipe's end comes with
+         * the run's. */
+        if (images_w >= 0)
+                close(TAKE_FD(images_w));
 
         w.init_pid = box->pid;
         w.sample_before_kill = !box->use_cgroup || !box->cg.cpu;
-        watch_run(&w, box->out_r, box->err_r, box->status_r, box->pidfd, box->use_cgroup ? &box->cg : NULL,
-                  sb->ncpu);
+        image_reader_init(&w.images, spec->max_images, spec->max_image_bytes);
+        watch_run(&w, box->out_r, box->err_r, box->status_r, box->pidfd, TAKE_FD(images_r),
+                  box->use_cgroup ? &box->cg : NULL, sb->ncpu);
+        image_reader_done(&w.images);
         box->out_r = box->err_r = box->status_r = -1;
         /* init answered: the run's processes are reaped or stopped, and
          * the pool may leave the namespace's teardown until the response
@@ -924,6 +972,7 @@ static int run_warm_once(struct pyexec_sandbox *sb, const struct pyexec_spec *sp
                 buf_done(&res->err);
                 buf_done(&res->merged);
                 res->truncated = false;
+                pyexec_result_drop_images(res);
                 r = -EAGAIN;
                 goto out;
         }
@@ -1044,6 +1093,7 @@ static void cold_run_done(struct cold_run *cr) {
         close_pair(cr->p.err);
         close_pair(cr->p.status);
         close_pair(cr->p.sync);
+        close_pair(cr->p.images);
         free(cr->work);
         free(cr->argv);
         free(cr->envv);
@@ -1102,7 +1152,7 @@ static int cold_prepare_files(struct pyexec_sandbox *sb, const struct pyexec_spe
         cr->argv = calloc((spec->argv ? spec->n_argv : spec->n_args + 2) + 1, sizeof *cr->argv);
         cr->envv = calloc(SANDBOX_ENV_COUNT + spec->n_env + 1, sizeof *cr->envv);
         cr->mbinds = calloc(spec->n_binds + 1, sizeof *cr->mbinds);
-        cr->keep = calloc(7 + spec->n_binds, sizeof *cr->keep);
+        cr->keep = calloc(8 + spec->n_binds, sizeof *cr->keep);
         if (!cr->work || !cr->argv || !cr->envv || !cr->mbinds || !cr->keep) {
                 fail_internal(res, "preparing the run", -ENOMEM);
                 return -ENOMEM;
@@ -1227,11 +1277,13 @@ static int cold_start(struct pyexec_sandbox *sb, const struct pyexec_spec *spec,
                 return cr->stdin_fd;
         }
         if (pipe2(p->out, O_CLOEXEC) < 0 || pipe2(p->err, O_CLOEXEC) < 0 || pipe2(p->status, O_CLOEXEC) < 0 ||
-            pipe2(p->sync, O_CLOEXEC) < 0) {
+            pipe2(p->sync, O_CLOEXEC) < 0 ||
+            (c->runner_fd >= 0 && spec->max_images > 0 && pipe2(p->images, O_CLOEXEC) < 0)) {
                 r = -errno;
                 fail_internal(res, "creating pipes", r);
                 return r;
         }
+        c->images_w = p->images[1];
         c->sync_r = p->sync[0];
         c->status_w = p->status[1];
         c->out_w = p->out[1];
@@ -1244,11 +1296,12 @@ static int cold_start(struct pyexec_sandbox *sb, const struct pyexec_spec *spec,
         cr->keep[4] = c->stdin_fd;
         cr->keep[5] = c->runner_fd;
         cr->keep[6] = c->work_fd;
+        cr->keep[7] = c->images_w;
         for (size_t i = 0; i < spec->n_binds; i++)
-                cr->keep[7 + i] = spec->binds[i].fd;
-        sandbox_sort_fds(cr->keep, 7 + spec->n_binds);
+                cr->keep[8 + i] = spec->binds[i].fd;
+        sandbox_sort_fds(cr->keep, 8 + spec->n_binds);
         c->keep = cr->keep;
-        c->n_keep = 7 + spec->n_binds;
+        c->n_keep = 8 + spec->n_binds;
 
         pid = ns_clone(NS_SANDBOX_FLAGS | (c->userns ? CLONE_NEWUSER : 0));
         if (pid == 0)
@@ -1266,6 +1319,8 @@ static int cold_start(struct pyexec_sandbox *sb, const struct pyexec_spec *spec,
         p->out[1] = -1;
         close(p->err[1]);
         p->err[1] = -1;
+        if (p->images[1] >= 0)
+                close(TAKE_FD(p->images[1]));
 
         pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
         if (pidfd < 0) {
@@ -1301,7 +1356,7 @@ static int cold_start(struct pyexec_sandbox *sb, const struct pyexec_spec *spec,
 
 int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct pyexec_result *res) {
         struct cold_run cr = {
-                .p = { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 } },
+                .p = { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 } },
                 .slot = { .fd = -1 },
                 .c = { .seccomp = sb->seccomp },
                 .stdin_fd = -1,
@@ -1335,8 +1390,11 @@ int pyexec_run(struct pyexec_sandbox *sb, const struct pyexec_spec *spec, struct
         }
         w.init_pid = pid;
         w.sample_before_kill = !cr.use_cgroup || !cr.cg.cpu;
-        watch_run(&w, cr.p.out[0], cr.p.err[0], cr.p.status[0], pidfd, cr.use_cgroup ? &cr.cg : NULL, sb->ncpu);
-        cr.p.out[0] = cr.p.err[0] = cr.p.status[0] = -1;
+        image_reader_init(&w.images, spec->max_images, spec->max_image_bytes);
+        watch_run(&w, cr.p.out[0], cr.p.err[0], cr.p.status[0], pidfd, cr.p.images[0], cr.use_cgroup ? &cr.cg : NULL,
+                  sb->ncpu);
+        image_reader_done(&w.images);
+        cr.p.out[0] = cr.p.err[0] = cr.p.status[0] = cr.p.images[0] = -1;
         while (wait4(pid, &ws, 0, &ru) < 0 && errno == EINTR)
                 ;
         /* Nothing of the run is left but descriptors it may have put in

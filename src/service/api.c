@@ -675,6 +675,8 @@ static void run_one(struct pyexec_sandbox *sb, const struct config *cfg, const s
                 .echo_stderr = -1,
                 .runner = true,
                 .policy = r->policy_line,
+                .max_images = (unsigned)cfg->max_images,
+                .max_image_bytes = cfg->max_image_bytes,
         };
         uint64_t t0 = now_ns();
         if (hooks) {

@@ -57,6 +57,8 @@ struct config {
         uint64_t memory_limit;      /* MB: default and maximum */
         uint64_t max_output_length; /* bytes: default and maximum */
         uint64_t max_code_length;   /* characters of `code` (and testCode) */
+        uint64_t max_images;        /* pictures in a result (pyexec_spec.max_images) */
+        uint64_t max_image_bytes;   /* their PNG bytes together */
         uint64_t max_request_size;  /* bytes of a request body */
         uint64_t max_tests;         /* graded cases per request */
         uint64_t request_time_limit; /* ms all of one request's cases may take; never 0 once loaded */

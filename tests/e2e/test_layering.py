@@ -110,7 +110,7 @@ MAY_INCLUDE = {
     "init": {"init", "sandbox", "basic"},
 }
 # The host's side shares src/sandbox with the sandbox's and may also log.
-HOST_SIDE = {"supervise.c", "verdict.c", "zygote.c", "cgroup.c", "uidpool.c"}
+HOST_SIDE = {"supervise.c", "verdict.c", "zygote.c", "cgroup.c", "uidpool.c", "images.c"}
 
 
 def src_include_folders(entry):

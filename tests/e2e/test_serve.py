@@ -36,7 +36,7 @@ HOST = "127.0.0.1"
 STATUSES = {"ok", "runtime_error", "syntax_error", "timeout", "memory_limit", "output_limit", "policy_violation",
             "internal_error"}
 RESULT_KEYS = {"id", "status", "exitCode", "signal", "stdout", "stderr", "output", "truncated", "message", "time",
-               "memory", "limits", "exerciseId"}
+               "memory", "images", "imagesTruncated", "limits", "exerciseId"}
 JSON_HEADERS = {"Content-Type": "application/json"}
 KEY1 = "key-one-0123456789abcdef"
 KEY2 = "key-two-fedcba9876543210"

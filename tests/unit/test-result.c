@@ -55,8 +55,9 @@ static void assert_json_string(json_t *v, const char *want, size_t n) {
 #define ASSERT_JSON_STRING(v, lit) assert_json_string(v, lit, sizeof(lit) - 1)
 
 static void test_keys_in_schema_order(void **state) {
-        static const char *const keys[] = { "id",     "status", "exitCode",  "signal",  "stdout", "stderr",
-                                            "output", "truncated", "message", "time", "memory", "limits" };
+        static const char *const keys[] = { "id",     "status", "exitCode",        "signal",  "stdout",
+                                            "stderr", "output", "truncated",       "message", "time",
+                                            "memory", "images", "imagesTruncated", "limits" };
         struct fixture *f = *state;
         json_t *j = to_json(f);
         char *dump;
@@ -221,6 +222,39 @@ static void test_limits_echo(void **state) {
         assert_string_equal(json_object_iter_key(it), "pids");
 }
 
+/* Each image as {format, width, height, data}: data the PNG's bytes in
+ * padded base64, whatever their length modulo 3. */
+static void test_images(void **state) {
+        struct fixture *f = *state;
+        struct pyexec_image im[3] = {
+                { .width = 2, .height = 3, .data = strdup("\x89PNG"), .len = 4 },
+                { .width = 1, .height = 1, .data = strdup("abc"), .len = 3 },
+                { .width = 7, .height = 9, .data = strdup("ab"), .len = 2 },
+        };
+        static const char *const want[] = { "iVBORw==", "YWJj", "YWI=" };
+        json_t *j, *a;
+
+        f->res.images = im;
+        f->res.n_images = 3;
+        f->res.images_truncated = true;
+        j = to_json(f);
+        a = json_object_get(j, "images");
+        assert_true(json_is_array(a));
+        assert_int_equal(json_array_size(a), 3);
+        for (size_t i = 0; i < 3; i++) {
+                json_t *o = json_array_get(a, i);
+                assert_string_equal(json_string_value(json_object_get(o, "format")), "png");
+                assert_int_equal(json_integer_value(json_object_get(o, "width")), im[i].width);
+                assert_int_equal(json_integer_value(json_object_get(o, "height")), im[i].height);
+                assert_string_equal(json_string_value(json_object_get(o, "data")), want[i]);
+        }
+        assert_true(json_is_true(json_object_get(j, "imagesTruncated")));
+        for (size_t i = 0; i < 3; i++)
+                free(im[i].data);
+        f->res.images = NULL;
+        f->res.n_images = 0;
+}
+
 static void test_every_status(void **state) {
         struct fixture *f = *state;
         for (int s = 0; s < _PYEXEC_STATUS_MAX; s++) {
@@ -296,6 +330,7 @@ int main(void) {
                 T(test_invalid_utf8_and_nul),
                 T(test_limits_echo),
                 T(test_every_status),
+                T(test_images),
                 cmocka_unit_test(test_json_string),
                 cmocka_unit_test(test_new_id),
         };
