@@ -23,6 +23,7 @@ enum route {
         ROUTE_JOB_RUN,
         ROUTE_SUBMISSIONS,
         ROUTE_SUBMISSION,
+        ROUTE_PLAYGROUND,
         ROUTE_OTHER,
         _ROUTE_MAX,
 };
