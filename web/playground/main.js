@@ -19,13 +19,23 @@ function el(tag, attrs, ...children) {
   return e;
 }
 
+// The editor lives in a shadow root: there CodeMirror installs its styles
+// as constructed style sheets, which the page's Content-Security-Policy
+// (style-src 'self', no inline <style>) allows; in the document itself it
+// would add <style> elements, which that policy blocks.
+const shadow = $("editor").attachShadow({ mode: "open" });
 const editor = new EditorView({
   doc: EXAMPLE,
-  parent: $("editor"),
+  root: shadow,
+  parent: shadow,
   extensions: [
     keymap.of([{ key: "Mod-Enter", run: () => { run(); return true; } }]),
     basicSetup,
     python(),
+    EditorView.theme({
+      "&": { height: "22rem", fontSize: "0.9rem" },
+      ".cm-scroller": { fontFamily: "ui-monospace, monospace" },
+    }),
   ],
 });
 // The end-to-end test and scripts drive the editor through this.
