@@ -10,7 +10,7 @@ The browser tests need Debian's chromium, chromium-driver and
 python3-selenium (scripts/deps.sh test). Without them they are skipped,
 saying so, except under CI (CI set), where they fail. A screenshot of the
 page after a run is saved as PYEXEC_ARTIFACTS/playground.png (by default
-build/test-artifacts/playground.png).
+build/test-artifacts/playground.png), and one with a plot as playground-plot.png.
 """
 import json
 import os
@@ -209,6 +209,8 @@ def test_playground_science_plot_is_an_image(serve, browser):
     assert len(imgs) == 1, "no image on the page: the result carries no images"
     assert imgs[0].get_attribute("src").startswith("data:image/png;base64,iVBORw0KGgo")
     assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", imgs[0]) > 0
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(ARTIFACTS / "playground-plot.png"))
 
 
 def test_playground_csp_blocks_inline_script(serve, browser):
