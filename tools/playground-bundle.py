@@ -45,8 +45,10 @@ def main():
     os.makedirs(work, exist_ok=True)
     for f in COPIED:
         shutil.copyfile(os.path.join(src, f), os.path.join(work, f))
-    env_cache = os.path.join(work, ".npm-cache")
-    run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error", "--cache", env_cache], work)
+    # npm's own cache first (--prefer-offline): a machine that fetched these
+    # versions once builds again without the registry; the lock file's
+    # integrity hashes are checked either way.
+    run([npm, "ci", "--ignore-scripts", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"], work)
     run([esbuild, "main.js", "--bundle", "--minify", "--format=iife", "--target=es2020", "--charset=utf8",
          "--legal-comments=eof", "--log-level=warning", "--outfile=playground.js"], work)
 

@@ -10,7 +10,8 @@ The browser tests need Debian's chromium, chromium-driver and
 python3-selenium (scripts/deps.sh test). Without them they are skipped,
 saying so, except under CI (CI set), where they fail. A screenshot of the
 page after a run is saved as PYEXEC_ARTIFACTS/playground.png (by default
-build/test-artifacts/playground.png), and one with a plot as playground-plot.png.
+build/test-artifacts/playground.png), and one with a plot as playground-plot.png;
+where that directory is not writable, in the test's tmp_path.
 """
 import json
 import os
@@ -83,6 +84,19 @@ def open_page(driver, srv):
     wait(driver, lambda d: d.execute_script("return document.body.dataset.ready") == "true", "the page loaded")
 
 
+def screenshot(driver, name, tmp_path):
+    """Save the page as ARTIFACTS/name; where that cannot be written (the
+    unprivileged suite's copy of the tests), in the test's tmp_path."""
+    try:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / name
+        path.touch()
+    except PermissionError:
+        path = tmp_path / name
+    assert driver.save_screenshot(str(path)), f"could not save {path}"
+    print(f"screenshot: {path}")
+
+
 def set_code(driver, code):
     driver.execute_script(
         "const v = window.pyexecEditor;"
@@ -113,7 +127,7 @@ def select_policy(driver, name):
 # ---------------------------------------------------------------------------
 
 
-def test_playground_typed_program_streams_its_output(serve, browser):
+def test_playground_typed_program_streams_its_output(serve, browser, tmp_path):
     """Typed into the editor, run: the first line shows while the program
     still runs (streamed), then the verdict, time and memory."""
     srv = serve()
@@ -137,8 +151,7 @@ def test_playground_typed_program_streams_its_output(serve, browser):
     assert text(browser, "verdict") == "ok"
     assert text(browser, "time").startswith("time ") and " ms" in text(browser, "time")
     assert text(browser, "memory").startswith("memory ") and "MiB" in text(browser, "memory")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    assert browser.save_screenshot(str(ARTIFACTS / "playground.png"))
+    screenshot(browser, "playground.png", tmp_path)
     log = srv.logs()
     assert any(e.get("path") == "/api/execute" and e.get("stream") for e in log if e.get("message") == "request"), \
         "the run was not a streamed request"
@@ -193,7 +206,7 @@ def test_playground_run_tests_program(serve, browser):
     assert "AssertionError: add(2, 3)" in text(browser, "message")
 
 
-def test_playground_science_plot_is_an_image(serve, browser):
+def test_playground_science_plot_is_an_image(serve, browser, tmp_path):
     """A matplotlib figure shown under the science policy comes back in the
     result's images and is on the page as a PNG <img>."""
     srv = serve(env=SCIENCE)
@@ -209,8 +222,7 @@ def test_playground_science_plot_is_an_image(serve, browser):
     assert len(imgs) == 1, "no image on the page: the result carries no images"
     assert imgs[0].get_attribute("src").startswith("data:image/png;base64,iVBORw0KGgo")
     assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", imgs[0]) > 0
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    assert browser.save_screenshot(str(ARTIFACTS / "playground-plot.png"))
+    screenshot(browser, "playground-plot.png", tmp_path)
 
 
 def test_playground_csp_blocks_inline_script(serve, browser):
