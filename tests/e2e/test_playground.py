@@ -157,17 +157,37 @@ def test_playground_typed_program_streams_its_output(serve, browser, tmp_path):
         "the run was not a streamed request"
 
 
-def test_playground_stderr_and_error_status(serve, browser):
-    """stderr is shown apart, and a runtime error is the verdict with its message."""
-    srv = serve()
+@pytest.mark.parametrize("mode", ["warm", "cold"])
+def test_playground_stderr_and_error_status(serve, browser, mode):
+    """stderr is shown apart, output is text (never HTML), and a runtime
+    error is the verdict with its message; on the warm and the cold path."""
+    srv = serve(env={"EXECUTION_MODE": mode})
     open_page(browser, srv)
-    set_code(browser, "import sys\nprint('to stdout')\nprint('to stderr', file=sys.stderr)\nraise SystemExit(3)\n")
+    set_code(browser, "import sys\nprint('<b id=\"injected\">to stdout</b>')\n"
+                      "print('to stderr', file=sys.stderr)\nraise SystemExit(3)\n")
     run_and_wait(browser)
     out = browser.find_element("id", "output")
     assert out.find_element("css selector", ".stderr").text.strip() == "to stderr"
-    assert out.find_element("css selector", ".stdout").text.strip() == "to stdout"
+    assert out.find_element("css selector", ".stdout").text.strip() == '<b id="injected">to stdout</b>'
+    assert not browser.find_elements("id", "injected"), "the program's output was inserted as HTML"
     assert text(browser, "verdict") == "runtime_error"
     assert "exited with code 3" in text(browser, "message")
+
+
+def test_playground_asks_for_the_api_key(serve, browser):
+    """With API keys, the page shows its key field and sends the key."""
+    key = "playground-key-0123456789abcdef"
+    srv = serve(env={"API_KEYS": key})
+    open_page(browser, srv)
+    assert browser.find_element("id", "apikey").is_displayed()
+    set_code(browser, "print('with a key')\n")
+    run_and_wait(browser)
+    assert text(browser, "verdict") == "error"
+    assert "401 unauthorized" in text(browser, "message")
+    browser.find_element("id", "apikey").send_keys(key)
+    run_and_wait(browser)
+    assert text(browser, "verdict") == "ok"
+    assert text(browser, "output") == "with a key"
 
 
 def test_playground_failing_case_shows_verdict_and_difference(serve, browser):
