@@ -19,8 +19,8 @@ const char *route_to_string(enum route r) {
                 [ROUTE_JOB_RUN] = "/api/jobs/{name}",
                 [ROUTE_SUBMISSIONS] = "/api/submissions",
                 [ROUTE_SUBMISSION] = "/api/submissions/{id}",
-                [ROUTE_PLAYGROUND] = "/playground",
                 [ROUTE_OTHER] = "other",
+                [ROUTE_PLAYGROUND] = "/playground",
         };
         return r < _ROUTE_MAX ? names[r] : "other";
 }

@@ -23,8 +23,8 @@ enum route {
         ROUTE_JOB_RUN,
         ROUTE_SUBMISSIONS,
         ROUTE_SUBMISSION,
-        ROUTE_PLAYGROUND,
         ROUTE_OTHER,
+        ROUTE_PLAYGROUND,
         _ROUTE_MAX,
 };
 
