@@ -34,7 +34,15 @@ pkgs_build=(
   # the callbacks of submissions: libcurl's and OpenSSL's declarations
   # (pyexec serve loads libcurl.so.4 and libcrypto.so.3 at run time)
   libcurl4-openssl-dev libssl-dev
+  # the playground page (web/playground, meson -Dplayground): npm installs
+  # its pinned editor packages, esbuild bundles them into the binary
+  nodejs esbuild
 )
+# npm only where the command is missing: NodeSource's nodejs includes it,
+# and Debian's npm package conflicts with that nodejs.
+if ! command -v npm >/dev/null; then
+  pkgs_build+=(npm)
+fi
 
 pkgs_serve=(
   # the shipped jobs' interpreters (jobs/jobs.yaml): compose runs
@@ -67,6 +75,8 @@ pkgs_test=(
   haproxy
   # the Python client's tests: pip into a venv, setuptools, mypy --strict
   python3-venv python3-setuptools python3-mypy
+  # the playground's tests drive the page in headless Chromium
+  chromium chromium-driver python3-selenium
 )
 
 pkgs_bench=(bubblewrap hyperfine wrk curl)

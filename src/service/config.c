@@ -73,6 +73,8 @@ static const struct key {
           "ms the breaker stays open before one request may try again" },
         { "METRICS_ENABLED", KEY_BOOL, 0, 0, "true", C(metrics_enabled), "serve /api/metrics" },
         { "LOG_LEVEL", KEY_LOGLEVEL, 0, 0, "info", C(log_level), "debug, info, warn or error" },
+        { "PLAYGROUND", KEY_CHOICE, 0, 0, "auto", C(playground),
+          "serve the playground page at /playground; auto: only when BIND is a loopback address" },
         { "CORS_ORIGIN", KEY_STRING, 0, 0, "", C(cors_origin), "Access-Control-Allow-Origin value; empty: no CORS" },
         { "API_KEYS", KEY_STRING, 0, 0, "", C(api_keys), "comma-separated API keys; empty (and no file): no auth" },
         { "API_KEYS_FILE", KEY_STRING, 0, 0, "", C(api_keys_file), "file with one API key per line" },

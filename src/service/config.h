@@ -71,6 +71,7 @@ struct config {
         uint64_t breaker_threshold; /* consecutive sandbox failures that open the breaker */
         uint64_t breaker_cooldown;  /* ms before it tries again */
         bool metrics_enabled;
+        enum pyexec_choice playground; /* /playground: on, off, or auto (on when BIND is loopback) */
         enum log_level log_level;
         char *cors_origin;   /* "" = no CORS headers */
         char *api_keys_file; /* "" = none */

@@ -58,6 +58,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "openapi-json.h"
+#include "playground.h"
 #include "procmem.h"
 #include "ratelimit.h"
 #include "result.h"
@@ -140,6 +141,7 @@ struct server {
         atomic_bool stop_selftest;
         struct job_set jobs;
         struct submissions *subs;
+        bool playground; /* /playground is served (PLAYGROUND, BIND) */
 };
 
 enum req_state {
@@ -411,6 +413,8 @@ static enum route route_of(const char *url) {
                 return ROUTE_JOB_RUN;
         if (strcmp(url, "/api/submissions") == 0)
                 return ROUTE_SUBMISSIONS;
+        if (strcmp(url, "/playground") == 0 || strncmp(url, "/playground/", 12) == 0)
+                return ROUTE_PLAYGROUND;
         if (strncmp(url, "/api/submissions/", 17) == 0 && url[17] && !strchr(url + 17, '/'))
                 return ROUTE_SUBMISSION;
         return ROUTE_OTHER;
@@ -476,12 +480,103 @@ static void gauges(struct server *s, struct metrics_gauges *g) {
 
 static enum MHD_Result respond_reply(struct request *rq, struct submissions_reply *r);
 
+/* ---- the playground ------------------------------------------------------ */
+
+/*
+ * The playground's page runs in the browser of whoever opens it, with the
+ * service's origin: its files say exactly what they may load. No inline
+ * script or style, no eval, nothing from another origin; images only from
+ * the page's own data: URLs (the plots of a result); fetch() only to the
+ * service itself; never inside another site's frame (clickjacking).
+ */
+static const char playground_csp[] = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                                     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/* On when PLAYGROUND=true, or auto and the service listens on a loopback
+ * address: a page that runs code is for the machine's own user unless the
+ * operator says otherwise. */
+static bool playground_wanted(const struct config *cfg, const struct sockaddr_storage *addr) {
+        if (cfg->playground != PYEXEC_CHOICE_AUTO)
+                return cfg->playground == PYEXEC_CHOICE_ON;
+        if (addr->ss_family == AF_INET) {
+                const struct sockaddr_in *a4 = (const struct sockaddr_in *)(const void *)addr;
+                return (ntohl(a4->sin_addr.s_addr) >> 24) == 127;
+        }
+        if (addr->ss_family == AF_INET6) {
+                const struct in6_addr *a6 = &((const struct sockaddr_in6 *)(const void *)addr)->sin6_addr;
+                return IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+        }
+        return false;
+}
+
+/* What the page needs to know to build its form: the policies a request
+ * may pick, the default one, and whether it must ask for an API key. */
+static json_t *playground_config(const struct config *cfg) {
+        json_t *o = json_pack("{s:[],s:s?,s:b}", "policies", "defaultPolicy", cfg->default_policy, "apiKeyRequired",
+                              cfg->n_api_keys > 0);
+        json_t *list = o ? json_object_get(o, "policies") : NULL;
+        const char *p = cfg->policies ? cfg->policies : "";
+
+        while (list && *p) {
+                size_t n = strcspn(p, ",");
+                size_t b = 0, e = n;
+                while (b < e && p[b] == ' ')
+                        b++;
+                while (e > b && p[e - 1] == ' ')
+                        e--;
+                if (e > b)
+                        json_array_append_new(list, json_stringn(p + b, e - b));
+                p += n + (p[n] == ',');
+        }
+        return o;
+}
+
+static enum MHD_Result respond_playground(struct request *rq) {
+        const struct playground_asset *a;
+        struct MHD_Response *resp;
+        enum MHD_Result r;
+
+        if (!playground_built())
+                return respond_error(rq, 404, "not_found", NULL, 0,
+                                     "this build of pyexec has no playground: it was built with -Dplayground=disabled, "
+                                     "or without npm and esbuild");
+        if (!rq->s->playground && rq->s->cfg->playground == PYEXEC_CHOICE_OFF)
+                return respond_error(rq, 404, "not_found", NULL, 0, "the playground is off (PLAYGROUND=false)");
+        if (!rq->s->playground)
+                return respond_error(rq, 404, "not_found", NULL, 0,
+                                     "the playground is off because the service listens on %s, not a loopback "
+                                     "address; set PLAYGROUND=true to serve it",
+                                     rq->s->cfg->bind);
+        if (strcmp(rq->path, "/playground/config.json") == 0)
+                return respond_json(rq, 200, playground_config(rq->s->cfg), 0, NULL);
+        a = playground_find(rq->path);
+        if (!a)
+                return respond_error(rq, 404, "not_found", NULL, 0, "no such file of the playground: %s", rq->path);
+        resp = MHD_create_response_from_buffer(a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+        if (!resp)
+                return MHD_NO;
+        MHD_add_response_header(resp, "Content-Type", a->content_type);
+        MHD_add_response_header(resp, "Content-Security-Policy", playground_csp);
+        MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+        MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+        MHD_add_response_header(resp, "Cross-Origin-Opener-Policy", "same-origin");
+        add_common_headers(rq, resp);
+        r = MHD_queue_response(rq->conn, 200, resp);
+        MHD_destroy_response(resp);
+        metrics_http(rq->s->metrics, rq->route, 200);
+        log_request(rq, 200, NULL);
+        atomic_store(&rq->state, REQ_ANSWERED);
+        return r;
+}
+
 static enum MHD_Result handle_get(struct request *rq) {
         struct server *s = rq->s;
         struct metrics_gauges g;
         struct executor_state st;
 
         switch (rq->route) {
+        case ROUTE_PLAYGROUND:
+                return respond_playground(rq);
         case ROUTE_HEALTH_LIVE:
                 return respond_json(rq, 200, json_pack("{s:s}", "status", "alive"), 0, NULL);
         case ROUTE_HEALTH:
@@ -1265,7 +1360,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 }
                 if (rq->route == ROUTE_OTHER)
                         return respond_error(rq, 404, "not_found", NULL, 0, "no such endpoint: %s", rq->path);
-                if (s->cfg->worker && (route_takes_post(rq->route) || rq->route == ROUTE_SUBMISSION))
+                if (s->cfg->worker &&
+                    (route_takes_post(rq->route) || rq->route == ROUTE_SUBMISSION || rq->route == ROUTE_PLAYGROUND))
                         return respond_error(rq, 404, "not_found", NULL, 0,
                                              "%s: a pyexec worker answers the health probes, /api/metrics and "
                                              "/api/stats only; send work to pyexec serve",
@@ -1273,7 +1369,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 if (!(is_post && route_takes_post(rq->route)) && !(is_get && route_takes_get(rq->route)))
                         return respond_error(rq, 405, "method_not_allowed", NULL, 0, "%s is not allowed on %s", method,
                                              rq->path);
-                if (s->cfg->n_api_keys > 0 && rq->route != ROUTE_HEALTH_LIVE && rq->route != ROUTE_HEALTH_READY) {
+                /* The playground's files hold nothing secret, and a browser
+                 * cannot send a key when it opens a page: the page asks for
+                 * the key and sends it with each run. */
+                if (s->cfg->n_api_keys > 0 && rq->route != ROUTE_HEALTH_LIVE && rq->route != ROUTE_HEALTH_READY &&
+                    rq->route != ROUTE_PLAYGROUND) {
                         int k = authenticate(s, conn);
                         if (k < 0)
                                 return respond_error(rq, 401, "unauthorized", NULL, 0,
@@ -1517,6 +1617,7 @@ int http_serve(const struct config *cfg) {
                 a4->sin_port = htons((uint16_t)cfg->port);
                 inet_pton(AF_INET, cfg->bind, &a4->sin_addr);
         }
+        s.playground = playground_built() && playground_wanted(cfg, &addr);
         {
                 _cleanup_free_ char *why = NULL;
                 if (submissions_check_config(cfg, &why) < 0) {
@@ -1642,6 +1743,8 @@ int http_serve(const struct config *cfg) {
                   json_pack("{s:s,s:I,s:I,s:I,s:b}", "bind", cfg->bind, "port", (json_int_t)cfg->port, "slots",
                             (json_int_t)cfg->max_concurrent, "queue", (json_int_t)cfg->queue_size, "auth",
                             cfg->n_api_keys > 0));
+        if (s.playground)
+                log_event(LOG_INFO, "playground served at /playground", NULL);
         notify_statusf("", "listening on %s port %llu; running the sandbox self-test", cfg->bind,
                        (unsigned long long)cfg->port);
         pthread_create(&s.selftest_thread, NULL, selftest, &s);

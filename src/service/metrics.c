@@ -20,6 +20,7 @@ const char *route_to_string(enum route r) {
                 [ROUTE_SUBMISSIONS] = "/api/submissions",
                 [ROUTE_SUBMISSION] = "/api/submissions/{id}",
                 [ROUTE_OPENAPI] = "/api/openapi.json",
+                [ROUTE_PLAYGROUND] = "/playground",
                 [ROUTE_OTHER] = "other",
         };
         return r < _ROUTE_MAX ? names[r] : "other";

@@ -24,6 +24,7 @@ enum route {
         ROUTE_SUBMISSIONS,
         ROUTE_SUBMISSION,
         ROUTE_OPENAPI,
+        ROUTE_PLAYGROUND,
         ROUTE_OTHER,
         _ROUTE_MAX,
 };

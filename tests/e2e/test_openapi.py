@@ -154,7 +154,7 @@ def c_routes():
     body = re.search(r"static enum route route_of\(const char \*url\) \{(.*?)\n\}", text, re.S).group(1)
     paths = set(re.findall(r'"(/[a-z/.]+)"', body))
     prefixed = {p for p in paths if p.endswith("/")}
-    names = {"/api/jobs/": "{name}", "/api/submissions/": "{id}"}
+    names = {"/api/jobs/": "{name}", "/api/submissions/": "{id}", "/playground/": "{file}"}
     return (paths - prefixed) | {p + names[p] for p in prefixed}
 
 
