@@ -142,6 +142,7 @@ struct server {
         struct job_set jobs;
         struct submissions *subs;
         bool playground; /* /playground is served (PLAYGROUND, BIND) */
+        bool loopback;   /* BIND is a loopback address: web pages' requests are checked (origin_allowed) */
 };
 
 enum req_state {
@@ -492,12 +493,7 @@ static enum MHD_Result respond_reply(struct request *rq, struct submissions_repl
 static const char playground_csp[] = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                                      "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/* On when PLAYGROUND=true, or auto and the service listens on a loopback
- * address: a page that runs code is for the machine's own user unless the
- * operator says otherwise. */
-static bool playground_wanted(const struct config *cfg, const struct sockaddr_storage *addr) {
-        if (cfg->playground != PYEXEC_CHOICE_AUTO)
-                return cfg->playground == PYEXEC_CHOICE_ON;
+static bool addr_is_loopback(const struct sockaddr_storage *addr) {
         if (addr->ss_family == AF_INET) {
                 const struct sockaddr_in *a4 = (const struct sockaddr_in *)(const void *)addr;
                 return (ntohl(a4->sin_addr.s_addr) >> 24) == 127;
@@ -507,6 +503,60 @@ static bool playground_wanted(const struct config *cfg, const struct sockaddr_st
                 return IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
         }
         return false;
+}
+
+/* On when PLAYGROUND=true, or auto and the service listens on a loopback
+ * address: a page that runs code is for the machine's own user unless the
+ * operator says otherwise. */
+static bool playground_wanted(const struct config *cfg, const struct sockaddr_storage *addr) {
+        if (cfg->playground != PYEXEC_CHOICE_AUTO)
+                return cfg->playground == PYEXEC_CHOICE_ON;
+        return addr_is_loopback(addr);
+}
+
+/*
+ * A service on a loopback address serves the machine's own users, yet any
+ * web page one of them opens can aim requests at it: across origins (the
+ * browser sends them, only their answers are hidden without CORS) or, by
+ * DNS rebinding, as if from the same origin. Browsers name the page in
+ * Origin; programs, proxies and load balancers send none. So on loopback a
+ * request whose Origin is not itself on loopback, nor CORS_ORIGIN, is
+ * refused before anything runs.
+ */
+static bool origin_is_loopback(const char *origin) {
+        char host[64];
+        const char *p = origin, *end;
+        struct in_addr a4;
+
+        if (strncmp(p, "http://", 7) == 0)
+                p += 7;
+        else if (strncmp(p, "https://", 8) == 0)
+                p += 8;
+        else
+                return false; /* "null" (a file, a sandboxed frame) included */
+        end = *p == '[' ? strchr(p, ']') : p + strcspn(p, ":/");
+        if (!end)
+                return false;
+        if (*p == '[')
+                return (size_t)(end - p) == 4 && strncmp(p, "[::1", 4) == 0;
+        if ((size_t)(end - p) >= sizeof host)
+                return false;
+        memcpy(host, p, (size_t)(end - p));
+        host[end - p] = 0;
+        if (strcasecmp(host, "localhost") == 0)
+                return true;
+        return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
+static bool origin_allowed(const struct server *s, struct MHD_Connection *conn, const char **ret_origin) {
+        const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+
+        *ret_origin = origin;
+        if (!s->loopback || !origin)
+                return true;
+        if (s->cfg->cors_origin[0] && strcmp(origin, s->cfg->cors_origin) == 0)
+                return true;
+        return origin_is_loopback(origin);
 }
 
 /* What the page needs to know to build its form: the policies a request
@@ -1358,6 +1408,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                         atomic_store(&rq->state, REQ_ANSWERED);
                         return r;
                 }
+                {
+                        const char *origin;
+                        if (!origin_allowed(s, conn, &origin))
+                                return respond_error(rq, 403, "origin_not_allowed", NULL, 0,
+                                                     "requests from web pages of %.200s are refused: this service "
+                                                     "listens on %s for the machine's own users; CORS_ORIGIN names "
+                                                     "a site that may call it",
+                                                     origin, s->cfg->bind);
+                }
                 if (rq->route == ROUTE_OTHER)
                         return respond_error(rq, 404, "not_found", NULL, 0, "no such endpoint: %s", rq->path);
                 if (s->cfg->worker &&
@@ -1618,6 +1677,7 @@ int http_serve(const struct config *cfg) {
                 inet_pton(AF_INET, cfg->bind, &a4->sin_addr);
         }
         s.playground = playground_built() && playground_wanted(cfg, &addr);
+        s.loopback = addr_is_loopback(&addr);
         {
                 _cleanup_free_ char *why = NULL;
                 if (submissions_check_config(cfg, &why) < 0) {

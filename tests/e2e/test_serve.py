@@ -1003,6 +1003,47 @@ class TestErrors:
         assert "Access-Control-Allow-Methods" not in r.headers
 
 
+def executions(srv):
+    return srv.stats()["executions"]
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example", "http://evil.example:3002", "null",
+                                    "http://127.0.0.1.evil.example", "http://localhost.evil.example",
+                                    "http://[::2]:3002", "file://"])
+def test_web_pages_elsewhere_cannot_call_a_loopback_service(serve, origin):
+    """A page of another site, or one reached by DNS rebinding (its Origin
+    names the attacker's host though the request reaches 127.0.0.1), gets
+    403 before anything runs; nothing ran, seen from the service's counts."""
+    srv = serve()
+    before = executions(srv)
+    r = srv.execute({"code": "print(1)"}, headers={"Origin": origin})
+    err = r.json()["error"]
+    assert r.status == 403 and err["code"] == "origin_not_allowed", r.json()
+    assert err["message"].startswith("requests from web pages of "), err
+    r = srv.post("/api/submissions", {"code": "print(1)"}, headers={"Origin": origin})
+    assert r.status == 403, r.json()
+    assert executions(srv) == before
+    assert srv.stats()["submissions"]["accepted"] == 0
+
+
+@pytest.mark.parametrize("origin", ["http://localhost:3002", "http://127.0.0.1:3002", "http://127.5.6.7",
+                                    "https://LOCALHOST", "http://[::1]:3002"])
+def test_loopback_pages_and_programs_may_call_a_loopback_service(serve, origin):
+    srv = serve()
+    assert srv.execute({"code": "print(1)"}, headers={"Origin": origin}).status == 200
+    assert srv.execute({"code": "print(1)"}).status == 200  # no Origin: a program, a proxy
+
+
+def test_origin_check_follows_cors_origin_and_the_bind_address(serve):
+    srv = serve("--cors-origin", "https://app.example.org")
+    assert srv.execute({"code": "print(1)"}, headers={"Origin": "https://app.example.org"}).status == 200
+    assert srv.execute({"code": "print(1)"}, headers={"Origin": "https://other.example.org"}).status == 403
+    # A service on a public address serves other machines: browsers' CORS
+    # decides what their pages read.
+    srv2 = serve(env={"BIND": "0.0.0.0"})
+    assert srv2.execute({"code": "print(1)"}, headers={"Origin": "https://evil.example"}).status == 200
+
+
 def test_cors(serve):
     srv = serve("--cors-origin", "https://app.example.org")
     r = srv.request("OPTIONS", "/api/execute", headers={
