@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "jobs-format.h"
 #include "util.h"
 
 #define YAML_MAX_DEPTH 16
@@ -259,6 +260,37 @@ bool job_path_has_dotdot(const char *path) {
         return false;
 }
 
+/* input_file: format (one name or a list) and max_pixels, which only
+ * means something for an image format. */
+static int parse_formats(struct ctx *c, json_t *o, const char *where, struct job_param *p) {
+        json_t *v = json_object_get(o, "format"), *x;
+        size_t i;
+        int r;
+
+        if (v && json_is_string(v)) {
+                int f = job_format_from_string(json_string_value(v));
+                if (f < 0)
+                        return fail(c, "%sformat must be png, jpeg, webp or blend (or a list of them), got '%.64s'",
+                                    where, json_string_value(v));
+                p->formats = JOB_FORMAT_BIT(f);
+        } else if (v) {
+                if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > _JOB_FORMAT_MAX)
+                        return fail(c, "%sformat must be png, jpeg, webp or blend, or a list of them", where);
+                json_array_foreach(v, i, x) {
+                        int f = json_is_string(x) ? job_format_from_string(json_string_value(x)) : -EINVAL;
+                        if (f < 0)
+                                return fail(c, "%sformat[%zu] must be png, jpeg, webp or blend", where, i);
+                        p->formats |= JOB_FORMAT_BIT(f);
+                }
+        }
+        p->max_pixels = JOB_DEFAULT_MAX_PIXELS;
+        if (json_object_get(o, "max_pixels") && !(p->formats & JOB_FORMAT_IMAGES))
+                return fail(c, "%smax_pixels needs an image format (format: png, jpeg or webp)", where);
+        if ((r = get_u64(c, o, "max_pixels", where, 1, JOB_MAX_MAX_PIXELS, &p->max_pixels)) < 0)
+                return r;
+        return 0;
+}
+
 /* input_file, output_file, output_dir: roots, extensions, size. */
 static int parse_file_param(struct ctx *c, json_t *o, const char *where, struct job_param *p) {
         int r;
@@ -286,6 +318,8 @@ static int parse_file_param(struct ctx *c, json_t *o, const char *where, struct 
                 if (!*e || strchr(e, '/'))
                         return fail(c, "%sextensions[%zu] must be an extension like 'png'", where, i);
         }
+        if (p->type == JOB_INPUT_FILE && (r = parse_formats(c, o, where, p)) < 0)
+                return r;
         if (p->type == JOB_INPUT_FILE)
                 return get_u64(c, o, "max_bytes", where, 1, 1ull << 40, &p->max_bytes);
         return 0;
@@ -335,8 +369,8 @@ static int parse_string_param(struct ctx *c, json_t *o, const char *where, struc
 /* The keys each type takes besides type, description and default: a key
  * of another type (extensions on an output_dir, say) would be ignored, so
  * it is refused. */
-static const char *const param_type_keys[_JOB_PARAM_MAX][4] = {
-        [JOB_INPUT_FILE] = { "roots", "extensions", "max_bytes", NULL },
+static const char *const param_type_keys[_JOB_PARAM_MAX][6] = {
+        [JOB_INPUT_FILE] = { "roots", "extensions", "max_bytes", "format", "max_pixels", NULL },
         [JOB_OUTPUT_FILE] = { "roots", "extensions", NULL },
         [JOB_OUTPUT_DIR] = { "roots", NULL },
         [JOB_ENUM] = { "values", NULL },
@@ -358,7 +392,7 @@ static bool key_applies(enum job_param_type t, const char *key) {
 static int parse_param(struct ctx *c, const char *name, json_t *o, struct job_param *p) {
         static const char *const keys[] = { "type",       "description", "default", "roots", "extensions",
                                             "max_bytes",  "values",      "min",     "max",   "pattern",
-                                            "max_length", "flag",        NULL };
+                                            "max_length", "flag",        "format",  "max_pixels", NULL };
         char where[96], *type = NULL;
         int r;
 
@@ -731,6 +765,15 @@ json_t *jobs_describe(const struct job_set *s) {
                                 json_object_set_new(d, "extensions", string_list(q->extensions, q->n_extensions));
                         if (q->type == JOB_INPUT_FILE)
                                 json_object_set_new(d, "maxBytes", json_integer((json_int_t)q->max_bytes));
+                        if (q->formats) {
+                                json_t *fl = json_array();
+                                for (int f = 0; f < _JOB_FORMAT_MAX; f++)
+                                        if (q->formats & JOB_FORMAT_BIT(f))
+                                                json_array_append_new(fl, json_string(job_format_to_string(f)));
+                                json_object_set_new(d, "formats", fl);
+                        }
+                        if (q->formats & JOB_FORMAT_IMAGES)
+                                json_object_set_new(d, "maxPixels", json_integer((json_int_t)q->max_pixels));
                         if (q->n_values)
                                 json_object_set_new(d, "values", string_list(q->values, q->n_values));
                         if ((q->type == JOB_INT || q->type == JOB_NUMBER) && isfinite(q->min))
