@@ -31,8 +31,10 @@ Blender itself exits with 1 before this script runs when it cannot load the
 template.
 """
 
+import json
 import math
 import os
+import re
 import shutil
 import stat
 import sys
@@ -50,6 +52,21 @@ MAX_TEXTURE_PIXELS = 8192 * 8192
 
 EXIT_USAGE = 2
 EXIT_RENDER = 3
+
+
+def shown(text):
+    """text with the sandbox's paths (/job/...) replaced by the ones the caller
+    gave: pyexec passes the map in PYEXEC_JOB_PATHS (a JSON object). Unchanged
+    when run by hand."""
+    try:
+        paths = json.loads(os.environ.get("PYEXEC_JOB_PATHS") or "{}")
+    except ValueError:
+        return text
+    if not isinstance(paths, dict) or not paths:
+        return text
+    keys = sorted(paths, key=len, reverse=True)
+    pattern = re.compile("(?:" + "|".join(re.escape(k) for k in keys) + r")(?![\w-])")
+    return pattern.sub(lambda m: str(paths[m.group(0)]), text)
 
 
 class JobError(Exception):
@@ -328,7 +345,7 @@ def main(argv):
         summary += (f" animation={anim} ({ANIMATION_FRAMES} frames, H.264, "
                     f"{os.path.getsize(anim)} bytes)")
     summary += f" total={time.monotonic() - t0:.1f}s"
-    print(summary, flush=True)
+    print(shown(summary), flush=True)
 
 
 def _exit(code):
@@ -349,12 +366,12 @@ def run():
     try:
         main(sys.argv)
     except JobError as e:
-        print(f"render_design: error: {e}", file=sys.stderr, flush=True)
+        print(shown(f"render_design: error: {e}"), file=sys.stderr, flush=True)
         _exit(e.code)
     except BaseException as e:  # noqa: BLE001 - anything else is a bug or a crash
         import traceback
         traceback.print_exc()
-        print(f"render_design: error: internal: {type(e).__name__}: {e}",
+        print(shown(f"render_design: error: internal: {type(e).__name__}: {e}"),
               file=sys.stderr, flush=True)
         _exit(EXIT_RENDER)
     sys.stdout.flush()

@@ -22,9 +22,11 @@ import pathlib
 import shutil
 import socket
 import stat
+import struct
 import subprocess
 import time
 import uuid
+import zlib
 
 import pytest
 
@@ -126,6 +128,13 @@ def job_list(jobs_file, json_out=True):
     return subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CLEAN_ENV, timeout=30)
 
 
+def png_header(width, height):
+    """A PNG's signature and IHDR chunk (8-bit RGBA), nothing else."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr
+            + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)))
+
+
 def red(px):
     r, g, b = px[:3]
     return r > 180 and g < 80 and b < 80
@@ -174,12 +183,16 @@ jobs:
         description: the t-shirt template image
         roots: ["@TEMPLATES@"]
         extensions: [png, jpg, jpeg]
+        format: [png, jpeg]
+        max_pixels: 40000000
         max_bytes: 104857600
       design:
         type: input_file
         description: the customer's design
         roots: ["@UPLOADS@"]
         extensions: [png, jpg, jpeg, webp]
+        format: [png, jpeg, webp]
+        max_pixels: 40000000
         max_bytes: @DESIGN_MAX@
       preset:
         type: enum
@@ -211,12 +224,15 @@ jobs:
         description: the .blend template
         roots: ["@TEMPLATES@"]
         extensions: [blend]
+        format: blend
         max_bytes: 268435456
       texture:
         type: input_file
         description: the composited PNG (from compose)
         roots: ["@COMPOSED@"]
         extensions: [png]
+        format: png
+        max_pixels: 67108864
       outdir:
         type: output_dir
         description: where render.png and animation.mp4 go
@@ -563,13 +579,14 @@ def test_compose_cli_human_and_uppercase_extension(lay):
 
 
 def test_compose_failure_publishes_nothing(lay):
-    (lay.uploads / "corrupt.png").write_bytes(b"this is not an image")
+    # a PNG by its header (it passes the format check), whose data does not decode
+    (lay.uploads / "corrupt.png").write_bytes(png_header(8, 8) + b"this is not image data")
     out = lay.composed / "out.png"
     out.write_bytes(b"old output")
     p = cli(lay.jobs_file, "compose", lay.compose_params(design=lay.uploads / "corrupt.png", output=out))
     doc = json.loads(p.stdout)
     assert doc["status"] == "runtime_error" and doc["exitCode"] == 1, doc
-    assert "not a readable image" in doc["stderr"]
+    assert "compose_design.py: error: design" in doc["stderr"], doc["stderr"]
     assert doc["outputs"] == []
     assert out.read_bytes() == b"old output"
     assert sorted(os.listdir(lay.composed)) == ["out.png"]

@@ -1,0 +1,237 @@
+"""End-to-end tests of the checks a job's inputs pass before anything runs.
+
+An input_file that declares `format` is checked by its content (the
+signature, and for images the width and height read from the header against
+`max_pixels`) before any sandbox is built; a job whose roots are missing is
+not ready (503 job_unavailable, the CLI's exit 69), whatever the values; and
+what a result says names the caller's paths, never the sandbox's (/job/...).
+
+That nothing ran is checked from the host: no staging directory and no
+output appeared (the output directory is unchanged, down to its mtime), and
+for the service the executions counter of /api/metrics did not move.
+The layout, the jobs file and the helpers are test_jobs.py's.
+"""
+import json
+import os
+import re
+import shutil
+import struct
+
+import pytest
+
+from test_jobs import (  # noqa: F401 - assets and lay are fixtures
+    EXIT_USAGE, Image, assets, cli, lay, png_header, run_job, snapshot, staging_leftovers,
+    start_server)
+
+EXIT_UNAVAILABLE = 69
+
+CHECK_JOBS = """
+  sniff:
+    description: echo the argument of an image input (the checks are what is tested)
+    interpreter: /usr/bin/python3
+    script: @SCRIPTS@/echo_args.py
+    args: ["{script}", "{image}"]
+    params:
+      image: {type: input_file, roots: ["@UPLOADS@"], extensions: [png, jpg, webp], format: [png, jpeg, webp]}
+"""
+
+
+def jpeg_bytes(w, h):
+    import io
+    b = io.BytesIO()
+    Image.new("RGB", (w, h), (0, 0, 255)).save(b, "JPEG")
+    return b.getvalue()
+
+
+def executions(srv):
+    """The service's pyexec_executions_total, all statuses."""
+    text = srv.get("/api/metrics").body.decode()
+    return sum(float(m) for m in re.findall(r'^pyexec_executions_total\{[^}]*\} (\S+)$', text, re.M))
+
+
+def outputs_state(lay):
+    """What would show that something ran: the output roots' trees and mtimes."""
+    return ({str(d): snapshot(d) for d in lay.output_roots()},
+            {str(d): os.stat(d).st_mtime_ns for d in lay.output_roots()})
+
+
+class Via:
+    """One way of calling a job: the CLI, or POST /api/jobs/NAME on a server of the layout."""
+
+    def __init__(self, kind, lay, tmp_path):
+        self.kind, self.lay, self.srv = kind, lay, None
+        if kind == "http":
+            self.srv = start_server(tmp_path / "srv", "--jobs-file", lay.jobs_file)
+
+    def refused(self, job, params):
+        """Run a job that must be refused: (http status or exit code, error dict)."""
+        before = outputs_state(self.lay)
+        if self.srv:
+            n = executions(self.srv)
+            r = run_job(self.srv, job, {k: str(v) for k, v in params.items()})
+            err = r.error()
+            assert executions(self.srv) == n, "a sandbox ran"
+            code, err["retry_after"] = r.status, r.headers.get("Retry-After")
+        else:
+            p = cli(self.lay.jobs_file, job, params, json_out=False)
+            assert p.stdout == b"", p.stdout
+            text = p.stderr.decode()
+            assert text.startswith("pyexec job: ") and text.count("\n") == 1, text
+            code, err = p.returncode, {"message": text[len("pyexec job: "):].rstrip("\n")}
+        assert outputs_state(self.lay) == before, "something was staged or published"
+        assert staging_leftovers(*self.lay.output_roots()) == []
+        assert "/job/" not in err["message"]
+        return code, err
+
+    def ran(self, job, params):
+        if self.srv:
+            r = run_job(self.srv, job, {k: str(v) for k, v in params.items()})
+            assert r.status == 200, r
+            return r.json()
+        p = cli(self.lay.jobs_file, job, params)
+        return json.loads(p.stdout)
+
+    def close(self):
+        if self.srv:
+            assert self.srv.stop() == 0, self.srv.log_text()[-2000:]
+
+
+@pytest.fixture(params=["cli", "http"])
+def via(request, lay, tmp_path):
+    lay.write_jobs(CHECK_JOBS)
+    v = Via(request.param, lay, tmp_path)
+    yield v
+    v.close()
+
+
+def check_invalid(via, code, err, param, message):
+    if via.srv:
+        assert code == 400, (code, err)
+        assert err["code"] == "invalid_parameter" and err["field"] == f"params.{param}", err
+    else:
+        assert code == EXIT_USAGE, (code, err)
+    assert err["message"] == f"parameter '{param}': {message}", err
+
+
+def test_text_named_png_refused(via, lay):
+    fake = lay.uploads / "fake.png"
+    fake.write_text("hello, I am text\n")
+    code, err = via.refused("compose", lay.compose_params(design=fake))
+    check_invalid(via, code, err, "design", f"'{fake}' is not a PNG, JPEG or WebP image (it starts like text)")
+
+
+def test_jpeg_where_png_required(via, lay):
+    texture = lay.composed / "texture.png"
+    texture.write_bytes(jpeg_bytes(16, 16))
+    code, err = via.refused("render", {"blend": lay.blend, "texture": texture, "outdir": lay.renders / "o"})
+    check_invalid(via, code, err, "texture", f"'{texture}' is not a PNG image (it is a JPEG image)")
+
+
+def test_png_header_over_max_pixels_refused(via, lay):
+    """A few bytes claiming 30000x30000: refused from the header, never decoded."""
+    bomb = lay.uploads / "bomb.png"
+    bomb.write_bytes(png_header(30000, 30000))
+    assert bomb.stat().st_size < 64
+    code, err = via.refused("compose", lay.compose_params(design=bomb))
+    check_invalid(via, code, err, "design", f"'{bomb}' is 30000x30000 pixels, more than the 40000000 allowed")
+    # the default max_pixels (50 megapixels) of a parameter that does not set it
+    code, err = via.refused("sniff", {"image": bomb})
+    check_invalid(via, code, err, "image", f"'{bomb}' is 30000x30000 pixels, more than the 50000000 allowed")
+
+
+def test_damaged_header_refused(via, lay):
+    cut = lay.uploads / "cut.png"
+    cut.write_bytes(png_header(100, 100)[:20])
+    code, err = via.refused("sniff", {"image": cut})
+    check_invalid(via, code, err, "image", f"'{cut}' is a PNG image whose header is damaged (its header is cut short)")
+
+
+def test_fake_blend_refused(via, lay):
+    fake = lay.templates / "fake.blend"
+    fake.write_bytes(b"\x00\x01\x02\x03 not a blend")
+    code, err = via.refused("render", {"blend": fake, "texture": lay.composed / "t.png", "outdir": lay.renders / "o"})
+    check_invalid(via, code, err, "blend",
+                  f"'{fake}' is not a Blender file (.blend) (it starts with the bytes 00 01 02 03 20 6e 6f 74)")
+
+
+def test_print_resolution_header_accepted(via, lay):
+    """A 4500x5400 print template passes the default bound (its header is enough: the job does not decode it)."""
+    tpl = lay.uploads / "print.png"
+    tpl.write_bytes(png_header(4500, 5400))
+    doc = via.ran("sniff", {"image": tpl})
+    assert doc["status"] == "ok", doc
+    assert json.loads(doc["stdout"]) == ["/job/in/image/print.png"]
+
+
+def test_valid_template_and_webp_accepted(via, lay):
+    from PIL import features
+    doc = via.ran("compose", lay.compose_params())
+    assert doc["status"] == "ok", doc
+    if not features.check("webp"):
+        pytest.skip("Pillow here cannot write WebP")
+    for name, kw in (("lossy.webp", {"lossless": False}), ("lossless.webp", {"lossless": True})):
+        d = lay.uploads / name
+        Image.new("RGB", (24, 12), (255, 0, 0)).save(d, "WEBP", **kw)
+        doc = via.ran("compose", lay.compose_params(design=d, output=lay.composed / f"{name}.png"))
+        assert doc["status"] == "ok", doc
+        assert f"output={lay.composed / name}.png" in doc["stdout"], doc["stdout"]
+
+
+def test_webp_where_not_declared_refused(via, lay):
+    """The template takes PNG and JPEG: a WebP with a .png name is refused."""
+    from PIL import features
+    if not features.check("webp"):
+        pytest.skip("Pillow here cannot write WebP")
+    tpl = lay.templates / "webp.png"
+    Image.new("RGB", (24, 12)).save(tpl, "WEBP")
+    code, err = via.refused("compose", lay.compose_params(template=tpl))
+    check_invalid(via, code, err, "template", f"'{tpl}' is not a PNG or JPEG image (it is a WebP image)")
+
+
+def test_missing_root_is_not_ready(via, lay):
+    shutil.rmtree(lay.composed)
+    # the values are wrong too: not ready comes first
+    before = outputs_state_existing(lay)
+    for params in (lay.compose_params(), lay.compose_params(design="/etc/passwd", preset="nowhere")):
+        code, err = refused_not_ready(via, params)
+        want = f"job 'compose' is not ready: parameter 'output': root {lay.composed} does not exist"
+        assert err["message"] == want, err
+        if via.srv:
+            assert code == 503 and err["code"] == "job_unavailable", (code, err)
+            assert err["retry_after"] and int(err["retry_after"]) > 0, err
+        else:
+            assert code == EXIT_UNAVAILABLE, (code, err)
+    assert outputs_state_existing(lay) == before
+    assert not lay.composed.exists()
+
+
+def outputs_state_existing(lay):
+    return {str(d): (snapshot(d), os.stat(d).st_mtime_ns) for d in lay.output_roots() if d.exists()}
+
+
+def refused_not_ready(via, params):
+    if via.srv:
+        n = executions(via.srv)
+        r = run_job(via.srv, "compose", params)
+        assert executions(via.srv) == n, "a sandbox ran"
+        err = r.error()
+        err["retry_after"] = r.headers.get("Retry-After")
+        return r.status, err
+    p = cli(via.lay.jobs_file, "compose", params, json_out=False)
+    assert p.stdout == b""
+    return p.returncode, {"message": p.stderr.decode().removeprefix("pyexec job: ").rstrip("\n")}
+
+
+def test_script_errors_name_the_callers_paths(via, lay):
+    """A PNG whose header passes and whose data does not decode: the script fails, and
+    neither the result's message nor the script's own error names a sandbox path."""
+    bad = lay.uploads / "undecodable.png"
+    bad.write_bytes(png_header(8, 8) + b"no image data here")
+    doc = via.ran("compose", lay.compose_params(design=bad))
+    assert doc["status"] == "runtime_error", doc
+    assert "/job/" not in doc["message"] and "/job/" not in doc["stderr"], doc
+    assert str(bad) in doc["message"] and str(bad) in doc["stderr"], doc
+    out = lay.composed / "named.png"
+    doc = via.ran("compose", lay.compose_params(output=out))
+    assert doc["status"] == "ok", doc
+    assert "/job/" not in doc["stdout"] and f"output={out}" in doc["stdout"], doc["stdout"]
