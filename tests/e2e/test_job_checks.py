@@ -61,6 +61,7 @@ class Via:
     def __init__(self, kind, lay, tmp_path):
         self.kind, self.lay, self.srv = kind, lay, None
         if kind == "http":
+            (tmp_path / "srv").mkdir()
             self.srv = start_server(tmp_path / "srv", "--jobs-file", lay.jobs_file)
 
     def refused(self, job, params):
