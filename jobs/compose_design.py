@@ -317,10 +317,10 @@ def main(argv=None):
     left, top, right, bottom = info["box"]
     w, h = info["placed"]
     x, y = info["at"]
-    print(shown(f"composed preset={args.preset} template={template.width}x{template.height} "
-                f"box={right - left}x{bottom - top}+{left}+{top} "
-                f"design={design.width}x{design.height} placed={w}x{h}+{x}+{y} "
-                f"output={args.output}"))
+    print(f"composed preset={args.preset} template={template.width}x{template.height} "
+          f"box={right - left}x{bottom - top}+{left}+{top} "
+          f"design={design.width}x{design.height} placed={w}x{h}+{x}+{y} "
+          f"output={args.output}")
     return 0
 
 

@@ -480,7 +480,75 @@ void job_slot_done(struct job_slot *s) {
         free(s->host);
         free(s->base);
         free(s->staging);
+        for (size_t i = 0; i < JOB_MAX_OUT_FILES; i++)
+                free(s->file_names[i]);
         job_slot_init(s);
+}
+
+/* default_stem: the file name of that parameter's value without its
+ * extension, made a safe name: characters other than letters, digits, '.',
+ * '_' and '-' become '_', a leading '.' too, and it is cut at max_length. */
+static json_t *stem_of(const struct job *j, const struct job_param *q, const struct job_slot slots[]) {
+        for (size_t r = 0; r < j->n_params; r++) {
+                const char *base, *dot;
+                char name[NAME_MAX + 1];
+                size_t n;
+                if (strcmp(j->params[r].name, q->default_stem) != 0 || !slots[r].host)
+                        continue;
+                base = strrchr(slots[r].host, '/') + 1;
+                dot = strrchr(base, '.');
+                n = dot && dot != base ? (size_t)(dot - base) : strlen(base);
+                if (n > q->max_length)
+                        n = q->max_length;
+                if (n > NAME_MAX)
+                        n = NAME_MAX;
+                for (size_t i = 0; i < n; i++) {
+                        char ch = base[i];
+                        bool safe = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                                    ch == '_' || ch == '-' || (ch == '.' && i > 0);
+                        name[i] = safe ? ch : '_';
+                }
+                name[n] = 0;
+                return n ? json_string(name) : NULL;
+        }
+        return NULL;
+}
+
+/* An output_dir's named files: each template with its placeholders
+ * replaced by the parameters' arguments, which must give a plain file name. */
+static int expand_files(const struct job *j, const struct job_param *q, struct job_slot slots[], size_t idx,
+                        struct api_error *err) {
+        for (size_t f = 0; f < q->n_files; f++) {
+                struct buf b;
+                const char *t = q->files[f].name;
+                int r = 0;
+
+                buf_init(&b, NAME_MAX);
+                while (*t && r == 0) {
+                        const char *end = *t == '{' ? strchr(t, '}') : NULL;
+                        if (!end) {
+                                r = buf_append(&b, t++, 1);
+                                continue;
+                        }
+                        for (size_t p = 0; p < j->n_params; p++)
+                                if (strlen(j->params[p].name) == (size_t)(end - t - 1) &&
+                                    strncmp(j->params[p].name, t + 1, (size_t)(end - t - 1)) == 0)
+                                        r = buf_append_str(&b, slots[p].arg ? slots[p].arg : "");
+                        t = end + 1;
+                }
+                if (r == -ENOMEM) {
+                        buf_done(&b);
+                        return -ENOMEM;
+                }
+                if (r < 0 || b.len == 0 || !filename_is_plain(b.data, b.len) || b.data[0] == '.') {
+                        int e = job_param_error(err, q, "its file '%s' would be named '%.80s', not a plain file name",
+                                                q->files[f].key, b.data ? b.data : "");
+                        buf_done(&b);
+                        return e;
+                }
+                slots[idx].file_names[f] = buf_steal(&b);
+        }
+        return 0;
 }
 
 /* Every key of params names a parameter of j. */
@@ -528,8 +596,11 @@ int job_params_validate(const struct job *j, json_t *params, struct job_slot slo
         for (size_t p = 0; p < j->n_params; p++) {
                 const struct job_param *q = &j->params[p];
                 json_t *val = json_object_get(params, q->name);
+                _cleanup_(json_decrefp) json_t *stem = NULL;
                 if (!val)
                         val = q->def;
+                if (!val && q->default_stem)
+                        val = stem = stem_of(j, q, slots);
                 if (!val && q->type == JOB_BOOL)
                         continue; /* absent flag: false */
                 if (!val) {
@@ -548,6 +619,11 @@ int job_params_validate(const struct job *j, json_t *params, struct job_slot slo
                         break;
                 }
         }
+        for (size_t p = 0; p < j->n_params && r >= 0; p++)
+                if (j->params[p].n_files && slots[p].dest)
+                        r = expand_files(j, &j->params[p], slots, p, err);
+        if (r == -ENOMEM)
+                api_error_set(err, 500, "internal_error", NULL, "out of memory");
         if (r < 0)
                 for (size_t p = 0; p < j->n_params; p++)
                         job_slot_done(&slots[p]);

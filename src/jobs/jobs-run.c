@@ -381,6 +381,14 @@ static size_t build_argv(const struct job *j, const struct job_slot *slots, cons
                         argv[n++] = script_dest;
                         continue;
                 }
+                {
+                        size_t pi, fi;
+                        if (job_file_placeholder(j, ph, l, &pi, &fi) == 0) {
+                                if (slots[pi].file_names[fi])
+                                        argv[n++] = slots[pi].file_names[fi];
+                                continue;
+                        }
+                }
                 for (size_t p = 0; p < j->n_params; p++)
                         if (strlen(j->params[p].name) == l && !strncmp(j->params[p].name, ph, l) && slots[p].arg)
                                 argv[n++] = slots[p].arg;
@@ -518,6 +526,28 @@ static void map_result_message(const struct path_map *m, size_t nm, json_t *o) {
                 json_object_set_new(o, "message", mapped);
 }
 
+/* An output_dir's named files with a result field: the host path, when
+ * the run published it, else null. */
+static void name_result_files(const struct job *j, const struct job_slot *slots, json_t *o, json_t *outputs) {
+        for (size_t p = 0; p < j->n_params; p++)
+                for (size_t f = 0; f < j->params[p].n_files; f++) {
+                        const struct job_out_file *of = &j->params[p].files[f];
+                        _cleanup_free_ char *path = NULL;
+                        json_t *x, *v = json_null();
+                        size_t i;
+
+                        if (!of->result)
+                                continue;
+                        if (slots[p].host && slots[p].file_names[f])
+                                path = strdup_printf("%s/%s", slots[p].host, slots[p].file_names[f]);
+                        json_array_foreach(outputs, i, x)
+                                if (path && json_is_string(json_object_get(x, "path")) &&
+                                    strcmp(json_string_value(json_object_get(x, "path")), path) == 0)
+                                        v = json_string(path);
+                        json_object_set_new(o, of->result, v);
+                }
+}
+
 static void feed_progress(void *userdata, int stream, const char *p, size_t n) {
         if (stream == 2)
                 job_progress_feed(userdata, p, n);
@@ -589,6 +619,7 @@ int job_run(struct pyexec_sandbox *sb, const struct job *j, json_t *params, cons
         if (o) {
                 publish_outputs(j, slots, &res, o, outputs);
                 map_result_message(map, n_map, o);
+                name_result_files(j, slots, o, outputs);
         }
         if (o) {
                 json_object_set_new(o, "job", json_string(j->name));

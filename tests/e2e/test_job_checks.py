@@ -20,7 +20,7 @@ import struct
 import pytest
 
 from test_jobs import (  # noqa: F401 - assets and lay are fixtures
-    EXIT_USAGE, Image, assets, cli, lay, png_header, run_job, snapshot, staging_leftovers,
+    EXIT_USAGE, HAVE_BLENDER, Image, assets, cli, lay, png_header, run_job, snapshot, staging_leftovers,
     start_server)
 
 EXIT_UNAVAILABLE = 69
@@ -33,6 +33,34 @@ CHECK_JOBS = """
     args: ["{script}", "{image}"]
     params:
       image: {type: input_file, roots: ["@UPLOADS@"], extensions: [png, jpg, webp], format: [png, jpeg, webp]}
+  named:
+    description: write the files its output directory names (the naming is what is tested)
+    interpreter: /usr/bin/python3
+    script: @SCRIPTS@/write_named.py
+    args: ["{script}", "{outdir}", "{outdir.main}", "{outdir.extra}", "{source}", "{skip_extra}"]
+    params:
+      source: {type: input_file, roots: ["@UPLOADS@"], extensions: [png], format: png}
+      design_name:
+        type: string
+        pattern: "[A-Za-z0-9_-][A-Za-z0-9._-]*"
+        max_length: 64
+        default_stem: source
+      outdir:
+        type: output_dir
+        roots: ["@RENDERS@"]
+        files:
+          main: {name: "{design_name}_render.png", result: renderPath}
+          extra: {name: "{design_name}_animation.mp4", result: animationPath}
+      skip_extra: {type: bool, flag: --skip-extra}
+"""
+
+WRITE_NAMED = """
+import os, sys
+outdir, main, extra = sys.argv[1:4]
+for name in [main] + ([] if "--skip-extra" in sys.argv[4:] else [extra]):
+    with open(os.path.join(outdir, name), "wb") as f:
+        f.write(name.encode())
+print("wrote", os.path.join(outdir, main))
 """
 
 
@@ -100,6 +128,7 @@ class Via:
 @pytest.fixture(params=["cli", "http"])
 def via(request, lay, tmp_path):
     lay.write_jobs(CHECK_JOBS)
+    lay.add_script("write_named.py", WRITE_NAMED)
     v = Via(request.param, lay, tmp_path)
     yield v
     v.close()
@@ -175,7 +204,7 @@ def test_valid_template_and_webp_accepted(via, lay):
         Image.new("RGB", (24, 12), (255, 0, 0)).save(d, "WEBP", **kw)
         doc = via.ran("compose", lay.compose_params(design=d, output=lay.composed / f"{name}.png"))
         assert doc["status"] == "ok", doc
-        assert f"output={lay.composed / name}.png" in doc["stdout"], doc["stdout"]
+        assert doc["outputs"][0]["path"] == f"{lay.composed / name}.png", doc
 
 
 def test_webp_where_not_declared_refused(via, lay):
@@ -232,7 +261,64 @@ def test_script_errors_name_the_callers_paths(via, lay):
     assert doc["status"] == "runtime_error", doc
     assert "/job/" not in doc["message"] and "/job/" not in doc["stderr"], doc
     assert str(bad) in doc["message"] and str(bad) in doc["stderr"], doc
-    out = lay.composed / "named.png"
-    doc = via.ran("compose", lay.compose_params(output=out))
+
+
+@pytest.mark.parametrize("source, given, design", [
+    ("order-17.png", None, "order-17"),
+    ("my design #2 (front).v1.png", None, "my_design__2__front_.v1"),
+    (".hidden.png", None, "_hidden"),
+    ("order-17.png", "Custom-Name.v2", "Custom-Name.v2"),
+], ids=["stem", "stem-made-safe", "stem-leading-dot", "given"])
+def test_outputs_named_after_the_design(via, lay, source, given, design):
+    src = lay.uploads / source
+    shutil.copyfile(lay.design, src)
+    outdir = lay.renders / "order"
+    params = {"source": src, "outdir": outdir}
+    if given:
+        params["design_name"] = given
+    doc = via.ran("named", params)
     assert doc["status"] == "ok", doc
-    assert "/job/" not in doc["stdout"] and f"output={out}" in doc["stdout"], doc["stdout"]
+    main, extra = outdir / f"{design}_render.png", outdir / f"{design}_animation.mp4"
+    assert sorted(o["path"] for o in doc["outputs"]) == sorted([str(extra), str(main)])
+    assert doc["renderPath"] == str(main) and doc["animationPath"] == str(extra), doc
+    assert sorted(os.listdir(outdir)) == sorted([main.name, extra.name])
+    assert main.read_bytes() == main.name.encode()
+    # the script's own output, verbatim: it was given the file's name in its sandbox directory
+    assert doc["stdout"] == f"wrote /job/out/outdir/{main.name}\n", doc["stdout"]
+
+
+def test_named_output_not_produced_is_null(via, lay):
+    outdir = lay.renders / "still-only"
+    doc = via.ran("named", {"source": lay.design, "outdir": outdir, "skip_extra": "true"})
+    assert doc["status"] == "ok", doc
+    assert doc["renderPath"] == str(outdir / "design_render.png") and doc["animationPath"] is None, doc
+
+
+@pytest.mark.parametrize("name", [".hidden", "a/b", "x" * 65, "", "sp ace", "-" * 3 + "\u00e9"])
+def test_invalid_design_name_refused(via, lay, name):
+    code, err = via.refused("named", {"source": lay.design, "outdir": lay.renders / "o", "design_name": name})
+    if via.srv:
+        assert code == 400 and err["field"] == "params.design_name", (code, err)
+    else:
+        assert code == EXIT_USAGE, (code, err)
+    assert err["message"].startswith("parameter 'design_name': "), err
+    assert not (lay.renders / "o").exists()
+
+
+@pytest.mark.skipif(not HAVE_BLENDER, reason="Blender is not installed")
+def test_render_named_after_the_design(via, lay):
+    """The render job names its still after the texture's design (or design_name), and says where it is."""
+    texture = lay.composed / "Order 42 (front).png"
+    shutil.copyfile(lay.design, texture)
+    outdir = lay.renders / "o42"
+    params = {"blend": lay.blend, "texture": texture, "outdir": outdir, "samples": "1", "no_animation": "true"}
+    if via.srv:
+        params["design_name"] = "order-42.front"
+    design = "order-42.front" if via.srv else "Order_42__front_"
+    doc = via.ran("render", params)
+    assert doc["status"] == "ok", {k: doc.get(k) for k in ("status", "message", "stderr")}
+    still = outdir / f"{design}_render.png"
+    assert [o["path"] for o in doc["outputs"]] == [str(still)]
+    assert doc["renderPath"] == str(still) and doc["animationPath"] is None, doc
+    assert os.listdir(outdir) == [still.name]
+    assert Image.open(still).size == (64, 64)
