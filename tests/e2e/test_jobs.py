@@ -724,7 +724,7 @@ REFUSALS = {
     "texture-outside-root": ("render", {"texture": "@U@/design.png"}, "texture",
                              ["is outside the allowed roots (@C@)"]),
     "render-unknown-parameter": ("render", {"engine": "eevee"}, "engine",
-                                 ["(its parameters: blend, texture, outdir, samples, no_animation)"]),
+                                 ["(its parameters: blend, texture, design_name, outdir, samples, no_animation)"]),
     # strings with a pattern
     "string-dollar-paren": ("label", {"name": "$(touch @B@/pwned-str)"}, "name",
                             ["does not match the pattern [A-Za-z0-9 _-]+"]),
