@@ -52,6 +52,20 @@ CHECK_JOBS = """
           main: {name: "{design_name}_render.png", result: renderPath}
           extra: {name: "{design_name}_animation.mp4", result: animationPath}
       skip_extra: {type: bool, flag: --skip-extra}
+  complain:
+    description: fail naming its input, output and script by their sandbox paths
+    interpreter: /usr/bin/python3
+    script: @SCRIPTS@/complain.py
+    args: ["{script}", "{source}", "{output}"]
+    params:
+      source: {type: input_file, roots: ["@UPLOADS@"], extensions: [png]}
+      output: {type: output_file, roots: ["@COMPOSED@"], extensions: [png]}
+"""
+
+COMPLAIN = """
+import sys
+print(f"{sys.argv[0]}: cannot use {sys.argv[1]} for {sys.argv[2]} in /job/out/output.", file=sys.stderr)
+sys.exit(1)
 """
 
 WRITE_NAMED = """
@@ -98,16 +112,18 @@ class Via:
         if self.srv:
             n = executions(self.srv)
             r = run_job(self.srv, job, {k: str(v) for k, v in params.items()})
+            # from the host first: no execution was counted, nothing was staged
+            assert executions(self.srv) == n, f"a sandbox ran: {r}"
+            assert outputs_state(self.lay) == before, "something was staged or published"
             err = r.error()
-            assert executions(self.srv) == n, "a sandbox ran"
             code, err["retry_after"] = r.status, r.headers.get("Retry-After")
         else:
             p = cli(self.lay.jobs_file, job, params, json_out=False)
+            assert outputs_state(self.lay) == before, f"something was staged or published: {p.stderr[-300:]}"
             assert p.stdout == b"", p.stdout
             text = p.stderr.decode()
             assert text.startswith("pyexec job: ") and text.count("\n") == 1, text
             code, err = p.returncode, {"message": text[len("pyexec job: "):].rstrip("\n")}
-        assert outputs_state(self.lay) == before, "something was staged or published"
         assert staging_leftovers(*self.lay.output_roots()) == []
         assert "/job/" not in err["message"]
         return code, err
@@ -129,6 +145,7 @@ class Via:
 def via(request, lay, tmp_path):
     lay.write_jobs(CHECK_JOBS)
     lay.add_script("write_named.py", WRITE_NAMED)
+    lay.add_script("complain.py", COMPLAIN)
     v = Via(request.param, lay, tmp_path)
     yield v
     v.close()
@@ -322,3 +339,14 @@ def test_render_named_after_the_design(via, lay):
     assert doc["renderPath"] == str(still) and doc["animationPath"] is None, doc
     assert os.listdir(outdir) == [still.name]
     assert Image.open(still).size == (64, 64)
+
+
+def test_result_message_names_the_callers_paths(via, lay):
+    """A script that names its sandbox paths: the result's message says the caller's
+    (its stderr stays as the script wrote it)."""
+    out = lay.composed / "x.png"
+    doc = via.ran("complain", {"source": lay.design, "output": out})
+    assert doc["status"] == "runtime_error", doc
+    assert doc["message"] == (f"exited with code 1: complain.py: cannot use {lay.design} for {out} "
+                              f"in {lay.composed}."), doc["message"]
+    assert "/job/in/source/design.png" in doc["stderr"], doc["stderr"]
