@@ -263,9 +263,9 @@ bool job_path_has_dotdot(const char *path) {
 /* A field a job's result may gain: a word (a letter, then letters and
  * digits) that is not one of the result's own. */
 static bool result_field_ok(const char *f) {
-        static const char *const taken[] = { "id",      "status", "exitCode", "signal", "stdout", "stderr", "output",
-                                             "truncated", "message", "time",   "memory", "limits", "job",    "outputs",
-                                             NULL };
+        static const char *const taken[] = { "id",     "status", "exitCode",  "signal",  "stdout",
+                                             "stderr", "output", "truncated", "message", "time",
+                                             "memory", "limits", "job",       "outputs", NULL };
         if (!isalpha((unsigned char)f[0]) || strlen(f) > 64)
                 return false;
         for (const char *q = f; *q; q++)
@@ -342,7 +342,9 @@ static int parse_out_files(struct ctx *c, json_t *o, const char *where, struct j
                 if ((r = get_str(c, v, "result", sub, false, &f->result)) < 0)
                         return r;
                 if (f->result && !result_field_ok(f->result))
-                        return fail(c, "%sresult must be a field name like renderPath that the result does not have already",
+                        return fail(c,
+                                    "%sresult must be a field name like renderPath that the result does not have "
+                                    "already",
                                     sub);
         }
         return 0;
@@ -453,9 +455,9 @@ static bool key_applies(enum job_param_type t, const char *key) {
 }
 
 static int parse_param(struct ctx *c, const char *name, json_t *o, struct job_param *p) {
-        static const char *const keys[] = { "type",       "description", "default", "roots", "extensions",
-                                            "max_bytes",  "values",      "min",     "max",   "pattern",
-                                            "max_length", "flag",        "format",  "max_pixels", "files",
+        static const char *const keys[] = { "type",         "description", "default", "roots",      "extensions",
+                                            "max_bytes",    "values",      "min",     "max",        "pattern",
+                                            "max_length",   "flag",        "format",  "max_pixels", "files",
                                             "default_stem", NULL };
         char where[96], *type = NULL;
         int r;
@@ -647,8 +649,10 @@ static int check_out_files(struct ctx *c, const struct job *j) {
                 for (size_t f = 0; f < q->n_files; f++) {
                         const char *t = q->files[f].name;
                         if (!t[0] || t[0] == '.')
-                                return fail(c, "params.%s.files.%s.name must be a file name template like "
-                                               "'{design}_render.png'", q->name, q->files[f].key);
+                                return fail(c,
+                                            "params.%s.files.%s.name must be a file name template like "
+                                            "'{design}_render.png'",
+                                            q->name, q->files[f].key);
                         for (const char *x = t; *x; x++) {
                                 const char *end;
                                 bool ok = false;
@@ -674,8 +678,10 @@ static int check_out_files(struct ctx *c, const struct job *j) {
                                 ok = strcmp(j->params[r].name, q->default_stem) == 0 &&
                                      (j->params[r].type == JOB_INPUT_FILE || j->params[r].type == JOB_OUTPUT_FILE);
                         if (!ok)
-                                return fail(c, "params.%s.default_stem must name an input_file or output_file parameter "
-                                               "declared before it", q->name);
+                                return fail(c,
+                                            "params.%s.default_stem must name an input_file or output_file parameter "
+                                            "declared before it",
+                                            q->name);
                 }
         }
         return 0;

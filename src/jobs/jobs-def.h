@@ -54,7 +54,7 @@ struct job_param {
         char **extensions; /* files: allowed extensions, lower case, no dot */
         size_t n_extensions;
         uint64_t max_bytes; /* input_file */
-        unsigned formats;    /* input_file: JOB_FORMAT_BIT()s its content must be one of; 0: any */
+        unsigned formats;   /* input_file: JOB_FORMAT_BIT()s its content must be one of; 0: any */
         uint64_t max_pixels; /* input_file of an image format: most width x height */
         char **values;      /* enum */
         size_t n_values;

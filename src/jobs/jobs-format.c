@@ -187,14 +187,10 @@ static const struct {
         size_t len;
         const char *what;
 } others[] = {
-        { "GIF8", 4, "it is a GIF image" },
-        { "BM", 2, "it is a BMP image" },
-        { "II*\0", 4, "it is a TIFF image" },
-        { "MM\0*", 4, "it is a TIFF image" },
-        { "%PDF", 4, "it is a PDF document" },
-        { "PK\3\4", 4, "it is a ZIP archive" },
-        { "\177ELF", 4, "it is an ELF executable" },
-        { "#!", 2, "it is a script" },
+        { "GIF8", 4, "it is a GIF image" },          { "BM", 2, "it is a BMP image" },
+        { "II*\0", 4, "it is a TIFF image" },        { "MM\0*", 4, "it is a TIFF image" },
+        { "%PDF", 4, "it is a PDF document" },       { "PK\3\4", 4, "it is a ZIP archive" },
+        { "\177ELF", 4, "it is an ELF executable" }, { "#!", 2, "it is a script" },
         { "<svg", 4, "it is an SVG drawing" },
 };
 

@@ -26,7 +26,8 @@ enum job_format {
 };
 
 #define JOB_FORMAT_BIT(f) (1u << (f))
-#define JOB_FORMAT_IMAGES (JOB_FORMAT_BIT(JOB_FORMAT_PNG) | JOB_FORMAT_BIT(JOB_FORMAT_JPEG) | JOB_FORMAT_BIT(JOB_FORMAT_WEBP))
+#define JOB_FORMAT_IMAGES \
+        (JOB_FORMAT_BIT(JOB_FORMAT_PNG) | JOB_FORMAT_BIT(JOB_FORMAT_JPEG) | JOB_FORMAT_BIT(JOB_FORMAT_WEBP))
 
 /* The default of max_pixels: 50 megapixels, several times a print-resolution
  * 4500x5400 template, far below what would exhaust a job's memory. */
@@ -49,10 +50,10 @@ int job_format_from_string(const char *s);
 const char *job_format_describe(enum job_format f);
 
 struct job_sniff {
-        int format;           /* enum job_format, or -1: none of them */
-        bool has_size;        /* images: width and height below */
+        int format;    /* enum job_format, or -1: none of them */
+        bool has_size; /* images: width and height below */
         uint32_t width, height;
-        char what[80];        /* what the data is, for a message: "it starts like text" */
+        char what[80]; /* what the data is, for a message: "it starts like text" */
 };
 
 /*

@@ -135,7 +135,9 @@ static int check_roots(const struct job *j, struct api_error *err) {
  * declared its content must be. */
 static void formats_wanted(unsigned formats, char *buf, size_t len) {
         static const char *const short_names[_JOB_FORMAT_MAX] = {
-                [JOB_FORMAT_PNG] = "PNG", [JOB_FORMAT_JPEG] = "JPEG", [JOB_FORMAT_WEBP] = "WebP",
+                [JOB_FORMAT_PNG] = "PNG",
+                [JOB_FORMAT_JPEG] = "JPEG",
+                [JOB_FORMAT_WEBP] = "WebP",
                 [JOB_FORMAT_BLEND] = NULL, /* not an image */
         };
         size_t n = 0, k = 0, used = 0;
@@ -149,7 +151,9 @@ static void formats_wanted(unsigned formats, char *buf, size_t len) {
                         continue;
                 k++;
                 used += (size_t)snprintf(buf + used, len - used, "%s%s%s",
-                                         k == 1 ? (images ? "a " : "") : k == n ? " or " : ", ",
+                                         k == 1   ? (images ? "a " : "")
+                                         : k == n ? " or "
+                                                  : ", ",
                                          images ? short_names[f] : job_format_describe((enum job_format)f),
                                          images && k == n ? " image" : "");
         }
@@ -274,7 +278,8 @@ static int check_path(const struct job_param *p, json_t *v, const char **ret_pat
         return 0;
 }
 
-static int prepare_input(const struct job *j, const struct job_param *p, json_t *v, struct job_slot *s, struct api_error *err) {
+static int prepare_input(const struct job *j, const struct job_param *p, json_t *v, struct job_slot *s,
+                         struct api_error *err) {
         const char *path, *rel, *root, *base;
         _cleanup_close_ int rootfd = -1;
         struct stat st;
@@ -328,7 +333,8 @@ static int prepare_input(const struct job *j, const struct job_param *p, json_t 
         return s->dest && s->arg && s->host ? 0 : -ENOMEM;
 }
 
-static int prepare_output(const struct job *j, const struct job_param *p, json_t *v, struct job_slot *s, struct api_error *err) {
+static int prepare_output(const struct job *j, const struct job_param *p, json_t *v, struct job_slot *s,
+                          struct api_error *err) {
         const char *path, *rel, *root;
         _cleanup_close_ int rootfd = -1;
         _cleanup_free_ char *parent_rel = NULL;

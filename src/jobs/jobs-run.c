@@ -540,10 +540,9 @@ static void name_result_files(const struct job *j, const struct job_slot *slots,
                                 continue;
                         if (slots[p].host && slots[p].file_names[f])
                                 path = strdup_printf("%s/%s", slots[p].host, slots[p].file_names[f]);
-                        json_array_foreach(outputs, i, x)
-                                if (path && json_is_string(json_object_get(x, "path")) &&
-                                    strcmp(json_string_value(json_object_get(x, "path")), path) == 0)
-                                        v = json_string(path);
+                        json_array_foreach(outputs, i, x) if (path && json_is_string(json_object_get(x, "path")) &&
+                                                              strcmp(json_string_value(json_object_get(x, "path")),
+                                                                     path) == 0) v = json_string(path);
                         json_object_set_new(o, of->result, v);
                 }
 }

@@ -40,7 +40,10 @@ static size_t png(uint8_t *b, uint32_t len, uint32_t w, uint32_t h) {
                 b[16 + i] = (uint8_t)(w >> (24 - 8 * i));
                 b[20 + i] = (uint8_t)(h >> (24 - 8 * i));
         }
-        memcpy(b + 24, "\x08\x06\x00\x00\x00" "CRC!", 9);
+        memcpy(b + 24,
+               "\x08\x06\x00\x00\x00"
+               "CRC!",
+               9);
         return 33;
 }
 
@@ -83,10 +86,9 @@ static void test_png(void **state) {
 static void test_jpeg(void **state) {
         /* SOI, APP0 (16 bytes), DQT-ish filler, fill bytes, SOF2 (progressive) 4500 wide, 5400 high */
         static const uint8_t good[] = {
-                0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 'J',  'F',  'I',  'F',  0x00, 0x01, 0x01, 0x00, 0x00, 0x01,
-                0x00, 0x01, 0x00, 0x00, 0xff, 0xd0, 0xff, 0xff, 0xff, 0xdb, 0x00, 0x04, 0x00, 0x00, 0xff, 0xc2,
-                0x00, 0x11, 0x08, 0x15, 0x18, 0x11, 0x94, 0x03, 0x01, 0x22, 0x00, 0x02, 0x11, 0x01, 0x03, 0x11,
-                0x01,
+                0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 'J',  'F',  'I',  'F',  0x00, 0x01, 0x01, 0x00, 0x00, 0x01, 0x00,
+                0x01, 0x00, 0x00, 0xff, 0xd0, 0xff, 0xff, 0xff, 0xdb, 0x00, 0x04, 0x00, 0x00, 0xff, 0xc2, 0x00, 0x11,
+                0x08, 0x15, 0x18, 0x11, 0x94, 0x03, 0x01, 0x22, 0x00, 0x02, 0x11, 0x01, 0x03, 0x11, 0x01,
         };
         struct job_sniff s;
         uint8_t *b;
@@ -253,11 +255,8 @@ static void test_random_headers(void **state) {
                 const char *sig;
                 size_t len;
         } sigs[] = {
-                { "\x89PNG\r\n\x1a\n", 8 },
-                { "\xff\xd8\xff", 3 },
-                { "RIFF\0\0\0\0WEBPVP8 ", 16 },
-                { "RIFF\0\0\0\0WEBPVP8L", 16 },
-                { "RIFF\0\0\0\0WEBPVP8X", 16 },
+                { "\x89PNG\r\n\x1a\n", 8 },     { "\xff\xd8\xff", 3 },          { "RIFF\0\0\0\0WEBPVP8 ", 16 },
+                { "RIFF\0\0\0\0WEBPVP8L", 16 }, { "RIFF\0\0\0\0WEBPVP8X", 16 },
         };
         uint8_t b[96];
         struct job_sniff s;
