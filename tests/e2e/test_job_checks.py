@@ -350,3 +350,17 @@ def test_result_message_names_the_callers_paths(via, lay):
     assert doc["message"] == (f"exited with code 1: complain.py: cannot use {lay.design} for {out} "
                               f"in {lay.composed}."), doc["message"]
     assert "/job/in/source/design.png" in doc["stderr"], doc["stderr"]
+
+
+def test_job_list_describes_checks_and_named_files(lay):
+    """GET /api/jobs and `pyexec job list --json` show formats, maxPixels, files and defaultStem."""
+    p = cli(lay.jobs_file, "list")
+    jobs = {j["name"]: j for j in json.loads(p.stdout)["jobs"]}
+    r = jobs["render"]["params"]
+    assert r["texture"]["formats"] == ["png"] and r["texture"]["maxPixels"] == 67108864
+    assert r["blend"]["formats"] == ["blend"] and "maxPixels" not in r["blend"]
+    assert r["design_name"]["required"] is False and r["design_name"]["defaultStem"] == "texture"
+    assert r["outdir"]["files"] == {
+        "render": {"name": "{design_name}_render.png", "result": "renderPath"},
+        "animation": {"name": "{design_name}_animation.mp4", "result": "animationPath"}}
+    assert jobs["compose"]["params"]["design"]["formats"] == ["png", "jpeg", "webp"]
