@@ -5,7 +5,7 @@ TSAN_BUILD ?= build-tsan
 MESON ?= meson
 
 .PHONY: all deps build serve test test-unit test-e2e test-unpriv test-asan test-e2e-asan test-tsan test-fresh \
-	fuzz fuzz-merge fuzz-jobs fuzz-jobs-merge bench check check-format clean
+	fuzz fuzz-merge fuzz-jobs fuzz-jobs-merge fuzz-images bench check check-format clean
 
 all: build
 
@@ -149,6 +149,17 @@ fuzz-jobs: deps-fuzz $(FUZZ_BUILD)/build.ninja
 fuzz-jobs-merge: deps-fuzz $(FUZZ_BUILD)/build.ninja
 	ninja -C $(FUZZ_BUILD) fuzz-job-params
 	$(FUZZ_BUILD)/fuzz-job-params -merge=1 -max_len=4096 $(FUZZ_JOBS_CORPUS) $(FUZZ_BUILD)/corpus-new-job-params
+
+# The same for the header parsers of job inputs (fuzz/image-header-target.c):
+# inputs are the first bytes of an input file.
+FUZZ_IMAGES_CORPUS = fuzz/corpus/image-header
+
+fuzz-images: deps-fuzz $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD) fuzz-image-header
+	mkdir -p $(FUZZ_BUILD)/corpus-new-image-header
+	$(FUZZ_BUILD)/fuzz-image-header -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
+		-artifact_prefix=$(FUZZ_BUILD)/image-header- $(FUZZ_FLAGS) \
+		$(FUZZ_BUILD)/corpus-new-image-header $(FUZZ_IMAGES_CORPUS)
 
 bench: deps-bench build
 	bench/run.sh $(BUILD)/pyexec

@@ -66,7 +66,9 @@ sys.dont_write_bytecode = True  # never leave __pycache__ anywhere
 
 import argparse  # noqa: E402
 import io  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
+import re  # noqa: E402
 import stat  # noqa: E402
 import warnings  # noqa: E402
 
@@ -82,6 +84,21 @@ _DECODERS = (BmpImagePlugin, GifImagePlugin, JpegImagePlugin, PngImagePlugin,
              TiffImagePlugin, WebPImagePlugin)
 
 PROG = "compose_design.py"
+
+
+def shown(text):
+    """text with the sandbox's paths (/job/...) replaced by the ones the caller
+    gave: pyexec passes the map in PYEXEC_JOB_PATHS (a JSON object). Unchanged
+    when run by hand."""
+    try:
+        paths = json.loads(os.environ.get("PYEXEC_JOB_PATHS") or "{}")
+    except ValueError:
+        return text
+    if not isinstance(paths, dict) or not paths:
+        return text
+    keys = sorted(paths, key=len, reverse=True)
+    pattern = re.compile("(?:" + "|".join(re.escape(k) for k in keys) + r")(?![\w-])")
+    return pattern.sub(lambda m: str(paths[m.group(0)]), text)
 
 # name: (x, y, w, h) as fractions of the template's width / height.
 PRESETS = {
@@ -291,7 +308,7 @@ def main(argv=None):
         out, info = compose(template, design, args.preset)
         write_output(args.output, out)
     except ComposeError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        print(shown(f"{PROG}: error: {e}"), file=sys.stderr)
         return EXIT_INPUT
     except MemoryError:
         print(f"{PROG}: error: out of memory", file=sys.stderr)

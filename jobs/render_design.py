@@ -3,14 +3,16 @@
 Run by Blender (3.4, Debian's build) as
 
     blender --background TEMPLATE.blend --python render_design.py -- \
-        TEMPLATE.blend TEXTURE.png OUTDIR SAMPLES [--no-animation]
+        TEMPLATE.blend TEXTURE.png OUTDIR SAMPLES [--no-animation] \
+        [--still-name NAME.png] [--animation-name NAME.mp4]
 
   TEMPLATE.blend  the template Blender has loaded; it must hold an object
                   `Shirt` with a material `ShirtMaterial` whose node tree has
                   an Image Texture node `DesignTexture`
   TEXTURE.png     the design (a PNG file) to put into `DesignTexture`
-  OUTDIR          existing writable directory; gets render.png and, unless
-                  --no-animation, animation.mp4
+  OUTDIR          existing writable directory; gets render.png (or the
+                  --still-name) and, unless --no-animation, animation.mp4
+                  (or the --animation-name)
   SAMPLES         Cycles samples, an integer 1..4096
 
 It renders a still with Cycles on the CPU (denoising only when the build has
@@ -31,8 +33,10 @@ Blender itself exits with 1 before this script runs when it cannot load the
 template.
 """
 
+import json
 import math
 import os
+import re
 import shutil
 import stat
 import sys
@@ -41,7 +45,8 @@ import time
 import bpy
 
 USAGE = ("usage: blender --background TEMPLATE.blend --python render_design.py -- "
-         "TEMPLATE.blend TEXTURE.png OUTDIR SAMPLES [--no-animation]")
+         "TEMPLATE.blend TEXTURE.png OUTDIR SAMPLES [--no-animation] [--still-name NAME.png] "
+         "[--animation-name NAME.mp4]")
 SAMPLES_MIN, SAMPLES_MAX = 1, 4096
 ANIMATION_FRAMES = 12
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -50,6 +55,21 @@ MAX_TEXTURE_PIXELS = 8192 * 8192
 
 EXIT_USAGE = 2
 EXIT_RENDER = 3
+
+
+def shown(text):
+    """text with the sandbox's paths (/job/...) replaced by the ones the caller
+    gave: pyexec passes the map in PYEXEC_JOB_PATHS (a JSON object). Unchanged
+    when run by hand."""
+    try:
+        paths = json.loads(os.environ.get("PYEXEC_JOB_PATHS") or "{}")
+    except ValueError:
+        return text
+    if not isinstance(paths, dict) or not paths:
+        return text
+    keys = sorted(paths, key=len, reverse=True)
+    pattern = re.compile("(?:" + "|".join(re.escape(k) for k in keys) + r")(?![\w-])")
+    return pattern.sub(lambda m: str(paths[m.group(0)]), text)
 
 
 class JobError(Exception):
@@ -63,14 +83,22 @@ class JobError(Exception):
 
 
 def parse_args(argv):
-    """argv: Blender's full sys.argv. Returns (blend, texture, outdir, samples, animation)."""
+    """argv: Blender's full sys.argv. Returns (blend, texture, outdir, samples, animation,
+    still file name, animation file name)."""
     if "--" not in argv:
         raise JobError("no script arguments (missing '--')\n" + USAGE)
     args = argv[argv.index("--") + 1:]
     positional, animation = [], True
-    for a in args:
+    names = {"--still-name": "render.png", "--animation-name": "animation.mp4"}
+    it = iter(args)
+    for a in it:
         if a == "--no-animation":
             animation = False
+        elif a in names:
+            name = next(it, None)
+            if not name or "/" in name or name.startswith(".") or len(name) > 255:
+                raise JobError(f"{a} needs a plain file name, got {name!r}")
+            names[a] = name
         elif a.startswith("-") and a != "-" and not _is_int(a):
             raise JobError(f"unknown option {a!r}\n" + USAGE)
         else:
@@ -83,7 +111,7 @@ def parse_args(argv):
     samples = int(samples_s)
     if not SAMPLES_MIN <= samples <= SAMPLES_MAX:
         raise JobError(f"samples out of range {SAMPLES_MIN}..{SAMPLES_MAX}: {samples}")
-    return blend, texture, outdir, samples, animation
+    return blend, texture, outdir, samples, animation, names["--still-name"], names["--animation-name"]
 
 
 def _is_int(s):
@@ -247,8 +275,8 @@ def report_progress(total):
     bpy.app.handlers.render_post.append(frame_rendered)
 
 
-def render_still(scene, outdir):
-    path = os.path.join(outdir, "render.png")
+def render_still(scene, outdir, name):
+    path = os.path.join(outdir, name)
     r = scene.render
     r.image_settings.file_format = "PNG"
     r.image_settings.color_mode = "RGB"
@@ -261,14 +289,14 @@ def render_still(scene, outdir):
     return path
 
 
-def render_animation(scene, shirt, outdir):
+def render_animation(scene, shirt, outdir, name):
     r = scene.render
     ff = r.ffmpeg
     codecs = {e.identifier for e in ff.bl_rna.properties["codec"].enum_items}
     if "H264" not in codecs or has_h264_encoder() is False:
         raise JobError("this Blender/FFmpeg build cannot encode H.264 video "
                        "(use --no-animation)", EXIT_RENDER)
-    path = os.path.join(outdir, "animation.mp4")
+    path = os.path.join(outdir, name)
     add_turntable(scene, shirt)
     r.image_settings.file_format = "FFMPEG"
     r.image_settings.color_mode = "RGB"
@@ -296,7 +324,7 @@ def render_animation(scene, shirt, outdir):
 
 def main(argv):
     t0 = time.monotonic()
-    blend, texture, outdir, samples, animation = parse_args(argv)
+    blend, texture, outdir, samples, animation, still_name, anim_name = parse_args(argv)
     check_inputs(blend, texture, outdir)
     outdir = os.path.abspath(outdir)
     shirt, node = find_design_node(blend)
@@ -315,9 +343,9 @@ def main(argv):
 
     report_progress(1 + (ANIMATION_FRAMES if animation else 0))
     try:
-        still = render_still(scene, outdir)
+        still = render_still(scene, outdir, still_name)
         t_still = time.monotonic() - t0
-        anim = render_animation(scene, shirt, outdir) if animation else None
+        anim = render_animation(scene, shirt, outdir, anim_name) if animation else None
     except RuntimeError as e:  # bpy.ops report errors as RuntimeError
         raise JobError(f"render failed: {str(e).strip()}", EXIT_RENDER) from None
 
@@ -349,12 +377,12 @@ def run():
     try:
         main(sys.argv)
     except JobError as e:
-        print(f"render_design: error: {e}", file=sys.stderr, flush=True)
+        print(shown(f"render_design: error: {e}"), file=sys.stderr, flush=True)
         _exit(e.code)
     except BaseException as e:  # noqa: BLE001 - anything else is a bug or a crash
         import traceback
         traceback.print_exc()
-        print(f"render_design: error: internal: {type(e).__name__}: {e}",
+        print(shown(f"render_design: error: internal: {type(e).__name__}: {e}"),
               file=sys.stderr, flush=True)
         _exit(EXIT_RENDER)
     sys.stdout.flush()

@@ -34,6 +34,7 @@ static const char help_job[] =
         "  0     the job ran and succeeded (or: list; with --json: the result was printed)\n"
         "  1     the job's script failed (runtime_error, syntax_error, policy_violation)\n"
         "  2     usage error: unknown job or option, bad parameter, no jobs file\n"
+        "  69    the job is not ready: a root or its script is missing (nothing ran)\n"
         "  122   memory_limit    123   output_limit    124   timeout\n"
         "  125   internal_error: pyexec itself failed\n"
         "\n"
@@ -165,7 +166,7 @@ static int job_run_named(const struct job_set *set, const struct job_cmd *c) {
                 rc = EXIT_INTERNAL;
         } else if (r < 0) {
                 fprintf(stderr, "pyexec job: %s\n", e.message);
-                rc = e.http >= 500 ? EXIT_INTERNAL : EXIT_USAGE;
+                rc = e.http == 503 ? EXIT_UNAVAILABLE : e.http >= 500 ? EXIT_INTERNAL : EXIT_USAGE;
         } else if (c->json) {
                 json_dumpf(res, stdout, RESULT_JSON_FLAGS);
                 fputc('\n', stdout);

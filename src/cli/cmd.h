@@ -12,6 +12,7 @@
  * `pyexec job` and `pyexec check` share the usage and internal ones. */
 enum {
         EXIT_USAGE = 2,
+        EXIT_UNAVAILABLE = 69, /* sysexits' EX_UNAVAILABLE: a job that is not ready */
         EXIT_POLICY = 121,
         EXIT_MEMORY = 122,
         EXIT_OUTPUT = 123,

@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "jobs-format.h"
 #include "util.h"
 
 #define YAML_MAX_DEPTH 16
@@ -259,6 +260,96 @@ bool job_path_has_dotdot(const char *path) {
         return false;
 }
 
+/* A field a job's result may gain: a word (a letter, then letters and
+ * digits) that is not one of the result's own. */
+static bool result_field_ok(const char *f) {
+        static const char *const taken[] = { "id",     "status", "exitCode",  "signal",  "stdout",
+                                             "stderr", "output", "truncated", "message", "time",
+                                             "memory", "limits", "job",       "outputs", NULL };
+        if (!isalpha((unsigned char)f[0]) || strlen(f) > 64)
+                return false;
+        for (const char *q = f; *q; q++)
+                if (!isalnum((unsigned char)*q))
+                        return false;
+        for (const char *const *t = taken; *t; t++)
+                if (strcmp(f, *t) == 0)
+                        return false;
+        return true;
+}
+
+/* input_file: format (one name or a list) and max_pixels, which only
+ * means something for an image format. */
+static int parse_formats(struct ctx *c, json_t *o, const char *where, struct job_param *p) {
+        json_t *v = json_object_get(o, "format"), *x;
+        size_t i;
+        int r;
+
+        if (v && json_is_string(v)) {
+                int f = job_format_from_string(json_string_value(v));
+                if (f < 0)
+                        return fail(c, "%sformat must be png, jpeg, webp or blend (or a list of them), got '%.64s'",
+                                    where, json_string_value(v));
+                p->formats = JOB_FORMAT_BIT(f);
+        } else if (v) {
+                if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > _JOB_FORMAT_MAX)
+                        return fail(c, "%sformat must be png, jpeg, webp or blend, or a list of them", where);
+                json_array_foreach(v, i, x) {
+                        int f = json_is_string(x) ? job_format_from_string(json_string_value(x)) : -EINVAL;
+                        if (f < 0)
+                                return fail(c, "%sformat[%zu] must be png, jpeg, webp or blend", where, i);
+                        p->formats |= JOB_FORMAT_BIT(f);
+                }
+        }
+        p->max_pixels = JOB_DEFAULT_MAX_PIXELS;
+        if (json_object_get(o, "max_pixels") && !(p->formats & JOB_FORMAT_IMAGES))
+                return fail(c, "%smax_pixels needs an image format (format: png, jpeg or webp)", where);
+        if ((r = get_u64(c, o, "max_pixels", where, 1, JOB_MAX_MAX_PIXELS, &p->max_pixels)) < 0)
+                return r;
+        return 0;
+}
+
+/* output_dir: files: {KEY: {name: TEMPLATE, result: FIELD}}. The
+ * templates' placeholders are checked once every parameter is known
+ * (check_out_files). */
+static int parse_out_files(struct ctx *c, json_t *o, const char *where, struct job_param *p) {
+        static const char *const file_keys[] = { "name", "result", NULL };
+        json_t *files = json_object_get(o, "files"), *v;
+        const char *k;
+        char sub[160];
+        int r;
+
+        if (!files)
+                return 0;
+        if (!json_is_object(files) || json_object_size(files) == 0 || json_object_size(files) > JOB_MAX_OUT_FILES)
+                return fail(c, "%sfiles must be a mapping of 1 to %d files", where, JOB_MAX_OUT_FILES);
+        p->files = calloc(json_object_size(files), sizeof *p->files);
+        if (!p->files)
+                return -ENOMEM;
+        json_object_foreach(files, k, v) {
+                struct job_out_file *f = &p->files[p->n_files++];
+                snprintf(sub, sizeof sub, "%sfiles.%.32s.", where, k);
+                f->key = strdup(k);
+                if (!f->key)
+                        return -ENOMEM;
+                if (!valid_name(k, 64) || strchr(k, '-'))
+                        return fail(c, "%sfiles: '%s' must be lower-case letters, digits and '_'", where, k);
+                if (!json_is_object(v))
+                        return fail(c, "%sfiles.%s must be a mapping (name, result)", where, k);
+                if (!known_keys(c, v, sub, file_keys))
+                        return -EINVAL;
+                if ((r = get_str(c, v, "name", sub, true, &f->name)) < 0)
+                        return r;
+                if ((r = get_str(c, v, "result", sub, false, &f->result)) < 0)
+                        return r;
+                if (f->result && !result_field_ok(f->result))
+                        return fail(c,
+                                    "%sresult must be a field name like renderPath that the result does not have "
+                                    "already",
+                                    sub);
+        }
+        return 0;
+}
+
 /* input_file, output_file, output_dir: roots, extensions, size. */
 static int parse_file_param(struct ctx *c, json_t *o, const char *where, struct job_param *p) {
         int r;
@@ -286,6 +377,10 @@ static int parse_file_param(struct ctx *c, json_t *o, const char *where, struct 
                 if (!*e || strchr(e, '/'))
                         return fail(c, "%sextensions[%zu] must be an extension like 'png'", where, i);
         }
+        if (p->type == JOB_INPUT_FILE && (r = parse_formats(c, o, where, p)) < 0)
+                return r;
+        if (p->type == JOB_OUTPUT_DIR && (r = parse_out_files(c, o, where, p)) < 0)
+                return r;
         if (p->type == JOB_INPUT_FILE)
                 return get_u64(c, o, "max_bytes", where, 1, 1ull << 40, &p->max_bytes);
         return 0;
@@ -319,6 +414,10 @@ static int parse_string_param(struct ctx *c, json_t *o, const char *where, struc
 
         if ((r = get_str(c, o, "pattern", where, false, &p->pattern)) < 0)
                 return r;
+        if ((r = get_str(c, o, "default_stem", where, false, &p->default_stem)) < 0)
+                return r;
+        if (p->default_stem && p->def)
+                return fail(c, "%sdefault_stem and default exclude each other", where);
         if ((r = get_u64(c, o, "max_length", where, 1, 65536, &p->max_length)) < 0)
                 return r;
         if (p->pattern) {
@@ -335,15 +434,15 @@ static int parse_string_param(struct ctx *c, json_t *o, const char *where, struc
 /* The keys each type takes besides type, description and default: a key
  * of another type (extensions on an output_dir, say) would be ignored, so
  * it is refused. */
-static const char *const param_type_keys[_JOB_PARAM_MAX][4] = {
-        [JOB_INPUT_FILE] = { "roots", "extensions", "max_bytes", NULL },
+static const char *const param_type_keys[_JOB_PARAM_MAX][6] = {
+        [JOB_INPUT_FILE] = { "roots", "extensions", "max_bytes", "format", "max_pixels", NULL },
         [JOB_OUTPUT_FILE] = { "roots", "extensions", NULL },
-        [JOB_OUTPUT_DIR] = { "roots", NULL },
+        [JOB_OUTPUT_DIR] = { "roots", "files", NULL },
         [JOB_ENUM] = { "values", NULL },
         [JOB_INT] = { "min", "max", NULL },
         [JOB_NUMBER] = { "min", "max", NULL },
         [JOB_BOOL] = { "flag", NULL },
-        [JOB_STRING] = { "pattern", "max_length", NULL },
+        [JOB_STRING] = { "pattern", "max_length", "default_stem", NULL },
 };
 
 static bool key_applies(enum job_param_type t, const char *key) {
@@ -356,9 +455,10 @@ static bool key_applies(enum job_param_type t, const char *key) {
 }
 
 static int parse_param(struct ctx *c, const char *name, json_t *o, struct job_param *p) {
-        static const char *const keys[] = { "type",       "description", "default", "roots", "extensions",
-                                            "max_bytes",  "values",      "min",     "max",   "pattern",
-                                            "max_length", "flag",        NULL };
+        static const char *const keys[] = { "type",         "description", "default", "roots",      "extensions",
+                                            "max_bytes",    "values",      "min",     "max",        "pattern",
+                                            "max_length",   "flag",        "format",  "max_pixels", "files",
+                                            "default_stem", NULL };
         char where[96], *type = NULL;
         int r;
 
@@ -439,6 +539,13 @@ static void param_done(struct job_param *p) {
         if (p->has_re)
                 regfree(&p->re);
         free(p->flag);
+        for (size_t i = 0; i < p->n_files; i++) {
+                free(p->files[i].key);
+                free(p->files[i].name);
+                free(p->files[i].result);
+        }
+        free(p->files);
+        free(p->default_stem);
 }
 
 static void job_done(struct job *j) {
@@ -505,6 +612,81 @@ static int parse_limits(struct ctx *c, json_t *o, struct job *j) {
         return 0;
 }
 
+int job_file_placeholder(const struct job *j, const char *ph, size_t len, size_t *ret_param, size_t *ret_file) {
+        const char *dot = memchr(ph, '.', len);
+        if (!dot)
+                return -ENOENT;
+        for (size_t p = 0; p < j->n_params; p++) {
+                const struct job_param *q = &j->params[p];
+                if (strlen(q->name) != (size_t)(dot - ph) || strncmp(q->name, ph, (size_t)(dot - ph)) != 0)
+                        continue;
+                for (size_t f = 0; f < q->n_files; f++)
+                        if (strlen(q->files[f].key) == len - (size_t)(dot - ph) - 1 &&
+                            strncmp(q->files[f].key, dot + 1, len - (size_t)(dot - ph) - 1) == 0) {
+                                *ret_param = p;
+                                *ret_file = f;
+                                return 0;
+                        }
+        }
+        return -ENOENT;
+}
+
+/* Whether the file name template t has "{name}". */
+static bool template_uses(const char *t, const char *name) {
+        size_t l = strlen(name);
+        for (const char *q = strchr(t, '{'); q; q = strchr(q + 1, '{'))
+                if (strncmp(q + 1, name, l) == 0 && q[1 + l] == '}')
+                        return true;
+        return false;
+}
+
+/* Each output file's template: literal characters of a safe file name, and
+ * placeholders naming a parameter whose value is one word (string, enum,
+ * int); a string's default_stem names a file parameter declared before it. */
+static int check_out_files(struct ctx *c, const struct job *j) {
+        for (size_t p = 0; p < j->n_params; p++) {
+                const struct job_param *q = &j->params[p];
+                for (size_t f = 0; f < q->n_files; f++) {
+                        const char *t = q->files[f].name;
+                        if (!t[0] || t[0] == '.')
+                                return fail(c,
+                                            "params.%s.files.%s.name must be a file name template like "
+                                            "'{design}_render.png'",
+                                            q->name, q->files[f].key);
+                        for (const char *x = t; *x; x++) {
+                                const char *end;
+                                bool ok = false;
+                                if (isalnum((unsigned char)*x) || *x == '.' || *x == '_' || *x == '-')
+                                        continue;
+                                end = *x == '{' ? strchr(x, '}') : NULL;
+                                for (size_t r = 0; end && r < j->n_params && !ok; r++)
+                                        ok = strlen(j->params[r].name) == (size_t)(end - x - 1) &&
+                                             strncmp(j->params[r].name, x + 1, (size_t)(end - x - 1)) == 0 &&
+                                             (j->params[r].type == JOB_STRING || j->params[r].type == JOB_ENUM ||
+                                              j->params[r].type == JOB_INT);
+                                if (!ok)
+                                        return fail(c,
+                                                    "params.%s.files.%s.name '%s': only letters, digits, '.', '_', "
+                                                    "'-' and placeholders of string, enum or int parameters",
+                                                    q->name, q->files[f].key, t);
+                                x = end;
+                        }
+                }
+                if (q->default_stem) {
+                        bool ok = false;
+                        for (size_t r = 0; r < p && !ok; r++)
+                                ok = strcmp(j->params[r].name, q->default_stem) == 0 &&
+                                     (j->params[r].type == JOB_INPUT_FILE || j->params[r].type == JOB_OUTPUT_FILE);
+                        if (!ok)
+                                return fail(c,
+                                            "params.%s.default_stem must name an input_file or output_file parameter "
+                                            "declared before it",
+                                            q->name);
+                }
+        }
+        return 0;
+}
+
 /* Every placeholder names a parameter (or the script); every parameter
  * is used, exactly where a whole argument stands. */
 static int check_template(struct ctx *c, const struct job *j) {
@@ -520,6 +702,10 @@ static int check_template(struct ctx *c, const struct job *j) {
                 }
                 for (size_t p = 0; p < j->n_params && !found; p++)
                         found = strlen(j->params[p].name) == l && strncmp(j->params[p].name, ph, l) == 0;
+                if (!found && memchr(ph, '.', l)) {
+                        size_t pi, fi;
+                        found = job_file_placeholder(j, ph, l, &pi, &fi) == 0;
+                }
                 if (!found)
                         return fail(c, "args[%zu] '%s' names no parameter", i, j->args[i]);
         }
@@ -530,6 +716,9 @@ static int check_template(struct ctx *c, const struct job *j) {
                         const char *ph = job_placeholder(j->args[i], &l);
                         used = ph && strlen(j->params[p].name) == l && strncmp(j->params[p].name, ph, l) == 0;
                 }
+                for (size_t q = 0; q < j->n_params && !used; q++)
+                        for (size_t f = 0; f < j->params[q].n_files && !used; f++)
+                                used = template_uses(j->params[q].files[f].name, j->params[p].name);
                 if (!used)
                         return fail(c, "parameter '%s' is not used in args", j->params[p].name);
         }
@@ -594,6 +783,8 @@ static int parse_job(struct ctx *c, const char *dir, const char *name, json_t *o
                 if (r < 0)
                         return r;
         }
+        if ((r = check_out_files(c, j)) < 0)
+                return r;
         if ((r = check_template(c, j)) < 0)
                 return r;
         c->job = NULL;
@@ -720,7 +911,7 @@ json_t *jobs_describe(const struct job_set *s) {
                 for (size_t p = 0; p < j->n_params; p++) {
                         const struct job_param *q = &j->params[p];
                         json_t *d = json_pack("{s:s,s:b}", "type", job_param_type_to_string(q->type), "required",
-                                              !q->def && q->type != JOB_BOOL);
+                                              !q->def && !q->default_stem && q->type != JOB_BOOL);
                         if (q->description)
                                 json_object_set_new(d, "description", json_string(q->description));
                         if (q->def)
@@ -731,6 +922,27 @@ json_t *jobs_describe(const struct job_set *s) {
                                 json_object_set_new(d, "extensions", string_list(q->extensions, q->n_extensions));
                         if (q->type == JOB_INPUT_FILE)
                                 json_object_set_new(d, "maxBytes", json_integer((json_int_t)q->max_bytes));
+                        if (q->formats) {
+                                json_t *fl = json_array();
+                                for (int f = 0; f < _JOB_FORMAT_MAX; f++)
+                                        if (q->formats & JOB_FORMAT_BIT(f))
+                                                json_array_append_new(fl, json_string(job_format_to_string(f)));
+                                json_object_set_new(d, "formats", fl);
+                        }
+                        if (q->formats & JOB_FORMAT_IMAGES)
+                                json_object_set_new(d, "maxPixels", json_integer((json_int_t)q->max_pixels));
+                        if (q->default_stem)
+                                json_object_set_new(d, "defaultStem", json_string(q->default_stem));
+                        if (q->n_files) {
+                                json_t *fo = json_object();
+                                for (size_t f = 0; f < q->n_files; f++)
+                                        json_object_set_new(fo, q->files[f].key,
+                                                            q->files[f].result
+                                                                    ? json_pack("{s:s,s:s}", "name", q->files[f].name,
+                                                                                "result", q->files[f].result)
+                                                                    : json_pack("{s:s}", "name", q->files[f].name));
+                                json_object_set_new(d, "files", fo);
+                        }
                         if (q->n_values)
                                 json_object_set_new(d, "values", string_list(q->values, q->n_values));
                         if ((q->type == JOB_INT || q->type == JOB_NUMBER) && isfinite(q->min))

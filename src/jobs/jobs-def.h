@@ -34,6 +34,16 @@ enum job_param_type {
 
 const char *job_param_type_to_string(enum job_param_type t);
 
+/* An output_dir's file named from a template: "{design_name}_render.png"
+ * takes parameter design_name's value. "{PARAM.KEY}" in args is the name. */
+struct job_out_file {
+        char *key;    /* [a-z0-9_] */
+        char *name;   /* the template */
+        char *result; /* the result's field holding its host path once published, or NULL */
+};
+
+#define JOB_MAX_OUT_FILES 16
+
 struct job_param {
         char *name;
         enum job_param_type type;
@@ -44,6 +54,8 @@ struct job_param {
         char **extensions; /* files: allowed extensions, lower case, no dot */
         size_t n_extensions;
         uint64_t max_bytes; /* input_file */
+        unsigned formats;   /* input_file: JOB_FORMAT_BIT()s its content must be one of; 0: any */
+        uint64_t max_pixels; /* input_file of an image format: most width x height */
         char **values;      /* enum */
         size_t n_values;
         double min, max; /* int, number */
@@ -52,6 +64,9 @@ struct job_param {
         bool has_re;
         uint64_t max_length; /* string */
         char *flag;          /* bool: the argument given when true */
+        struct job_out_file *files; /* output_dir: named files */
+        size_t n_files;
+        char *default_stem; /* string: absent, the file name (without extension, made safe) of this file parameter */
 };
 
 struct job {
@@ -95,5 +110,7 @@ char *jobs_default_path(void);
 /* The parameter name of a template token "{name}" (whole token), not
  * NUL-terminated, its length in ret_len; NULL when tok is no placeholder. */
 const char *job_placeholder(const char *tok, size_t *ret_len);
+/* "{PARAM.KEY}": the index of the parameter and of its file, or -ENOENT. */
+int job_file_placeholder(const struct job *j, const char *ph, size_t len, size_t *ret_param, size_t *ret_file);
 /* Whether path has a ".." component. */
 bool job_path_has_dotdot(const char *path);

@@ -15,6 +15,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "jobs-format.h"
+
 int job_param_error(struct api_error *err, const struct job_param *p, const char *fmt, ...) {
         char field[96], msg[400];
         va_list ap;
@@ -102,6 +104,126 @@ const char *job_beneath_error(int r) {
         }
 }
 
+/* A root the operator configured is missing: the job is not ready, which
+ * is no fault of the caller's values (503, and worth retrying once the
+ * operator has made it). */
+static int root_unavailable(struct api_error *err, const struct job *j, const struct job_param *p, const char *root,
+                            int error) {
+        api_error_set(err, 503, "job_unavailable", NULL, "job '%s' is not ready: parameter '%s': root %s %s",
+                      j ? j->name : "?", p->name, root,
+                      error == ENOENT    ? "does not exist"
+                      : error == ENOTDIR ? "is not a directory"
+                                         : "cannot be opened");
+        return -EINVAL;
+}
+
+/* Every root of every file parameter is an existing directory (what
+ * job_readiness() reports), checked before any value. */
+static int check_roots(const struct job *j, struct api_error *err) {
+        for (size_t i = 0; i < j->n_params; i++)
+                for (size_t k = 0; k < j->params[i].n_roots; k++) {
+                        struct stat st;
+                        if (stat(j->params[i].roots[k], &st) < 0)
+                                return root_unavailable(err, j, &j->params[i], j->params[i].roots[k], errno);
+                        if (!S_ISDIR(st.st_mode))
+                                return root_unavailable(err, j, &j->params[i], j->params[i].roots[k], ENOTDIR);
+                }
+        return 0;
+}
+
+/* "a PNG, JPEG or WebP image", "a Blender file (.blend)": what a parameter
+ * declared its content must be. */
+static void formats_wanted(unsigned formats, char *buf, size_t len) {
+        static const char *const short_names[_JOB_FORMAT_MAX] = {
+                [JOB_FORMAT_PNG] = "PNG",
+                [JOB_FORMAT_JPEG] = "JPEG",
+                [JOB_FORMAT_WEBP] = "WebP",
+                [JOB_FORMAT_BLEND] = NULL, /* not an image */
+        };
+        size_t n = 0, k = 0, used = 0;
+        bool images = (formats & ~JOB_FORMAT_IMAGES) == 0;
+
+        for (int f = 0; f < _JOB_FORMAT_MAX; f++)
+                n += !!(formats & JOB_FORMAT_BIT(f));
+        buf[0] = 0;
+        for (int f = 0; f < _JOB_FORMAT_MAX && used < len; f++) {
+                if (!(formats & JOB_FORMAT_BIT(f)))
+                        continue;
+                k++;
+                used += (size_t)snprintf(buf + used, len - used, "%s%s%s",
+                                         k == 1   ? (images ? "a " : "")
+                                         : k == n ? " or "
+                                                  : ", ",
+                                         images ? short_names[f] : job_format_describe((enum job_format)f),
+                                         images && k == n ? " image" : "");
+        }
+}
+
+static ssize_t read_prefix(int fd, uint8_t *buf, size_t cap) {
+        size_t n = 0;
+        while (n < cap) {
+                ssize_t k = pread(fd, buf + n, cap - n, (off_t)n);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                if (k == 0)
+                        break;
+                n += (size_t)k;
+        }
+        return (ssize_t)n;
+}
+
+/*
+ * An input's content against its declared formats, and an image's size
+ * against max_pixels, before anything runs. The file is read through the
+ * descriptor that was validated: the O_PATH descriptor is reopened for
+ * reading via /proc/self/fd (the same inode, no path lookup), and only a
+ * bounded prefix is read (JOB_FORMAT_MAX_READ at most).
+ */
+static int check_content(const struct job_param *p, const char *path, int path_fd, const struct stat *st,
+                         struct api_error *err) {
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ uint8_t *buf = NULL;
+        struct job_sniff sn;
+        char proc[64], wanted[128];
+        struct stat rst;
+        size_t cap = JOB_FORMAT_FIRST_READ;
+        ssize_t n;
+        int r;
+
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", path_fd);
+        fd = open(proc, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &rst) < 0 || rst.st_dev != st->st_dev || rst.st_ino != st->st_ino)
+                return job_param_error(err, p, "'%s' cannot be read", path);
+        for (;;) {
+                free(buf);
+                buf = malloc(cap);
+                if (!buf)
+                        return -ENOMEM;
+                n = read_prefix(fd, buf, cap);
+                if (n < 0)
+                        return job_param_error(err, p, "'%s' cannot be read: %s", path, strerror((int)-n));
+                r = job_format_sniff(buf, (size_t)n, (size_t)n < cap, &sn);
+                if (r != -EAGAIN || cap >= JOB_FORMAT_MAX_READ)
+                        break;
+                cap = JOB_FORMAT_MAX_READ;
+        }
+        formats_wanted(p->formats, wanted, sizeof wanted);
+        if (sn.format < 0 || !(p->formats & JOB_FORMAT_BIT(sn.format)))
+                return job_param_error(err, p, "'%s' is not %s (%s)", path, wanted, sn.what);
+        if (r == -EAGAIN)
+                return job_param_error(err, p, "'%s' is %s whose size is not declared in its first %u bytes", path,
+                                       job_format_describe((enum job_format)sn.format), JOB_FORMAT_MAX_READ);
+        if (r < 0)
+                return job_param_error(err, p, "'%s' is %s whose header is damaged (%s)", path,
+                                       job_format_describe((enum job_format)sn.format), sn.what);
+        if (sn.has_size && (uint64_t)sn.width * sn.height > p->max_pixels)
+                return job_param_error(err, p, "'%s' is %ux%u pixels, more than the %llu allowed", path, sn.width,
+                                       sn.height, (unsigned long long)p->max_pixels);
+        return 0;
+}
+
 /* Find the root path lies in; ret_rel points into path. */
 static const char *root_of(const struct job_param *p, const char *path, const char **ret_rel) {
         for (size_t i = 0; i < p->n_roots; i++) {
@@ -156,7 +278,8 @@ static int check_path(const struct job_param *p, json_t *v, const char **ret_pat
         return 0;
 }
 
-static int prepare_input(const struct job_param *p, json_t *v, struct job_slot *s, struct api_error *err) {
+static int prepare_input(const struct job *j, const struct job_param *p, json_t *v, struct job_slot *s,
+                         struct api_error *err) {
         const char *path, *rel, *root, *base;
         _cleanup_close_ int rootfd = -1;
         struct stat st;
@@ -171,7 +294,7 @@ static int prepare_input(const struct job_param *p, json_t *v, struct job_slot *
         }
         rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (rootfd < 0)
-                return job_param_error(err, p, "its root %s is not available", root);
+                return root_unavailable(err, j, p, root, errno);
         fd = job_open_beneath(rootfd, rel, O_PATH);
         if (fd < 0)
                 return job_param_error(err, p, "'%s' %s", path, job_beneath_error(fd));
@@ -196,6 +319,13 @@ static int prepare_input(const struct job_param *p, json_t *v, struct job_slot *
                 return job_param_error(err, p, "'%s' is %lld bytes; the limit is %llu", path, (long long)st.st_size,
                                        (unsigned long long)p->max_bytes);
         }
+        if (p->formats) {
+                int r = check_content(p, path, fd, &st, err);
+                if (r < 0) {
+                        close(fd);
+                        return r;
+                }
+        }
         s->fd = fd;
         s->host = strdup(path);
         s->dest = strdup_printf("/job/in/%s/%s", p->name, base);
@@ -203,7 +333,8 @@ static int prepare_input(const struct job_param *p, json_t *v, struct job_slot *
         return s->dest && s->arg && s->host ? 0 : -ENOMEM;
 }
 
-static int prepare_output(const struct job_param *p, json_t *v, struct job_slot *s, struct api_error *err) {
+static int prepare_output(const struct job *j, const struct job_param *p, json_t *v, struct job_slot *s,
+                          struct api_error *err) {
         const char *path, *rel, *root;
         _cleanup_close_ int rootfd = -1;
         _cleanup_free_ char *parent_rel = NULL;
@@ -214,7 +345,7 @@ static int prepare_output(const struct job_param *p, json_t *v, struct job_slot 
                 return -EINVAL;
         rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (rootfd < 0)
-                return job_param_error(err, p, "its root %s is not available", root);
+                return root_unavailable(err, j, p, root, errno);
         s->host = strdup(path);
         if (p->type == JOB_OUTPUT_DIR) {
                 /* The directory, made if its parent exists. */
@@ -355,7 +486,75 @@ void job_slot_done(struct job_slot *s) {
         free(s->host);
         free(s->base);
         free(s->staging);
+        for (size_t i = 0; i < JOB_MAX_OUT_FILES; i++)
+                free(s->file_names[i]);
         job_slot_init(s);
+}
+
+/* default_stem: the file name of that parameter's value without its
+ * extension, made a safe name: characters other than letters, digits, '.',
+ * '_' and '-' become '_', a leading '.' too, and it is cut at max_length. */
+static json_t *stem_of(const struct job *j, const struct job_param *q, const struct job_slot slots[]) {
+        for (size_t r = 0; r < j->n_params; r++) {
+                const char *base, *dot;
+                char name[NAME_MAX + 1];
+                size_t n;
+                if (strcmp(j->params[r].name, q->default_stem) != 0 || !slots[r].host)
+                        continue;
+                base = strrchr(slots[r].host, '/') + 1;
+                dot = strrchr(base, '.');
+                n = dot && dot != base ? (size_t)(dot - base) : strlen(base);
+                if (n > q->max_length)
+                        n = q->max_length;
+                if (n > NAME_MAX)
+                        n = NAME_MAX;
+                for (size_t i = 0; i < n; i++) {
+                        char ch = base[i];
+                        bool safe = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                                    ch == '_' || ch == '-' || (ch == '.' && i > 0);
+                        name[i] = safe ? ch : '_';
+                }
+                name[n] = 0;
+                return n ? json_string(name) : NULL;
+        }
+        return NULL;
+}
+
+/* An output_dir's named files: each template with its placeholders
+ * replaced by the parameters' arguments, which must give a plain file name. */
+static int expand_files(const struct job *j, const struct job_param *q, struct job_slot slots[], size_t idx,
+                        struct api_error *err) {
+        for (size_t f = 0; f < q->n_files; f++) {
+                struct buf b;
+                const char *t = q->files[f].name;
+                int r = 0;
+
+                buf_init(&b, NAME_MAX);
+                while (*t && r == 0) {
+                        const char *end = *t == '{' ? strchr(t, '}') : NULL;
+                        if (!end) {
+                                r = buf_append(&b, t++, 1);
+                                continue;
+                        }
+                        for (size_t p = 0; p < j->n_params; p++)
+                                if (strlen(j->params[p].name) == (size_t)(end - t - 1) &&
+                                    strncmp(j->params[p].name, t + 1, (size_t)(end - t - 1)) == 0)
+                                        r = buf_append_str(&b, slots[p].arg ? slots[p].arg : "");
+                        t = end + 1;
+                }
+                if (r == -ENOMEM) {
+                        buf_done(&b);
+                        return -ENOMEM;
+                }
+                if (r < 0 || b.len == 0 || !filename_is_plain(b.data, b.len) || b.data[0] == '.') {
+                        int e = job_param_error(err, q, "its file '%s' would be named '%.80s', not a plain file name",
+                                                q->files[f].key, b.data ? b.data : "");
+                        buf_done(&b);
+                        return e;
+                }
+                slots[idx].file_names[f] = buf_steal(&b);
+        }
+        return 0;
 }
 
 /* Every key of params names a parameter of j. */
@@ -395,13 +594,19 @@ int job_params_validate(const struct job *j, json_t *params, struct job_slot slo
                 api_error_set(err, 400, "invalid_request", "params", "params must be an object of parameter values");
                 return -EINVAL;
         }
+        /* A job missing a root is not ready, whatever the values. */
+        if ((r = check_roots(j, err)) < 0)
+                return r;
         if ((r = check_known(j, params, err)) < 0)
                 return r;
         for (size_t p = 0; p < j->n_params; p++) {
                 const struct job_param *q = &j->params[p];
                 json_t *val = json_object_get(params, q->name);
+                _cleanup_(json_decrefp) json_t *stem = NULL;
                 if (!val)
                         val = q->def;
+                if (!val && q->default_stem)
+                        val = stem = stem_of(j, q, slots);
                 if (!val && q->type == JOB_BOOL)
                         continue; /* absent flag: false */
                 if (!val) {
@@ -409,9 +614,9 @@ int job_params_validate(const struct job *j, json_t *params, struct job_slot slo
                         break;
                 }
                 if (q->type == JOB_INPUT_FILE)
-                        r = prepare_input(q, val, &slots[p], err);
+                        r = prepare_input(j, q, val, &slots[p], err);
                 else if (q->type == JOB_OUTPUT_FILE || q->type == JOB_OUTPUT_DIR)
-                        r = prepare_output(q, val, &slots[p], err);
+                        r = prepare_output(j, q, val, &slots[p], err);
                 else
                         r = prepare_value(q, val, &slots[p], err);
                 if (r < 0) {
@@ -420,6 +625,11 @@ int job_params_validate(const struct job *j, json_t *params, struct job_slot slo
                         break;
                 }
         }
+        for (size_t p = 0; p < j->n_params && r >= 0; p++)
+                if (j->params[p].n_files && slots[p].dest)
+                        r = expand_files(j, &j->params[p], slots, p, err);
+        if (r == -ENOMEM)
+                api_error_set(err, 500, "internal_error", NULL, "out of memory");
         if (r < 0)
                 for (size_t p = 0; p < j->n_params; p++)
                         job_slot_done(&slots[p]);

@@ -29,6 +29,7 @@ struct job_slot {
         char *staging;    /* name of the staging directory in parent_fd (made by jobs-run.c) */
         char *mkdir_name; /* output_dir: to create in mkdir_parent_fd once all is valid */
         int mkdir_parent_fd;
+        char *file_names[JOB_MAX_OUT_FILES]; /* output_dir: its named files, expanded */
 };
 
 /* An empty slot: no descriptors, nothing owned. */

@@ -381,6 +381,14 @@ static size_t build_argv(const struct job *j, const struct job_slot *slots, cons
                         argv[n++] = script_dest;
                         continue;
                 }
+                {
+                        size_t pi, fi;
+                        if (job_file_placeholder(j, ph, l, &pi, &fi) == 0) {
+                                if (slots[pi].file_names[fi])
+                                        argv[n++] = slots[pi].file_names[fi];
+                                continue;
+                        }
+                }
                 for (size_t p = 0; p < j->n_params; p++)
                         if (strlen(j->params[p].name) == l && !strncmp(j->params[p].name, ph, l) && slots[p].arg)
                                 argv[n++] = slots[p].arg;
@@ -409,6 +417,136 @@ static void publish_outputs(const struct job *j, struct job_slot *slots, struct 
         }
 }
 
+/*
+ * The caller gave host paths and the script saw sandbox ones (/job/...):
+ * what the result shows (message, stdout, stderr, output) says the
+ * caller's, so that no message names a path only the sandbox has. Each
+ * bound file and directory maps back to the host path given for it, the
+ * script to its file name. A sandbox path is replaced where it ends at a
+ * character that cannot continue a name; the longest match wins.
+ */
+struct path_map {
+        const char *from;
+        size_t from_len;
+        const char *to;
+};
+
+static bool continues_name(char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+}
+
+/* The text with the sandbox paths replaced; NULL when there is none (or
+ * the result would exceed its cap: the text is then left as it is). */
+static json_t *map_text(const char *t, size_t n, const struct path_map *m, size_t nm) {
+        struct buf b;
+        size_t i = 0;
+        json_t *o;
+
+        if (!memmem(t, n, "/job/", 5))
+                return NULL;
+        buf_init(&b, n + (4u << 20));
+        while (i < n) {
+                const char *hit = memmem(t + i, n - i, "/job/", 5);
+                size_t at = hit ? (size_t)(hit - t) : n, best = nm;
+                if (buf_append(&b, t + i, at - i) < 0)
+                        goto fail;
+                if (!hit)
+                        break;
+                for (size_t k = 0; k < nm; k++)
+                        if (m[k].from_len <= n - at && memcmp(t + at, m[k].from, m[k].from_len) == 0 &&
+                            (at + m[k].from_len == n || !continues_name(t[at + m[k].from_len])) &&
+                            (best == nm || m[k].from_len > m[best].from_len))
+                                best = k;
+                if (best == nm) {
+                        if (buf_append(&b, t + at, 5) < 0)
+                                goto fail;
+                        i = at + 5;
+                        continue;
+                }
+                if (buf_append_str(&b, m[best].to) < 0)
+                        goto fail;
+                i = at + m[best].from_len;
+        }
+        o = json_stringn(b.data ? b.data : "", b.len);
+        buf_done(&b);
+        return o;
+fail:
+        buf_done(&b);
+        return NULL;
+}
+
+/* The map of a run: each bound file parameter's sandbox path to the host
+ * path given for it (an output_file's directory to the host directory), the
+ * script to its file name. dirs: the host directories made for it. */
+static size_t build_path_map(const struct job *j, const struct job_slot *slots, const char *script_dest,
+                             struct path_map m[static 2 * JOB_MAX_PARAMS + 1], char *dirs[static JOB_MAX_PARAMS]) {
+        size_t nm = 0;
+
+        for (size_t p = 0; p < j->n_params; p++) {
+                const struct job_slot *s = &slots[p];
+                dirs[p] = NULL;
+                if (!s->host || !s->dest)
+                        continue;
+                if (j->params[p].type == JOB_INPUT_FILE || j->params[p].type == JOB_OUTPUT_DIR)
+                        m[nm++] = (struct path_map){ s->dest, strlen(s->dest), s->host };
+                else if (j->params[p].type == JOB_OUTPUT_FILE && s->arg) {
+                        m[nm++] = (struct path_map){ s->arg, strlen(s->arg), s->host };
+                        dirs[p] = strndup(s->host, (size_t)(strrchr(s->host, '/') - s->host));
+                        if (dirs[p])
+                                m[nm++] = (struct path_map){ s->dest, strlen(s->dest), dirs[p] };
+                }
+        }
+        if (script_dest)
+                m[nm++] = (struct path_map){ script_dest, strlen(script_dest), script_dest + strlen("/job/") };
+        return nm;
+}
+
+/* PYEXEC_JOB_PATHS=<JSON object>: the map of the file parameters, for the
+ * script's own messages (the shipped scripts print the caller's paths with
+ * it). NULL when there is nothing to map. */
+static char *path_map_env(const struct path_map *m, size_t nm) {
+        json_t *o = json_object();
+        char *json, *env = NULL;
+
+        for (size_t k = 0; o && k < nm; k++)
+                json_object_set_new(o, m[k].from, json_string(m[k].to));
+        json = o && json_object_size(o) ? json_dumps(o, JSON_COMPACT) : NULL;
+        if (json)
+                env = strdup_printf("PYEXEC_JOB_PATHS=%s", json);
+        free(json);
+        json_decref(o);
+        return env;
+}
+
+/* The result's message names the caller's paths (stdout and stderr are the
+ * script's own, verbatim). */
+static void map_result_message(const struct path_map *m, size_t nm, json_t *o) {
+        json_t *v = json_object_get(o, "message"), *mapped;
+        if (json_is_string(v) && (mapped = map_text(json_string_value(v), json_string_length(v), m, nm)))
+                json_object_set_new(o, "message", mapped);
+}
+
+/* An output_dir's named files with a result field: the host path, when
+ * the run published it, else null. */
+static void name_result_files(const struct job *j, const struct job_slot *slots, json_t *o, json_t *outputs) {
+        for (size_t p = 0; p < j->n_params; p++)
+                for (size_t f = 0; f < j->params[p].n_files; f++) {
+                        const struct job_out_file *of = &j->params[p].files[f];
+                        _cleanup_free_ char *path = NULL;
+                        json_t *x, *v = json_null();
+                        size_t i;
+
+                        if (!of->result)
+                                continue;
+                        if (slots[p].host && slots[p].file_names[f])
+                                path = strdup_printf("%s/%s", slots[p].host, slots[p].file_names[f]);
+                        json_array_foreach(outputs, i, x) if (path && json_is_string(json_object_get(x, "path")) &&
+                                                              strcmp(json_string_value(json_object_get(x, "path")),
+                                                                     path) == 0) v = json_string(path);
+                        json_object_set_new(o, of->result, v);
+                }
+}
+
 static void feed_progress(void *userdata, int stream, const char *p, size_t n) {
         if (stream == 2)
                 job_progress_feed(userdata, p, n);
@@ -419,8 +557,11 @@ int job_run(struct pyexec_sandbox *sb, const struct job *j, json_t *params, cons
             struct api_error *err) {
         struct job_slot slots[JOB_MAX_PARAMS];
         struct pyexec_bind binds[JOB_MAX_PARAMS + 1];
-        const char *argv[JOB_MAX_ARGS + 2], *env[64];
-        char *env_owned[64];
+        const char *argv[JOB_MAX_ARGS + 2], *env[65];
+        char *env_owned[65];
+        struct path_map map[2 * JOB_MAX_PARAMS + 1];
+        char *map_dirs[JOB_MAX_PARAMS];
+        size_t n_map;
         size_t n_binds = 0, n_argv, n_env = 0;
         _cleanup_close_ int script_fd = -1;
         _cleanup_free_ char *script_dest = NULL;
@@ -430,17 +571,27 @@ int job_run(struct pyexec_sandbox *sb, const struct job *j, json_t *params, cons
         const char *sbase;
         int r;
 
+        /* A job without its script is not ready, whatever the values. */
+        script_fd = open(j->script, O_PATH | O_CLOEXEC);
+        if (script_fd < 0) {
+                api_error_set(err, 503, "job_unavailable", NULL, "job '%s' is not ready: its script %s is missing",
+                              j->name, j->script);
+                return -EINVAL;
+        }
         r = job_params_validate(j, params, slots, err);
         if (r < 0)
                 return r;
         /* Everything is valid: now, and only now, touch the disk. */
-        script_fd = open(j->script, O_PATH | O_CLOEXEC);
         sbase = strrchr(j->script, '/') ? strrchr(j->script, '/') + 1 : j->script;
         script_dest = strdup_printf("/job/%s", sbase);
         r = bind_slots(j, id, slots, script_fd, script_dest, binds, &n_binds, err);
         if (r < 0)
                 goto out;
         n_argv = build_argv(j, slots, script_dest, argv);
+        n_map = build_path_map(j, slots, script_dest, map, map_dirs);
+        /* The script's own entry is last and not the caller's: not passed. */
+        if ((env_owned[n_env] = path_map_env(map, n_map - 1)))
+                env[n_env] = env_owned[n_env], n_env++;
         for (size_t i = 0; i < j->n_env && n_env < ELEMENTSOF(env); i++) {
                 const char *val = getenv(j->env[i]);
                 if (val && (env_owned[n_env] = strdup_printf("%s=%s", j->env[i], val)))
@@ -464,8 +615,11 @@ int job_run(struct pyexec_sandbox *sb, const struct job *j, json_t *params, cons
         pyexec_run(sb, &spec, &res);
         o = result_to_json(&res, &spec.limits, id);
         outputs = json_array();
-        if (o)
+        if (o) {
                 publish_outputs(j, slots, &res, o, outputs);
+                map_result_message(map, n_map, o);
+                name_result_files(j, slots, o, outputs);
+        }
         if (o) {
                 json_object_set_new(o, "job", json_string(j->name));
                 json_object_set_new(o, "outputs", outputs);
@@ -481,6 +635,8 @@ int job_run(struct pyexec_sandbox *sb, const struct job *j, json_t *params, cons
         pyexec_result_done(&res);
         for (size_t i = 0; i < n_env; i++)
                 free(env_owned[i]);
+        for (size_t p = 0; p < j->n_params; p++)
+                free(map_dirs[p]);
         *ret_result = o;
         r = o ? 0 : -ENOMEM;
 out:

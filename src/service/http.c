@@ -1342,8 +1342,10 @@ static enum MHD_Result finish_execution(struct request *rq) {
 
         if (!rq->response)
                 return respond_error(rq, 500, "internal_error", NULL, 0, "could not build the response");
+        /* A job that is not ready (a root or its script missing) may be
+         * once the operator has fixed it: worth retrying later. */
         if (rq->job_refused.http)
-                return respond_json(rq, o->http, json_incref(rq->response), 0,
+                return respond_json(rq, o->http, json_incref(rq->response), o->http == 503 ? 30 : 0,
                                     json_pack("{s:s,s:s,s:s}", "job", rq->job->name, "error", rq->job_refused.message,
                                               "field", rq->job_refused.field));
         extra = json_pack("{s:s,s:f,s:f,s:f}", "status", pyexec_status_to_string(o->status), "wallMs", o->wall_ms,

@@ -22,9 +22,11 @@ import pathlib
 import shutil
 import socket
 import stat
+import struct
 import subprocess
 import time
 import uuid
+import zlib
 
 import pytest
 
@@ -126,6 +128,13 @@ def job_list(jobs_file, json_out=True):
     return subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CLEAN_ENV, timeout=30)
 
 
+def png_header(width, height):
+    """A PNG's signature and IHDR chunk (8-bit RGBA), nothing else."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr
+            + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)))
+
+
 def red(px):
     r, g, b = px[:3]
     return r > 180 and g < 80 and b < 80
@@ -174,12 +183,16 @@ jobs:
         description: the t-shirt template image
         roots: ["@TEMPLATES@"]
         extensions: [png, jpg, jpeg]
+        format: [png, jpeg]
+        max_pixels: 40000000
         max_bytes: 104857600
       design:
         type: input_file
         description: the customer's design
         roots: ["@UPLOADS@"]
         extensions: [png, jpg, jpeg, webp]
+        format: [png, jpeg, webp]
+        max_pixels: 40000000
         max_bytes: @DESIGN_MAX@
       preset:
         type: enum
@@ -198,7 +211,8 @@ jobs:
     interpreter: /usr/bin/blender
     script: @SCRIPTS@/render_design.py
     args: [--background, "{blend}", -noaudio, --disable-autoexec, --python, "{script}", --,
-           "{blend}", "{texture}", "{outdir}", "{samples}", "{no_animation}"]
+           "{blend}", "{texture}", "{outdir}", "{samples}", "{no_animation}",
+           --still-name, "{outdir.render}", --animation-name, "{outdir.animation}"]
     limits:
       timeout: 120000
       memory: 2048
@@ -211,16 +225,28 @@ jobs:
         description: the .blend template
         roots: ["@TEMPLATES@"]
         extensions: [blend]
+        format: blend
         max_bytes: 268435456
       texture:
         type: input_file
         description: the composited PNG (from compose)
         roots: ["@COMPOSED@"]
         extensions: [png]
+        format: png
+        max_pixels: 67108864
+      design_name:
+        type: string
+        description: the name the outputs take (NAME_render.png, NAME_animation.mp4); default the texture's file name without its extension
+        pattern: "[A-Za-z0-9_-][A-Za-z0-9._-]*"
+        max_length: 64
+        default_stem: texture
       outdir:
         type: output_dir
-        description: where render.png and animation.mp4 go
+        description: where {design_name}_render.png and {design_name}_animation.mp4 go
         roots: ["@RENDERS@"]
+        files:
+          render: {name: "{design_name}_render.png", result: renderPath}
+          animation: {name: "{design_name}_animation.mp4", result: animationPath}
       samples:
         type: int
         description: Cycles samples
@@ -452,7 +478,7 @@ def test_job_list_json(lay):
     assert list(c) == ["template", "design", "preset", "output"]
     assert c["template"] == {"type": "input_file", "required": True, "description": "the t-shirt template image",
                              "roots": [str(lay.templates)], "extensions": ["png", "jpg", "jpeg"],
-                             "maxBytes": 104857600}
+                             "maxBytes": 104857600, "formats": ["png", "jpeg"], "maxPixels": 40000000}
     assert c["design"]["maxBytes"] == DESIGN_MAX_BYTES
     assert c["preset"] == {"type": "enum", "required": True, "description": "where the design goes",
                            "values": PRESETS}
@@ -563,13 +589,14 @@ def test_compose_cli_human_and_uppercase_extension(lay):
 
 
 def test_compose_failure_publishes_nothing(lay):
-    (lay.uploads / "corrupt.png").write_bytes(b"this is not an image")
+    # a PNG by its header (it passes the format check), whose data does not decode
+    (lay.uploads / "corrupt.png").write_bytes(png_header(8, 8) + b"this is not image data")
     out = lay.composed / "out.png"
     out.write_bytes(b"old output")
     p = cli(lay.jobs_file, "compose", lay.compose_params(design=lay.uploads / "corrupt.png", output=out))
     doc = json.loads(p.stdout)
     assert doc["status"] == "runtime_error" and doc["exitCode"] == 1, doc
-    assert "not a readable image" in doc["stderr"]
+    assert "compose_design.py: error: design" in doc["stderr"], doc["stderr"]
     assert doc["outputs"] == []
     assert out.read_bytes() == b"old output"
     assert sorted(os.listdir(lay.composed)) == ["out.png"]
@@ -697,7 +724,7 @@ REFUSALS = {
     "texture-outside-root": ("render", {"texture": "@U@/design.png"}, "texture",
                              ["is outside the allowed roots (@C@)"]),
     "render-unknown-parameter": ("render", {"engine": "eevee"}, "engine",
-                                 ["(its parameters: blend, texture, outdir, samples, no_animation)"]),
+                                 ["(its parameters: blend, texture, design_name, outdir, samples, no_animation)"]),
     # strings with a pattern
     "string-dollar-paren": ("label", {"name": "$(touch @B@/pwned-str)"}, "name",
                             ["does not match the pattern [A-Za-z0-9 _-]+"]),
@@ -1238,20 +1265,24 @@ def compose_for_render(lay, run):
     return out
 
 
-def check_render_outputs(lay, doc, outdir, animation):
+def check_render_outputs(lay, doc, outdir, animation, design):
+    """The outputs are named after the design, and the result names them."""
     assert doc["status"] == "ok", {k: doc[k] for k in ("status", "message", "stderr")}
     assert doc["job"] == "render"
-    expected = [outdir / "render.png"] + ([outdir / "animation.mp4"] if animation else [])
+    still, anim = outdir / f"{design}_render.png", outdir / f"{design}_animation.mp4"
+    expected = [still] + ([anim] if animation else [])
     assert_outputs_match(doc["outputs"], expected)
+    assert doc["renderPath"] == str(still)
+    assert doc["animationPath"] == (str(anim) if animation else None)
     assert sorted(os.listdir(outdir)) == sorted(p.name for p in expected)
     owner = (os.stat(outdir).st_uid, os.stat(outdir).st_gid)
     for p in expected:
         assert_published_file(p, owner)
-    im = Image.open(outdir / "render.png")
+    im = Image.open(still)
     assert im.size == Image.open(lay.template).size == (64, 64)
     assert red_fraction(im) > 0.03, "the design's red does not reach the render"
     if animation:
-        data = (outdir / "animation.mp4").read_bytes()
+        data = anim.read_bytes()
         assert data[4:8] == b"ftyp", data[:16]
         assert b"avc1" in data
     assert staging_leftovers(*lay.output_roots()) == []
@@ -1267,7 +1298,7 @@ def test_compose_then_render_cli(lay, animation):
         params["no_animation"] = "true"
     before = snapshot(lay.templates), sha256(texture)
     doc = cli_json(lay.jobs_file, "render", params)
-    check_render_outputs(lay, doc, outdir, animation)
+    check_render_outputs(lay, doc, outdir, animation, "shirt-texture")
     assert doc["limits"]["memoryMb"] == 2048 and doc["limits"]["pids"] == 64
     assert (snapshot(lay.templates), sha256(texture)) == before
 
@@ -1288,7 +1319,7 @@ def test_compose_then_render_http(world, server):
     outdir = world.renders / name
     doc = run("render", {"blend": str(world.blend), "texture": str(out), "outdir": str(outdir), "samples": 4,
                          "no_animation": False})
-    check_render_outputs(world, doc, outdir, animation=True)
+    check_render_outputs(world, doc, outdir, animation=True, design=name)
 
 
 # ---------------------------------------------------------------------------
