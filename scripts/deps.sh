@@ -64,6 +64,9 @@ pkgs_test=(
   # the scale-out test puts two instances behind a real load balancer
   haproxy
 )
+# the TypeScript client's tests (scripts/test-client-ts.sh) need node and npm;
+# NodeSource's nodejs has its own npm, which Debian's would conflict with
+command -v npm >/dev/null || pkgs_test+=(nodejs npm)
 
 pkgs_bench=(bubblewrap hyperfine wrk curl)
 
