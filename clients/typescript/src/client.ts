@@ -471,7 +471,11 @@ export class Jobs {
     return r.jobs;
   }
 
-  /** Runs a job and waits for its result (the connection is held while it runs). */
+  /**
+   * Runs a job and waits for its result (the connection is held while it
+   * runs): give a long job a timeoutMs beyond its own limit (0: none), or
+   * use runAsync.
+   */
   async run(name: string, params: JobParams, options: CallOptions = {}): Promise<JobResult> {
     return this.client.call<JobResult>(
       { method: "POST", path: `/api/jobs/${encodeURIComponent(name)}`, body: { params }, ...options },

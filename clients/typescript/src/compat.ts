@@ -12,6 +12,8 @@ import { PyexecError } from "./errors.js";
 import type { ExecuteRequest, ExecuteResult, JobResult } from "./types.js";
 
 const DEFAULT_URL = "http://127.0.0.1:3002";
+/** Jobs wait for their run without a limit of the client's: the job's own limit (a render's 10 minutes) ends it. */
+const JOB_CALL = { timeoutMs: 0 };
 
 function env(name: string): string | undefined {
   const p = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process;
@@ -119,7 +121,7 @@ export class PythonExecutor {
         design: req.designPath,
         preset: req.preset,
         output: req.outputPath,
-      });
+      }, JOB_CALL);
     } catch (e) {
       return { success: false, error: describe(e) };
     }
@@ -137,7 +139,7 @@ export class PythonExecutor {
         outdir: req.outputDir,
         samples: req.samples ?? 128,
         no_animation: req.skipAnimation ?? false,
-      });
+      }, JOB_CALL);
     } catch (e) {
       return { success: false, error: describe(e) };
     }
