@@ -13,6 +13,10 @@ export async function grade(code: string): Promise<string> {
     r = await client.execute({
       code,
       policy: "education",
+      files: [
+        { name: "words.txt", content: "two\nthree\n" },
+        { name: "blob.bin", contentBase64: btoa("\u0000\u0001\u00ff") },
+      ],
       timeout: 2000,
       memoryLimit: 64,
       tests: [

@@ -25,11 +25,10 @@ export type TestStatus = "passed" | "failed" | "not_run" | Exclude<Status, "ok">
 /** A policy name: the built-ins, or one the operator defined. */
 export type PolicyName = "education" | "permissive" | "science" | (string & {});
 
-/** An extra file written into /sandbox. */
-export interface SandboxFile {
-  name: string;
-  content: string;
-}
+/** An extra file written into /sandbox: its text, or its bytes in base64. */
+export type SandboxFile =
+  | { name: string; content: string; contentBase64?: never }
+  | { name: string; contentBase64: string; content?: never };
 
 /** A graded test case. */
 export interface TestCase {
@@ -43,6 +42,8 @@ export interface TestCase {
 export interface ExecuteRequest {
   code: string;
   stdin?: string;
+  /** Instead of stdin: bytes that need not be text, base64 (RFC 4648, padded). */
+  stdinBase64?: string;
   args?: string[];
   files?: SandboxFile[];
   /** Wall-clock limit, ms. */
