@@ -1,6 +1,6 @@
 // 401, 429 and 503 from a real `pyexec serve`, as typed PyexecErrors.
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { PyexecClient, PyexecError } from "../dist/index.js";
@@ -44,6 +44,7 @@ describe("authentication", () => {
       assert.equal((await right.execute({ code: "print(1)" })).stdout, "1\n");
     } finally {
       await stopped(srv);
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

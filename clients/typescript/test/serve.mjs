@@ -1,7 +1,7 @@
 // Starts a real `pyexec serve` on a free loopback port for the tests:
 // PYEXEC_BIN, else ../../build/pyexec; waits for /health/ready.
 import { spawn } from "node:child_process";
-import { mkdtempSync, openSync, readFileSync, closeSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -31,7 +31,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /**
  * Starts the service with env (configuration keys) added to a clean
  * environment; resolves with { baseUrl, port, log(), stop() }. stop() sends
- * SIGTERM and resolves with the exit code.
+ * SIGTERM and resolves with the exit code (and removes the log after a clean exit).
  */
 export async function serve(env = {}, { timeoutMs = 30000 } = {}) {
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -49,7 +49,7 @@ export async function serve(env = {}, { timeoutMs = 30000 } = {}) {
     closeSync(fd);
     let exited = null;
     const exit = new Promise((r) => proc.on("exit", (code, sig) => r((exited = code ?? sig))));
-    const log = () => readFileSync(logPath, "utf8");
+    const log = () => (existsSync(logPath) ? readFileSync(logPath, "utf8") : "");
     const srv = {
       port,
       baseUrl: `http://127.0.0.1:${port}`,
@@ -59,6 +59,7 @@ export async function serve(env = {}, { timeoutMs = 30000 } = {}) {
         const t = setTimeout(() => proc.kill("SIGKILL"), 60000);
         const code = await exit;
         clearTimeout(t);
+        if (code === 0) rmSync(dir, { recursive: true, force: true }); // else its log stays for a look
         return code;
       },
     };

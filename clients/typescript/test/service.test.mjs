@@ -1,6 +1,6 @@
 // The client against a real `pyexec serve` (no rate limit, the test jobs).
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { PyexecClient, PyexecError, PythonExecutor, submissionResult } from "../dist/index.js";
 import { makeJobs } from "./fixtures.mjs";
@@ -19,6 +19,7 @@ before(async () => {
 after(async () => {
   const code = await srv?.stop();
   assert.equal(code, 0, `pyexec serve exited ${code}`);
+  rmSync(jobs.dir, { recursive: true, force: true });
 });
 
 describe("execute", () => {
