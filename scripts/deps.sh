@@ -78,9 +78,6 @@ pkgs_test=(
   # the playground's tests drive the page in headless Chromium
   chromium chromium-driver python3-selenium
 )
-# the TypeScript client's tests (scripts/test-client-ts.sh) need node and npm;
-# NodeSource's nodejs has its own npm, which Debian's would conflict with
-command -v npm >/dev/null || pkgs_test+=(nodejs npm)
 
 pkgs_bench=(bubblewrap hyperfine wrk curl)
 

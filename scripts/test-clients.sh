@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The Python client (clients/python): installed with pip, as its users
-# install it, into a throwaway virtual environment that sees Debian's
-# pytest; its tests against the real binary; then mypy --strict on it.
+# The clients against the real binary. The Python client (clients/python):
+# installed with pip, as its users install it, into a throwaway virtual
+# environment that sees Debian's pytest; its tests; then mypy --strict on
+# it. Then the TypeScript client (scripts/test-client-ts.sh; node and npm
+# come with the build's packages, for the playground).
 set -euo pipefail
 bin=$(realpath "${1:-build/pyexec}")
 cd "$(dirname "$0")/.."
@@ -24,3 +26,4 @@ else
   echo "test-clients: mypy is not installed (python3-mypy): compiling only" >&2
   /usr/bin/python3 -m compileall -q clients/python/src/pyexec_client
 fi
+scripts/test-client-ts.sh "$bin"

@@ -390,8 +390,9 @@ def test_python_executor_renders(jobs_server):
     ok, still, anim, err = ex.execute_render(f"{base}/templates/shirt.blend", path, f"{base}/renders/r2",
                                              samples=1, skip_animation=False)
     assert (ok, err) == (True, None)
-    assert (still, anim) == (f"{base}/renders/r2/render.png", f"{base}/renders/r2/animation.mp4")
-    assert (base / "renders" / "r2" / "render.png").stat().st_size > 0
+    # named after the design: the texture's file name, t.png
+    assert (still, anim) == (f"{base}/renders/r2/t_render.png", f"{base}/renders/r2/t_animation.mp4")
+    assert (base / "renders" / "r2" / "t_render.png").stat().st_size > 0
     ok, still, anim, err = ex.execute_render(f"{base}/templates/shirt.blend", path, f"{base}/renders/r3",
                                              samples=1, skip_animation=True)
     assert ok and still and anim is None, err

@@ -144,12 +144,12 @@ export class PythonExecutor {
       return { success: false, error: describe(e) };
     }
     if (r.status !== "ok") return { success: false, error: failure(r) };
-    const paths = r.outputs.map((o) => o.path);
+    // The job names its outputs after the design ({design}_render.png,
+    // {design}_animation.mp4) and gives their paths.
+    const named = r as JobResult & { renderPath?: string | null; animationPath?: string | null };
     const out: RenderResult = { success: true };
-    const still = paths.find((p) => p.endsWith("/render.png"));
-    const anim = paths.find((p) => p.endsWith("/animation.mp4"));
-    if (still !== undefined) out.renderPath = still;
-    if (anim !== undefined) out.animationPath = anim;
+    if (typeof named.renderPath === "string") out.renderPath = named.renderPath;
+    if (typeof named.animationPath === "string") out.animationPath = named.animationPath;
     return out;
   }
 

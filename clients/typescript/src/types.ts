@@ -160,6 +160,7 @@ export type ErrorCode =
   | "invalid_callback_url"
   | "invalid_idempotency_key"
   | "unauthorized"
+  | "origin_not_allowed"
   | "not_found"
   | "method_not_allowed"
   | "idempotency_key_reused"
@@ -224,6 +225,14 @@ export interface JobParam {
   pattern?: string;
   maxLength?: number;
   flag?: string;
+  /** input_file: the formats its content must be (checked by signature). */
+  formats?: ("png" | "jpeg" | "webp" | "blend")[];
+  /** input_file of an image format: the most pixels it may have. */
+  maxPixels?: number;
+  /** output_dir: the files the job writes there, their names and result keys. */
+  files?: Record<string, { name?: string; result?: string }>;
+  /** string: defaults to this input_file parameter's file name without extension. */
+  defaultStem?: string;
 }
 
 /** One operator job of GET /api/jobs. */

@@ -26,10 +26,10 @@ export function makeJobs() {
     join(dir, "render.py"),
     [
       "import os, sys",
-      "blend, texture, outdir, samples = sys.argv[1:5]",
-      "open(os.path.join(outdir, 'render.png'), 'wb').write(open(texture, 'rb').read())",
-      "if '--no-animation' not in sys.argv[5:]:",
-      "    open(os.path.join(outdir, 'animation.mp4'), 'wb').write(b'mp4')",
+      "blend, texture, outdir, samples, still, anim = sys.argv[1:7]",
+      "open(os.path.join(outdir, still), 'wb').write(open(texture, 'rb').read())",
+      "if '--no-animation' not in sys.argv[7:]:",
+      "    open(os.path.join(outdir, anim), 'wb').write(b'mp4')",
       "print('render_design: ok samples=' + samples)",
       "",
     ].join("\n"),
@@ -59,14 +59,21 @@ export function makeJobs() {
       preset: {type: enum, values: [chest-large, back-small]}
       output: {type: output_file, roots: [${p("composed")}], extensions: [png]}
   render:
-    description: copies the texture into render.png
+    description: copies the texture into DESIGN_render.png, as the shipped render job names its outputs
     interpreter: /usr/bin/python3
     script: render.py
-    args: ["{script}", "{blend}", "{texture}", "{outdir}", "{samples}", "{no_animation}"]
+    args: ["{script}", "{blend}", "{texture}", "{outdir}", "{samples}", "{outdir.render}", "{outdir.animation}",
+           "{no_animation}"]
     params:
       blend: {type: input_file, roots: [${p("templates")}], extensions: [blend]}
       texture: {type: input_file, roots: [${p("composed")}], extensions: [png]}
-      outdir: {type: output_dir, roots: [${p("renders")}]}
+      design_name: {type: string, pattern: "[A-Za-z0-9_-][A-Za-z0-9._-]*", max_length: 64, default_stem: texture}
+      outdir:
+        type: output_dir
+        roots: [${p("renders")}]
+        files:
+          render: {name: "{design_name}_render.png", result: renderPath}
+          animation: {name: "{design_name}_animation.mp4", result: animationPath}
       samples: {type: int, min: 1, max: 4096, default: "128"}
       no_animation: {type: bool, flag: --no-animation}
   slow:

@@ -332,8 +332,8 @@ describe("PythonExecutor (the original interface)", () => {
     });
     assert.deepEqual(r, {
       success: true,
-      renderPath: jobs.path("renders/order/render.png"),
-      animationPath: jobs.path("renders/order/animation.mp4"),
+      renderPath: jobs.path("renders/order/order_render.png"),
+      animationPath: jobs.path("renders/order/order_animation.mp4"),
     });
     const still = await ex.executeRender({
       blendFile: jobs.path("templates/shirt.blend"),
@@ -341,7 +341,7 @@ describe("PythonExecutor (the original interface)", () => {
       outputDir: jobs.path("renders/still"),
       skipAnimation: true,
     });
-    assert.deepEqual(still, { success: true, renderPath: jobs.path("renders/still/render.png") });
+    assert.deepEqual(still, { success: true, renderPath: jobs.path("renders/still/order_render.png") });
   });
 
   it("a refused job is success: false with the reason", async () => {

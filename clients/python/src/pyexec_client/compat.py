@@ -82,10 +82,10 @@ class PythonExecutor:
             return False, None, None, _describe(e)
         if not r.ok:
             return False, None, None, r.message or r.status
-        paths = [o.path for o in r.outputs or []]
-        still = next((p for p in paths if p.endswith("/render.png")), None)
-        anim = next((p for p in paths if p.endswith("/animation.mp4")), None)
-        return True, still, anim, None
+        # The job names its outputs after the design ({design}_render.png,
+        # {design}_animation.mp4) and gives their paths.
+        still, anim = r.raw.get("renderPath"), r.raw.get("animationPath")
+        return True, still if isinstance(still, str) else None, anim if isinstance(anim, str) else None, None
 
     def validate_python_environment(self) -> EnvironmentStatus:
         """Whether the service is ready to run programs, and each of its jobs
