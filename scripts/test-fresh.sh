@@ -114,6 +114,9 @@ inside_serve() {
 inside() {
   local mode=$1 port=$2 t0 rc
   cd /src/pyexec
+  if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    update-ca-certificates >/dev/null
+  fi
   if [[ $mode != test ]]; then
     t0=$SECONDS
     inside_serve "$port"
@@ -150,8 +153,15 @@ enter() {
   mount --bind /run/pyexec "$r/run/pyexec"
   mkdir -p "$r/var/cache/apt/archives" "$cache/apt-archives/partial"
   mount --bind "$cache/apt-archives" "$r/var/cache/apt/archives"
+  # The network this machine is on, as any machine on it has it: its
+  # resolver, and the certificate authorities it adds to Debian's (an HTTPS
+  # proxy's), without which the npm registry is out of reach.
   rm -f "$r/etc/resolv.conf"
   cp -L /etc/resolv.conf "$r/etc/resolv.conf"
+  if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    mkdir -p "$r/usr/local/share/ca-certificates"
+    cp /usr/local/share/ca-certificates/*.crt "$r/usr/local/share/ca-certificates/"
+  fi
   # A clean clone of HEAD: what is committed, nothing of the work tree.
   git clone -q --no-hardlinks "$repo" "$r/src/pyexec"
   git -C "$r/src/pyexec" -c advice.detachedHead=false checkout -q --detach "$rev"
