@@ -184,7 +184,7 @@ class Client:
 
     def stream(self, code: str, *, stdin: Optional[Union[str, bytes]] = None, args: Optional[Sequence[str]] = None,
                files: Optional[Union[Mapping[str, Union[str, bytes]], Sequence[FileSpec]]] = None,
-                timeout: Optional[int] = None,
+               timeout: Optional[int] = None,
                cpu_timeout: Optional[int] = None, memory_limit: Optional[int] = None,
                max_output: Optional[int] = None, policy: Optional[str] = None,
                exercise_id: Optional[Union[str, int]] = None, user_id: Optional[str] = None,
