@@ -430,6 +430,32 @@ def test_host_environment_does_not_leak(tmp_path):
     assert out["/proc/1/cmdline"] == f"errno {errno.ENOENT}", out["/proc/1/cmdline"]
 
 
+# A program's descriptors past 0, 1 and 2, each described by its kind and
+# access mode (listdir's own is closed again by the time they are looked at).
+OPEN_FDS = (
+    "import fcntl, os, stat\n"
+    "def open_fds():\n"
+    "    out = {}\n"
+    "    for fd in sorted(int(x) for x in os.listdir('/proc/self/fd')):\n"
+    "        try:\n"
+    "            st = os.fstat(fd)\n"
+    "        except OSError:\n"
+    "            continue\n"
+    "        if fd > 2:\n"
+    "            acc = {os.O_RDONLY: 'read', os.O_WRONLY: 'write', os.O_RDWR: 'read-write'}[\n"
+    "                fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE]\n"
+    "            out[fd] = ('pipe' if stat.S_ISFIFO(st.st_mode) else oct(stat.S_IFMT(st.st_mode))) + ', ' + acc\n"
+    "    return out\n"
+)
+
+
+def assert_only_the_images_pipe(extra):
+    """Past 0, 1 and 2 a program holds at most the write end of its images
+    pipe (the pictures it shows go to the supervisor through it), nothing
+    of the host's."""
+    assert len(extra) <= 1 and all(v == "pipe, write" for v in extra.values()), extra
+
+
 def test_inherited_host_fds_do_not_reach_the_program(tmp_path):
     """A service's open files and sockets never reach a sandbox: pyexec is
     started with extra inherited fds (a secret file, a listening socket)."""
@@ -442,8 +468,8 @@ def test_inherited_host_fds_do_not_reach_the_program(tmp_path):
         fds = (f.fileno(), listener.sock.fileno())
         res = run_json(
             tmp_path,
-            "import os, json\n"
-            "out = {'fds': sorted(int(x) for x in os.listdir('/proc/self/fd')), 'open': {}}\n"
+            OPEN_FDS + "import json\n"
+            "out = {'fds': open_fds(), 'open': {}}\n"
             "for fd in range(3, 1024):\n"
             "    try:\n"
             "        os.fstat(fd)\n"
@@ -460,9 +486,10 @@ def test_inherited_host_fds_do_not_reach_the_program(tmp_path):
         )
         out = lines_json(res)
         assert f"SECRET-FD-{marker}" not in everything(res)
-        assert out["open"] == {}, out
-        # listdir itself holds one fd open while it reads the directory.
-        assert len(out["fds"]) == 4 and out["fds"][:3] == [0, 1, 2], out["fds"]
+        assert_only_the_images_pipe(out["fds"])
+        # Whatever is open is not readable: the images pipe is write-only.
+        assert set(out["open"]) == set(out["fds"]) and all(
+            v == "open, read errno 29" for v in out["open"].values()), out  # ESPIPE
         assert listener.accepted == []
     finally:
         f.close()
@@ -1558,11 +1585,11 @@ def test_setuid_binaries_gain_nothing(run, privileged):
 
 
 def test_identity_is_unprivileged(run, privileged, host_info):
-    res = run("import os, json, socket\n"
+    res = run(OPEN_FDS + "import json, socket\n"
               "st = dict(l.split(':', 1) for l in open('/proc/self/status') if ':' in l)\n"
               "st = {k: v.strip() for k, v in st.items()}\n"
               "print(json.dumps({'uid': os.getuid(), 'euid': os.geteuid(), 'gid': os.getgid(),\n"
-              "    'groups': os.getgroups(), 'status': st, 'fds': os.listdir('/proc/self/fd'),\n"
+              "    'groups': os.getgroups(), 'status': st, 'fds': open_fds(),\n"
               "    'hostname': socket.gethostname(), 'uname': os.uname().nodename,\n"
               "    'etc_hostname': open('/etc/hostname').read().strip(), 'cwd': os.getcwd(),\n"
               "    'pid': os.getpid(), 'ppid': os.getppid(), 'sid': os.getsid(0)}))\n")
@@ -1581,8 +1608,7 @@ def test_identity_is_unprivileged(run, privileged, host_info):
         assert int(st[cap], 16) == 0, (cap, st[cap])
     assert st["NoNewPrivs"] == "1"
     assert st["Seccomp"] == "2"
-    fds = sorted(int(fd) for fd in out["fds"])
-    assert len(fds) == 4 and fds[:3] == [0, 1, 2], fds  # the 4th is listdir's own
+    assert_only_the_images_pipe({int(k): v for k, v in out["fds"].items()})
     assert out["hostname"] == out["uname"] == out["etc_hostname"] == "sandbox"
     assert out["cwd"] == "/sandbox"
     assert out["pid"] == 2 and out["ppid"] == 1 and out["sid"] == 2
