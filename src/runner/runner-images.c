@@ -173,6 +173,17 @@ int runner_images_start(int fd) {
 
         if (fd < 0)
                 return 0;
+        /* At the same number on both paths (the cold runner finds it
+         * there): a program sees the same descriptors warm or cold. The
+         * work and status descriptors are closed by now. */
+        if (fd != RUNNER_IMAGE_FD) {
+                if (dup2(fd, RUNNER_IMAGE_FD) < 0) {
+                        PyErr_SetFromErrno(PyExc_OSError);
+                        return -1;
+                }
+                close(fd);
+                fd = RUNNER_IMAGE_FD;
+        }
         images_fd = fd;
         /* The cold path defines the helpers only for a run that draws. */
         if (!imported("matplotlib.pyplot") && !imported("PIL.ImageShow"))

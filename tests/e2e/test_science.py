@@ -16,6 +16,8 @@ service's zygote, with and without the stack imported ahead).
 Runs as root and unprivileged (scripts/test-unprivileged.sh).
 """
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -269,26 +271,34 @@ def test_the_wrapped_fork_exec_holds_no_original(run):
 
 
 
-@pytest.mark.skipif(not PRIVILEGED, reason="gives the service a /tmp of its own in a mount namespace: needs root")
+@pytest.mark.skipif(not PRIVILEGED, reason="puts an overlay on the service's /tmp in a mount namespace: needs root")
 def test_zygote_preimport_writes_nothing_on_the_host(tmp_path):
     """The zygote imports on the host's file system, as the service's user:
     with the stack pre-imported and runs that use all of it (matplotlib's
-    font cache included), neither the service's /tmp (an empty directory
-    bound there, so that only the service's own writes show) nor its home
-    gains an entry. What the runs write stays in their sandboxes."""
-    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    font cache included), neither the service's /tmp nor its home gains an
+    entry. The service sees the host's /tmp through an overlay whose upper
+    layer takes every write, so only the service's own writes show there,
+    whatever else the machine does. What the runs write stays in their
+    sandboxes."""
+    home = tmp_path / "home"
     home.mkdir()
-    tmp.mkdir()
-    own_tmp = ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount --bind "$0" /tmp && exec "$@"',
-               tmp]
-    srv = start(tmp_path, env={**SERVICE, "ZYGOTE_PREIMPORT": PREIMPORT_STACK, "HOME": home, "WARM_POOL_SIZE": 2},
-                wrapper=own_tmp)
+    layers = Path(tempfile.mkdtemp(prefix="pyexec-test-overlay-", dir="/dev/shm"))
+    (layers / "upper").mkdir()
+    (layers / "work").mkdir()
+    overlay_tmp = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                   'mount -t overlay overlay -o "lowerdir=/tmp,upperdir=$0/upper,workdir=$0/work" /tmp && exec "$@"',
+                   layers]
     try:
-        for _ in range(2):
-            res = execute(srv, STACK, policy="science", memoryLimit=MEMORY)
-            assert res["status"] == "ok", brief(res)
-        wait_pool_full(srv, 2)
+        srv = start(tmp_path, env={**SERVICE, "ZYGOTE_PREIMPORT": PREIMPORT_STACK, "HOME": home, "WARM_POOL_SIZE": 2},
+                    wrapper=overlay_tmp)
+        try:
+            for _ in range(2):
+                res = execute(srv, STACK, policy="science", memoryLimit=MEMORY)
+                assert res["status"] == "ok", brief(res)
+            wait_pool_full(srv, 2)
+        finally:
+            stop_ok(srv)
+        assert sorted(p.name for p in (layers / "upper").iterdir()) == []
+        assert list(home.iterdir()) == []
     finally:
-        stop_ok(srv)
-    assert list(tmp.iterdir()) == []
-    assert list(home.iterdir()) == []
+        shutil.rmtree(layers)

@@ -84,8 +84,9 @@ class TestResultSchema:
         r = run("print(1)\n")
         assert set(r) == {
             "id", "status", "exitCode", "signal", "stdout", "stderr", "output",
-            "truncated", "message", "time", "memory", "limits",
+            "truncated", "message", "time", "memory", "images", "imagesTruncated", "limits",
         }
+        assert r["images"] == [] and r["imagesTruncated"] is False
         assert re.fullmatch(r"[0-9a-f]{32}", r["id"])
         assert set(r["time"]) == {"wallMs", "cpuMs"}
         for k in ("wallMs", "cpuMs"):
