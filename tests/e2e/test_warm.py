@@ -1265,6 +1265,20 @@ def test_ready_sandbox_killed(serve):
     assert w["zygoteDeaths"] == 0 and w["zygotes"] == 1
 
 
+def kill_ready_init(srv, timeout=60):
+    """SIGKILL the init of the pool's one ready sandbox; its pid. The one
+    the pool held a moment ago may be gone already (a slow machine is still
+    ending the previous run's): then look again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        (init,) = children(wait_pool_full(srv, 1, timeout=max(1, deadline - time.monotonic()))["zygotePid"])
+        try:
+            os.kill(init, signal.SIGKILL)
+            return init
+        except ProcessLookupError:
+            assert time.monotonic() < deadline, "no ready sandbox stayed long enough to be killed"
+
+
 def test_ready_sandbox_killed_right_before_take(serve):
     """Repro: WARM_POOL_SIZE=1; SIGKILL the one ready sandbox's init (the zygote's child) and POST
     {"code": "print(1)"} at once. Expected: ok (another sandbox). Got: 500 'handing the program to its
@@ -1273,9 +1287,7 @@ def test_ready_sandbox_killed_right_before_take(serve):
     srv = serve(env={"WARM_POOL_SIZE": 1})
     got = []
     for i in range(4):
-        w = wait_pool_full(srv, 1)
-        (init,) = children(w["zygotePid"])
-        os.kill(init, signal.SIGKILL)
+        init = kill_ready_init(srv)
         # A SIGKILL is pending until its target runs: on a busy machine the
         # request could reach the program first, which is then a loss while
         # the program ran (the program's verdict). The request goes once init
