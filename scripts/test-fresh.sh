@@ -158,6 +158,12 @@ enter() {
   # proxy's), without which the npm registry is out of reach.
   rm -f "$r/etc/resolv.conf"
   cp -L /etc/resolv.conf "$r/etc/resolv.conf"
+  # What Debian's installer writes and debootstrap does not: without it
+  # "localhost" does not resolve (chromedriver's clients connect to it).
+  if [[ ! -e $r/etc/hosts ]]; then
+    printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n' \
+      >"$r/etc/hosts"
+  fi
   if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
     mkdir -p "$r/usr/local/share/ca-certificates"
     cp /usr/local/share/ca-certificates/*.crt "$r/usr/local/share/ca-certificates/"
