@@ -73,8 +73,8 @@ pkgs_test=(
   redis-server
   # the scale-out test puts two instances behind a real load balancer
   haproxy
-  # the Python client's tests: pip into a venv, setuptools, mypy --strict
-  python3-venv python3-setuptools python3-mypy
+  # the Python client's tests: pip into a venv (setuptools and wheel build it offline), mypy --strict
+  python3-venv python3-setuptools python3-wheel python3-mypy
   # the playground's tests drive the page in headless Chromium
   chromium chromium-driver python3-selenium
 )
