@@ -303,11 +303,25 @@ export class PyexecClient {
         cause: err,
       });
     };
+    // The call also ends when the caller's signal or the time limit fires,
+    // whether or not the platform's fetch heeds the combined signal (some
+    // Node 18 builds let an AbortSignal.any() signal go unheard).
+    let stop: (() => void) | undefined;
+    const stopped = new Promise<never>((_, reject) => {
+      const onAbort = (): void => reject(new Error("aborted"));
+      for (const s of signals) {
+        if (s.aborted) onAbort();
+        s.addEventListener("abort", onAbort, { once: true });
+      }
+      stop = () => signals.forEach((s) => s.removeEventListener("abort", onAbort));
+    });
+    stopped.catch(() => {});
     try {
-      return await fn(signal, failed);
+      return await Promise.race([fn(signal, failed), stopped]);
     } catch (err) {
       throw failed(err);
     } finally {
+      stop?.();
       timer?.clear();
     }
   }
